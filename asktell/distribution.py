@@ -1,0 +1,87 @@
+"""The search distribution of one generation, as shipped to evaluators."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from asktell.noise import CounterNoise, NoiseTable, split_seeds
+
+__all__ = ["Distribution"]
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64, copy=True)
+    a.flags.writeable = False
+    return a
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Distribution:
+    """A frozen, picklable snapshot of a search distribution for one generation.
+
+    A candidate named by ``seed`` (see :mod:`asktell.noise`) has parameters::
+
+        x = center + sigma * sign * (factor @ eps(key))    # factor omitted when None
+
+    where ``sigma`` is a scalar or a per-parameter vector and ``factor`` an optional
+    ``(num_params, num_params)`` matrix for small full-covariance strategies.
+
+    ``context`` carries per-generation facts an evaluator must apply identically everywhere
+    (for example frozen observation-normalisation statistics); strategies leave it empty.
+
+    Each row is computed with the same per-element arithmetic whatever the batch, so a
+    candidate decodes bitwise identically alone or among others.
+    """
+
+    center: np.ndarray
+    sigma: float | np.ndarray
+    noise: NoiseTable | CounterNoise
+    generation: int = 0
+    factor: np.ndarray | None = None
+    context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "center", _readonly(self.center))
+        if np.ndim(self.sigma) == 0:
+            object.__setattr__(self, "sigma", float(self.sigma))
+        else:
+            object.__setattr__(self, "sigma", _readonly(self.sigma))
+        if self.factor is not None:
+            object.__setattr__(self, "factor", _readonly(self.factor))
+
+    @property
+    def num_params(self) -> int:
+        return int(self.center.shape[0])
+
+    def replace(self, **changes: Any) -> Distribution:
+        """A copy with some fields changed (e.g. ``context``)."""
+        return dataclasses.replace(self, **changes)
+
+    def noise_rows(self, seeds: np.ndarray) -> np.ndarray:
+        """The signed (and factor-transformed) unit perturbations, float64 ``(n, num_params)``."""
+        keys, signs = split_seeds(seeds)
+        z = self.noise.rows(keys, self.num_params).astype(np.float64)
+        if self.factor is not None:
+            # Stacked matrix-vector products: one gemv per row, so a row's arithmetic does
+            # not depend on how many rows share the call (unlike one big gemm).
+            z = np.matmul(self.factor, z[:, :, None])[:, :, 0]
+        z *= signs[:, None]
+        return z
+
+    def decode(self, seeds: np.ndarray) -> np.ndarray:
+        """Candidate parameters for ``seeds``: float64 array of shape ``(len(seeds), num_params)``."""
+        seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
+        if seeds.ndim != 1:
+            raise ValueError(f"decode() expects a 1-D array of seeds; got shape {seeds.shape}")
+        z = self.noise_rows(seeds)
+        z *= self.sigma
+        z += self.center
+        return z
+
+    def decode_one(self, seed: int) -> np.ndarray:
+        """Parameters of one candidate, ``(num_params,)``."""
+        return self.decode(np.array([seed], dtype=np.int64))[0]

@@ -1,0 +1,328 @@
+"""Common random numbers: a seed names a perturbation, any process can rebuild it.
+
+Salimans et al. 2017 ("Evolution Strategies as a Scalable Alternative to Reinforcement
+Learning") share one large block of Gaussian noise between all workers, so that a candidate
+travels as an integer offset into that block instead of as a parameter vector.
+
+Seed encoding (used by every strategy and evaluator):
+
+* a *key* ``k >= 0`` names one noise vector ``eps(k)`` of length ``dim``;
+* a *seed* is ``k`` for ``+eps(k)`` or ``~k`` (``-k - 1``) for its mirror ``-eps(k)``.
+
+The encoding is per element, so any chunk of seeds, cut anywhere, decodes the same.
+
+Two noise sources implement the same small interface:
+
+* :class:`NoiseTable`: the paper's shared table. ``eps(k) = table[k : k + dim]`` is a view,
+  so decoding draws no random numbers. The table is built once per process and cached; the
+  object pickles as ``(seed, size)`` only.
+* :class:`CounterNoise`: regenerates ``eps(k)`` from ``(seed, k)`` with numpy's counter-based
+  ``Philox`` generator: no memory, slower per candidate; for huge dims or small machines.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from asktell.errors import ConfigError
+
+__all__ = [
+    "NoiseSource",
+    "NoiseTable",
+    "CounterNoise",
+    "split_seeds",
+    "mirrored",
+    "noise_from_spec",
+    "DEFAULT_TABLE_SIZE",
+]
+
+#: 2**25 float32 standard normals (128 MiB): built in about 0.25 s on two cores, and large
+#: enough that a 1M-parameter policy still has 32M distinct offsets.
+DEFAULT_TABLE_SIZE = 1 << 25
+
+# Block size of the deterministic parallel fill. Fixed, so the table's contents never depend
+# on how many threads built it.
+_BLOCK = 1 << 22
+
+
+def split_seeds(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decode seeds into ``(keys, signs)``: ``k -> (k, +1)`` and ``~k -> (k, -1)``."""
+    seeds = np.asarray(seeds, dtype=np.int64)
+    negative = seeds < 0
+    keys = np.where(negative, ~seeds, seeds)
+    signs = np.where(negative, -1.0, 1.0)
+    return keys, signs
+
+
+def mirrored(keys: np.ndarray) -> np.ndarray:
+    """Antithetic seeds for ``keys``, interleaved: ``[k0, ~k0, k1, ~k1, ...]``.
+
+    Pairs stay adjacent, so a chunk cut at an even index never separates a pair.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    out = np.empty(2 * keys.size, dtype=np.int64)
+    out[0::2] = keys
+    out[1::2] = ~keys
+    return out
+
+
+@runtime_checkable
+class NoiseSource(Protocol):
+    """What strategies and distributions need from a noise source."""
+
+    seed: int
+
+    def check_dim(self, dim: int, name: str = "num_params") -> None:
+        """Raise :class:`ConfigError` if vectors of length ``dim`` cannot be drawn."""
+
+    def sample_keys(self, rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+        """Draw ``count`` valid keys for vectors of length ``dim``."""
+
+    def rows(self, keys: np.ndarray, dim: int) -> np.ndarray:
+        """``(len(keys), dim)`` float32 noise vectors (a new array)."""
+
+    def weighted_sum(self, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
+        """``sum_i weights[i] * eps(keys[i])`` as float64 ``(dim,)``, memory-bounded."""
+
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able description from which :func:`noise_from_spec` rebuilds this source."""
+
+
+def _chunk_rows(dim: int, budget_floats: int = 1 << 22) -> int:
+    return max(1, budget_floats // max(dim, 1))
+
+
+class _TableCache:
+    """Per-process cache of built tables; a lock makes concurrent first uses build once."""
+
+    def __init__(self, max_tables: int = 2):
+        self._tables: dict[tuple[int, int], np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._max_tables = max_tables
+
+    def get(self, seed: int, size: int) -> np.ndarray:
+        key = (seed, size)
+        table = self._tables.get(key)
+        if table is not None:
+            return table
+        with self._lock:
+            table = self._tables.get(key)
+            if table is None:
+                table = _build_table(seed, size)
+                while len(self._tables) >= self._max_tables:
+                    self._tables.pop(next(iter(self._tables)))
+                self._tables[key] = table
+            return table
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables.clear()
+
+
+def _build_table(seed: int, size: int) -> np.ndarray:
+    # One PCG64 stream per fixed-size block, spawned from the seed: the blocks can be filled
+    # in parallel threads (numpy releases the GIL while filling) and the result is identical
+    # for any number of threads.
+    table = np.empty(size, dtype=np.float32)
+    num_blocks = -(-size // _BLOCK)
+    children = np.random.SeedSequence(seed).spawn(num_blocks)
+
+    def fill(i: int) -> None:
+        block = table[i * _BLOCK : min(size, (i + 1) * _BLOCK)]
+        np.random.Generator(np.random.PCG64(children[i])).standard_normal(
+            out=block, dtype=np.float32
+        )
+
+    workers = min(num_blocks, os.cpu_count() or 1)
+    if workers <= 1:
+        for i in range(num_blocks):
+            fill(i)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(fill, range(num_blocks)))
+    table.flags.writeable = False
+    return table
+
+
+_CACHE = _TableCache()
+
+
+class NoiseTable:
+    """The paper's shared noise table: ``size`` float32 standard normals from ``seed``.
+
+    Keys are offsets in ``[0, size - dim]``; ``eps(k) = table[k : k + dim]`` is a read-only
+    view. Building happens on first use in each process and is cached, so a worker pays it
+    once, not once per generation. Pickling sends only ``(seed, size)``.
+
+    Args:
+        seed: noise seed; every process using the same ``(seed, size)`` sees the same table.
+        size: number of float32 values (4 bytes each). Must exceed ``num_params``.
+
+    Example:
+        >>> table = NoiseTable(seed=0, size=1 << 20)
+        >>> table.get(5, 3).shape
+        (3,)
+    """
+
+    kind = "table"
+
+    def __init__(self, seed: int = 0, size: int = DEFAULT_TABLE_SIZE):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"NoiseTable 'seed' must be a non-negative int; got {seed!r}")
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 2:
+            raise ConfigError(f"NoiseTable 'size' must be an int >= 2; got {size!r}")
+        self.seed = int(seed)
+        self.size = int(size)
+
+    def __repr__(self) -> str:
+        return f"NoiseTable(seed={self.seed}, size={self.size})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NoiseTable) and (self.seed, self.size) == (other.seed, other.size)
+
+    def __hash__(self) -> int:
+        return hash(("table", self.seed, self.size))
+
+    def __getstate__(self) -> dict[str, int]:
+        return {"seed": self.seed, "size": self.size}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.seed = state["seed"]
+        self.size = state["size"]
+
+    @property
+    def table(self) -> np.ndarray:
+        """The whole read-only table (built and cached on first access in this process)."""
+        return _CACHE.get(self.seed, self.size)
+
+    def num_keys(self, dim: int) -> int:
+        """How many distinct offsets exist for vectors of length ``dim``."""
+        return self.size - dim + 1
+
+    def check_dim(self, dim: int, name: str = "num_params") -> None:
+        if dim > self.size - 1:
+            raise ConfigError(
+                f"the noise table (size={self.size}) is too small for {name}={dim}: it must hold "
+                f"more than {name} values; raise noise size (e.g. {max(4 * dim, 1 << 20)}) "
+                "or use the counter-based noise"
+            )
+
+    def sample_keys(self, rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+        self.check_dim(dim)
+        # integers(low, high) excludes high: the last valid offset is size - dim.
+        return rng.integers(0, self.size - dim + 1, size=count, dtype=np.int64)
+
+    def get(self, key: int, dim: int) -> np.ndarray:
+        """``eps(key)`` as a read-only float32 view of length ``dim``."""
+        key = int(key)
+        if key < 0 or key + dim > self.size:
+            raise ConfigError(
+                f"noise key {key} is out of range for dim={dim} and table size={self.size}: "
+                f"keys must lie in [0, {self.size - dim}]"
+            )
+        return self.table[key : key + dim]
+
+    def rows(self, keys: np.ndarray, dim: int) -> np.ndarray:
+        keys = np.asarray(keys, dtype=np.int64)
+        table = self.table
+        out = np.empty((keys.size, dim), dtype=np.float32)
+        for i, k in enumerate(keys.tolist()):
+            out[i] = table[k : k + dim]
+        return out
+
+    def weighted_sum(self, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
+        weights = np.asarray(weights, dtype=np.float64)
+        keys = np.asarray(keys, dtype=np.int64)
+        table = self.table
+        total = np.zeros(dim, dtype=np.float64)
+        step = _chunk_rows(dim)
+        buf = np.empty((min(step, keys.size), dim), dtype=np.float32)
+        for start in range(0, keys.size, step):
+            chunk = keys[start : start + step].tolist()
+            block = buf[: len(chunk)]
+            for i, k in enumerate(chunk):
+                block[i] = table[k : k + dim]
+            # One matrix-vector product per chunk (BLAS), accumulated in float64.
+            total += weights[start : start + len(chunk)].astype(np.float32) @ block
+        return total
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seed": self.seed, "size": self.size}
+
+
+class CounterNoise:
+    """Counter-based noise: ``eps(k)`` regenerated from ``(seed, k)`` with ``Philox``.
+
+    Uses no memory and supports any dimension; costs one small generator set-up plus ``dim``
+    normal draws per candidate. Keys are any int in ``[0, 2**62)``; each key gets its own
+    counter block (``counter = [0, k, 0, 0]``), so two keys never share random numbers.
+
+    Args:
+        seed: the Philox key; the same ``(seed, k)`` gives the same vector in every process.
+    """
+
+    kind = "counter"
+    _MAX_KEY = 1 << 62
+
+    def __init__(self, seed: int = 0):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"CounterNoise 'seed' must be a non-negative int; got {seed!r}")
+        self.seed = int(seed)
+
+    def __repr__(self) -> str:
+        return f"CounterNoise(seed={self.seed})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CounterNoise) and self.seed == other.seed
+
+    def __hash__(self) -> int:
+        return hash(("counter", self.seed))
+
+    def check_dim(self, dim: int, name: str = "num_params") -> None:
+        if dim < 1:
+            raise ConfigError(f"'{name}' must be >= 1; got {dim}")
+
+    def sample_keys(self, rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+        return rng.integers(0, self._MAX_KEY, size=count, dtype=np.int64)
+
+    def get(self, key: int, dim: int) -> np.ndarray:
+        key = int(key)
+        if not 0 <= key < self._MAX_KEY:
+            raise ConfigError(f"noise key {key} is out of range: keys must lie in [0, 2**62)")
+        gen = np.random.Generator(np.random.Philox(key=self.seed, counter=[0, key, 0, 0]))
+        return gen.standard_normal(dim, dtype=np.float32)
+
+    def rows(self, keys: np.ndarray, dim: int) -> np.ndarray:
+        keys = np.asarray(keys, dtype=np.int64)
+        out = np.empty((keys.size, dim), dtype=np.float32)
+        for i, k in enumerate(keys.tolist()):
+            out[i] = self.get(k, dim)
+        return out
+
+    def weighted_sum(self, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
+        weights = np.asarray(weights, dtype=np.float64)
+        keys = np.asarray(keys, dtype=np.int64)
+        total = np.zeros(dim, dtype=np.float64)
+        step = _chunk_rows(dim)
+        for start in range(0, keys.size, step):
+            block = self.rows(keys[start : start + step], dim)
+            total += weights[start : start + block.shape[0]].astype(np.float32) @ block
+        return total
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seed": self.seed}
+
+
+def noise_from_spec(spec: dict[str, Any]) -> NoiseTable | CounterNoise:
+    """Rebuild a noise source from :meth:`NoiseTable.spec` / :meth:`CounterNoise.spec`."""
+    kind = spec.get("kind")
+    if kind == "table":
+        return NoiseTable(seed=int(spec["seed"]), size=int(spec["size"]))
+    if kind == "counter":
+        return CounterNoise(seed=int(spec["seed"]))
+    raise ConfigError(f"noise 'kind' must be 'table' or 'counter'; got {kind!r}")

@@ -1,0 +1,127 @@
+"""Fitness shaping: pure functions from raw returns to update weights.
+
+Every function returns float64 weights of the same length, larger for better candidates
+(returns are maximised), and exactly zero everywhere when all returns are equal, so a
+generation without information moves nothing. Ties share the average of their weights, so
+the result does not depend on the order candidates arrived in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from asktell.errors import ConfigError
+
+__all__ = [
+    "average_ranks",
+    "rank_weights",
+    "centered_ranks",
+    "z_score",
+    "nes_utilities",
+    "raw",
+    "SHAPINGS",
+    "get_shaping",
+]
+
+
+def _tie_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort order of ``x`` and, per sorted position, the start and end of its run of ties."""
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    new_run = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    starts = np.flatnonzero(new_run)
+    ends = np.r_[starts[1:], x.size]
+    run_id = np.cumsum(new_run) - 1
+    return order, starts[run_id], ends[run_id]
+
+
+def rank_weights(x: np.ndarray, by_rank: np.ndarray) -> np.ndarray:
+    """Give the element of rank ``i`` (0 = smallest) the weight ``by_rank[i]``.
+
+    Tied elements share the mean of the weights of the ranks they span, so the result does
+    not depend on the order in which tied candidates arrived.
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    order, start, end = _tie_groups(x)
+    csum = np.r_[0.0, np.cumsum(np.asarray(by_rank, dtype=np.float64))]
+    out = np.empty(x.size, dtype=np.float64)
+    out[order] = (csum[end] - csum[start]) / (end - start)
+    return out
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """0-based ranks (0 = smallest); tied values get the mean of the ranks they span."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    order, start, end = _tie_groups(x)
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = (start + end - 1) / 2.0
+    return ranks
+
+
+def _all_equal(x: np.ndarray) -> bool:
+    return x.size == 0 or bool(np.all(x == x[0]))
+
+
+def centered_ranks(returns: np.ndarray) -> np.ndarray:
+    """The paper's centred ranks: ranks scaled to ``[-0.5, 0.5]`` (Salimans et al. 2017)."""
+    r = np.asarray(returns, dtype=np.float64).reshape(-1)
+    if r.size < 2 or _all_equal(r):
+        return np.zeros(r.size)
+    return average_ranks(r) / (r.size - 1) - 0.5
+
+
+def z_score(returns: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """``(r - mean) / (std + eps)``."""
+    r = np.asarray(returns, dtype=np.float64).reshape(-1)
+    if _all_equal(r):
+        return np.zeros(r.size)
+    return (r - r.mean()) / (r.std() + eps)
+
+
+def nes_utilities(returns: np.ndarray) -> np.ndarray:
+    """NES utilities (Wierstra et al. 2014, eq. 11), summing to zero.
+
+    ``u_k = max(0, log(n/2 + 1) - log k) / sum_j max(0, log(n/2 + 1) - log j) - 1/n`` for the
+    candidate of rank ``k`` (1 = best).
+    """
+    r = np.asarray(returns, dtype=np.float64).reshape(-1)
+    n = r.size
+    if n < 2 or _all_equal(r):
+        return np.zeros(n)
+    k = np.arange(1, n + 1)
+    u = np.maximum(0.0, np.log(n / 2.0 + 1.0) - np.log(k))
+    u = u / u.sum() - 1.0 / n
+    # u is indexed best-first; rank_weights indexes smallest-first.
+    return rank_weights(r, u[::-1])
+
+
+def raw(returns: np.ndarray) -> np.ndarray:
+    """The returns themselves, centred (mean subtracted) so equal returns give zero."""
+    r = np.asarray(returns, dtype=np.float64).reshape(-1)
+    if _all_equal(r):
+        return np.zeros(r.size)
+    return r - r.mean()
+
+
+SHAPINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "centered_ranks": centered_ranks,
+    "z_score": z_score,
+    "nes_utilities": nes_utilities,
+    "raw": raw,
+}
+
+
+def get_shaping(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Look a shaping function up by name, with a did-you-mean on typos."""
+    try:
+        return SHAPINGS[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, SHAPINGS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"unknown fitness shaping {name!r}{hint} (known: {', '.join(SHAPINGS)})"
+        ) from None

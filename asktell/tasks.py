@@ -1,0 +1,123 @@
+"""Tasks: what is optimised. ``FunctionTask`` wraps a black-box function.
+
+Gymnasium tasks live in :mod:`asktell.gym` (imported only when used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from asktell.distribution import Distribution
+from asktell.errors import ConfigError, ReturnsError
+from asktell.functions import FUNCTIONS
+from asktell.protocol import TaskResult
+
+__all__ = ["FunctionTask", "NamedFunction"]
+
+
+class NamedFunction:
+    """A standard test function by name, optionally shifted: ``f(x - shift)``. Picklable.
+
+    Args:
+        name: one of :data:`asktell.functions.FUNCTIONS` (sphere, ellipsoid, rosenbrock, ...).
+        shift: the optimum is moved to ``shift`` (a scalar applied to every coordinate).
+    """
+
+    def __init__(self, name: str, shift: float = 0.0):
+        if name not in FUNCTIONS:
+            import difflib
+
+            close = difflib.get_close_matches(name, FUNCTIONS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown function {name!r}{hint} (known: {', '.join(sorted(FUNCTIONS))})"
+            )
+        self.name = name
+        self.shift = float(shift)
+
+    def __call__(self, X: np.ndarray):
+        X = np.asarray(X, dtype=np.float64)
+        return FUNCTIONS[self.name](X - self.shift if self.shift else X)
+
+    def __repr__(self) -> str:
+        return f"NamedFunction({self.name!r}, shift={self.shift})"
+
+
+class FunctionTask:
+    """A black-box function as a task. Returns are maximised, so a loss is negated.
+
+    Args:
+        f: ``f(x) -> float`` for one parameter vector, or with ``vectorized=True``
+            ``f(X) -> (n,)`` for a batch of rows. Must be picklable (a module-level function or
+            a callable object) to travel to Dask workers.
+        vectorized: call ``f`` once per batch instead of once per candidate.
+        minimize: ``f`` is a loss; the task returns ``-f(x)``.
+        num_params: the expected parameter count, checked against the distribution.
+
+    Example:
+        >>> import numpy as np
+        >>> task = FunctionTask(lambda x: -float(np.sum(x**2)))
+        >>> task.evaluate(np.ones((2, 3)), np.array([0, ~0]), None).returns
+        array([-3., -3.])
+    """
+
+    def __init__(
+        self,
+        f: Callable[[np.ndarray], Any],
+        *,
+        vectorized: bool = False,
+        minimize: bool = False,
+        num_params: int | None = None,
+    ):
+        if not callable(f):
+            raise ConfigError(f"FunctionTask 'f' must be callable; got {type(f).__name__}")
+        self.f = f
+        self.vectorized = bool(vectorized)
+        self.minimize = bool(minimize)
+        self.num_params = num_params
+
+    @classmethod
+    def named(cls, name: str, *, num_params: int | None = None, shift: float = 0.0) -> FunctionTask:
+        """A standard test function (as a loss, so returns are ``-f``), e.g. ``"rastrigin"``."""
+        return cls(NamedFunction(name, shift), vectorized=True, minimize=True, num_params=num_params)
+
+    def __repr__(self) -> str:
+        return (
+            f"FunctionTask({self.f!r}, vectorized={self.vectorized}, minimize={self.minimize})"
+        )
+
+    def evaluate(
+        self, params: np.ndarray, seeds: np.ndarray, distribution: Distribution | None
+    ) -> TaskResult:
+        params = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        n = params.shape[0]
+        if self.num_params is not None and params.shape[1] != self.num_params:
+            raise ConfigError(
+                f"FunctionTask expects num_params={self.num_params}; got candidates with "
+                f"{params.shape[1]} parameters"
+            )
+        if self.vectorized:
+            values = np.asarray(self.f(params), dtype=np.float64).reshape(-1)
+            if values.shape != (n,):
+                raise ReturnsError(
+                    f"vectorized function returned {values.size} values for {n} candidates"
+                )
+        else:
+            values = np.empty(n, dtype=np.float64)
+            for i in range(n):
+                values[i] = float(self.f(params[i]))
+        if self.minimize:
+            values = -values
+        return TaskResult(returns=values, steps=np.ones(n, dtype=np.int64))
+
+
+def _register() -> None:
+    from asktell.registry import TASKS
+
+    TASKS.register("function")(FunctionTask)
+
+
+_register()

@@ -1,0 +1,1 @@
+"""Conformance suites that every registered strategy and evaluator must pass."""

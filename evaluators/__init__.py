@@ -1,0 +1,10 @@
+"""Evaluators turn seeds into returns wherever the compute is.
+
+Importing this package registers the built-in evaluators in
+:data:`asktell.registry.EVALUATORS`. Back-ends with optional dependencies (Dask, Gymnasium
+vector environments) import those dependencies only when constructed.
+"""
+
+from .serial import SerialEvaluator
+
+__all__ = ["SerialEvaluator"]

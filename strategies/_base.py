@@ -1,0 +1,285 @@
+"""What every strategy shares: argument checks, the ask/tell state machine, returns
+validation, the non-finite policy and the state_dict plumbing.
+
+A strategy subclasses :class:`BaseStrategy` and implements three hooks:
+
+* ``_sample(count)``: the seeds of one generation (int64);
+* ``_update(seeds, returns)``: learn from finite returns, return metrics (may raise only
+  before it mutates anything);
+* ``_make_distribution()``: the current :class:`~asktell.distribution.Distribution`;
+
+plus ``_state()`` / ``_load_state()`` for whatever it adds to the common state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from asktell.distribution import Distribution
+from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
+from asktell.protocol import as_returns
+from asktell.noise import DEFAULT_TABLE_SIZE, CounterNoise, NoiseTable
+
+__all__ = ["BaseStrategy", "check_int", "check_positive", "NONFINITE_POLICIES"]
+
+NONFINITE_POLICIES = ("worst", "raise")
+
+
+def check_int(owner: str, name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{owner} '{name}' must be an int >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{owner} '{name}' must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def check_positive(owner: str, name: str, value: Any, allow_zero: bool = False) -> float:
+    rule = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{owner} '{name}' must be a finite number {rule}; got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (v < 0 if allow_zero else v <= 0):
+        raise ConfigError(f"{owner} '{name}' must be a finite number {rule}; got {value!r}")
+    return v
+
+
+class BaseStrategy:
+    """Shared machinery of every asktell strategy.
+
+    Args:
+        num_params: dimension of the search space.
+        population_size: candidates per generation.
+        seed: seed of the strategy's own generator (which noise keys it asks for).
+        x0: initial centre (default zeros).
+        noise: a :class:`~asktell.noise.NoiseTable` (default: seed 0, 2**25 floats) or
+            :class:`~asktell.noise.CounterNoise`.
+        nonfinite: what ``tell`` does with NaN/inf returns: ``"worst"`` ranks them below every
+            finite return of the generation (a failed candidate is never ranked best);
+            ``"raise"`` raises :class:`~asktell.errors.ReturnsError` naming the candidates.
+    """
+
+    #: Registry key; also the ``kind`` in run configs.
+    name: ClassVar[str] = ""
+    #: Capabilities that the conformance suite reads instead of branching on names.
+    #: ``antithetic``: seeds come in mirrored pairs (needs an even population when on).
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: The smallest population the method can work with.
+    min_population_size: ClassVar[int] = 2
+
+    def __init__(
+        self,
+        num_params: int,
+        population_size: int,
+        *,
+        seed: int = 0,
+        x0: Any = None,
+        noise: NoiseTable | CounterNoise | None = None,
+        nonfinite: str = "worst",
+    ):
+        owner = type(self).__name__
+        self.num_params = check_int(owner, "num_params", num_params, 1)
+        self.population_size = check_int(
+            owner, "population_size", population_size, self.min_population_size
+        )
+        self.seed = check_int(owner, "seed", seed, 0)
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ConfigError(
+                f"{owner} 'nonfinite' must be one of {NONFINITE_POLICIES}; got {nonfinite!r}"
+            )
+        self.nonfinite = nonfinite
+        self.noise = noise if noise is not None else NoiseTable(0, DEFAULT_TABLE_SIZE)
+        if not isinstance(self.noise, (NoiseTable, CounterNoise)):
+            raise ConfigError(
+                f"{owner} 'noise' must be a NoiseTable or CounterNoise; got {type(noise).__name__}"
+            )
+        self.noise.check_dim(self.num_params)
+        if x0 is None:
+            center = np.zeros(self.num_params)
+        else:
+            center = np.array(x0, dtype=np.float64).reshape(-1)
+            if center.shape != (self.num_params,):
+                raise ConfigError(
+                    f"{owner} 'x0' must have num_params={self.num_params} values; "
+                    f"got shape {np.shape(x0)}"
+                )
+            if not np.all(np.isfinite(center)):
+                raise ConfigError(f"{owner} 'x0' must be finite; got non-finite values")
+        self._center = center
+        self.rng = np.random.default_rng(self.seed)
+        self.generation = 0
+        self._pending: np.ndarray | None = None
+        self._dist_cache: Distribution | None = None
+
+    # ------------------------------------------------------------------ hooks
+    def _sample(self, count: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _make_distribution(self) -> Distribution:
+        return Distribution(self._center, self.sigma, self.noise, self.generation)
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def center(self) -> np.ndarray:
+        """The current solution (mean of the search distribution), a copy."""
+        return self._center.copy()
+
+    @property
+    def distribution(self) -> Distribution:
+        """The search distribution of the current generation (frozen, picklable)."""
+        if self._dist_cache is None or self._dist_cache.generation != self.generation:
+            self._dist_cache = self._make_distribution()
+        return self._dist_cache
+
+    @property
+    def pending(self) -> bool:
+        """Whether seeds have been asked and not yet told."""
+        return self._pending is not None
+
+    def _changed(self) -> None:
+        self._dist_cache = None
+
+    def ask(self) -> np.ndarray:
+        """The seeds of this generation, int64 of shape ``(population_size,)``.
+
+        Asking again before ``tell`` returns the same seeds (so a crashed evaluation can be
+        retried without changing the run).
+        """
+        if self._pending is None:
+            seeds = np.asarray(self._sample(self.population_size), dtype=np.int64)
+            if seeds.shape != (self.population_size,):
+                raise RuntimeError(
+                    f"{type(self).__name__}._sample returned shape {seeds.shape}; "
+                    f"expected ({self.population_size},)"
+                )
+            self._pending = seeds
+        return self._pending.copy()
+
+    def tell(self, returns: Any) -> dict[str, Any]:
+        """Learn from one return per asked seed (same order). Returns a dict of metrics.
+
+        Accepts a sequence, a 1-D array, or an :class:`~asktell.protocol.Evaluation`.
+        Raises :class:`~asktell.errors.AskTellOrderError` without an outstanding ``ask`` and
+        :class:`~asktell.errors.ReturnsError` for a wrong count, shape or type; in both
+        cases the strategy is unchanged.
+        """
+        if self._pending is None:
+            what = "before ask()" if self.generation == 0 else "twice for one ask()"
+            raise AskTellOrderError(
+                f"tell() called {what} (generation {self.generation}); call ask() first"
+            )
+        r = as_returns(returns, expected=self._pending.size, generation=self.generation)
+        finite = np.isfinite(r)
+        num_bad = int(r.size - finite.sum())
+        if num_bad:
+            if self.nonfinite == "raise":
+                bad = np.flatnonzero(~finite)
+                shown = ", ".join(
+                    f"#{i} (seed {int(self._pending[i])}): {r[i]}" for i in bad[:10]
+                )
+                more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+                raise ReturnsError(
+                    f"tell() got {num_bad} non-finite returns in generation {self.generation}: "
+                    f"{shown}{more}; pass nonfinite='worst' to rank them last instead"
+                )
+            r = rank_nonfinite_worst(r, finite)
+        metrics = dict(self._update(self._pending, r) or {})
+        self._pending = None
+        self.generation += 1
+        self._changed()
+        fin = r[finite] if num_bad else r
+        metrics.update(
+            generation=self.generation,
+            num_nonfinite=num_bad,
+            return_mean=float(fin.mean()) if fin.size else float("nan"),
+            return_std=float(fin.std()) if fin.size else float("nan"),
+            return_max=float(fin.max()) if fin.size else float("nan"),
+            return_min=float(fin.min()) if fin.size else float("nan"),
+        )
+        return metrics
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, as arrays and scalars (strings for RNG state)."""
+        state: dict[str, Any] = {
+            "kind": self.name,
+            "num_params": self.num_params,
+            "population_size": self.population_size,
+            "generation": self.generation,
+            "center": self._center.copy(),
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "pending": (
+                self._pending.copy() if self._pending is not None else np.zeros(0, np.int64)
+            ),
+            "has_pending": self._pending is not None,
+            "noise": json.dumps(self.noise.spec()),
+        }
+        for key, value in self._state().items():
+            state[key] = value
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`; the strategy then continues exactly as the saved one."""
+        for field, mine in (
+            ("kind", self.name),
+            ("num_params", self.num_params),
+            ("population_size", self.population_size),
+        ):
+            theirs = state.get(field)
+            if isinstance(theirs, np.ndarray):
+                theirs = theirs.item()
+            if theirs != mine:
+                raise CheckpointError(
+                    f"state_dict does not match this {type(self).__name__}: {field} is "
+                    f"{theirs!r} in the state and {mine!r} here"
+                )
+        noise = json.loads(str(state["noise"]))
+        if noise != self.noise.spec():
+            raise CheckpointError(
+                f"state_dict was saved with noise {noise} but this strategy uses "
+                f"{self.noise.spec()}"
+            )
+        self.generation = int(state["generation"])
+        self._center = np.array(state["center"], dtype=np.float64)
+        self.rng.bit_generator.state = json.loads(str(state["rng"]))
+        has_pending = bool(state["has_pending"])
+        self._pending = np.array(state["pending"], dtype=np.int64) if has_pending else None
+        self._load_state(state)
+        self._changed()
+
+    @staticmethod
+    def _prefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
+        return {f"{prefix}.{k}": v for k, v in state.items()}
+
+    @staticmethod
+    def _unprefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
+        p = prefix + "."
+        return {k[len(p) :]: v for k, v in state.items() if k.startswith(p)}
+
+
+def rank_nonfinite_worst(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """Replace non-finite returns by a value strictly below every finite one.
+
+    With no finite return at all, every candidate gets the same value, so rank-based and
+    centred shapings give an exact zero update.
+    """
+    r = returns.copy()
+    if not finite.any():
+        r[:] = 0.0
+        return r
+    lo, hi = float(r[finite].min()), float(r[finite].max())
+    gap = max(hi - lo, abs(lo) * 1e-6, 1e-6)
+    r[~finite] = lo - gap
+    return r

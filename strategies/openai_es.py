@@ -1,0 +1,139 @@
+"""OpenAI-ES: Salimans, Ho, Chen, Sidor & Sutskever 2017, "Evolution Strategies as a
+Scalable Alternative to Reinforcement Learning" (arXiv:1703.03864).
+
+An isotropic Gaussian of fixed ``sigma`` around the centre. Each generation asks
+``population_size / 2`` antithetic pairs from the shared noise table, shapes the returns
+into centred ranks, and estimates the gradient of the expected return as::
+
+    g = 1 / (n * sigma) * sum_i w_i * eps_i  -  weight_decay * center
+
+assembled as one (chunked) matrix-vector product of the weights with the noise rows; mirror
+pairs are folded first (``(w+ - w-) eps``), halving the rows read. The centre then takes an
+optimiser step (Adam by default, as in the paper).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
+from asktell.optim import Optimizer, make_optimizer
+from asktell.registry import STRATEGIES
+from asktell.shaping import get_shaping
+from asktell.errors import ConfigError
+
+from ._base import BaseStrategy, check_positive
+
+__all__ = ["OpenAIES", "fold_weights"]
+
+
+def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Combine per-seed weights into per-key coefficients: ``sum_i w_i sign_i`` per key.
+
+    A mirrored pair ``(k, ~k)`` reads ``eps(k)`` once with weight ``w(k) - w(~k)``.
+    """
+    keys, signs = split_seeds(seeds)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    coef = np.bincount(inverse, weights=weights * signs, minlength=unique.size)
+    return unique, coef
+
+
+@STRATEGIES.register("openai_es")
+class OpenAIES(BaseStrategy):
+    """OpenAI-ES (Salimans et al. 2017): fixed-sigma Gaussian, antithetic pairs, centred
+    ranks, Adam. The workhorse for neural-network policies with many parameters.
+
+    Args:
+        num_params: dimension of the search space.
+        population_size: candidates per generation (even when ``antithetic``).
+        sigma: standard deviation of the perturbations (> 0).
+        learning_rate: optimiser step size (> 0).
+        seed: seed of the strategy's generator.
+        x0: initial centre (default zeros).
+        optimizer: ``"adam"`` (default), ``"sgd"``, ``"momentum"``, ``"clipup"`` or an
+            :class:`~asktell.optim.Optimizer` instance.
+        optimizer_options: extra keyword arguments for the optimiser (e.g. ``beta1``).
+        weight_decay: L2 coefficient subtracted from the gradient (paper: 0.005 on MuJoCo).
+        antithetic: mirrored pairs (``eps``, ``-eps``); the paper's default.
+        shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"nes_utilities"``, ``"raw"``.
+        noise: noise source (default: the shared noise table).
+        nonfinite: ``"worst"`` or ``"raise"``; see :class:`BaseStrategy`.
+
+    Example:
+        >>> import numpy as np
+        >>> es = OpenAIES(num_params=3, population_size=8, sigma=0.1, learning_rate=0.05)
+        >>> for _ in range(5):
+        ...     X = es.distribution.decode(es.ask())
+        ...     _ = es.tell(-np.sum((X - 1.0) ** 2, axis=1))
+        >>> es.generation
+        5
+    """
+
+    name = "openai_es"
+    capabilities = frozenset({"antithetic"})
+
+    def __init__(
+        self,
+        num_params: int,
+        population_size: int = 64,
+        sigma: float = 0.02,
+        learning_rate: float = 0.01,
+        *,
+        seed: int = 0,
+        x0: Any = None,
+        optimizer: str | Optimizer = "adam",
+        optimizer_options: dict[str, Any] | None = None,
+        weight_decay: float = 0.0,
+        antithetic: bool = True,
+        shaping: str = "centered_ranks",
+        noise: NoiseTable | CounterNoise | None = None,
+        nonfinite: str = "worst",
+    ):
+        super().__init__(
+            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
+        )
+        self.sigma = check_positive("OpenAIES", "sigma", sigma)
+        self.learning_rate = check_positive("OpenAIES", "learning_rate", learning_rate)
+        self.weight_decay = check_positive("OpenAIES", "weight_decay", weight_decay, True)
+        self.antithetic = bool(antithetic)
+        if self.antithetic and self.population_size % 2:
+            raise ConfigError(
+                f"OpenAIES 'population_size' must be even with antithetic sampling; "
+                f"got {population_size}"
+            )
+        self.shaping = shaping
+        self._shape = get_shaping(shaping)
+        self.optimizer = make_optimizer(
+            optimizer, self.num_params, self.learning_rate, **(optimizer_options or {})
+        )
+
+    def _sample(self, count: int) -> np.ndarray:
+        if self.antithetic:
+            return mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))
+        return self.noise.sample_keys(self.rng, count, self.num_params)
+
+    def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
+        weights = self._shape(returns)
+        keys, coef = fold_weights(seeds, weights)
+        grad = self.noise.weighted_sum(coef, keys, self.num_params)
+        grad *= 1.0 / (returns.size * self.sigma)
+        if self.weight_decay:
+            grad -= self.weight_decay * self._center
+        update = self.optimizer.step(grad)
+        self._center = self._center + update
+        center_norm = float(np.linalg.norm(self._center))
+        update_norm = float(np.linalg.norm(update))
+        return {
+            "grad_norm": float(np.linalg.norm(grad)),
+            "update_norm": update_norm,
+            "update_ratio": update_norm / center_norm if center_norm > 0 else float("inf"),
+            "center_norm": center_norm,
+        }
+
+    def _state(self) -> dict[str, Any]:
+        return self._prefixed("optimizer", self.optimizer.state_dict())
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(self._unprefixed("optimizer", state))
