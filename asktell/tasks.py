@@ -6,16 +6,19 @@ Gymnasium tasks live in :mod:`asktell.gym` (imported only when used).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from pydantic import Field
+
+from asktell.config_base import StrictModel
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, ReturnsError
 from asktell.functions import FUNCTIONS
 from asktell.protocol import TaskResult
 
-__all__ = ["FunctionTask", "NamedFunction"]
+__all__ = ["FunctionTask", "FunctionTaskConfig", "NamedFunction"]
 
 
 class NamedFunction:
@@ -112,6 +115,23 @@ class FunctionTask:
         if self.minimize:
             values = -values
         return TaskResult(returns=values, steps=np.ones(n, dtype=np.int64))
+
+
+class FunctionTaskConfig(StrictModel):
+    """Run-file settings of a standard test function (``kind = "function"``)."""
+
+    kind: Literal["function"] = "function"
+    name: Literal["sphere", "ellipsoid", "rosenbrock", "rastrigin", "ackley"] = Field(
+        "sphere", description="Which standard function to minimise."
+    )
+    num_params: int = Field(10, ge=1, description="Dimension of the search space.")
+    shift: float = Field(0.0, description="Moves the optimum to this value in every coordinate.")
+
+    def build(self) -> FunctionTask:
+        return FunctionTask.named(self.name, num_params=self.num_params, shift=self.shift)
+
+
+FunctionTask.config_class = FunctionTaskConfig  # type: ignore[attr-defined]
 
 
 def _register() -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import Literal
+
+from pydantic import Field
+
+from asktell.config_base import StrictModel
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError
 from asktell.protocol import Evaluation, Task
@@ -11,7 +16,22 @@ from asktell.registry import EVALUATORS
 
 from ._common import assemble, check_failure_policy, evaluate_chunk
 
-__all__ = ["SerialEvaluator"]
+__all__ = ["SerialEvaluator", "SerialEvaluatorConfig"]
+
+
+class SerialEvaluatorConfig(StrictModel):
+    """Run-file settings of :class:`SerialEvaluator` (``kind = "serial"``)."""
+
+    kind: Literal["serial"] = "serial"
+    on_failure: Literal["raise", "mark"] = Field(
+        "raise",
+        description="A candidate whose evaluation raises: stop the run naming it, or mark it "
+        "failed (NaN return, ranked worst by the strategy) and go on.",
+    )
+    retries: int = Field(0, ge=0, description="Extra attempts for a candidate that raised.")
+
+    def build(self, task: Task) -> "SerialEvaluator":
+        return SerialEvaluator(task, on_failure=self.on_failure, retries=self.retries)
 
 
 @EVALUATORS.register("serial")
@@ -38,6 +58,7 @@ class SerialEvaluator:
 
     #: Capabilities the evaluator conformance suite reads.
     capabilities = frozenset({"bitwise_serial"})
+    config_class = SerialEvaluatorConfig
 
     def __init__(self, task: Task, *, on_failure: str = "raise", retries: int = 0):
         self.task = task

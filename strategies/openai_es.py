@@ -18,6 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from asktell.config_base import StrictModel
 from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
 from asktell.optim import Optimizer, make_optimizer
 from asktell.registry import STRATEGIES
@@ -26,7 +31,7 @@ from asktell.errors import ConfigError
 
 from ._base import BaseStrategy, check_positive
 
-__all__ = ["OpenAIES", "fold_weights"]
+__all__ = ["OpenAIES", "OpenAIESConfig", "fold_weights"]
 
 
 def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +43,44 @@ def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
     unique, inverse = np.unique(keys, return_inverse=True)
     coef = np.bincount(inverse, weights=weights * signs, minlength=unique.size)
     return unique, coef
+
+
+class OpenAIESConfig(StrictModel):
+    """Run-file settings of :class:`OpenAIES` (``kind = "openai_es"``)."""
+
+    kind: Literal["openai_es"] = "openai_es"
+    population_size: int = Field(64, ge=2, description="Candidates per generation (even when antithetic).")
+    sigma: float = Field(0.02, gt=0, description="Standard deviation of the parameter perturbations.")
+    learning_rate: float = Field(0.01, gt=0, description="Step size of the optimiser.")
+    optimizer: Literal["adam", "sgd", "momentum", "clipup"] = Field(
+        "adam", description="Optimiser of the centre (the paper uses Adam)."
+    )
+    optimizer_options: dict[str, float] = Field(
+        default_factory=dict,
+        description="Extra optimiser settings, e.g. {beta1 = 0.9} for Adam or {momentum = 0.9}.",
+    )
+    weight_decay: float = Field(
+        0.0, ge=0, description="L2 coefficient subtracted from the gradient (paper: 0.005 on MuJoCo)."
+    )
+    antithetic: bool = Field(True, description="Sample mirrored pairs (eps, -eps).")
+    shaping: Literal["centered_ranks", "z_score", "nes_utilities", "raw"] = Field(
+        "centered_ranks", description="Fitness shaping of the returns."
+    )
+    nonfinite: Literal["worst", "raise"] = Field(
+        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
+    )
+
+    @model_validator(mode="after")
+    def _even_population(self) -> "OpenAIESConfig":
+        if self.antithetic and self.population_size % 2:
+            raise ValueError(
+                f"population_size must be even with antithetic sampling; got {self.population_size}"
+            )
+        return self
+
+    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "OpenAIES":
+        options = self.model_dump(exclude={"kind"})
+        return OpenAIES(num_params=num_params, seed=seed, noise=noise, x0=x0, **options)
 
 
 @STRATEGIES.register("openai_es")
@@ -73,6 +116,7 @@ class OpenAIES(BaseStrategy):
 
     name = "openai_es"
     capabilities = frozenset({"antithetic"})
+    config_class = OpenAIESConfig
 
     def __init__(
         self,
