@@ -55,7 +55,24 @@ class TaskResult:
 
 @runtime_checkable
 class Task(Protocol):
-    """The thing being optimised. Picklable, so it can travel to workers."""
+    """The thing being optimised. Picklable, so it can travel to workers.
+
+    Required: ``evaluate`` and a ``num_params`` attribute (``None`` when the task accepts any
+    dimension). Optional hooks, used by the runner when present (a task without them is
+    stateless):
+
+    * ``context() -> dict``: per-generation facts every evaluator must apply identically
+      (e.g. frozen observation-normalisation statistics, the current episode step cap); the
+      runner stores them in ``Distribution.context`` before evaluating.
+    * ``observe(evaluation) -> None``: fold an evaluation's statistics (``obs_stats``,
+      episode lengths) into the task's running state, in the runner's process only.
+    * ``evaluate_center(distribution, episodes) -> np.ndarray``: returns of the noise-free
+      centre, one per episode, for periodic evaluation.
+    * ``state_dict() -> dict`` / ``load_state_dict(state)``: arrays and scalars, for
+      checkpoints.
+    """
+
+    num_params: int | None
 
     def evaluate(
         self, params: np.ndarray, seeds: np.ndarray, distribution: Distribution

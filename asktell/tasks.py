@@ -116,6 +116,12 @@ class FunctionTask:
             values = -values
         return TaskResult(returns=values, steps=np.ones(n, dtype=np.int64))
 
+    def evaluate_center(self, distribution: Distribution, episodes: int = 1) -> np.ndarray:
+        """The return at the centre (a function is deterministic: one value per episode)."""
+        center = distribution.center[None]
+        value = self.evaluate(center, np.zeros(1, dtype=np.int64), distribution).returns[0]
+        return np.full(max(int(episodes), 1), value)
+
 
 class FunctionTaskConfig(StrictModel):
     """Run-file settings of a standard test function (``kind = "function"``)."""
