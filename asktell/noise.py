@@ -229,13 +229,18 @@ class NoiseTable:
 
     def windows(self, dim: int) -> np.ndarray:
         """All ``eps(k)`` at once: a read-only ``(size - dim + 1, dim)`` strided view (no copy)."""
+        cached = getattr(self, "_windows", None)
+        if cached is not None and cached.shape[1] == dim:
+            return cached
         table = self.table
-        return np.lib.stride_tricks.as_strided(
+        view = np.lib.stride_tricks.as_strided(
             table,
             shape=(self.size - dim + 1, dim),
             strides=(table.strides[0], table.strides[0]),
             writeable=False,
         )
+        self._windows = view  # not pickled: __getstate__ sends (seed, size) only
+        return view
 
     def _checked(self, keys: np.ndarray, dim: int) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64).reshape(-1)

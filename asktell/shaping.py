@@ -56,6 +56,12 @@ def rank_weights(x: np.ndarray, by_rank: np.ndarray) -> np.ndarray:
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """0-based ranks (0 = smallest); tied values get the mean of the ranks they span."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    if np.all(sorted_x[1:] != sorted_x[:-1]):  # no ties: the common case, one scatter
+        ranks = np.empty(x.size, dtype=np.float64)
+        ranks[order] = np.arange(x.size, dtype=np.float64)
+        return ranks
     order, start, end = _tie_groups(x)
     ranks = np.empty(x.size, dtype=np.float64)
     ranks[order] = (start + end - 1) / 2.0
