@@ -12,7 +12,7 @@ from typing import Any
 
 from asktell._extras import require
 from asktell.errors import ConfigError
-from asktell.runner import read_log
+from asktell.runlog import read_log
 
 __all__ = ["plot_runs"]
 

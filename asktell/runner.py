@@ -35,21 +35,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import math
 import os
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from asktell import config as _config
 from asktell._files import atomic_write_bytes, fsync_dir
+from asktell._interrupts import DeferredInterrupts
 from asktell._progress import Display, make_display
 from asktell.checkpoint import (
     checkpoint_name,
@@ -59,61 +57,13 @@ from asktell.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from asktell.config import Built, RunConfig, config_from_dict, diff_protected, load_config
+from asktell.config import Built, config_from_dict, diff_protected, load_config
 from asktell.errors import CheckpointError, ConfigError
+from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, jsonable, read_log
 
 __all__ = ["run", "resume", "RunResult", "Runner", "read_log", "TIMING_FIELDS", "LOG_FIELDS"]
 
 CONFIG_FILE = "config.toml"
-LOG_FILE = "log.jsonl"
-
-#: Fields of a log row that measure time and so differ between otherwise identical runs.
-TIMING_FIELDS = frozenset(
-    {
-        "seconds_ask",
-        "seconds_evaluate",
-        "seconds_tell",
-        "seconds_center",
-        "seconds_checkpoint",
-        "seconds_generation",
-        "wall_seconds",
-        "time",
-    }
-)
-
-#: What each log row holds (strategy metrics such as grad_norm come from ``tell``).
-LOG_FIELDS = {
-    "generation": "generations completed",
-    "env_steps": "environment steps used by candidates so far (function calls for functions)",
-    "episodes": "episodes run by candidates so far (candidates, for function tasks)",
-    "generation_steps": "environment steps of this generation",
-    "generation_episodes": "episodes of this generation",
-    "episode_length_mean": "mean episode length this generation",
-    "return_mean": "mean return of the population (finite returns)",
-    "return_std": "standard deviation of the population's returns",
-    "return_max": "best return of the population",
-    "return_min": "worst finite return of the population",
-    "best_return": "best population return so far",
-    "center_return_mean": "mean return of the noise-free centre (evaluation generations only)",
-    "center_return_std": "standard deviation over the centre's episodes",
-    "center_rank": "fraction of the population the centre beats",
-    "grad_norm": "norm of the estimated gradient",
-    "update_norm": "norm of the centre's update",
-    "update_ratio": "update norm / centre norm",
-    "center_norm": "norm of the centre",
-    "fraction_truncated": "fraction of episodes ended by the step cap",
-    "num_failed": "candidates whose evaluation raised",
-    "num_nonfinite": "candidates with NaN/inf returns (ranked worst)",
-    "obs_count": "observations gathered this generation for normalisation",
-    "seconds_ask": "time in ask()",
-    "seconds_evaluate": "time evaluating candidates",
-    "seconds_tell": "time in tell() and task.observe()",
-    "seconds_center": "time evaluating the centre",
-    "seconds_generation": "time of the whole generation",
-    "wall_seconds": "wall time of the run so far (summed over resumes)",
-    "time": "Unix time the row was written",
-}
-
 
 @dataclasses.dataclass
 class RunResult:
@@ -144,61 +94,12 @@ class RunResult:
     checkpoint: Path | None
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf; null reads as "undefined" in every tool
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    return value
-
-
-class _Interrupts:
-    """Defers SIGINT while the run's state is being changed, so it is never half-updated."""
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.pending = False
-        self._previous: Any = None
-        self._installed = False
-
-    def __enter__(self) -> _Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
-            self._installed = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.depth:
-            self.pending = True
-        else:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def critical(self) -> Iterator[None]:
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-        if not self.depth and self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-
 class Runner:
     """One run's loop. Use :func:`run` / :func:`resume` unless you need the pieces."""
 
     def __init__(
         self,
-        config: RunConfig,
+        config: Any,
         run_dir: Path,
         built: Built,
         *,
@@ -353,7 +254,7 @@ class Runner:
         )
         self.display.start(self.fraction_done(), title)
         log = self._open_log()
-        interrupts = _Interrupts()
+        interrupts = DeferredInterrupts()
         try:
             with interrupts:
                 try:
@@ -382,7 +283,7 @@ class Runner:
             checkpoint=self.last_checkpoint,
         )
 
-    def _generation(self, log: Any, interrupts: _Interrupts) -> str | None:
+    def _generation(self, log: Any, interrupts: DeferredInterrupts) -> str | None:
         """One ask -> evaluate -> tell step; returns why to stop, or None."""
         strategy, task = self.built.strategy, self.built.task
         out = self.config.output
@@ -418,7 +319,7 @@ class Runner:
                 wall_seconds=self._wall(),
                 time=time.time(),
             )
-            row = {k: _jsonable(v) for k, v in row.items()}
+            row = {k: jsonable(v) for k, v in row.items()}
             log.write((json.dumps(row, allow_nan=False) + "\n").encode("utf-8"))
             log.flush()
             self.log_bytes = log.tell()
@@ -432,7 +333,7 @@ class Runner:
             reason = "stopped by callback"
         return reason
 
-    def _on_interrupt(self, log: Any, interrupts: _Interrupts) -> None:
+    def _on_interrupt(self, log: Any, interrupts: DeferredInterrupts) -> None:
         if not self._consistent:
             self.display.message(
                 "interrupted mid-generation; the previous checkpoint is untouched; "
@@ -495,12 +396,12 @@ class Runner:
 
 
 # --------------------------------------------------------------------------- entry points
-def _as_config(config: RunConfig | dict | str | os.PathLike, overrides: list[str]) -> RunConfig:
+def _as_config(config: Any, overrides: list[str]) -> Any:
     if isinstance(config, (str, os.PathLike)):
         return load_config(config, overrides)
     if isinstance(config, dict):
         return config_from_dict(config, overrides)
-    if isinstance(config, RunConfig):
+    if isinstance(config, _config.RunConfig):
         if overrides:
             return config_from_dict(config.model_dump(mode="json"), overrides)
         return config
@@ -509,7 +410,7 @@ def _as_config(config: RunConfig | dict | str | os.PathLike, overrides: list[str
     )
 
 
-def _default_run_dir(config: RunConfig) -> Path:
+def _default_run_dir(config: Any) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path("runs") / f"{config.strategy.kind}-{config.task.kind}-{stamp}"
     path, i = base, 1
@@ -519,12 +420,12 @@ def _default_run_dir(config: RunConfig) -> Path:
     return path
 
 
-def _write_config(run_dir: Path, config: RunConfig) -> None:
+def _write_config(run_dir: Path, config: Any) -> None:
     atomic_write_bytes(run_dir / CONFIG_FILE, config.to_toml().encode("utf-8"))
 
 
 def run(
-    config: RunConfig | dict | str | os.PathLike,
+    config: Any,
     *,
     out: str | os.PathLike | None = None,
     overrides: list[str] = (),
@@ -602,21 +503,3 @@ def resume(
         discard_newer(run_dir, ckpt.path)  # a resumed run rewrites the generations after it
         _write_config(run_dir, cfg)
         return runner.run()
-
-
-def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a run's ``log.jsonl`` (a torn last line from a crash is skipped)."""
-    path = Path(run_dir) / LOG_FILE
-    if not path.is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a run directory: it has no {LOG_FILE}")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
