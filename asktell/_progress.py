@@ -118,8 +118,10 @@ class _Stats:
     def __init__(self) -> None:
         self.text = "waiting for the first generation"
 
-    def __rich__(self) -> str:
-        return self.text
+    def __rich__(self) -> Any:
+        from rich.text import Text
+
+        return Text(self.text)  # plain text: no markup parsing of the numbers
 
 
 class RichDisplay(Display):

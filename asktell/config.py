@@ -278,7 +278,10 @@ def _make_run_config() -> type:
         )
         budget: BudgetConfig = Field(description="Stopping rules: whichever comes first.")
         seed: int = Field(
-            0, ge=0, description="Run seed: the strategy's sampling and the task's episodes."
+            0,
+            ge=0,
+            description="Run seed: the strategy's sampling and the task's episodes (a "
+            "plugin section with a `seed` of its own inherits this one unless it sets it).",
         )
         output: OutputConfig = Field(
             default_factory=OutputConfig, description="Run directory, checkpoints, logging."
@@ -286,6 +289,14 @@ def _make_run_config() -> type:
 
         @model_validator(mode="after")
         def _cross_section_rules(self) -> RunConfig:
+            """A plugin config with its own `seed` field inherits the run `seed` unless it is
+            set explicitly; a plugin config's `check_run(run)` checks rules across sections."""
+            for section in ("strategy", "evaluator", "task"):
+                part = getattr(self, section)
+                if "seed" in type(part).model_fields and "seed" not in part.model_fields_set:
+                    # a copy (a caller's config object is never mutated), stored without
+                    # re-running this validator
+                    self.__dict__[section] = part.model_copy(update={"seed": self.seed})
             # A plugin config may check rules that span sections (an evaluator that needs a
             # Gymnasium task, say) by defining ``check_run(run_config)``.
             for section in ("strategy", "evaluator", "task"):

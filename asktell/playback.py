@@ -1,13 +1,18 @@
-"""Evaluate a saved run's centre, and render it to a video (``asktell eval``).
+"""Evaluate a saved run's centre, and film it (``asktell eval``).
 
-Video needs a task that can render an episode: the optional task hook
+Video: one episode of the centre is rendered frame by frame into a :class:`FrameSink`
+(MP4 through ``imageio-ffmpeg`` when installed, otherwise a GIF, said clearly). A task can be
+filmed in two ways:
 
-``render_episode(distribution, *, seed) -> dict``
+* it has the optional hook ``render_episode(distribution, sink) -> float``, which sets
+  ``sink.fps``, calls ``sink.add(frame)`` for each ``HxWx3`` uint8 frame and returns the
+  episode's return; or
+* it is a Gymnasium task with ``env_kwargs``, ``make_env()`` and ``evaluate_center``: its
+  environment is rebuilt with ``render_mode="rgb_array"`` and every frame of one centre
+  episode is recorded.
 
-returns ``{"frames": [HxWx3 uint8 arrays], "return": float, "steps": int, "fps": float}``
-(Gymnasium tasks implement it with ``render_mode="rgb_array"``). MuJoCo renders headless
-through ``MUJOCO_GL=egl`` or ``osmesa``; :func:`choose_gl_backend` picks one that exists
-before MuJoCo is first imported.
+MuJoCo renders headless through ``MUJOCO_GL=egl`` or ``osmesa``; :func:`choose_gl_backend`
+picks one that exists before MuJoCo is first imported.
 """
 
 from __future__ import annotations
@@ -15,16 +20,18 @@ from __future__ import annotations
 import ctypes.util
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from asktell._extras import require
 from asktell.checkpoint import load_checkpoint
 from asktell.config import config_from_dict
 from asktell.errors import AsktellError, ConfigError, MissingDependencyError
 
-__all__ = ["EvalReport", "evaluate_run", "choose_gl_backend", "write_video"]
+__all__ = ["EvalReport", "FrameSink", "RenderError", "evaluate_run", "choose_gl_backend", "write_video"]
 
 
 class RenderError(AsktellError, RuntimeError):
@@ -69,6 +76,9 @@ def choose_gl_backend() -> str | None:
     EGL (GPU or Mesa) first, then OSMesa (software); ``None`` when neither library exists.
     An explicit ``MUJOCO_GL`` is always respected.
     """
+    if not os.environ.get("DISPLAY"):
+        # pygame (classic-control frames) needs no window for rgb_array; say so to SDL
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     if os.environ.get("MUJOCO_GL"):
         return os.environ["MUJOCO_GL"]
     for backend, library in (("egl", "EGL"), ("osmesa", "OSMesa")):
@@ -132,73 +142,172 @@ def evaluate_run(
     returns = np.asarray(task.evaluate_center(dist, episodes), dtype=np.float64).reshape(-1)
     report = EvalReport(run_dir, ckpt.generation, which, returns)
     if video is not None:
-        render = getattr(task, "render_episode", None)
-        if render is None:
-            raise RenderError(
-                f"--video needs a task that renders episodes (a Gymnasium task); this run's "
-                f"task is {ckpt.config['task']['kind']!r}, which has no frames to show"
-            )
-        try:
-            episode = render(dist, seed=0)
-        except MissingDependencyError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - rendering back-ends fail in many ways
+        report.video, report.video_note = _film(task, dist, Path(video), ckpt.config["task"]["kind"])
+    return report
+
+
+def _film(task: Any, dist: Any, path: Path, kind: str) -> tuple[Path, str | None]:
+    hook = getattr(task, "render_episode", None)
+    generic = all(hasattr(task, a) for a in ("make_env", "env_kwargs", "evaluate_center"))
+    if hook is None and not generic:
+        raise RenderError(
+            f"--video needs a task that renders episodes (a Gymnasium task); this run's "
+            f"task is {kind!r}, which has no frames to show"
+        )
+    sink = FrameSink(path)
+    try:
+        if hook is not None:
+            hook(dist, sink)
+        else:
+            _film_gym_task(task, dist, sink)
+    except (MissingDependencyError, RenderError):
+        sink.abort()
+        raise
+    except Exception as exc:  # noqa: BLE001 - rendering back-ends fail in many ways
+        sink.abort()
+        if type(exc).__name__ == "DependencyNotInstalled":  # gymnasium.error, e.g. pygame
+            raise MissingDependencyError(
+                f"rendering this environment needs a package that is not installed ({exc}); "
+                'install the video extra: pip install "asktell[video]"'
+            ) from exc
+        hint = ""
+        if "mujoco" in sys.modules:
             backend = os.environ.get("MUJOCO_GL")
             hint = (
                 f" (MUJOCO_GL={backend})"
                 if backend
-                else " (no headless rendering backend found: install EGL (libegl1) or OSMesa "
-                "(libosmesa6), or set MUJOCO_GL)"
+                else " (no headless rendering backend found: install EGL (libegl1) or "
+                "OSMesa (libosmesa6), or set MUJOCO_GL)"
             )
-            raise RenderError(f"rendering an episode failed{hint}: {exc}") from exc
-        frames = episode["frames"]
-        if not frames:
-            raise RenderError("the task rendered no frames")
-        report.video, report.video_note = write_video(video, frames, episode.get("fps") or 30)
-    return report
+        raise RenderError(f"rendering an episode failed{hint}: {exc}") from exc
+    return sink.close()
 
 
-def write_video(
-    path: str | os.PathLike, frames: list[np.ndarray], fps: float = 30
-) -> tuple[Path, str | None]:
-    """Write frames to ``path``; returns the path written and a note when it had to differ.
+def _film_gym_task(task: Any, dist: Any, sink: FrameSink) -> None:
+    """Record one centre episode by rebuilding the task's environment in rgb_array mode."""
+    gym = require("gymnasium", "asktell eval --video")
 
-    ``.gif`` is written with Pillow; other formats (``.mp4``) need ``imageio`` with
-    ``imageio-ffmpeg``, and without them a ``.gif`` is written instead, with a note saying so.
+    class Recorder(gym.Wrapper):
+        def reset(self, **kwargs: Any) -> Any:
+            out = self.env.reset(**kwargs)
+            sink.add(self.env.render())
+            return out
+
+        def step(self, action: Any) -> Any:
+            out = self.env.step(action)
+            sink.add(self.env.render())
+            return out
+
+    original_kwargs = task.env_kwargs
+    original_make = task.make_env
+
+    def make_env() -> Any:
+        env = original_make()
+        sink.fps = float(env.metadata.get("render_fps") or sink.fps)
+        return Recorder(env)
+
+    if hasattr(task, "close"):
+        task.close()  # drop an environment built without rendering
+    task.env_kwargs = {**dict(original_kwargs or {}), "render_mode": "rgb_array"}
+    task.make_env = make_env
+    try:
+        task.evaluate_center(dist, 1)
+    finally:
+        del task.make_env
+        task.env_kwargs = original_kwargs
+        if hasattr(task, "close"):
+            task.close()
+
+
+class FrameSink:
+    """Receives frames one at a time and writes a video: MP4 (or any format imageio's ffmpeg
+    plugin writes) streamed to disk when ``imageio-ffmpeg`` is installed, otherwise a GIF next
+    to the requested path (frames reduced to at most ``gif_side`` pixels and 256 colours, so
+    a 1000-step episode stays small in memory).
+
+    Attributes:
+        fps: frames per second; set it before the first :meth:`add`.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = [np.asarray(f, dtype=np.uint8) for f in frames]
-    if path.suffix.lower() != ".gif":
-        try:
-            import imageio.v2 as imageio
-            import imageio_ffmpeg  # noqa: F401 - the plugin imageio needs for mp4
 
-            imageio.mimwrite(path, frames, fps=fps, macro_block_size=1)
-            return path, None
-        except ImportError:
-            gif = path.with_suffix(".gif")
-            _write_gif(gif, frames, fps)
-            return gif, (
-                f"could not write {path.name}: mp4 needs imageio and imageio-ffmpeg "
-                f'(pip install "asktell[video]"); wrote {gif} (GIF) instead'
-            )
-    _write_gif(path, frames, fps)
-    return path, None
+    def __init__(self, path: str | os.PathLike, fps: float = 30.0, gif_side: int = 320):
+        self.path = Path(path)
+        self.fps = float(fps)
+        self.gif_side = gif_side
+        self.count = 0
+        self._writer: Any = None
+        self._gif: list[Any] | None = None
+        self.note: str | None = None
+        self.written = self.path
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.suffix.lower() != ".gif":
+            try:
+                import imageio.v2 as imageio
+                import imageio_ffmpeg  # noqa: F401 - the plugin imageio needs for mp4
+
+                self._writer = imageio.get_writer(self.path, fps=self.fps, macro_block_size=1)
+                return
+            except ImportError:
+                self.written = self.path.with_suffix(".gif")
+                self.note = (
+                    f"could not write {self.path.name}: mp4 needs imageio and imageio-ffmpeg "
+                    f'(pip install "asktell[video]"); wrote {self.written} (GIF) instead'
+                )
+        self._gif = []
+
+    def add(self, frame: Any) -> None:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] not in (3, 4):
+            raise RenderError(f"a frame must be an HxWx3 image; got shape {frame.shape}")
+        frame = np.ascontiguousarray(frame[:, :, :3], dtype=np.uint8)
+        if self.count == 0:
+            self._open()
+        self.count += 1
+        if self._writer is not None:
+            self._writer.append_data(frame)
+            return
+        image = _pil().fromarray(frame)
+        if max(image.size) > self.gif_side:
+            scale = self.gif_side / max(image.size)
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        self._gif.append(image.quantize(colors=256))
+
+    def close(self) -> tuple[Path, str | None]:
+        """Finish the file; returns the path written and a note if it differs from the request."""
+        if self.count == 0:
+            raise RenderError("the task rendered no frames")
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            first, rest = self._gif[0], self._gif[1:]
+            duration = max(int(round(1000 / self.fps)), 20)  # browsers floor GIF delays at 20 ms
+            first.save(self.written, save_all=True, append_images=rest, duration=duration, loop=0)
+        return self.written, self.note
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:  # noqa: BLE001 - the file is incomplete anyway
+                pass
 
 
-def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
+def _pil() -> Any:
     try:
         from PIL import Image
     except ImportError:
         raise MissingDependencyError(
             'writing a GIF needs Pillow; install it with: pip install "asktell[video]"'
         ) from None
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(
-        path,
-        save_all=True,
-        append_images=images[1:],
-        duration=max(int(round(1000 / fps)), 10),
-        loop=0,
-    )
+    return Image
+
+
+def write_video(
+    path: str | os.PathLike, frames: list[np.ndarray], fps: float = 30
+) -> tuple[Path, str | None]:
+    """Write a list of frames; returns the path written and a note when it had to differ."""
+    sink = FrameSink(path, fps)
+    for frame in frames:
+        sink.add(frame)
+    return sink.close()

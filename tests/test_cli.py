@@ -232,6 +232,15 @@ def test_cartpole_run_plot_eval_from_the_example(tmp_path):
 
 
 @needs_gym
+def test_an_unknown_gymnasium_id_is_rejected_before_anything_starts(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", CARTPOLE, "--set", "task.env_id=CartPol-v1", "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "CartPol-v1" in result.output and "CartPole" in result.output
+    assert not out.exists()
+
+
+@needs_gym
 def test_cartpole_resume_is_bitwise_identical(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = ["--set", "budget.generations=4", "--set", "output.checkpoint_every=1"]

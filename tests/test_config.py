@@ -7,6 +7,7 @@ import json
 from typing import Literal
 
 import pytest
+from pydantic import Field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -295,15 +296,46 @@ class _PickyTask:
     config_class = _PickyTaskConfig
 
 
+class _SeededTaskConfig(StrictModel):
+    """A task config with a seed of its own (as Gymnasium tasks have)."""
+
+    kind: Literal["seeded_test_task"] = "seeded_test_task"
+    seed: int = Field(0, ge=0)
+
+    def build(self):
+        from asktell.tasks import FunctionTask
+
+        return FunctionTask.named("sphere", num_params=2)
+
+
+class _SeededTask:
+    config_class = _SeededTaskConfig
+
+
 @pytest.fixture
 def extra_plugins():
     STRATEGIES.register("echo_test_es")(_EchoStrategy)
     TASKS.register("picky_test_task")(_PickyTask)
+    TASKS.register("seeded_test_task")(_SeededTask)
     config_module.refresh()
     yield config_module.RunConfig
     del STRATEGIES._items["echo_test_es"]
     del TASKS._items["picky_test_task"]
+    del TASKS._items["seeded_test_task"]
     config_module.refresh()
+
+
+def test_a_task_seed_inherits_the_run_seed_unless_set(extra_plugins, tmp_path):
+    inherit = config_module.config_from_dict(
+        {**BASE, "seed": 7, "task": {"kind": "seeded_test_task"}}
+    )
+    assert inherit.task.seed == 7
+    explicit = config_module.config_from_dict(
+        {**BASE, "seed": 7, "task": {"kind": "seeded_test_task", "seed": 3}}
+    )
+    assert explicit.task.seed == 3
+    path = write(tmp_path, "resolved.toml", inherit.to_toml())
+    assert config_module.load_config(path) == inherit
 
 
 def test_a_registered_plugin_becomes_a_valid_kind(extra_plugins):
@@ -348,8 +380,10 @@ def test_a_plugin_whose_kind_disagrees_with_its_name_is_reported():
 
 @pytest.mark.skipif("gym" not in TASKS, reason="the Gymnasium task (kind 'gym') is not registered yet")
 def test_an_unknown_gymnasium_id_lists_the_closest_ids():
-    with pytest.raises(ConfigError, match=r"task\..*CartPole-v1"):
-        config_from_dict({**BASE, "task": {"kind": "gym", "env_id": "CartPol-v1"}})
+    # Rejected at load if the task config checks it, else when the run is built (which
+    # `asktell run` does before it creates anything): either way a ConfigError naming the id.
+    with pytest.raises(ConfigError, match=r"CartPol-v1.*CartPole"):
+        config_from_dict({**BASE, "task": {"kind": "gym", "env_id": "CartPol-v1"}}).build()
 
 
 # ----------------------------------------------------------------------------- resume rules
