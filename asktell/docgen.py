@@ -73,6 +73,8 @@ def _type_name(annotation: Any) -> str:
         return f"table of {_type_name(args[1])}" if args else "table"
     if origin is typing.Annotated:
         return _type_name(get_args(annotation)[0])
+    if annotation is Any:
+        return "any value"
     names = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "table"}
     if annotation in names:
         return names[annotation]
@@ -103,9 +105,9 @@ def _rules(field: Any) -> str:
         if isinstance(item, annotated_types.MultipleOf):
             out.append(f"multiple of {item.multiple_of}")
         if isinstance(item, annotated_types.MinLen):
-            out.append(f"at least {item.min_length} items")
+            out.append(f"length >= {item.min_length}")
         if isinstance(item, annotated_types.MaxLen):
-            out.append(f"at most {item.max_length} items")
+            out.append(f"length <= {item.max_length}")
     return ", ".join(out)
 
 

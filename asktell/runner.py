@@ -65,6 +65,7 @@ __all__ = ["run", "resume", "RunResult", "Runner", "read_log", "TIMING_FIELDS", 
 
 CONFIG_FILE = "config.toml"
 
+
 @dataclasses.dataclass
 class RunResult:
     """What a run ended with.
@@ -113,7 +114,6 @@ class Runner:
         self.display = display or make_display(config.output.log_format)
         self.env_steps = 0
         self.episodes = 0
-        self.wall_seconds = 0.0
         self.best_return: float | None = None
         self.center_return: float | None = None
         self.best_center_return: float | None = None
