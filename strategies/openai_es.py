@@ -76,6 +76,7 @@ class OpenAIESConfig(StrictModel):
 
     @model_validator(mode="after")
     def _even_population(self) -> "OpenAIESConfig":
+        """With `antithetic = true`, `population_size` must be even (mirrored pairs)."""
         if self.antithetic and self.population_size % 2:
             raise ValueError(
                 f"population_size must be even with antithetic sampling; got {self.population_size}"

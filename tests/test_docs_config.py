@@ -1,0 +1,40 @@
+"""The configuration reference is generated from the models (so it cannot drift), and the
+code in the run/CLI pages runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from asktell.docgen import DEFAULT_PATH, render
+from asktell.runlog import LOG_FIELDS
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["cli.md", "tutorial.md"]
+
+
+def test_configuration_reference_is_up_to_date():
+    assert DEFAULT_PATH == ROOT / "docs" / "configuration.md"
+    assert DEFAULT_PATH.read_text(encoding="utf-8") == render(), (
+        "docs/configuration.md is stale; regenerate it with: python -m asktell.docgen"
+    )
+
+
+def test_every_log_field_is_documented():
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    for field in LOG_FIELDS:
+        assert f"| `{field}` |" in text, field
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_python_blocks_run(page, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.chdir(ROOT)
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, f"{page} has no python example"
+    namespace: dict = {"__name__": f"docs_{page}"}
+    for block in blocks:
+        exec(compile(block, f"docs/{page}", "exec"), namespace)  # noqa: S102 - our own docs
