@@ -60,3 +60,18 @@ def test_namespace_maps_root_folders():
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "asktell.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "asktell" in out.stdout
+
+
+def _commands_in_readme() -> list[str]:
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    readme = _commands_in_readme()
+    assert len(readme) == 2, "the README must show exactly two commands"
+    assert ci == readme[1] and "pytest" in ci
+    assert "asktell run examples/" in readme[0]
