@@ -70,19 +70,23 @@ def signed_rows(
 def fold_by_key(
     seeds: np.ndarray, signed: np.ndarray, unsigned: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-key coefficients: ``sum_i signed_i * sign_i`` and ``sum_i unsigned_i`` per key.
+    """Keys and coefficients for weighted sums over the seeds' noise rows.
 
-    A mirrored pair ``(k, ~k)`` reads ``eps(k)`` once. ``unsigned`` serves terms even in
-    the noise (``eps**2``), where the sign drops out.
+    Returns ``(keys, a, b)`` with ``sum_i signed_i * sign_i * eps(key_i) == sum_j a_j eps(keys_j)``
+    and ``sum_i unsigned_i * eps(key_i)**2 == sum_j b_j eps(keys_j)**2``. Interleaved mirrored
+    pairs ``(k, ~k)`` (what the strategies ask) are folded, so each pair's row is read once;
+    a key that appears twice otherwise simply appears twice, which the sums handle the same.
+    ``unsigned`` serves terms even in the noise (``eps**2``), where the sign drops out.
     """
+    seeds = np.asarray(seeds, dtype=np.int64)
+    signed = np.asarray(signed, dtype=np.float64)
+    unsigned = np.zeros(seeds.size) if unsigned is None else np.asarray(unsigned, np.float64)
+    if seeds.size and seeds.size % 2 == 0 and np.array_equal(seeds[1::2], ~seeds[0::2]):
+        first = seeds[0::2]
+        if np.all(first >= 0):
+            return first, signed[0::2] - signed[1::2], unsigned[0::2] + unsigned[1::2]
     keys, signs = split_seeds(seeds)
-    unique, inverse = np.unique(keys, return_inverse=True)
-    a = np.bincount(inverse, weights=np.asarray(signed, np.float64) * signs, minlength=unique.size)
-    if unsigned is None:
-        b = np.zeros(unique.size)
-    else:
-        b = np.bincount(inverse, weights=np.asarray(unsigned, np.float64), minlength=unique.size)
-    return unique, a, b
+    return keys, signed * signs, unsigned
 
 
 def noise_moments(

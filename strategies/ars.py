@@ -59,6 +59,7 @@ class ARSConfig(StrictModel):
 
     @model_validator(mode="after")
     def _top_fits(self) -> "ARSConfig":
+        """`top_directions` must be at most `num_directions`."""
         if self.top_directions is not None and self.top_directions > self.num_directions:
             raise ValueError(
                 f"top_directions must be <= num_directions={self.num_directions}; "

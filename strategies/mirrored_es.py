@@ -77,6 +77,17 @@ class MirroredESConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "MirroredESConfig":
+        """`sequential = true` needs `variant = "comma"`, and then `num_offspring` must be even
+        and a multiple of `population_size`; without it, `num_offspring` must be unset and
+        `population_size` must be even (mirrored pairs)."""
+        if self.sequential:
+            lam = 4 if self.num_offspring is None else self.num_offspring
+            batch = 1 if self.population_size is None else self.population_size
+            if lam % 2 or lam % batch:
+                raise ValueError(
+                    f"num_offspring must be even and a multiple of population_size={batch} "
+                    f"with sequential selection; got {lam}"
+                )
         if self.sequential and self.variant != "comma":
             raise ValueError(f"sequential selection needs variant='comma'; got {self.variant!r}")
         if not self.sequential and self.num_offspring is not None:

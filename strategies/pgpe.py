@@ -74,6 +74,7 @@ class PGPEConfig(StrictModel):
 
     @model_validator(mode="after")
     def _even_population(self) -> "PGPEConfig":
+        """`population_size` must be even (symmetric pairs)."""
         if self.population_size % 2:
             raise ValueError(
                 "population_size must be even (PGPE samples symmetric pairs); "
