@@ -3,6 +3,7 @@
 * :func:`default_population_size`: the ``4 + floor(3 ln d)`` rule of NES and CMA-ES.
 * :func:`signed_rows`: the standard-normal vectors ``s = sign * eps(key)`` behind seeds.
 * :func:`noise_moments`: ``sum_j a_j eps_j`` and ``sum_j b_j eps_j**2`` in bounded memory.
+* :func:`row_sq_norms`: ``|eps_j|**2`` per key, in bounded memory.
 * :func:`check_matrix_fits`: the memory rule of the full-covariance strategies.
 * :func:`expm_sym`: the matrix exponential of a symmetric matrix (xNES's exponential map).
 """
@@ -22,6 +23,7 @@ __all__ = [
     "resolve_population_size",
     "signed_rows",
     "noise_moments",
+    "row_sq_norms",
     "fold_by_key",
     "check_matrix_fits",
     "max_dim_for_bytes",
@@ -112,6 +114,19 @@ def noise_moments(
         rows *= rows
         second += np.asarray(b[start : start + step], np.float64) @ rows
     return first, second
+
+
+def row_sq_norms(
+    noise: NoiseTable | CounterNoise, keys: np.ndarray, dim: int, budget_floats: int = 1 << 22
+) -> np.ndarray:
+    """``|eps(k)|**2`` per key, float64, reading rows in bounded-memory chunks."""
+    keys = np.asarray(keys, dtype=np.int64)
+    out = np.empty(keys.size)
+    step = max(1, budget_floats // max(dim, 1))
+    for start in range(0, keys.size, step):
+        rows = noise.rows(keys[start : start + step], dim).astype(np.float64)
+        out[start : start + rows.shape[0]] = np.einsum("ij,ij->i", rows, rows)
+    return out
 
 
 def max_dim_for_bytes(max_bytes: int) -> int:

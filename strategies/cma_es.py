@@ -228,7 +228,8 @@ class CMAES(BaseStrategy):
         p, d = self.params, self.num_params
         w_all, w_pos = cma_rank_weights(returns, p.weights)
         z = signed_rows(self.noise, seeds, d)
-        y = z @ (self.B * self.D).T  # y_k = B D z_k, the step that was evaluated
+        # y_k = B D z_k, the step that was evaluated (B D: this generation's factor).
+        y = z @ self.distribution.factor.T
         y_w, z_w = w_pos @ y, w_pos @ z
         center = self._center + self.sigma * y_w
         # C^{-1/2} y = B D^-1 B^T B D z = B z (with the factor the candidates were drawn from).
@@ -247,7 +248,12 @@ class CMAES(BaseStrategy):
         w_cov = np.where(w_all < 0, w_all * d / np.maximum(np.sum(z * z, axis=1), 1e-300), w_all)
         delta_h = (1 - h_sigma) * p.c_c * (2 - p.c_c)
         decay = 1 + p.c_1 * delta_h - p.c_1 - p.c_mu * float(w_all.sum())
-        C = decay * self.C + p.c_1 * np.outer(pc, pc) + p.c_mu * ((y.T * w_cov) @ y)
+        # Rank-one and rank-mu updates as one product: rows y_k weighted c_mu w_k, and p_c
+        # weighted c_1 (one pass over the d x d matrix instead of three).
+        rows = np.vstack([y, pc])
+        coef = np.append(p.c_mu * w_cov, p.c_1)
+        C = self.C * decay
+        C += (rows.T * coef) @ rows
         # Bound one generation's change of sigma to a factor e (a guard against overflow
         # after a degenerate generation; inactive in normal operation).
         sigma = self.sigma * math.exp(min(1.0, p.c_sigma / p.d_sigma * (ps_norm / p.chi_n - 1)))

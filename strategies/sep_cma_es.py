@@ -22,11 +22,11 @@ from pydantic import Field
 
 from asktell.config_base import StrictModel
 from asktell.distribution import Distribution
-from asktell.noise import CounterNoise, NoiseTable
+from asktell.noise import CounterNoise, NoiseTable, split_seeds
 from asktell.registry import STRATEGIES
 
 from ._base import BaseStrategy, check_positive
-from ._common import resolve_population_size, signed_rows
+from ._common import noise_moments, resolve_population_size, row_sq_norms
 from .cma_es import cma_parameters, cma_rank_weights
 
 __all__ = ["SepCMAES", "SepCMAESConfig"]
@@ -119,9 +119,17 @@ class SepCMAES(BaseStrategy):
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         p, d = self.params, self.num_params
         w_all, w_pos = cma_rank_weights(returns, p.weights)
-        z = signed_rows(self.noise, seeds, d)
-        y = z * np.sqrt(self.C)
-        y_w, z_w = w_pos @ y, w_pos @ z
+        keys, signs = split_seeds(seeds)
+        # Only weighted sums of z and z**2 are needed (y = sqrt(C) z), so the noise rows are
+        # read in bounded-memory chunks and never held for the whole population.
+        w_cov = w_all
+        if np.any(w_all < 0):
+            # Negative weights are rescaled by d / |C^{-1/2} y|^2 = d / |z|^2.
+            norms = row_sq_norms(self.noise, keys, d)
+            w_cov = np.where(w_all < 0, w_all * d / np.maximum(norms, 1e-300), w_all)
+        z_w, zz_w = noise_moments(self.noise, keys, w_pos * signs, w_cov, d)
+        sd = np.sqrt(self.C)
+        y_w = sd * z_w
         center = self._center + self.sigma * y_w
         ps = (1 - p.c_sigma) * self.path_sigma + math.sqrt(
             p.c_sigma * (2 - p.c_sigma) * p.mu_eff
@@ -134,10 +142,9 @@ class SepCMAES(BaseStrategy):
         pc = (1 - p.c_c) * self.path_c + h_sigma * math.sqrt(
             p.c_c * (2 - p.c_c) * p.mu_eff
         ) * y_w
-        w_cov = np.where(w_all < 0, w_all * d / np.maximum(np.sum(z * z, axis=1), 1e-300), w_all)
         delta_h = (1 - h_sigma) * p.c_c * (2 - p.c_c)
         decay = 1 + p.c_1 * delta_h - p.c_1 - p.c_mu * float(w_all.sum())
-        C = decay * self.C + p.c_1 * pc * pc + p.c_mu * (w_cov @ (y * y))
+        C = decay * self.C + p.c_1 * pc * pc + p.c_mu * self.C * zz_w
         # Keep the diagonal positive and bounded away from zero relative to its largest entry.
         C = np.maximum(C, max(float(C.max()), 1e-300) * 1e-20)
         sigma = self.sigma * math.exp(min(1.0, p.c_sigma / p.d_sigma * (ps_norm / p.chi_n - 1)))
