@@ -226,6 +226,9 @@ class MirroredES(BaseStrategy):
         return Distribution(self._center, self.sigma, self.noise, self.generation)
 
     def tell(self, returns: Any) -> dict[str, Any]:
+        """As :meth:`BaseStrategy.tell`. The comma variant's metrics add ``sigma`` and
+        ``concluded`` (whether the told offspring ended an iteration); the gradient
+        variant's add ``grad_norm`` and ``update_norm``."""
         # Remember which returns were finite: a failed candidate must never count as better
         # than the parent, whatever value the non-finite policy ranks it at.
         self._batch_finite = None

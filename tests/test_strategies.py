@@ -378,3 +378,46 @@ def test_large_dimension_strategies_accept_counter_noise():
         es.tell(-np.abs(es.distribution.decode(es.ask())).sum(axis=1))
         assert np.all(np.isfinite(es.center))
 
+
+
+@pytest.mark.parametrize("module", ["nes", "mirrored_es", "pgpe", "ars", "cma_es", "sep_cma_es"])
+def test_docstring_examples_run(module):
+    import doctest
+
+    mod = importlib.import_module(f"asktell.strategies.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+RUNNER_STRATEGIES = [
+    {"kind": "snes", "sigma": 0.5},
+    {"kind": "xnes", "sigma": 0.5},
+    {"kind": "cma_es", "sigma": 0.5},
+    {"kind": "sep_cma_es", "sigma": 0.5},
+    {"kind": "mirrored_es", "sigma": 0.5},
+    {"kind": "mirrored_es", "sigma": 0.5, "sequential": True},
+    {"kind": "mirrored_es", "sigma": 0.1, "variant": "gradient"},
+    {"kind": "pgpe", "population_size": 8},
+    {"kind": "ars", "num_directions": 4, "top_directions": 2},
+]
+
+
+@pytest.mark.parametrize("strategy", RUNNER_STRATEGIES, ids=lambda s: "-".join(map(str, s.values())))
+def test_runner_checkpoints_and_resumes_each_strategy_exactly(strategy, tmp_path):
+    from asktell.runner import resume, run
+
+    def config(generations):
+        return {
+            "seed": 3,
+            "strategy": strategy,
+            "task": {"kind": "function", "name": "rosenbrock", "num_params": 4},
+            "noise": {"size": 4096},
+            "budget": {"generations": generations},
+            "output": {"log_format": "none", "checkpoint_every": 2},
+        }
+
+    straight = run(config(9), out=tmp_path / "straight")
+    run(config(5), out=tmp_path / "resumed")
+    resumed = resume(tmp_path / "resumed", overrides=["budget.generations=9"])
+    assert resumed.generation == straight.generation == 9
+    assert resumed.center.tobytes() == straight.center.tobytes()
