@@ -6,5 +6,6 @@ vector environments) import those dependencies only when constructed.
 """
 
 from .serial import SerialEvaluator
+from .vector import VectorEnvEvaluator, VectorEnvEvaluatorConfig
 
-__all__ = ["SerialEvaluator"]
+__all__ = ["SerialEvaluator", "VectorEnvEvaluator", "VectorEnvEvaluatorConfig"]

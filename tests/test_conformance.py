@@ -24,8 +24,15 @@ def _serial(task, **options):
 
 # How the suite builds each evaluator; evaluators needing a server get a fixture-backed
 # factory here. Every registered evaluator must appear (see the test below).
+def _vector(task, **options):
+    # FunctionTask has no environments: the vector evaluator evaluates it in-process like
+    # the serial one (Gym equivalence is tested in tests/test_gym_vector.py).
+    return EVALUATORS.get("vector")(task, num_envs=4, **options)
+
+
 EVALUATOR_FACTORIES = {
     "serial": _serial,
+    "vector": _vector,
 }
 
 
