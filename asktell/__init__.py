@@ -45,4 +45,32 @@ __all__ = [
     "Task",
     "TaskResult",
     "minimize",
+    # loaded on first use (they import every registered plugin): see __getattr__
+    "RunConfig",
+    "RunResult",
+    "load_config",
+    "run",
+    "resume",
 ]
+
+_LAZY = {
+    "RunConfig": "asktell.config",
+    "load_config": "asktell.config",
+    "RunResult": "asktell.runner",
+    "run": "asktell.runner",
+    "resume": "asktell.runner",
+}
+
+
+def __getattr__(name: str):
+    # The run-config layer assembles its unions from every registered plugin, so importing
+    # it eagerly here would import every plugin (and let a plugin that imports
+    # asktell.config recurse). Load it when first asked for.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asktell' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

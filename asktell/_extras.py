@@ -18,6 +18,10 @@ EXTRA_FOR_MODULE: dict[str, str] = {
     "dask": "dask",
     "distributed": "dask",
     "matplotlib": "plot",
+    "imageio": "video",
+    "imageio_ffmpeg": "video",
+    "PIL": "video",
+    "pygame": "video",
 }
 
 

@@ -1,29 +1,205 @@
-"""The ``asktell`` command (a minimal entry point; the full CLI grows in asktell.cli)."""
+"""The ``asktell`` command: run, resume, eval, plot, list, schema, check.
+
+Every command validates its input completely before it starts anything; errors print the
+field path, the rule and the value, and exit with status 2 (bad input) or 1 (a failure while
+running). Ctrl-C exits with status 130 after leaving a resumable run directory.
+"""
 
 from __future__ import annotations
 
-import argparse
+import json
+import re
 import sys
+from typing import Any
+
+import click
 
 from asktell._version import __version__
+from asktell.errors import AsktellError, CheckpointError, ConfigError, MissingDependencyError
+
+__all__ = ["main", "cli"]
+
+_SET_HELP = "Override a setting, KEY=VALUE with a dotted key (repeatable): --set strategy.sigma=0.05"
+
+
+def _fail(exc: BaseException) -> None:
+    click.echo(f"error: {exc}", err=True)
+    code = 2 if isinstance(exc, (ConfigError, CheckpointError, MissingDependencyError)) else 1
+    sys.exit(code)
+
+
+def _one_line(obj: Any) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    if not doc:
+        return ""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    m = re.search(r"(?<!\bet al)(?<!\be\.g)(?<!\bi\.e)\.(\s|$)", paragraph)
+    sentence = paragraph[: m.start() + 1] if m else paragraph
+    return sentence if len(sentence) <= 100 else sentence[:97] + "..."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="asktell")
+def cli() -> None:
+    """Evolution strategies that scale: ask for seeds, tell returns, evaluate anywhere.
+
+    Start with `asktell run examples/cartpole.toml`, then `asktell plot runs/<dir> -o
+    curve.png` and `asktell eval runs/<dir> --video cartpole.mp4`.
+    """
+
+
+def _run_guarded(fn: Any, run_dir_hint: str | None) -> Any:
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        where = f" {run_dir_hint}" if run_dir_hint else " <run directory>"
+        click.echo(f"\ninterrupted; continue with: asktell resume{where}", err=True)
+        sys.exit(130)
+    except AsktellError as exc:
+        _fail(exc)
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: output.dir, else runs/<strategy>-<task>-<time>).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "rich", "plain", "json", "none"]),
+    help="Console output (default: output.log_format).",
+)
+def run(config: str, overrides: tuple[str, ...], out: str | None, log_format: str | None) -> None:
+    """Run CONFIG (a .toml/.yaml run file) with a live progress display.
+
+    Writes the resolved config, a per-generation JSONL log and checkpoints to the run
+    directory.
+    """
+    from asktell.config import load_config
+    from asktell.runner import run as run_
+
+    try:
+        cfg = load_config(config, list(overrides))
+    except AsktellError as exc:
+        _fail(exc)
+    hint = out or cfg.output.dir
+    result = _run_guarded(lambda: run_(cfg, out=out, log_format=log_format), hint)
+    _print_result(result)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP + " (operational settings only: evaluator, budget, output).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="Resume from this checkpoint .json instead of the newest.")
+@click.option("--log-format", type=click.Choice(["auto", "rich", "plain", "json", "none"]))
+def resume(
+    run_dir: str, overrides: tuple[str, ...], checkpoint: str | None, log_format: str | None
+) -> None:
+    """Continue RUN_DIR from its newest checkpoint, exactly as if it had never stopped.
+
+    Raise the budget with e.g. --set budget.generations=200.
+    """
+    from asktell.runner import resume as resume_
+
+    result = _run_guarded(
+        lambda: resume_(
+            run_dir, overrides=list(overrides), checkpoint=checkpoint, log_format=log_format
+        ),
+        run_dir,
+    )
+    _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    if result is None:
+        return
+    parts = [
+        f"generation {result.generation}",
+        f"env steps {result.env_steps}",
+        f"best population return {result.best_return:.6g}" if result.best_return is not None else "",
+        f"centre return {result.center_return:.6g}" if result.center_return is not None else "",
+    ]
+    click.echo("done: " + ", ".join(p for p in parts if p) + f" ({result.stop_reason})")
+    click.echo(f"run directory: {result.run_dir}")
+
+
+@cli.command(name="eval")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--episodes", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes to average over.")
+@click.option("--video", type=click.Path(dir_okay=False), help="Also render one episode to this file (.mp4 or .gif).")
+@click.option("--best", is_flag=True, help="Use the best evaluated centre instead of the latest.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint .json instead of the newest.")
+def eval_(run_dir: str, episodes: int, video: str | None, best: bool, checkpoint: str | None) -> None:
+    """Evaluate the saved centre of RUN_DIR (and render a video with --video)."""
+    from asktell.playback import evaluate_run
+
+    try:
+        report = evaluate_run(
+            run_dir, episodes=episodes, video=video, best=best, checkpoint=checkpoint
+        )
+    except AsktellError as exc:
+        _fail(exc)
+    click.echo(report.summary())
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write (.png, .pdf, .svg).")
+@click.option("--label", "labels", multiple=True, help="Legend label per run (in order; default: directory names).")
+@click.option("--title", help="Figure title.")
+def plot(run_dirs: tuple[str, ...], output: str, labels: tuple[str, ...], title: str | None) -> None:
+    """Plot the learning curves of one or more runs on one figure."""
+    from asktell.plotting import plot_runs
+
+    try:
+        path = plot_runs(list(run_dirs), output, labels=list(labels) or None, title=title)
+    except AsktellError as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}")
+
+
+@cli.command(name="list")
+def list_() -> None:
+    """List the registered strategies, evaluators and tasks."""
+    from asktell.registry import EVALUATORS, STRATEGIES, TASKS
+
+    for title, registry in (("strategies", STRATEGIES), ("evaluators", EVALUATORS), ("tasks", TASKS)):
+        click.echo(f"{title}:")
+        for name, obj in registry.items():
+            click.echo(f"  {name:16s} {_one_line(obj)}")
+
+
+@cli.command()
+@click.option("--indent", default=2, show_default=True, type=int)
+def schema(indent: int) -> None:
+    """Print the JSON Schema of a run file (RunConfig)."""
+    from asktell.config import RunConfig
+
+    click.echo(json.dumps(RunConfig.model_json_schema(), indent=indent))
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+def check(config: str, overrides: tuple[str, ...]) -> None:
+    """Validate CONFIG without running it; print the resolved configuration."""
+    from asktell.config import load_config
+
+    try:
+        cfg = load_config(config, list(overrides))
+    except AsktellError as exc:
+        _fail(exc)
+    click.echo(cfg.to_toml(), nl=False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="asktell", description="Evolution strategies that scale.")
-    parser.add_argument("--version", action="version", version=f"asktell {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("list", help="list registered strategies, evaluators and tasks")
-    args = parser.parse_args(argv)
-    if args.command == "list":
-        from asktell.registry import EVALUATORS, STRATEGIES, TASKS
-
-        for title, reg in (("strategies", STRATEGIES), ("evaluators", EVALUATORS), ("tasks", TASKS)):
-            print(f"{title}:")
-            for name, obj in reg.items():
-                doc = (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
-                print(f"  {name:14s} {doc}")
-        return 0
-    parser.print_help()
+    """Entry point of the ``asktell`` script; returns the exit status."""
+    try:
+        cli.main(args=argv, prog_name="asktell")
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        click.echo(exc.code, err=True)
+        return 1
     return 0
 
 

@@ -61,14 +61,18 @@ class Distribution:
         """A copy with some fields changed (e.g. ``context``)."""
         return dataclasses.replace(self, **changes)
 
-    def noise_rows(self, seeds: np.ndarray) -> np.ndarray:
-        """The signed (and factor-transformed) unit perturbations, float64 ``(n, num_params)``."""
-        keys, signs = split_seeds(seeds)
+    def _unit_rows(self, keys: np.ndarray) -> np.ndarray:
         z = self.noise.rows(keys, self.num_params).astype(np.float64)
         if self.factor is not None:
             # Stacked matrix-vector products: one gemv per row, so a row's arithmetic does
             # not depend on how many rows share the call (unlike one big gemm).
             z = np.matmul(self.factor, z[:, :, None])[:, :, 0]
+        return z
+
+    def noise_rows(self, seeds: np.ndarray) -> np.ndarray:
+        """The signed (and factor-transformed) unit perturbations, float64 ``(n, num_params)``."""
+        keys, signs = split_seeds(seeds)
+        z = self._unit_rows(keys)
         z *= signs[:, None]
         return z
 
@@ -77,8 +81,14 @@ class Distribution:
         seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
         if seeds.ndim != 1:
             raise ValueError(f"decode() expects a 1-D array of seeds; got shape {seeds.shape}")
-        z = self.noise_rows(seeds)
-        z *= self.sigma
+        keys, signs = split_seeds(seeds)
+        z = self._unit_rows(keys)
+        # x = center + (sign * sigma) * z: sign is +-1, so this is bitwise the same as
+        # center + sign * (sigma * z), whichever rows share the call.
+        if np.ndim(self.sigma) == 0:
+            z *= (signs * self.sigma)[:, None]
+        else:
+            z *= signs[:, None] * self.sigma
         z += self.center
         return z
 

@@ -227,28 +227,47 @@ class NoiseTable:
             )
         return self.table[key : key + dim]
 
-    def rows(self, keys: np.ndarray, dim: int) -> np.ndarray:
-        keys = np.asarray(keys, dtype=np.int64)
+    def windows(self, dim: int) -> np.ndarray:
+        """All ``eps(k)`` at once: a read-only ``(size - dim + 1, dim)`` strided view (no copy)."""
+        cached = getattr(self, "_windows", None)
+        if cached is not None and cached.shape[1] == dim:
+            return cached
         table = self.table
-        out = np.empty((keys.size, dim), dtype=np.float32)
-        for i, k in enumerate(keys.tolist()):
-            out[i] = table[k : k + dim]
-        return out
+        view = np.lib.stride_tricks.as_strided(
+            table,
+            shape=(self.size - dim + 1, dim),
+            strides=(table.strides[0], table.strides[0]),
+            writeable=False,
+        )
+        self._windows = view  # not pickled: __getstate__ sends (seed, size) only
+        return view
+
+    def _checked(self, keys: np.ndarray, dim: int) -> np.ndarray:
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        if keys.size and (keys.min() < 0 or keys.max() > self.size - dim):
+            raise ConfigError(
+                f"noise keys must lie in [0, {self.size - dim}] for dim={dim} and table "
+                f"size={self.size}; got keys in [{keys.min()}, {keys.max()}]"
+            )
+        return keys
+
+    def rows(self, keys: np.ndarray, dim: int) -> np.ndarray:
+        # A fancy-index gather from the strided view: one C loop, no per-row Python.
+        return self.windows(dim)[self._checked(keys, dim)]
 
     def weighted_sum(self, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
         weights = np.asarray(weights, dtype=np.float64)
-        keys = np.asarray(keys, dtype=np.int64)
-        table = self.table
+        keys = self._checked(keys, dim)
+        windows = self.windows(dim)
         total = np.zeros(dim, dtype=np.float64)
         step = _chunk_rows(dim)
-        buf = np.empty((min(step, keys.size), dim), dtype=np.float32)
         for start in range(0, keys.size, step):
-            chunk = keys[start : start + step].tolist()
-            block = buf[: len(chunk)]
-            for i, k in enumerate(chunk):
-                block[i] = table[k : k + dim]
+            chunk = keys[start : start + step]
+            # Fancy indexing gathers the rows in C without copying the strided view
+            # (np.take would first make the whole view contiguous: size * dim floats).
+            block = windows[chunk]
             # One matrix-vector product per chunk (BLAS), accumulated in float64.
-            total += weights[start : start + len(chunk)].astype(np.float32) @ block
+            total += weights[start : start + chunk.size].astype(np.float32) @ block
         return total
 
     def spec(self) -> dict[str, Any]:

@@ -30,9 +30,11 @@ def _tie_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort order of ``x`` and, per sorted position, the start and end of its run of ties."""
     order = np.argsort(x, kind="stable")
     sorted_x = x[order]
-    new_run = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    new_run = np.empty(x.size, dtype=bool)
+    new_run[:1] = True
+    np.not_equal(sorted_x[1:], sorted_x[:-1], out=new_run[1:])
     starts = np.flatnonzero(new_run)
-    ends = np.r_[starts[1:], x.size]
+    ends = np.append(starts[1:], x.size)
     run_id = np.cumsum(new_run) - 1
     return order, starts[run_id], ends[run_id]
 
@@ -45,7 +47,7 @@ def rank_weights(x: np.ndarray, by_rank: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     order, start, end = _tie_groups(x)
-    csum = np.r_[0.0, np.cumsum(np.asarray(by_rank, dtype=np.float64))]
+    csum = np.concatenate(([0.0], np.cumsum(np.asarray(by_rank, dtype=np.float64))))
     out = np.empty(x.size, dtype=np.float64)
     out[order] = (csum[end] - csum[start]) / (end - start)
     return out
@@ -54,6 +56,12 @@ def rank_weights(x: np.ndarray, by_rank: np.ndarray) -> np.ndarray:
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """0-based ranks (0 = smallest); tied values get the mean of the ranks they span."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    if np.all(sorted_x[1:] != sorted_x[:-1]):  # no ties: the common case, one scatter
+        ranks = np.empty(x.size, dtype=np.float64)
+        ranks[order] = np.arange(x.size, dtype=np.float64)
+        return ranks
     order, start, end = _tie_groups(x)
     ranks = np.empty(x.size, dtype=np.float64)
     ranks[order] = (start + end - 1) / 2.0

@@ -1,0 +1,287 @@
+"""Checkpoints without pickle: arrays in ``.npz``, everything else in JSON, written atomically.
+
+A checkpoint named ``gen-000010`` is two files in ``<run>/checkpoints/``:
+
+* ``gen-000010.npz``: every array of the state (loaded with ``allow_pickle=False``);
+* ``gen-000010.json``: the format name and version, the library versions, the run config,
+  the scalar part of the state (arrays replaced by references into the ``.npz``) and the
+  SHA-256 of the ``.npz``.
+
+Each file is written to a temporary name, fsynced, renamed into place and the directory
+fsynced; the ``.json`` goes last, so it is the commit record: a checkpoint whose ``.json``
+exists is complete, and a crash at any point leaves the previous checkpoint loadable. The
+hash makes a corrupted, truncated or swapped ``.npz`` a clear error instead of a wrong run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import re
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asktell._files import atomic_write_bytes, fsync_dir
+from asktell.errors import CheckpointError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "list_checkpoints",
+    "latest_checkpoint",
+    "prune_checkpoints",
+    "discard_newer",
+    "checkpoint_name",
+    "library_versions",
+]
+
+FORMAT = "asktell-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_DIR = "checkpoints"
+
+_NAME = re.compile(r"^gen-(\d{6,})(-asked)?\.json$")
+
+
+def library_versions() -> dict[str, str]:
+    import pydantic
+
+    from asktell._version import __version__
+
+    return {
+        "asktell": __version__,
+        "numpy": np.__version__,
+        "pydantic": pydantic.VERSION,
+        "python": platform.python_version(),
+    }
+
+
+def checkpoint_name(generation: int, asked: bool = False) -> str:
+    """``gen-000010`` after generation 10 was told; ``gen-000010-asked`` once its seeds were asked."""
+    return f"gen-{generation:06d}" + ("-asked" if asked else "")
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded checkpoint: its JSON metadata and the state with arrays restored."""
+
+    path: Path
+    meta: dict[str, Any]
+    state: dict[str, Any]
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta["generation"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+
+# --------------------------------------------------------------------------- encoding
+def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise CheckpointError(
+                f"cannot checkpoint {where}: object arrays need pickle, which checkpoints never use"
+            )
+        key = f"a{len(arrays)}"
+        arrays[key] = value
+        return {"__array__": key}
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CheckpointError(f"cannot checkpoint {where}: key {k!r} is not a string")
+            out[k] = _encode(v, arrays, f"{where}.{k}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise CheckpointError(
+        f"cannot checkpoint {where}: a {type(value).__name__} is neither an array nor plain data"
+    )
+
+
+def _decode(value: Any, arrays: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            key = value["__array__"]
+            if key not in arrays.files:
+                raise CheckpointError(f"{where}: array {key!r} is missing from the .npz")
+            return arrays[key]
+        if set(value) == {"__float__"}:
+            return float(value["__float__"])
+        return {k: _decode(v, arrays, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, arrays, where) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- save / load
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    name: str,
+    state: dict[str, Any],
+    meta: dict[str, Any],
+) -> Path:
+    """Write checkpoint ``name`` of ``state`` (arrays and plain data) atomically.
+
+    ``meta`` must hold ``generation`` and ``config``; format and versions are added. Returns
+    the path of the ``.json``.
+    """
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    tree = _encode(state, arrays, "state")
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    npz_path = directory / f"{name}.npz"
+    json_path = directory / f"{name}.json"
+    record = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": library_versions(),
+        **meta,
+        "arrays_file": npz_path.name,
+        "arrays_sha256": hashlib.sha256(data).hexdigest(),
+        "arrays_bytes": len(data),
+        "state": tree,
+    }
+    text = json.dumps(record, indent=1, allow_nan=False)
+    if json_path.exists():
+        # Re-writing a name: uncommit it first, so a crash in between leaves it absent
+        # (and the previous checkpoint current) rather than a .json pointing at new arrays.
+        json_path.unlink()
+        fsync_dir(directory)
+    atomic_write_bytes(npz_path, data)
+    atomic_write_bytes(json_path, text.encode("utf-8"))  # the commit record goes last
+    return json_path
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Load and verify a checkpoint (its ``.json``, or a run directory for the newest one).
+
+    Raises :class:`~asktell.errors.CheckpointError` for anything missing, truncated,
+    corrupted, foreign or from a newer format; nothing else is read or run.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = latest_checkpoint(p)
+    if p.suffix == ".npz":
+        p = p.with_suffix(".json")
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} is corrupted or truncated: its JSON does not parse ({exc})"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{str(p)!r} is not an asktell checkpoint (format "
+            f"{meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r})"
+        )
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} has format version {version!r}; this asktell "
+            f"({library_versions()['asktell']}) reads version {FORMAT_VERSION} "
+            f"(written by asktell {meta.get('versions', {}).get('asktell', '?')})"
+        )
+    for key in ("generation", "config", "state", "arrays_file", "arrays_sha256"):
+        if key not in meta:
+            raise CheckpointError(f"checkpoint {str(p)!r} is incomplete: no {key!r} entry")
+    npz_path = p.parent / str(meta["arrays_file"])
+    if Path(str(meta["arrays_file"])).name != str(meta["arrays_file"]):
+        raise CheckpointError(f"checkpoint {str(p)!r} names an arrays file outside its folder")
+    try:
+        data = npz_path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint arrays {str(npz_path)!r} cannot be read: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta["arrays_sha256"]:
+        raise CheckpointError(
+            f"checkpoint arrays {str(npz_path)!r} are corrupted or truncated: SHA-256 {digest[:12]}... "
+            f"({len(data)} bytes) does not match {str(meta['arrays_sha256'])[:12]}... "
+            f"({meta.get('arrays_bytes', '?')} bytes) recorded when it was written"
+        )
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            state = _decode(meta["state"], arrays, "state")
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"checkpoint arrays {str(npz_path)!r} cannot be loaded: {exc}") from None
+    return Checkpoint(path=p, meta=meta, state=state)
+
+
+# --------------------------------------------------------------------------- listing
+def _sort_key(path: Path) -> tuple[int, int]:
+    m = _NAME.match(path.name)
+    return (int(m.group(1)), 1 if m.group(2) else 0) if m else (-1, 0)
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The ``.json`` files of a run's checkpoints, oldest first (temporary files ignored)."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    if not directory.is_dir():
+        return []
+    return sorted((p for p in directory.iterdir() if _NAME.match(p.name)), key=_sort_key)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path:
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(
+            f"no checkpoint in {os.fspath(run_dir)!r} (expected "
+            f"{CHECKPOINT_DIR}/gen-NNNNNN.json written by `asktell run`)"
+        )
+    return found[-1]
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
+    """Delete all but the ``keep`` newest checkpoints (the ``.json`` first, then its arrays),
+    and temporary files left by an interrupted write (one writer per run directory)."""
+    directory = Path(run_dir) / CHECKPOINT_DIR
+    if directory.is_dir():
+        for stale in directory.glob(".gen-*.tmp"):
+            try:
+                stale.unlink()
+            except FileNotFoundError:
+                pass
+    for path in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        for victim in (path, path.with_suffix(".npz")):
+            try:
+                victim.unlink()
+            except FileNotFoundError:
+                pass
+
+
+def discard_newer(run_dir: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Delete the checkpoints newer than ``path`` (a run resumed from ``path`` redoes them)."""
+    mine = _sort_key(Path(path))
+    for other in list_checkpoints(run_dir):
+        if _sort_key(other) > mine:
+            for victim in (other, other.with_suffix(".npz")):
+                try:
+                    victim.unlink()
+                except FileNotFoundError:
+                    pass

@@ -1,0 +1,501 @@
+"""Run configs: one validated file describes a whole run.
+
+A :class:`RunConfig` is a ``strategy``, an ``evaluator`` and a ``task`` (each a tagged union
+keyed by ``kind``, one model per registered plugin), the ``noise`` source, a ``budget``, a
+``seed`` and ``output`` settings. The unions are assembled from
+:mod:`asktell.registry` when this module is imported, so every registered plugin (built-in,
+or from another package through the ``asktell.strategies`` / ``asktell.evaluators`` /
+``asktell.tasks`` entry points) is a valid ``kind`` without a central list. A plugin
+registered later in the same process becomes valid after :func:`refresh`.
+
+Example:
+    >>> from asktell.config import RunConfig
+    >>> cfg = RunConfig.model_validate({
+    ...     "strategy": {"kind": "openai_es", "population_size": 8, "sigma": 0.1},
+    ...     "task": {"kind": "function", "name": "sphere", "num_params": 3},
+    ...     "noise": {"size": 4096},
+    ...     "budget": {"generations": 5},
+    ... })
+    >>> cfg.evaluator.kind
+    'serial'
+    >>> with cfg.build() as built:
+    ...     built.strategy.population_size
+    8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import os
+import sys
+from typing import Annotated, Any, Literal, Union, get_args
+
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from asktell._files import apply_overrides, dump_toml, read_mapping
+from asktell.config_base import StrictModel
+from asktell.errors import ConfigError
+from asktell.noise import DEFAULT_TABLE_SIZE, CounterNoise, NoiseTable
+from asktell.registry import EVALUATORS, STRATEGIES, TASKS, Registry
+
+__all__ = [
+    "RunConfig",
+    "NoiseConfig",
+    "BudgetConfig",
+    "OutputConfig",
+    "Built",
+    "load_config",
+    "config_from_dict",
+    "format_validation_error",
+    "plugin_configs",
+    "refresh",
+    "PROTECTED_SECTIONS",
+    "diff_protected",
+    "config_to_toml",
+]
+
+#: Sections that define *what* is optimised and how; a resumed run may not change them.
+#: Everything else (evaluator, budget, output) is operational and may change on resume.
+PROTECTED_SECTIONS = ("strategy", "task", "noise", "seed")
+
+#: The evaluator section may be left out (or given without ``kind``): the embedded default.
+DEFAULT_EVALUATOR = "serial"
+
+_FAMILIES: dict[str, Registry] = {"strategy": STRATEGIES, "evaluator": EVALUATORS, "task": TASKS}
+
+
+class NoiseConfig(StrictModel):
+    """The shared noise every candidate is decoded from (Salimans et al. 2017)."""
+
+    kind: Literal["table", "counter"] = Field(
+        "table",
+        description="'table': one block of Gaussian noise built once per process, candidates "
+        "are slices of it (fast). 'counter': regenerate each perturbation from (seed, key) "
+        "with Philox (no memory; for huge policies or small machines).",
+    )
+    seed: int = Field(0, ge=0, description="Seed of the noise; every process sees the same noise.")
+    size: int = Field(
+        DEFAULT_TABLE_SIZE,
+        ge=2,
+        description="Number of float32 values in the noise table (4 bytes each); must exceed "
+        "the number of parameters. Ignored by 'counter'.",
+    )
+
+    def build(self) -> NoiseTable | CounterNoise:
+        if self.kind == "counter":
+            return CounterNoise(seed=self.seed)
+        return NoiseTable(seed=self.seed, size=self.size)
+
+
+class BudgetConfig(StrictModel):
+    """When to stop: whichever limit is reached first. At least one must be set."""
+
+    generations: int | None = Field(None, ge=1, description="Stop after this many generations.")
+    env_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Stop once the candidates have used this many environment steps (function "
+        "evaluations for function tasks); centre evaluations are not counted.",
+    )
+    wall_seconds: float | None = Field(
+        None, gt=0, description="Stop after this much wall-clock time (summed over resumes)."
+    )
+    target_return: float | None = Field(
+        None,
+        description="Stop once the centre's evaluated mean return reaches this value (or, when "
+        "the centre is never evaluated, the best return of a population).",
+    )
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> BudgetConfig:
+        if all(
+            v is None
+            for v in (self.generations, self.env_steps, self.wall_seconds, self.target_return)
+        ):
+            raise ValueError(
+                "set at least one of generations, env_steps, wall_seconds, target_return; "
+                "got none"
+            )
+        return self
+
+
+class OutputConfig(StrictModel):
+    """Where the run is written and how often it checkpoints, logs and evaluates."""
+
+    dir: str | None = Field(
+        None,
+        description="Run directory. Default: runs/<strategy>-<task>-<date>-<time>. The "
+        "`asktell run --out DIR` option overrides it.",
+    )
+    checkpoint_every: int = Field(
+        10, ge=1, description="Write a checkpoint every this many generations (and at the end)."
+    )
+    keep_checkpoints: int = Field(
+        3, ge=1, description="How many of the newest checkpoints to keep on disk."
+    )
+    log_format: Literal["auto", "rich", "plain", "json", "none"] = Field(
+        "auto",
+        description="Console output: 'rich' (live progress display), 'plain' (one line per "
+        "generation), 'json' (each log row as JSON), 'none'; 'auto' is 'rich' on a terminal "
+        "and 'plain' otherwise. The per-generation JSONL log file is always written.",
+    )
+    eval_every: int = Field(
+        0,
+        ge=0,
+        description="Evaluate the centre (noise-free policy) every this many generations; 0 "
+        "never. Needs a task with evaluate_center (all built-in tasks have it).",
+    )
+    eval_episodes: int = Field(1, ge=1, description="Episodes per centre evaluation.")
+
+
+def _kind_of(config_class: type) -> str | None:
+    field = getattr(config_class, "model_fields", {}).get("kind")
+    if field is None:
+        return None
+    args = get_args(field.annotation)
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else None
+
+
+def plugin_configs(family: str) -> dict[str, type]:
+    """``{kind: config_class}`` of every registered plugin of ``family`` with a run-file config."""
+    registry = _FAMILIES[family]
+    out: dict[str, type] = {}
+    for name, plugin in registry.items():
+        config_class = getattr(plugin, "config_class", None)
+        if config_class is None:
+            continue
+        kind = _kind_of(config_class)
+        if kind != name:
+            raise ConfigError(
+                f"{family} plugin {name!r} has config_class {config_class.__name__} whose 'kind' "
+                f"must be Literal[{name!r}]; got {kind!r}"
+            )
+        out[name] = config_class
+    return out
+
+
+def _kind_checker(family: str, kinds: list[str]):
+    """A before-validator that answers an unknown ``kind`` with did-you-mean."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, StrictModel):
+            return value
+        if not isinstance(value, dict):
+            raise PydanticCustomError(
+                "section_type",
+                "{message}",
+                {"message": f"must be a table of {family} settings with a 'kind'"},
+            )
+        if "kind" not in value:
+            if family == "evaluator":
+                return {"kind": DEFAULT_EVALUATOR, **value}
+            raise PydanticCustomError(
+                "missing_kind",
+                "{message}",
+                {"message": f"'kind' is required; choose one of: {', '.join(kinds)}"},
+            )
+        kind = value["kind"]
+        if kind not in kinds:
+            close = difflib.get_close_matches(str(kind), kinds, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise PydanticCustomError(
+                "unknown_kind",
+                "{message}",
+                {"message": f"unknown {family} {kind!r}{hint} (known: {', '.join(kinds)})"},
+            )
+        return value
+
+    return check
+
+
+def _section_type(family: str) -> Any:
+    configs = plugin_configs(family)
+    kinds = sorted(configs)
+    if not configs:
+        raise ConfigError(f"no {family} plugin with a config is registered")
+    checker = BeforeValidator(_kind_checker(family, kinds))
+    members = [configs[k] for k in kinds]
+    if len(members) == 1:
+        return Annotated[members[0], checker]
+    return Annotated[Union[tuple(members)], Field(discriminator="kind"), checker]
+
+
+def _default_evaluator() -> Any:
+    return EVALUATORS.get(DEFAULT_EVALUATOR).config_class()
+
+
+def _call_build(build: Any, **available: Any) -> Any:
+    """Call ``build`` with the keyword arguments from ``available`` that it accepts."""
+    params = inspect.signature(build).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return build(**available)
+    return build(**{k: v for k, v in available.items() if k in params})
+
+
+@dataclasses.dataclass
+class Built:
+    """The live objects of a run. A context manager that closes the evaluator."""
+
+    strategy: Any
+    evaluator: Any
+    task: Any
+    noise: NoiseTable | CounterNoise
+
+    def close(self) -> None:
+        self.evaluator.close()
+
+    def __enter__(self) -> Built:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _make_run_config() -> type:
+    strategy_t = _section_type("strategy")
+    evaluator_t = _section_type("evaluator")
+    task_t = _section_type("task")
+
+    class RunConfig(StrictModel):
+        """A whole run: what is optimised, by which strategy, evaluated where, for how long."""
+
+        strategy: strategy_t = Field(  # type: ignore[valid-type]
+            description="The evolution strategy; `kind` picks one (see `asktell list`)."
+        )
+        evaluator: evaluator_t = Field(  # type: ignore[valid-type]
+            default_factory=_default_evaluator,
+            description="Where candidates are evaluated; default: the in-process serial "
+            "evaluator (nothing to start by hand).",
+        )
+        task: task_t = Field(  # type: ignore[valid-type]
+            description="What is optimised: a test function or a Gymnasium environment."
+        )
+        noise: NoiseConfig = Field(
+            default_factory=NoiseConfig, description="The shared noise source."
+        )
+        budget: BudgetConfig = Field(description="Stopping rules: whichever comes first.")
+        seed: int = Field(
+            0,
+            ge=0,
+            description="Run seed: the strategy's sampling and the task's episodes (a "
+            "plugin section with a `seed` of its own inherits this one unless it sets it).",
+        )
+        output: OutputConfig = Field(
+            default_factory=OutputConfig, description="Run directory, checkpoints, logging."
+        )
+
+        @model_validator(mode="after")
+        def _cross_section_rules(self) -> RunConfig:
+            """A plugin config with its own `seed` field inherits the run `seed` unless it is
+            set explicitly; a plugin config's `check_run(run)` checks rules across sections."""
+            for section in ("strategy", "evaluator", "task"):
+                part = getattr(self, section)
+                if "seed" in type(part).model_fields and "seed" not in part.model_fields_set:
+                    # a copy (a caller's config object is never mutated), stored without
+                    # re-running this validator
+                    self.__dict__[section] = part.model_copy(update={"seed": self.seed})
+            # A plugin config may check rules that span sections (an evaluator that needs a
+            # Gymnasium task, say) by defining ``check_run(run_config)``.
+            for section in ("strategy", "evaluator", "task"):
+                hook = getattr(getattr(self, section), "check_run", None)
+                if hook is not None:
+                    try:
+                        hook(self)
+                    except (ValueError, TypeError) as exc:
+                        raise ValueError(f"{section}: {exc}") from None
+            return self
+
+        # ------------------------------------------------------------------ loading
+        @classmethod
+        def from_file(cls, path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+            """Load and validate a TOML/YAML/JSON run file, applying ``KEY=VALUE`` overrides."""
+            return load_config(path, overrides)
+
+        def to_toml(self) -> str:
+            """The resolved configuration (every default filled in) as TOML."""
+            return config_to_toml(self)
+
+        # ------------------------------------------------------------------ building
+        def build(self, *, x0: Any = None) -> Built:
+            """Build the live task, strategy and evaluator (close it, or use ``with``).
+
+            ``x0`` overrides the initial centre; by default the task's ``initial_params(seed)``
+            when it has one (policies with a particular initialisation), else zeros.
+            """
+            task = self.build_task()
+            strategy = self.build_strategy(task, x0=x0)
+            evaluator = self.evaluator.build(task)
+            return Built(strategy=strategy, evaluator=evaluator, task=task, noise=strategy.noise)
+
+        def build_task(self) -> Any:
+            """The live task alone (``asktell eval`` needs no evaluator)."""
+            return _call_build(self.task.build, seed=self.seed)
+
+        def build_strategy(self, task: Any, *, x0: Any = None) -> Any:
+            """The live strategy for ``task`` (its ``num_params`` sets the dimension)."""
+            num_params = getattr(task, "num_params", None)
+            if num_params is None:
+                raise ConfigError(
+                    f"task {self.task.kind!r} does not say how many parameters it has "
+                    "('num_params' is None); set num_params in the [task] section"
+                )
+            if x0 is None and hasattr(task, "initial_params"):
+                x0 = task.initial_params(self.seed)
+            noise = self.noise.build()
+            try:
+                noise.check_dim(int(num_params), "num_params")
+            except ConfigError as exc:
+                raise ConfigError(f"noise: {exc}") from None
+            return self.strategy.build(
+                num_params=int(num_params), seed=self.seed, noise=noise, x0=x0
+            )
+
+    RunConfig.__module__ = __name__
+    return RunConfig
+
+
+def config_to_toml(config: StrictModel) -> str:
+    from asktell._version import __version__
+
+    header = (
+        f"Resolved run configuration (asktell {__version__}): every default filled in.\n"
+        "Operational fields (evaluator, budget, output) may be edited before `asktell resume`;\n"
+        "strategy, task, noise and seed may not."
+    )
+    return dump_toml(config.model_dump(mode="json"), header)
+
+
+# --------------------------------------------------------------------------- errors
+def _short(value: Any) -> str | None:
+    if isinstance(value, (dict, list, tuple)) or dataclasses.is_dataclass(value):
+        return None
+    if isinstance(value, StrictModel):
+        return None
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _location(loc: tuple[Any, ...], kind_error: bool) -> str:
+    parts = [str(p) for p in loc]
+    # Tagged unions insert the tag into the location (strategy.openai_es.sigma); drop it.
+    if len(parts) > 1 and parts[0] in _FAMILIES and parts[1] in _FAMILIES[parts[0]]:
+        parts.pop(1)
+    if kind_error:
+        parts.append("kind")
+    return ".".join(parts) or "(top level)"
+
+
+def format_validation_error(exc: ValidationError, source: str = "run config") -> str:
+    """One line per problem: the field path, the rule and the value received."""
+    lines = [f"invalid {source}:"]
+    for err in exc.errors(include_url=False):
+        kind_error = err["type"] in ("unknown_kind", "missing_kind")
+        where = _location(tuple(err["loc"]), kind_error)
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not a setting here)"
+            parent = _location(tuple(err["loc"])[:-1], False)
+            known = _known_keys(tuple(err["loc"])[:-1])
+            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
+            elif known:
+                msg += f"; the settings of {parent} are: {', '.join(known)}"
+            lines.append(f"  {where}: {msg}")
+            continue
+        got = _short(err.get("input"))
+        tail = f"; got {got}" if got is not None and err["type"] not in (
+            "unknown_kind",
+            "missing_kind",
+            "value_error",
+            "missing",
+        ) else ""
+        lines.append(f"  {where}: {msg}{tail}")
+    return "\n".join(lines)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model at ``loc`` (for did-you-mean on unknown keys)."""
+    model: Any = RunConfig
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if isinstance(part, str) and part in _FAMILIES and model is RunConfig:
+            configs = plugin_configs(part)
+            if parts and parts[0] in configs:
+                model = configs[parts.pop(0)]
+                continue
+            if len(configs) == 1:  # a one-member union puts no tag in the location
+                model = next(iter(configs.values()))
+                continue
+            return []
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return []
+        annotation = fields[part].annotation
+        model = annotation if isinstance(annotation, type) else None
+        if model is None or not hasattr(model, "model_fields"):
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+# --------------------------------------------------------------------------- entry points
+def config_from_dict(
+    data: dict[str, Any], overrides: list[str] = (), source: str = "run config"
+) -> RunConfig:
+    """Validate a dict as a :class:`RunConfig`; errors become one readable ConfigError."""
+    if overrides:
+        data = apply_overrides(data, list(overrides))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+    """Read, override and validate a run file. Nothing is built or started."""
+    data = read_mapping(path)
+    return config_from_dict(data, overrides, source=f"run config {os.fspath(path)}")
+
+
+def diff_protected(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Differences between two config dumps in the sections a resume may not change."""
+
+    def flat(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                out.update(flat(v, f"{prefix}.{k}"))
+            return out or {prefix: {}}
+        return {prefix: value}
+
+    a: dict[str, Any] = {}
+    b: dict[str, Any] = {}
+    for section in PROTECTED_SECTIONS:
+        a.update(flat(old.get(section), section))
+        b.update(flat(new.get(section), section))
+    missing = object()
+    return [
+        f"{key}: {a.get(key, missing)!r} in the checkpoint, {b.get(key, missing)!r} now".replace(
+            repr(missing), "(absent)"
+        )
+        for key in sorted(set(a) | set(b))
+        if a.get(key, missing) != b.get(key, missing)
+    ]
+
+
+RunConfig = _make_run_config()
+
+
+def refresh() -> type:
+    """Rebuild :class:`RunConfig` after registering a plugin in this process (entry-point
+    plugins and built-ins need no refresh). Returns the new class."""
+    global RunConfig
+    RunConfig = _make_run_config()
+    sys.modules[__name__].RunConfig = RunConfig
+    return RunConfig

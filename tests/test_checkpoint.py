@@ -1,0 +1,213 @@
+"""Checkpoints: no pickle, exact round trips, and damaged or foreign files rejected clearly."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from asktell.checkpoint import (
+    FORMAT_VERSION,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from asktell.errors import CheckpointError
+
+STATE = {
+    "strategy": {
+        "center": np.arange(5, dtype=np.float64) / 3,
+        "pending": np.array([3, ~3], dtype=np.int64),
+        "has_pending": True,
+        "generation": 7,
+        "rng": json.dumps({"bit_generator": "PCG64", "state": {"state": 2**100}}),
+        "optimizer.t": np.int64(7),
+        "sigma": np.float64(0.1),
+        "labels": np.array(["a", "bc"]),
+    },
+    "task": {"stats": {"count": 10.0, "sum": np.ones((2, 3)), "nan": float("nan")}},
+    "runner": {"best": float("-inf"), "none": None, "seq": [1, 2.5, "x", np.zeros(2)]},
+}
+META = {"generation": 7, "config": {"seed": 0}}
+
+
+def assert_same(a, b):
+    if isinstance(a, dict):
+        assert set(a) == set(b)
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b)
+    else:
+        assert a == b and type(b) in (type(a), type(getattr(a, "item", lambda: a)()))
+
+
+def test_round_trip_is_exact(tmp_path):
+    path = save_checkpoint(tmp_path, "gen-000007", STATE, META)
+    ckpt = load_checkpoint(path)
+    assert_same(STATE, ckpt.state)
+    assert ckpt.generation == 7 and ckpt.config == {"seed": 0}
+    assert ckpt.meta["format_version"] == FORMAT_VERSION
+    assert set(ckpt.meta["versions"]) >= {"asktell", "numpy", "python"}
+    # np scalar types come back as the plain Python value
+    assert ckpt.state["strategy"]["optimizer.t"] == 7
+    # a run directory loads its newest checkpoint
+    assert load_checkpoint(tmp_path).path == path
+
+
+def test_json_part_is_plain_json_and_npz_has_no_pickle(tmp_path):
+    path = save_checkpoint(tmp_path, "gen-000007", STATE, META)
+    json.loads(path.read_text())  # strict JSON would fail on NaN: it is encoded instead
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    with np.load(path.with_suffix(".npz"), allow_pickle=False) as npz:
+        for name in npz.files:
+            assert not npz[name].dtype.hasobject
+
+
+def test_object_arrays_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="object arrays need pickle"):
+        save_checkpoint(tmp_path, "gen-000001", {"x": np.array([{}], dtype=object)}, META)
+    with pytest.raises(CheckpointError, match="neither an array nor plain data"):
+        save_checkpoint(tmp_path, "gen-000001", {"x": object()}, META)
+
+
+def _corrupt_npz(path):
+    npz = path.with_suffix(".npz")
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "damage, pattern",
+    [
+        (_corrupt_npz, "corrupted or truncated: SHA-256"),
+        (
+            lambda p: p.with_suffix(".npz").write_bytes(p.with_suffix(".npz").read_bytes()[:100]),
+            "corrupted or truncated: SHA-256",
+        ),
+        (lambda p: p.write_text(p.read_text()[:200]), "corrupted or truncated: its JSON does not parse"),
+        (lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "corrupted or truncated"),
+        (lambda p: p.write_text(json.dumps({"format": "something-else"})), "not an asktell checkpoint"),
+        (lambda p: p.write_text("[1, 2]"), "not an asktell checkpoint"),
+        (lambda p: p.with_suffix(".npz").unlink(), "cannot be read"),
+        (
+            lambda p: p.write_text(p.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 99')),
+            "format version 99; this asktell .* reads version 1",
+        ),
+        (
+            lambda p: p.write_text(p.read_text().replace('"arrays_file": "gen-000007.npz"', '"arrays_file": "../x.npz"')),
+            "outside its folder",
+        ),
+    ],
+)
+def test_damaged_or_foreign_checkpoints_are_clear_errors(tmp_path, damage, pattern):
+    path = save_checkpoint(tmp_path, "gen-000007", STATE, META)
+    damage(path)
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(path)
+
+
+def test_a_pickled_npz_with_a_matching_hash_is_still_refused(tmp_path):
+    """Even a consistent-looking checkpoint cannot smuggle in a pickle."""
+    path = save_checkpoint(tmp_path, "gen-000007", {"x": np.zeros(2)}, META)
+    buf = io.BytesIO()
+    np.savez(buf, a0=np.array([{"evil": 1}], dtype=object))
+    data = buf.getvalue()
+    path.with_suffix(".npz").write_bytes(data)
+    import hashlib
+
+    meta = json.loads(path.read_text())
+    meta["arrays_sha256"] = hashlib.sha256(data).hexdigest()
+    path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="cannot be loaded"):
+        load_checkpoint(path)
+
+
+def test_no_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint in"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "checkpoints" / "gen-000001.json")
+
+
+def test_a_crash_while_writing_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path, "gen-000005", STATE, {**META, "generation": 5})
+    real_replace = os.replace
+    calls = []
+
+    def crash_on_commit(src, dst):
+        calls.append(dst)
+        if str(dst).endswith(".json"):
+            raise OSError("simulated power cut")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_commit)
+    with pytest.raises(OSError, match="power cut"):
+        save_checkpoint(tmp_path, "gen-000010", STATE, {**META, "generation": 10})
+    monkeypatch.setattr(os, "replace", real_replace)
+    # the arrays of gen 10 reached disk, its commit record did not: gen 5 is still the newest
+    assert (tmp_path / "checkpoints" / "gen-000010.npz").exists()
+    assert latest_checkpoint(tmp_path).name == "gen-000005.json"
+    assert load_checkpoint(tmp_path).generation == 5
+    # no temporary file is left behind by the failed write
+    assert not list((tmp_path / "checkpoints").glob(".*.tmp"))
+
+
+def test_a_torn_temporary_file_is_ignored_and_cleaned(tmp_path):
+    save_checkpoint(tmp_path, "gen-000005", STATE, {**META, "generation": 5})
+    torn = tmp_path / "checkpoints" / ".gen-000010.json.abc123.tmp"
+    torn.write_text('{"format": "asktell-chec')  # a crash mid-write (e.g. SIGKILL)
+    assert load_checkpoint(tmp_path).generation == 5
+    prune_checkpoints(tmp_path, keep=3)
+    assert not torn.exists()
+
+
+def test_rewriting_a_name_uncommits_it_first(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path, "gen-000005", STATE, {**META, "generation": 5})
+    save_checkpoint(tmp_path, "gen-000010", STATE, {**META, "generation": 10})
+    real_replace = os.replace
+
+    def crash_on_commit(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError("simulated crash")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_commit)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path, "gen-000010", {"other": np.ones(3)}, {**META, "generation": 10})
+    monkeypatch.setattr(os, "replace", real_replace)
+    # the half-rewritten gen 10 is not listed; gen 5 loads
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["gen-000005.json"]
+    assert load_checkpoint(tmp_path).generation == 5
+
+
+def test_prune_keeps_the_newest(tmp_path):
+    for g in (1, 2, 3, 4):
+        save_checkpoint(tmp_path, f"gen-{g:06d}", {"x": np.zeros(1)}, {**META, "generation": g})
+    save_checkpoint(tmp_path, "gen-000004-asked", {"x": np.zeros(1)}, {**META, "generation": 4})
+    prune_checkpoints(tmp_path, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["gen-000004.json", "gen-000004-asked.json"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.npz")) == [
+        "gen-000004-asked.npz",
+        "gen-000004.npz",
+    ]
+
+
+def test_npz_is_a_zip_of_npy_files(tmp_path):
+    path = save_checkpoint(tmp_path, "gen-000001", {"x": np.zeros(3)}, META)
+    with zipfile.ZipFile(path.with_suffix(".npz")) as zf:
+        assert all(name.endswith(".npy") for name in zf.namelist())

@@ -1,0 +1,282 @@
+"""The asktell command, end to end: run -> resume -> eval -> plot, and every bad input
+rejected before anything starts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from asktell.checkpoint import list_checkpoints, load_checkpoint
+from asktell.cli import cli, main
+from asktell.registry import TASKS
+from asktell.runner import TIMING_FIELDS, read_log
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SPHERE = str(EXAMPLES / "sphere.toml")
+FAST = [
+    "--set", "noise.size=65536", "--set", "budget.generations=8",
+    "--set", "output.checkpoint_every=3", "--set", "output.eval_every=2",
+]
+
+needs_gym = pytest.mark.skipif(
+    "gym" not in TASKS, reason="the Gymnasium task (kind 'gym') is not registered yet"
+)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def untimed(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]
+
+
+# ----------------------------------------------------------------------------- the happy path
+def test_run_resume_eval_plot_for_a_function_task(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", SPHERE, *FAST, "--set", "budget.generations=5", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "gen 5 |" in result.output and "done: generation 5" in result.output
+    assert (out / "config.toml").is_file() and len(read_log(out)) == 5
+
+    result = invoke("resume", out, "--set", "budget.generations=8")
+    assert result.exit_code == 0, result.output
+    assert "resuming at generation 5" in result.output
+    assert [r["generation"] for r in read_log(out)] == list(range(1, 9))
+
+    reference = tmp_path / "straight"
+    assert invoke("run", SPHERE, *FAST, "--out", reference).exit_code == 0
+    assert untimed(read_log(out)) == untimed(read_log(reference))
+
+    result = invoke("eval", out, "--episodes", 3)
+    assert result.exit_code == 0, result.output
+    assert "latest centre of generation 8: mean return" in result.output
+    assert "over 3 episode(s)" in result.output
+
+    result = invoke("eval", out, "--best")
+    assert result.exit_code == 0 and "best centre" in result.output
+
+    png = tmp_path / "curve.png"
+    result = invoke("plot", out, reference, "-o", png, "--label", "resumed", "--label", "straight")
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_list_names_every_registered_plugin_with_a_description():
+    result = invoke("list")
+    assert result.exit_code == 0
+    for name in ("openai_es", "serial", "function"):
+        line = next(line for line in result.output.splitlines() if line.split()[:1] == [name])
+        assert len(line.split()) > 2  # has a description
+    for name in TASKS.names():
+        assert name in result.output
+
+
+def test_schema_is_the_json_schema_of_run_config():
+    result = invoke("schema")
+    schema = json.loads(result.output)
+    assert set(schema["properties"]) >= {"strategy", "evaluator", "task", "budget", "seed", "output"}
+    assert schema["required"] == ["strategy", "task", "budget"]
+
+
+def test_check_prints_the_resolved_config():
+    result = invoke("check", SPHERE, "--set", "strategy.sigma=0.2")
+    assert result.exit_code == 0
+    assert "sigma = 0.2" in result.output and 'kind = "serial"' in result.output
+
+
+def test_main_returns_exit_status(tmp_path, capsys):
+    assert main(["schema"]) == 0
+    assert main(["run", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["strategy.sigmaa=0.1"], "strategy.sigmaa: unknown key (not a setting here); did you mean 'sigma'?"),
+        (["strategy.sigma=0"], "strategy.sigma: Input should be greater than 0; got 0"),
+        (["strategy.sigma=-1"], "strategy.sigma: Input should be greater than 0; got -1"),
+        (["strategy.sigma=.nan"], "strategy.sigma: Input should be a finite number; got nan"),
+        (["strategy.population_size=lots"], "strategy.population_size: Input should be a valid integer"),
+        (["strategy.population_size=31"], "population_size must be even with antithetic sampling; got 31"),
+        (["strategy.kind=openai-es"], "strategy.kind: unknown strategy 'openai-es'; did you mean 'openai_es'?"),
+        (["budget.generations=0"], "budget.generations"),
+        (["oops"], "--set expects KEY=VALUE"),
+    ],
+)
+def test_run_rejects_a_malformed_config_before_starting(tmp_path, sets, message):
+    out = tmp_path / "run"
+    args = [a for s in sets for a in ("--set", s)]
+    result = invoke("run", SPHERE, *args, "--out", out)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not out.exists()  # nothing started
+
+
+def test_run_rejects_yaml_with_python_tags_and_runs_nothing(tmp_path):
+    marker = tmp_path / "executed"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        f"strategy: !!python/object/apply:os.system ['touch {marker}']\n"
+        "task: {kind: function}\nbudget: {generations: 1}\n"
+    )
+    result = invoke("run", bad, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "YAML tag not allowed" in result.output
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+def test_run_rejects_yaml_with_duplicate_keys(tmp_path):
+    bad = tmp_path / "dup.yaml"
+    bad.write_text("seed: 1\nseed: 2\nstrategy: {kind: openai_es}\ntask: {kind: function}\n")
+    result = invoke("run", bad, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "duplicate key 'seed'" in result.output
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    out = tmp_path / "run"
+    assert invoke("run", SPHERE, *FAST, "--out", out).exit_code == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.with_suffix(".npz").write_bytes(b"PK\x03\x04 truncated"), "corrupted or truncated"),
+        (lambda p: p.write_text('{"format": "asktell-checkpoint", "format_'), "its JSON does not parse"),
+        (lambda p: p.write_text('{"format": "tensorflow"}'), "is not an asktell checkpoint"),
+    ],
+)
+def test_resume_and_eval_refuse_a_damaged_checkpoint(finished_run, damage, message):
+    damage(list_checkpoints(finished_run)[-1])
+    log_before = (finished_run / "log.jsonl").read_bytes()
+    for args in (("resume", finished_run, "--set", "budget.generations=20"), ("eval", finished_run)):
+        result = invoke(*args)
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert (finished_run / "log.jsonl").read_bytes() == log_before
+
+
+def test_resume_refuses_a_changed_strategy_listing_the_fields(finished_run):
+    result = invoke(
+        "resume", finished_run, "--set", "strategy.sigma=0.3", "--set", "strategy.population_size=64"
+    )
+    assert result.exit_code == 2
+    assert "strategy.population_size: 32 in the checkpoint, 64 now" in result.output
+    assert "strategy.sigma: 0.1 in the checkpoint, 0.3 now" in result.output
+
+
+def test_resume_of_something_that_is_not_a_run(tmp_path):
+    result = invoke("resume", tmp_path)
+    assert result.exit_code == 2 and "no checkpoint in" in result.output
+
+
+def test_eval_video_of_a_function_task_is_a_clear_error(finished_run, tmp_path):
+    result = invoke("eval", finished_run, "--video", tmp_path / "x.mp4")
+    assert result.exit_code == 1
+    assert "--video needs a task that renders episodes" in result.output
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_eval_rejects_bad_episode_counts(finished_run):
+    assert invoke("eval", finished_run, "--episodes", 0).exit_code == 2
+
+
+def test_plot_without_matplotlib_prints_the_install_command(finished_run, tmp_path, monkeypatch):
+    for name in list(sys.modules):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    result = invoke("plot", finished_run, "-o", tmp_path / "c.png")
+    assert result.exit_code == 2
+    assert 'pip install "asktell[plot]"' in result.output
+
+
+def test_plot_of_a_directory_without_a_log(tmp_path):
+    result = invoke("plot", tmp_path, "-o", tmp_path / "c.png")
+    assert result.exit_code == 2 and "not a run directory" in result.output
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
+    import asktell.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(asktell.runner, "run", interrupted)
+    result = invoke("run", SPHERE, "--out", tmp_path / "r")
+    assert result.exit_code == 130
+    assert f"asktell resume {tmp_path / 'r'}" in result.output
+
+
+# ----------------------------------------------------------------------------- CartPole
+CARTPOLE = str(EXAMPLES / "cartpole.toml")
+
+
+@needs_gym
+def test_cartpole_run_plot_eval_from_the_example(tmp_path):
+    out = tmp_path / "cartpole"
+    result = invoke("run", CARTPOLE, "--set", "budget.generations=3", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = read_log(out)
+    assert rows[-1]["env_steps"] > 0 and rows[-1]["episodes"] >= 3 * 32
+    assert invoke("plot", out, "-o", tmp_path / "c.png").exit_code == 0
+    result = invoke("eval", out, "--episodes", 2)
+    assert result.exit_code == 0 and "over 2 episode(s)" in result.output
+
+
+@needs_gym
+def test_an_unknown_gymnasium_id_is_rejected_before_anything_starts(tmp_path):
+    out = tmp_path / "run"
+    result = invoke("run", CARTPOLE, "--set", "task.env_id=CartPol-v1", "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "CartPol-v1" in result.output and "CartPole" in result.output
+    assert not out.exists()
+
+
+@needs_gym
+def test_cartpole_resume_is_bitwise_identical(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--set", "budget.generations=4", "--set", "output.checkpoint_every=1"]
+    assert invoke("run", CARTPOLE, *common, "--out", straight).exit_code == 0
+    assert invoke("run", CARTPOLE, *common, "--set", "budget.generations=2", "--out", split).exit_code == 0
+    assert invoke("resume", split, "--set", "budget.generations=4").exit_code == 0
+    a, b = load_checkpoint(straight).state, load_checkpoint(split).state
+    assert a["strategy"]["center"].tobytes() == b["strategy"]["center"].tobytes()
+    for key in a["strategy"]:
+        if key.startswith("optimizer."):
+            assert (
+                json.dumps(a["strategy"][key], default=lambda x: x.tobytes().hex())
+                == json.dumps(b["strategy"][key], default=lambda x: x.tobytes().hex())
+            )
+    assert untimed(read_log(straight)) == untimed(read_log(split))
+
+
+@needs_gym
+@pytest.mark.skipif(importlib.util.find_spec("pygame") is None, reason="CartPole frames need pygame")
+def test_cartpole_eval_renders_a_video(tmp_path):
+    out = tmp_path / "cartpole"
+    assert invoke("run", CARTPOLE, "--set", "budget.generations=1", "--out", out).exit_code == 0
+    result = invoke("eval", out, "--episodes", 1, "--video", tmp_path / "cartpole.mp4")
+    assert result.exit_code == 0, result.output
+    written = [p for p in tmp_path.iterdir() if p.suffix in (".mp4", ".gif")]
+    assert written and written[0].stat().st_size > 0
+    if written[0].suffix == ".gif":
+        assert "wrote" in result.output and "instead" in result.output
+
+
+@needs_gym
+@pytest.mark.slow
+def test_cartpole_is_solved_by_the_example(tmp_path):
+    out = tmp_path / "cartpole"
+    result = invoke("run", CARTPOLE, "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = read_log(out)
+    centre = [r["center_return_mean"] for r in rows if r.get("center_return_mean") is not None]
+    assert max(centre) >= 475

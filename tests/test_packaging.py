@@ -1,0 +1,77 @@
+"""The package's shape: extras, lazy optional imports, console script, errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from asktell import errors
+from asktell._extras import EXTRA_FOR_MODULE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+def test_every_extra_named_in_code_exists_in_pyproject():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert set(EXTRA_FOR_MODULE.values()) <= set(extras)
+    assert {"gym", "mujoco", "atari", "dask", "plot", "all", "test"} <= set(extras)
+
+
+def test_core_import_pulls_in_no_optional_backend():
+    code = (
+        "import sys, asktell, asktell.strategies, asktell.evaluators;"
+        "bad = [m for m in ('gymnasium','mujoco','ale_py','dask','distributed','matplotlib') if m in sys.modules];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_missing_optional_dependency_prints_the_install_command():
+    from asktell._extras import require
+
+    with pytest.raises(errors.MissingDependencyError, match=r'pip install "asktell\[dask\]"'):
+        require("distributed.not_a_module", "DaskEvaluator")
+
+
+def test_errors_are_also_builtins():
+    assert issubclass(errors.ConfigError, ValueError)
+    assert issubclass(errors.ReturnsError, ValueError)
+    assert issubclass(errors.AskTellOrderError, RuntimeError)
+    assert issubclass(errors.MissingDependencyError, ImportError)
+    for name in errors.__all__:
+        assert issubclass(getattr(errors, name), errors.AsktellError)
+
+
+def test_namespace_maps_root_folders():
+    import asktell.evaluators
+    import asktell.strategies
+
+    assert Path(asktell.strategies.__file__).parent == ROOT / "strategies"
+    assert Path(asktell.evaluators.__file__).parent == ROOT / "evaluators"
+
+
+def test_console_script_runs():
+    out = subprocess.run([sys.executable, "-m", "asktell.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "asktell" in out.stdout
+
+
+def _commands_in_readme() -> list[str]:
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    readme = _commands_in_readme()
+    assert len(readme) == 2, "the README must show exactly two commands"
+    assert ci == readme[1] and "pytest" in ci
+    assert "asktell run examples/" in readme[0]

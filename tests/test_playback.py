@@ -1,0 +1,235 @@
+"""asktell eval: the saved centre is evaluated, and rendered to a video when the task can."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from typing import Literal
+
+import numpy as np
+import pytest
+
+import asktell.config as config_module
+from asktell.config_base import StrictModel
+from asktell.errors import ConfigError, MissingDependencyError
+from asktell.playback import RenderError, choose_gl_backend, evaluate_run, write_video
+from asktell.registry import TASKS
+from asktell.runner import run
+from asktell.tasks import FunctionTask
+
+HAS_FFMPEG = importlib.util.find_spec("imageio_ffmpeg") is not None
+
+
+class RenderingTask(FunctionTask):
+    """A function task that can also 'render' an episode (frames drawn from the centre)."""
+
+    fail = False
+
+    def render_episode(self, distribution, sink):
+        if self.fail:
+            raise RuntimeError("no display")
+        sink.fps = 10
+        level = int(np.clip(abs(distribution.center[0]) * 50, 0, 255))
+        for i in range(5):
+            sink.add(np.full((16, 16, 3), (level + i) % 256, dtype=np.uint8))
+        return 0.0
+
+
+class RenderingTaskConfig(StrictModel):
+    kind: Literal["render_test"] = "render_test"
+
+    def build(self):
+        from asktell.tasks import NamedFunction
+
+        return RenderingTask(NamedFunction("sphere"), vectorized=True, minimize=True, num_params=3)
+
+
+RenderingTask.config_class = RenderingTaskConfig
+
+
+@pytest.fixture(scope="module")
+def rendering_run(tmp_path_factory):
+    TASKS.register("render_test")(RenderingTask)
+    config_module.refresh()
+    out = tmp_path_factory.mktemp("render") / "run"
+    run(
+        {
+            "strategy": {"kind": "openai_es", "population_size": 4},
+            "task": {"kind": "render_test"},
+            "noise": {"size": 1024},
+            "budget": {"generations": 2},
+            "output": {"log_format": "none"},
+        },
+        out=out,
+    )
+    yield out
+    del TASKS._items["render_test"]
+    config_module.refresh()
+
+
+def test_eval_reports_the_centre_return(rendering_run):
+    report = evaluate_run(rendering_run, episodes=4)
+    assert report.returns.shape == (4,) and report.generation == 2
+    assert "over 4 episode(s)" in report.summary()
+
+
+def test_best_needs_centre_evaluations(rendering_run):
+    with pytest.raises(ConfigError, match="--best needs centre evaluations"):
+        evaluate_run(rendering_run, best=True)
+
+
+def test_video_is_written_as_mp4_or_as_a_gif_with_a_note(rendering_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "egl")  # choose_gl_backend would otherwise set it for good
+    report = evaluate_run(rendering_run, episodes=1, video=tmp_path / "episode.mp4")
+    if HAS_FFMPEG:
+        assert report.video == tmp_path / "episode.mp4" and report.video_note is None
+    else:
+        assert report.video == tmp_path / "episode.gif"
+        assert "mp4 needs imageio and imageio-ffmpeg" in report.video_note
+        assert 'pip install "asktell[video]"' in report.video_note
+    assert report.video.stat().st_size > 0
+    assert str(report.video) in report.summary()
+
+
+def test_gif_has_every_frame(tmp_path):
+    from PIL import Image
+
+    frames = [np.full((8, 8, 3), 40 * i, dtype=np.uint8) for i in range(4)]
+    path, note = write_video(tmp_path / "x.gif", frames, fps=20)
+    assert note is None
+    with Image.open(path) as im:
+        assert im.n_frames == 4
+
+
+def test_a_rendering_failure_names_the_backend(rendering_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.setitem(sys.modules, "mujoco", sys.modules.get("mujoco", object()))
+    monkeypatch.setattr(RenderingTask, "fail", True)
+    with pytest.raises(RenderError, match=r"rendering an episode failed \(MUJOCO_GL=egl\): no display"):
+        evaluate_run(rendering_run, video=tmp_path / "x.gif")
+
+
+def test_a_missing_gymnasium_render_dependency_names_the_extra(rendering_run, tmp_path, monkeypatch):
+    class DependencyNotInstalled(Exception):  # what gymnasium raises without pygame
+        pass
+
+    def no_pygame(self, distribution, sink):
+        raise DependencyNotInstalled("pygame is not installed")
+
+    monkeypatch.setattr(RenderingTask, "render_episode", no_pygame)
+    with pytest.raises(MissingDependencyError, match=r'pygame .*pip install "asktell\[video\]"'):
+        evaluate_run(rendering_run, video=tmp_path / "x.gif")
+
+
+def test_gl_backend_respects_the_environment(monkeypatch):
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    assert choose_gl_backend() == "osmesa"
+    monkeypatch.delenv("MUJOCO_GL")
+    monkeypatch.setattr("ctypes.util.find_library", lambda name: None)
+    assert choose_gl_backend() is None
+
+
+def test_a_big_gif_is_shrunk_as_frames_arrive(tmp_path):
+    from PIL import Image
+
+    frames = [np.full((480, 640, 3), 60 * i, dtype=np.uint8) for i in range(3)]
+    path, _ = write_video(tmp_path / "x.gif", frames)
+    with Image.open(path) as im:
+        assert max(im.size) == 320 and im.n_frames == 3
+
+
+def test_no_frames_is_an_error(tmp_path):
+    with pytest.raises(RenderError, match="rendered no frames"):
+        write_video(tmp_path / "x.gif", [])
+
+
+# ----------------------------------------------------------------------------- Gymnasium
+class MiniGymTask:
+    """The shape of a Gymnasium task the generic filming path relies on: env_kwargs,
+    make_env() and evaluate_center() that steps the environment make_env() built."""
+
+    num_params = 1
+
+    def __init__(self):
+        self.env_kwargs = {}
+        self._env = None
+
+    def make_env(self):
+        import gymnasium as gym
+
+        return gym.make("InvertedPendulum-v5", max_episode_steps=12, **self.env_kwargs)
+
+    def evaluate_center(self, distribution, episodes=1):
+        if self._env is None:
+            self._env = self.make_env()
+        out = []
+        for e in range(episodes):
+            self._env.reset(seed=e)
+            total, done = 0.0, False
+            while not done:
+                _, r, term, trunc, _ = self._env.step(distribution.center.astype(np.float32))
+                total, done = total + r, term or trunc
+            out.append(total)
+        return np.array(out)
+
+    def evaluate(self, params, seeds, distribution):
+        from asktell.protocol import TaskResult
+
+        return TaskResult(-np.sum(params**2, axis=1), np.ones(len(params), dtype=np.int64))
+
+    def close(self):
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+class MiniGymTaskConfig(StrictModel):
+    kind: Literal["minigym_test"] = "minigym_test"
+
+    def build(self):
+        return MiniGymTask()
+
+
+MiniGymTask.config_class = MiniGymTaskConfig
+
+
+def _can_render_mujoco():
+    if importlib.util.find_spec("mujoco") is None or importlib.util.find_spec("gymnasium") is None:
+        return False
+    import ctypes.util
+
+    return bool(os.environ.get("MUJOCO_GL") or ctypes.util.find_library("EGL") or ctypes.util.find_library("OSMesa"))
+
+
+@pytest.mark.skipif(not _can_render_mujoco(), reason="needs gymnasium, mujoco and EGL or OSMesa")
+def test_a_gymnasium_task_is_filmed_headless_through_its_make_env(tmp_path, monkeypatch):
+    TASKS.register("minigym_test")(MiniGymTask)
+    config_module.refresh()
+    try:
+        if "mujoco" not in sys.modules:
+            monkeypatch.delenv("MUJOCO_GL", raising=False)
+        else:  # already imported by another test: its backend is fixed for this process
+            monkeypatch.setenv("MUJOCO_GL", os.environ.get("MUJOCO_GL", "egl"))
+        monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+        out = tmp_path / "run"
+        run(
+            {
+                "strategy": {"kind": "openai_es", "population_size": 4},
+                "task": {"kind": "minigym_test"},
+                "noise": {"size": 64},
+                "budget": {"generations": 1},
+                "output": {"log_format": "none"},
+            },
+            out=out,
+        )
+        report = evaluate_run(out, episodes=1, video=tmp_path / "pendulum.mp4")
+    finally:
+        del TASKS._items["minigym_test"]
+        config_module.refresh()
+    from PIL import Image
+
+    assert report.video.stat().st_size > 0
+    if report.video.suffix == ".gif":
+        with Image.open(report.video) as im:
+            assert im.n_frames == 13  # the reset frame and 12 steps
