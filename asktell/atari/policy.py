@@ -30,15 +30,15 @@ is loaded, and folded into its weights: ``W' = W * s`` and ``b' = beta - mean_re
 
 Batched evaluation follows :mod:`asktell.gym.policies`: each candidate has its own weights
 along a leading axis; a convolution folds its input space-to-depth by the stride (8x8/4 becomes 2x2/1 over
-64 channels), multiplies the folded grid by all kernel taps at once with one stacked
+64 channels), multiplies all kernel taps by the folded grid at once with one stacked
 ``np.matmul`` (numpy runs one BLAS ``gemm`` per candidate) and sums the taps' shifted
-outputs (:func:`conv_from_grid`). This does the work of an im2col convolution without
-copying overlapping patches (a 2.5x larger copy than the image for 8x8/4), and a
-candidate's outputs are bitwise the same alone and in any batch.
+outputs (:func:`conv2d`). This does the work of an im2col convolution without copying the
+overlapping patches (3.6 times the image for 8x8/4), and a candidate's outputs are bitwise
+the same alone and in any batch.
 
 Parameter layout, per layer in order: the weights row-major (conv: ``(out, in, k, k)``;
 dense: ``(out, in)``, the first dense layer's inputs being the last conv output flattened in
-``(height, width, channel)`` order), then ``gamma`` and ``beta`` for a VBN layer, or the
+``(channel, height, width)`` order), then ``gamma`` and ``beta`` for a VBN layer, or the
 biases otherwise. The output layer always has biases and no VBN. Pixels enter as 0..255 and
 are scaled by ``1/255`` (folded into the first layer's weights).
 """
@@ -59,9 +59,10 @@ __all__ = [
     "AtariPolicy",
     "NETWORKS",
     "conv_output_shape",
-    "conv_from_grid",
+    "conv2d",
     "conv_weights",
     "reference_digest",
+    "shift_add",
     "space_to_depth",
 ]
 
@@ -130,67 +131,73 @@ def _geometry(kernel: int, stride: int, h: int, w: int) -> tuple[int, int, int, 
     return f, m, step, ho, wo, (ho - 1) * step + m, (wo - 1) * step + m
 
 
-def space_to_depth(x: np.ndarray, kernel: int, stride: int, channels_first: bool) -> np.ndarray:
-    """The input of a conv layer folded by its stride: ``(n, hs, ws, f*f*C)``, contiguous.
+def space_to_depth(x: np.ndarray, kernel: int, stride: int, batch_major: bool = True) -> np.ndarray:
+    """The input of a conv layer folded by its stride.
 
-    ``x`` is ``(n, C, H, W)`` (``channels_first``) or ``(n, H, W, C)``. Folding by the
-    stride ``f`` turns a ``k x k`` stride-``f`` convolution into an ``m x m`` stride-1 one
-    (``m = k / f``) over ``f*f*C`` channels (8x8/4 -> 2x2 over 64 channels for the first
-    Atari layer). Depth order: ``(C, dy, dx)`` for channels-first input, ``(dy, dx, C)``
-    otherwise. Rows and columns the output does not need are cropped.
+    Folding by the stride ``f`` turns a ``k x k`` stride-``f`` convolution into an ``m x m``
+    stride-1 one (``m = k / f``) over ``f*f*C`` channels: 8x8/4 becomes 2x2 over 64 channels
+    for the first Atari layer. Rows and columns the output does not need are cropped.
+
+    Args:
+        x: ``(n, C, H, W)`` (``batch_major``) or ``(C, n, H, W)``.
+        batch_major: the layout of ``x`` and of the result.
+
+    Returns:
+        ``(n, f*f*C, hs*ws)``, or ``(f*f*C, n*hs*ws)`` when not ``batch_major``; the depth
+        in ``(C, dy, dx)`` order (original row ``f*i + dy``, column ``f*j + dx``).
     """
-    n = x.shape[0]
-    if channels_first:
-        _, c, h, w = x.shape
+    if batch_major:
+        n, c, h, w = x.shape
     else:
-        _, h, w, c = x.shape
+        c, n, h, w = x.shape
     f, _, _, _, _, hs, ws = _geometry(kernel, stride, h, w)
-    if channels_first:
-        grid = x[:, :, : hs * f, : ws * f].reshape(n, c, hs, f, ws, f).transpose(0, 2, 4, 1, 3, 5)
-    else:
-        grid = x[:, : hs * f, : ws * f].reshape(n, hs, f, ws, f, c).transpose(0, 1, 3, 2, 4, 5)
-    return np.ascontiguousarray(grid).reshape(n, hs, ws, f * f * c)
+    x = x[:, :, : hs * f, : ws * f]
+    if batch_major:
+        grid = x.reshape(n, c, hs, f, ws, f).transpose(0, 1, 3, 5, 2, 4)  # n, C, dy, dx, i, j
+        return np.ascontiguousarray(grid).reshape(n, c * f * f, hs * ws)
+    grid = x.reshape(c, n, hs, f, ws, f).transpose(0, 3, 5, 1, 2, 4)  # C, dy, dx, n, i, j
+    return np.ascontiguousarray(grid).reshape(c * f * f, n * hs * ws)
 
 
-def conv_weights(w: np.ndarray, stride: int, channels_first: bool) -> np.ndarray:
-    """Conv weights ``(out, C, k, k)`` as the ``(f*f*C, m*m*out)`` matrix that multiplies
-    :func:`space_to_depth`'s grid: column block ``(a, b)`` holds the weights of the folded
-    kernel tap ``(a, b)`` (original tap ``(a*f + dy, b*f + dx)``)."""
+def conv_weights(w: np.ndarray, stride: int) -> np.ndarray:
+    """Conv weights ``(out, C, k, k)`` as the ``(m*m*out, f*f*C)`` matrix that multiplies
+    :func:`space_to_depth`'s grid: row block ``(a, b)`` holds the folded kernel tap
+    ``(a, b)`` (original taps ``(a*f + dy, b*f + dx)``)."""
     out, c, k, _ = w.shape
     f = _fold_factor(k, stride)
     m = k // f
-    w = w.reshape(out, c, m, f, m, f)  # (out, C, a, dy, b, dx)
-    if channels_first:
-        w = w.transpose(1, 3, 5, 2, 4, 0)  # (C, dy, dx, a, b, out)
-    else:
-        w = w.transpose(3, 5, 1, 2, 4, 0)  # (dy, dx, C, a, b, out)
-    return w.reshape(f * f * c, m * m * out)
+    w = w.reshape(out, c, m, f, m, f).transpose(2, 4, 0, 1, 3, 5)  # a, b, out, C, dy, dx
+    return w.reshape(m * m * out, c * f * f)
 
 
-def conv_from_grid(
-    grid: np.ndarray, weights: np.ndarray, kernel: int, stride: int, out: int, ho: int, wo: int
-) -> np.ndarray:
-    """A valid convolution ``(n, ho, wo, out)`` from a folded grid ``(n, hs, ws, D)`` and
-    :func:`conv_weights` ``(n, D, m*m*out)`` (or one ``(D, m*m*out)`` for all rows).
-
-    One matrix product gives every tap's contribution at every grid position (a ``gemm``
-    per candidate, no im2col copy); the output sums the ``m*m`` taps, each shifted by its
-    offset, in a fixed order.
-    """
-    n, hs, ws, d = grid.shape
+def shift_add(y: np.ndarray, kernel: int, stride: int, ho: int, wo: int) -> np.ndarray:
+    """Sum the taps of ``y`` ``(B, m, m, X, hs, ws)`` (every tap's contribution at every
+    folded grid position), each shifted by its offset: the convolution ``(B, X, ho, wo)``.
+    The taps are added in a fixed order."""
     f = _fold_factor(kernel, stride)
     m, step = kernel // f, stride // f
-    y = np.matmul(grid.reshape(n, hs * ws, d), weights).reshape(n, hs, ws, m, m, out)
     rows, cols = (ho - 1) * step + 1, (wo - 1) * step + 1
-    z = None
+    z = y[:, 0, 0, :, :rows:step, :cols:step].copy()
     for a in range(m):
         for b in range(m):
-            tap = y[:, a : a + rows : step, b : b + cols : step, a, b, :]
-            if z is None:
-                z = tap.copy()
-            else:
-                z += tap
+            if a or b:
+                z += y[:, a, b, :, a : a + rows : step, b : b + cols : step]
     return z
+
+
+def conv2d(x: np.ndarray, weights: np.ndarray, kernel: int, stride: int, out: int) -> np.ndarray:
+    """A valid convolution of ``x`` ``(n, C, H, W)`` with per-row :func:`conv_weights`
+    ``(n, m*m*out, f*f*C)``: ``(n, out, ho, wo)``.
+
+    One stacked matrix product (numpy runs one BLAS ``gemm`` per row, so a row's result does
+    not depend on the others) gives every tap at every folded position, then
+    :func:`shift_add`. This does the work of an im2col convolution without copying the
+    overlapping patches, which for 8x8/4 hold 3.6 times the image.
+    """
+    n, _, h, w = x.shape
+    f, m, _, ho, wo, hs, ws = _geometry(kernel, stride, h, w)
+    y = np.matmul(weights, space_to_depth(x, kernel, stride))  # (n, m*m*out, hs*ws)
+    return shift_add(y.reshape(n, m, m, out, hs, ws), kernel, stride, ho, wo)
 
 
 class AtariPolicy:
@@ -356,7 +363,9 @@ class AtariPolicy:
         self._ref_grid = None
 
     def _reference_input(self) -> np.ndarray:
-        """The reference batch as the first layer's input (cached, folded for conv nets)."""
+        """The reference batch as the first layer sees it (cached): for a conv layer the
+        folded grid ``(f*f*C, N*hs*ws)`` (channel-major: one matrix product per layer for
+        the whole batch), for a dense one ``(N, C*H*W)``."""
         if self.reference is None:
             raise ConfigError(
                 f"{type(self).__name__} has vbn=True but no reference batch; call "
@@ -366,7 +375,8 @@ class AtariPolicy:
             x = self.reference.astype(self.dtype)
             first = self.layers[0]
             if first.kind == "conv":
-                self._ref_grid = space_to_depth(x, first.kernel, first.stride, True)
+                cnhw = x.transpose(1, 0, 2, 3)
+                self._ref_grid = space_to_depth(cnhw, first.kernel, first.stride, batch_major=False)
             else:
                 self._ref_grid = x.reshape(x.shape[0], -1)
         return self._ref_grid
@@ -374,15 +384,14 @@ class AtariPolicy:
     # ------------------------------------------------------------------ weights
     def allocate(self, n: int) -> list[np.ndarray]:
         """Zeroed buffers for ``n`` candidates: per layer the weights in matmul layout
-        (conv: :func:`conv_weights` ``(n, f*f*in, m*m*out)``; dense ``(n, out, in)``) and
+        (conv: :func:`conv_weights` ``(n, m*m*out, f*f*in)``; dense ``(n, out, in)``) and
         the biases ``(n, out)``."""
         buffers = []
-        for li, layer in enumerate(self.layers):
+        for layer in self.layers:
             if layer.kind == "conv":
-                in_c = layer.w_shape[1]
                 f = _fold_factor(layer.kernel, layer.stride)
                 m = layer.kernel // f
-                shape = (n, f * f * in_c, m * m * layer.out)
+                shape = (n, m * m * layer.out, f * f * layer.w_shape[1])
                 buffers.append(np.zeros(shape, dtype=self.dtype))
             else:
                 buffers.append(np.zeros((n, layer.out, layer.fan_in), dtype=self.dtype))
@@ -403,7 +412,7 @@ class AtariPolicy:
         for j in range(k):
             # One candidate at a time, with the same shapes whatever k is: the folded weights
             # are bitwise the same alone and in a batch.
-            for i, array in enumerate(self._fold(params[j])):
+            for i, array in enumerate(self._fold(params[j])[0]):
                 staged[i][j] = array
         for buffer, values in zip(buffers, staged):
             buffer[rows] = values
@@ -411,57 +420,73 @@ class AtariPolicy:
     def _matmul_weights(self, layer: _Layer, p: np.ndarray, first: bool) -> np.ndarray:
         w = p[layer.w[0] : layer.w[1]].reshape(layer.w_shape)
         if layer.kind == "conv":
-            w = conv_weights(w, layer.stride, channels_first=first)  # (D, m*m*out)
+            w = conv_weights(w, layer.stride)  # (m*m*out, f*f*in)
         if first:
             w = w * (1.0 / 255.0)
         return w
 
-    def _fold(self, p: np.ndarray) -> list[np.ndarray]:
-        """One candidate's matmul-layout weights and biases, VBN folded in (float64 maths)."""
+    def _fold(self, p: np.ndarray) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+        """One candidate's matmul-layout weights and biases with VBN folded in, and the
+        reference statistics ``(mean, var)`` of each VBN layer (float64)."""
         out: list[np.ndarray] = []
+        stats: list[tuple[np.ndarray, np.ndarray]] = []
         h_ref = self._reference_input() if self.vbn else None
         for li, layer in enumerate(self.layers):
             w = self._matmul_weights(layer, p, li == 0)
             if not layer.vbn:
                 out += [w, p[layer.bias[0] : layer.bias[1]]]
                 continue
+            # The pre-activation on the reference batch, channels first: (out, N, ...).
             z = self._reference_preactivation(li, layer, w.astype(self.dtype), h_ref)
             mean, var = self._moments(z)
+            stats.append((mean, var))
             gamma = p[layer.gamma[0] : layer.gamma[1]]
             beta = p[layer.beta[0] : layer.beta[1]]
             scale = gamma / np.sqrt(var + self.vbn_epsilon)
             bias = beta - mean * scale
-            # conv columns are (tap, out) blocks: scale every tap's output channel
-            w = w * np.tile(scale, w.shape[1] // layer.out) if layer.kind == "conv" else w * scale[:, None]
-            out += [w, bias]
+            # conv rows are (tap, out) blocks: scale every tap's output channel
+            taps = w.shape[0] // layer.out
+            out += [w * np.tile(scale, taps)[:, None], bias]
             # The next layer's reference input: this layer normalised, through the ReLU.
-            h = z * scale.astype(self.dtype)
-            h += bias.astype(self.dtype)
+            shape = (-1,) + (1,) * (z.ndim - 1)
+            h = z * scale.astype(self.dtype).reshape(shape)
+            h += bias.astype(self.dtype).reshape(shape)
             h_ref = np.maximum(h, 0.0, out=h)
-        return out
+            if layer.kind == "dense":
+                h_ref = h_ref.T  # back to (N, out) for a following dense layer
+        return out, stats
 
     def _reference_preactivation(
         self, li: int, layer: _Layer, w: np.ndarray, h_ref: np.ndarray
     ) -> np.ndarray:
-        """Layer ``li``'s pre-activation on the reference batch: conv ``(N, H, W, out)``,
-        dense ``(N, out)``."""
+        """Layer ``li``'s pre-activation on the reference batch, channels first: conv
+        ``(out, N, ho, wo)``, dense ``(out, N)``. ``h_ref`` is the previous layer's
+        reference output: ``(C, N, H, W)`` after a conv layer, ``(N, in)`` after a dense
+        one (or the cached input for the first layer)."""
         n_ref = self.reference.shape[0]
         if layer.kind == "conv":
-            # li == 0: the cached folded reference; later layers fold their input here.
-            grid = h_ref if li == 0 else space_to_depth(h_ref, layer.kernel, layer.stride, False)
-            c, ho, wo = self.conv_shapes[li]
-            return conv_from_grid(grid, w, layer.kernel, layer.stride, c, ho, wo)
-        return h_ref.reshape(n_ref, -1) @ w.T
+            if li == 0:
+                grid = h_ref
+                h, wd = self.obs_shape[1:]
+            else:
+                grid = space_to_depth(h_ref, layer.kernel, layer.stride, batch_major=False)
+                h, wd = h_ref.shape[2:]
+            f, m, _, ho, wo, hs, ws = _geometry(layer.kernel, layer.stride, h, wd)
+            y = (w @ grid).reshape(1, m, m, layer.out * n_ref, hs, ws)
+            return shift_add(y, layer.kernel, layer.stride, ho, wo).reshape(layer.out, n_ref, ho, wo)
+        if h_ref.ndim == 4:  # after a conv layer: flatten each frame in (C, H, W) order
+            h_ref = h_ref.transpose(1, 0, 2, 3).reshape(n_ref, -1)
+        return w @ h_ref.T
 
     @staticmethod
     def _moments(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel (last axis) mean and variance over everything else (two passes,
+        """Per-channel (first axis) mean and variance over everything else (two passes,
         accumulated in float64 without a float64 copy of ``z``)."""
-        z = z.reshape(-1, z.shape[-1])
-        mean = z.mean(axis=0, dtype=np.float64)
-        centred = z - mean.astype(z.dtype)
-        var = np.square(centred, out=centred).mean(axis=0, dtype=np.float64)
-        # The float32 centring is off by at most the rounding of the mean: correct for it.
+        z = z.reshape(z.shape[0], -1)
+        mean = z.mean(axis=1, dtype=np.float64)
+        centred = z - mean.astype(z.dtype)[:, None]
+        var = np.square(centred, out=centred).mean(axis=1, dtype=np.float64)
+        # The centring used the mean rounded to z's dtype: correct for that offset.
         shift = mean - mean.astype(z.dtype).astype(np.float64)
         return mean, np.maximum(var - shift * shift, 0.0)
 
@@ -473,24 +498,7 @@ class AtariPolicy:
             raise ConfigError(
                 f"{type(self).__name__} expects {self.num_params} parameters; got {p.size}"
             )
-        if not self.vbn:
-            return []
-        stats = []
-        h_ref = self._reference_input()
-        for li, layer in enumerate(self.layers):
-            if not layer.vbn:
-                break
-            w = self._matmul_weights(layer, p, li == 0)
-            z = self._reference_preactivation(li, layer, w.astype(self.dtype), h_ref)
-            mean, var = self._moments(z)
-            stats.append((mean, var))
-            gamma = p[layer.gamma[0] : layer.gamma[1]]
-            beta = p[layer.beta[0] : layer.beta[1]]
-            scale = gamma / np.sqrt(var + self.vbn_epsilon)
-            h = z * scale.astype(self.dtype)
-            h += (beta - mean * scale).astype(self.dtype)
-            h_ref = np.maximum(h, 0.0, out=h)
-        return stats
+        return self._fold(p)[1] if self.vbn else []
 
     # ------------------------------------------------------------------ forward
     def outputs(self, buffers: list[np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -501,10 +509,8 @@ class AtariPolicy:
         for li, layer in enumerate(self.layers):
             w, b = buffers[2 * li], buffers[2 * li + 1]
             if layer.kind == "conv":
-                c, ho, wo = self.conv_shapes[li]
-                grid = space_to_depth(h, layer.kernel, layer.stride, channels_first=li == 0)
-                z = conv_from_grid(grid, w, layer.kernel, layer.stride, c, ho, wo)
-                z += b[:, None, None, :]
+                z = conv2d(h, w, layer.kernel, layer.stride, layer.out)
+                z += b[:, :, None, None]
                 h = np.maximum(z, 0.0, out=z)
             else:
                 z = batched_matvec(w, h.reshape(n, -1))
