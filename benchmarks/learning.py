@@ -49,7 +49,7 @@ PRESETS: dict[str, dict] = {
         evaluator=dict(mode="sync"),
         target=-200.0,
         eval_every=10,
-        eval_episodes=20,
+        eval_episodes=50,  # returns vary a lot with the start state: judge on 50 episodes
         max_steps=20_000_000,
         noise_size=1 << 22,
     ),
@@ -161,6 +161,10 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
         )
     seconds = time.perf_counter() - start  # includes building the task, noise and workers
     solved = result.solved_at
+    # An independent check of the final centre (not timed): fresh single-env episodes with
+    # seeds of their own, through the task's own evaluate_center.
+    final = strategy.distribution.replace(context=task.context())
+    verify = task.evaluate_center(final, args.verify_episodes) if args.verify_episodes else None
     out = {
         "env": env_id,
         "seed": seed,
@@ -175,6 +179,8 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
         "timesteps": result.timesteps,
         "seconds": seconds,
         "best_center_return": max((r for _, r in result.center_returns), default=None),
+        "verify_episodes": args.verify_episodes,
+        "verify_return_mean": float(np.mean(verify)) if verify is not None else None,
         "curve": [
             {k: h[k] for k in ("generation", "timesteps", "seconds", "return_mean", "return_max", "center_return") if k in h}
             for h in result.history
@@ -186,6 +192,8 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
         else f"did not reach {preset['target']} (best centre {out['best_center_return']}) "
         f"in {result.timesteps:,} steps, {seconds:.1f}s"
     )
+    if verify is not None:
+        verdict += f"; final centre over {args.verify_episodes} fresh episodes: {np.mean(verify):.1f}"
     print(f"{env_id} seed {seed}: {verdict}", flush=True)
     return out
 
@@ -229,6 +237,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, help="override the preset's step budget")
     parser.add_argument("--max-seconds", type=float, help="wall-time budget per seed")
     parser.add_argument("--out", default="docs/benchmarks-gym", help="where JSON and PNG go")
+    parser.add_argument(
+        "--verify-episodes", type=int, default=100, help="untimed check of the final centre"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     preset = PRESETS[args.env]
