@@ -184,6 +184,11 @@ class SlotEngine:
         normalize = b.normalize
         neutral = task.action_spec.neutral()
         no_failures = np.zeros(S, dtype=bool)
+        # The tail of a batch in a SyncVectorEnv: once the queue is empty, only the busy
+        # sub-environments are stepped (a vector step would also simulate the idle ones).
+        # The next batch starts with a full reset, which also resets the vector env's flags.
+        sub_envs = getattr(vec, "envs", None) if seeded and self.mode == "sync" else None
+        tail = False
 
         def crash_isolate():
             for s in np.flatnonzero(state == ACTIVE).tolist():
@@ -263,9 +268,16 @@ class SlotEngine:
                 if not all_active:
                     # Slots without a candidate get a neutral action, not one from stale weights.
                     actions[~active] = neutral
-                obs, reward, terminated, truncated, info = self._call(vec.step, actions)
+                if not tail and sub_envs is not None and not all_active and not b.has_work():
+                    tail = True
+                if tail:
+                    X, reward, terminated, truncated, info = self._call(
+                        step_busy, sub_envs, spec, actions, active, X
+                    )
+                else:
+                    obs, reward, terminated, truncated, info = self._call(vec.step, actions)
+                    X = spec.to_array(obs, S)
                 reward = np.asarray(reward, dtype=np.float64).reshape(S)
-                X = spec.to_array(obs, S)
                 if all_active:
                     t += 1
                     ret += reward
@@ -322,7 +334,8 @@ class SlotEngine:
                 if seeded:
                     # Slots whose episode ended, and idle slots whose env ended on its own,
                     # are reset (a vector env without autoreset refuses to step them).
-                    reset_slots(X, (state == IDLE) & (ending | done))
+                    if not tail:
+                        reset_slots(X, (state == IDLE) & (ending | done))
                 else:
                     # An episode we ended (cap, failure) that the env has not ended drains
                     # until the env ends it; its outputs are ignored.
@@ -347,6 +360,21 @@ class SlotEngine:
         except _EnvCrashed:
             crash_isolate()
             raise
+
+
+def step_busy(envs, spec, actions: np.ndarray, active: np.ndarray, X: np.ndarray):
+    """Step only the busy sub-environments of a SyncVectorEnv, as its ``step`` would
+    (``env.step(action)`` per sub-env, rewards in float64). Returns the observations
+    already as float64 rows (idle rows unchanged)."""
+    n = len(envs)
+    X = X.copy()
+    reward = np.zeros(n)
+    terminated = np.zeros(n, dtype=bool)
+    truncated = np.zeros(n, dtype=bool)
+    for s in np.flatnonzero(active).tolist():
+        obs, reward[s], terminated[s], truncated[s], _ = envs[s].step(actions[s])
+        X[s] = spec.to_array(obs, 1)[0]
+    return X, reward, terminated, truncated, {}
 
 
 def _combine(returns: np.ndarray) -> float:

@@ -206,3 +206,13 @@ def test_closed_evaluator_refuses_work():
     ev.close()
     with pytest.raises(RuntimeError, match="after close"):
         ev.evaluate(Distribution(np.zeros(task.num_params), 1.0, NOISE), SEEDS)
+
+
+def test_discrete_observations_and_stochastic_dynamics_match_serial():
+    # FrozenLake: one-hot observations, a slippery (seeded) transition, episodes of any length.
+    task = GymTask("FrozenLake-v1", hidden_sizes=(8,), episodes=3)
+    dist = generation_of(task, sigma=1.0)
+    expected = serial(task, dist, SEEDS)
+    assert len(set(expected.steps.tolist())) > 3
+    assert_same(expected, vector(task, dist, SEEDS, num_envs=6))
+    assert_same(expected, vector(task, dist, SEEDS, num_envs=40))
