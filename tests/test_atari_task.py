@@ -111,9 +111,14 @@ def test_the_reference_batch_travels_in_the_pickled_task_and_the_checkpoint(task
 
 def test_a_reference_batch_that_does_not_match_the_observations_is_rejected(task):
     state = task.state_dict()
+    before = task.reference_batch.copy()
     state["vbn_reference"] = np.zeros((8, 4, 84, 84), dtype=np.uint8)
     with pytest.raises(CheckpointError, match=r"'vbn_reference' must have shape \(N >= 2, 4, 42, 42\).*\(8, 4, 84, 84\)"):
         task.load_state_dict(state)
+    state["vbn_reference"] = np.zeros((8, 4, 42, 42), dtype=np.float64)
+    with pytest.raises(CheckpointError, match="must be uint8"):
+        task.load_state_dict(state)
+    assert np.array_equal(task.reference_batch, before)  # a rejected state changes nothing
     with pytest.raises(ConfigError, match=r"reference batch must have shape"):
         tiny_task(reference_batch=np.zeros((8, 3, 42, 42), dtype=np.uint8))
     missing = {k: v for k, v in task.state_dict().items() if k != "vbn_reference"}

@@ -378,27 +378,30 @@ class AtariTask(GymTask):
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`; a reference batch of the wrong shape is rejected."""
+        """Restore :meth:`state_dict`; a reference batch of the wrong shape is rejected
+        (and then nothing is changed)."""
+        reference = None
+        if self.vbn:
+            if "vbn_reference" not in state:
+                raise CheckpointError(
+                    f"AtariTask state_dict has no 'vbn_reference' but this task has vbn=True "
+                    f"({self.env_id})"
+                )
+            reference = np.asarray(state["vbn_reference"])
+            expected = tuple(self.obs_spec.shape)
+            if reference.ndim != 4 or tuple(reference.shape[1:]) != expected or reference.shape[0] < 2:
+                raise CheckpointError(
+                    f"AtariTask state_dict 'vbn_reference' must have shape (N >= 2, "
+                    f"{', '.join(map(str, expected))}) to match {self.env_id}'s observations; "
+                    f"got {tuple(reference.shape)}"
+                )
+            if reference.dtype != np.uint8:
+                raise CheckpointError(
+                    f"AtariTask state_dict 'vbn_reference' must be uint8 pixels; got {reference.dtype}"
+                )
         super().load_state_dict(state)
-        if not self.vbn:
-            return
-        if "vbn_reference" not in state:
-            raise CheckpointError(
-                f"AtariTask state_dict has no 'vbn_reference' but this task has vbn=True "
-                f"({self.env_id})"
-            )
-        reference = np.asarray(state["vbn_reference"])
-        expected = (self.obs_spec.shape[0], self.obs_spec.shape[1], self.obs_spec.shape[2])
-        if reference.ndim != 4 or tuple(reference.shape[1:]) != expected or reference.shape[0] < 2:
-            raise CheckpointError(
-                f"AtariTask state_dict 'vbn_reference' must have shape (N >= 2, "
-                f"{', '.join(map(str, expected))}) to match {self.env_id}'s observations; got "
-                f"{tuple(reference.shape)}"
-            )
-        try:
+        if reference is not None:
             self.policy.set_reference(reference)
-        except ConfigError as exc:
-            raise CheckpointError(f"AtariTask state_dict 'vbn_reference': {exc}") from None
 
 
 class AtariTaskConfig(StrictModel):
