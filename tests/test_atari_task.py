@@ -133,17 +133,21 @@ def test_a_worker_with_another_reference_batch_refuses_to_evaluate(task):
         task.evaluate(dist.decode(SEEDS[:1]), SEEDS[:1], dist)
 
 
-def test_serial_and_vectorised_evaluators_agree_bitwise(task):
-    dist = distribution(task, generation=2)
-    with SerialEvaluator(task) as ev:
-        serial = ev.evaluate(dist, SEEDS)
-    assert np.all(serial.steps > 0) and np.all(np.isfinite(serial.returns))
-    with VectorEnvEvaluator(task, num_envs=3) as ev:
-        vector = ev.evaluate(dist, SEEDS)
+def test_serial_and_vectorised_evaluators_agree_bitwise():
+    # Space Invaders: the score depends on the policy within a few hundred frames, so equal
+    # returns mean equal action sequences (in Pong the first points are lost whatever it does).
+    invaders = AtariTask("SpaceInvaders", seed=5, **{**TINY, "max_episode_frames": 600})
+    dist = distribution(invaders, generation=2)
+    seeds = np.array([0, ~0, 7, ~7, 12, 13], dtype=np.int64)
+    with SerialEvaluator(invaders) as ev:
+        serial = ev.evaluate(dist, seeds)
+    assert np.all(serial.steps > 0) and len(set(serial.returns.tolist())) >= 3
+    with VectorEnvEvaluator(invaders, num_envs=4) as ev:
+        vector = ev.evaluate(dist, seeds)
     assert np.array_equal(serial.returns, vector.returns)
     assert np.array_equal(serial.steps, vector.steps)
-    with VectorEnvEvaluator(task, num_envs=2, num_workers=1) as ev:  # the task pickled to a process
-        worker = ev.evaluate(dist, SEEDS)
+    with VectorEnvEvaluator(invaders, num_envs=2, num_workers=1) as ev:  # the task pickled to a process
+        worker = ev.evaluate(dist, seeds)
     assert np.array_equal(serial.returns, worker.returns)
 
 
@@ -196,7 +200,7 @@ def test_a_run_with_vbn_checkpoints_the_reference_batch_and_resumes_exactly(tmp_
             "seed": 3,
             "strategy": {"kind": "openai_es", "population_size": 4, "sigma": 0.05,
                          "learning_rate": 0.05},
-            "task": {"kind": "atari", "env_id": "Pong", **TINY, "max_episode_frames": 200},
+            "task": {"kind": "atari", "env_id": "SpaceInvaders", **TINY, "max_episode_frames": 300},
             "noise": {"size": 1 << 16},
             "budget": {"generations": generations},
             "output": {"log_format": "none", "eval_every": 0, "checkpoint_every": 1},
