@@ -151,6 +151,20 @@ def test_serial_and_vectorised_evaluators_agree_bitwise():
     assert np.array_equal(serial.returns, worker.returns)
 
 
+def test_the_dask_evaluator_returns_the_serial_returns(task):
+    from asktell.registry import EVALUATORS
+
+    if "dask" not in EVALUATORS.names():
+        pytest.skip("the Dask evaluator is not registered in this build")
+    pytest.importorskip("distributed")
+    dist = distribution(task, generation=2)
+    with SerialEvaluator(task) as ev:
+        serial = ev.evaluate(dist, SEEDS)
+    with EVALUATORS.get("dask").config_class(num_workers=1).build(task) as ev:
+        remote = ev.evaluate(dist, SEEDS)  # the task, reference batch included, is shipped
+    assert np.array_equal(serial.returns, remote.returns)
+
+
 def test_ales_own_vector_env_runs_the_same_task(task):
     dist = distribution(task)
     with VectorEnvEvaluator(task, num_envs=2, mode="vector_entry_point") as ev:
