@@ -27,16 +27,13 @@ Faults and the policy for each are described on :class:`DaskEvaluator` and in
 ``docs/dask.md``.
 """
 
+
 from __future__ import annotations
 
 import hashlib
 import pickle
-import queue
-import threading
 import time
 import uuid
-import warnings
-from collections import OrderedDict
 from typing import Any, Literal
 
 import numpy as np
@@ -46,79 +43,22 @@ from asktell._extras import require
 from asktell.config_base import StrictModel
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, EvaluationError
-from asktell.protocol import Evaluation, Failure, Task
+from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
-from ._common import ChunkResult, assemble, check_failure_policy, evaluate_chunk
+from ._common import assemble, check_failure_policy
+from ._dask_run import (
+    Generation,
+    SchedulerLost,
+    chunk_bounds,
+    describe,
+    identity,
+)
 
 __all__ = ["DaskEvaluator", "DaskEvaluatorConfig", "chunk_bounds"]
 
-# How often the collecting loop wakes up when nothing finished, to check the scheduler and
-# the workers are still there and the deadline has not passed.
-_POLL_SECONDS = 0.5
 # How long the cached thread count is trusted before it is asked for again.
 _THREADS_TTL = 2.0
-# An embedded cluster short of workers this long is topped up again (see _heal_cluster).
-_HEAL_SECONDS = 5.0
-# One attempt to fetch finished results. Results are small; a fetch that takes longer met a
-# holder that died meanwhile (distributed retries a refused connection for its whole
-# connect timeout, 30 s by default), so give up and try again once Dask knows.
-_GATHER_SECONDS = 10.0
-_GATHER_ATTEMPTS = 6
-
-
-# --------------------------------------------------------------------------- worker side
-# These functions run on Dask workers; they must stay importable without dask installed.
-
-_LOCAL = threading.local()
-_TASKS_PER_THREAD = 4
-
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _task_for_thread(shipped: tuple[str, bytes]) -> Task:
-    """This thread's copy of the task, unpickled on first use and kept (LRU, by digest)."""
-    digest, payload = shipped
-    cache = getattr(_LOCAL, "tasks", None)
-    if cache is None:
-        cache = _LOCAL.tasks = OrderedDict()
-    task = cache.get(digest)
-    if task is None:
-        task = pickle.loads(payload)
-        cache[digest] = task
-        while len(cache) > _TASKS_PER_THREAD:
-            cache.popitem(last=False)
-    else:
-        cache.move_to_end(digest)
-    return task
-
-
-def _run_chunk(
-    shipped_task: tuple[str, bytes], distribution: Distribution, seeds: np.ndarray, retries: int
-) -> ChunkResult:
-    return evaluate_chunk(_task_for_thread(shipped_task), distribution, seeds, retries)
-
-
-# ------------------------------------------------------------------------------- helpers
-
-
-def chunk_bounds(n: int, num_chunks: int) -> list[tuple[int, int]]:
-    """Cut ``n`` seeds into at most ``num_chunks`` nearly equal ``(start, stop)`` ranges.
-
-    When ``n`` is even the cuts fall on even offsets, so mirrored pairs ``[k, ~k]`` ride in
-    the same chunk (not needed for correctness: every seed decodes on its own).
-    """
-    if n <= 0:
-        return []
-    num_chunks = max(1, min(int(num_chunks), n))
-    if n % 2 == 0 and num_chunks <= n // 2:
-        pairs = n // 2
-        edges = [2 * ((pairs * i) // num_chunks) for i in range(num_chunks + 1)]
-    else:
-        edges = [(n * i) // num_chunks for i in range(num_chunks + 1)]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -135,29 +75,6 @@ def _check_seconds(name: str, value: Any, *, optional: bool) -> float | None:
         rule = "a finite number of seconds > 0" + (" or None" if optional else "")
         raise ConfigError(f"DaskEvaluator '{name}' must be {rule}; got {value!r}")
     return float(value)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-class _SchedulerLost(Exception):
-    pass
-
-
-def _heal_cluster(cluster: Any, num_workers: int) -> None:
-    """Give an embedded cluster back its configured workers (runs on the cluster's loop).
-
-    A worker killed while its nanny is still restarting it can leave that nanny without a
-    process for good, or gone (a race in distributed, met when a candidate kills every
-    worker it touches). Such nannies are dropped from the cluster's spec and ``scale``
-    starts fresh ones; for a healthy cluster this is a no-op.
-    """
-    for name, nanny in list(cluster.workers.items()):
-        process = getattr(nanny, "process", None)
-        if process is None or not process.is_alive():
-            cluster.worker_spec.pop(name, None)
-    cluster.scale(num_workers)
 
 
 # ----------------------------------------------------------------------------- evaluator
@@ -192,7 +109,8 @@ class DaskEvaluator:
 
     Args:
         task: the task every batch is evaluated on (picklable; it is shipped to workers).
-        client: an existing ``distributed.Client`` to use (not closed by ``close()``).
+        client: an existing ``distributed.Client`` to use (not closed by ``close()``), or a
+            scheduler address (the same as ``address``).
         address: a scheduler address such as ``"tcp://10.0.0.5:8786"`` to connect to.
         num_workers: embedded cluster only: worker processes (default: CPU cores).
         threads_per_worker: embedded cluster only: threads per worker process.
@@ -228,8 +146,8 @@ class DaskEvaluator:
     def __init__(
         self,
         task: Task,
-        *,
         client: Any = None,
+        *,
         address: str | None = None,
         num_workers: int | None = None,
         threads_per_worker: int = 1,
@@ -256,7 +174,7 @@ class DaskEvaluator:
         )
         self.worker_timeout = _check_seconds("worker_timeout", worker_timeout, optional=True)
         if isinstance(client, str) and address is None:
-            client, address = None, client  # DaskEvaluator(task, "tcp://host:8786")
+            client, address = None, client  # DaskEvaluator(task, "tcp://10.0.0.5:8786")
         if client is not None and address is not None:
             raise ConfigError(
                 f"DaskEvaluator takes a 'client' or an 'address', not both; got client="
@@ -358,7 +276,7 @@ class DaskEvaluator:
         except Exception as exc:  # noqa: BLE001 - re-raised with the likely cause
             raise EvaluationError(
                 f"DaskEvaluator could not start its embedded LocalCluster ({n} workers): "
-                f"{_describe(exc)}. Workers are spawned processes, so a script must create "
+                f"{describe(exc)}. Workers are spawned processes, so a script must create "
                 'the evaluator under `if __name__ == "__main__":`'
             ) from exc
 
@@ -375,7 +293,7 @@ class DaskEvaluator:
                 self.cluster.close()
             raise EvaluationError(
                 f"DaskEvaluator could not reach the Dask scheduler at {address!r} within "
-                f"connect_timeout={self.connect_timeout:g} s: {_describe(exc)}"
+                f"connect_timeout={self.connect_timeout:g} s: {describe(exc)}"
             ) from exc
 
     @property
@@ -428,19 +346,19 @@ class DaskEvaluator:
         self._calls += 1
         tag = f"{self._uid}-{self._calls}"
         try:
-            run = _Generation(self, distribution, seeds, tag)
+            run = Generation(self, distribution, seeds, tag)
             cancel = True  # stragglers and, on errors, whatever is still queued
             try:
                 bounds = chunk_bounds(seeds.size, self._num_threads() * self.chunks_per_worker)
                 parts, killed = run.collect(run.submit(bounds, "chunk"))
                 if killed:
                     parts += run.isolate(killed)
-            except _SchedulerLost:
+            except SchedulerLost:
                 cancel = False  # nobody to ask
                 raise
             finally:
                 run.release(cancel=cancel)
-        except _SchedulerLost as exc:
+        except SchedulerLost as exc:
             raise EvaluationError(
                 f"DaskEvaluator lost the Dask scheduler at {self.address!r} during generation "
                 f"{generation} ({exc}); the generation was not completed and nothing was told "
@@ -449,11 +367,11 @@ class DaskEvaluator:
             ) from None
         return run.finish(parts)
 
-    # -- pieces used by _Generation ---------------------------------------------------
+    # -- pieces used by Generation ----------------------------------------------------
 
     def _ensure_running(self) -> None:
         if self.client.status != "running":
-            raise _SchedulerLost(f"the client is {self.client.status!r}")
+            raise SchedulerLost(f"the client is {self.client.status!r}")
 
     def _identity(self) -> dict:
         """Ask the scheduler about itself, within ``scheduler_timeout``."""
@@ -465,9 +383,9 @@ class DaskEvaluator:
                 callback_timeout=self.scheduler_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - timeout, closed comm, OSError
-            raise _SchedulerLost(
+            raise SchedulerLost(
                 f"no answer within scheduler_timeout={self.scheduler_timeout:g} s: "
-                f"{_describe(exc)}"
+                f"{describe(exc)}"
             ) from None
 
     def _num_threads(self) -> int:
@@ -481,241 +399,21 @@ class DaskEvaluator:
         """A future holding the pickled task, re-submitted only when the task changed."""
         import cloudpickle
 
-        payload = cloudpickle.dumps(self.task, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            payload = cloudpickle.dumps(self.task, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - whatever pickling raised
+            raise ConfigError(
+                f"DaskEvaluator 'task' must be picklable to travel to Dask workers; "
+                f"pickling {self.task!r} failed: {describe(exc)}"
+            ) from exc
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
         future = self._task_future
         if digest != self._task_digest or future is None or future.status in ("error", "cancelled"):
             self._task_future = self.client.submit(
-                _identity, (digest, payload), key=f"asktell-task-{digest}", pure=False
+                identity, (digest, payload), key=f"asktell-task-{digest}", pure=False
             )
             self._task_digest = digest
         return self._task_future
-
-
-class _Generation:
-    """The futures of one ``evaluate`` call and the loop that collects them."""
-
-    def __init__(self, ev: DaskEvaluator, distribution: Distribution, seeds: np.ndarray, tag: str):
-        self.ev = ev
-        self.client = ev.client
-        self.distribution = distribution
-        self.seeds = seeds
-        self.tag = tag
-        self.started = time.monotonic()
-        self.deadline = (
-            None if ev.deadline_seconds is None else self.started + ev.deadline_seconds
-        )
-        self.late: list[tuple[int, int]] = []  # ranges that missed the deadline
-        self._no_workers_since: float | None = None
-        self._short_since: float | None = None
-        self.futures: list[Any] = []
-        ev._ensure_running()
-        self.task_future = ev._shipped_task()
-        with warnings.catch_warnings():
-            # A large centre makes a "large graph"; it is sent once per generation on purpose.
-            warnings.filterwarnings("ignore", message="Sending large graph")
-            self.dist_future = self.client.submit(
-                _identity, distribution, key=f"asktell-distribution-{tag}", pure=False
-            )
-
-    def submit(self, bounds: list[tuple[int, int]], what: str) -> dict[Any, tuple[int, int]]:
-        submitted = {}
-        for a, b in bounds:
-            future = self.client.submit(
-                _run_chunk,
-                self.task_future,
-                self.dist_future,
-                self.seeds[a:b],
-                self.ev.retries,
-                key=f"asktell-{what}-{self.tag}-{a}-{b}",
-                pure=False,
-                retries=self.ev.retries,
-            )
-            submitted[future] = (a, b)
-            self.futures.append(future)
-        return submitted
-
-    def collect(
-        self, pending: dict[Any, tuple[int, int]]
-    ) -> tuple[list[tuple[int, ChunkResult]], list[tuple[int, int, BaseException]]]:
-        """Wait for ``pending``; returns finished parts and the ranges whose workers died.
-
-        Done-callbacks only wake the loop up; what is ready is read from the futures, so a
-        result lost with its worker (status ``lost``) simply stays pending until Dask has
-        recomputed it.
-        """
-        parts: list[tuple[int, ChunkResult]] = []
-        killed: list[tuple[int, int, BaseException]] = []
-        wake: queue.Queue = queue.Queue()
-        for future in pending:
-            future.add_done_callback(wake.put)
-        pending = dict(pending)
-        gather_failures = 0
-        while pending:
-            wait = _POLL_SECONDS
-            if self.deadline is not None:
-                wait = max(0.0, min(wait, self.deadline - time.monotonic()))
-            try:
-                wake.get(timeout=wait)
-                while True:
-                    wake.get_nowait()
-            except queue.Empty:
-                pass
-            ready = [f for f in pending if f.done()]
-            if ready:
-                if self._absorb(ready, pending, parts, killed):
-                    gather_failures = 0
-                else:
-                    self.ev._identity()  # a hung scheduler is reported as such
-                    gather_failures += 1
-                    if gather_failures >= _GATHER_ATTEMPTS:
-                        raise EvaluationError(
-                            f"DaskEvaluator could not fetch the results of generation "
-                            f"{self.distribution.generation} from the workers "
-                            f"({_GATHER_ATTEMPTS} attempts of {_GATHER_SECONDS:g} s)"
-                        )
-            if pending and self.deadline is not None and time.monotonic() >= self.deadline:
-                # release() cancels them; a rollout already running finishes on its worker
-                # and is discarded.
-                self.late.extend(pending.values())
-                break
-            if not ready:
-                self._check_cluster()
-        return parts, killed
-
-    def _check_cluster(self) -> None:
-        """Nothing finished for a while: is the scheduler there, and are there workers?"""
-        ev = self.ev
-        info = ev._identity()  # raises _SchedulerLost if the scheduler is gone
-        workers = int(info.get("n_workers", 1))
-        now = time.monotonic()
-        if ev.cluster is not None and workers < ev._num_workers:
-            self._short_since = self._short_since or now
-            if now - self._short_since > _HEAL_SECONDS:
-                ev.cluster.loop.add_callback(_heal_cluster, ev.cluster, ev._num_workers)
-                self._short_since = now
-        else:
-            self._short_since = None
-        if workers > 0 or ev.worker_timeout is None:
-            self._no_workers_since = None
-            return
-        self._no_workers_since = self._no_workers_since or now
-        if now - self._no_workers_since > ev.worker_timeout:
-            raise EvaluationError(
-                f"DaskEvaluator: the cluster at {ev.address!r} has had no worker for "
-                f"worker_timeout={ev.worker_timeout:g} s during generation "
-                f"{self.distribution.generation}; start workers (e.g. `dask worker "
-                f"{ev.address}`) or raise worker_timeout"
-            )
-
-    def _absorb(self, ready, pending, parts, killed) -> bool:
-        """Take the done futures out of ``pending``; False if their results could not be fetched."""
-        finished = [f for f in ready if f.status == "finished"]
-        fetched = True
-        if finished:
-            try:
-                results = self._gather(finished)
-            except Exception:  # noqa: BLE001 - a holder died meanwhile: try again later
-                self.ev._ensure_running()
-                fetched = False
-            else:
-                for f, result in zip(finished, results):
-                    parts.append((pending.pop(f)[0], result))
-        for f in ready:
-            if f.status == "cancelled":
-                self.ev._ensure_running()
-                raise _SchedulerLost(f"chunk {f.key!r} was cancelled")
-            if f.status != "error":
-                continue
-            a, b = pending.pop(f)
-            exc = f.exception()
-            if isinstance(exc, self.ev._dd.KilledWorker):
-                killed.append((a, b, exc))
-                continue
-            raise EvaluationError(
-                f"DaskEvaluator: the chunk of candidates {a}..{b - 1} (seeds "
-                f"{int(self.seeds[a])}..) of generation {self.distribution.generation} failed "
-                f"on a Dask worker outside any rollout: {_describe(exc)}. Are asktell and the "
-                "task's own modules installed on every worker, at the same versions?"
-            ) from exc
-        return fetched
-
-    def isolate(self, killed: list[tuple[int, int, BaseException]]) -> list[tuple[int, ChunkResult]]:
-        """Rerun the candidates of chunks whose workers kept dying, one per task.
-
-        A candidate that again exhausts Dask's allowed failures alone is the culprit. When
-        several do in one round, innocent ones may have died beside the culprit (a worker
-        holds more than one task), so each is confirmed alone, one after the other.
-        """
-        singles = [(i, i + 1) for a, b, _ in killed for i in range(a, b)]
-        parts, suspects = self.collect(self.submit(singles, "single"))
-        if len(suspects) > 1:
-            confirmed = []
-            for a, b, _ in suspects:
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    self.late.append((a, b))
-                    continue
-                more, again = self.collect(self.submit([(a, b)], "confirm"))
-                parts += more
-                confirmed += again
-            suspects = confirmed
-        for a, _, exc in suspects:
-            part = ChunkResult(1)
-            part.failures.append(
-                (0, f"killed its Dask worker on each of {exc.allowed_failures + 1} attempts "
-                    f"(KilledWorker; distributed.scheduler.allowed-failures="
-                    f"{exc.allowed_failures})")
-            )
-            parts.append((a, part))
-        return parts
-
-    def _gather(self, futures: list[Any]) -> list[Any]:
-        # Bounded like every other wait on the scheduler (see _GATHER_SECONDS).
-        gather = getattr(self.client, "_gather", None)
-        if gather is None:  # pragma: no cover - older/newer distributed without it
-            return self.client.gather(futures)
-        return self.client.sync(gather, futures, callback_timeout=_GATHER_SECONDS)
-
-    def release(self, cancel: bool = True) -> None:
-        """Drop this generation's futures, cancelling those not done (stragglers).
-
-        Cancelling waits for the scheduler's answer, so it is bounded and skipped when the
-        scheduler is already known to be gone.
-        """
-        leftovers = [f for f in self.futures if not f.done()]
-        if cancel and leftovers and self.client.status == "running":
-            try:
-                cancel_async = getattr(self.client, "_cancel", None)
-                if cancel_async is None:  # pragma: no cover
-                    self.client.cancel(leftovers)
-                else:
-                    self.client.sync(
-                        cancel_async, leftovers, callback_timeout=self.ev.scheduler_timeout
-                    )
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
-        self.futures = []
-        self.dist_future = None
-
-    def finish(self, parts: list[tuple[int, ChunkResult]]) -> Evaluation:
-        generation = self.distribution.generation
-        parts.sort(key=lambda p: p[0])  # merge statistics in seed order, deterministically
-        evaluation = assemble(self.seeds, parts, generation, self.ev.on_failure)
-        if self.late:
-            if not parts:
-                raise EvaluationError(
-                    f"DaskEvaluator: no candidate of generation {generation} finished within "
-                    f"deadline_seconds={self.ev.deadline_seconds:g}; raise the deadline"
-                )
-            message = (
-                f"not back within the generation deadline (deadline_seconds="
-                f"{self.ev.deadline_seconds:g})"
-            )
-            for a, b in self.late:
-                for i in range(a, b):
-                    evaluation.failures.append(Failure(i, int(self.seeds[i]), message, generation))
-            evaluation.failures.sort(key=lambda f: f.index)
-        return evaluation
 
 
 class DaskEvaluatorConfig(StrictModel):

@@ -197,10 +197,29 @@ def test_same_code_runs_against_a_scheduler_address(client):
 
 def test_a_given_client_is_used_and_left_open(client):
     dist, seeds = _problem()
-    with DaskEvaluator(FunctionTask(first_coordinate), client=client) as ev:
+    with DaskEvaluator(FunctionTask(first_coordinate), client) as ev:
         assert ev.client is client
         ev.evaluate(dist, seeds)
     assert client.status == "running"
+    with DaskEvaluator(FunctionTask(first_coordinate), client.scheduler.address) as ev:
+        assert ev.client is not client and ev.cluster is None  # an address, positionally
+    assert client.status == "running"
+
+
+def test_an_unpicklable_task_is_named(client):
+    import threading as th
+
+    class Locked:
+        def __init__(self):
+            self.lock = th.Lock()
+
+        def __call__(self, x):
+            return 0.0
+
+    dist, seeds = _problem()
+    with DaskEvaluator(FunctionTask(Locked()), client) as ev:
+        with pytest.raises(ConfigError, match="'task' must be picklable"):
+            ev.evaluate(dist, seeds)
 
 
 @pytest.mark.parametrize("chunks_per_worker", [1, 3, 16])
@@ -338,7 +357,7 @@ def test_poison_candidate_is_found_and_reported_never_looping(tmp_path):
     # nanny without a worker; the evaluator heals its embedded cluster from that, slowly.)
     task = FunctionTask(KillsWorker(float(X[bad, 0]), delay=0.5))
     expected = _serial(FunctionTask(first_coordinate), dist, seeds).returns
-    with DaskEvaluator(task, num_workers=2, allowed_failures=1, on_failure="mark") as ev:
+    with DaskEvaluator(task, num_workers=2, allowed_failures=0, on_failure="mark") as ev:
         got = ev.evaluate(dist, seeds)
         assert [f.index for f in got.failures] == [bad]
         assert got.failures[0].seed == int(seeds[bad])
