@@ -60,9 +60,14 @@ def _time_generations(ev, population, num_params, noise, generations) -> list[fl
     return times
 
 
-def _time_dask(ev, population, num_params, noise, generations) -> dict[str, list[float]]:
-    """Per generation: wall time, the busiest worker's compute time (Dask's task stream), and
-    the CPU time of this process (the client and, for an embedded cluster, the scheduler)."""
+def _time_dask(
+    ev, population, num_params, noise, generations, stream: bool = True
+) -> dict[str, list[float]]:
+    """Per generation: wall time, the busiest worker's compute time (Dask's task stream, if
+    ``stream``; recording it costs driver CPU), and the CPU time of this process (the
+    client and, for an embedded cluster, the scheduler)."""
+    import contextlib
+
     import distributed
 
     dist, seeds = _problem(population, num_params, noise)
@@ -70,13 +75,18 @@ def _time_dask(ev, population, num_params, noise, generations) -> dict[str, list
     out: dict[str, list[float]] = {"wall": [], "busiest": [], "driver_cpu": []}
     for g in range(1, generations + 1):
         dist, seeds = _problem(population, num_params, noise, generation=g)
-        with distributed.get_task_stream(client=ev.client) as stream:
+        recorder = (
+            distributed.get_task_stream(client=ev.client) if stream else contextlib.nullcontext()
+        )
+        with recorder as records:
             cpu, start = time.process_time(), time.perf_counter()
             ev.evaluate(dist, seeds)
             out["wall"].append(time.perf_counter() - start)
             out["driver_cpu"].append(time.process_time() - cpu)
+        if not stream:
+            continue
         per_worker: dict[str, float] = {}
-        for record in stream.data:
+        for record in records.data:
             for ss in record["startstops"]:
                 if ss["action"] == "compute":
                     per_worker[record["worker"]] = (
@@ -132,7 +142,7 @@ def tasks(args) -> tuple[list[str], float, float]:
     with DaskEvaluator(task, num_workers=args.workers) as ev:
         for cpw in (1, 2, 4, 8, 16, 32, 64):
             ev.chunks_per_worker = cpw
-            t = _time_dask(ev, population, 16, noise, args.generations)
+            t = _time_dask(ev, population, 16, noise, args.generations, stream=False)
             rows.append((cpw * args.workers, min(t["wall"]), statistics.median(t["driver_cpu"])))
             print(
                 f"chunks={rows[-1][0]:4d}  best wall {rows[-1][1] * 1e3:7.2f} ms  "

@@ -34,6 +34,10 @@ _HEAL_SECONDS = 5.0
 # connect timeout, 30 s by default), so give up and try again once Dask knows.
 _GATHER_SECONDS = 10.0
 _GATHER_ATTEMPTS = 6
+# How often the distribution or task may be lost with the workers holding it (and chunks
+# rerun because of it) before a generation gives up.
+_LOSS_LIMIT = 3
+_RERUN_LIMIT = 50
 
 
 # --------------------------------------------------------------------------- worker side
@@ -134,14 +138,49 @@ class Generation:
         self._no_workers_since: float | None = None
         self._short_since: float | None = None
         self.futures: list[Any] = []
+        self.losses = 0
+        self.reruns = 0
         ev._ensure_running()
         self.task_future = ev._shipped_task()
+        self.dist_future = self._submit_distribution()
+
+    def _submit_distribution(self) -> Any:
         with warnings.catch_warnings():
             # A large centre makes a "large graph"; it is sent once per generation on purpose.
             warnings.filterwarnings("ignore", message="Sending large graph")
-            self.dist_future = self.client.submit(
-                identity, distribution, key=f"asktell-distribution-{tag}", pure=False
+            return self.client.submit(
+                identity,
+                self.distribution,
+                key=f"asktell-distribution-{self.tag}-{self.losses}",
+                pure=False,
             )
+
+    def _resubmit(self, ranges: list[tuple[int, int]]) -> dict[Any, tuple[int, int]]:
+        """Rerun chunks that failed because an input died with the workers holding it.
+
+        Dask gives up on a task whose workers keep dying even when it is the tiny identity
+        task holding the distribution (it was merely queued beside a poison candidate).
+        Its dependents then fail with a ``KilledWorker`` naming *it*; they are innocent, so
+        the input is submitted again under a new key and they run again.
+        """
+        if self.dist_future.status == "error" or self.task_future.status == "error":
+            self.losses += 1
+            if self.losses > _LOSS_LIMIT:
+                raise EvaluationError(
+                    f"DaskEvaluator: the distribution or task of generation "
+                    f"{self.distribution.generation} was lost with its workers "
+                    f"{_LOSS_LIMIT} times; workers keep dying"
+                )
+            if self.dist_future.status == "error":
+                self.dist_future = self._submit_distribution()
+            self.task_future = self.ev._shipped_task()  # re-shipped if it erred
+        self.reruns += 1
+        if self.reruns > _RERUN_LIMIT:
+            raise EvaluationError(
+                f"DaskEvaluator: chunks of generation {self.distribution.generation} failed "
+                f"{_RERUN_LIMIT} times for lost inputs; workers keep dying"
+            )
+        return self.submit(ranges, f"rerun{self.reruns}")
 
     def submit(self, bounds: list[tuple[int, int]], what: str) -> dict[Any, tuple[int, int]]:
         # One graph for all chunks (``map``): about half the client and scheduler CPU of
@@ -198,7 +237,11 @@ class Generation:
             self._wait_any(list(pending), wait)
             ready = [f for f in pending if f.done()]
             if ready:
-                if self._absorb(ready, pending, parts, killed):
+                rerun: list[tuple[int, int]] = []
+                fetched = self._absorb(ready, pending, parts, killed, rerun)
+                if rerun:
+                    pending.update(self._resubmit(rerun))
+                if fetched:
                     gather_failures = 0
                 else:
                     self.ev._identity()  # a hung scheduler is reported as such
@@ -244,7 +287,7 @@ class Generation:
                 f"{ev.address}`) or raise worker_timeout"
             )
 
-    def _absorb(self, ready, pending, parts, killed) -> bool:
+    def _absorb(self, ready, pending, parts, killed, rerun) -> bool:
         """Take the done futures out of ``pending``; False if their results could not be fetched."""
         finished = [f for f in ready if f.status == "finished"]
         fetched = True
@@ -266,7 +309,10 @@ class Generation:
             a, b = pending.pop(f)
             exc = f.exception()
             if isinstance(exc, self.ev._dd.KilledWorker):
-                killed.append((a, b, exc))
+                if getattr(exc, "task", f.key) == f.key:
+                    killed.append((a, b, exc))  # this chunk's own workers died
+                else:
+                    rerun.append((a, b))  # an input it depends on was given up
                 continue
             raise EvaluationError(
                 f"DaskEvaluator: the chunk of candidates {a}..{b - 1} (seeds "

@@ -13,9 +13,10 @@ How a generation travels (Salimans et al. 2017: ship seeds, not parameter vector
   chunk depending on it fails; a task result is recomputed by the scheduler from the task's
   arguments, which it keeps while we hold the future (``tests/test_dask.py`` kills the only
   worker holding it and gets identical returns).
-* The task travels the same way, as pickled bytes keyed by their hash, re-sent only when it
-  changes; each worker *thread* unpickles it once and reuses it across generations, so tasks
-  that keep state (environments) are never shared between threads.
+* The task travels the same way, once per evaluator (again only for a new task object):
+  per-generation facts travel in ``Distribution.context``. Each worker *thread* unpickles
+  it once and reuses it across generations, so tasks that keep environments open never
+  share them between threads.
 * The seeds are cut into ``chunks_per_worker`` chunks per worker thread, at even offsets
   (mirrored pairs stay together); each chunk runs
   :func:`asktell.evaluators._common.evaluate_chunk`, the very function
@@ -234,8 +235,9 @@ class DaskEvaluator:
         self.address = client.scheduler.address if address is None else address
         self._uid = uuid.uuid4().hex[:12]
         self._calls = 0
-        self._task_digest: str | None = None
+        self._task_shipped: Any = None
         self._task_future: Any = None
+        self._task_ships = 0
         self._threads = 0
         self._threads_at = -np.inf
         self.closed = False
@@ -311,7 +313,7 @@ class DaskEvaluator:
         if self.closed:
             return
         self.closed = True
-        self._task_future = None
+        self._task_future = self._task_shipped = None
         if self._owns_client:
             try:
                 self.client.close(timeout=self.connect_timeout)
@@ -396,7 +398,18 @@ class DaskEvaluator:
         return max(1, self._threads)
 
     def _shipped_task(self) -> Any:
-        """A future holding the pickled task, re-submitted only when the task changed."""
+        """A future holding the pickled task: shipped once, again only for a new task object.
+
+        The task is not re-pickled every generation: tasks keep runner-side state that
+        changes each generation (a Gym task's running observation statistics) while what
+        an evaluation depends on travels in ``Distribution.context`` (see
+        :class:`~asktell.protocol.Task`). Re-shipping would only make every worker rebuild
+        its environments.
+        """
+        future = self._task_future
+        if future is not None and self._task_shipped is self.task:
+            if future.status not in ("error", "cancelled"):
+                return future
         import cloudpickle
 
         try:
@@ -407,12 +420,11 @@ class DaskEvaluator:
                 f"pickling {self.task!r} failed: {describe(exc)}"
             ) from exc
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
-        future = self._task_future
-        if digest != self._task_digest or future is None or future.status in ("error", "cancelled"):
-            self._task_future = self.client.submit(
-                identity, (digest, payload), key=f"asktell-task-{digest}", pure=False
-            )
-            self._task_digest = digest
+        self._task_ships += 1  # a fresh key: an erred task's key is not computed again
+        self._task_future = self.client.submit(
+            identity, (digest, payload), key=f"asktell-task-{digest}-{self._task_ships}", pure=False
+        )
+        self._task_shipped = self.task
         return self._task_future
 
 

@@ -34,6 +34,7 @@ def dask_factory():
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API: a free port
     ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
         yield lambda task, **options: DaskEvaluator(task, client=client, **options)
 

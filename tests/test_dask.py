@@ -6,6 +6,7 @@ marker files for "only the first time" since each attempt may run in a new proce
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -48,11 +49,10 @@ def _serial(task, dist, seeds):
 
 
 def _in_dask_worker() -> bool:
-    try:
-        distributed.get_worker()
-    except ValueError:
-        return False
-    return True
+    """True in a worker process started by a nanny (in any of its threads)."""
+    import multiprocessing
+
+    return "Dask Worker process" in multiprocessing.current_process().name
 
 
 class KillsWorker:
@@ -77,6 +77,20 @@ class KillsWorker:
                 os.kill(os.getpid(), signal.SIGKILL)
                 time.sleep(5)  # not reached
         return float(x[0])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class KillsOnArrival(Distribution):
+    """A distribution whose first unpickling in a worker kills that worker."""
+
+    marker: str = ""
+
+    def __setstate__(self, state):
+        if _in_dask_worker() and not os.path.exists(state["marker"]):
+            Path(state["marker"]).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(5)  # not reached
+        self.__dict__.update(state)
 
 
 class FailsFirst:
@@ -155,6 +169,7 @@ def client():
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API: a free port
     ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
         yield c
 
@@ -259,18 +274,19 @@ def test_noise_table_is_built_once_per_worker_and_reused(client):
     assert before == after  # the same buffer in every worker: not rebuilt
 
 
-def test_task_is_shipped_once_and_again_only_when_it_changes(client):
+def test_task_is_shipped_once_and_again_only_for_a_new_task(client):
     dist, seeds = _problem()
     task = FunctionTask(Scaled(1.0))
     with DaskEvaluator(task, client=client) as ev:
         ev.evaluate(dist, seeds)
         key = ev._task_future.key
-        ev.evaluate(dist, seeds)
+        task.f.factor = 2.0  # runner-side state; evaluations depend on context only
+        ev.evaluate(dist.replace(generation=dist.generation + 1), seeds)
         assert ev._task_future.key == key
-        task.f.factor = 2.0
+        ev.task = FunctionTask(Scaled(3.0))
         got = ev.evaluate(dist, seeds)
         assert ev._task_future.key != key
-    assert np.array_equal(got.returns, _serial(task, dist, seeds).returns)
+    assert np.array_equal(got.returns, _serial(FunctionTask(Scaled(3.0)), dist, seeds).returns)
 
 
 # ----------------------------------------------------------------------------- faults
@@ -371,6 +387,19 @@ def test_poison_candidate_is_found_and_reported_never_looping(tmp_path):
                 ev2.evaluate(dist, seeds)
     assert (info.value.generation, info.value.index) == (dist.generation, bad)
     assert info.value.seed == int(seeds[bad])
+
+
+def test_distribution_given_up_by_dask_is_sent_again(tmp_path):
+    """With allowed_failures=0, Dask gives up on the distribution's task the first time its
+    worker dies; the chunks that needed it are innocent and run again on a fresh copy."""
+    base, seeds = _problem(n=16)
+    marker = str(tmp_path / "killed")
+    dist = KillsOnArrival(base.center, base.sigma, base.noise, base.generation, marker=marker)
+    with DaskEvaluator(FunctionTask(first_coordinate), num_workers=1, allowed_failures=0) as ev:
+        got = ev.evaluate(dist, seeds)
+    assert os.path.exists(marker)  # the worker holding it really died
+    assert got.failures == []
+    assert np.array_equal(got.returns, _serial(FunctionTask(first_coordinate), base, seeds).returns)
 
 
 def test_deadline_marks_stragglers_failed_and_goes_on(client, tmp_path):
