@@ -342,11 +342,15 @@ class Generation:
                 confirmed += again
             suspects = confirmed
         for a, _, exc in suspects:
+            tries = exc.allowed_failures + 1
             part = ChunkResult(1)
             part.failures.append(
-                (0, f"killed its Dask worker on each of {exc.allowed_failures + 1} attempts "
+                (
+                    0,
+                    f"killed its Dask worker, {tries} time{'s' if tries > 1 else ''} in a row "
                     f"(KilledWorker; distributed.scheduler.allowed-failures="
-                    f"{exc.allowed_failures})")
+                    f"{exc.allowed_failures})",
+                )
             )
             parts.append((a, part))
         return parts
