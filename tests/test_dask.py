@@ -571,12 +571,3 @@ def test_config_is_registered_validated_and_builds(client):
     with config.build(FunctionTask(first_coordinate)) as ev:
         assert (ev.retries, ev.on_failure) == (2, "mark")
         assert np.array_equal(ev.evaluate(dist, seeds).returns, dist.decode(seeds)[:, 0])
-
-
-def test_docs_page_code_runs():
-    page = Path(__file__).resolve().parents[1] / "docs" / "dask.md"
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert blocks
-    namespace: dict = {"__name__": "__main__"}  # blocks may use the script guard
-    for block in blocks:
-        exec(compile(block, str(page), "exec"), namespace)
