@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 from asktell.config_base import StrictModel
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, EvaluationError
+from asktell.gym.envs import VECTOR_MODES
 from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
@@ -40,7 +41,6 @@ from ._slots import SlotEngine
 
 __all__ = ["VectorEnvEvaluator", "VectorEnvEvaluatorConfig", "VECTOR_MODES"]
 
-VECTOR_MODES = ("sync", "async", "vector_entry_point")
 START_METHODS = ("spawn", "forkserver", "fork")
 #: Upper bound of the automatic number of environments per process.
 MAX_AUTO_ENVS = 64
