@@ -144,6 +144,10 @@ def _register() -> None:
     from asktell.registry import TASKS
 
     TASKS.register("function")(FunctionTask)
+    # asktell.gym imports gymnasium only when a GymTask is built.
+    from asktell.gym.task import GymTask
+
+    TASKS.register("gym")(GymTask)
 
 
 _register()

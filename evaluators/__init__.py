@@ -7,5 +7,13 @@ vector environments) import those dependencies only when constructed.
 
 from .dask import DaskEvaluator, DaskEvaluatorConfig
 from .serial import SerialEvaluator, SerialEvaluatorConfig
+from .vector import VectorEnvEvaluator, VectorEnvEvaluatorConfig
 
-__all__ = ["DaskEvaluator", "DaskEvaluatorConfig", "SerialEvaluator", "SerialEvaluatorConfig"]
+__all__ = [
+    "DaskEvaluator",
+    "DaskEvaluatorConfig",
+    "SerialEvaluator",
+    "SerialEvaluatorConfig",
+    "VectorEnvEvaluator",
+    "VectorEnvEvaluatorConfig",
+]

@@ -42,9 +42,16 @@ def dask_factory():
 # How the suite builds each evaluator: a factory ``make(task, **options)``, or the name of a
 # fixture returning one (for evaluators that need a server). Every registered evaluator
 # must appear (see the test below).
+def _vector(task, **options):
+    # FunctionTask has no environments: the vector evaluator evaluates it in-process like
+    # the serial one (Gym equivalence is tested in tests/test_gym_vector.py).
+    return EVALUATORS.get("vector")(task, num_envs=4, **options)
+
+
 EVALUATOR_FACTORIES = {
     "serial": _serial,
     "dask": "dask_factory",
+    "vector": _vector,
 }
 
 
