@@ -17,6 +17,11 @@ reward or observation of one episode is ever credited to the next:
   step; its reward is dropped and its observation starts the slot's next unit.
 * ``SameStep``: the observation returned with ``done`` already starts the next episode.
 
+In ``sync`` mode, once the queue is empty (the tail of a batch), only the busy
+sub-environments of the ``SyncVectorEnv`` are stepped, one ``env.step`` each as the vector
+env would: a vector step would also simulate the idle ones, which with episodes of varied
+length (Hopper, adaptive caps) wastes up to half of the simulation.
+
 Vector environments in the last two modes reset themselves from their own generator, so
 episode seeds cannot be applied per unit: the whole environment is reset at the start of a
 batch from ``(run seed, generation, worker)``. When our step cap ends an episode that the

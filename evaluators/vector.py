@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 from asktell.config_base import StrictModel
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, EvaluationError
+from asktell.gym.envs import VECTOR_MODES
 from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
@@ -40,7 +41,6 @@ from ._slots import SlotEngine
 
 __all__ = ["VectorEnvEvaluator", "VectorEnvEvaluatorConfig", "VECTOR_MODES"]
 
-VECTOR_MODES = ("sync", "async", "vector_entry_point")
 START_METHODS = ("spawn", "forkserver", "fork")
 #: Upper bound of the automatic number of environments per process.
 MAX_AUTO_ENVS = 64
@@ -362,8 +362,8 @@ class _WorkerPool:
                     offset, size = blocks[w]
                     try:
                         part = self._receive(w)
-                    except _WorkerDied as exc:
-                        part = self._rescue(w, distribution, seeds[offset : offset + size], retries, str(exc))
+                    except _WorkerDied:
+                        part = self._rescue(w, distribution, seeds[offset : offset + size], retries)
                     parts.append((offset, part))
             completed = True
             return sorted(parts, key=lambda p: p[0])
@@ -372,7 +372,7 @@ class _WorkerPool:
                 # Results may still be in flight in the pipes: start afresh next time.
                 self.close()
 
-    def _rescue(self, w, distribution, seeds, retries, reason) -> ChunkResult:
+    def _rescue(self, w, distribution, seeds, retries) -> ChunkResult:
         """A worker died: re-run its block one candidate at a time in a fresh worker; a
         candidate that kills the worker again is a failed candidate."""
         self._stop(w)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from asktell.registry import EVALUATORS, STRATEGIES, TASKS
+from asktell.registry import TASKS
 
 try:
     import tomllib
@@ -25,11 +25,13 @@ def test_every_required_environment_has_an_example():
     assert REQUIRED <= envs
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
-def test_example_sections_validate_and_the_task_builds(path):
+GYM_EXAMPLES = [p for p in EXAMPLES if load(p)["task"]["kind"] == "gym"]
+
+
+@pytest.mark.parametrize("path", GYM_EXAMPLES, ids=lambda p: p.stem)
+def test_gym_example_builds_its_task(path):
+    """The whole file validates through RunConfig in test_examples.py; here the task builds
+    (its environment exists and the policy has parameters)."""
     config = load(path)
-    task = TASKS.get(config["task"]["kind"]).config_class(**config["task"]).build()
-    STRATEGIES.get(config["strategy"]["kind"]).config_class(**config["strategy"])
-    evaluator = EVALUATORS.get(config["evaluator"]["kind"]).config_class(**config["evaluator"])
-    assert task.num_params > 0 and evaluator.kind == "vector"
-    assert "benchmarks/learning.py" in path.read_text()
+    task = TASKS.get("gym").config_class(**config["task"]).build()
+    assert task.num_params > 0

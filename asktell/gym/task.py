@@ -21,42 +21,21 @@ from pydantic import Field, model_validator
 
 from asktell.config_base import StrictModel
 from asktell.distribution import Distribution
-from asktell.errors import CheckpointError, ConfigError, EvaluationError, MissingDependencyError
+from asktell.errors import CheckpointError, ConfigError
 from asktell.protocol import Evaluation, TaskResult
 from asktell.stats import RunningStat
 
+from .envs import combine_episodes, make_env, make_vector_env, nonfinite_error
 from .normalizer import ObsNormalizer
 from .policies import ActionSpec, LinearPolicy, MLPPolicy, ObservationSpec
 from .seeding import center_episode_seeds, episode_seeds, obs_record_mask
 
-__all__ = ["GymTask", "GymTaskConfig", "STEP_CAPS", "nonfinite_error"]
+__all__ = ["GymTask", "GymTaskConfig", "STEP_CAPS", "combine_episodes", "nonfinite_error"]
 
 #: ``default``: the environment's own time limit. ``fixed``: ``max_episode_steps`` replaces
 #: it. ``adaptive``: the paper's cap, about ``adaptive_cap_factor`` times the mean episode
 #: length of the previous generation, below the time limit.
 STEP_CAPS = ("default", "fixed", "adaptive")
-
-
-def _require_gym(purpose: str = "GymTask"):
-    from asktell._extras import require
-
-    return require("gymnasium", purpose)
-
-
-def nonfinite_error(env_id: str, what: str, value: Any, step: int, episode: int, seed: int):
-    """The error a rollout raises for a NaN/inf observation or reward (one text everywhere)."""
-    where = "after reset" if step == 0 else f"at step {step}"
-    if isinstance(value, np.ndarray):
-        value = np.array2string(value, precision=6, separator=", ")
-    return EvaluationError(
-        f"{env_id} returned a non-finite {what} ({value}) {where} of episode {episode} "
-        f"(episode seed {seed})"
-    )
-
-
-def combine_episodes(returns: np.ndarray) -> float:
-    """A candidate's return: the mean of its episodes' returns (one formula everywhere)."""
-    return float(np.mean(returns))
 
 
 class GymTask:
@@ -211,57 +190,12 @@ class GymTask:
 
     def make_env(self):
         """A fresh single environment (``gymnasium.make``)."""
-        gym = _require_gym()
-        try:
-            return gym.make(self.env_id, **self.make_kwargs())
-        except gym.error.DependencyNotInstalled as exc:
-            raise MissingDependencyError(
-                f"GymTask {self.env_id!r} needs a package that is not installed ({exc}); "
-                'for MuJoCo environments: pip install "asktell[mujoco]"'
-            ) from exc
-        except gym.error.Error as exc:
-            raise ConfigError(f"GymTask 'env_id' {self.env_id!r}: {exc}") from exc
-        except TypeError as exc:
-            raise ConfigError(
-                f"GymTask 'env_kwargs' {self.env_kwargs!r} were rejected by {self.env_id}: {exc}"
-            ) from exc
+        return make_env(self.env_id, self.make_kwargs(), self.env_kwargs)
 
     def make_vector_env(self, num_envs: int, mode: str = "sync"):
-        """A ``gymnasium.vector`` environment of ``num_envs`` copies of this task's env.
-
-        ``sync``/``async`` environments are built with autoreset disabled (the vectorised
-        evaluator resets each slot itself, with the episode's seed) and without per-step
-        infos; ``vector_entry_point`` uses the environment's own vector implementation, with
-        whatever autoreset mode it declares.
-        """
-        gym = _require_gym("VectorEnvEvaluator")
-        kwargs = self.make_kwargs()
-        try:
-            if mode in ("sync", "async"):
-                from gymnasium.vector import AutoresetMode
-
-                from ._wrappers import DropStepInfo
-
-                vector_kwargs = {"autoreset_mode": AutoresetMode.DISABLED, "copy": False}
-                return gym.make_vec(
-                    self.env_id,
-                    num_envs,
-                    vectorization_mode=mode,
-                    vector_kwargs=vector_kwargs,
-                    wrappers=[DropStepInfo],
-                    **kwargs,
-                )
-            if mode == "vector_entry_point":
-                return gym.make_vec(
-                    self.env_id, num_envs, vectorization_mode="vector_entry_point", **kwargs
-                )
-        except gym.error.Error as exc:
-            raise ConfigError(
-                f"VectorEnvEvaluator could not build a {mode!r} vector env of {self.env_id}: {exc}"
-            ) from exc
-        raise ConfigError(
-            f"vector env 'mode' must be 'sync', 'async' or 'vector_entry_point'; got {mode!r}"
-        )
+        """A ``gymnasium.vector`` environment of ``num_envs`` copies (see
+        :func:`asktell.gym.envs.make_vector_env`)."""
+        return make_vector_env(self.env_id, self.make_kwargs(), num_envs, mode)
 
     def _get_env(self):
         if self._env is None:

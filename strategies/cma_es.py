@@ -1,0 +1,293 @@
+"""CMA-ES: the (mu/mu_w, lambda)-CMA-ES as in Hansen, "The CMA Evolution Strategy: A
+Tutorial" (arXiv:1604.00772, 2016/2023), with its default parameters (Table 1), including
+the negative ("active") recombination weights.
+
+The black-box workhorse inside the same ask/tell and evaluator machinery. The search
+distribution is ``N(m, sigma**2 C)`` with ``C = B D**2 B^T``; a seed names the standard
+normal ``z = sign * eps(key)`` and the candidate is ``x = m + sigma * (B D) z``, so the
+factor ``B D`` travels in the :class:`~asktell.distribution.Distribution` and candidates
+travel as seeds like every other strategy's. ``tell`` recomputes ``z`` and ``y = B D z``
+from the seeds (noise rows), never from decoded candidates.
+
+The eigendecomposition is refreshed lazily (every ``lambda / ((c1 + cmu) d 10)``
+generations, as the tutorial suggests), so one generation costs ``O(lambda d**2)`` and the
+``O(d**3)`` work is amortised. Sensible up to about a thousand parameters; the ``d x d``
+matrices are refused past ``max_factor_bytes``. For larger problems use
+:class:`~asktell.strategies.SepCMAES` (Ros & Hansen 2008, diagonal covariance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from asktell.config_base import StrictModel
+from asktell.distribution import Distribution
+from asktell.noise import CounterNoise, NoiseTable
+from asktell.registry import STRATEGIES
+from asktell.shaping import rank_weights
+
+from ._base import BaseStrategy, check_positive
+from ._common import (
+    DEFAULT_MAX_FACTOR_BYTES,
+    check_matrix_fits,
+    resolve_population_size,
+    signed_rows,
+)
+
+__all__ = ["CMAES", "CMAESConfig", "CMAParameters", "cma_parameters", "cma_rank_weights"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CMAParameters:
+    """The strategy parameters of CMA-ES for one ``(d, lambda)`` (tutorial, Table 1).
+
+    ``weights`` are indexed best-first and sum to 1 over the positive part.
+    """
+
+    num_params: int
+    population_size: int
+    mu: int
+    weights: np.ndarray
+    mu_eff: float
+    c_sigma: float
+    d_sigma: float
+    c_c: float
+    c_1: float
+    c_mu: float
+    chi_n: float
+
+
+def cma_parameters(
+    num_params: int, population_size: int, *, active: bool = True, cov_scale: float = 1.0
+) -> CMAParameters:
+    """Default CMA-ES parameters; ``cov_scale`` multiplies ``c1`` and ``cmu`` (sep-CMA).
+
+    ``cov_scale`` is applied before the negative weights are bounded, so the positive-
+    definiteness rule (``alpha_posdef``) holds for the rates actually used.
+    """
+    n = float(num_params)
+    lam = int(population_size)
+    mu = lam // 2
+    raw = math.log((lam + 1) / 2.0) - np.log(np.arange(1, lam + 1))
+    pos = raw[raw > 0]
+    neg = raw[raw < 0]
+    mu_eff = float(pos.sum() ** 2 / np.sum(pos**2))
+    c_sigma = (mu_eff + 2.0) / (n + mu_eff + 5.0)
+    d_sigma = 1.0 + 2.0 * max(0.0, math.sqrt((mu_eff - 1.0) / (n + 1.0)) - 1.0) + c_sigma
+    c_c = (4.0 + mu_eff / n) / (n + 4.0 + 2.0 * mu_eff / n)
+    alpha_cov = 2.0
+    c_1 = alpha_cov / ((n + 1.3) ** 2 + mu_eff)
+    c_mu = min(
+        1.0 - c_1,
+        alpha_cov * (mu_eff - 2.0 + 1.0 / mu_eff) / ((n + 2.0) ** 2 + alpha_cov * mu_eff / 2.0),
+    )
+    if cov_scale != 1.0:
+        c_1 = min(1.0, c_1 * cov_scale)
+        c_mu = min(1.0 - c_1, c_mu * cov_scale)
+    weights = np.where(raw > 0, raw / pos.sum(), 0.0)
+    if active and neg.size and c_mu > 0:
+        mu_eff_neg = float(neg.sum() ** 2 / np.sum(neg**2))
+        alpha_mu = 1.0 + c_1 / c_mu
+        alpha_mu_eff = 1.0 + 2.0 * mu_eff_neg / (mu_eff + 2.0)
+        alpha_posdef = (1.0 - c_1 - c_mu) / (n * c_mu)
+        scale = min(alpha_mu, alpha_mu_eff, alpha_posdef) / np.abs(neg).sum()
+        weights = np.where(raw < 0, raw * scale, weights)
+    chi_n = math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n))
+    return CMAParameters(
+        num_params=num_params,
+        population_size=lam,
+        mu=mu,
+        weights=weights,
+        mu_eff=mu_eff,
+        c_sigma=c_sigma,
+        d_sigma=d_sigma,
+        c_c=c_c,
+        c_1=c_1,
+        c_mu=c_mu,
+        chi_n=chi_n,
+    )
+
+
+def cma_rank_weights(returns: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-candidate recombination weights (all, and positive part) from returns (maximised).
+
+    Tied returns share the mean of the weights of the ranks they span, so the update does
+    not depend on the order tied candidates arrived in.
+    """
+    ascending = weights[::-1]
+    return rank_weights(returns, ascending), rank_weights(returns, np.maximum(ascending, 0.0))
+
+
+class CMAESConfig(StrictModel):
+    """Run-file settings of :class:`CMAES` (``kind = "cma_es"``)."""
+
+    kind: Literal["cma_es"] = "cma_es"
+    population_size: int | None = Field(
+        None, ge=2, description="lambda, candidates per generation; default (null) "
+        "4 + floor(3 ln num_params)."
+    )
+    sigma: float = Field(
+        0.1, gt=0, description="Initial step size; about a quarter of the distance to search."
+    )
+    active: bool = Field(
+        True, description="Use the tutorial's negative weights (active CMA, pycma's default)."
+    )
+    max_factor_bytes: int = Field(
+        DEFAULT_MAX_FACTOR_BYTES,
+        ge=8,
+        description="Largest num_params x num_params float64 matrix allowed, in bytes "
+        "(the default allows num_params <= 5792).",
+    )
+    nonfinite: Literal["worst", "raise"] = Field(
+        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
+    )
+
+    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "CMAES":
+        return CMAES(num_params=num_params, seed=seed, noise=noise, x0=x0,
+                     **self.model_dump(exclude={"kind"}))
+
+
+@STRATEGIES.register("cma_es")
+class CMAES(BaseStrategy):
+    """CMA-ES (Hansen's tutorial, arXiv:1604.00772) with full covariance and active weights.
+
+    Learns a full covariance matrix, so it solves ill-conditioned, non-separable problems
+    (rotated ellipsoids, Rosenbrock) with few evaluations. Memory and time per generation
+    grow as ``num_params**2``; use it up to about a thousand parameters.
+
+    Args:
+        num_params: dimension (``8 * num_params**2 <= max_factor_bytes``).
+        population_size: lambda (>= 2); ``None``: ``4 + floor(3 ln d)``.
+        sigma: initial step size (> 0), about a quarter of the search range.
+        active: negative weights for the covariance update (default, as pycma).
+        max_factor_bytes: memory cap of one ``d x d`` matrix (default: ``d <= 5792``).
+        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+
+    Example:
+        >>> import numpy as np
+        >>> from asktell.functions import rosenbrock
+        >>> es = CMAES(num_params=4, sigma=0.5, seed=1)
+        >>> for _ in range(400):
+        ...     X = es.distribution.decode(es.ask())
+        ...     _ = es.tell(-rosenbrock(X))
+        >>> bool(rosenbrock(es.center) < 1e-8)
+        True
+    """
+
+    name = "cma_es"
+    capabilities = frozenset({"full_covariance"})
+    min_population_size = 2
+    config_class = CMAESConfig
+    suite_options = {"sigma": 0.5}
+
+    def __init__(
+        self,
+        num_params: int,
+        population_size: int | None = None,
+        sigma: float = 0.1,
+        *,
+        active: bool = True,
+        max_factor_bytes: int = DEFAULT_MAX_FACTOR_BYTES,
+        seed: int = 0,
+        x0: Any = None,
+        noise: NoiseTable | CounterNoise | None = None,
+        nonfinite: str = "worst",
+    ):
+        population_size = resolve_population_size(population_size, num_params)
+        super().__init__(
+            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
+        )
+        self.max_factor_bytes = check_matrix_fits("CMAES", self.num_params, max_factor_bytes)
+        self.sigma = check_positive("CMAES", "sigma", sigma)
+        self.active = bool(active)
+        self.params = cma_parameters(self.num_params, self.population_size, active=self.active)
+        d = self.num_params
+        self.C = np.eye(d)
+        self.B = np.eye(d)
+        self.D = np.ones(d)
+        self.path_sigma = np.zeros(d)
+        self.path_c = np.zeros(d)
+        self.eigen_generation = 0
+        p = self.params
+        self._eigen_gap = max(1, int(p.population_size / ((p.c_1 + p.c_mu) * d * 10.0)))
+
+    def _sample(self, count: int) -> np.ndarray:
+        return self.noise.sample_keys(self.rng, count, self.num_params)
+
+    def _make_distribution(self) -> Distribution:
+        return Distribution(
+            self._center, self.sigma, self.noise, self.generation, factor=self.B * self.D
+        )
+
+    def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
+        p, d = self.params, self.num_params
+        w_all, w_pos = cma_rank_weights(returns, p.weights)
+        z = signed_rows(self.noise, seeds, d)
+        # y_k = B D z_k, the step that was evaluated (B D: this generation's factor).
+        y = z @ self.distribution.factor.T
+        y_w, z_w = w_pos @ y, w_pos @ z
+        center = self._center + self.sigma * y_w
+        # C^{-1/2} y = B D^-1 B^T B D z = B z (with the factor the candidates were drawn from).
+        ps = (1 - p.c_sigma) * self.path_sigma + math.sqrt(
+            p.c_sigma * (2 - p.c_sigma) * p.mu_eff
+        ) * (self.B @ z_w)
+        ps_norm = float(np.linalg.norm(ps))
+        g = self.generation + 1
+        h_sigma = ps_norm / math.sqrt(1 - (1 - p.c_sigma) ** (2 * g)) < (
+            1.4 + 2 / (d + 1)
+        ) * p.chi_n
+        pc = (1 - p.c_c) * self.path_c + h_sigma * math.sqrt(
+            p.c_c * (2 - p.c_c) * p.mu_eff
+        ) * y_w
+        # Negative weights are rescaled by d / |C^{-1/2} y|^2 = d / |z|^2 (tutorial eq. 46).
+        w_cov = np.where(w_all < 0, w_all * d / np.maximum(np.sum(z * z, axis=1), 1e-300), w_all)
+        delta_h = (1 - h_sigma) * p.c_c * (2 - p.c_c)
+        decay = 1 + p.c_1 * delta_h - p.c_1 - p.c_mu * float(w_all.sum())
+        # Rank-one and rank-mu updates as one product: rows y_k weighted c_mu w_k, and p_c
+        # weighted c_1 (one pass over the d x d matrix instead of three).
+        rows = np.vstack([y, pc])
+        coef = np.append(p.c_mu * w_cov, p.c_1)
+        C = self.C * decay
+        C += (rows.T * coef) @ rows
+        # Bound one generation's change of sigma to a factor e (a guard against overflow
+        # after a degenerate generation; inactive in normal operation).
+        sigma = self.sigma * math.exp(min(1.0, p.c_sigma / p.d_sigma * (ps_norm / p.chi_n - 1)))
+        self._center, self.sigma, self.path_sigma, self.path_c, self.C = center, sigma, ps, pc, C
+        if g - self.eigen_generation >= self._eigen_gap:
+            self._decompose(g)
+        return {"sigma": sigma, "axis_ratio": float(self.D.max() / self.D.min())}
+
+    def _decompose(self, generation: int) -> None:
+        C = np.triu(self.C) + np.triu(self.C, 1).T
+        eigvals, B = np.linalg.eigh(C)
+        # Rounding can push tiny eigenvalues to or below zero; floor them relative to the
+        # largest so that D stays real and positive.
+        floor = max(float(eigvals.max()), 1e-300) * 1e-20
+        eigvals = np.maximum(eigvals, floor)
+        self.C, self.B, self.D = C, B, np.sqrt(eigvals)
+        self.eigen_generation = generation
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "sigma": self.sigma,
+            "C": self.C.copy(),
+            "B": self.B.copy(),
+            "D": self.D.copy(),
+            "path_sigma": self.path_sigma.copy(),
+            "path_c": self.path_c.copy(),
+            "eigen_generation": self.eigen_generation,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.sigma = float(state["sigma"])
+        self.C = np.array(state["C"], dtype=np.float64)
+        self.B = np.array(state["B"], dtype=np.float64)
+        self.D = np.array(state["D"], dtype=np.float64)
+        self.path_sigma = np.array(state["path_sigma"], dtype=np.float64)
+        self.path_c = np.array(state["path_c"], dtype=np.float64)
+        self.eigen_generation = int(state["eigen_generation"])

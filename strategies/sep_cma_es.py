@@ -1,0 +1,167 @@
+"""sep-CMA-ES: Ros & Hansen 2008, "A Simple Modification in CMA-ES Achieving Linear Time
+and Space Complexity" (PPSN X, LNCS 5199).
+
+CMA-ES (Hansen's tutorial, arXiv:1604.00772) restricted to a diagonal covariance
+``C = diag(c)``: the same paths, step-size control and (active) weights, with the
+covariance learning rates multiplied by ``(d + 2) / 3`` as the paper prescribes, because a
+diagonal has only ``d`` entries to learn. Time and memory are linear in the dimension, so
+it runs on problems of any size; it learns per-parameter scales, not correlations.
+
+A candidate is ``x = m + (sigma * sqrt(c)) * z`` with ``z = sign * eps(key)``: the
+per-parameter step sizes travel in the :class:`~asktell.distribution.Distribution`'s
+``sigma`` vector, with no factor matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from asktell.config_base import StrictModel
+from asktell.distribution import Distribution
+from asktell.noise import CounterNoise, NoiseTable, split_seeds
+from asktell.registry import STRATEGIES
+
+from ._base import BaseStrategy, check_positive
+from ._common import noise_moments, resolve_population_size, row_sq_norms
+from .cma_es import cma_parameters, cma_rank_weights
+
+__all__ = ["SepCMAES", "SepCMAESConfig"]
+
+
+class SepCMAESConfig(StrictModel):
+    """Run-file settings of :class:`SepCMAES` (``kind = "sep_cma_es"``)."""
+
+    kind: Literal["sep_cma_es"] = "sep_cma_es"
+    population_size: int | None = Field(
+        None, ge=2, description="lambda, candidates per generation; default (null) "
+        "4 + floor(3 ln num_params)."
+    )
+    sigma: float = Field(
+        0.1, gt=0, description="Initial step size; about a quarter of the distance to search."
+    )
+    active: bool = Field(True, description="Use negative recombination weights (active CMA).")
+    nonfinite: Literal["worst", "raise"] = Field(
+        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
+    )
+
+    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "SepCMAES":
+        return SepCMAES(num_params=num_params, seed=seed, noise=noise, x0=x0,
+                        **self.model_dump(exclude={"kind"}))
+
+
+@STRATEGIES.register("sep_cma_es")
+class SepCMAES(BaseStrategy):
+    """sep-CMA-ES (Ros & Hansen 2008): CMA-ES with a diagonal covariance, linear cost.
+
+    Use it for separable or nearly separable problems, badly scaled parameters, and any
+    problem too large for :class:`~asktell.strategies.CMAES`.
+
+    Args:
+        num_params: dimension of the search space.
+        population_size: lambda (>= 2); ``None``: ``4 + floor(3 ln d)``.
+        sigma: initial step size (> 0).
+        active: negative weights in the covariance update (default).
+        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+
+    Example:
+        >>> import numpy as np
+        >>> from asktell.functions import ellipsoid
+        >>> es = SepCMAES(num_params=6, sigma=0.5, seed=0)
+        >>> for _ in range(500):
+        ...     X = es.distribution.decode(es.ask())
+        ...     _ = es.tell(-ellipsoid(X))
+        >>> bool(ellipsoid(es.center) < 1e-8)
+        True
+    """
+
+    name = "sep_cma_es"
+    capabilities = frozenset({"per_parameter_sigma"})
+    min_population_size = 2
+    config_class = SepCMAESConfig
+    suite_options = {"sigma": 0.5}
+
+    def __init__(
+        self,
+        num_params: int,
+        population_size: int | None = None,
+        sigma: float = 0.1,
+        *,
+        active: bool = True,
+        seed: int = 0,
+        x0: Any = None,
+        noise: NoiseTable | CounterNoise | None = None,
+        nonfinite: str = "worst",
+    ):
+        population_size = resolve_population_size(population_size, num_params)
+        super().__init__(
+            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
+        )
+        self.sigma = check_positive("SepCMAES", "sigma", sigma)
+        self.active = bool(active)
+        d = self.num_params
+        self.params = cma_parameters(
+            d, self.population_size, active=self.active, cov_scale=(d + 2.0) / 3.0
+        )
+        self.C = np.ones(d)
+        self.path_sigma = np.zeros(d)
+        self.path_c = np.zeros(d)
+
+    def _sample(self, count: int) -> np.ndarray:
+        return self.noise.sample_keys(self.rng, count, self.num_params)
+
+    def _make_distribution(self) -> Distribution:
+        return Distribution(self._center, self.sigma * np.sqrt(self.C), self.noise, self.generation)
+
+    def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
+        p, d = self.params, self.num_params
+        w_all, w_pos = cma_rank_weights(returns, p.weights)
+        keys, signs = split_seeds(seeds)
+        # Only weighted sums of z and z**2 are needed (y = sqrt(C) z), so the noise rows are
+        # read in bounded-memory chunks and never held for the whole population.
+        w_cov = w_all
+        if np.any(w_all < 0):
+            # Negative weights are rescaled by d / |C^{-1/2} y|^2 = d / |z|^2.
+            norms = row_sq_norms(self.noise, keys, d)
+            w_cov = np.where(w_all < 0, w_all * d / np.maximum(norms, 1e-300), w_all)
+        z_w, zz_w = noise_moments(self.noise, keys, w_pos * signs, w_cov, d)
+        sd = np.sqrt(self.C)
+        y_w = sd * z_w
+        center = self._center + self.sigma * y_w
+        ps = (1 - p.c_sigma) * self.path_sigma + math.sqrt(
+            p.c_sigma * (2 - p.c_sigma) * p.mu_eff
+        ) * z_w
+        ps_norm = float(np.linalg.norm(ps))
+        g = self.generation + 1
+        h_sigma = ps_norm / math.sqrt(1 - (1 - p.c_sigma) ** (2 * g)) < (
+            1.4 + 2 / (d + 1)
+        ) * p.chi_n
+        pc = (1 - p.c_c) * self.path_c + h_sigma * math.sqrt(
+            p.c_c * (2 - p.c_c) * p.mu_eff
+        ) * y_w
+        delta_h = (1 - h_sigma) * p.c_c * (2 - p.c_c)
+        decay = 1 + p.c_1 * delta_h - p.c_1 - p.c_mu * float(w_all.sum())
+        C = decay * self.C + p.c_1 * pc * pc + p.c_mu * self.C * zz_w
+        # Keep the diagonal positive and bounded away from zero relative to its largest entry.
+        C = np.maximum(C, max(float(C.max()), 1e-300) * 1e-20)
+        sigma = self.sigma * math.exp(min(1.0, p.c_sigma / p.d_sigma * (ps_norm / p.chi_n - 1)))
+        self._center, self.sigma, self.path_sigma, self.path_c, self.C = center, sigma, ps, pc, C
+        sd = np.sqrt(C)
+        return {"sigma": sigma, "axis_ratio": float(sd.max() / sd.min())}
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "sigma": self.sigma,
+            "C": self.C.copy(),
+            "path_sigma": self.path_sigma.copy(),
+            "path_c": self.path_c.copy(),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.sigma = float(state["sigma"])
+        self.C = np.array(state["C"], dtype=np.float64)
+        self.path_sigma = np.array(state["path_sigma"], dtype=np.float64)
+        self.path_c = np.array(state["path_c"], dtype=np.float64)
