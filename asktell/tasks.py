@@ -1,6 +1,7 @@
 """Tasks: what is optimised. ``FunctionTask`` wraps a black-box function.
 
-Gymnasium tasks live in :mod:`asktell.gym` (imported only when used).
+Gymnasium tasks live in :mod:`asktell.gym`, Atari tasks in :mod:`asktell.atari` (their
+back-ends are imported only when used).
 """
 
 from __future__ import annotations
@@ -144,6 +145,14 @@ def _register() -> None:
     from asktell.registry import TASKS
 
     TASKS.register("function")(FunctionTask)
+    # asktell.gym imports gymnasium only when a GymTask is built.
+    from asktell.gym.task import GymTask
+
+    TASKS.register("gym")(GymTask)
+    # asktell.atari imports gymnasium and ale_py only when an AtariTask is built.
+    from asktell.atari.task import AtariTask
+
+    TASKS.register("atari")(AtariTask)
 
 
 _register()

@@ -5,6 +5,15 @@ Importing this package registers the built-in evaluators in
 vector environments) import those dependencies only when constructed.
 """
 
-from .serial import SerialEvaluator
+from .dask import DaskEvaluator, DaskEvaluatorConfig
+from .serial import SerialEvaluator, SerialEvaluatorConfig
+from .vector import VectorEnvEvaluator, VectorEnvEvaluatorConfig
 
-__all__ = ["SerialEvaluator"]
+__all__ = [
+    "DaskEvaluator",
+    "DaskEvaluatorConfig",
+    "SerialEvaluator",
+    "SerialEvaluatorConfig",
+    "VectorEnvEvaluator",
+    "VectorEnvEvaluatorConfig",
+]

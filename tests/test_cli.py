@@ -225,7 +225,10 @@ def test_cartpole_run_plot_eval_from_the_example(tmp_path):
     result = invoke("run", CARTPOLE, "--set", "budget.generations=3", "--out", out)
     assert result.exit_code == 0, result.output
     rows = read_log(out)
-    assert rows[-1]["env_steps"] > 0 and rows[-1]["episodes"] >= 3 * 32
+    from asktell.config import load_config
+
+    population = load_config(CARTPOLE).strategy.population_size
+    assert rows[-1]["env_steps"] > 0 and rows[-1]["episodes"] >= 3 * population
     assert invoke("plot", out, "-o", tmp_path / "c.png").exit_code == 0
     result = invoke("eval", out, "--episodes", 2)
     assert result.exit_code == 0 and "over 2 episode(s)" in result.output

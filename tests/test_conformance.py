@@ -22,10 +22,36 @@ def _serial(task, **options):
     return EVALUATORS.get("serial")(task, **options)
 
 
-# How the suite builds each evaluator; evaluators needing a server get a fixture-backed
-# factory here. Every registered evaluator must appear (see the test below).
+@pytest.fixture(scope="module")
+def dask_factory():
+    """DaskEvaluator on a loopback LocalCluster (2 processes x 1 thread) shared by the suite."""
+    distributed = pytest.importorskip("distributed")
+    from asktell.evaluators import DaskEvaluator
+
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API: a free port
+    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+        yield lambda task, **options: DaskEvaluator(task, client=client, **options)
+
+
+# How the suite builds each evaluator: a factory ``make(task, **options)``, or the name of a
+# fixture returning one (for evaluators that need a server). Every registered evaluator
+# must appear (see the test below).
+def _vector(task, **options):
+    # FunctionTask has no environments: the vector evaluator evaluates it in-process like
+    # the serial one (Gym equivalence is tested in tests/test_gym_vector.py).
+    return EVALUATORS.get("vector")(task, num_envs=4, **options)
+
+
 EVALUATOR_FACTORIES = {
     "serial": _serial,
+    "dask": "dask_factory",
+    "vector": _vector,
 }
 
 
@@ -35,5 +61,8 @@ def test_every_evaluator_has_a_factory():
 
 @pytest.mark.parametrize("check", EVALUATOR_CHECKS, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("name", sorted(EVALUATOR_FACTORIES))
-def test_evaluator_conformance(name, check):
-    check(EVALUATOR_FACTORIES[name])
+def test_evaluator_conformance(name, check, request):
+    make = EVALUATOR_FACTORIES[name]
+    if isinstance(make, str):
+        make = request.getfixturevalue(make)
+    check(make)

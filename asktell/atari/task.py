@@ -1,0 +1,489 @@
+"""``AtariTask``: an ALE game with the DeepMind preprocessing, learned through
+:class:`~asktell.atari.AtariPolicy` with virtual batch normalisation.
+
+It is a :class:`~asktell.gym.GymTask` (seeding, rollouts, centre evaluation, the vectorised
+evaluator and Dask all work unchanged) whose environment is the preprocessed ALE game, whose
+observations are image stacks and whose policy is the convolutional network.
+
+The VBN reference batch lives with the task: collected once, deterministically from the run
+seed, with uniformly random actions, when the task is built (or given); it travels to every
+worker inside the pickled task, is checkpointed by :meth:`AtariTask.state_dict` as a uint8
+array, and its CRC-32 rides in every generation's context so that a worker holding another
+reference batch refuses to evaluate instead of silently normalising differently.
+
+See ``docs/atari.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from asktell.config_base import StrictModel
+from asktell.errors import CheckpointError, ConfigError, EvaluationError
+from asktell.gym.normalizer import ObsNormalizer
+from asktell.gym.policies import ObservationSpec
+from asktell.gym.seeding import mix64
+from asktell.gym.task import GymTask
+
+from .policy import NETWORKS, AtariPolicy, conv_output_shape
+
+__all__ = ["AtariTask", "AtariTaskConfig", "ImageObservationSpec", "resolve_env_id"]
+
+#: Seed streams of the reference batch (distinct from asktell.gym.seeding.STREAMS).
+_REFERENCE_EPISODES, _REFERENCE_ACTIONS = 101, 102
+_ALE_ENTRY_POINT = "ale_py.env:AtariEnv"
+
+
+def _require_ale():
+    from asktell._extras import require
+
+    gym = require("gymnasium", "AtariTask")
+    ale_py = require("ale_py", "AtariTask")
+    gym.register_envs(ale_py)
+    return gym
+
+
+def ale_env_ids() -> list[str]:
+    """Every registered ALE environment id (``ALE/Pong-v5``, ``PongNoFrameskip-v4``, ...)."""
+    gym = _require_ale()
+    return sorted(k for k, s in gym.registry.items() if str(s.entry_point) == _ALE_ENTRY_POINT)
+
+
+def resolve_env_id(env_id: str) -> str:
+    """The ALE environment id for ``env_id``: a registered ALE id is kept, a bare game name
+    (``"Pong"``, ``"space_invaders"``) becomes ``"ALE/<Game>-v5"``.
+
+    Raises:
+        ConfigError: naming the closest registered ids when there is no such game.
+    """
+    if not isinstance(env_id, str) or not env_id:
+        raise ConfigError(f"AtariTask 'env_id' must be a non-empty string; got {env_id!r}")
+    gym = _require_ale()
+    ids = ale_env_ids()
+    if env_id in ids:
+        return env_id
+    if env_id in gym.registry:
+        raise ConfigError(
+            f"AtariTask 'env_id' {env_id!r} is a Gymnasium environment but not an Atari (ALE) "
+            "one; use a task of kind 'gym' for it"
+        )
+    v5 = [i for i in ids if i.startswith("ALE/") and i.endswith("-v5")]
+    bare = {i[4:-3].lower(): i for i in v5}
+    key = env_id.replace("_", "").replace(" ", "").lower()
+    if key in bare:
+        return bare[key]
+    candidates = {i.lower(): i for i in ids}
+    candidates.update(bare)
+    close = difflib.get_close_matches(env_id.lower(), list(candidates), n=6, cutoff=0.5)
+    names = list(dict.fromkeys(candidates[c] for c in close))[:3]
+    hint = f"; the closest ids: {', '.join(names)}" if names else ""
+    raise ConfigError(
+        f"AtariTask 'env_id' {env_id!r} is not a registered ALE environment{hint} "
+        f"({len(v5)} games are registered as 'ALE/<Game>-v5'; a bare name such as 'Pong' works too)"
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageObservationSpec(ObservationSpec):
+    """Image observations, flattened to float32 (half the memory traffic of float64; the
+    pixels 0..255 are exact in float32)."""
+
+    def to_array(self, obs: Any, n: int) -> np.ndarray:
+        return np.asarray(obs).reshape(n, self.dim).astype(np.float32)
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"AtariTask '{name}' must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _probability(name: str, value: Any, low_open: bool) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    v = float(value) if ok else math.nan
+    if not (math.isfinite(v) and (v > 0 if low_open else v >= 0) and v <= 1):
+        rule = "(0, 1]" if low_open else "[0, 1]"
+        raise ConfigError(f"AtariTask '{name}' must be a number in {rule}; got {value!r}")
+    return v
+
+
+class AtariTask(GymTask):
+    """An Atari game (ale-py) as an ES task, with the DeepMind preprocessing and network.
+
+    Args:
+        env_id: an ALE id (``"ALE/Pong-v5"``, the default) or a bare game name (``"Pong"``).
+        frame_skip: emulator frames per agent step (the action is repeated; the last two
+            frames are max-pooled).
+        noop_max: episodes start after 1..``noop_max`` random no-op frames (0: none).
+        screen_size: observations are ``screen_size`` x ``screen_size`` grayscale.
+        frame_stack: frames per observation.
+        max_episode_frames: the emulator ends (truncates) an episode after this many frames.
+        repeat_action_probability: sticky actions (Machado et al. 2018); 0 is the DeepMind
+            setting, and makes an episode a function of its seed and the policy.
+        full_action_space: all 18 actions instead of the game's minimal set.
+        fire_reset: press FIRE for one agent step after reset (Breakout and other games that
+            wait for it).
+        network: ``"a3c"`` (default; the network of the ES paper) or ``"nature"``.
+        conv_layers, dense_size: override the network's layers (see :class:`AtariPolicy`).
+        vbn: virtual batch normalisation of the hidden layers (default on).
+        vbn_epsilon: added to the reference variance.
+        reference_batch_size: observations in the VBN reference batch.
+        reference_probability: while collecting it with random actions, each observation is
+            kept with this probability (spreads the batch over the episodes).
+        reference_batch: a reference batch to use instead of collecting one, ``(N, frames,
+            size, size)`` pixels.
+        policy_dtype: ``"float32"`` (default) or ``"float64"`` network arithmetic.
+        episodes: episodes per candidate (its return is their mean).
+        mirrored_episode_seeds: mirrored candidates share their episode seeds.
+        seed: the run seed (episode seeds and the reference batch derive from it).
+        env_kwargs: extra keyword arguments of ``gymnasium.make`` (e.g. ``mode``,
+            ``difficulty``).
+
+    Example:
+        >>> task = AtariTask("Pong", conv_layers=[[4, 8, 4]], dense_size=8, screen_size=42,
+        ...                  reference_batch_size=4, reference_probability=1.0)
+        >>> task.policy.reference.shape
+        (4, 4, 42, 42)
+    """
+
+    def __init__(
+        self,
+        env_id: str = "ALE/Pong-v5",
+        *,
+        frame_skip: int = 4,
+        noop_max: int = 30,
+        screen_size: int = 84,
+        frame_stack: int = 4,
+        max_episode_frames: int = 108_000,
+        repeat_action_probability: float = 0.0,
+        full_action_space: bool = False,
+        fire_reset: bool = False,
+        network: str = "a3c",
+        conv_layers: Sequence[Sequence[int]] | None = None,
+        dense_size: int | None = None,
+        vbn: bool = True,
+        vbn_epsilon: float = 1e-5,
+        reference_batch_size: int = 128,
+        reference_probability: float = 0.05,
+        reference_batch: np.ndarray | None = None,
+        policy_dtype: str = "float32",
+        episodes: int = 1,
+        mirrored_episode_seeds: bool = True,
+        seed: int = 0,
+        env_kwargs: Mapping[str, Any] | None = None,
+    ):
+        resolved = resolve_env_id(env_id)
+        self.frame_skip = _int("frame_skip", frame_skip, 1)
+        self.noop_max = _int("noop_max", noop_max, 0)
+        self.screen_size = _int("screen_size", screen_size, 1)
+        self.frame_stack = _int("frame_stack", frame_stack, 1)
+        self.max_episode_frames = _int("max_episode_frames", max_episode_frames, 1)
+        self.repeat_action_probability = _probability(
+            "repeat_action_probability", repeat_action_probability, False
+        )
+        self.full_action_space = bool(full_action_space)
+        self.fire_reset = bool(fire_reset)
+        if network not in NETWORKS:
+            raise ConfigError(f"AtariTask 'network' must be one of {tuple(NETWORKS)}; got {network!r}")
+        self.network = network
+        self.conv_layers = None if conv_layers is None else [list(c) for c in conv_layers]
+        self.dense_size = dense_size
+        self.vbn = bool(vbn)
+        self.vbn_epsilon = vbn_epsilon
+        self.reference_batch_size = _int("reference_batch_size", reference_batch_size, 2)
+        self.reference_probability = _probability(
+            "reference_probability", reference_probability, True
+        )
+        # The network must fit the screen: fail before an emulator is started.
+        conv_output_shape(
+            (self.frame_stack, self.screen_size, self.screen_size),
+            NETWORKS[network]["conv"] if conv_layers is None else self.conv_layers,
+        )
+        super().__init__(
+            resolved,
+            env_kwargs=env_kwargs,
+            policy="atari",
+            policy_dtype=policy_dtype,
+            episodes=episodes,
+            obs_norm=False,
+            obs_stats_fraction=0.0,
+            mirrored_episode_seeds=mirrored_episode_seeds,
+            seed=seed,
+        )
+        spec = self.obs_spec
+        self.obs_spec = ImageObservationSpec(spec.kind, spec.dim, spec.shape)
+        if self.vbn:
+            if reference_batch is None:
+                reference_batch = self.collect_reference_batch()
+            self.policy.set_reference(reference_batch)
+        elif reference_batch is not None:
+            raise ConfigError("AtariTask got a 'reference_batch' but vbn=False; it would be unused")
+
+    # ------------------------------------------------------------------ construction
+    def _make_policy(self, policy, hidden_sizes, activation, bias, dtype):
+        return AtariPolicy(
+            self.obs_spec.shape,
+            self.action_spec,
+            self.network,
+            conv_layers=self.conv_layers,
+            dense_size=self.dense_size,
+            vbn=self.vbn,
+            vbn_epsilon=self.vbn_epsilon,
+            dtype=dtype,
+        )
+
+    def env_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`asktell.atari._env.make_atari_env` for this task."""
+        return {
+            "frame_skip": self.frame_skip,
+            "noop_max": self.noop_max,
+            "screen_size": self.screen_size,
+            "frame_stack": self.frame_stack,
+            "max_episode_frames": self.max_episode_frames,
+            "repeat_action_probability": self.repeat_action_probability,
+            "full_action_space": self.full_action_space,
+            "fire_reset": self.fire_reset,
+            "env_kwargs": dict(self.env_kwargs),
+        }
+
+    def make_env(self):
+        """A fresh preprocessed single environment."""
+        _require_ale()
+        from ._env import make_atari_env
+
+        return make_atari_env(self.env_id, **self.env_options())
+
+    def make_vector_env(self, num_envs: int, mode: str = "sync"):
+        """``num_envs`` preprocessed environments as one vector environment.
+
+        ``sync``/``async``: this module's preprocessing in every slot, autoreset disabled
+        (the vectorised evaluator resets each slot with its episode's seed), so returns equal
+        the serial evaluator's. ``vector_entry_point``: ale-py's own multithreaded
+        ``AtariVectorEnv`` with the same settings (its C++ preprocessing resizes slightly
+        differently and it seeds its episodes itself, so returns are those of other,
+        equally valid episodes).
+        """
+        gym = _require_ale()
+        from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+        from ._env import make_atari_env
+
+        if mode in ("sync", "async"):
+            recipe = functools.partial(make_atari_env, self.env_id, **self.env_options())
+            kind = SyncVectorEnv if mode == "sync" else AsyncVectorEnv
+            return kind(
+                [recipe] * int(num_envs), copy=False, autoreset_mode=AutoresetMode.DISABLED
+            )
+        if mode == "vector_entry_point":
+            from ale_py.vector_env import AtariVectorEnv
+
+            return AtariVectorEnv(
+                game=gym.spec(self.env_id).kwargs["game"],
+                num_envs=int(num_envs),
+                frameskip=self.frame_skip,
+                noop_max=self.noop_max,
+                img_height=self.screen_size,
+                img_width=self.screen_size,
+                stack_num=self.frame_stack,
+                maxpool=True,
+                grayscale=True,
+                max_num_frames_per_episode=self.max_episode_frames,
+                repeat_action_probability=self.repeat_action_probability,
+                full_action_space=self.full_action_space,
+                use_fire_reset=self.fire_reset,
+                reward_clipping=False,
+                episodic_life=False,
+            )
+        raise ConfigError(
+            f"vector env 'mode' must be 'sync', 'async' or 'vector_entry_point'; got {mode!r}"
+        )
+
+    def __repr__(self) -> str:
+        return f"AtariTask({self.env_id!r}, policy={self.policy!r}, episodes={self.episodes})"
+
+    # ------------------------------------------------------------------ reference batch
+    @property
+    def reference_batch(self) -> np.ndarray | None:
+        """The VBN reference batch ``(N, frames, size, size)`` uint8 (``None`` without VBN)."""
+        return self.policy.reference
+
+    def collect_reference_batch(self) -> np.ndarray:
+        """A reference batch from uniformly random play, deterministic in the run seed.
+
+        Episodes are reset with seeds of their own stream; each observation is kept with
+        probability ``reference_probability`` until ``reference_batch_size`` are kept.
+        """
+        size, keep = self.reference_batch_size, self.reference_probability
+        batch = np.empty((size, *self.obs_spec.shape), dtype=np.uint8)
+        rng = np.random.default_rng(int(mix64(_REFERENCE_ACTIONS, self.seed)[0]))
+        n_actions = self.action_spec.n
+        env = self._get_env()
+        got, episode = 0, 0
+        try:
+            while got < size:
+                seed = int(mix64(_REFERENCE_EPISODES, self.seed, episode)[0] >> np.uint64(33))
+                obs, _ = env.reset(seed=seed)
+                done = False
+                while not done and got < size:
+                    if keep >= 1.0 or rng.random() < keep:
+                        batch[got] = obs
+                        got += 1
+                    obs, _, terminated, truncated, _ = env.step(int(rng.integers(n_actions)))
+                    done = terminated or truncated
+                episode += 1
+        except BaseException:
+            self._drop_env()
+            raise
+        return batch
+
+    def _check_reference(self, context: Mapping[str, Any] | None) -> None:
+        if not context or context.get("vbn_reference_crc") is None:
+            return
+        expected = int(context["vbn_reference_crc"])
+        if self.policy.reference_crc != expected:
+            raise EvaluationError(
+                f"AtariTask {self.env_id}: this process's VBN reference batch (CRC-32 "
+                f"{self.policy.reference_crc}) is not the run's ({expected}); the task was "
+                "shipped before its reference batch was loaded or changed. Rebuild the "
+                "evaluator after load_state_dict()"
+            )
+
+    # ------------------------------------------------------------------ runner hooks
+    def normalizer(self, context: Mapping[str, Any] | None) -> ObsNormalizer:
+        # Every evaluation path (serial, vector slots, centre) asks for the generation's
+        # normaliser once per batch: the place to check the reference batch is the run's.
+        self._check_reference(context)
+        return super().normalizer(context)
+
+    def context(self) -> dict[str, Any]:
+        """The GymTask context plus the CRC-32 of the VBN reference batch."""
+        ctx = super().context()
+        if self.vbn:
+            ctx["vbn_reference_crc"] = int(self.policy.reference_crc)
+        return ctx
+
+    def state_dict(self) -> dict[str, Any]:
+        """The GymTask state plus the VBN reference batch (uint8 array)."""
+        state = super().state_dict()
+        if self.vbn:
+            state["vbn_reference"] = np.array(self.policy.reference)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; a reference batch of the wrong shape is rejected
+        (and then nothing is changed)."""
+        reference = None
+        if self.vbn:
+            if "vbn_reference" not in state:
+                raise CheckpointError(
+                    f"AtariTask state_dict has no 'vbn_reference' but this task has vbn=True "
+                    f"({self.env_id})"
+                )
+            reference = np.asarray(state["vbn_reference"])
+            expected = tuple(self.obs_spec.shape)
+            if reference.ndim != 4 or tuple(reference.shape[1:]) != expected or reference.shape[0] < 2:
+                raise CheckpointError(
+                    f"AtariTask state_dict 'vbn_reference' must have shape (N >= 2, "
+                    f"{', '.join(map(str, expected))}) to match {self.env_id}'s observations; "
+                    f"got {tuple(reference.shape)}"
+                )
+            if reference.dtype != np.uint8:
+                raise CheckpointError(
+                    f"AtariTask state_dict 'vbn_reference' must be uint8 pixels; got {reference.dtype}"
+                )
+        super().load_state_dict(state)
+        if reference is not None:
+            self.policy.set_reference(reference)
+
+
+class AtariTaskConfig(StrictModel):
+    """Run-file settings of :class:`AtariTask` (``kind = "atari"``)."""
+
+    kind: Literal["atari"] = "atari"
+    env_id: str = Field(
+        "ALE/Pong-v5",
+        min_length=1,
+        description="ALE environment id ('ALE/Pong-v5') or a bare game name ('Pong', "
+        "'Breakout', 'space_invaders').",
+    )
+    frame_skip: int = Field(4, ge=1, description="Emulator frames per agent step (max-pooled).")
+    noop_max: int = Field(
+        30, ge=0, description="Episodes start after 1..noop_max random no-op frames (0: none)."
+    )
+    screen_size: int = Field(84, ge=1, description="Side of the square grayscale observation.")
+    frame_stack: int = Field(4, ge=1, description="Frames stacked into one observation.")
+    max_episode_frames: int = Field(
+        108_000,
+        ge=1,
+        description="Episode cap in emulator frames (108,000 = 30 minutes of play).",
+    )
+    repeat_action_probability: float = Field(
+        0.0, ge=0, le=1, description="Sticky actions (0: the DeepMind setting, deterministic)."
+    )
+    full_action_space: bool = Field(
+        False, description="All 18 actions instead of the game's minimal set."
+    )
+    fire_reset: bool = Field(
+        False, description="Press FIRE for one agent step after reset (Breakout and the like)."
+    )
+    network: Literal["a3c", "nature"] = Field(
+        "a3c",
+        description="'a3c': conv16 8x8/4, conv32 4x4/2, dense 256 (the ES paper's network); "
+        "'nature': conv32 8x8/4, conv64 4x4/2, conv64 3x3/1, dense 512 (DQN).",
+    )
+    conv_layers: list[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]] | None = Field(
+        None,
+        description="Override the network's conv layers: [[out_channels, kernel, stride], ...].",
+    )
+    dense_size: int | None = Field(
+        None, ge=1, description="Override the width of the dense hidden layer."
+    )
+    vbn: bool = Field(
+        True,
+        description="Virtual batch normalisation of the hidden layers with a fixed reference "
+        "batch (Salimans et al. 2016/2017).",
+    )
+    vbn_epsilon: float = Field(1e-5, gt=0, description="Added to the reference variance.")
+    reference_batch_size: int = Field(
+        128, ge=2, description="Observations in the VBN reference batch."
+    )
+    reference_probability: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Random play keeps each observation for the reference batch with this "
+        "probability (smaller: spread over more of the game, slower to collect).",
+    )
+    policy_dtype: Literal["float32", "float64"] = Field(
+        "float32", description="Arithmetic of the network."
+    )
+    episodes: int = Field(1, ge=1, description="Episodes per candidate; its return is their mean.")
+    mirrored_episode_seeds: bool = Field(
+        True, description="Mirrored candidates k and ~k share their episode seeds."
+    )
+    seed: int = Field(
+        0, ge=0, description="Run seed: episode seeds and the VBN reference batch derive from it."
+    )
+
+    @model_validator(mode="after")
+    def _network_fits_screen(self) -> "AtariTaskConfig":
+        convs = NETWORKS[self.network]["conv"] if self.conv_layers is None else self.conv_layers
+        try:
+            conv_output_shape((self.frame_stack, self.screen_size, self.screen_size), convs)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def build(self) -> AtariTask:
+        return AtariTask(**self.model_dump(exclude={"kind"}))
+
+
+AtariTask.config_class = AtariTaskConfig  # type: ignore[attr-defined]
