@@ -78,6 +78,30 @@ def check_matches_serial(make: Factory) -> None:
     assert np.array_equal(got.steps, expected.steps)
 
 
+def check_matches_serial_full_covariance(make: Factory) -> None:
+    """Per-parameter sigma and a factor matrix (SNES, CMA-ES, xNES distributions) decode
+    the same on every evaluator: candidates travel as seeds for every strategy."""
+    from asktell.distribution import Distribution
+
+    base, seeds = _dist_and_seeds()
+    dim = base.num_params
+    rng = np.random.default_rng(1)
+    factor = np.linalg.qr(rng.standard_normal((dim, dim)))[0] * rng.uniform(0.5, 2.0, dim)
+    for dist in (
+        Distribution(base.center, rng.uniform(0.1, 0.5, dim), SUITE_NOISE, generation=5),
+        Distribution(base.center, 0.3, SUITE_NOISE, generation=5, factor=factor),
+    ):
+        task = FunctionTask(rastrigin_return)
+        expected = _serial(task, dist, seeds)
+        with make(task) as ev:
+            got = ev.evaluate(dist, seeds)
+            bitwise = "bitwise_serial" in getattr(type(ev), "capabilities", ())
+        if bitwise:
+            assert np.array_equal(got.returns, expected.returns), "returns differ from serial"
+        else:
+            np.testing.assert_allclose(got.returns, expected.returns, rtol=1e-12)
+
+
 def check_keeps_seed_order(make: Factory) -> None:
     dist, seeds = _dist_and_seeds(n=40)
     task = FunctionTask(first_coordinate)
@@ -133,6 +157,7 @@ def check_close_twice(make: Factory) -> None:
 
 EVALUATOR_CHECKS = [
     check_matches_serial,
+    check_matches_serial_full_covariance,
     check_keeps_seed_order,
     check_empty_batch,
     check_failure_raises_naming_candidate,
