@@ -267,12 +267,17 @@ class SlotEngine:
                 if b.recording:
                     for s in np.flatnonzero(active & b.record_slot(slot_c)).tolist():
                         b.recorded[(int(slot_c[s]), int(slot_e[s]))].append(X[s].copy())
-                if not all_active:
-                    X[~active] = 0.0
-                actions = policy.act(weights, normalize(X))
-                if not all_active:
-                    # Slots without a candidate get a neutral action, not one from stale weights.
-                    actions[~active] = neutral
+                if all_active:
+                    actions = policy.act(weights, normalize(X))
+                else:
+                    # Only the busy slots' rows go through the policy (a row's arithmetic is
+                    # the same in any batch); idle slots get a neutral action.
+                    busy = np.flatnonzero(active)
+                    actions = np.empty((S, *neutral.shape), dtype=neutral.dtype)
+                    actions[:] = neutral
+                    if busy.size:
+                        rows = [None if w is None else w[busy] for w in weights]
+                        actions[busy] = policy.act(rows, normalize(X[busy]))
                 if not tail and sub_envs is not None and not all_active and not b.has_work():
                     tail = True
                 if tail:
