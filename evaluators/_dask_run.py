@@ -198,23 +198,24 @@ class Generation:
         self.futures.extend(futures)
         return dict(zip(futures, bounds))
 
-    def _wait_any(self, futures: list[Any], timeout: float) -> None:
-        """Block until one of ``futures`` is done (or ``timeout``), on the client's loop.
+    def _wait(self, futures: list[Any], timeout: float) -> None:
+        """Block until all of ``futures`` are done, or ``timeout``, on the client's loop.
 
-        One waiter per call, not one callback thread hop per future: ``wait`` with
-        ``FIRST_COMPLETED`` as ``distributed.wait`` does it, but on our client (which is not
-        the process's default one).
+        Waiting for all (not the first) lets one gather fetch the whole generation: one
+        round trip per worker instead of one per chunk, and a third less client and
+        scheduler CPU at 4 chunks per worker. The timeout is the collecting loop's poll
+        period, so a failed chunk or a lost worker is still seen within it.
         """
         if timeout <= 0:
             return
         waiter = getattr(self.ev._dd.client, "_wait", None)
         if waiter is None:  # pragma: no cover - a distributed without it: poll
             stop = time.monotonic() + timeout
-            while time.monotonic() < stop and not any(f.done() for f in futures):
+            while time.monotonic() < stop and not all(f.done() for f in futures):
                 time.sleep(0.005)
             return
         try:
-            self.client.sync(waiter, futures, timeout=timeout, return_when="FIRST_COMPLETED")
+            self.client.sync(waiter, futures, timeout=timeout, return_when="ALL_COMPLETED")
         except Exception:  # noqa: BLE001 - timeouts, cancellations: the futures tell
             pass
 
@@ -234,7 +235,7 @@ class Generation:
             wait = _POLL_SECONDS
             if self.deadline is not None:
                 wait = max(0.0, min(wait, self.deadline - time.monotonic()))
-            self._wait_any(list(pending), wait)
+            self._wait(list(pending), wait)
             ready = [f for f in pending if f.done()]
             if ready:
                 rerun: list[tuple[int, int]] = []

@@ -287,8 +287,12 @@ class DaskEvaluator:
         if security is not None:
             kwargs["security"] = security
         try:
+            # An embedded cluster is passed as itself: the client then shares the
+            # scheduler's event loop thread (one thread fewer contending for the GIL, a
+            # millisecond or two less per round trip).
+            target = self.cluster if self.cluster is not None else address
             return self._dd.Client(
-                address, timeout=self.connect_timeout, set_as_default=False, **kwargs
+                target, timeout=self.connect_timeout, set_as_default=False, **kwargs
             )
         except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, comm errors
             if self.cluster is not None:
