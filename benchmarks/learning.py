@@ -9,6 +9,9 @@ and writes the histories (JSON) and a learning-curve plot (PNG) to ``--out``.
     python benchmarks/learning.py --env Pendulum-v1 --seeds 0 1 2
     python benchmarks/learning.py --env HalfCheetah-v5 --seeds 0 --workers 2
     python benchmarks/learning.py --env Hopper-v5 --seeds 0 --workers 2
+    python benchmarks/learning.py --env Hopper-v5 --strategy ars --task-options \\
+        '{"policy": "linear", "action_mode": "clip", "step_cap": "default"}' \\
+        --strategy-options '{"population_size": 16, "top_directions": 4, "sigma": 0.025, "learning_rate": 0.01}'
     python benchmarks/learning.py --env HalfCheetah-v5 --strategy ars \\
         --strategy-options '{"population_size": 32, "sigma": 0.03, "learning_rate": 0.02}'
 
@@ -120,7 +123,8 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
     from asktell.registry import STRATEGIES
 
     start = time.perf_counter()
-    task = GymTask(env_id, seed=seed, **preset["task"])
+    task_options = json.loads(args.task_options) if args.task_options else preset["task"]
+    task = GymTask(env_id, seed=seed, **task_options)
     strategy_name = args.strategy
     options = dict(preset["strategy"]) if strategy_name == "openai_es" else {}
     options.update(json.loads(args.strategy_options or "{}"))
@@ -268,6 +272,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--strategy", default="openai_es")
     parser.add_argument("--strategy-options", help="JSON dict of strategy arguments")
+    parser.add_argument("--task-options", help="JSON dict of GymTask arguments, instead of the preset's")
     parser.add_argument("--workers", type=int, default=0, help="vector-env worker processes")
     parser.add_argument("--max-steps", type=int, help="override the preset's step budget")
     parser.add_argument("--max-seconds", type=float, help="wall-time budget per seed")

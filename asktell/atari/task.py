@@ -21,7 +21,7 @@ import difflib
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -95,6 +95,8 @@ def resolve_env_id(env_id: str) -> str:
 class ImageObservationSpec(ObservationSpec):
     """Image observations, flattened to float32 (half the memory traffic of float64; the
     pixels 0..255 are exact in float32)."""
+
+    always_finite: ClassVar[bool] = True
 
     def to_array(self, obs: Any, n: int) -> np.ndarray:
         return np.asarray(obs).reshape(n, self.dim).astype(np.float32)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -74,6 +74,9 @@ class ObservationSpec:
     kind: str
     dim: int
     shape: tuple[int, ...]
+    #: Observations can never be NaN or infinite (integer pixels): the vectorised
+    #: evaluator then skips its per-step finiteness check of the whole batch.
+    always_finite: ClassVar[bool] = False
 
     @classmethod
     def from_space(cls, space: Any, env_id: str = "") -> ObservationSpec:
