@@ -205,7 +205,7 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
         "seed": seed,
         "strategy": strategy_name,
         "strategy_options": options,
-        "task": preset["task"],
+        "task": task_options,
         "evaluator": evaluator_options,
         "target": preset["target"],
         "solved": solved is not None,

@@ -248,6 +248,28 @@ def test_bitwise_serial_however_the_seeds_are_cut(client, chunks_per_worker):
     assert np.array_equal(got.steps, expected.steps)
 
 
+@pytest.mark.parametrize("chunks_per_worker", [1, 5])
+def test_observation_statistics_are_bitwise_serial_however_the_seeds_are_cut(
+    client, chunks_per_worker
+):
+    """The normaliser of the next generation comes from these statistics: if chunking
+    changed their last bits, a run would diverge by evaluator (float64 sums did)."""
+    gym_task = pytest.importorskip("asktell.gym")
+    task = gym_task.GymTask("Pendulum-v1", policy="linear", obs_stats_fraction=1.0)
+    noise = NoiseTable(0, 1 << 16)
+    dist = Distribution(task.initial_params(0), 0.5, noise, generation=2).replace(
+        context=task.context()
+    )
+    seeds = mirrored(noise.sample_keys(np.random.default_rng(0), 10, task.num_params))
+    with DaskEvaluator(task, client=client, chunks_per_worker=chunks_per_worker) as ev:
+        got = ev.evaluate(dist, seeds)
+    expected = _serial(task, dist, seeds)
+    assert np.array_equal(got.returns, expected.returns)
+    assert got.obs_stats.count == expected.obs_stats.count == 20 * 200
+    assert np.array_equal(got.obs_stats.sum, expected.obs_stats.sum)
+    assert np.array_equal(got.obs_stats.sumsq, expected.obs_stats.sumsq)
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, 64, 257])
 @pytest.mark.parametrize("chunks", [1, 3, 8, 1000])
 def test_chunk_bounds_cover_the_batch_in_order(n, chunks):

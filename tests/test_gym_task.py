@@ -187,6 +187,26 @@ def test_state_dict_round_trip_and_mismatch():
         pendulum.load_state_dict(state)
 
 
+def test_state_dict_keeps_the_exact_statistics():
+    """A resumed run must normalise exactly as the uninterrupted one: the checkpointed
+    statistics are the exact totals, not sums rounded to float64."""
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((50, 4)) * 10.0 ** rng.integers(-8, 9, 4) for _ in range(6)]
+    task = cartpole()
+    for b in batches[:3]:
+        task.obs_stat.push(b)
+    resumed = cartpole()
+    resumed.load_state_dict(task.state_dict())
+    for b in batches[3:]:
+        task.obs_stat.push(b)
+        resumed.obs_stat.push(b)
+    for key in ("obs_mean", "obs_std"):
+        assert np.array_equal(resumed.context()[key], task.context()[key])
+    # Checkpoints written before the exact entries existed still load.
+    old = {k: v for k, v in task.state_dict().items() if not k.endswith("_exact")}
+    cartpole().load_state_dict(old)
+
+
 @pytest.mark.parametrize("fail_mode, text", [
     ("raise", "simulated environment crash"),
     ("nan_reward", "non-finite reward"),

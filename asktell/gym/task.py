@@ -437,6 +437,10 @@ class GymTask:
             "obs_count": float(stat["count"]),
             "obs_sum": stat["sum"],
             "obs_sumsq": stat["sumsq"],
+            # The exact totals (float64 expansions), so a resumed run normalises exactly as
+            # the uninterrupted one would.
+            "obs_sum_exact": stat["sum_exact"],
+            "obs_sumsq_exact": stat["sumsq_exact"],
             "step_cap": -1 if self._cap is None else int(self._cap),
         }
 
@@ -455,7 +459,20 @@ class GymTask:
                 f"GymTask state_dict has observation statistics of shape {total.shape}; "
                 f"{self.env_id} observations have shape ({dim},)"
             )
-        self._obs_stat.load_state_dict({"count": count, "sum": total, "sumsq": sumsq})
+        exact = {}
+        for key in ("sum_exact", "sumsq_exact"):
+            if f"obs_{key}" in state:  # checkpoints before exact statistics lack them
+                value = np.asarray(state[f"obs_{key}"], dtype=np.float64)
+                if value.ndim != 2 or value.shape[0] != dim:
+                    raise CheckpointError(
+                        f"GymTask state_dict 'obs_{key}' has shape {value.shape}; "
+                        f"expected ({dim}, k) for {self.env_id}"
+                    )
+                exact[key] = value
+        try:
+            self._obs_stat.load_state_dict({"count": count, "sum": total, "sumsq": sumsq, **exact})
+        except ValueError as exc:
+            raise CheckpointError(f"GymTask state_dict: {exc}") from None
         self._cap = None if cap < 0 else cap
 
 
