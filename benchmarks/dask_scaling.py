@@ -125,9 +125,10 @@ def overhead(args) -> list[str]:
         for cpw in args.chunks_per_worker:
             ev.chunks_per_worker = cpw
             t = _time_dask(ev, P, N, noise, G)
+            label = f"auto ({ev.next_chunks_per_worker})" if cpw == "auto" else cpw
             fixed = np.subtract(t["wall"], t["busiest"])
             lines.append(
-                f"| DaskEvaluator | {args.workers} | {cpw} | {_ms(t['wall'])} | "
+                f"| DaskEvaluator | {args.workers} | {label} | {_ms(t['wall'])} | "
                 f"{_ms(t['busiest'])} | {_ms(fixed)} ({min(fixed) * 1e3:.1f}) | "
                 f"{_ms(t['driver_cpu'])} |"
             )
@@ -369,7 +370,12 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=256)
     parser.add_argument("--num-params", type=int, default=100_000)
     parser.add_argument("--generations", type=int, default=20)
-    parser.add_argument("--chunks-per-worker", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument(
+        "--chunks-per-worker",
+        type=lambda v: v if v == "auto" else int(v),
+        nargs="+",
+        default=[1, 2, 4, "auto"],
+    )
     parser.add_argument("--task", choices=["auto", "gymtask", "builtin"], default="auto")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--cheetah-population", type=int, nargs="+", default=[16, 64])

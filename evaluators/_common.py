@@ -40,9 +40,10 @@ def rows_per_chunk(num_params: int, budget_floats: int = 1 << 22) -> int:
 class ChunkResult:
     """Results of one chunk: offsets are positions in the chunk."""
 
-    __slots__ = ("returns", "steps", "failures", "obs_stats", "episodes", "truncated")
+    __slots__ = ("returns", "steps", "failures", "obs_stats", "episodes", "truncated", "seconds")
 
     def __init__(self, n: int):
+        self.seconds = 0.0  # compute time, where an evaluator measures it (Dask workers)
         self.returns = np.full(n, np.nan)
         self.steps = np.zeros(n, dtype=np.int64)
         self.failures: list[tuple[int, str]] = []

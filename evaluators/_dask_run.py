@@ -75,7 +75,10 @@ def _run_chunk(
     distribution: Distribution,
     candidate_retries: int,
 ) -> ChunkResult:
-    return evaluate_chunk(_task_for_thread(shipped_task), distribution, seeds, candidate_retries)
+    start = time.perf_counter()
+    part = evaluate_chunk(_task_for_thread(shipped_task), distribution, seeds, candidate_retries)
+    part.seconds = time.perf_counter() - start
+    return part
 
 
 # ------------------------------------------------------------------------------- helpers

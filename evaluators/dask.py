@@ -35,7 +35,7 @@ import hashlib
 import pickle
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -60,6 +60,31 @@ __all__ = ["DaskEvaluator", "DaskEvaluatorConfig", "chunk_bounds"]
 
 # How long the cached thread count is trusted before it is asked for again.
 _THREADS_TTL = 2.0
+
+
+#: ``chunks_per_worker="auto"``: chunks per worker thread are chosen from the previous
+#: generation's compute time, so that each chunk holds at least this much work (Dask's
+#: cost per task, about 1.5 ms here, is then about 3% of it) ...
+AUTO_CHUNK_SECONDS = 0.05
+#: ... and at most this many chunks per thread (enough to balance uneven rollouts; the
+#: first generation, with nothing measured yet, uses it).
+AUTO_MAX_CHUNKS = 4
+
+
+def auto_chunks(compute_seconds: float, threads: int) -> int:
+    """Chunks per worker thread for a generation of ``compute_seconds`` of work."""
+    per_thread = compute_seconds / max(threads, 1)
+    return int(min(AUTO_MAX_CHUNKS, max(1, per_thread // AUTO_CHUNK_SECONDS)))
+
+
+def _check_chunks(value: Any) -> int | str:
+    if value == "auto" and isinstance(value, str):
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(
+            f"DaskEvaluator 'chunks_per_worker' must be 'auto' or an int >= 1; got {value!r}"
+        )
+    return int(value)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -116,7 +141,10 @@ class DaskEvaluator:
         num_workers: embedded cluster only: worker processes (default: CPU cores).
         threads_per_worker: embedded cluster only: threads per worker process.
         chunks_per_worker: chunks per worker thread and generation: enough to balance
-            uneven rollouts, few enough that Dask's ~1 ms per task is noise.
+            uneven rollouts, few enough that Dask's ~1.5 ms per task is noise. ``"auto"``
+            (default): 4 for the first generation, then from the previous generation's
+            compute time, one chunk per 50 ms of work per thread, 1 to 4 (returns never
+            depend on the chunking).
         retries: extra attempts for a candidate whose evaluation raised.
         on_failure: ``"raise"`` or ``"mark"`` (see above).
         deadline_seconds: optional per-generation deadline for stragglers.
@@ -152,7 +180,7 @@ class DaskEvaluator:
         address: str | None = None,
         num_workers: int | None = None,
         threads_per_worker: int = 1,
-        chunks_per_worker: int = 4,
+        chunks_per_worker: int | str = "auto",
         retries: int = 0,
         on_failure: str = "raise",
         deadline_seconds: float | None = None,
@@ -167,7 +195,8 @@ class DaskEvaluator:
         self.task = task
         self.on_failure = check_failure_policy("DaskEvaluator", on_failure)
         self.retries = _check_int("retries", retries, 0)
-        self.chunks_per_worker = _check_int("chunks_per_worker", chunks_per_worker, 1)
+        self.chunks_per_worker = _check_chunks(chunks_per_worker)
+        self._auto_chunks = AUTO_MAX_CHUNKS
         self.deadline_seconds = _check_seconds("deadline_seconds", deadline_seconds, optional=True)
         self.connect_timeout = _check_seconds("connect_timeout", connect_timeout, optional=False)
         self.scheduler_timeout = _check_seconds(
@@ -303,6 +332,13 @@ class DaskEvaluator:
             ) from exc
 
     @property
+    def next_chunks_per_worker(self) -> int:
+        """Chunks per worker thread the next generation will be cut into."""
+        if self.chunks_per_worker == "auto":
+            return self._auto_chunks
+        return self.chunks_per_worker
+
+    @property
     def dashboard_link(self) -> str | None:
         """The dashboard's URL (``None`` for an embedded cluster started without one)."""
         if self.cluster is not None and not self._dashboard:
@@ -355,8 +391,12 @@ class DaskEvaluator:
             run = Generation(self, distribution, seeds, tag)
             cancel = True  # stragglers and, on errors, whatever is still queued
             try:
-                bounds = chunk_bounds(seeds.size, self._num_threads() * self.chunks_per_worker)
+                threads = self._num_threads()
+                bounds = chunk_bounds(seeds.size, threads * self.next_chunks_per_worker)
                 parts, killed = run.collect(run.submit(bounds, "chunk"))
+                if parts and len(parts) == len(bounds):
+                    work = sum(part.seconds for _, part in parts)
+                    self._auto_chunks = auto_chunks(work, threads)
                 if killed:
                     parts += run.isolate(killed)
             except SchedulerLost:
@@ -447,11 +487,11 @@ class DaskEvaluatorConfig(StrictModel):
     threads_per_worker: int = Field(
         1, ge=1, description="Embedded cluster: threads per worker process."
     )
-    chunks_per_worker: int = Field(
-        4,
-        ge=1,
+    chunks_per_worker: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
         description="Chunks of seeds per worker thread and generation: more balances uneven "
-        "rollouts, fewer pays less of Dask's ~1 ms per task.",
+        "rollouts, fewer pays less of Dask's ~1.5 ms per task. 'auto': from the previous "
+        "generation's compute time, one chunk per 50 ms of work per thread, 1 to 4.",
     )
     retries: int = Field(0, ge=0, description="Extra attempts for a candidate that raised.")
     on_failure: Literal["raise", "mark"] = Field(

@@ -25,7 +25,7 @@ cloudpickle = pytest.importorskip("cloudpickle")
 from asktell import CandidateFailedError, Distribution, EvaluationError, FunctionTask, NoiseTable
 from asktell.errors import ConfigError, MissingDependencyError
 from asktell.evaluators import DaskEvaluator, DaskEvaluatorConfig, SerialEvaluator
-from asktell.evaluators.dask import chunk_bounds
+from asktell.evaluators.dask import AUTO_CHUNK_SECONDS, AUTO_MAX_CHUNKS, auto_chunks, chunk_bounds
 from asktell.noise import mirrored
 from asktell.registry import EVALUATORS
 from asktell.testing.evaluator_suite import first_coordinate, rastrigin_return
@@ -246,6 +246,36 @@ def test_bitwise_serial_however_the_seeds_are_cut(client, chunks_per_worker):
     expected = _serial(task, dist, seeds)
     assert np.array_equal(got.returns, expected.returns)
     assert np.array_equal(got.steps, expected.steps)
+
+
+def _slow_first_coordinate(x):
+    time.sleep(0.03)
+    return float(x[0])
+
+
+@pytest.mark.parametrize(
+    "objective, chunks", [(first_coordinate, 1), (_slow_first_coordinate, AUTO_MAX_CHUNKS)]
+)
+def test_auto_chunks_follow_the_measured_work(client, objective, chunks):
+    """Cheap candidates: one chunk per worker (Dask's per-task cost would dominate);
+    rollout-like ones (30 ms each, 8 per worker): the most chunks, for balance. The returns
+    stay the serial ones whatever the chunking."""
+    task = FunctionTask(objective)
+    dist, seeds = _problem(n=16, dim=4)
+    with DaskEvaluator(task, client=client) as ev:
+        assert ev.chunks_per_worker == "auto" and ev.next_chunks_per_worker == AUTO_MAX_CHUNKS
+        first = ev.evaluate(dist, seeds)
+        assert ev.next_chunks_per_worker == chunks
+        second = ev.evaluate(dist, seeds)
+    expected = _serial(task, dist, seeds)
+    assert np.array_equal(first.returns, expected.returns)
+    assert np.array_equal(second.returns, expected.returns)
+
+
+def test_auto_chunks_rule():
+    assert auto_chunks(0.0, 2) == 1
+    assert auto_chunks(2 * AUTO_CHUNK_SECONDS * 2.5, 2) == 2
+    assert auto_chunks(100.0, 16) == AUTO_MAX_CHUNKS
 
 
 @pytest.mark.parametrize("chunks_per_worker", [1, 5])
@@ -556,7 +586,8 @@ def test_unreachable_scheduler_is_a_clear_error():
     [
         ({"retries": -1}, "'retries' must be an int >= 0; got -1"),
         ({"on_failure": "ignore"}, "'on_failure' must be one of"),
-        ({"chunks_per_worker": 0}, "'chunks_per_worker' must be an int >= 1; got 0"),
+        ({"chunks_per_worker": 0}, "'chunks_per_worker' must be 'auto' or an int >= 1; got 0"),
+        ({"chunks_per_worker": "many"}, "'chunks_per_worker' must be 'auto' or an int >= 1; got 'many'"),
         ({"deadline_seconds": 0}, "'deadline_seconds' must be a finite number"),
         ({"num_workers": 0}, "'num_workers' must be an int >= 1"),
         ({"client": object()}, "'client' must be a distributed.Client"),
