@@ -210,6 +210,7 @@ class SlotEngine:
         # when an episode ends or a slot is loaded): for a large network (Atari: 680k
         # parameters per candidate) gathering them every step cost more than the policy.
         busy_rows: dict[bytes, list] = {}
+        runs_only = getattr(policy, "num_params", 0) >= _RUNS_ONLY_PARAMS
 
         def crash_isolate():
             for s in np.flatnonzero(state == ACTIVE).tolist():
@@ -292,7 +293,15 @@ class SlotEngine:
                     busy = np.flatnonzero(active)
                     actions = np.empty((S, *neutral.shape), dtype=neutral.dtype)
                     actions[:] = neutral
-                    if busy.size:
+                    if busy.size and runs_only:
+                        # A large network: one forward per run of consecutive busy slots,
+                        # on views of the weights (a gather would copy megabytes per slot).
+                        cuts = np.flatnonzero(np.diff(busy) != 1) + 1
+                        for run in np.split(busy, cuts):
+                            a, z = int(run[0]), int(run[-1]) + 1
+                            rows = [None if w is None else w[a:z] for w in weights]
+                            actions[a:z] = policy.act(rows, normalize(X[a:z]))
+                    elif busy.size:
                         key = busy.tobytes()
                         rows = busy_rows.get(key)
                         if rows is None:
@@ -403,6 +412,11 @@ class SlotEngine:
         except _EnvCrashed:
             crash_isolate()
             raise
+
+
+#: Policies with at least this many parameters per candidate run the busy slots of a
+#: batch's tail as runs of consecutive slots (views) instead of gathering their weights.
+_RUNS_ONLY_PARAMS = 100_000
 
 
 def _strip_wrappers(envs):

@@ -77,6 +77,20 @@ def test_sync_matches_serial_bitwise_on_cartpole(cartpole, num_envs):
     assert_same(serial(cartpole, dist, SEEDS), vector(cartpole, dist, SEEDS, num_envs=num_envs))
 
 
+@pytest.mark.parametrize("num_envs", [5, 28])
+def test_large_policies_run_the_tail_in_runs_of_slots_and_match_serial(
+    cartpole, num_envs, monkeypatch
+):
+    """Large networks (Atari) step the busy slots of a batch's tail as runs of
+    consecutive slots instead of gathering their weights; CartPole's episodes end at very
+    different times, so the runs fragment and every path is taken."""
+    from asktell.evaluators import _slots
+
+    monkeypatch.setattr(_slots, "_RUNS_ONLY_PARAMS", 0)
+    dist = generation_of(cartpole)
+    assert_same(serial(cartpole, dist, SEEDS), vector(cartpole, dist, SEEDS, num_envs=num_envs))
+
+
 def test_sync_matches_serial_bitwise_with_mlp_normaliser_and_adaptive_cap(pendulum):
     dist = generation_of(pendulum)
     assert dist.context["step_cap"] == 57

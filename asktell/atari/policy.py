@@ -196,7 +196,10 @@ def conv2d(x: np.ndarray, weights: np.ndarray, kernel: int, stride: int, out: in
     """
     n, _, h, w = x.shape
     f, m, _, ho, wo, hs, ws = _geometry(kernel, stride, h, w)
-    y = np.matmul(weights, space_to_depth(x, kernel, stride))  # (n, m*m*out, hs*ws)
+    grid = space_to_depth(x, kernel, stride)
+    if grid.dtype != weights.dtype:  # uint8 pixels: converted after the (smaller) fold
+        grid = grid.astype(weights.dtype)
+    y = np.matmul(weights, grid)  # (n, m*m*out, hs*ws)
     return shift_add(y.reshape(n, m, m, out, hs, ws), kernel, stride, ho, wo)
 
 
@@ -501,10 +504,25 @@ class AtariPolicy:
         return self._fold(p)[1] if self.vbn else []
 
     # ------------------------------------------------------------------ forward
+    #: Candidates per block of the forward pass: a larger batch is cut into blocks so that
+    #: a block's conv intermediates stay in a core's L2 cache (at 32 candidates the first
+    #: layer's alone are 3.6 MB and the forward costs about 10% more per candidate). Every
+    #: row's arithmetic is its own, so the blocks change no result.
+    block = 16
+
     def outputs(self, buffers: list[np.ndarray], x: np.ndarray) -> np.ndarray:
         """Action values ``(n, actions)`` for observations ``x`` ``(n, obs_dim)`` (0..255)."""
         n = x.shape[0]
-        h = np.asarray(x).astype(self.dtype, copy=False).reshape(n, *self.obs_shape)
+        if n > self.block:
+            parts = [
+                self.outputs([b[i : i + self.block] for b in buffers], x[i : i + self.block])
+                for i in range(0, n, self.block)
+            ]
+            return np.concatenate(parts)
+        h = np.asarray(x)
+        if h.dtype != np.uint8 or self.layers[0].kind != "conv":
+            h = h.astype(self.dtype, copy=False)  # uint8 pixels are converted in conv2d
+        h = h.reshape(n, *self.obs_shape)
         last = len(self.layers) - 1
         for li, layer in enumerate(self.layers):
             w, b = buffers[2 * li], buffers[2 * li + 1]
