@@ -18,6 +18,7 @@ the evaluator evaluates them in this process exactly as :class:`SerialEvaluator`
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -285,6 +286,26 @@ class _WorkerDied(Exception):
     pass
 
 
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """Workers are started with one BLAS thread each (unless the user set a number): a
+    worker is one process per core, and the policy's small products gain nothing from more
+    threads, which would only contend with the other workers (as Dask's nanny does too)."""
+    saved = {k: os.environ.get(k) for k in _BLAS_THREAD_VARS}
+    for k, v in saved.items():
+        if v is None:
+            os.environ[k] = "1"
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
 class _WorkerPool:
     """Worker processes, each running a :class:`SlotEngine` on one block of seeds per batch."""
 
@@ -305,7 +326,8 @@ class _WorkerPool:
             name=f"asktell-vector-{w}",
             daemon=True,
         )
-        process.start()
+        with _single_threaded_blas():
+            process.start()
         child.close()
         self.workers[w] = (process, parent)
 

@@ -21,6 +21,7 @@ Parameter layout, per layer in order: the ``(out, in)`` weight matrix row-major,
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -172,11 +173,12 @@ class ActionSpec:
             return self.n
         return self.dim * self.bins if self.mode == "bins" else self.dim
 
-    @property
+    # Cached: ``to_actions`` runs every step of every rollout.
+    @functools.cached_property
     def _symmetric(self) -> bool:
         return bool(np.array_equal(self.low, -self.high))
 
-    @property
+    @functools.cached_property
     def _unit(self) -> bool:
         return bool(np.all(self.high == 1.0))
 
