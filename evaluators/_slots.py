@@ -20,8 +20,8 @@ reward or observation of one episode is ever credited to the next:
 In ``sync`` mode the ``SyncVectorEnv``'s sub-environments are stepped directly, one
 ``env.step`` each as the vector env would, but only the busy ones: a vector step would also
 simulate idle slots (with episodes of varied length, Hopper or adaptive caps, up to half of
-the simulation) and merge every sub-environment's info dict each step (about 15% of a
-HalfCheetah step).
+the simulation) and do its own per-step batching work (a few percent of a HalfCheetah step).
+Identical MuJoCo sub-environments share one compiled model (:func:`share_mujoco_model`).
 
 Vector environments in the last two modes reset themselves from their own generator, so
 episode seeds cannot be applied per unit: the whole environment is reset at the start of a
@@ -198,9 +198,9 @@ class SlotEngine:
         # A SyncVectorEnv without autoreset is stepped through its sub-environments, one
         # ``env.step`` each as its own ``step`` would, but only the busy ones (idle slots
         # are not simulated: with episodes of varied length that is up to half the work)
-        # and without the vector env's per-step merging of every sub-env's info dict
-        # (about 6 us per sub-env step on HalfCheetah, 15% of the simulation). Resets still
-        # go through the vector env (``reset_mask``), which also clears its flags.
+        # and without the vector env's per-step batching work (observation concatenation,
+        # flag arrays, info merging: a few us per sub-env step on HalfCheetah). Resets
+        # still go through the vector env (``reset_mask``), which also clears its flags.
         sub_envs = getattr(vec, "envs", None) if seeded and self.mode == "sync" else None
         direct = sub_envs is not None
         if direct:
