@@ -55,6 +55,12 @@ def resolve_population_size(population_size: Any, num_params: Any, even: bool = 
     return n + (n % 2) if even else n
 
 
+def check_even_population(owner: str, population_size: int, why: str) -> None:
+    """Strategies that sample in pairs need an even population."""
+    if population_size % 2:
+        raise ConfigError(f"{owner} 'population_size' must be even {why}; got {population_size}")
+
+
 def signed_rows(
     noise: NoiseTable | CounterNoise, seeds: np.ndarray, dim: int
 ) -> np.ndarray:

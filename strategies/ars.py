@@ -30,6 +30,7 @@ from asktell.errors import ConfigError
 from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
 from asktell.registry import STRATEGIES
 
+from ._common import check_even_population
 from ._base import BaseStrategy, check_int, check_positive
 
 __all__ = ["ARS", "ARSConfig"]
@@ -121,11 +122,7 @@ class ARS(BaseStrategy):
         super().__init__(
             num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
         )
-        if self.population_size % 2:
-            raise ConfigError(
-                "ARS 'population_size' must be even (2 candidates per direction); "
-                f"got {population_size}"
-            )
+        check_even_population("ARS", self.population_size, "(2 candidates per direction)")
         self.num_directions = self.population_size // 2
         self.learning_rate = check_positive("ARS", "learning_rate", learning_rate)
         self.sigma = check_positive("ARS", "sigma", sigma)

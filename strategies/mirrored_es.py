@@ -42,7 +42,7 @@ from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
 
 from ._base import BaseStrategy, check_int, check_positive
-from ._common import fold_by_key, resolve_population_size, signed_rows
+from ._common import check_even_population, fold_by_key, resolve_population_size, signed_rows
 
 __all__ = ["MirroredES", "MirroredESConfig"]
 
@@ -183,11 +183,7 @@ class MirroredES(BaseStrategy):
                     f"{self.population_size}; got {self.num_offspring}"
                 )
         else:
-            if self.population_size % 2:
-                raise ConfigError(
-                    "MirroredES 'population_size' must be even (mirrored pairs); "
-                    f"got {population_size}"
-                )
+            check_even_population("MirroredES", self.population_size, "(mirrored pairs)")
             self.num_offspring = self.population_size
         self.sigma = check_positive("MirroredES", "sigma", sigma)
         self.learning_rate = check_positive("MirroredES", "learning_rate", learning_rate)

@@ -27,8 +27,8 @@ from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
 from asktell.optim import Optimizer, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
-from asktell.errors import ConfigError
 
+from ._common import check_even_population
 from ._base import BaseStrategy, check_positive
 
 __all__ = ["OpenAIES", "OpenAIESConfig", "fold_weights"]
@@ -147,11 +147,8 @@ class OpenAIES(BaseStrategy):
         self.learning_rate = check_positive("OpenAIES", "learning_rate", learning_rate)
         self.weight_decay = check_positive("OpenAIES", "weight_decay", weight_decay, True)
         self.antithetic = bool(antithetic)
-        if self.antithetic and self.population_size % 2:
-            raise ConfigError(
-                f"OpenAIES 'population_size' must be even with antithetic sampling; "
-                f"got {population_size}"
-            )
+        if self.antithetic:
+            check_even_population("OpenAIES", self.population_size, "with antithetic sampling")
         self.shaping = shaping
         self._shape = get_shaping(shaping)
         self.optimizer = make_optimizer(

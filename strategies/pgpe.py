@@ -33,7 +33,7 @@ from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
 
 from ._base import BaseStrategy, check_positive
-from ._common import fold_by_key, noise_moments
+from ._common import check_even_population, fold_by_key, noise_moments
 
 __all__ = ["PGPE", "PGPEConfig"]
 
@@ -145,11 +145,7 @@ class PGPE(BaseStrategy):
         super().__init__(
             num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
         )
-        if self.population_size % 2:
-            raise ConfigError(
-                "PGPE 'population_size' must be even (it samples symmetric pairs); "
-                f"got {population_size}"
-            )
+        check_even_population("PGPE", self.population_size, "(it samples symmetric pairs)")
         self.sigma = np.full(self.num_params, check_positive("PGPE", "sigma", sigma))
         self.center_learning_rate = check_positive(
             "PGPE", "center_learning_rate", center_learning_rate
