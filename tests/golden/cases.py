@@ -1,0 +1,109 @@
+"""Short runs of the shipped examples (and every strategy on a function) whose log rows are
+stored in ``tests/golden/*.jsonl``, so a refactor that changes any number is caught.
+
+The stored rows were written by the library before the architecture consolidation; the
+test (``tests/test_golden_logs.py``) re-runs each case and requires every non-timing field
+of every row to be equal (floats bitwise). Regenerate only for an intended change of
+results: ``python tests/golden/cases.py`` (then say why in the commit).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+EXAMPLES = ROOT / "examples"
+
+#: an override that replaces the whole evaluator section (the example's vector options go)
+SERIAL = "evaluator=serial"
+
+#: name -> (run file, overrides)
+CASES: dict[str, tuple[str, list[str]]] = {
+    "cartpole": (
+        "cartpole.toml",
+        ["budget.generations=6", "output.eval_every=2", "output.eval_episodes=3"],
+    ),
+    "cartpole_serial": (
+        "cartpole.toml",
+        [SERIAL,
+            "budget.generations=4",
+            "output.eval_every=2",
+            "output.eval_episodes=2",
+        ],
+    ),
+    "pendulum": (
+        "pendulum.toml",
+        ["budget.generations=3", "output.eval_every=1", "output.eval_episodes=2",
+         "strategy.population_size=16"],
+    ),
+    "pendulum_adaptive": (
+        "pendulum.toml",
+        ["budget.generations=3", "output.eval_every=2", "output.eval_episodes=1",
+         "strategy.population_size=8", 'task.step_cap="adaptive"', "task.episodes=2",
+         "task.obs_stats_fraction=0.5", SERIAL],
+    ),
+    "sphere": ("sphere.toml", ["budget.generations=40"]),
+    "rastrigin": ("rastrigin.toml", ["budget.generations=25"]),
+}
+
+_FUNCTION = {"kind": "function", "name": "rosenbrock", "num_params": 6, "shift": 0.5}
+
+#: every built-in strategy on a small shifted Rosenbrock, through the run-config layer
+STRATEGY_CASES: dict[str, dict] = {
+    "snes": {},
+    "xnes": {},
+    "cma_es": {},
+    "sep_cma_es": {},
+    "pgpe": {"population_size": 16},
+    "ars": {},
+    "mirrored_es": {},
+    "openai_es": {"optimizer": "clipup", "learning_rate": 0.1},
+}
+CASES.update({f"strategy_{kind}": ("", []) for kind in STRATEGY_CASES})
+
+
+def run_case(name: str, out: Path) -> list[dict]:
+    """Run one case into ``out`` and return its log rows without the timing fields."""
+    from asktell.runner import TIMING_FIELDS, read_log, run
+
+    file, overrides = CASES[name]
+    if name.startswith("strategy_"):
+        kind = name[len("strategy_") :]
+        config = {
+            "strategy": {"kind": kind, **STRATEGY_CASES[kind]},
+            "task": dict(_FUNCTION),
+            "noise": {"size": 65536},
+            "budget": {"generations": 15},
+            "output": {"log_format": "none", "eval_every": 5},
+            "seed": 3,
+        }
+        run(config, out=out, log_format="none")
+    else:
+        from asktell._files import read_mapping
+
+        data = read_mapping(EXAMPLES / file)
+        if SERIAL in overrides:
+            data["evaluator"] = {"kind": "serial"}
+        rest = [o for o in overrides if o != SERIAL]
+        run(data, out=out, overrides=rest, log_format="none")
+    rows = read_log(out)
+    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
+
+
+def main() -> None:
+    names = sys.argv[1:] or list(CASES)
+    for name in names:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = run_case(name, Path(tmp) / "run")
+        with open(HERE / f"{name}.jsonl", "w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+        print(f"{name}: {len(rows)} rows")
+
+
+if __name__ == "__main__":
+    main()
