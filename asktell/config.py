@@ -37,6 +37,8 @@ from pydantic_core import PydanticCustomError
 
 from asktell._files import apply_overrides, dump_toml, read_mapping
 from asktell.config_base import StrictModel
+from asktell.config_base import _dotted as dotted_location
+from asktell.config_base import format_validation_error as _format_validation_error
 from asktell.errors import ConfigError
 from asktell.noise import DEFAULT_TABLE_SIZE, CounterNoise, NoiseTable
 from asktell.registry import EVALUATORS, STRATEGIES, TASKS, Registry
@@ -369,54 +371,17 @@ def config_to_toml(config: StrictModel) -> str:
 
 
 # --------------------------------------------------------------------------- errors
-def _short(value: Any) -> str | None:
-    if isinstance(value, (dict, list, tuple)) or dataclasses.is_dataclass(value):
-        return None
-    if isinstance(value, StrictModel):
-        return None
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _location(loc: tuple[Any, ...], kind_error: bool) -> str:
-    parts = [str(p) for p in loc]
+    parts = list(loc)
     # Tagged unions insert the tag into the location (strategy.openai_es.sigma); drop it.
     if len(parts) > 1 and parts[0] in _FAMILIES and parts[1] in _FAMILIES[parts[0]]:
         parts.pop(1)
-    if kind_error:
-        parts.append("kind")
-    return ".".join(parts) or "(top level)"
+    return dotted_location(tuple(parts), kind_error)
 
 
 def format_validation_error(exc: ValidationError, source: str = "run config") -> str:
     """One line per problem: the field path, the rule and the value received."""
-    lines = [f"invalid {source}:"]
-    for err in exc.errors(include_url=False):
-        kind_error = err["type"] in ("unknown_kind", "missing_kind")
-        where = _location(tuple(err["loc"]), kind_error)
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (not a setting here)"
-            parent = _location(tuple(err["loc"])[:-1], False)
-            known = _known_keys(tuple(err["loc"])[:-1])
-            close = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6)
-            if close:
-                msg += f"; did you mean {close[0]!r}?"
-            elif known:
-                msg += f"; the settings of {parent} are: {', '.join(known)}"
-            lines.append(f"  {where}: {msg}")
-            continue
-        got = _short(err.get("input"))
-        tail = f"; got {got}" if got is not None and err["type"] not in (
-            "unknown_kind",
-            "missing_kind",
-            "value_error",
-            "missing",
-        ) else ""
-        lines.append(f"  {where}: {msg}{tail}")
-    return "\n".join(lines)
+    return _format_validation_error(exc, source, location=_location, known_keys=_known_keys)
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:

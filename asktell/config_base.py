@@ -1,10 +1,20 @@
-"""Base pieces of the pydantic configs that every plugin declares next to its class.
+"""Option declarations: a plugin's Config model is the one place its options live.
 
-Each plugin class (strategy, evaluator, task) has a ``config_class``: a model with a
-``kind: Literal["<registry name>"]`` field, every option declared once with a description,
-and a ``build(...)`` method returning the live object. ``asktell.config`` assembles the
-tagged unions of ``RunConfig`` from the registries, so registering a plugin is all it takes
-to make its ``kind`` valid in run files.
+Each plugin class (strategy, evaluator, task) has a ``config_class``: a pydantic model with a
+``kind: Literal["<registry name>"]`` field and every option declared once, with its type,
+default, rule (``ge``, ``gt``, ``Literal``) and ``description``. That one declaration serves:
+
+* run files: ``asktell.config`` assembles the tagged unions of ``RunConfig`` from the
+  registries, so registering a plugin makes its ``kind`` valid;
+* Python: the plugin's constructor validates its options through the same model
+  (:meth:`PluginConfig.validate_options`), so ``OpenAIES(sigma=-1)`` and
+  ``sigma = -1`` in a run file are refused by the same rule with the same words;
+* documentation: :func:`declare_options` writes the constructor's signature and the
+  docstring's option list from the model, and ``docs/configuration.md`` is generated from it.
+
+Cross-field rules are ``model_validator`` methods with a docstring (the docstring reaches
+``docs/configuration.md``). A default that depends on something outside the section (the
+dimension, say) is ``None``, resolved by the plugin.
 
 Build signatures by family:
 
@@ -15,9 +25,60 @@ Build signatures by family:
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import dataclasses
+import difflib
+import inspect
+import textwrap
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, TypeVar
 
-__all__ = ["StrictModel"]
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
+
+from asktell.errors import ConfigError
+
+__all__ = [
+    "StrictModel",
+    "PluginConfig",
+    "Int",
+    "Float",
+    "Bool",
+    "declare_options",
+    "format_validation_error",
+    "short_repr",
+]
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- strict scalars
+def _integer(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise PydanticCustomError("strict_int", "Input should be an integer")
+    return int(value)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise PydanticCustomError("strict_float", "Input should be a number")
+    return float(value)
+
+
+def _boolean(value: Any) -> Any:
+    if not isinstance(value, (bool, np.bool_)):
+        raise PydanticCustomError("strict_bool", "Input should be true or false")
+    return bool(value)
+
+
+#: An integer: Python or numpy ints; never a bool, a float or a string ("32" is refused).
+Int = Annotated[int, BeforeValidator(_integer)]
+#: A real number: ints and floats (numpy's too); never a bool or a string.
+Float = Annotated[float, BeforeValidator(_number)]
+#: ``true`` or ``false`` only ("yes", 1 and 0 are refused).
+Bool = Annotated[bool, BeforeValidator(_boolean)]
 
 
 class StrictModel(BaseModel):
@@ -26,3 +87,183 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", allow_inf_nan=False, validate_default=True, validate_assignment=True
     )
+
+
+# --------------------------------------------------------------------------- errors
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 1 MB value is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shown(value: Any) -> str | None:
+    if isinstance(value, (dict, list, tuple, BaseModel)) or dataclasses.is_dataclass(value):
+        return None
+    return short_repr(value)
+
+
+def _dotted(loc: tuple[Any, ...], kind_error: bool = False) -> str:
+    # Unions insert a member tag (``literal['adam','sgd']``, ``is-instance[Optimizer]``)
+    # into the location; the user wrote the field, so drop the tag.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and "[" in p)]
+    if kind_error:
+        parts.append("kind")
+    return ".".join(parts) or "(top level)"
+
+
+#: Error types whose message already says what was received (or where nothing was).
+_NO_VALUE = ("unknown_kind", "missing_kind", "value_error", "missing")
+
+
+def format_validation_error(
+    exc: ValidationError,
+    source: str,
+    *,
+    location: Callable[[tuple[Any, ...], bool], str] | None = None,
+    known_keys: Callable[[tuple[Any, ...]], list[str]] | None = None,
+) -> str:
+    """One line per problem: the field path, the rule and the value received.
+
+    Args:
+        exc: the pydantic error.
+        source: what was validated (``"run config x.toml"``, ``"OpenAIES arguments"``).
+        location: turns an error location into a dotted path (default: joined with dots).
+        known_keys: the field names at a location, for "did you mean" on unknown keys.
+    """
+    where_of = location or _dotted
+    lines = [f"invalid {source}:"]
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        kind_error = err["type"] in ("unknown_kind", "missing_kind")
+        where = where_of(loc, kind_error)
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not a setting here)"
+            known = known_keys(loc[:-1]) if known_keys is not None else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
+            elif known:
+                msg += f"; the settings of {where_of(loc[:-1], False)} are: {', '.join(known)}"
+            lines.append(f"  {where}: {msg}")
+            continue
+        got = _shown(err.get("input"))
+        tail = f"; got {got}" if got is not None and err["type"] not in _NO_VALUE else ""
+        lines.append(f"  {where}: {msg}{tail}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plugin options
+class PluginConfig(StrictModel):
+    """Base of every plugin's Config: the one declaration of the plugin's options.
+
+    A subclass declares ``kind: Literal["name"] = "name"`` and one field per option. The
+    plugin's constructor calls :meth:`validate_options`, so Python callers and run files
+    share every rule and every error message.
+    """
+
+    @classmethod
+    def validate_options(cls: type[T], owner: str, options: dict[str, Any]) -> T:
+        """Validate constructor options; :class:`ConfigError` names field, rule and value.
+
+        ``owner`` names the plugin in the message (``"OpenAIES"``). Unknown keywords are
+        refused with a did-you-mean, like unknown keys in a run file.
+        """
+        try:
+            return cls.model_validate(options)  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            fields = option_names(cls)
+            raise ConfigError(
+                format_validation_error(
+                    exc, f"{owner} arguments", known_keys=lambda loc: fields if not loc else []
+                )
+            ) from None
+
+    def options(self) -> dict[str, Any]:
+        """The validated options as keyword arguments (``kind`` left out)."""
+        return {name: getattr(self, name) for name in option_names(type(self))}
+
+
+def option_names(config_class: type) -> list[str]:
+    """The option fields of a Config model, in declaration order (``kind`` excluded)."""
+    return [name for name in config_class.model_fields if name != "kind"]
+
+
+def declare_options(
+    config_class: type[PluginConfig], *, positional: Iterable[str] = ()
+) -> Callable[[type[T]], type[T]]:
+    """Class decorator: the plugin's options are the fields of ``config_class``.
+
+    Sets ``cls.config_class``; writes ``cls.__signature__`` (the explicit parameters of
+    ``__init__`` followed by every option with its declared default, so ``help()``, IDEs and
+    ``inspect.signature`` show them); and appends an "Options" section to the class
+    docstring built from the field descriptions. ``positional`` names options that may
+    also be passed by position after the explicit parameters (kept for callers who wrote
+    ``OpenAIES(3, 8, 0.1, 0.05)``); the constructor receives them through
+    :func:`collect_options`.
+    """
+    positional = tuple(positional)
+
+    def decorate(cls: type[T]) -> type[T]:
+        cls.config_class = config_class  # type: ignore[attr-defined]
+        cls.positional_options = positional  # type: ignore[attr-defined]
+        init = inspect.signature(cls.__init__)  # type: ignore[misc]
+        fixed = [
+            p
+            for p in init.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        fields = config_class.model_fields
+        params = []
+        for p in fixed:
+            if p.kind is p.KEYWORD_ONLY:
+                continue
+            params.append(p)
+        for name in positional:
+            params.append(
+                inspect.Parameter(
+                    name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=fields[name].default
+                )
+            )
+        for p in fixed:
+            if p.kind is p.KEYWORD_ONLY:
+                params.append(p)
+        for name in option_names(config_class):
+            if name in positional:
+                continue
+            default = fields[name].get_default(call_default_factory=True)
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+        cls.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        cls.__doc__ = (inspect.cleandoc(cls.__doc__ or "") + "\n\n" + options_doc(config_class))
+        return cls
+
+    return decorate
+
+
+def options_doc(config_class: type[PluginConfig]) -> str:
+    """The "Options" docstring section of a Config model (name, default, description)."""
+    lines = [f"Options (declared by :class:`{config_class.__name__}`, also the run-file keys):"]
+    for name in option_names(config_class):
+        field = config_class.model_fields[name]
+        default = field.get_default(call_default_factory=True)
+        text = f"{name} (default {default!r}): {field.description or ''}".rstrip(": ")
+        lines.append(textwrap.indent(textwrap.fill(text, 88, subsequent_indent="    "), "    "))
+    return "\n".join(lines)
+
+
+def collect_options(cls: type, args: tuple[Any, ...], options: dict[str, Any]) -> dict[str, Any]:
+    """Merge options passed by position (``cls.positional_options``) into ``options``."""
+    names = getattr(cls, "positional_options", ())
+    if len(args) > len(names):
+        raise ConfigError(
+            f"{cls.__name__} takes {len(names)} options by position ({', '.join(names)}); "
+            f"got {len(args)}: pass the rest by name"
+        )
+    merged = dict(options)
+    for name, value in zip(names, args):
+        if name in merged:
+            raise ConfigError(f"{cls.__name__} got {name!r} both by position and by name")
+        merged[name] = value
+    return merged

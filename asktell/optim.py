@@ -7,13 +7,14 @@ returns the update to add to the centre: ``center += optimizer.step(gradient)``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
+from pydantic import InstanceOf, WithJsonSchema
 
 from asktell.errors import ConfigError
 
-__all__ = ["Optimizer", "SGD", "Momentum", "Adam", "ClipUp", "OPTIMIZERS", "make_optimizer"]
+__all__ = ["Optimizer", "SGD", "Momentum", "Adam", "ClipUp", "OPTIMIZERS", "make_optimizer", "OptimizerChoice"]
 
 
 def _positive(owner: str, name: str, value: float, allow_zero: bool = False) -> float:
@@ -177,6 +178,17 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "adam": Adam,
     "clipup": ClipUp,
 }
+
+
+#: What a strategy's ``optimizer`` option accepts: a name from :data:`OPTIMIZERS`, or (from
+#: Python only) an :class:`Optimizer` instance.
+OptimizerChoice = Union[
+    Literal["adam", "sgd", "momentum", "clipup"],
+    Annotated[
+        InstanceOf[Optimizer],
+        WithJsonSchema({"description": "an asktell.optim.Optimizer instance (Python only)"}),
+    ],
+]
 
 
 def make_optimizer(

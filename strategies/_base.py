@@ -15,18 +15,37 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
+from asktell.config_base import PluginConfig
 from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
 from asktell.protocol import as_returns
 from asktell.noise import DEFAULT_TABLE_SIZE, CounterNoise, NoiseTable
 
-__all__ = ["BaseStrategy", "check_int", "check_positive", "NONFINITE_POLICIES"]
+__all__ = ["BaseStrategy", "StrategyConfig", "check_int", "check_positive", "NONFINITE_POLICIES"]
 
 NONFINITE_POLICIES = ("worst", "raise")
+
+
+class StrategyConfig(PluginConfig):
+    """Options every strategy shares (a strategy's Config subclasses this)."""
+
+    nonfinite: Literal["worst", "raise"] = Field(
+        "worst",
+        description="NaN/inf returns: 'worst' ranks them below every finite return of the "
+        "generation (a failed candidate is never ranked best); 'raise' raises naming them.",
+    )
+
+    def build(self, *, num_params: int, seed: int, noise: Any = None, x0: Any = None) -> Any:
+        """The live strategy of this section (the class registered under ``kind``)."""
+        from asktell.registry import STRATEGIES
+
+        cls = STRATEGIES.get(self.kind)  # type: ignore[attr-defined]
+        return cls(num_params=num_params, seed=seed, noise=noise, x0=x0, **self.options())
 
 
 def check_int(owner: str, name: str, value: Any, minimum: int) -> int:

@@ -14,22 +14,19 @@ optimiser step (Adam by default, as in the paper).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
-from asktell.config_base import StrictModel
+from asktell.config_base import Bool, Float, Int, collect_options, declare_options
 from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
-from asktell.optim import Optimizer, make_optimizer
+from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
 
-from ._common import check_even_population
-from ._base import BaseStrategy, check_positive
+from ._base import BaseStrategy, StrategyConfig
 
 __all__ = ["OpenAIES", "OpenAIESConfig", "fold_weights"]
 
@@ -49,29 +46,30 @@ def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
     return unique, coef
 
 
-class OpenAIESConfig(StrictModel):
+class OpenAIESConfig(StrategyConfig):
     """Run-file settings of :class:`OpenAIES` (``kind = "openai_es"``)."""
 
     kind: Literal["openai_es"] = "openai_es"
-    population_size: int = Field(64, ge=2, description="Candidates per generation (even when antithetic).")
-    sigma: float = Field(0.02, gt=0, description="Standard deviation of the parameter perturbations.")
-    learning_rate: float = Field(0.01, gt=0, description="Step size of the optimiser.")
-    optimizer: Literal["adam", "sgd", "momentum", "clipup"] = Field(
-        "adam", description="Optimiser of the centre (the paper uses Adam)."
+    population_size: Int = Field(
+        64, ge=2, description="Candidates per generation (even when antithetic)."
     )
-    optimizer_options: dict[str, float] = Field(
+    sigma: Float = Field(0.02, gt=0, description="Standard deviation of the parameter perturbations.")
+    learning_rate: Float = Field(0.01, gt=0, description="Step size of the optimiser.")
+    optimizer: OptimizerChoice = Field(
+        "adam",
+        description="Optimiser of the centre (the paper uses Adam); in Python also an "
+        "asktell.optim.Optimizer instance.",
+    )
+    optimizer_options: dict[str, Float] = Field(
         default_factory=dict,
         description="Extra optimiser settings, e.g. {beta1 = 0.9} for Adam or {momentum = 0.9}.",
     )
-    weight_decay: float = Field(
+    weight_decay: Float = Field(
         0.0, ge=0, description="L2 coefficient subtracted from the gradient (paper: 0.005 on MuJoCo)."
     )
-    antithetic: bool = Field(True, description="Sample mirrored pairs (eps, -eps).")
+    antithetic: Bool = Field(True, description="Sample mirrored pairs (eps, -eps).")
     shaping: Literal["centered_ranks", "z_score", "nes_utilities", "raw"] = Field(
         "centered_ranks", description="Fitness shaping of the returns."
-    )
-    nonfinite: Literal["worst", "raise"] = Field(
-        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
     )
 
     @model_validator(mode="after")
@@ -83,31 +81,18 @@ class OpenAIESConfig(StrictModel):
             )
         return self
 
-    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "OpenAIES":
-        options = self.model_dump(exclude={"kind"})
-        return OpenAIES(num_params=num_params, seed=seed, noise=noise, x0=x0, **options)
-
 
 @STRATEGIES.register("openai_es")
+@declare_options(OpenAIESConfig, positional=("population_size", "sigma", "learning_rate"))
 class OpenAIES(BaseStrategy):
     """OpenAI-ES (Salimans et al. 2017): fixed-sigma Gaussian, antithetic pairs, centred
     ranks, Adam. The workhorse for neural-network policies with many parameters.
 
     Args:
         num_params: dimension of the search space.
-        population_size: candidates per generation (even when ``antithetic``).
-        sigma: standard deviation of the perturbations (> 0).
-        learning_rate: optimiser step size (> 0).
         seed: seed of the strategy's generator.
         x0: initial centre (default zeros).
-        optimizer: ``"adam"`` (default), ``"sgd"``, ``"momentum"``, ``"clipup"`` or an
-            :class:`~asktell.optim.Optimizer` instance.
-        optimizer_options: extra keyword arguments for the optimiser (e.g. ``beta1``).
-        weight_decay: L2 coefficient subtracted from the gradient (paper: 0.005 on MuJoCo).
-        antithetic: mirrored pairs (``eps``, ``-eps``); the paper's default.
-        shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"nes_utilities"``, ``"raw"``.
         noise: noise source (default: the shared noise table).
-        nonfinite: ``"worst"`` or ``"raise"``; see :class:`BaseStrategy`.
 
     Example:
         >>> import numpy as np
@@ -121,38 +106,28 @@ class OpenAIES(BaseStrategy):
 
     name = "openai_es"
     capabilities = frozenset({"antithetic"})
-    config_class = OpenAIESConfig
 
     def __init__(
         self,
         num_params: int,
-        population_size: int = 64,
-        sigma: float = 0.02,
-        learning_rate: float = 0.01,
-        *,
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
-        optimizer: str | Optimizer = "adam",
-        optimizer_options: dict[str, Any] | None = None,
-        weight_decay: float = 0.0,
-        antithetic: bool = True,
-        shaping: str = "centered_ranks",
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
+        cfg = OpenAIESConfig.validate_options("OpenAIES", collect_options(OpenAIES, args, options))
         super().__init__(
-            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
+            num_params, cfg.population_size, seed=seed, x0=x0, noise=noise, nonfinite=cfg.nonfinite
         )
-        self.sigma = check_positive("OpenAIES", "sigma", sigma)
-        self.learning_rate = check_positive("OpenAIES", "learning_rate", learning_rate)
-        self.weight_decay = check_positive("OpenAIES", "weight_decay", weight_decay, True)
-        self.antithetic = bool(antithetic)
-        if self.antithetic:
-            check_even_population("OpenAIES", self.population_size, "with antithetic sampling")
-        self.shaping = shaping
-        self._shape = get_shaping(shaping)
+        self.sigma = cfg.sigma
+        self.learning_rate = cfg.learning_rate
+        self.weight_decay = cfg.weight_decay
+        self.antithetic = cfg.antithetic
+        self.shaping = cfg.shaping
+        self._shape = get_shaping(cfg.shaping)
         self.optimizer = make_optimizer(
-            optimizer, self.num_params, self.learning_rate, **(optimizer_options or {})
+            cfg.optimizer, self.num_params, self.learning_rate, **cfg.optimizer_options
         )
 
     def _sample(self, count: int) -> np.ndarray:
