@@ -14,7 +14,17 @@ import numpy as np
 from asktell.distribution import Distribution
 from asktell.stats import RunningStat
 
-__all__ = ["Strategy", "Evaluator", "Task", "TaskResult", "Evaluation", "Failure"]
+__all__ = [
+    "Strategy",
+    "Evaluator",
+    "Task",
+    "TaskHooks",
+    "BatchRunner",
+    "hooks_of",
+    "TaskResult",
+    "Evaluation",
+    "Failure",
+]
 
 
 @runtime_checkable
@@ -58,18 +68,9 @@ class Task(Protocol):
     """The thing being optimised. Picklable, so it can travel to workers.
 
     Required: ``evaluate`` and a ``num_params`` attribute (``None`` when the task accepts any
-    dimension). Optional hooks, used by the runner when present (a task without them is
-    stateless):
-
-    * ``context() -> dict``: per-generation facts every evaluator must apply identically
-      (e.g. frozen observation-normalisation statistics, the current episode step cap); the
-      runner stores them in ``Distribution.context`` before evaluating.
-    * ``observe(evaluation) -> None``: fold an evaluation's statistics (``obs_stats``,
-      episode lengths) into the task's running state, in the runner's process only.
-    * ``evaluate_center(distribution, episodes) -> np.ndarray``: returns of the noise-free
-      centre, one per episode, for periodic evaluation.
-    * ``state_dict() -> dict`` / ``load_state_dict(state)``: arrays and scalars, for
-      checkpoints.
+    dimension). The optional hooks (per-generation context, observing results, the centre's
+    evaluation plan, state, a batch runner) are declared by :class:`TaskHooks`, with no-op
+    defaults; subclass it to provide them.
     """
 
     num_params: int | None
@@ -78,6 +79,83 @@ class Task(Protocol):
         self, params: np.ndarray, seeds: np.ndarray, distribution: Distribution
     ) -> TaskResult:
         """Evaluate candidates ``params`` (``(n, num_params)``) named by ``seeds``."""
+
+
+class TaskHooks:
+    """The optional hooks of a task, declared once with no-op defaults.
+
+    Every built-in task subclasses this, and so should a task of yours that needs a hook:
+    the generation step (:mod:`asktell.loop`) calls these methods on every task and never
+    probes for them. A task object that does not subclass it (anything with ``evaluate``
+    and ``num_params``) gets these defaults through :func:`hooks_of`, i.e. it is stateless.
+    """
+
+    def context(self) -> dict[str, Any]:
+        """Per-generation facts every evaluator must apply identically (frozen observation
+        statistics, the current step cap); stored in ``Distribution.context`` before the
+        generation is evaluated. Default: none."""
+        return {}
+
+    def observe(self, evaluation: Evaluation) -> None:
+        """Fold a told generation's evaluation (``obs_stats``, episode lengths) into the
+        task's running state, in the driver's process only. Called after ``tell``."""
+
+    def center_plan(
+        self, distribution: Distribution, episodes: int
+    ) -> tuple[Distribution, np.ndarray]:
+        """What to evaluate, through whichever evaluator runs the generation, to measure the
+        noise-free centre: a distribution whose every seed decodes to the centre and the
+        seeds, one per returned value. Default: the centre once (a deterministic task gives
+        the same value on every episode)."""
+        return distribution.replace(sigma=0.0, factor=None), np.zeros(1, dtype=np.int64)
+
+    def initial_params(self, seed: int) -> np.ndarray | None:
+        """A starting centre for run seed ``seed`` (a policy's initialisation), or ``None``
+        for zeros."""
+        return None
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The task's running state as arrays and scalars, for checkpoints (``None``:
+        stateless)."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`. A stateless task refuses any state."""
+        from asktell.errors import CheckpointError
+
+        if state:
+            raise CheckpointError(
+                f"the checkpoint holds task state but {type(self).__name__} is stateless"
+            )
+
+    def batch_runner(self, num_envs: int, mode: str, worker: int) -> BatchRunner | None:
+        """An engine that evaluates many candidates at once in ``num_envs`` environments
+        (what :class:`~asktell.evaluators.VectorEnvEvaluator` runs in each worker process),
+        or ``None`` when the task has none (the vector evaluator then refuses the task)."""
+        return None
+
+
+@runtime_checkable
+class BatchRunner(Protocol):
+    """A task's own engine for many candidates at once (see :meth:`TaskHooks.batch_runner`)."""
+
+    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int = 0) -> Any:
+        """Evaluate ``seeds`` under ``distribution``; a chunk result in seed order."""
+
+    def close(self) -> None: ...
+
+
+class _DefaultHooks(TaskHooks):
+    """The no-op hooks of a task that does not subclass :class:`TaskHooks`."""
+
+
+_DEFAULT_HOOKS = _DefaultHooks()
+
+
+def hooks_of(task: Any) -> TaskHooks:
+    """The hooks of ``task``: the task itself when it subclasses :class:`TaskHooks`, else
+    the no-op defaults."""
+    return task if isinstance(task, TaskHooks) else _DEFAULT_HOOKS
 
 
 @dataclasses.dataclass(frozen=True)
