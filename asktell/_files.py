@@ -34,6 +34,8 @@ __all__ = [
     "apply_overrides",
     "atomic_write_bytes",
     "fsync_dir",
+    "check_depth",
+    "MAX_DEPTH",
 ]
 
 
@@ -61,10 +63,54 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _compose_node(loader: _StrictLoader, parent: Any, index: Any) -> Any:
+    # An alias (*name) makes one node appear many times: a ~1 KB file of nested aliases
+    # ("billion laughs") expands into billions of values once anything walks the data.
+    # Run files are plain data, so an alias is refused where it is read.
+    if loader.check_event(yaml.events.AliasEvent):
+        event = loader.peek_event()
+        raise ConfigError(
+            f"YAML alias *{event.anchor}{_mark(event.start_mark)} is not allowed: run files are "
+            "plain data; write the value out"
+        )
+    return yaml.SafeLoader.compose_node(loader, parent, index)
+
+
+_StrictLoader.compose_node = _compose_node  # type: ignore[method-assign]
+
+#: How deeply a run file may nest tables and lists (a real one nests 3 or 4 levels).
+MAX_DEPTH = 32
+
+
+def check_depth(data: Any, source: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse data nested deeper than ``limit`` (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = list(value.values())
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            raise ConfigError(
+                f"{source} nests tables or lists more than {limit} levels deep; got at least "
+                f"{depth}"
+            )
+        stack.extend((child, depth + 1) for child in children)
+
+
 def parse_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse YAML safely: python tags and duplicate keys are errors, nothing is executed."""
+    """Parse YAML safely: python tags, aliases and duplicate keys are errors, nothing is
+    executed."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise ConfigError(
+            f"{source} nests tables or lists too deeply to read (a run file may nest {MAX_DEPTH} "
+            "levels)"
+        ) from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     except yaml.constructor.ConstructorError as exc:
@@ -84,8 +130,25 @@ def _mark(mark: Any) -> str:
 def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(
+            f"{source} nests tables or lists too deeply to read (a run file may nest {MAX_DEPTH} "
+            "levels)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{source} is not valid TOML: {exc}{_toml_key_hint(text, exc)}") from None
+
+
+def _toml_key_hint(text: str, exc: Exception) -> str:
+    """Name the key of a "Cannot overwrite a value" error (tomllib gives only a position)."""
+    match = re.search(r"at line (\d+)", str(exc))
+    if not match or "overwrite" not in str(exc) and "twice" not in str(exc):
+        return ""
+    lines = text.splitlines()
+    number = int(match.group(1))
+    line = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+    key = line.split("=", 1)[0].strip().strip("[]").strip() if line else ""
+    return f" (duplicate key {key!r})" if key else ""
 
 
 def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
@@ -105,6 +168,11 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
     elif suffix == ".json":
         try:
             data = json.loads(text, object_pairs_hook=_no_duplicate_pairs)
+        except RecursionError:
+            raise ConfigError(
+                f"{p} nests tables or lists too deeply to read (a run file may nest "
+                f"{MAX_DEPTH} levels)"
+            ) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{p} is not valid JSON: {exc}") from None
     else:
@@ -113,6 +181,7 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
         )
     if not isinstance(data, dict):
         raise ConfigError(f"{p} must hold a table of settings; got {type(data).__name__}")
+    check_depth(data, str(p))
     return data
 
 

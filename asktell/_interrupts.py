@@ -1,4 +1,10 @@
-"""Deferring Ctrl-C while a run's state changes, so a checkpoint never captures half an update."""
+"""Deferring Ctrl-C (and SIGTERM, SIGHUP) while a run's state changes, so a checkpoint never
+captures half an update.
+
+SIGTERM (``timeout``, SLURM's time limit, ``kill``) and SIGHUP (a closed terminal) are
+handled like Ctrl-C: they raise :class:`Interrupted`, a :class:`KeyboardInterrupt`, at the next
+point where the state is consistent, so the runner writes a checkpoint and says how to resume.
+"""
 
 from __future__ import annotations
 
@@ -8,35 +14,57 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["DeferredInterrupts"]
+__all__ = ["DeferredInterrupts", "Interrupted", "HANDLED_SIGNALS"]
+
+#: The signals a run stops cleanly on (those this platform has).
+HANDLED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked by a signal; ``signum`` says which (``exit_code`` is ``128 + signum``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class DeferredInterrupts:
-    """Defers SIGINT while the run's state is being changed, so it is never half-updated."""
+    """Defers SIGINT/SIGTERM/SIGHUP while the run's state is being changed.
+
+    Outside :meth:`critical` sections a signal raises :class:`Interrupted` at once; inside,
+    it is remembered and raised when the outermost section ends.
+    """
 
     def __init__(self) -> None:
         self.depth = 0
-        self.pending = False
-        self._previous: Any = None
-        self._installed = False
+        self.pending: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> DeferredInterrupts:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for signum in HANDLED_SIGNALS:
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
-            self._installed = False
+        for signum, previous in self._previous.items():
+            if previous is None:  # installed from C: restore the default
+                previous = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, previous)
+        self._previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.depth:
-            self.pending = True
+            self.pending = signum
         else:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
@@ -45,6 +73,6 @@ class DeferredInterrupts:
             yield
         finally:
             self.depth -= 1
-        if not self.depth and self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
+        if not self.depth and self.pending is not None:
+            signum, self.pending = self.pending, None
+            raise Interrupted(signum)

@@ -1,0 +1,113 @@
+"""Run files that would hang or crash a reader are refused with a message; signals stop a
+run like Ctrl-C; a run directory is held by one process at a time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from asktell._files import check_depth, parse_toml, parse_yaml, read_mapping
+from asktell._interrupts import DeferredInterrupts, Interrupted
+from asktell._lock import RunDirectoryBusy, RunLock
+from asktell.errors import ConfigError
+
+
+def test_a_yaml_alias_bomb_is_refused_where_the_alias_is_read():
+    bomb = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
+        for i in range(8)
+    )
+    with pytest.raises(ConfigError, match=r"bomb.yaml: YAML alias \*a on line 2 is not allowed"):
+        parse_yaml(bomb, "bomb.yaml")
+
+
+def test_a_duplicate_toml_key_is_named():
+    with pytest.raises(ConfigError, match=r"duplicate key 'sigma'"):
+        parse_toml("[strategy]\nsigma = 0.1\nsigma = 0.2\n", "run.toml")
+    with pytest.raises(ConfigError, match=r"duplicate key 'strategy'"):
+        parse_toml("[strategy]\nsigma = 0.1\n[strategy]\nkind = 'snes'\n", "run.toml")
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
+def test_absurd_nesting_is_refused_not_a_recursion_error(tmp_path, suffix):
+    depth = 100_000
+    body = {
+        ".toml": "x = " + "[" * depth + "]" * depth,
+        ".yaml": "x: " + "[" * depth + "]" * depth,
+        ".json": '{"x": ' + "[" * depth + "]" * depth + "}",
+    }[suffix]
+    path = tmp_path / f"deep{suffix}"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match="too deeply|levels deep"):
+        read_mapping(path)
+
+
+def test_nesting_within_the_limit_is_read_and_beyond_it_refused(tmp_path):
+    check_depth({"task": {"env_kwargs": {"a": [[1]]}}}, "run.toml")
+    with pytest.raises(ConfigError, match=r"more than 3 levels deep; got at least 4"):
+        check_depth({"a": {"b": {"c": [1]}}}, "run.toml", limit=3)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_signal_inside_a_critical_section_waits_for_its_end(signum):
+    done = []
+    with DeferredInterrupts() as interrupts:
+        with pytest.raises(Interrupted) as info:
+            with interrupts.critical():
+                os.kill(os.getpid(), signum)
+                done.append("finished the update")
+    assert done == ["finished the update"]
+    assert info.value.signum == signum and info.value.exit_code == 128 + signum
+    assert isinstance(info.value, KeyboardInterrupt)
+    # the previous handlers are back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_process_cannot_take_a_held_run_directory(tmp_path):
+    code = textwrap.dedent(
+        f"""
+        from asktell._lock import RunLock
+        try:
+            RunLock({str(tmp_path)!r}).acquire()
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        else:
+            print("acquired")
+        """
+    )
+    with RunLock(tmp_path):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.stdout.startswith("RunDirectoryBusy"), out
+        assert f"in use by process {os.getpid()}" in out.stdout
+    # released: another process takes it
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "acquired", out
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time; from asktell._lock import RunLock; RunLock({str(tmp_path)!r}).acquire()"
+            "; print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirectoryBusy, match=f"process {holder.pid}"):
+            RunLock(tmp_path).acquire()
+        holder.kill()
+        holder.wait()
+        with RunLock(tmp_path):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
