@@ -216,7 +216,7 @@ def declare_options(
         init = inspect.signature(cls.__init__)  # type: ignore[misc]
         fixed = [
             p
-            for p in init.parameters.values()
+            for p in list(init.parameters.values())[1:]  # not ``self``: the class is called
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
         fields = config_class.model_fields

@@ -129,7 +129,7 @@ class CMAConfig(SelfAdaptingConfig):
     )
 
 
-class CMAESConfig(CMAConfig, FactorMemoryConfig):
+class CMAESConfig(FactorMemoryConfig, CMAConfig):
     """Run-file settings of :class:`CMAES` (``kind = "cma_es"``)."""
 
     kind: Literal["cma_es"] = "cma_es"

@@ -151,7 +151,7 @@ class SNES(BaseStrategy):
         self.sigma = np.array(state["sigma"], dtype=np.float64)
 
 
-class XNESConfig(NESConfig, FactorMemoryConfig):
+class XNESConfig(FactorMemoryConfig, NESConfig):
     """Run-file settings of :class:`XNES` (``kind = "xnes"``)."""
 
     kind: Literal["xnes"] = "xnes"
