@@ -4,6 +4,8 @@ strategies' Config models inherit it.
 * :class:`PairedConfig`: the rule that mirrored pairs need an even population.
 * :class:`SelfAdaptingConfig`: the automatic population and initial ``sigma`` of the
   strategies that adapt their step sizes from the papers' defaults (NES, CMA-ES).
+* :class:`GradientConfig`: fitness shaping and the optimiser settings of the strategies
+  that step the centre along a gradient estimate (OpenAI-ES, PGPE).
 * :class:`FactorMemoryConfig`: the memory cap of the full-covariance strategies (xNES,
   CMA-ES), one rule with one message.
 """
@@ -12,14 +14,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, model_validator
 
-from asktell.config_base import Float, Int
+from asktell.config_base import Float, Int, format_validation_error, option_names
+from asktell.optim import OPTIMIZERS, Optimizer
+from asktell.shaping import ShapingChoice
 
 from ._base import StrategyConfig
 from ._common import max_dim_for_bytes
 
-__all__ = ["PairedConfig", "SelfAdaptingConfig", "FactorMemoryConfig", "DEFAULT_MAX_FACTOR_BYTES"]
+__all__ = [
+    "PairedConfig",
+    "SelfAdaptingConfig",
+    "GradientConfig",
+    "FactorMemoryConfig",
+    "DEFAULT_MAX_FACTOR_BYTES",
+]
 
 #: Default memory cap of one ``num_params x num_params`` float64 matrix (256 MiB, i.e.
 #: ``num_params <= 5792``). Full-covariance strategies hold a few such matrices and ship
@@ -61,6 +71,47 @@ class SelfAdaptingConfig(StrategyConfig):
         description="Initial step size (standard deviation of the search distribution); "
         "about a quarter of the distance to search.",
     )
+
+
+class GradientConfig(StrategyConfig):
+    """Options of a strategy that moves its centre with an optimiser (declared by the
+    subclass as ``optimizer``, with its own default) along a shaped gradient estimate."""
+
+    shaping: ShapingChoice = Field("centered_ranks", description="Fitness shaping of the returns.")
+    optimizer_options: dict[str, Float] = Field(
+        default_factory=dict,
+        description="Settings of the optimizer beyond its learning rate, e.g. {beta1 = 0.9} "
+        "(adam: beta1, beta2, epsilon; momentum: momentum; clipup: momentum, max_speed).",
+    )
+
+    @model_validator(mode="after")
+    def _optimizer_options_fit(self) -> Any:
+        """`optimizer_options` must be settings of the chosen `optimizer`, within its rules
+        (see asktell.optim: `AdamOptions`, `MomentumOptions`, `ClipUpOptions`; sgd has none)."""
+        choice = self.optimizer  # type: ignore[attr-defined]
+        if isinstance(choice, Optimizer):
+            if self.optimizer_options:
+                raise ValueError(
+                    "optimizer_options configure an optimizer given by name; an Optimizer "
+                    f"instance comes configured (got {sorted(self.optimizer_options)})"
+                )
+            return self
+        options_class = OPTIMIZERS[choice].config_class
+        known = option_names(options_class)
+        try:
+            options_class.model_validate(self.optimizer_options)
+        except ValidationError as exc:
+            text = format_validation_error(
+                exc,
+                "",
+                location=lambda loc, _: "optimizer_options." + ".".join(map(str, loc)),
+                known_keys=lambda loc: known if not loc else [],
+            )
+            problems = [line.strip() for line in text.splitlines()[1:]]
+            if not known:
+                problems.append(f"the {choice!r} optimizer has no settings")
+            raise ValueError("; ".join(problems)) from None
+        return self
 
 
 class FactorMemoryConfig(StrategyConfig):

@@ -26,7 +26,7 @@ from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
 
 from ._base import BaseStrategy
-from ._options import PairedConfig
+from ._options import GradientConfig, PairedConfig
 
 __all__ = ["OpenAIES", "OpenAIESConfig", "fold_weights"]
 
@@ -46,7 +46,7 @@ def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
     return unique, coef
 
 
-class OpenAIESConfig(PairedConfig):
+class OpenAIESConfig(GradientConfig, PairedConfig):
     """Run-file settings of :class:`OpenAIES` (``kind = "openai_es"``)."""
 
     kind: Literal["openai_es"] = "openai_es"
@@ -60,18 +60,11 @@ class OpenAIESConfig(PairedConfig):
         description="Optimiser of the centre (the paper uses Adam); in Python also an "
         "asktell.optim.Optimizer instance.",
     )
-    optimizer_options: dict[str, Float] = Field(
-        default_factory=dict,
-        description="Extra optimiser settings, e.g. {beta1 = 0.9} for Adam or {momentum = 0.9}.",
-    )
     weight_decay: Float = Field(
         0.0, ge=0, description="L2 coefficient subtracted from the gradient (paper: 0.005 on MuJoCo)."
     )
     antithetic: Bool = Field(
         True, description="Sample mirrored pairs (eps, -eps); needs an even population_size."
-    )
-    shaping: Literal["centered_ranks", "z_score", "nes_utilities", "raw"] = Field(
-        "centered_ranks", description="Fitness shaping of the returns."
     )
 
     def _in_pairs(self) -> bool:

@@ -33,12 +33,12 @@ from asktell.shaping import get_shaping
 
 from ._base import BaseStrategy
 from ._common import fold_by_key, noise_moments
-from ._options import PairedConfig
+from ._options import GradientConfig, PairedConfig
 
 __all__ = ["PGPE", "PGPEConfig"]
 
 
-class PGPEConfig(PairedConfig):
+class PGPEConfig(GradientConfig, PairedConfig):
     """Run-file settings of :class:`PGPE` (``kind = "pgpe"``)."""
 
     kind: Literal["pgpe"] = "pgpe"
@@ -62,13 +62,6 @@ class PGPEConfig(PairedConfig):
         "clipup",
         description="Optimiser of the centre (ClipUp, as EvoTorch and EvoJAX); in Python "
         "also an asktell.optim.Optimizer instance.",
-    )
-    optimizer_options: dict[str, Float] = Field(
-        default_factory=dict,
-        description="Extra optimiser settings, e.g. {momentum = 0.9, max_speed = 0.15}.",
-    )
-    shaping: Literal["centered_ranks", "z_score", "nes_utilities", "raw"] = Field(
-        "centered_ranks", description="Fitness shaping of the returns."
     )
 
 
