@@ -113,9 +113,6 @@ class MirroredES(BaseStrategy):
     """Mirrored-sampling ES (Brockhoff et al. 2010), with optional sequential selection,
     or the mirrored-pairs gradient ES of tutorials.
 
-    ``population_size``: without sequential selection, lambda (even); with it, the batch
-    asked at once, which must divide ``num_offspring``.
-
     Args:
         num_params, seed, x0, noise: see :class:`~asktell.strategies.BaseStrategy`.
 
