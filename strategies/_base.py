@@ -64,8 +64,9 @@ class _MinPopulation:
     ``population_size`` (so the smallest population is declared once, in the Config)."""
 
     def __get__(self, obj: Any, owner: type) -> int:
-        field = owner.config_class.model_fields["population_size"]  # type: ignore[attr-defined]
-        return next(m.ge for m in field.metadata if getattr(m, "ge", None) is not None)
+        field = owner.config_class.model_fields.get("population_size")  # type: ignore[attr-defined]
+        rules = [m.ge for m in (field.metadata if field else []) if getattr(m, "ge", None)]
+        return rules[0] if rules else 1
 
 
 class BaseStrategy:
