@@ -165,14 +165,18 @@ class PluginConfig(StrictModel):
     """
 
     @classmethod
-    def validate_options(cls: type[T], owner: str, options: dict[str, Any]) -> T:
+    def validate_options(
+        cls: type[T], owner: str, options: dict[str, Any], *, context: Any = None
+    ) -> T:
         """Validate constructor options; :class:`ConfigError` names field, rule and value.
 
         ``owner`` names the plugin in the message (``"OpenAIES"``). Unknown keywords are
-        refused with a did-you-mean, like unknown keys in a run file.
+        refused with a did-you-mean, like unknown keys in a run file. ``context`` reaches
+        the model validators (a strategy passes ``{"num_params": d}``, which a run-file
+        section does not know).
         """
         try:
-            return cls.model_validate(options)  # type: ignore[attr-defined]
+            return cls.model_validate(options, context=context)  # type: ignore[attr-defined]
         except ValidationError as exc:
             fields = option_names(cls)
             raise ConfigError(
@@ -212,7 +216,7 @@ def declare_options(
         init = inspect.signature(cls.__init__)  # type: ignore[misc]
         fixed = [
             p
-            for p in init.parameters.values()
+            for p in list(init.parameters.values())[1:]  # not ``self``: the class is called
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
         fields = config_class.model_fields

@@ -7,42 +7,65 @@ returns the update to add to the centre: ``center += optimizer.step(gradient)``.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
-from pydantic import InstanceOf, WithJsonSchema
+from pydantic import Field, InstanceOf, WithJsonSchema
 
+from asktell.config_base import Float, Int, PluginConfig, collect_options, declare_options
 from asktell.errors import ConfigError
 
-__all__ = ["Optimizer", "SGD", "Momentum", "Adam", "ClipUp", "OPTIMIZERS", "make_optimizer", "OptimizerChoice"]
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Momentum",
+    "Adam",
+    "ClipUp",
+    "OPTIMIZERS",
+    "make_optimizer",
+    "OptimizerChoice",
+    "OptimizerOptions",
+    "MomentumOptions",
+    "AdamOptions",
+    "ClipUpOptions",
+]
 
 
-def _positive(owner: str, name: str, value: float, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ConfigError(f"{owner} '{name}' must be a number; got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        rule = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{owner} '{name}' must be finite and {rule}; got {value!r}")
-    return v
+class OptimizerArgs(PluginConfig):
+    """The arguments every optimiser takes (a strategy passes its own learning rate)."""
+
+    num_params: Int = Field(ge=1, description="Dimension of the centre.")
+    learning_rate: Float = Field(gt=0, description="Step size.")
 
 
-def _fraction(owner: str, name: str, value: float) -> float:
-    v = _positive(owner, name, value, allow_zero=True)
-    if not v < 1.0:
-        raise ConfigError(f"{owner} '{name}' must lie in [0, 1); got {value!r}")
-    return v
+class OptimizerOptions(PluginConfig):
+    """An optimiser's settings beyond its learning rate (a strategy's ``optimizer_options``);
+    plain SGD has none."""
+
+
+_MOMENTUM = "Weight of the previous velocity in the new one, in [0, 1)."
 
 
 class Optimizer:
-    """Base class: holds ``num_params``, ``learning_rate`` and the step count ``t``."""
+    """Base class: holds ``num_params``, ``learning_rate`` and the step count ``t``.
+
+    A subclass declares its settings in an :class:`OptimizerOptions` model (with
+    ``declare_options``); the constructor validates them through it.
+    """
 
     name = "optimizer"
+    config_class: ClassVar[type[OptimizerOptions]] = OptimizerOptions
 
-    def __init__(self, num_params: int, learning_rate: float):
-        self.num_params = int(num_params)
-        self.learning_rate = _positive(type(self).__name__, "learning_rate", learning_rate)
+    def __init__(self, num_params: int, learning_rate: float, *args: Any, **options: Any):
+        owner = type(self).__name__
+        fixed = OptimizerArgs.validate_options(
+            owner, {"num_params": num_params, "learning_rate": learning_rate}
+        )
+        self.num_params, self.learning_rate = fixed.num_params, fixed.learning_rate
+        #: The validated settings (an instance of ``config_class``).
+        self.options = self.config_class.validate_options(
+            owner, collect_options(type(self), args, options)
+        )
         self.t = 0
 
     def step(self, gradient: np.ndarray) -> np.ndarray:
@@ -56,6 +79,7 @@ class Optimizer:
         self.t = int(state["t"])
 
 
+@declare_options(OptimizerOptions)
 class SGD(Optimizer):
     """Plain gradient ascent: ``update = learning_rate * g``."""
 
@@ -66,14 +90,21 @@ class SGD(Optimizer):
         return self.learning_rate * np.asarray(gradient, dtype=np.float64)
 
 
+class MomentumOptions(OptimizerOptions):
+    """Settings of :class:`Momentum`."""
+
+    momentum: Float = Field(0.9, ge=0, lt=1, description=_MOMENTUM)
+
+
+@declare_options(MomentumOptions, positional=("momentum",))
 class Momentum(Optimizer):
     """SGD with momentum as in the OpenAI ES code: ``v = m v + (1 - m) g``; ``update = lr v``."""
 
     name = "momentum"
 
-    def __init__(self, num_params: int, learning_rate: float, momentum: float = 0.9):
-        super().__init__(num_params, learning_rate)
-        self.momentum = _fraction("Momentum", "momentum", momentum)
+    def __init__(self, num_params: int, learning_rate: float, *args: Any, **options: Any):
+        super().__init__(num_params, learning_rate, *args, **options)
+        self.momentum = self.options.momentum
         self.v = np.zeros(self.num_params)
 
     def step(self, gradient: np.ndarray) -> np.ndarray:
@@ -89,23 +120,27 @@ class Momentum(Optimizer):
         self.v = np.array(state["v"], dtype=np.float64)
 
 
+class AdamOptions(OptimizerOptions):
+    """Settings of :class:`Adam` (the paper's defaults)."""
+
+    beta1: Float = Field(0.9, ge=0, lt=1, description="Decay of the first-moment estimate.")
+    beta2: Float = Field(0.999, ge=0, lt=1, description="Decay of the second-moment estimate.")
+    epsilon: Float = Field(
+        1e-8, gt=0, description="Added to the root of the second moment (numerical safety)."
+    )
+
+
+@declare_options(AdamOptions, positional=("beta1", "beta2", "epsilon"))
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with the paper's defaults (beta1 0.9, beta2 0.999, eps 1e-8)."""
 
     name = "adam"
 
-    def __init__(
-        self,
-        num_params: int,
-        learning_rate: float,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        epsilon: float = 1e-8,
-    ):
-        super().__init__(num_params, learning_rate)
-        self.beta1 = _fraction("Adam", "beta1", beta1)
-        self.beta2 = _fraction("Adam", "beta2", beta2)
-        self.epsilon = _positive("Adam", "epsilon", epsilon)
+    def __init__(self, num_params: int, learning_rate: float, *args: Any, **options: Any):
+        super().__init__(num_params, learning_rate, *args, **options)
+        self.beta1 = self.options.beta1
+        self.beta2 = self.options.beta2
+        self.epsilon = self.options.epsilon
         self.m = np.zeros(self.num_params)
         self.v = np.zeros(self.num_params)
 
@@ -126,6 +161,19 @@ class Adam(Optimizer):
         self.v = np.array(state["v"], dtype=np.float64)
 
 
+class ClipUpOptions(OptimizerOptions):
+    """Settings of :class:`ClipUp`."""
+
+    momentum: Float = Field(0.9, ge=0, lt=1, description=_MOMENTUM)
+    max_speed: Float | None = Field(
+        None,
+        gt=0,
+        description="Largest norm of the velocity; default (null) 2 * learning_rate, the "
+        "paper's recommendation.",
+    )
+
+
+@declare_options(ClipUpOptions, positional=("momentum", "max_speed"))
 class ClipUp(Optimizer):
     """ClipUp (Toklu et al. 2020, "ClipUp: A Simple and Powerful Optimizer for
     Distribution-based Policy Evolution"): normalised gradient, momentum, speed clipping.
@@ -136,20 +184,11 @@ class ClipUp(Optimizer):
 
     name = "clipup"
 
-    def __init__(
-        self,
-        num_params: int,
-        learning_rate: float,
-        momentum: float = 0.9,
-        max_speed: float | None = None,
-    ):
-        super().__init__(num_params, learning_rate)
-        self.momentum = _fraction("ClipUp", "momentum", momentum)
-        self.max_speed = (
-            2.0 * self.learning_rate
-            if max_speed is None
-            else _positive("ClipUp", "max_speed", max_speed)
-        )
+    def __init__(self, num_params: int, learning_rate: float, *args: Any, **options: Any):
+        super().__init__(num_params, learning_rate, *args, **options)
+        self.momentum = self.options.momentum
+        max_speed = self.options.max_speed
+        self.max_speed = 2.0 * self.learning_rate if max_speed is None else max_speed
         self.v = np.zeros(self.num_params)
 
     def step(self, gradient: np.ndarray) -> np.ndarray:
@@ -183,7 +222,7 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 #: What a strategy's ``optimizer`` option accepts: a name from :data:`OPTIMIZERS`, or (from
 #: Python only) an :class:`Optimizer` instance.
 OptimizerChoice = Union[
-    Literal["adam", "sgd", "momentum", "clipup"],
+    Literal[tuple(OPTIMIZERS)],  # type: ignore[valid-type]
     Annotated[
         InstanceOf[Optimizer],
         WithJsonSchema({"description": "an asktell.optim.Optimizer instance (Python only)"}),

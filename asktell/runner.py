@@ -490,6 +490,9 @@ def resume(
     else:
         cfg = config_from_dict(saved, overrides, source="run config from the checkpoint")
     cfg = config_from_dict(cfg.model_dump(mode="json"), [f"output.dir={json.dumps(str(run_dir))}"])
+    # Compare the checkpoint's config as this version reads it, so keys that older files
+    # spell differently (a renamed option) are not mistaken for a change.
+    saved = config_from_dict(saved, source="run config from the checkpoint").model_dump(mode="json")
     changed = diff_protected(saved, cfg.model_dump(mode="json"))
     if changed:
         raise ConfigError(

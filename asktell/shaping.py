@@ -9,6 +9,7 @@ the result does not depend on the order candidates arrived in.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
@@ -22,6 +23,7 @@ __all__ = [
     "nes_utilities",
     "raw",
     "SHAPINGS",
+    "ShapingChoice",
     "get_shaping",
 ]
 
@@ -119,6 +121,9 @@ SHAPINGS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "nes_utilities": nes_utilities,
     "raw": raw,
 }
+
+#: What a strategy's ``shaping`` option accepts: a name from :data:`SHAPINGS`.
+ShapingChoice = Literal[tuple(SHAPINGS)]  # type: ignore[valid-type]
 
 
 def get_shaping(name: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -14,7 +14,7 @@ Importing this package registers every built-in strategy in
 | :class:`SepCMAES` | ``sep_cma_es`` | Ros & Hansen 2008 |
 """
 
-from ._base import BaseStrategy
+from ._base import BaseStrategy, StrategyConfig
 from .ars import ARS, ARSConfig
 from .cma_es import CMAES, CMAESConfig
 from .mirrored_es import MirroredES, MirroredESConfig
@@ -39,6 +39,7 @@ __all__ = [
     "SNESConfig",
     "SepCMAES",
     "SepCMAESConfig",
+    "StrategyConfig",
     "XNES",
     "XNESConfig",
 ]

@@ -1,7 +1,11 @@
-"""What every strategy shares: argument checks, the ask/tell state machine, returns
-validation, the non-finite policy and the state_dict plumbing.
+"""What every strategy shares: the validated constructor, the ask/tell state machine,
+returns validation, the non-finite policy and the state_dict plumbing.
 
-A strategy subclasses :class:`BaseStrategy` and implements three hooks:
+A strategy declares its options once, in a Config model subclassing
+:class:`StrategyConfig` (decorated onto the class with
+:func:`~asktell.config_base.declare_options`); :meth:`BaseStrategy.__init__` validates the
+constructor's arguments through that model and :class:`StrategyArgs`, so Python callers and
+run files meet the same rules and messages. It then implements three hooks:
 
 * ``_sample(count)``: the seeds of one generation (int64);
 * ``_update(seeds, returns)``: learn from finite returns, return metrics (may raise only
@@ -14,21 +18,20 @@ plus ``_state()`` / ``_load_state()`` for whatever it adds to the common state.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
 
-from asktell.config_base import PluginConfig
+from asktell.config_base import Int, PluginConfig, collect_options
 from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
 from asktell.protocol import as_returns
 from asktell.noise import DEFAULT_TABLE_SIZE, CounterNoise, NoiseTable
 
-__all__ = ["BaseStrategy", "StrategyConfig", "check_int", "check_positive", "NONFINITE_POLICIES"]
+from ._common import default_population_size
 
-NONFINITE_POLICIES = ("worst", "raise")
+__all__ = ["BaseStrategy", "StrategyConfig", "StrategyArgs"]
 
 
 class StrategyConfig(PluginConfig):
@@ -48,22 +51,22 @@ class StrategyConfig(PluginConfig):
         return cls(num_params=num_params, seed=seed, noise=noise, x0=x0, **self.options())
 
 
-def check_int(owner: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(f"{owner} '{name}' must be an int >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{owner} '{name}' must be an int >= {minimum}; got {value!r}")
-    return int(value)
+class StrategyArgs(PluginConfig):
+    """The constructor-only arguments of every strategy (a run file gives them elsewhere:
+    ``num_params`` comes from the task, ``seed`` from the run)."""
+
+    num_params: Int = Field(ge=1, description="Dimension of the search space.")
+    seed: Int = Field(0, ge=0, description="Seed of the strategy's own generator.")
 
 
-def check_positive(owner: str, name: str, value: Any, allow_zero: bool = False) -> float:
-    rule = ">= 0" if allow_zero else "> 0"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{owner} '{name}' must be a finite number {rule}; got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or (v < 0 if allow_zero else v <= 0):
-        raise ConfigError(f"{owner} '{name}' must be a finite number {rule}; got {value!r}")
-    return v
+class _MinPopulation:
+    """``cls.min_population_size``, read from the ``ge`` rule of the Config's
+    ``population_size`` (so the smallest population is declared once, in the Config)."""
+
+    def __get__(self, obj: Any, owner: type) -> int:
+        field = owner.config_class.model_fields.get("population_size")  # type: ignore[attr-defined]
+        rules = [m.ge for m in (field.metadata if field else []) if getattr(m, "ge", None)]
+        return rules[0] if rules else 1
 
 
 class BaseStrategy:
@@ -71,45 +74,45 @@ class BaseStrategy:
 
     Args:
         num_params: dimension of the search space.
-        population_size: candidates per generation.
         seed: seed of the strategy's own generator (which noise keys it asks for).
         x0: initial centre (default zeros).
         noise: a :class:`~asktell.noise.NoiseTable` (default: seed 0, 2**25 floats) or
             :class:`~asktell.noise.CounterNoise`.
-        nonfinite: what ``tell`` does with NaN/inf returns: ``"worst"`` ranks them below every
-            finite return of the generation (a failed candidate is never ranked best);
-            ``"raise"`` raises :class:`~asktell.errors.ReturnsError` naming the candidates.
+        *args, **options: the options of the strategy's ``config_class`` (those named in
+            its ``positional_options`` may come by position).
     """
 
     #: Registry key; also the ``kind`` in run configs.
     name: ClassVar[str] = ""
+    #: The Config model declaring the options (set by ``declare_options``).
+    config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: Capabilities that the conformance suite reads instead of branching on names.
     #: ``antithetic``: seeds come in mirrored pairs (needs an even population when on).
     capabilities: ClassVar[frozenset[str]] = frozenset()
-    #: The smallest population the method can work with.
-    min_population_size: ClassVar[int] = 2
+    #: The smallest population the method can work with (the Config's rule).
+    min_population_size: ClassVar[int] = _MinPopulation()  # type: ignore[assignment]
 
     def __init__(
         self,
         num_params: int,
-        population_size: int,
-        *,
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
         owner = type(self).__name__
-        self.num_params = check_int(owner, "num_params", num_params, 1)
-        self.population_size = check_int(
-            owner, "population_size", population_size, self.min_population_size
+        fixed = StrategyArgs.validate_options(owner, {"num_params": num_params, "seed": seed})
+        self.num_params, self.seed = fixed.num_params, fixed.seed
+        #: The validated options (an instance of ``config_class``).
+        self.config = self.config_class.validate_options(
+            owner,
+            collect_options(type(self), args, options),
+            context={"num_params": self.num_params},
         )
-        self.seed = check_int(owner, "seed", seed, 0)
-        if nonfinite not in NONFINITE_POLICIES:
-            raise ConfigError(
-                f"{owner} 'nonfinite' must be one of {NONFINITE_POLICIES}; got {nonfinite!r}"
-            )
-        self.nonfinite = nonfinite
+        self.nonfinite = self.config.nonfinite
+        size = getattr(self.config, "population_size", None)
+        self.population_size = size if size is not None else self._default_population_size()
         self.noise = noise if noise is not None else NoiseTable(0, DEFAULT_TABLE_SIZE)
         if not isinstance(self.noise, (NoiseTable, CounterNoise)):
             raise ConfigError(
@@ -132,6 +135,10 @@ class BaseStrategy:
         self.generation = 0
         self._pending: np.ndarray | None = None
         self._dist_cache: Distribution | None = None
+
+    def _default_population_size(self) -> int:
+        """The population when the Config's ``population_size`` is ``None`` ("auto")."""
+        return default_population_size(self.num_params)
 
     # ------------------------------------------------------------------ hooks
     def _sample(self, count: int) -> np.ndarray:

@@ -4,61 +4,32 @@
 * :func:`signed_rows`: the standard-normal vectors ``s = sign * eps(key)`` behind seeds.
 * :func:`noise_moments`: ``sum_j a_j eps_j`` and ``sum_j b_j eps_j**2`` in bounded memory.
 * :func:`row_sq_norms`: ``|eps_j|**2`` per key, in bounded memory.
-* :func:`check_matrix_fits`: the memory rule of the full-covariance strategies.
+* :func:`max_dim_for_bytes`: the largest dimension whose float64 matrix fits a byte cap.
 * :func:`expm_sym`: the matrix exponential of a symmetric matrix (xNES's exponential map).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from asktell.errors import ConfigError
 from asktell.noise import CounterNoise, NoiseTable, split_seeds
 
 __all__ = [
     "default_population_size",
-    "resolve_population_size",
     "signed_rows",
     "noise_moments",
     "row_sq_norms",
     "fold_by_key",
-    "check_matrix_fits",
     "max_dim_for_bytes",
     "expm_sym",
-    "DEFAULT_MAX_FACTOR_BYTES",
 ]
-
-#: Default memory cap of one ``num_params x num_params`` float64 matrix (256 MiB, i.e.
-#: ``num_params <= 5792``). Full-covariance strategies hold a few such matrices and ship
-#: one to evaluators every generation; their cost per generation grows as ``num_params**3``.
-DEFAULT_MAX_FACTOR_BYTES = 1 << 28
 
 
 def default_population_size(num_params: int) -> int:
     """``4 + floor(3 ln d)``: the default of NES (Wierstra et al. 2014) and CMA-ES (Hansen)."""
     return 4 + int(math.floor(3.0 * math.log(max(int(num_params), 1))))
-
-
-def resolve_population_size(population_size: Any, num_params: Any, even: bool = False) -> Any:
-    """``population_size``, or the dimension-based default when it is ``None``.
-
-    Invalid ``num_params`` are passed through untouched (the base class reports them).
-    """
-    if population_size is not None:
-        return population_size
-    if isinstance(num_params, bool) or not isinstance(num_params, (int, np.integer)):
-        return 2
-    n = default_population_size(max(int(num_params), 1))
-    return n + (n % 2) if even else n
-
-
-def check_even_population(owner: str, population_size: int, why: str) -> None:
-    """Strategies that sample in pairs need an even population."""
-    if population_size % 2:
-        raise ConfigError(f"{owner} 'population_size' must be even {why}; got {population_size}")
 
 
 def signed_rows(
@@ -139,32 +110,6 @@ def max_dim_for_bytes(max_bytes: int) -> int:
     """The largest ``d`` with ``8 * d**2 <= max_bytes``."""
     d = math.isqrt(max(int(max_bytes), 0) // 8)
     return d
-
-
-def check_matrix_fits(owner: str, num_params: int, max_factor_bytes: Any) -> int:
-    """Reject a dimension whose ``num_params x num_params`` float64 matrix exceeds the cap.
-
-    Returns the validated cap. The message names ``num_params``, the rule and the value.
-    """
-    if (
-        isinstance(max_factor_bytes, bool)
-        or not isinstance(max_factor_bytes, (int, np.integer))
-        or max_factor_bytes < 8
-    ):
-        raise ConfigError(
-            f"{owner} 'max_factor_bytes' must be an int >= 8; got {max_factor_bytes!r}"
-        )
-    limit = max_dim_for_bytes(int(max_factor_bytes))
-    if num_params > limit:
-        need = 8 * num_params * num_params
-        raise ConfigError(
-            f"{owner} 'num_params' must be <= {limit} so that its num_params x num_params "
-            f"float64 matrix (8*num_params**2 bytes) fits in max_factor_bytes="
-            f"{int(max_factor_bytes)}; got num_params={num_params} ({need / 2**20:.0f} MiB). "
-            "Use SNES, SepCMAES or PGPE (memory linear in num_params) for large problems, "
-            "or raise max_factor_bytes"
-        )
-    return int(max_factor_bytes)
 
 
 def expm_sym(m: np.ndarray) -> np.ndarray:

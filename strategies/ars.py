@@ -14,79 +14,98 @@ linear MuJoCo policies.
 
 V2 differs from V1 only by normalising the policy's observations with running
 statistics. In asktell that is the task's job (its observation normaliser, frozen per
-generation in ``Distribution.context``), so ``version="v2"`` records that the run expects
-it (:attr:`ARS.observation_normalization`) and the update is the same.
+generation in ``Distribution.context``), so V1 and V2 are the same strategy here with
+different task settings.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from asktell.config_base import StrictModel
-from asktell.errors import ConfigError
+from asktell.config_base import Float, Int, declare_options
 from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
 from asktell.registry import STRATEGIES
 
-from ._common import check_even_population
-from ._base import BaseStrategy, check_int, check_positive
+from ._base import BaseStrategy
+from ._options import PairedConfig
 
 __all__ = ["ARS", "ARSConfig"]
 
 
-class ARSConfig(StrictModel):
-    """Run-file settings of :class:`ARS` (``kind = "ars"``).
-
-    The population is ``2 * num_directions`` (each direction is evaluated both ways).
-    """
+class ARSConfig(PairedConfig):
+    """Run-file settings of :class:`ARS` (``kind = "ars"``)."""
 
     kind: Literal["ars"] = "ars"
-    num_directions: int = Field(8, ge=1, description="N: directions per generation (2N candidates).")
-    top_directions: int | None = Field(
-        None, ge=1, description="b: directions used in the update, best by max(r+, r-); "
-        "null uses all N (V1/V2), fewer gives V1-t/V2-t. Must be <= num_directions."
+    population_size: Int = Field(
+        16, ge=2, description="2N candidates for N directions (each is evaluated both ways)."
     )
-    learning_rate: float = Field(0.02, gt=0, description="alpha, the step size.")
-    sigma: float = Field(0.03, gt=0, description="nu, the standard deviation of the exploration noise.")
-    version: Literal["v1", "v2"] = Field(
-        "v1", description="v2 expects the task to normalise observations (the strategy's "
-        "update is the same)."
+    top_directions: Int | None = Field(
+        None,
+        ge=1,
+        description="b: directions used in the update, best by max(r+, r-); null uses all N "
+        "(V1/V2), fewer gives V1-t/V2-t.",
     )
-    nonfinite: Literal["worst", "raise"] = Field(
-        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
+    learning_rate: Float = Field(0.02, gt=0, description="alpha, the step size.")
+    sigma: Float = Field(
+        0.03, gt=0, description="nu, the standard deviation of the exploration noise."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_keys(cls, data: Any) -> Any:
+        """Older files' keys still load, with a DeprecationWarning: `num_directions = N` means
+        `population_size = 2N`; `version` ("v1"/"v2") is ignored (V2's observation
+        normalisation is a task setting; the update is the same)."""
+        if not isinstance(data, dict) or not {"num_directions", "version"} & data.keys():
+            return data
+        data = dict(data)
+        if "version" in data:
+            version = data.pop("version")
+            if version not in ("v1", "v2"):
+                raise ValueError(f"version must be 'v1' or 'v2' (and is ignored); got {version!r}")
+            warnings.warn(
+                "ARS 'version' is ignored and will be removed: V2's observation normalisation "
+                "is a task setting",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if "num_directions" in data:
+            n = data.pop("num_directions")
+            if "population_size" in data:
+                raise ValueError("give population_size or num_directions (deprecated), not both")
+            warnings.warn(
+                "ARS 'num_directions' is deprecated; write population_size = 2 * num_directions",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"num_directions must be an integer >= 1; got {n!r}")
+            data["population_size"] = 2 * int(n)
+        return data
 
     @model_validator(mode="after")
     def _top_fits(self) -> "ARSConfig":
-        """`top_directions` must be at most `num_directions`."""
-        if self.top_directions is not None and self.top_directions > self.num_directions:
+        """`top_directions` must be at most the number of directions, `population_size / 2`."""
+        if self.top_directions is not None and self.top_directions > self.population_size // 2:
             raise ValueError(
-                f"top_directions must be <= num_directions={self.num_directions}; "
-                f"got {self.top_directions}"
+                "top_directions must be <= the number of directions (population_size / 2 = "
+                f"{self.population_size // 2}); got {self.top_directions}"
             )
         return self
 
-    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "ARS":
-        options = self.model_dump(exclude={"kind", "num_directions"})
-        return ARS(num_params=num_params, population_size=2 * self.num_directions, seed=seed,
-                   noise=noise, x0=x0, **options)
-
 
 @STRATEGIES.register("ars")
+@declare_options(ARSConfig, positional=("population_size", "learning_rate", "sigma"))
 class ARS(BaseStrategy):
     """Augmented Random Search (Mania et al. 2018): top-b mirrored directions, steps scaled
     by the standard deviation of the returns used.
 
     Args:
-        num_params: dimension of the search space.
-        population_size: ``2 * N`` candidates for ``N`` directions (even, >= 2).
-        learning_rate: the paper's step size ``alpha`` (> 0).
-        sigma: the paper's exploration noise ``nu`` (> 0).
-        top_directions: the paper's ``b`` (``1 <= b <= N``); ``None``: all ``N``.
-        version: ``"v1"`` or ``"v2"`` (V2 expects the task to normalise observations).
-        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+        num_params, seed, x0, noise: see :class:`~asktell.strategies.BaseStrategy`.
 
     Example:
         >>> import numpy as np
@@ -101,48 +120,25 @@ class ARS(BaseStrategy):
 
     name = "ars"
     capabilities = frozenset({"antithetic"})
-    min_population_size = 2
-    config_class = ARSConfig
     suite_options = {"learning_rate": 0.05, "sigma": 0.05}
 
     def __init__(
         self,
         num_params: int,
-        population_size: int = 16,
-        learning_rate: float = 0.02,
-        sigma: float = 0.03,
-        *,
-        top_directions: int | None = None,
-        version: str = "v1",
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
-        super().__init__(
-            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
-        )
-        check_even_population("ARS", self.population_size, "(2 candidates per direction)")
+        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
+        cfg = self.config
         self.num_directions = self.population_size // 2
-        self.learning_rate = check_positive("ARS", "learning_rate", learning_rate)
-        self.sigma = check_positive("ARS", "sigma", sigma)
-        if top_directions is None:
-            self.top_directions = self.num_directions
-        else:
-            self.top_directions = check_int("ARS", "top_directions", top_directions, 1)
-            if self.top_directions > self.num_directions:
-                raise ConfigError(
-                    f"ARS 'top_directions' must be <= the number of directions "
-                    f"(population_size / 2 = {self.num_directions}); got {top_directions}"
-                )
-        if version not in ("v1", "v2"):
-            raise ConfigError(f"ARS 'version' must be 'v1' or 'v2'; got {version!r}")
-        self.version = version
-
-    @property
-    def observation_normalization(self) -> bool:
-        """Whether this run expects the task to normalise observations (ARS V2)."""
-        return self.version == "v2"
+        self.learning_rate = cfg.learning_rate
+        self.sigma = cfg.sigma
+        self.top_directions = (
+            self.num_directions if cfg.top_directions is None else cfg.top_directions
+        )
 
     def _sample(self, count: int) -> np.ndarray:
         return mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))

@@ -25,21 +25,17 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from asktell.config_base import StrictModel
+from asktell.config_base import Bool, declare_options
 from asktell.distribution import Distribution
 from asktell.noise import CounterNoise, NoiseTable
 from asktell.registry import STRATEGIES
 from asktell.shaping import rank_weights
 
-from ._base import BaseStrategy, check_positive
-from ._common import (
-    DEFAULT_MAX_FACTOR_BYTES,
-    check_matrix_fits,
-    resolve_population_size,
-    signed_rows,
-)
+from ._base import BaseStrategy
+from ._common import signed_rows
+from ._options import FactorMemoryConfig, SelfAdaptingConfig
 
-__all__ = ["CMAES", "CMAESConfig", "CMAParameters", "cma_parameters", "cma_rank_weights"]
+__all__ = ["CMAES", "CMAESConfig", "CMAConfig", "CMAParameters", "cma_parameters", "cma_rank_weights"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,36 +119,24 @@ def cma_rank_weights(returns: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
     return rank_weights(returns, ascending), rank_weights(returns, np.maximum(ascending, 0.0))
 
 
-class CMAESConfig(StrictModel):
+class CMAConfig(SelfAdaptingConfig):
+    """Options of both CMA-ES strategies (the tutorial's defaults for everything else)."""
+
+    active: Bool = Field(
+        True,
+        description="Negative recombination weights in the covariance update (active CMA, "
+        "the tutorial's and pycma's default).",
+    )
+
+
+class CMAESConfig(FactorMemoryConfig, CMAConfig):
     """Run-file settings of :class:`CMAES` (``kind = "cma_es"``)."""
 
     kind: Literal["cma_es"] = "cma_es"
-    population_size: int | None = Field(
-        None, ge=2, description="lambda, candidates per generation; default (null) "
-        "4 + floor(3 ln num_params)."
-    )
-    sigma: float = Field(
-        0.1, gt=0, description="Initial step size; about a quarter of the distance to search."
-    )
-    active: bool = Field(
-        True, description="Use the tutorial's negative weights (active CMA, pycma's default)."
-    )
-    max_factor_bytes: int = Field(
-        DEFAULT_MAX_FACTOR_BYTES,
-        ge=8,
-        description="Largest num_params x num_params float64 matrix allowed, in bytes "
-        "(the default allows num_params <= 5792).",
-    )
-    nonfinite: Literal["worst", "raise"] = Field(
-        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
-    )
-
-    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "CMAES":
-        return CMAES(num_params=num_params, seed=seed, noise=noise, x0=x0,
-                     **self.model_dump(exclude={"kind"}))
 
 
 @STRATEGIES.register("cma_es")
+@declare_options(CMAESConfig, positional=("population_size", "sigma"))
 class CMAES(BaseStrategy):
     """CMA-ES (Hansen's tutorial, arXiv:1604.00772) with full covariance and active weights.
 
@@ -162,11 +146,7 @@ class CMAES(BaseStrategy):
 
     Args:
         num_params: dimension (``8 * num_params**2 <= max_factor_bytes``).
-        population_size: lambda (>= 2); ``None``: ``4 + floor(3 ln d)``.
-        sigma: initial step size (> 0), about a quarter of the search range.
-        active: negative weights for the covariance update (default, as pycma).
-        max_factor_bytes: memory cap of one ``d x d`` matrix (default: ``d <= 5792``).
-        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+        seed, x0, noise: see :class:`~asktell.strategies.BaseStrategy`.
 
     Example:
         >>> import numpy as np
@@ -181,30 +161,22 @@ class CMAES(BaseStrategy):
 
     name = "cma_es"
     capabilities = frozenset({"full_covariance"})
-    min_population_size = 2
-    config_class = CMAESConfig
     suite_options = {"sigma": 0.5}
 
     def __init__(
         self,
         num_params: int,
-        population_size: int | None = None,
-        sigma: float = 0.1,
-        *,
-        active: bool = True,
-        max_factor_bytes: int = DEFAULT_MAX_FACTOR_BYTES,
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
-        population_size = resolve_population_size(population_size, num_params)
-        super().__init__(
-            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
-        )
-        self.max_factor_bytes = check_matrix_fits("CMAES", self.num_params, max_factor_bytes)
-        self.sigma = check_positive("CMAES", "sigma", sigma)
-        self.active = bool(active)
+        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
+        cfg = self.config
+        self.sigma = cfg.sigma
+        self.active = cfg.active
+        self.max_factor_bytes = cfg.max_factor_bytes
         self.params = cma_parameters(self.num_params, self.population_size, active=self.active)
         d = self.num_params
         self.C = np.eye(d)

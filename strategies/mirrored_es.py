@@ -33,92 +33,88 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from asktell.config_base import StrictModel
+from asktell.config_base import Bool, Float, Int, declare_options
 from asktell.distribution import Distribution
-from asktell.errors import ConfigError, ReturnsError
+from asktell.errors import ReturnsError
 from asktell.noise import CounterNoise, NoiseTable, mirrored
 from asktell.protocol import as_returns
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
 
-from ._base import BaseStrategy, check_int, check_positive
-from ._common import check_even_population, fold_by_key, resolve_population_size, signed_rows
+from ._base import BaseStrategy
+from ._common import default_population_size, fold_by_key, signed_rows
+from ._options import PairedConfig
 
 __all__ = ["MirroredES", "MirroredESConfig"]
 
-_VARIANTS = ("comma", "gradient")
+#: lambda of sequential selection when num_offspring is unset: the paper's (1, 4_m^s)-ES.
+DEFAULT_NUM_OFFSPRING = 4
 
 
-class MirroredESConfig(StrictModel):
+class MirroredESConfig(PairedConfig):
     """Run-file settings of :class:`MirroredES` (``kind = "mirrored_es"``)."""
 
     kind: Literal["mirrored_es"] = "mirrored_es"
     variant: Literal["comma", "gradient"] = Field(
-        "comma", description="comma: the paper's (1, lambda_m)-ES with step-size adaptation; "
-        "gradient: the teaching variant (NES utilities, plain gradient step, fixed sigma)."
+        "comma",
+        description="comma: the paper's (1, lambda_m)-ES with step-size adaptation; "
+        "gradient: the teaching variant (NES utilities, plain gradient step, fixed sigma).",
     )
-    population_size: int | None = Field(
-        None, ge=1, description="Candidates per ask. Default (null): 4 + floor(3 ln d) rounded "
-        "up to even; with sequential selection 1 (one offspring at a time, as in the paper)."
+    population_size: Int | None = Field(
+        None,
+        ge=1,
+        description="Candidates per ask. Default (null): 4 + floor(3 ln d) rounded up to even; "
+        "with sequential selection 1 (one offspring at a time, as in the paper).",
     )
-    sigma: float = Field(0.1, gt=0, description="Step size (initial for comma, fixed for gradient).")
-    sequential: bool = Field(
-        False, description="Sequential selection (comma only): stop an iteration at the first "
-        "offspring better than its parent."
+    sigma: Float = Field(
+        0.1, gt=0, description="Step size (initial for comma, fixed for gradient)."
     )
-    num_offspring: int | None = Field(
-        None, ge=2, description="lambda with sequential selection (even; a multiple of "
-        "population_size); default (null) 4, the paper's (1, 4_m^s)-ES."
+    sequential: Bool = Field(
+        False,
+        description="Sequential selection (comma only): stop an iteration at the first "
+        "offspring better than its parent.",
     )
-    learning_rate: float = Field(0.01, gt=0, description="Step size of the gradient variant.")
-    nonfinite: Literal["worst", "raise"] = Field(
-        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
+    num_offspring: Int | None = Field(
+        None,
+        ge=2,
+        description="lambda with sequential selection (even; a multiple of population_size); "
+        "default (null) 4, the paper's (1, 4_m^s)-ES.",
     )
+    learning_rate: Float = Field(0.01, gt=0, description="Step size of the gradient variant.")
+
+    def _in_pairs(self) -> bool:
+        return not self.sequential
 
     @model_validator(mode="after")
-    def _consistent(self) -> "MirroredESConfig":
+    def _sequential_selection(self) -> "MirroredESConfig":
         """`sequential = true` needs `variant = "comma"`, and then `num_offspring` must be even
-        and a multiple of `population_size`; without it, `num_offspring` must be unset and
-        `population_size` must be even (mirrored pairs)."""
+        and a multiple of `population_size`; without it, `num_offspring` must be unset."""
+        if self.sequential and self.variant != "comma":
+            raise ValueError(f"sequential selection needs variant='comma'; got {self.variant!r}")
         if self.sequential:
-            lam = 4 if self.num_offspring is None else self.num_offspring
+            lam = DEFAULT_NUM_OFFSPRING if self.num_offspring is None else self.num_offspring
             batch = 1 if self.population_size is None else self.population_size
             if lam % 2 or lam % batch:
                 raise ValueError(
                     f"num_offspring must be even and a multiple of population_size={batch} "
                     f"with sequential selection; got {lam}"
                 )
-        if self.sequential and self.variant != "comma":
-            raise ValueError(f"sequential selection needs variant='comma'; got {self.variant!r}")
-        if not self.sequential and self.num_offspring is not None:
-            raise ValueError("num_offspring is only used with sequential=true; set population_size")
-        if not self.sequential and self.population_size is not None and self.population_size % 2:
+        elif self.num_offspring is not None:
             raise ValueError(
-                f"population_size must be even (mirrored pairs); got {self.population_size}"
+                "num_offspring is only used with sequential=true (set population_size instead); "
+                f"got {self.num_offspring}"
             )
         return self
 
-    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "MirroredES":
-        return MirroredES(num_params=num_params, seed=seed, noise=noise, x0=x0,
-                          **self.model_dump(exclude={"kind"}))
-
 
 @STRATEGIES.register("mirrored_es")
+@declare_options(MirroredESConfig, positional=("population_size", "sigma"))
 class MirroredES(BaseStrategy):
     """Mirrored-sampling ES (Brockhoff et al. 2010), with optional sequential selection,
     or the mirrored-pairs gradient ES of tutorials.
 
     Args:
-        num_params: dimension of the search space.
-        population_size: candidates per ask. Without sequential selection: lambda, even,
-            default ``4 + floor(3 ln d)`` rounded up to even. With it: the batch size
-            (>= 1, default 1), which must divide ``num_offspring``.
-        sigma: initial (comma) or fixed (gradient) step size (> 0).
-        variant: ``"comma"`` (the paper's (1, lambda_m)-ES) or ``"gradient"``.
-        sequential: sequential selection (comma only; see the module docstring).
-        num_offspring: lambda with sequential selection (even >= 2, default 4).
-        learning_rate: step size of the gradient variant (> 0).
-        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+        num_params, seed, x0, noise: see :class:`~asktell.strategies.BaseStrategy`.
 
     Example:
         >>> import numpy as np
@@ -132,61 +128,29 @@ class MirroredES(BaseStrategy):
 
     name = "mirrored_es"
     capabilities = frozenset({"antithetic"})
-    min_population_size = 2
-    config_class = MirroredESConfig
     suite_options = {"sigma": 0.5}
 
     def __init__(
         self,
         num_params: int,
-        population_size: int | None = None,
-        sigma: float = 0.1,
-        *,
-        variant: str = "comma",
-        sequential: bool = False,
-        num_offspring: int | None = None,
-        learning_rate: float = 0.01,
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
-        if variant not in _VARIANTS:
-            raise ConfigError(f"MirroredES 'variant' must be one of {_VARIANTS}; got {variant!r}")
-        self.variant = variant
-        self.sequential = bool(sequential)
-        if self.sequential and variant != "comma":
-            raise ConfigError(
-                f"MirroredES 'sequential' selection needs variant='comma'; got {variant!r}"
-            )
+        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
+        cfg = self.config
+        self.variant = cfg.variant
+        self.sequential = cfg.sequential
         if self.sequential:
-            # One offspring per ask is the paper's sequential selection.
-            self.min_population_size = 1
-            population_size = 1 if population_size is None else population_size
-        else:
-            if num_offspring is not None:
-                raise ConfigError(
-                    "MirroredES 'num_offspring' is only used with sequential=True; "
-                    f"got {num_offspring!r} (set population_size instead)"
-                )
-            population_size = resolve_population_size(population_size, num_params, even=True)
-        super().__init__(
-            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
-        )
-        if self.sequential:
-            self.num_offspring = check_int(
-                "MirroredES", "num_offspring", 4 if num_offspring is None else num_offspring, 2
+            self.num_offspring = (
+                DEFAULT_NUM_OFFSPRING if cfg.num_offspring is None else cfg.num_offspring
             )
-            if self.num_offspring % 2 or self.num_offspring % self.population_size:
-                raise ConfigError(
-                    "MirroredES 'num_offspring' must be even and a multiple of population_size="
-                    f"{self.population_size}; got {self.num_offspring}"
-                )
         else:
-            check_even_population("MirroredES", self.population_size, "(mirrored pairs)")
             self.num_offspring = self.population_size
-        self.sigma = check_positive("MirroredES", "sigma", sigma)
-        self.learning_rate = check_positive("MirroredES", "learning_rate", learning_rate)
+        self.sigma = cfg.sigma
+        self.learning_rate = cfg.learning_rate
         d = self.num_params
         self.c_sigma = 3.0 / (d + 6.0)
         self.d_sigma = 1.0 + self.c_sigma
@@ -201,6 +165,12 @@ class MirroredES(BaseStrategy):
         self._parent_return = 0.0
         self._has_parent = False
         self._batch_finite: np.ndarray | None = None
+
+    def _default_population_size(self) -> int:
+        if self.config.sequential:
+            return 1  # one offspring per ask: the paper's sequential selection
+        n = default_population_size(self.num_params)
+        return n + n % 2  # mirrored pairs
 
     # ------------------------------------------------------------------ sampling
     def _sample(self, count: int) -> np.ndarray:

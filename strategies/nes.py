@@ -28,24 +28,25 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from asktell.config_base import StrictModel
+from asktell.config_base import Float, declare_options
 from asktell.distribution import Distribution
 from asktell.noise import CounterNoise, NoiseTable
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
 
-from ._base import BaseStrategy, check_positive
-from ._common import (
-    DEFAULT_MAX_FACTOR_BYTES,
-    check_matrix_fits,
-    expm_sym,
-    fold_by_key,
-    noise_moments,
-    resolve_population_size,
-    signed_rows,
-)
+from ._base import BaseStrategy
+from ._common import expm_sym, fold_by_key, noise_moments, signed_rows
+from ._options import FactorMemoryConfig, SelfAdaptingConfig
 
-__all__ = ["SNES", "SNESConfig", "XNES", "XNESConfig", "snes_sigma_rate", "xnes_rates"]
+__all__ = [
+    "NESConfig",
+    "SNES",
+    "SNESConfig",
+    "XNES",
+    "XNESConfig",
+    "snes_sigma_rate",
+    "xnes_rates",
+]
 
 
 def snes_sigma_rate(num_params: int) -> float:
@@ -59,32 +60,28 @@ def xnes_rates(num_params: int) -> float:
     return 3.0 * (3.0 + math.log(d)) / (5.0 * d * math.sqrt(d))
 
 
-_POP_HELP = "Candidates per generation; default (null) 4 + floor(3 ln num_params), the paper's."
-_NONFINITE_HELP = "NaN/inf returns: rank them below every finite return, or raise."
+class NESConfig(SelfAdaptingConfig):
+    """Options of both NES strategies (learning rates of the paper, Table 1)."""
+
+    center_learning_rate: Float = Field(
+        1.0, gt=0, description="Learning rate of the centre (paper: 1)."
+    )
+    sigma_learning_rate: Float | None = Field(
+        None,
+        gt=0,
+        description="Learning rate of the step size(s); default (null) the paper's: "
+        "(3 + ln d) / (5 sqrt d) for SNES, 3 (3 + ln d) / (5 d sqrt d) for xNES.",
+    )
 
 
-class SNESConfig(StrictModel):
+class SNESConfig(NESConfig):
     """Run-file settings of :class:`SNES` (``kind = "snes"``)."""
 
     kind: Literal["snes"] = "snes"
-    population_size: int | None = Field(None, ge=2, description=_POP_HELP)
-    sigma: float = Field(0.1, gt=0, description="Initial step size of every parameter.")
-    center_learning_rate: float = Field(
-        1.0, gt=0, description="Learning rate of the centre (paper: 1)."
-    )
-    sigma_learning_rate: float | None = Field(
-        None,
-        gt=0,
-        description="Learning rate of the step sizes; default (null) (3 + ln d) / (5 sqrt d).",
-    )
-    nonfinite: Literal["worst", "raise"] = Field("worst", description=_NONFINITE_HELP)
-
-    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "SNES":
-        return SNES(num_params=num_params, seed=seed, noise=noise, x0=x0,
-                    **self.model_dump(exclude={"kind"}))
 
 
 @STRATEGIES.register("snes")
+@declare_options(SNESConfig, positional=("population_size", "sigma"))
 class SNES(BaseStrategy):
     """Separable NES (Wierstra et al. 2014): a centre and a step size per parameter.
 
@@ -97,13 +94,7 @@ class SNES(BaseStrategy):
     a full covariance; memory is ``O(num_params)``.
 
     Args:
-        num_params: dimension of the search space.
-        population_size: candidates per generation (>= 2); ``None``: ``4 + floor(3 ln d)``.
-        sigma: initial step size of every parameter (> 0).
-        center_learning_rate: learning rate of the centre (paper: 1).
-        sigma_learning_rate: learning rate of the step sizes; ``None``:
-            ``(3 + ln d) / (5 sqrt d)``.
-        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+        num_params, seed, x0, noise: see :class:`~asktell.strategies.BaseStrategy`.
 
     Example:
         >>> import numpy as np
@@ -117,35 +108,25 @@ class SNES(BaseStrategy):
 
     name = "snes"
     capabilities = frozenset({"per_parameter_sigma"})
-    min_population_size = 2
-    config_class = SNESConfig
     suite_options = {"sigma": 0.5}
 
     def __init__(
         self,
         num_params: int,
-        population_size: int | None = None,
-        sigma: float = 0.1,
-        *,
-        center_learning_rate: float = 1.0,
-        sigma_learning_rate: float | None = None,
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
-        population_size = resolve_population_size(population_size, num_params)
-        super().__init__(
-            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
-        )
-        self.sigma = np.full(self.num_params, check_positive("SNES", "sigma", sigma))
-        self.center_learning_rate = check_positive(
-            "SNES", "center_learning_rate", center_learning_rate
-        )
+        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
+        cfg = self.config
+        self.sigma = np.full(self.num_params, cfg.sigma)
+        self.center_learning_rate = cfg.center_learning_rate
         self.sigma_learning_rate = (
             snes_sigma_rate(self.num_params)
-            if sigma_learning_rate is None
-            else check_positive("SNES", "sigma_learning_rate", sigma_learning_rate)
+            if cfg.sigma_learning_rate is None
+            else cfg.sigma_learning_rate
         )
 
     def _sample(self, count: int) -> np.ndarray:
@@ -170,35 +151,20 @@ class SNES(BaseStrategy):
         self.sigma = np.array(state["sigma"], dtype=np.float64)
 
 
-class XNESConfig(StrictModel):
+class XNESConfig(FactorMemoryConfig, NESConfig):
     """Run-file settings of :class:`XNES` (``kind = "xnes"``)."""
 
     kind: Literal["xnes"] = "xnes"
-    population_size: int | None = Field(None, ge=2, description=_POP_HELP)
-    sigma: float = Field(0.1, gt=0, description="Initial overall step size.")
-    center_learning_rate: float = Field(
-        1.0, gt=0, description="Learning rate of the centre (paper: 1)."
+    shape_learning_rate: Float | None = Field(
+        None,
+        gt=0,
+        description="Learning rate of the factor B; default (null) the paper's "
+        "3 (3 + ln d) / (5 d sqrt d).",
     )
-    sigma_learning_rate: float | None = Field(
-        None, gt=0, description="Learning rate of sigma; default (null) 3 (3 + ln d) / (5 d sqrt d)."
-    )
-    shape_learning_rate: float | None = Field(
-        None, gt=0, description="Learning rate of the factor B; default (null) as sigma's."
-    )
-    max_factor_bytes: int = Field(
-        DEFAULT_MAX_FACTOR_BYTES,
-        ge=8,
-        description="Largest num_params x num_params float64 factor allowed, in bytes "
-        "(the default allows num_params <= 5792).",
-    )
-    nonfinite: Literal["worst", "raise"] = Field("worst", description=_NONFINITE_HELP)
-
-    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "XNES":
-        return XNES(num_params=num_params, seed=seed, noise=noise, x0=x0,
-                    **self.model_dump(exclude={"kind"}))
 
 
 @STRATEGIES.register("xnes")
+@declare_options(XNESConfig, positional=("population_size", "sigma"))
 class XNES(BaseStrategy):
     """Exponential NES (Wierstra et al. 2014): full covariance through ``A = sigma * B``.
 
@@ -218,12 +184,7 @@ class XNES(BaseStrategy):
 
     Args:
         num_params: dimension of the search space (``8 * num_params**2 <= max_factor_bytes``).
-        population_size: candidates per generation (>= 2); ``None``: ``4 + floor(3 ln d)``.
-        sigma: initial overall step size (> 0).
-        center_learning_rate: learning rate of the centre (paper: 1).
-        sigma_learning_rate, shape_learning_rate: ``None``: ``3 (3 + ln d) / (5 d sqrt d)``.
-        max_factor_bytes: memory cap of the factor (default 256 MiB: ``num_params <= 5792``).
-        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+        seed, x0, noise: see :class:`~asktell.strategies.BaseStrategy`.
 
     Example:
         >>> import numpy as np
@@ -237,45 +198,29 @@ class XNES(BaseStrategy):
 
     name = "xnes"
     capabilities = frozenset({"full_covariance"})
-    min_population_size = 2
-    config_class = XNESConfig
     suite_options = {"sigma": 0.5}
 
     def __init__(
         self,
         num_params: int,
-        population_size: int | None = None,
-        sigma: float = 0.1,
-        *,
-        center_learning_rate: float = 1.0,
-        sigma_learning_rate: float | None = None,
-        shape_learning_rate: float | None = None,
-        max_factor_bytes: int = DEFAULT_MAX_FACTOR_BYTES,
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
-        population_size = resolve_population_size(population_size, num_params)
-        super().__init__(
-            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
-        )
-        self.max_factor_bytes = check_matrix_fits("XNES", self.num_params, max_factor_bytes)
-        self.sigma = check_positive("XNES", "sigma", sigma)
-        self.center_learning_rate = check_positive(
-            "XNES", "center_learning_rate", center_learning_rate
-        )
+        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
+        cfg = self.config
+        self.sigma = cfg.sigma
+        self.center_learning_rate = cfg.center_learning_rate
         default_rate = xnes_rates(self.num_params)
         self.sigma_learning_rate = (
-            default_rate
-            if sigma_learning_rate is None
-            else check_positive("XNES", "sigma_learning_rate", sigma_learning_rate)
+            default_rate if cfg.sigma_learning_rate is None else cfg.sigma_learning_rate
         )
         self.shape_learning_rate = (
-            default_rate
-            if shape_learning_rate is None
-            else check_positive("XNES", "shape_learning_rate", shape_learning_rate)
+            default_rate if cfg.shape_learning_rate is None else cfg.shape_learning_rate
         )
+        self.max_factor_bytes = cfg.max_factor_bytes
         self.B = np.eye(self.num_params)
 
     def _sample(self, count: int) -> np.ndarray:

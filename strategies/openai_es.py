@@ -17,16 +17,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from pydantic import Field, model_validator
-
-from asktell.config_base import Bool, Float, Int, collect_options, declare_options
+from asktell.config_base import Bool, Float, Int, declare_options
 from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
 
-from ._base import BaseStrategy, StrategyConfig
+from ._base import BaseStrategy
+from ._options import GradientConfig, PairedConfig
 
 __all__ = ["OpenAIES", "OpenAIESConfig", "fold_weights"]
 
@@ -46,7 +46,7 @@ def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
     return unique, coef
 
 
-class OpenAIESConfig(StrategyConfig):
+class OpenAIESConfig(GradientConfig, PairedConfig):
     """Run-file settings of :class:`OpenAIES` (``kind = "openai_es"``)."""
 
     kind: Literal["openai_es"] = "openai_es"
@@ -60,26 +60,15 @@ class OpenAIESConfig(StrategyConfig):
         description="Optimiser of the centre (the paper uses Adam); in Python also an "
         "asktell.optim.Optimizer instance.",
     )
-    optimizer_options: dict[str, Float] = Field(
-        default_factory=dict,
-        description="Extra optimiser settings, e.g. {beta1 = 0.9} for Adam or {momentum = 0.9}.",
-    )
     weight_decay: Float = Field(
         0.0, ge=0, description="L2 coefficient subtracted from the gradient (paper: 0.005 on MuJoCo)."
     )
-    antithetic: Bool = Field(True, description="Sample mirrored pairs (eps, -eps).")
-    shaping: Literal["centered_ranks", "z_score", "nes_utilities", "raw"] = Field(
-        "centered_ranks", description="Fitness shaping of the returns."
+    antithetic: Bool = Field(
+        True, description="Sample mirrored pairs (eps, -eps); needs an even population_size."
     )
 
-    @model_validator(mode="after")
-    def _even_population(self) -> "OpenAIESConfig":
-        """With `antithetic = true`, `population_size` must be even (mirrored pairs)."""
-        if self.antithetic and self.population_size % 2:
-            raise ValueError(
-                f"population_size must be even with antithetic sampling; got {self.population_size}"
-            )
-        return self
+    def _in_pairs(self) -> bool:
+        return self.antithetic
 
 
 @STRATEGIES.register("openai_es")
@@ -116,10 +105,8 @@ class OpenAIES(BaseStrategy):
         noise: NoiseTable | CounterNoise | None = None,
         **options: Any,
     ):
-        cfg = OpenAIESConfig.validate_options("OpenAIES", collect_options(OpenAIES, args, options))
-        super().__init__(
-            num_params, cfg.population_size, seed=seed, x0=x0, noise=noise, nonfinite=cfg.nonfinite
-        )
+        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
+        cfg = self.config
         self.sigma = cfg.sigma
         self.learning_rate = cfg.learning_rate
         self.weight_decay = cfg.weight_decay

@@ -22,72 +22,51 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from asktell.config_base import StrictModel
+from asktell.config_base import Float, Int, declare_options
 from asktell.distribution import Distribution
-from asktell.errors import ConfigError
 from asktell.noise import CounterNoise, NoiseTable, mirrored
-from asktell.optim import Optimizer, make_optimizer
+from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
 
-from ._base import BaseStrategy, check_positive
-from ._common import check_even_population, fold_by_key, noise_moments
+from ._base import BaseStrategy
+from ._common import fold_by_key, noise_moments
+from ._options import GradientConfig, PairedConfig
 
 __all__ = ["PGPE", "PGPEConfig"]
 
 
-class PGPEConfig(StrictModel):
+class PGPEConfig(GradientConfig, PairedConfig):
     """Run-file settings of :class:`PGPE` (``kind = "pgpe"``)."""
 
     kind: Literal["pgpe"] = "pgpe"
-    population_size: int = Field(
+    population_size: Int = Field(
         100, ge=2, description="Candidates per generation: population_size / 2 symmetric pairs."
     )
-    sigma: float = Field(0.1, gt=0, description="Initial step size of every parameter.")
-    center_learning_rate: float = Field(
+    sigma: Float = Field(0.1, gt=0, description="Initial step size of every parameter.")
+    center_learning_rate: Float = Field(
         0.075,
         gt=0,
         description="Learning rate of the centre's optimiser (with ClipUp: the step length "
         "per generation; its max_speed defaults to twice this).",
     )
-    sigma_learning_rate: float = Field(
+    sigma_learning_rate: Float = Field(
         0.1, gt=0, description="Learning rate of the per-parameter step sizes."
     )
-    max_sigma_change: float = Field(
+    max_sigma_change: Float = Field(
         0.2, gt=0, lt=1, description="Largest relative change of each sigma per generation."
     )
-    optimizer: Literal["clipup", "adam", "sgd", "momentum"] = Field(
-        "clipup", description="Optimiser of the centre (ClipUp, as EvoTorch and EvoJAX)."
+    optimizer: OptimizerChoice = Field(
+        "clipup",
+        description="Optimiser of the centre (ClipUp, as EvoTorch and EvoJAX); in Python "
+        "also an asktell.optim.Optimizer instance.",
     )
-    optimizer_options: dict[str, float] = Field(
-        default_factory=dict,
-        description="Extra optimiser settings, e.g. {momentum = 0.9, max_speed = 0.15}.",
-    )
-    shaping: Literal["centered_ranks", "z_score", "nes_utilities", "raw"] = Field(
-        "centered_ranks", description="Fitness shaping of the returns."
-    )
-    nonfinite: Literal["worst", "raise"] = Field(
-        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
-    )
-
-    @model_validator(mode="after")
-    def _even_population(self) -> "PGPEConfig":
-        """`population_size` must be even (symmetric pairs)."""
-        if self.population_size % 2:
-            raise ValueError(
-                "population_size must be even (PGPE samples symmetric pairs); "
-                f"got {self.population_size}"
-            )
-        return self
-
-    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "PGPE":
-        return PGPE(num_params=num_params, seed=seed, noise=noise, x0=x0,
-                    **self.model_dump(exclude={"kind"}))
 
 
 @STRATEGIES.register("pgpe")
+@declare_options(PGPEConfig, positional=("population_size", "sigma"))
 class PGPE(BaseStrategy):
     """PGPE (Sehnke et al. 2010) with symmetric sampling, adaptive per-parameter sigma and
     ClipUp (Toklu et al. 2020).
@@ -97,17 +76,7 @@ class PGPE(BaseStrategy):
     steps make the centre's learning rate easy to choose.
 
     Args:
-        num_params: dimension of the search space.
-        population_size: candidates per generation (even, >= 2).
-        sigma: initial step size of every parameter (> 0).
-        center_learning_rate: optimiser learning rate of the centre (> 0).
-        sigma_learning_rate: learning rate of the step sizes (> 0).
-        max_sigma_change: bound on each sigma's relative change per generation, in (0, 1).
-        optimizer: ``"clipup"`` (default), ``"adam"``, ``"sgd"``, ``"momentum"`` or an
-            :class:`~asktell.optim.Optimizer` instance.
-        optimizer_options: extra optimiser keyword arguments (e.g. ``max_speed``).
-        shaping: fitness shaping (default centred ranks, as EvoTorch's PGPE).
-        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+        num_params, seed, x0, noise: see :class:`~asktell.strategies.BaseStrategy`.
 
     Example:
         >>> import numpy as np
@@ -121,47 +90,27 @@ class PGPE(BaseStrategy):
 
     name = "pgpe"
     capabilities = frozenset({"antithetic", "per_parameter_sigma"})
-    min_population_size = 2
-    config_class = PGPEConfig
     suite_options = {"sigma": 0.3, "center_learning_rate": 0.05}
 
     def __init__(
         self,
         num_params: int,
-        population_size: int = 100,
-        sigma: float = 0.1,
-        *,
-        center_learning_rate: float = 0.075,
-        sigma_learning_rate: float = 0.1,
-        max_sigma_change: float = 0.2,
-        optimizer: str | Optimizer = "clipup",
-        optimizer_options: dict[str, Any] | None = None,
-        shaping: str = "centered_ranks",
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
-        super().__init__(
-            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
-        )
-        check_even_population("PGPE", self.population_size, "(it samples symmetric pairs)")
-        self.sigma = np.full(self.num_params, check_positive("PGPE", "sigma", sigma))
-        self.center_learning_rate = check_positive(
-            "PGPE", "center_learning_rate", center_learning_rate
-        )
-        self.sigma_learning_rate = check_positive(
-            "PGPE", "sigma_learning_rate", sigma_learning_rate
-        )
-        self.max_sigma_change = check_positive("PGPE", "max_sigma_change", max_sigma_change)
-        if not self.max_sigma_change < 1:
-            raise ConfigError(
-                f"PGPE 'max_sigma_change' must lie in (0, 1); got {max_sigma_change!r}"
-            )
-        self.shaping = shaping
-        self._shape = get_shaping(shaping)
+        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
+        cfg = self.config
+        self.sigma = np.full(self.num_params, cfg.sigma)
+        self.center_learning_rate = cfg.center_learning_rate
+        self.sigma_learning_rate = cfg.sigma_learning_rate
+        self.max_sigma_change = cfg.max_sigma_change
+        self.shaping = cfg.shaping
+        self._shape = get_shaping(cfg.shaping)
         self.optimizer = make_optimizer(
-            optimizer, self.num_params, self.center_learning_rate, **(optimizer_options or {})
+            cfg.optimizer, self.num_params, self.center_learning_rate, **cfg.optimizer_options
         )
 
     def _sample(self, count: int) -> np.ndarray:

@@ -18,42 +18,27 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
 
-from asktell.config_base import StrictModel
+from asktell.config_base import declare_options
 from asktell.distribution import Distribution
 from asktell.noise import CounterNoise, NoiseTable, split_seeds
 from asktell.registry import STRATEGIES
 
-from ._base import BaseStrategy, check_positive
-from ._common import noise_moments, resolve_population_size, row_sq_norms
-from .cma_es import cma_parameters, cma_rank_weights
+from ._base import BaseStrategy
+from ._common import noise_moments, row_sq_norms
+from .cma_es import CMAConfig, cma_parameters, cma_rank_weights
 
 __all__ = ["SepCMAES", "SepCMAESConfig"]
 
 
-class SepCMAESConfig(StrictModel):
+class SepCMAESConfig(CMAConfig):
     """Run-file settings of :class:`SepCMAES` (``kind = "sep_cma_es"``)."""
 
     kind: Literal["sep_cma_es"] = "sep_cma_es"
-    population_size: int | None = Field(
-        None, ge=2, description="lambda, candidates per generation; default (null) "
-        "4 + floor(3 ln num_params)."
-    )
-    sigma: float = Field(
-        0.1, gt=0, description="Initial step size; about a quarter of the distance to search."
-    )
-    active: bool = Field(True, description="Use negative recombination weights (active CMA).")
-    nonfinite: Literal["worst", "raise"] = Field(
-        "worst", description="NaN/inf returns: rank them below every finite return, or raise."
-    )
-
-    def build(self, *, num_params: int, seed: int, noise=None, x0=None) -> "SepCMAES":
-        return SepCMAES(num_params=num_params, seed=seed, noise=noise, x0=x0,
-                        **self.model_dump(exclude={"kind"}))
 
 
 @STRATEGIES.register("sep_cma_es")
+@declare_options(SepCMAESConfig, positional=("population_size", "sigma"))
 class SepCMAES(BaseStrategy):
     """sep-CMA-ES (Ros & Hansen 2008): CMA-ES with a diagonal covariance, linear cost.
 
@@ -61,11 +46,7 @@ class SepCMAES(BaseStrategy):
     problem too large for :class:`~asktell.strategies.CMAES`.
 
     Args:
-        num_params: dimension of the search space.
-        population_size: lambda (>= 2); ``None``: ``4 + floor(3 ln d)``.
-        sigma: initial step size (> 0).
-        active: negative weights in the covariance update (default).
-        seed, x0, noise, nonfinite: see :class:`~asktell.strategies.BaseStrategy`.
+        num_params, seed, x0, noise: see :class:`~asktell.strategies.BaseStrategy`.
 
     Example:
         >>> import numpy as np
@@ -80,28 +61,21 @@ class SepCMAES(BaseStrategy):
 
     name = "sep_cma_es"
     capabilities = frozenset({"per_parameter_sigma"})
-    min_population_size = 2
-    config_class = SepCMAESConfig
     suite_options = {"sigma": 0.5}
 
     def __init__(
         self,
         num_params: int,
-        population_size: int | None = None,
-        sigma: float = 0.1,
-        *,
-        active: bool = True,
+        *args: Any,
         seed: int = 0,
         x0: Any = None,
         noise: NoiseTable | CounterNoise | None = None,
-        nonfinite: str = "worst",
+        **options: Any,
     ):
-        population_size = resolve_population_size(population_size, num_params)
-        super().__init__(
-            num_params, population_size, seed=seed, x0=x0, noise=noise, nonfinite=nonfinite
-        )
-        self.sigma = check_positive("SepCMAES", "sigma", sigma)
-        self.active = bool(active)
+        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
+        cfg = self.config
+        self.sigma = cfg.sigma
+        self.active = cfg.active
         d = self.num_params
         self.params = cma_parameters(
             d, self.population_size, active=self.active, cov_scale=(d + 2.0) / 3.0

@@ -39,9 +39,22 @@ def test_every_optimizer_climbs_a_quadratic_and_resumes(name):
 
 
 def test_bad_optimizer_values_name_the_argument():
-    with pytest.raises(ConfigError, match="'learning_rate'.*-1"):
+    with pytest.raises(ConfigError, match="learning_rate: Input should be greater than 0; got -1.0"):
         make_optimizer("adam", 3, -1)
-    with pytest.raises(ConfigError, match="'beta1'"):
+    with pytest.raises(ConfigError, match="beta1: Input should be less than 1; got 1.0"):
         Adam(3, 0.1, beta1=1.0)
+    with pytest.raises(ConfigError, match="betta1: unknown key .*; did you mean 'beta1'"):
+        Adam(3, 0.1, betta1=0.9)
     with pytest.raises(ConfigError, match="did you mean 'adam'"):
         make_optimizer("adma", 3, 0.1)
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_optimizer_signature_lists_its_declared_settings(name):
+    import inspect
+
+    from asktell.config_base import option_names
+
+    cls = OPTIMIZERS[name]
+    params = list(inspect.signature(cls).parameters)
+    assert params == ["num_params", "learning_rate", *option_names(cls.config_class)]

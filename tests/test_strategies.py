@@ -4,17 +4,17 @@ suite: exports and configs, bad input, and each method's defining rule."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
-
 import asktell.strategies as strategies
-from asktell.config import RunConfig
+from asktell.config import RunConfig, config_from_dict
+from asktell.config_base import option_names
 from asktell.errors import ConfigError
 from asktell.registry import STRATEGIES
-from asktell.strategies import ARS, CMAES, PGPE, SNES, XNES, MirroredES, SepCMAES
+from asktell.strategies import ARS, CMAES, PGPE, SNES, XNES, MirroredES, OpenAIES, SepCMAES
 from asktell.strategies._common import expm_sym, fold_by_key, noise_moments
 from asktell.strategies.cma_es import cma_parameters, cma_rank_weights
 from asktell.testing.strategy_suite import SUITE_NOISE, roundtrip_state
@@ -74,57 +74,102 @@ def test_default_population_follows_the_papers():
     assert MirroredES(num_params=10, sequential=True).population_size == 1
 
 
-# ---------------------------------------------------------------- bad input
-BAD_CONFIG_VALUES = [
-    (strategies.SNESConfig, {"center_learning_rate": -0.1}, "center_learning_rate"),
-    (strategies.SNESConfig, {"sigma_learning_rate": 0.0}, "sigma_learning_rate"),
-    (strategies.SNESConfig, {"population_size": 1}, "population_size"),
-    (strategies.XNESConfig, {"shape_learning_rate": -1.0}, "shape_learning_rate"),
-    (strategies.XNESConfig, {"population_size": 1}, "population_size"),
-    (strategies.CMAESConfig, {"sigma": -0.5}, "sigma"),
-    (strategies.CMAESConfig, {"population_size": 1}, "population_size"),
-    (strategies.SepCMAESConfig, {"population_size": 0}, "population_size"),
-    (strategies.PGPEConfig, {"center_learning_rate": -0.01}, "center_learning_rate"),
-    (strategies.PGPEConfig, {"max_sigma_change": 1.5}, "max_sigma_change"),
-    (strategies.PGPEConfig, {"population_size": 7}, "population_size"),
-    (strategies.ARSConfig, {"learning_rate": -0.02}, "learning_rate"),
-    (strategies.ARSConfig, {"num_directions": 0}, "num_directions"),
-    (strategies.ARSConfig, {"num_directions": 4, "top_directions": 5}, "top_directions"),
-    (strategies.MirroredESConfig, {"learning_rate": -1.0}, "learning_rate"),
-    (strategies.MirroredESConfig, {"population_size": 5}, "population_size"),
-    (strategies.MirroredESConfig, {"variant": "gradient", "sequential": True}, "sequential"),
-    (strategies.MirroredESConfig, {"sequential": True, "num_offspring": 6, "population_size": 4},
-     "num_offspring"),
+# ---------------------------------------------------------------- options
+def test_signature_lists_exactly_the_declared_options():
+    # The signature is written from the Config, so help(), IDEs and the run-file keys agree.
+    for name in STRATEGIES.names():
+        cls = STRATEGIES.get(name)
+        params = inspect.signature(cls).parameters
+        options = [p for p in params if p not in ("num_params", "seed", "x0", "noise")]
+        assert sorted(options) == sorted(option_names(cls.config_class)), name
+        for option in options:
+            field = cls.config_class.model_fields[option]
+            assert params[option].default == field.get_default(call_default_factory=True)
+        assert f"Options (declared by :class:`{cls.config_class.__name__}`" in cls.__doc__
+
+
+def test_positional_options_keep_their_order():
+    a = SNES(4, 6, 0.3, noise=SUITE_NOISE)
+    assert (a.population_size, a.sigma[0]) == (6, 0.3)
+    b = ARS(4, 8, 0.05, 0.2, noise=SUITE_NOISE)
+    assert (b.population_size, b.learning_rate, b.sigma) == (8, 0.05, 0.2)
+    with pytest.raises(ConfigError, match="'sigma' both by position and by name"):
+        CMAES(4, 6, 0.3, sigma=0.2)
+
+
+def _run_config(strategy: dict, num_params: int = 4) -> dict:
+    return {
+        "strategy": strategy,
+        "task": {"kind": "function", "name": "sphere", "num_params": num_params},
+        "noise": {"size": 4096},
+        "budget": {"generations": 1},
+    }
+
+
+def _refused_both_ways(cls, values: dict, match: str, num_params: int = 4) -> None:
+    """The same rule refuses the same value, in the same words, from Python and a run file."""
+    with pytest.raises(ConfigError, match=match):
+        cls(num_params=num_params, noise=SUITE_NOISE, **values)
+    with pytest.raises(ConfigError, match=match):
+        cfg = config_from_dict(_run_config({"kind": cls.name, **values}, num_params))
+        cfg.build().close()
+
+
+_GT0 = "Input should be greater than 0; got "
+_EVEN = r"population_size must be even \(candidates come in mirrored pairs\); got "
+
+#: (strategy, options, what the error must say: the field, the rule and the value)
+BAD_VALUES = [
+    (SNES, {"center_learning_rate": -0.1}, "center_learning_rate: " + _GT0 + "-0.1"),
+    (SNES, {"sigma_learning_rate": 0.0}, "sigma_learning_rate: " + _GT0 + "0.0"),
+    (SNES, {"population_size": 1}, "population_size: .* greater than or equal to 2; got 1"),
+    (SNES, {"sigma": True}, "sigma: Input should be a number; got True"),
+    (XNES, {"shape_learning_rate": -1.0}, "shape_learning_rate: " + _GT0 + "-1.0"),
+    (XNES, {"sigma": 0.0}, "sigma: " + _GT0 + "0.0"),
+    (XNES, {"max_factor_bytes": 4}, "max_factor_bytes: .* greater than or equal to 8; got 4"),
+    (CMAES, {"sigma": -0.5}, "sigma: " + _GT0 + "-0.5"),
+    (CMAES, {"sigma": float("nan")}, "sigma: Input should be a finite number; got nan"),
+    (CMAES, {"population_size": 1}, "population_size: .* greater than or equal to 2; got 1"),
+    (CMAES, {"active": "yes"}, "active: Input should be true or false; got 'yes'"),
+    (SepCMAES, {"population_size": 0}, "population_size: .* greater than or equal to 2; got 0"),
+    (PGPE, {"center_learning_rate": -0.01}, "center_learning_rate: " + _GT0 + "-0.01"),
+    (PGPE, {"max_sigma_change": 1.5}, "max_sigma_change: Input should be less than 1; got 1.5"),
+    (PGPE, {"max_sigma_change": 1.0}, "max_sigma_change: Input should be less than 1; got 1.0"),
+    (PGPE, {"population_size": 7}, _EVEN + "7"),
+    (PGPE, {"population_size": "32"}, "population_size: Input should be an integer; got '32'"),
+    (PGPE, {"optimizer": "adma"}, "optimizer: Input should be 'sgd', 'momentum', .*; got 'adma'"),
+    (PGPE, {"optimizer_options": {"momentum": 1.5}},
+     "optimizer_options.momentum: Input should be less than 1; got 1.5"),
+    (OpenAIES, {"optimizer_options": {"betta1": 0.9}},
+     "optimizer_options.betta1: unknown key .*; did you mean 'beta1'"),
+    (OpenAIES, {"optimizer": "sgd", "optimizer_options": {"momentum": 0.9}},
+     "optimizer_options.momentum: unknown key .*'sgd' optimizer has no settings"),
+    (PGPE, {"shaping": "ranks"}, "shaping: Input should be 'centered_ranks', .*; got 'ranks'"),
+    (ARS, {"learning_rate": -0.02}, "learning_rate: " + _GT0 + "-0.02"),
+    (ARS, {"population_size": 9}, _EVEN + "9"),
+    (ARS, {"top_directions": 0}, "top_directions: .* greater than or equal to 1; got 0"),
+    (ARS, {"population_size": 8, "top_directions": 5},
+     r"top_directions must be <= the number of directions \(population_size / 2 = 4\); got 5"),
+    (ARS, {"version": "v3"}, "version must be 'v1' or 'v2' .*; got 'v3'"),
+    (MirroredES, {"learning_rate": -1.0}, "learning_rate: " + _GT0 + "-1.0"),
+    (MirroredES, {"population_size": 5}, _EVEN + "5"),
+    (MirroredES, {"variant": "plus"}, "variant: Input should be 'comma' or 'gradient'; got 'plus'"),
+    (MirroredES, {"variant": "gradient", "sequential": True},
+     "sequential selection needs variant='comma'; got 'gradient'"),
+    (MirroredES, {"sequential": True, "num_offspring": 6, "population_size": 4},
+     "num_offspring must be even and a multiple of population_size=4 .*; got 6"),
+    (MirroredES, {"sequential": True, "population_size": 3},
+     "num_offspring must be even and a multiple of population_size=3 .*; got 4"),
+    (MirroredES, {"num_offspring": 4}, "num_offspring is only used with sequential=true .*got 4"),
+    (OpenAIES, {"population_size": 7}, _EVEN + "7"),
+    (OpenAIES, {"weight_decay": -0.1}, "weight_decay: .* greater than or equal to 0; got -0.1"),
 ]
 
 
-@pytest.mark.parametrize("config_class,values,field", BAD_CONFIG_VALUES)
-def test_configs_reject_values_that_cannot_work(config_class, values, field):
-    with pytest.raises(ValidationError) as info:
-        config_class(**values)
-    text = str(info.value)
-    assert field in text
-    assert any(str(v) in text for v in values.values()), text
-
-
-BAD_CONSTRUCTOR_VALUES = [
-    (SNES, {"center_learning_rate": -1.0}, "center_learning_rate"),
-    (XNES, {"sigma": 0.0}, "sigma"),
-    (CMAES, {"sigma": float("nan")}, "sigma"),
-    (PGPE, {"max_sigma_change": 1.0}, "max_sigma_change"),
-    (PGPE, {"population_size": 9}, "population_size"),
-    (ARS, {"population_size": 8, "top_directions": 5}, "top_directions"),
-    (ARS, {"version": "v3"}, "version"),
-    (MirroredES, {"variant": "plus"}, "variant"),
-    (MirroredES, {"sequential": True, "population_size": 3}, "num_offspring"),
-    (MirroredES, {"num_offspring": 4}, "num_offspring"),
-]
-
-
-@pytest.mark.parametrize("cls,kwargs,field", BAD_CONSTRUCTOR_VALUES)
-def test_constructors_reject_values_that_cannot_work(cls, kwargs, field):
-    with pytest.raises(ConfigError, match=field):
-        cls(num_params=4, noise=SUITE_NOISE, **kwargs)
+@pytest.mark.parametrize("cls,values,match", BAD_VALUES,
+                         ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_bad_values_are_refused_by_one_rule_from_python_and_run_files(cls, values, match):
+    _refused_both_ways(cls, values, match)
 
 
 @pytest.mark.parametrize("cls", [XNES, CMAES])
@@ -134,9 +179,65 @@ def test_full_covariance_refuses_a_factor_too_large_for_memory(cls):
     message = str(info.value)
     assert "num_params" in message and "<= 5792" in message and "6000" in message
     assert "max_factor_bytes" in message
-    with pytest.raises(ConfigError, match="num_params' must be <= 99"):
-        cls(num_params=100, max_factor_bytes=8 * 99 * 99, noise=SUITE_NOISE)
+    _refused_both_ways(
+        cls, {"max_factor_bytes": 8 * 99 * 99}, "num_params must be <= 99 .*; got 100",
+        num_params=100,
+    )
     cls(num_params=99, max_factor_bytes=8 * 99 * 99, noise=SUITE_NOISE)  # at the limit: fine
+
+
+def test_constructor_only_arguments_are_validated_too():
+    with pytest.raises(ConfigError, match="num_params: .* greater than or equal to 1; got 0"):
+        SNES(num_params=0)
+    with pytest.raises(ConfigError, match="num_params: Input should be an integer; got 2.0"):
+        CMAES(num_params=2.0)
+    with pytest.raises(ConfigError, match="seed: .* greater than or equal to 0; got -1"):
+        PGPE(num_params=3, seed=-1)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES.names()))
+def test_a_typo_is_refused_with_the_option_it_resembles(name):
+    cls = STRATEGIES.get(name)
+    _refused_both_ways(cls, {"sgima": 0.1}, "sgima: unknown key .*did you mean 'sigma'")
+
+
+def test_ars_reads_the_retired_keys_of_older_files():
+    with pytest.warns(DeprecationWarning, match="num_directions"):
+        es = ARS(num_params=3, num_directions=4, top_directions=2, noise=SUITE_NOISE)
+    assert (es.population_size, es.num_directions, es.top_directions) == (8, 4, 2)
+    with pytest.warns(DeprecationWarning) as caught:
+        cfg = config_from_dict(_run_config({"kind": "ars", "num_directions": 4, "version": "v2"}))
+    assert any("'version' is ignored" in str(w.message) for w in caught)
+    assert cfg.strategy.population_size == 8 and "version" not in cfg.strategy.options()
+    with pytest.raises(ConfigError, match="population_size or num_directions"):
+        ARS(num_params=3, num_directions=4, population_size=8)
+
+
+def test_an_ars_run_written_with_the_retired_keys_resumes(tmp_path):
+    import json
+
+    from asktell.runner import resume, run
+
+    config = {**_run_config({"kind": "ars", "population_size": 8, "top_directions": 2}),
+              "seed": 3, "budget": {"generations": 6},
+              "output": {"log_format": "none", "checkpoint_every": 2}}
+    straight = run(config, out=tmp_path / "straight")
+    run({**config, "budget": {"generations": 4}}, out=tmp_path / "old")
+    # Rewrite the run directory as the previous release wrote it (num_directions, version).
+    old = tmp_path / "old"
+    toml = (old / "config.toml").read_text()
+    assert "population_size = 8" in toml
+    (old / "config.toml").write_text(
+        toml.replace("population_size = 8", 'num_directions = 4\nversion = "v1"'))
+    for meta in old.glob("**/gen-*.json"):
+        data = json.loads(meta.read_text())
+        strategy = data["config"]["strategy"]
+        del strategy["population_size"]
+        strategy.update(num_directions=4, version="v1")
+        meta.write_text(json.dumps(data))
+    with pytest.warns(DeprecationWarning):
+        resumed = resume(old, overrides=["budget.generations=6"])
+    assert resumed.center.tobytes() == straight.center.tobytes()
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -361,10 +462,8 @@ def test_ars_top_direction_step():
     assert np.allclose(step, expected, rtol=1e-6)
 
 
-def test_ars_equal_returns_do_not_move_and_v2_asks_for_normalisation():
-    es = ARS(num_params=3, noise=SUITE_NOISE, version="v2")
-    assert es.observation_normalization
-    assert not ARS(num_params=3, noise=SUITE_NOISE).observation_normalization
+def test_ars_equal_returns_do_not_move():
+    es = ARS(num_params=3, noise=SUITE_NOISE)
     es.ask()
     es.tell(np.ones(es.population_size))
     assert np.array_equal(es.center, np.zeros(3))
@@ -398,7 +497,7 @@ RUNNER_STRATEGIES = [
     {"kind": "mirrored_es", "sigma": 0.5, "sequential": True},
     {"kind": "mirrored_es", "sigma": 0.1, "variant": "gradient"},
     {"kind": "pgpe", "population_size": 8},
-    {"kind": "ars", "num_directions": 4, "top_directions": 2},
+    {"kind": "ars", "population_size": 8, "top_directions": 2},
 ]
 
 

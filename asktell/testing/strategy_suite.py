@@ -44,7 +44,7 @@ def make(cls: type, num_params: int = 5, population_size: int | None = None, **k
     options.setdefault("seed", 0)
     return cls(
         num_params=num_params,
-        population_size=population_size or _pop(cls),
+        population_size=_pop(cls) if population_size is None else population_size,
         **options,
     )
 

@@ -1,0 +1,143 @@
+"""Option declarations shared by several strategies: each is declared here once and the
+strategies' Config models inherit it.
+
+* :class:`PairedConfig`: the rule that mirrored pairs need an even population.
+* :class:`SelfAdaptingConfig`: the automatic population and initial ``sigma`` of the
+  strategies that adapt their step sizes from the papers' defaults (NES, CMA-ES).
+* :class:`GradientConfig`: fitness shaping and the optimiser settings of the strategies
+  that step the centre along a gradient estimate (OpenAI-ES, PGPE).
+* :class:`FactorMemoryConfig`: the memory cap of the full-covariance strategies (xNES,
+  CMA-ES), one rule with one message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError, ValidationInfo, model_validator
+
+from asktell.config_base import Float, Int, format_validation_error, option_names
+from asktell.optim import OPTIMIZERS, Optimizer
+from asktell.shaping import ShapingChoice
+
+from ._base import StrategyConfig
+from ._common import max_dim_for_bytes
+
+__all__ = [
+    "PairedConfig",
+    "SelfAdaptingConfig",
+    "GradientConfig",
+    "FactorMemoryConfig",
+    "DEFAULT_MAX_FACTOR_BYTES",
+]
+
+#: Default memory cap of one ``num_params x num_params`` float64 matrix (256 MiB, i.e.
+#: ``num_params <= 5792``). Full-covariance strategies hold a few such matrices and ship
+#: one to evaluators every generation; their cost per generation grows as ``num_params**3``.
+DEFAULT_MAX_FACTOR_BYTES = 1 << 28
+
+
+class PairedConfig(StrategyConfig):
+    """Options of a strategy that samples mirrored pairs ``(+eps, -eps)``."""
+
+    def _in_pairs(self) -> bool:
+        """Whether this configuration samples mirrored pairs (a subclass may say when not)."""
+        return True
+
+    @model_validator(mode="after")
+    def _even_population(self) -> Any:
+        """`population_size` must be even when candidates come in mirrored pairs (always for
+        PGPE and ARS; OpenAI-ES with `antithetic = true`; mirrored ES without `sequential`)."""
+        size = getattr(self, "population_size", None)
+        if size is not None and size % 2 and self._in_pairs():
+            raise ValueError(
+                f"population_size must be even (candidates come in mirrored pairs); got {size}"
+            )
+        return self
+
+
+class SelfAdaptingConfig(StrategyConfig):
+    """Options of the strategies that adapt their step sizes with the papers' defaults."""
+
+    population_size: Int | None = Field(
+        None,
+        ge=2,
+        description="lambda, candidates per generation; default (null) "
+        "4 + floor(3 ln num_params), the rule of NES and CMA-ES.",
+    )
+    sigma: Float = Field(
+        0.1,
+        gt=0,
+        description="Initial step size (standard deviation of the search distribution); "
+        "about a quarter of the distance to search.",
+    )
+
+
+class GradientConfig(StrategyConfig):
+    """Options of a strategy that moves its centre with an optimiser (declared by the
+    subclass as ``optimizer``, with its own default) along a shaped gradient estimate."""
+
+    shaping: ShapingChoice = Field("centered_ranks", description="Fitness shaping of the returns.")
+    optimizer_options: dict[str, Float] = Field(
+        default_factory=dict,
+        description="Settings of the optimizer beyond its learning rate, e.g. {beta1 = 0.9} "
+        "(adam: beta1, beta2, epsilon; momentum: momentum; clipup: momentum, max_speed).",
+    )
+
+    @model_validator(mode="after")
+    def _optimizer_options_fit(self) -> Any:
+        """`optimizer_options` must be settings of the chosen `optimizer`, within its rules
+        (see asktell.optim: `AdamOptions`, `MomentumOptions`, `ClipUpOptions`; sgd has none)."""
+        choice = self.optimizer  # type: ignore[attr-defined]
+        if isinstance(choice, Optimizer):
+            if self.optimizer_options:
+                raise ValueError(
+                    "optimizer_options configure an optimizer given by name; an Optimizer "
+                    f"instance comes configured (got {sorted(self.optimizer_options)})"
+                )
+            return self
+        options_class = OPTIMIZERS[choice].config_class
+        known = option_names(options_class)
+        try:
+            options_class.model_validate(self.optimizer_options)
+        except ValidationError as exc:
+            text = format_validation_error(
+                exc,
+                "",
+                location=lambda loc, _: "optimizer_options." + ".".join(map(str, loc)),
+                known_keys=lambda loc: known if not loc else [],
+            )
+            problems = [line.strip() for line in text.splitlines()[1:]]
+            if not known:
+                problems.append(f"the {choice!r} optimizer has no settings")
+            raise ValueError("; ".join(problems)) from None
+        return self
+
+
+class FactorMemoryConfig(StrategyConfig):
+    """Options of a strategy that holds ``num_params x num_params`` float64 matrices."""
+
+    max_factor_bytes: Int = Field(
+        DEFAULT_MAX_FACTOR_BYTES,
+        ge=8,
+        description="Largest num_params x num_params float64 matrix allowed, in bytes "
+        "(the default allows num_params <= 5792).",
+    )
+
+    @model_validator(mode="after")
+    def _factor_fits(self, info: ValidationInfo) -> Any:
+        """One float64 `num_params x num_params` matrix, `8 * num_params**2` bytes, must fit
+        in `max_factor_bytes` (checked when the strategy is built for the task's
+        `num_params`); SNES, sep-CMA-ES and PGPE need memory linear in `num_params`."""
+        num_params = (info.context or {}).get("num_params")
+        limit = max_dim_for_bytes(self.max_factor_bytes)
+        if num_params is not None and num_params > limit:
+            need = 8 * num_params * num_params
+            raise ValueError(
+                f"num_params must be <= {limit} so that a num_params x num_params float64 "
+                f"matrix (8 * num_params**2 bytes) fits in max_factor_bytes="
+                f"{self.max_factor_bytes}; got {num_params} ({need / 2**20:.0f} MiB). "
+                "Use SNES, SepCMAES or PGPE (memory linear in num_params) for large problems, "
+                "or raise max_factor_bytes"
+            )
+        return self
