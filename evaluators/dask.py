@@ -5,24 +5,13 @@ Dask (``distributed``) is the distributed engine; asktell writes no scheduler of
 process per core); ``DaskEvaluator(task, address="tcp://host:8786")`` or
 ``DaskEvaluator(task, client=client)`` runs the same code on any cluster.
 
-How a generation travels (Salimans et al. 2017: ship seeds, not parameter vectors):
-
-* The :class:`~asktell.distribution.Distribution` is submitted once per generation as the
-  result of a tiny identity task, and the chunks depend on it. It is *not* scattered: a
-  scattered object has no recipe, so it is lost with the last worker holding it and every
-  chunk depending on it fails; a task result is recomputed by the scheduler from the task's
-  arguments, which it keeps while we hold the future (``tests/test_dask.py`` kills the only
-  worker holding it and gets identical returns).
-* The task travels the same way, once per evaluator (again only for a new task object):
-  per-generation facts travel in ``Distribution.context``. Each worker *thread* unpickles
-  it once and reuses it across generations, so tasks that keep environments open never
-  share them between threads.
-* The seeds are cut into ``chunks_per_worker`` chunks per worker thread, at even offsets
-  (mirrored pairs stay together); each chunk runs
-  :func:`asktell.evaluators._common.evaluate_chunk`, the very function
-  :class:`~asktell.evaluators.SerialEvaluator` runs, so returns are bitwise identical.
-* The noise table is built once per worker process (the per-process cache of
-  :mod:`asktell.noise`) and reused by every later chunk and generation.
+How a generation travels (Salimans et al. 2017: ship seeds, not parameter vectors; the
+reasons are in ``docs/dask.md``): the distribution once per generation and the task once per
+evaluator, each as the result of a tiny identity task (never scattered: a task result is
+recomputed when its holder dies); the seeds in ``chunks_per_worker`` chunks per worker
+thread, each run by :func:`asktell.evaluators._common.evaluate_chunk`, the very function
+:class:`~asktell.evaluators.SerialEvaluator` runs, so returns are bitwise identical; the
+noise table once per worker process.
 
 Faults and the policy for each are described on :class:`DaskEvaluator` and in
 ``docs/dask.md``.
@@ -43,16 +32,13 @@ This module holds the options (:class:`DaskEvaluatorConfig`, their one declarati
 composes the pieces through their public methods.
 """
 
-
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, model_validator
 
 from asktell._extras import require
 from asktell.config_base import Float, Int, PluginConfig, collect_options, declare_options
@@ -62,7 +48,7 @@ from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
 from ._common import assemble
-from ._dask_link import ClusterLink, SchedulerLost
+from ._dask_link import ClusterLink, Dashboard, DaskClient, DaskSecurity, SchedulerLost
 from ._dask_round import GenerationRound, chunk_bounds
 
 __all__ = ["DaskEvaluator", "DaskEvaluatorConfig", "auto_chunks", "chunk_bounds"]
@@ -85,45 +71,6 @@ def auto_chunks(compute_seconds: float, threads: int) -> int:
 
 # --------------------------------------------------------------------------- options
 
-
-def _distributed_object(class_name: str) -> BeforeValidator:
-    """A live ``distributed.<class_name>`` (Python only); distributed imported when one is given."""
-
-    def check(value: Any) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, getattr(require("distributed", "DaskEvaluator"), class_name)):
-            raise PydanticCustomError(
-                "distributed_object", "Input should be a distributed.{name}", {"name": class_name}
-            )
-        return value
-
-    return BeforeValidator(check)
-
-
-#: An existing ``distributed.Client`` (Python only; a run file names its ``address``).
-DaskClient = Annotated[
-    Any,
-    _distributed_object("Client"),
-    WithJsonSchema({"description": "a distributed.Client (Python only)"}),
-]
-#: A ``distributed.Security`` (Python only; a run file gives the ``tls_*`` files).
-DaskSecurity = Annotated[
-    Any,
-    _distributed_object("Security"),
-    WithJsonSchema({"description": "a distributed.Security (Python only)"}),
-]
-
-def _dashboard(value: Any) -> Any:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, str) and re.fullmatch(r"[^\s:]*:\d+", value):
-        return value
-    raise PydanticCustomError("dashboard", "Input should be true, false or a 'host:port' address")
-
-
-#: The embedded cluster's dashboard: on (at 127.0.0.1:8787), off, or at ``host:port``.
-Dashboard = Annotated[bool | str, BeforeValidator(_dashboard)]
 
 #: Options that configure the embedded cluster, with the value meaning "not given".
 _EMBEDDED_ONLY = {
