@@ -56,7 +56,7 @@ __all__ = ["DaskEvaluator", "DaskEvaluatorConfig", "auto_chunks", "chunk_bounds"
 
 #: ``chunks_per_worker="auto"``: chunks per worker thread are chosen from the previous
 #: generation's compute time, so that each chunk holds at least this much work (Dask's
-#: cost per task, about 1.5 ms here, is then about 3% of it) ...
+#: cost per task, measured in docs/dask.md, is then a few percent of it) ...
 AUTO_CHUNK_SECONDS = 0.05
 #: ... and at most this many chunks per thread (enough to balance uneven rollouts; the
 #: first generation, with nothing measured yet, uses it).
