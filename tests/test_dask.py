@@ -331,13 +331,13 @@ def test_task_is_shipped_once_and_again_only_for_a_new_task(client):
     task = FunctionTask(Scaled(1.0))
     with DaskEvaluator(task, client=client) as ev:
         ev.evaluate(dist, seeds)
-        key = ev._task_future.key
+        key = ev.link.task_future.key
         task.f.factor = 2.0  # runner-side state; evaluations depend on context only
         ev.evaluate(dist.replace(generation=dist.generation + 1), seeds)
-        assert ev._task_future.key == key
+        assert ev.link.task_future.key == key
         ev.task = FunctionTask(Scaled(3.0))
         got = ev.evaluate(dist, seeds)
-        assert ev._task_future.key != key
+        assert ev.link.task_future.key != key
     assert np.array_equal(got.returns, _serial(FunctionTask(Scaled(3.0)), dist, seeds).returns)
 
 
@@ -584,20 +584,34 @@ def test_unreachable_scheduler_is_a_clear_error():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"retries": -1}, "'retries' must be an int >= 0; got -1"),
-        ({"on_failure": "ignore"}, "'on_failure' must be one of"),
-        ({"chunks_per_worker": 0}, "'chunks_per_worker' must be 'auto' or an int >= 1; got 0"),
-        ({"chunks_per_worker": "many"}, "'chunks_per_worker' must be 'auto' or an int >= 1; got 'many'"),
-        ({"deadline_seconds": 0}, "'deadline_seconds' must be a finite number"),
-        ({"num_workers": 0}, "'num_workers' must be an int >= 1"),
-        ({"client": object()}, "'client' must be a distributed.Client"),
-        ({"address": "tcp://x:1", "num_workers": 2}, "'num_workers' applies only to the embedded"),
+        ({"retries": -1}, "retries: Input should be greater than or equal to 0; got -1"),
+        ({"retries": True}, "retries: Input should be an integer; got True"),
+        ({"on_failure": "ignore"}, "on_failure: Input should be 'raise' or 'mark'; got 'ignore'"),
+        ({"chunks_per_worker": 0}, "chunks_per_worker: Input should be greater than or equal to 1; got 0"),
+        ({"chunks_per_worker": "many"}, "chunks_per_worker: Input should be 'auto'; got 'many'"),
+        ({"deadline_seconds": 0}, "deadline_seconds: Input should be greater than 0; got 0"),
+        ({"worker_timeout": float("inf")}, "worker_timeout: Input should be a finite number; got inf"),
+        ({"num_workers": 0}, "num_workers: Input should be greater than or equal to 1; got 0"),
+        ({"dashboard": "yes"}, "dashboard: Input should be true, false or a 'host:port' address; got 'yes'"),
+        ({"client": object()}, "client: Input should be a distributed.Client; got <object"),
+        (
+            {"address": "tcp://x:1", "num_workers": 2},
+            "'num_workers' applies only to the embedded cluster, not to the cluster at 'tcp://x:1'",
+        ),
         ({"address": "tcp://x:1", "client": "c"}, "a 'client' or an 'address', not both"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ConfigError, match=re.escape(match)):
         DaskEvaluator(FunctionTask(first_coordinate), **kwargs)
+
+
+def test_embedded_only_options_are_refused_with_a_given_client(client):
+    with pytest.raises(ConfigError, match=re.escape(
+        "'threads_per_worker', 'allowed_failures' apply only to the embedded cluster, not to "
+        "the given client's cluster"
+    )):
+        DaskEvaluator(FunctionTask(first_coordinate), client, threads_per_worker=2, allowed_failures=0)
 
 
 def test_without_distributed_the_error_gives_the_install_command(monkeypatch):
@@ -611,10 +625,16 @@ def test_config_is_registered_validated_and_builds(client):
     assert DaskEvaluator.config_class is DaskEvaluatorConfig
     for name, field in DaskEvaluatorConfig.model_fields.items():
         assert name == "kind" or field.description, name
-    with pytest.raises(ValueError, match="num_workers only apply to the embedded cluster"):
+    with pytest.raises(ValueError, match=re.escape(
+        "'num_workers' applies only to the embedded cluster, not to the cluster at 'tcp://h:8786'"
+    )):
         DaskEvaluatorConfig(address="tcp://h:8786", num_workers=4)
     with pytest.raises(ValueError, match="must be given together"):
         DaskEvaluatorConfig(tls_ca_file="ca.pem")
+    files = {"tls_ca_file": "ca.pem", "tls_cert": "c.pem", "tls_key": "k.pem"}
+    with pytest.raises(ValueError, match="tls_\\* files or a 'security', not both"):
+        DaskEvaluatorConfig(**files, security=distributed.Security())
+    assert "client" not in DaskEvaluatorConfig().model_dump()  # Python only: not in run files
     with pytest.raises(ValueError, match="deadline_seconds"):
         DaskEvaluatorConfig(deadline_seconds=-1)
     with pytest.raises(ValueError, match="extra"):

@@ -1,0 +1,395 @@
+"""The Dask evaluator's link to its cluster: start or reach it, watch it, ship the task, close.
+
+Import direction (see :mod:`asktell.evaluators._dask_worker`)::
+
+    dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
+
+:class:`ClusterLink` owns the ``distributed.Client``: it starts an embedded ``LocalCluster``
+on loopback or connects to an address (or adopts a given client), answers the round's
+questions about the scheduler within ``scheduler_timeout`` (never a hang), ships the task
+once, and closes what it started. Every call into ``distributed``'s own private coroutines
+(``_wait``, ``_gather``, ``_cancel``, to bound them by a timeout) lives here. The types of
+what it accepts (a live client, a security object, the dashboard setting) are declared here
+too, as field types of :class:`~asktell.evaluators.dask.DaskEvaluatorConfig`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+import time
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BeforeValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from asktell._extras import require
+from asktell.errors import ConfigError, EvaluationError
+from asktell.protocol import Task
+
+from ._dask_worker import identity
+
+__all__ = [
+    "ClusterLink",
+    "ClusterWatch",
+    "SchedulerLost",
+    "describe",
+    "GATHER_SECONDS",
+    "DaskClient",
+    "DaskSecurity",
+    "Dashboard",
+]
+
+# How long the cached thread count is trusted before it is asked for again.
+_THREADS_TTL = 2.0
+# An embedded cluster short of workers this long is topped up again (see heal_cluster).
+_HEAL_SECONDS = 5.0
+#: One attempt to fetch finished results. Results are small; a fetch that takes longer met a
+#: holder that died meanwhile (distributed retries a refused connection for its whole
+#: connect timeout, 30 s by default), so give up and try again once Dask knows.
+GATHER_SECONDS = 10.0
+
+
+# -- what a link accepts (field types of DaskEvaluatorConfig) ---------------------------
+
+
+def _distributed_object(class_name: str) -> BeforeValidator:
+    """A live ``distributed.<class_name>`` (Python only); distributed imported when one is given."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, getattr(require("distributed", "DaskEvaluator"), class_name)):
+            raise PydanticCustomError(
+                "distributed_object", "Input should be a distributed.{name}", {"name": class_name}
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+#: An existing ``distributed.Client`` (Python only; a run file names its ``address``).
+DaskClient = Annotated[
+    Any,
+    _distributed_object("Client"),
+    WithJsonSchema({"description": "a distributed.Client (Python only)"}),
+]
+#: A ``distributed.Security`` (Python only; a run file gives the ``tls_*`` files).
+DaskSecurity = Annotated[
+    Any,
+    _distributed_object("Security"),
+    WithJsonSchema({"description": "a distributed.Security (Python only)"}),
+]
+
+
+def _dashboard(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and re.fullmatch(r"[^\s:]*:\d+", value):
+        return value
+    raise PydanticCustomError("dashboard", "Input should be true, false or a 'host:port' address")
+
+
+#: The embedded cluster's dashboard: on (at 127.0.0.1:8787), off, or at ``host:port``.
+Dashboard = Annotated[bool | str, BeforeValidator(_dashboard)]
+
+
+# -- the link ---------------------------------------------------------------------------
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class SchedulerLost(Exception):
+    """Internal: the scheduler stopped answering or the connection closed."""
+
+
+def heal_cluster(cluster: Any, num_workers: int) -> None:
+    """Give an embedded cluster back its configured workers (runs on the cluster's loop).
+
+    A worker killed while its nanny is still restarting it can leave that nanny without a
+    process for good, or gone (a race in distributed, met when a candidate kills every
+    worker it touches). Such nannies are dropped from the cluster's spec and ``scale``
+    starts fresh ones; for a healthy cluster this is a no-op.
+    """
+    for name, nanny in list(cluster.workers.items()):
+        process = getattr(nanny, "process", None)
+        if process is None or not process.is_alive():
+            cluster.worker_spec.pop(name, None)
+    cluster.scale(num_workers)
+
+
+def _dashboard_address(dashboard: bool | str) -> str | None:
+    if dashboard is True:
+        return "127.0.0.1:8787"
+    return dashboard if isinstance(dashboard, str) else None
+
+
+class ClusterLink:
+    """One evaluator's connection to a Dask cluster (validated options come in by keyword).
+
+    ``client`` given: used as is and left open by :meth:`close`. Else ``address`` given:
+    a client connected to it. Neither: an embedded ``LocalCluster`` of ``num_workers``
+    worker processes (default: one per core) bound to ``127.0.0.1``, closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Any = None,
+        address: str | None = None,
+        num_workers: int | None = None,
+        threads_per_worker: int = 1,
+        dashboard: bool | str = False,
+        allowed_failures: int | None = None,
+        security: Any = None,
+        connect_timeout: float = 30.0,
+        scheduler_timeout: float = 30.0,
+        worker_timeout: float | None = 300.0,
+    ):
+        self.distributed = require("distributed", "DaskEvaluator")
+        self.connect_timeout = connect_timeout
+        self.scheduler_timeout = scheduler_timeout
+        self.worker_timeout = worker_timeout
+        self.dashboard = dashboard is not False
+        self.cluster: Any = None
+        self.num_workers = num_workers
+        self.owns_client = client is None
+        #: The future holding the shipped task (see :meth:`ship_task`).
+        self.task_future: Any = None
+        self._task_shipped: Any = None
+        self._task_ships = 0
+        self._threads = 0
+        self._threads_at = -np.inf
+        if client is None and address is None:
+            if num_workers is None:
+                from dask.system import CPU_COUNT  # cores this process may use (cgroups too)
+
+                self.num_workers = max(1, CPU_COUNT // threads_per_worker)
+            self.cluster = self._start_cluster(
+                threads_per_worker, _dashboard_address(dashboard), allowed_failures, security
+            )
+            address = self.cluster.scheduler_address
+        if client is None:
+            client = self._connect(address, security)
+        self.client = client
+        self.address = client.scheduler.address if address is None else address
+
+    # -- start, connect, close ----------------------------------------------------------
+
+    def _start_cluster(self, threads, dashboard_address, allowed_failures, security):
+        import dask
+
+        overrides = {}
+        if allowed_failures is not None:
+            overrides["distributed.scheduler.allowed-failures"] = allowed_failures
+        kwargs: dict[str, Any] = {}
+        if security is not None:
+            kwargs["security"] = security
+            kwargs["protocol"] = "tls://"
+        try:
+            with dask.config.set(overrides):
+                return self.distributed.LocalCluster(
+                    n_workers=self.num_workers,
+                    threads_per_worker=threads,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=dashboard_address,
+                    # The scheduler always serves a small HTTP API (health, metrics); keep it
+                    # on loopback at a free port instead of fighting over 8787.
+                    scheduler_kwargs=(
+                        {} if dashboard_address else {"dashboard_address": "127.0.0.1:0"}
+                    ),
+                    **kwargs,
+                )
+        except Exception as exc:  # noqa: BLE001 - re-raised with the likely cause
+            raise EvaluationError(
+                f"DaskEvaluator could not start its embedded LocalCluster ({self.num_workers} "
+                f"workers): {describe(exc)}. Workers are spawned processes, so a script must "
+                'create the evaluator under `if __name__ == "__main__":`'
+            ) from exc
+
+    def _connect(self, address: str, security: Any):
+        kwargs: dict[str, Any] = {}
+        if security is not None:
+            kwargs["security"] = security
+        try:
+            # An embedded cluster is passed as itself: the client then shares the
+            # scheduler's event loop thread (one thread fewer contending for the GIL, a
+            # millisecond or two less per round trip).
+            target = self.cluster if self.cluster is not None else address
+            return self.distributed.Client(
+                target, timeout=self.connect_timeout, set_as_default=False, **kwargs
+            )
+        except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, comm errors
+            if self.cluster is not None:
+                self.cluster.close()
+            raise EvaluationError(
+                f"DaskEvaluator could not reach the Dask scheduler at {address!r} within "
+                f"connect_timeout={self.connect_timeout:g} s: {describe(exc)}"
+            ) from exc
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The dashboard's URL (``None`` for an embedded cluster started without one)."""
+        if self.cluster is not None and not self.dashboard:
+            return None
+        try:
+            return self.client.dashboard_link
+        except Exception:  # noqa: BLE001 - no dashboard
+            return None
+
+    def close(self) -> None:
+        """Drop the shipped task; close the client and cluster this link started."""
+        self.task_future = self._task_shipped = None
+        if self.owns_client:
+            try:
+                self.client.close(timeout=self.connect_timeout)
+            except Exception:  # noqa: BLE001 - a lost scheduler must not block closing
+                pass
+        if self.cluster is not None:
+            try:
+                self.cluster.close(timeout=self.connect_timeout)
+            except Exception:  # noqa: BLE001
+                pass
+
+    # -- questions to the scheduler, each bounded ---------------------------------------
+
+    def ensure_running(self) -> None:
+        if self.client.status != "running":
+            raise SchedulerLost(f"the client is {self.client.status!r}")
+
+    def identity(self) -> dict:
+        """Ask the scheduler about itself, within ``scheduler_timeout``."""
+        self.ensure_running()
+        try:
+            return self.client.sync(
+                self.client.scheduler.identity,
+                n_workers=0,
+                callback_timeout=self.scheduler_timeout,
+            )
+        except Exception as exc:  # noqa: BLE001 - timeout, closed comm, OSError
+            raise SchedulerLost(
+                f"no answer within scheduler_timeout={self.scheduler_timeout:g} s: "
+                f"{describe(exc)}"
+            ) from None
+
+    def num_threads(self) -> int:
+        """Worker threads in the cluster (asked at most every couple of seconds)."""
+        now = time.monotonic()
+        if now - self._threads_at > _THREADS_TTL:
+            self._threads = int(self.identity().get("total_threads", 0))
+            self._threads_at = now
+        return max(1, self._threads)
+
+    def watch(self) -> ClusterWatch:
+        """A fresh watch on the workers, for one generation."""
+        return ClusterWatch(self)
+
+    # -- futures -------------------------------------------------------------------------
+
+    def ship_task(self, task: Task) -> Any:
+        """A future holding the pickled task: shipped once, again only for a new task object.
+
+        The task is not re-pickled every generation: tasks keep runner-side state that
+        changes each generation (a Gym task's running observation statistics) while what
+        an evaluation depends on travels in ``Distribution.context`` (see
+        :class:`~asktell.protocol.Task`). Re-shipping would only make every worker rebuild
+        its environments. A future that erred (its workers kept dying) is shipped again.
+        """
+        future = self.task_future
+        if future is not None and self._task_shipped is task:
+            if future.status not in ("error", "cancelled"):
+                return future
+        import cloudpickle
+
+        try:
+            payload = cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - whatever pickling raised
+            raise ConfigError(
+                f"DaskEvaluator 'task' must be picklable to travel to Dask workers; "
+                f"pickling {task!r} failed: {describe(exc)}"
+            ) from exc
+        digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        self._task_ships += 1  # a fresh key: an erred task's key is not computed again
+        self.task_future = self.client.submit(
+            identity, (digest, payload), key=f"asktell-task-{digest}-{self._task_ships}", pure=False
+        )
+        self._task_shipped = task
+        return self.task_future
+
+    def wait_all(self, futures: list[Any], timeout: float) -> None:
+        """Block until all of ``futures`` are done, or ``timeout``, on the client's loop."""
+        if timeout <= 0:
+            return
+        waiter = getattr(self.distributed.client, "_wait", None)
+        if waiter is None:  # pragma: no cover - a distributed without it: poll
+            stop = time.monotonic() + timeout
+            while time.monotonic() < stop and not all(f.done() for f in futures):
+                time.sleep(0.005)
+            return
+        try:
+            self.client.sync(waiter, futures, timeout=timeout, return_when="ALL_COMPLETED")
+        except Exception:  # noqa: BLE001 - timeouts, cancellations: the futures tell
+            pass
+
+    def gather(self, futures: list[Any]) -> list[Any]:
+        """Results of finished futures, within :data:`GATHER_SECONDS` (raises past it)."""
+        gather = getattr(self.client, "_gather", None)
+        if gather is None:  # pragma: no cover - older/newer distributed without it
+            return self.client.gather(futures)
+        return self.client.sync(gather, futures, callback_timeout=GATHER_SECONDS)
+
+    def cancel(self, futures: list[Any]) -> None:
+        """Cancel ``futures``, best effort, within ``scheduler_timeout``."""
+        if not futures or self.client.status != "running":
+            return
+        try:
+            cancel_async = getattr(self.client, "_cancel", None)
+            if cancel_async is None:  # pragma: no cover
+                self.client.cancel(futures)
+            else:
+                self.client.sync(cancel_async, futures, callback_timeout=self.scheduler_timeout)
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+
+    def is_killed_worker(self, exc: BaseException | None) -> bool:
+        """Did Dask give up on a task because its workers kept dying?"""
+        return isinstance(exc, self.distributed.KilledWorker)
+
+
+class ClusterWatch:
+    """Is the scheduler there, and are there workers? Heals an embedded cluster."""
+
+    def __init__(self, link: ClusterLink):
+        self.link = link
+        self.no_workers_since: float | None = None
+        self.short_since: float | None = None
+
+    def check(self, generation: int) -> None:
+        """Raise if the scheduler is gone or no worker came for ``worker_timeout``."""
+        link = self.link
+        info = link.identity()  # raises SchedulerLost if the scheduler is gone
+        workers = int(info.get("n_workers", 1))
+        now = time.monotonic()
+        if link.cluster is not None and workers < link.num_workers:
+            self.short_since = self.short_since or now
+            if now - self.short_since > _HEAL_SECONDS:
+                link.cluster.loop.add_callback(heal_cluster, link.cluster, link.num_workers)
+                self.short_since = now
+        else:
+            self.short_since = None
+        if workers > 0 or link.worker_timeout is None:
+            self.no_workers_since = None
+            return
+        self.no_workers_since = self.no_workers_since or now
+        if now - self.no_workers_since > link.worker_timeout:
+            raise EvaluationError(
+                f"DaskEvaluator: the cluster at {link.address!r} has had no worker for "
+                f"worker_timeout={link.worker_timeout:g} s during generation "
+                f"{generation}; start workers (e.g. `dask worker "
+                f"{link.address}`) or raise worker_timeout"
+            )

@@ -1,0 +1,346 @@
+"""One generation's round on Dask: submit the chunks, collect them through faults, build the result.
+
+Import direction (see :mod:`asktell.evaluators._dask_worker`)::
+
+    dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
+                                 ->  _dask_worker.py
+
+:class:`GenerationRound` holds the futures of one ``DaskEvaluator.evaluate`` call. It talks
+to the cluster only through the public methods of
+:class:`~asktell.evaluators._dask_link.ClusterLink`, and submits the worker-side
+:func:`~asktell.evaluators._dask_worker.run_chunk`. The fault policy it carries out is the
+table in ``docs/dask.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from asktell.distribution import Distribution
+from asktell.errors import EvaluationError
+from asktell.protocol import Evaluation, Failure, Task
+
+from ._common import ChunkResult, assemble
+from ._dask_link import GATHER_SECONDS, ClusterLink, SchedulerLost, describe
+from ._dask_worker import identity, run_chunk
+
+__all__ = ["GenerationRound", "chunk_bounds"]
+
+# How often the collecting loop wakes up when nothing finished, to check the scheduler and
+# the workers are still there and the deadline has not passed.
+_POLL_SECONDS = 0.5
+# Fetches of finished results in a row that may fail before the generation gives up.
+_GATHER_ATTEMPTS = 6
+# How often the distribution or task may be lost with the workers holding it (and chunks
+# rerun because of it) before a generation gives up.
+_LOSS_LIMIT = 3
+_RERUN_LIMIT = 50
+
+Range = tuple[int, int]
+Part = tuple[int, ChunkResult]
+Killed = tuple[int, int, BaseException]
+
+
+def chunk_bounds(n: int, num_chunks: int) -> list[Range]:
+    """Cut ``n`` seeds into at most ``num_chunks`` nearly equal ``(start, stop)`` ranges.
+
+    When ``n`` is even the cuts fall on even offsets, so mirrored pairs ``[k, ~k]`` ride in
+    the same chunk (not needed for correctness: every seed decodes on its own).
+    """
+    if n <= 0:
+        return []
+    num_chunks = max(1, min(int(num_chunks), n))
+    if n % 2 == 0 and num_chunks <= n // 2:
+        pairs = n // 2
+        edges = [2 * ((pairs * i) // num_chunks) for i in range(num_chunks + 1)]
+    else:
+        edges = [(n * i) // num_chunks for i in range(num_chunks + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _killed_part(exc: Any) -> ChunkResult:
+    """A one-candidate result naming the candidate that killed its worker every time."""
+    tries = exc.allowed_failures + 1
+    part = ChunkResult(1)
+    part.failures.append(
+        (
+            0,
+            f"killed its Dask worker, {tries} time{'s' if tries > 1 else ''} in a row "
+            f"(KilledWorker; distributed.scheduler.allowed-failures={exc.allowed_failures})",
+        )
+    )
+    return part
+
+
+@dataclasses.dataclass
+class _Collecting:
+    """What one :meth:`GenerationRound.collect` call still waits for and has got so far."""
+
+    pending: dict[Any, Range]
+    parts: list[Part] = dataclasses.field(default_factory=list)
+    killed: list[Killed] = dataclasses.field(default_factory=list)
+    fetch_failures: int = 0
+
+
+class GenerationRound:
+    """The futures of one ``DaskEvaluator.evaluate`` call and the loop that collects them.
+
+    Use it as a context manager: leaving releases the futures, cancelling those not done
+    (stragglers, or whatever is still queued after an error) unless the scheduler is gone.
+    """
+
+    def __init__(
+        self,
+        link: ClusterLink,
+        task: Task,
+        distribution: Distribution,
+        seeds: np.ndarray,
+        tag: str,
+        *,
+        retries: int,
+        on_failure: str,
+        deadline_seconds: float | None,
+    ):
+        self.link = link
+        self.client = link.client
+        self.task = task
+        self.distribution = distribution
+        self.generation = distribution.generation
+        self.seeds = seeds
+        self.tag = tag
+        self.retries = retries
+        self.on_failure = on_failure
+        self.deadline_seconds = deadline_seconds
+        self.deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+        self.parts: list[Part] = []  # finished chunks, by offset
+        self.killed: list[Killed] = []  # chunks whose workers kept dying
+        self.late: list[Range] = []  # ranges that missed the deadline
+        self.futures: list[Any] = []
+        self.losses = 0
+        self.reruns = 0
+        self.watch = link.watch()
+        link.ensure_running()
+        self.task_future = link.ship_task(task)
+        self.dist_future = self._submit_distribution()
+
+    def __enter__(self) -> GenerationRound:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # A lost scheduler cannot be asked to cancel anything.
+        self.release(cancel=not (exc_type is not None and issubclass(exc_type, SchedulerLost)))
+
+    # -- the generation, start to end ---------------------------------------------------
+
+    def run(self, bounds: list[Range]) -> float | None:
+        """Run the chunks ``bounds``; their compute seconds if every one came back."""
+        parts, self.killed = self.collect(self.submit(bounds, "chunk"))
+        self.parts += parts
+        if parts and len(parts) == len(bounds):
+            return sum(part.seconds for _, part in parts)
+        return None
+
+    def find_culprits(self) -> None:
+        """Rerun the candidates of chunks whose workers kept dying, one per task.
+
+        A candidate that again exhausts Dask's allowed failures alone is the culprit. When
+        several do in one round, innocent ones may have died beside the culprit (a worker
+        holds more than one task), so each is confirmed alone, one after the other.
+        """
+        if not self.killed:
+            return
+        singles = [(i, i + 1) for a, b, _ in self.killed for i in range(a, b)]
+        parts, suspects = self.collect(self.submit(singles, "single"))
+        if len(suspects) > 1:
+            confirmed = []
+            for a, b, _ in suspects:
+                if self._past_deadline():
+                    self.late.append((a, b))
+                    continue
+                more, again = self.collect(self.submit([(a, b)], "confirm"))
+                parts += more
+                confirmed += again
+            suspects = confirmed
+        self.parts += parts
+        self.parts += [(a, _killed_part(exc)) for a, _, exc in suspects]
+
+    def evaluation(self) -> Evaluation:
+        """The generation's :class:`Evaluation`, in seed order; late candidates failed."""
+        parts = sorted(self.parts, key=lambda p: p[0])  # merge statistics in seed order
+        evaluation = assemble(self.seeds, parts, self.generation, self.on_failure)
+        if self.late:
+            if not parts:
+                raise EvaluationError(
+                    f"DaskEvaluator: no candidate of generation {self.generation} finished "
+                    f"within deadline_seconds={self.deadline_seconds:g}; raise the deadline"
+                )
+            message = (
+                f"not back within the generation deadline (deadline_seconds="
+                f"{self.deadline_seconds:g})"
+            )
+            for a, b in self.late:
+                for i in range(a, b):
+                    evaluation.failures.append(
+                        Failure(i, int(self.seeds[i]), message, self.generation)
+                    )
+            evaluation.failures.sort(key=lambda f: f.index)
+        return evaluation
+
+    def release(self, cancel: bool = True) -> None:
+        """Drop this generation's futures, cancelling those not done (stragglers)."""
+        if cancel:
+            self.link.cancel([f for f in self.futures if not f.done()])
+        self.futures = []
+        self.dist_future = None
+
+    # -- submitting ----------------------------------------------------------------------
+
+    def _submit_distribution(self) -> Any:
+        with warnings.catch_warnings():
+            # A large centre makes a "large graph"; it is sent once per generation on purpose.
+            warnings.filterwarnings("ignore", message="Sending large graph")
+            return self.client.submit(
+                identity,
+                self.distribution,
+                key=f"asktell-distribution-{self.tag}-{self.losses}",
+                pure=False,
+            )
+
+    def submit(self, bounds: list[Range], what: str) -> dict[Any, Range]:
+        """Submit one chunk task per range; returns ``{future: range}``."""
+        # One graph for all chunks (``map``): about half the client and scheduler CPU of
+        # one ``submit`` per chunk.
+        futures = self.client.map(
+            run_chunk,
+            [self.seeds[a:b] for a, b in bounds],
+            key=[f"asktell-{what}-{self.tag}-{a}-{b}" for a, b in bounds],
+            pure=False,
+            retries=self.retries,  # Dask's: for errors outside any rollout
+            shipped_task=self.task_future,
+            distribution=self.dist_future,
+            candidate_retries=self.retries,
+        )
+        self.futures.extend(futures)
+        return dict(zip(futures, bounds))
+
+    def _resubmit(self, ranges: list[Range]) -> dict[Any, Range]:
+        """Rerun chunks that failed because an input died with the workers holding it.
+
+        Dask gives up on a task whose workers keep dying even when it is the tiny identity
+        task holding the distribution (it was merely queued beside a poison candidate).
+        Its dependents then fail with a ``KilledWorker`` naming *it*; they are innocent, so
+        the input is submitted again under a new key and they run again.
+        """
+        if self.dist_future.status == "error" or self.task_future.status == "error":
+            self.losses += 1
+            if self.losses > _LOSS_LIMIT:
+                raise EvaluationError(
+                    f"DaskEvaluator: the distribution or task of generation {self.generation} "
+                    f"was lost with its workers {_LOSS_LIMIT} times; workers keep dying"
+                )
+            if self.dist_future.status == "error":
+                self.dist_future = self._submit_distribution()
+            self.task_future = self.link.ship_task(self.task)  # re-shipped if it erred
+        self.reruns += 1
+        if self.reruns > _RERUN_LIMIT:
+            raise EvaluationError(
+                f"DaskEvaluator: chunks of generation {self.generation} failed "
+                f"{_RERUN_LIMIT} times for lost inputs; workers keep dying"
+            )
+        return self.submit(ranges, f"rerun{self.reruns}")
+
+    # -- collecting ----------------------------------------------------------------------
+
+    def collect(self, pending: dict[Any, Range]) -> tuple[list[Part], list[Killed]]:
+        """Wait for ``pending``; returns finished parts and the ranges whose workers died.
+
+        What is ready is read from the futures, so a result lost with its worker (status
+        ``lost``) simply stays pending until Dask has recomputed it. Ranges still pending
+        at the deadline go to ``late``.
+        """
+        state = _Collecting(dict(pending))
+        while state.pending:
+            # Waiting for all (not the first) lets one gather fetch the whole generation:
+            # one round trip per worker instead of one per chunk, and a third less client
+            # and scheduler CPU at 4 chunks per worker. The poll period bounds the wait, so
+            # a failed chunk or a lost worker is still seen within it.
+            self.link.wait_all(list(state.pending), self._poll_timeout())
+            ready = [f for f in state.pending if f.done()]
+            if ready:
+                self._take(ready, state)
+            if state.pending and self._past_deadline():
+                # release() cancels them; a rollout already running finishes on its worker
+                # and is discarded.
+                self.late.extend(state.pending.values())
+                break
+            if not ready:
+                self.watch.check(self.generation)
+        return state.parts, state.killed
+
+    def _poll_timeout(self) -> float:
+        if self.deadline is None:
+            return _POLL_SECONDS
+        return max(0.0, min(_POLL_SECONDS, self.deadline - time.monotonic()))
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _take(self, ready: list[Any], state: _Collecting) -> None:
+        """Move done futures out of ``pending``: results, killed ranges, reruns, or raise."""
+        fetched = self._take_finished([f for f in ready if f.status == "finished"], state)
+        rerun = self._take_failed(ready, state)
+        if rerun:
+            state.pending.update(self._resubmit(rerun))
+        if fetched:
+            state.fetch_failures = 0
+            return
+        self.link.identity()  # a hung scheduler is reported as such
+        state.fetch_failures += 1
+        if state.fetch_failures >= _GATHER_ATTEMPTS:
+            raise EvaluationError(
+                f"DaskEvaluator could not fetch the results of generation {self.generation} "
+                f"from the workers ({_GATHER_ATTEMPTS} attempts of {GATHER_SECONDS:g} s)"
+            )
+        time.sleep(_POLL_SECONDS)  # let Dask notice the loss first
+
+    def _take_finished(self, finished: list[Any], state: _Collecting) -> bool:
+        """Fetch finished chunks; False if they could not be (a holder died meanwhile)."""
+        if not finished:
+            return True
+        try:
+            results = self.link.gather(finished)
+        except Exception:  # noqa: BLE001 - a holder died meanwhile: try again later
+            self.link.ensure_running()
+            return False
+        for f, result in zip(finished, results):
+            state.parts.append((state.pending.pop(f)[0], result))
+        return True
+
+    def _take_failed(self, ready: list[Any], state: _Collecting) -> list[Range]:
+        """Sort erred chunks: own workers died (killed), an input was lost (rerun), or raise."""
+        rerun: list[Range] = []
+        for f in ready:
+            if f.status == "cancelled":
+                self.link.ensure_running()
+                raise SchedulerLost(f"chunk {f.key!r} was cancelled")
+            if f.status != "error":
+                continue
+            a, b = state.pending.pop(f)
+            exc = f.exception()
+            if not self.link.is_killed_worker(exc):
+                raise EvaluationError(
+                    f"DaskEvaluator: the chunk of candidates {a}..{b - 1} (seeds "
+                    f"{int(self.seeds[a])}..) of generation {self.generation} failed on a Dask "
+                    f"worker outside any rollout: {describe(exc)}. Are asktell and the task's "
+                    "own modules installed on every worker, at the same versions?"
+                ) from exc
+            if getattr(exc, "task", f.key) == f.key:
+                state.killed.append((a, b, exc))  # this chunk's own workers died
+            else:
+                rerun.append((a, b))  # an input it depends on was given up
+        return rerun
