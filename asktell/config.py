@@ -150,8 +150,9 @@ class OutputConfig(StrictModel):
     eval_every: int = Field(
         0,
         ge=0,
-        description="Evaluate the centre (noise-free policy) every this many generations; 0 "
-        "never. Needs a task with evaluate_center (all built-in tasks have it).",
+        description="Evaluate the centre (noise-free policy) every this many generations, "
+        "through the run's evaluator; 0 never. Centre evaluations are not counted in "
+        "budget.env_steps.",
     )
     eval_episodes: int = Field(1, ge=1, description="Episodes per centre evaluation.")
 

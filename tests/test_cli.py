@@ -104,7 +104,7 @@ def test_main_returns_exit_status(tmp_path, capsys):
         (["strategy.sigma=0"], "strategy.sigma: Input should be greater than 0; got 0"),
         (["strategy.sigma=-1"], "strategy.sigma: Input should be greater than 0; got -1"),
         (["strategy.sigma=.nan"], "strategy.sigma: Input should be a finite number; got nan"),
-        (["strategy.population_size=lots"], "strategy.population_size: Input should be a valid integer"),
+        (["strategy.population_size=lots"], "strategy.population_size: Input should be an integer; got 'lots'"),
         (["strategy.population_size=31"], "population_size must be even with antithetic sampling; got 31"),
         (["strategy.kind=openai-es"], "strategy.kind: unknown strategy 'openai-es'; did you mean 'openai_es'?"),
         (["budget.generations=0"], "budget.generations"),
