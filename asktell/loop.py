@@ -25,10 +25,11 @@ Example:
     >>> import numpy as np
     >>> from asktell.evaluators import SerialEvaluator
     >>> from asktell.loop import Budget, GenerationStep
+    >>> from asktell.noise import NoiseTable
     >>> from asktell.strategies import OpenAIES
     >>> from asktell.tasks import FunctionTask
     >>> task = FunctionTask.named("sphere", num_params=3)
-    >>> es = OpenAIES(3, population_size=8, sigma=0.1, noise_size=4096)
+    >>> es = OpenAIES(3, population_size=8, sigma=0.1, noise=NoiseTable(0, 4096))
     >>> with SerialEvaluator(task) as ev:
     ...     step = GenerationStep(es, ev, task, budget=Budget(generations=3))
     ...     while not step.stop_reasons():
