@@ -8,6 +8,9 @@ or from another package through the ``asktell.strategies`` / ``asktell.evaluator
 ``asktell.tasks`` entry points) is a valid ``kind`` without a central list. A plugin
 registered later in the same process becomes valid after :func:`refresh`.
 
+(One module past 400 lines on purpose: the sections, the union assembly, the error locations
+that undo the unions' tags and the loaders all read the same registries.)
+
 Example:
     >>> from asktell.config import RunConfig
     >>> cfg = RunConfig.model_validate({
