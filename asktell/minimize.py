@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from asktell.errors import ConfigError
+from asktell.loop import Budget, GenerationStep, center_returns
 from asktell.registry import EVALUATORS, STRATEGIES
 from asktell.tasks import FunctionTask
 
@@ -69,13 +69,17 @@ def minimize(
         f: the loss, ``f(x) -> float``; or ``f(X) -> (n,)`` with ``vectorized=True``.
         x0: the starting point (its length sets the dimension).
         strategy: a registered strategy name (``asktell list`` shows them).
-        budget: the number of function evaluations allowed (centre evaluations included).
+        budget: the number of function evaluations allowed: the candidates, ``x0`` and the
+            centre after each generation all count (the shared budget's ``env_steps``); the
+            search stops when another generation would not fit.
         seed: seed of the strategy; the same seed gives the same result.
         population_size: candidates per generation (default: the strategy's own default).
         vectorized: ``f`` takes a batch of rows.
-        target: stop once the centre's loss is at or below this value.
+        target: stop once the centre's loss is at or below this value (the shared budget's
+            ``target_return`` of ``-target``).
         evaluator: ``"serial"``, another registered evaluator name, or an evaluator instance
             built for a ``FunctionTask`` of ``f`` (then ``vectorized`` is the task's business).
+            Every evaluation runs through it, ``x0`` and the centres included.
         callback: called with each generation's history row; return ``True`` to stop.
         **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...).
 
@@ -108,55 +112,69 @@ def minimize(
     task = FunctionTask(f, vectorized=vectorized, minimize=True)
     owns_evaluator = isinstance(evaluator, str)
     ev = EVALUATORS.get(evaluator)(task) if owns_evaluator else evaluator
-
-    def loss_at(x: np.ndarray) -> float:
-        value = float(np.asarray(f(x[None] if vectorized else x)).reshape(-1)[0])
-        return value if math.isfinite(value) else math.inf
-
-    best_x, best_fun = x0.copy(), loss_at(x0)
-    nfev, history, message = 1, [], f"budget of {budget} evaluations used"
-    center_fun = best_fun
-    start = time.perf_counter()
     try:
-        while nfev + es.population_size + 1 <= budget:
-            seeds = es.ask()
-            evaluation = ev.evaluate(es.distribution, seeds)
-            losses = -evaluation.returns
-            finite = np.isfinite(losses)
-            if finite.any():
-                i = int(np.argmin(np.where(finite, losses, np.inf)))
-                if losses[i] < best_fun:
-                    best_fun, best_x = float(losses[i]), es.distribution.decode_one(seeds[i])
-            es.tell(evaluation)
-            center = es.center
-            center_fun = loss_at(center)
-            nfev += seeds.size + 1
-            if center_fun < best_fun:
-                best_fun, best_x = center_fun, center
-            row = {
-                "generation": es.generation,
-                "nfev": nfev,
-                "best_fun": best_fun,
-                "mean_fun": float(losses[finite].mean()) if finite.any() else math.nan,
-                "center_fun": center_fun,
-                "seconds": time.perf_counter() - start,
-            }
-            history.append(row)
-            if target is not None and center_fun <= target:
-                message = f"target {target} reached"
-                break
-            if callback is not None and callback(row) is True:
-                message = "stopped by callback"
-                break
+        return _search(es, ev, task, budget, target, callback)
     finally:
         if owns_evaluator:
             ev.close()
+
+
+def _loss(returns: np.ndarray) -> float:
+    value = -float(returns[0])
+    return value if math.isfinite(value) else math.inf
+
+
+def _search(
+    es: Any, ev: Any, task: FunctionTask, budget: int, target: float | None, callback: Any
+) -> MinimizeResult:
+    # Losses in the shared budget's terms: every function evaluation (candidates, x0 and
+    # each centre) is an env_step, the target is a return of -target, and the search stops
+    # once another generation (its population and its centre) would not fit in ``budget``.
+    limits = Budget(
+        env_steps=budget - es.population_size,
+        target_return=None if target is None else -float(target),
+    )
+    step = GenerationStep(es, ev, task, budget=limits, judge_center=True)
+    best_x = np.array(es.center, dtype=np.float64)
+    best_fun = center_fun = _loss(center_returns(ev, task, es.distribution, 1))
+    step.progress.env_steps = 1
+    history: list[dict[str, float]] = []
+    message = f"budget of {budget} evaluations used"
+    reasons = step.stop_reasons()
+    while not reasons:
+        record = step(center_episodes=1)
+        step.progress.env_steps += 1  # the centre's evaluation
+        losses = -record.evaluation.returns
+        finite = np.isfinite(losses)
+        if finite.any():
+            i = int(np.argmin(np.where(finite, losses, np.inf)))
+            if losses[i] < best_fun:
+                best_fun, best_x = float(losses[i]), record.distribution.decode_one(record.seeds[i])
+        center_fun = _loss(record.center_returns)
+        if center_fun < best_fun:
+            best_fun, best_x = center_fun, np.array(es.center, dtype=np.float64)
+        row = {
+            "generation": es.generation,
+            "nfev": step.progress.env_steps,
+            "best_fun": best_fun,
+            "mean_fun": float(losses[finite].mean()) if finite.any() else math.nan,
+            "center_fun": center_fun,
+            "seconds": step.progress.wall(),
+        }
+        history.append(row)
+        reasons = step.stop_reasons()
+        if "target_return" in reasons:
+            message = f"target {target} reached"
+            break
+        if callback is not None and callback(row) is True:
+            message = "stopped by callback"
+            break
     return MinimizeResult(
         x=np.asarray(best_x, dtype=np.float64),
         fun=best_fun,
         center=es.center,
         center_fun=center_fun,
-        nfev=nfev,
+        nfev=step.progress.env_steps,
         generations=es.generation,
         history=history,
         message=message,

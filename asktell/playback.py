@@ -30,6 +30,7 @@ from asktell._extras import require
 from asktell.checkpoint import load_checkpoint
 from asktell.config import config_from_dict
 from asktell.errors import AsktellError, ConfigError, MissingDependencyError
+from asktell.protocol import hooks_of
 
 __all__ = ["EvalReport", "FrameSink", "RenderError", "evaluate_run", "choose_gl_backend", "write_video"]
 
@@ -96,8 +97,8 @@ def _load(run_dir: Path, checkpoint: str | os.PathLike | None) -> tuple[Any, Any
     strategy = cfg.build_strategy(task)
     strategy.load_state_dict(ckpt.state["strategy"])
     task_state = ckpt.state.get("task")
-    if task_state is not None and hasattr(task, "load_state_dict"):
-        task.load_state_dict(task_state)
+    if task_state is not None:
+        hooks_of(task).load_state_dict(task_state)
     return ckpt, task, strategy
 
 
@@ -135,8 +136,9 @@ def evaluate_run(
             )
         dist = dist.replace(center=np.asarray(best_center, dtype=np.float64))
         which = "best"
-    if hasattr(task, "context"):
-        dist = dist.replace(context=dict(task.context()))
+    dist = dist.replace(context=dict(hooks_of(task).context()))
+    # The centre is measured outside a run: with the task's own evaluate_center (a task
+    # without one has nothing to play back).
     if not hasattr(task, "evaluate_center"):
         raise ConfigError(f"task {ckpt.config['task']['kind']!r} has no evaluate_center()")
     returns = np.asarray(task.evaluate_center(dist, episodes), dtype=np.float64).reshape(-1)

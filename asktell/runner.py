@@ -57,8 +57,9 @@ from asktell.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from asktell.config import Built, config_from_dict, diff_protected, load_config
+from asktell.config import Built, config_from_dict, diff_protected, load_config, with_changes
 from asktell.errors import CheckpointError, ConfigError
+from asktell.loop import Budget, GenerationRecord, GenerationStep
 from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, jsonable, read_log
 
 __all__ = ["run", "resume", "RunResult", "Runner", "read_log", "TIMING_FIELDS", "LOG_FIELDS"]
@@ -96,7 +97,11 @@ class RunResult:
 
 
 class Runner:
-    """One run's loop. Use :func:`run` / :func:`resume` unless you need the pieces."""
+    """One run's loop. Use :func:`run` / :func:`resume` unless you need the pieces.
+
+    Each generation is one :class:`~asktell.loop.GenerationStep`, whose ask and tell phases
+    run with Ctrl-C deferred; the runner adds the log row, the best centre and checkpoints.
+    """
 
     def __init__(
         self,
@@ -112,10 +117,16 @@ class Runner:
         self.built = built
         self.callback = callback
         self.display = display or make_display(config.output.log_format)
-        self.env_steps = 0
-        self.episodes = 0
-        self.best_return: float | None = None
-        self.center_return: float | None = None
+        self.interrupts = DeferredInterrupts()
+        self.step = GenerationStep(
+            built.strategy,
+            built.evaluator,
+            built.task,
+            budget=Budget.of(config.budget),
+            judge_center=config.output.eval_every > 0,
+            critical=self.interrupts.critical,
+        )
+        self.progress = self.step.progress
         self.best_center_return: float | None = None
         self.best_center: np.ndarray | None = None
         self.log_bytes = 0
@@ -123,28 +134,23 @@ class Runner:
         # True when the in-memory state is one a checkpoint may capture: between generations,
         # or asked and waiting for returns. False from tell() until the row is logged.
         self._consistent = True
-        self._session_start = time.perf_counter()
-        self._wall_at_start = 0.0
 
     # ------------------------------------------------------------------ state
     @property
     def generation(self) -> int:
         return int(self.built.strategy.generation)
 
-    def _task_state(self) -> Any:
-        hook = getattr(self.built.task, "state_dict", None)
-        return hook() if hook is not None else None
-
     def state(self) -> dict[str, Any]:
+        p = self.progress
         return {
             "strategy": self.built.strategy.state_dict(),
-            "task": self._task_state(),
+            "task": self.step.hooks.state_dict(),
             "runner": {
-                "env_steps": self.env_steps,
-                "episodes": self.episodes,
-                "wall_seconds": self._wall(),
-                "best_return": self.best_return,
-                "center_return": self.center_return,
+                "env_steps": p.env_steps,
+                "episodes": p.episodes,
+                "wall_seconds": p.wall(),
+                "best_return": p.best_return,
+                "center_return": p.center_return,
                 "best_center_return": self.best_center_return,
                 "best_center": self.best_center,
                 "log_bytes": self.log_bytes,
@@ -155,57 +161,21 @@ class Runner:
         self.built.strategy.load_state_dict(state["strategy"])
         task_state = state.get("task")
         if task_state is not None:
-            hook = getattr(self.built.task, "load_state_dict", None)
-            if hook is None:
-                raise CheckpointError(
-                    "the checkpoint holds task state but this task has no load_state_dict()"
-                )
-            hook(task_state)
-        r = state["runner"]
-        self.env_steps = int(r["env_steps"])
-        self.episodes = int(r["episodes"])
-        self._wall_at_start = float(r["wall_seconds"])
-        self.best_return = r.get("best_return")
-        self.center_return = r.get("center_return")
+            self.step.hooks.load_state_dict(task_state)
+        r, p = state["runner"], self.progress
+        p.generation = self.generation
+        p.env_steps = int(r["env_steps"])
+        p.episodes = int(r["episodes"])
+        p.wall_offset = float(r["wall_seconds"])
+        p.best_return = r.get("best_return")
+        p.center_return = r.get("center_return")
         self.best_center_return = r.get("best_center_return")
         bc = r.get("best_center")
         self.best_center = None if bc is None else np.asarray(bc, dtype=np.float64)
         self.log_bytes = int(r["log_bytes"])
 
-    def _wall(self) -> float:
-        return self._wall_at_start + (time.perf_counter() - self._session_start)
-
-    # ------------------------------------------------------------------ budget
-    def fraction_done(self) -> float:
-        b = self.config.budget
-        parts = [0.0]
-        if b.generations:
-            parts.append(self.generation / b.generations)
-        if b.env_steps:
-            parts.append(self.env_steps / b.env_steps)
-        if b.wall_seconds:
-            parts.append(self._wall() / b.wall_seconds)
-        return min(max(parts), 1.0)
-
     def stop_reason(self) -> str | None:
-        b = self.config.budget
-        if b.generations is not None and self.generation >= b.generations:
-            return f"generations budget reached ({b.generations})"
-        if b.env_steps is not None and self.env_steps >= b.env_steps:
-            return f"env_steps budget reached ({self.env_steps} >= {b.env_steps})"
-        if b.wall_seconds is not None and self._wall() >= b.wall_seconds:
-            return f"wall_seconds budget reached ({b.wall_seconds:g} s)"
-        if b.target_return is not None:
-            if self._evaluates_center():
-                value, what = self.center_return, "centre return"
-            else:
-                value, what = self.best_return, "best population return"
-            if value is not None and value >= b.target_return:
-                return f"target_return reached ({what} {value:.6g} >= {b.target_return:g})"
-        return None
-
-    def _evaluates_center(self) -> bool:
-        return self.config.output.eval_every > 0 and hasattr(self.built.task, "evaluate_center")
+        return next(iter(self.step.stop_reasons().values()), None)
 
     # ------------------------------------------------------------------ files
     @property
@@ -236,111 +206,80 @@ class Runner:
         return self.last_checkpoint
 
     # ------------------------------------------------------------------ loop
-    def _distribution(self) -> Any:
-        dist = self.built.strategy.distribution
-        context = getattr(self.built.task, "context", None)
-        if context is not None:
-            dist = dist.replace(context=dict(context()))
-        return dist
-
     def run(self) -> RunResult:
         """Run until a budget is reached (or the callback returns True)."""
-        strategy = self.built.strategy
-        self._session_start = time.perf_counter()
+        self.progress.started = time.perf_counter()
         reason = self.stop_reason()
         title = (
             f"asktell: {self.config.strategy.kind} on {self.config.task.kind}, run directory "
             f"{self.run_dir}" + (f" (resuming at generation {self.generation})" if self.generation else "")
         )
-        self.display.start(self.fraction_done(), title)
+        self.display.start(self.step.fraction_done(), title)
         log = self._open_log()
-        interrupts = DeferredInterrupts()
+        interrupts = self.interrupts
         try:
             with interrupts:
                 try:
                     while reason is None:
-                        reason = self._generation(log, interrupts)
+                        reason = self._generation(log)
                     with interrupts.critical():
                         os.fsync(log.fileno())
                         self.checkpoint()
                 except KeyboardInterrupt:
-                    self._on_interrupt(log, interrupts)
+                    self._on_interrupt(log)
                     raise
         finally:
             log.close()
             self.display.stop()
         self.display.message(f"stopped: {reason}; run directory {self.run_dir}")
+        p = self.progress
         return RunResult(
             run_dir=self.run_dir,
-            center=np.asarray(strategy.center, dtype=np.float64),
+            center=np.asarray(self.built.strategy.center, dtype=np.float64),
             generation=self.generation,
-            env_steps=self.env_steps,
-            episodes=self.episodes,
-            wall_seconds=self._wall(),
-            best_return=self.best_return,
-            center_return=self.center_return,
+            env_steps=p.env_steps,
+            episodes=p.episodes,
+            wall_seconds=p.wall(),
+            best_return=p.best_return,
+            center_return=p.center_return,
             stop_reason=reason,
             checkpoint=self.last_checkpoint,
         )
 
-    def _generation(self, log: Any, interrupts: DeferredInterrupts) -> str | None:
-        """One ask -> evaluate -> tell step; returns why to stop, or None."""
-        strategy, task = self.built.strategy, self.built.task
+    def _center_episodes(self, record: GenerationRecord) -> int:
         out = self.config.output
-        t0 = time.perf_counter()
-        with interrupts.critical():
-            seeds = strategy.ask()
-            dist = self._distribution()
-        t1 = time.perf_counter()
-        evaluation = self.built.evaluator.evaluate(dist, seeds)
-        t2 = time.perf_counter()
-        with interrupts.critical():
-            self._consistent = False
-            metrics = strategy.tell(evaluation)
-            observe = getattr(task, "observe", None)
-            if observe is not None:
-                observe(evaluation)
-            row = self._count(evaluation, metrics)
-        t3 = time.perf_counter()
-        center = None
-        if self._evaluates_center() and self.generation % out.eval_every == 0:
-            center = np.asarray(
-                task.evaluate_center(self._distribution(), out.eval_episodes), dtype=np.float64
-            )
-        t4 = time.perf_counter()
-        with interrupts.critical():
-            self._add_center(row, center, evaluation)
-            row.update(
-                seconds_ask=t1 - t0,
-                seconds_evaluate=t2 - t1,
-                seconds_tell=t3 - t2,
-                seconds_center=t4 - t3,
-                seconds_generation=t4 - t0,
-                wall_seconds=self._wall(),
-                time=time.time(),
-            )
-            row = {k: jsonable(v) for k, v in row.items()}
+        due = out.eval_every > 0 and record.generation % out.eval_every == 0
+        return out.eval_episodes if due else 0
+
+    def _told(self, record: GenerationRecord) -> None:
+        self._consistent = False
+
+    def _generation(self, log: Any) -> str | None:
+        """One generation and its log row; returns why to stop, or None."""
+        record = self.step(center_episodes=self._center_episodes, on_told=self._told)
+        with self.interrupts.critical():
+            row = self._row(record)
             log.write((json.dumps(row, allow_nan=False) + "\n").encode("utf-8"))
             log.flush()
             self.log_bytes = log.tell()
             self._consistent = True
             reason = self.stop_reason()
-            if reason is not None or self.generation % out.checkpoint_every == 0:
+            if reason is not None or self.generation % self.config.output.checkpoint_every == 0:
                 os.fsync(log.fileno())
                 self.checkpoint()
-        self.display.update(row, self.fraction_done())
+        self.display.update(row, self.step.fraction_done())
         if self.callback is not None and self.callback(row) is True:
             reason = "stopped by callback"
         return reason
 
-    def _on_interrupt(self, log: Any, interrupts: DeferredInterrupts) -> None:
+    def _on_interrupt(self, log: Any) -> None:
         if not self._consistent:
             self.display.message(
                 "interrupted mid-generation; the previous checkpoint is untouched; "
                 f"continue with: asktell resume {self.run_dir}"
             )
             return
-        with interrupts.critical():
+        with self.interrupts.critical():
             os.fsync(log.fileno())
             self.checkpoint(asked=bool(getattr(self.built.strategy, "pending", False)))
         self.display.message(
@@ -348,24 +287,18 @@ class Runner:
             f"{self.last_checkpoint}; continue with: asktell resume {self.run_dir}"
         )
 
-    def _count(self, evaluation: Any, metrics: dict[str, Any]) -> dict[str, Any]:
-        n = len(evaluation.returns)
-        steps = int(np.sum(evaluation.steps))
-        episodes = int(np.sum(evaluation.episodes)) if evaluation.episodes is not None else n
-        self.env_steps += steps
-        self.episodes += episodes
-        finite = evaluation.returns[np.isfinite(evaluation.returns)]
-        if finite.size:
-            top = float(finite.max())
-            self.best_return = top if self.best_return is None else max(self.best_return, top)
+    def _row(self, record: GenerationRecord) -> dict[str, Any]:
+        """The generation's log row (see :data:`LOG_FIELDS`), JSON-ready."""
+        p, evaluation = self.progress, record.evaluation
+        steps, episodes = record.steps, record.episodes
         row: dict[str, Any] = {
-            "generation": self.generation,
-            "env_steps": self.env_steps,
-            "episodes": self.episodes,
+            "generation": record.generation,
+            "env_steps": p.env_steps,
+            "episodes": p.episodes,
             "generation_steps": steps,
             "generation_episodes": episodes,
             "episode_length_mean": steps / episodes if episodes else None,
-            "best_return": self.best_return,
+            "best_return": p.best_return,
             "num_failed": len(evaluation.failures),
             "fraction_truncated": (
                 float(np.sum(evaluation.truncated)) / episodes
@@ -376,20 +309,23 @@ class Runner:
                 float(evaluation.obs_stats.count) if evaluation.obs_stats is not None else None
             ),
         }
-        for key, value in metrics.items():
+        for key, value in record.metrics.items():
             if key != "generation" and np.ndim(value) == 0:
                 row[key] = value
-        return row
+        if record.center_returns is not None:
+            self._add_center(row, record.center_returns, evaluation)
+        seconds = record.seconds
+        row.update({f"seconds_{phase}": seconds[phase] for phase in
+                    ("ask", "evaluate", "tell", "center", "generation")})
+        row.update(wall_seconds=p.wall(), time=time.time())
+        return {k: jsonable(v) for k, v in row.items()}
 
-    def _add_center(self, row: dict[str, Any], center: np.ndarray | None, evaluation: Any) -> None:
-        if center is None:
-            return
+    def _add_center(self, row: dict[str, Any], center: np.ndarray, evaluation: Any) -> None:
         mean = float(center.mean())
         row["center_return_mean"] = mean
         row["center_return_std"] = float(center.std())
         finite = evaluation.returns[np.isfinite(evaluation.returns)]
         row["center_rank"] = float(np.mean(finite < mean)) if finite.size else None
-        self.center_return = mean
         if self.best_center_return is None or mean > self.best_center_return:
             self.best_center_return = mean
             self.best_center = np.asarray(self.built.strategy.center, dtype=np.float64)
@@ -401,7 +337,7 @@ def _as_config(config: Any, overrides: list[str]) -> Any:
         return load_config(config, overrides)
     if isinstance(config, dict):
         return config_from_dict(config, overrides)
-    if isinstance(config, _config.RunConfig):
+    if isinstance(config, _config.RunConfigBase):
         if overrides:
             return config_from_dict(config.model_dump(mode="json"), overrides)
         return config
@@ -444,7 +380,7 @@ def run(
     """
     cfg = _as_config(config, list(overrides))
     if log_format is not None:
-        cfg = config_from_dict(cfg.model_dump(mode="json"), [f"output.log_format={log_format}"])
+        cfg = with_changes(cfg, {"output": {"log_format": log_format}})
     run_dir = Path(out) if out is not None else (
         Path(cfg.output.dir) if cfg.output.dir else _default_run_dir(cfg)
     )
@@ -453,7 +389,7 @@ def run(
             f"run directory {str(run_dir)!r} already holds a run; continue it with "
             f"`asktell resume {run_dir}` or choose another directory (--out)"
         )
-    cfg = config_from_dict(cfg.model_dump(mode="json"), [f"output.dir={json.dumps(str(run_dir))}"])
+    cfg = with_changes(cfg, {"output": {"dir": str(run_dir)}})
     with cfg.build() as built:  # everything is validated and built before the directory exists
         run_dir.mkdir(parents=True, exist_ok=True)
         fsync_dir(run_dir.parent)
@@ -482,14 +418,14 @@ def resume(
     ckpt = load_checkpoint(checkpoint if checkpoint is not None else run_dir)
     saved = ckpt.config
     config_file = run_dir / CONFIG_FILE
-    overrides = list(overrides)
-    if log_format is not None:
-        overrides.append(f"output.log_format={log_format}")
     if config_file.is_file():
-        cfg = load_config(config_file, overrides)
+        cfg = load_config(config_file, list(overrides))
     else:
-        cfg = config_from_dict(saved, overrides, source="run config from the checkpoint")
-    cfg = config_from_dict(cfg.model_dump(mode="json"), [f"output.dir={json.dumps(str(run_dir))}"])
+        cfg = config_from_dict(saved, list(overrides), source="run config from the checkpoint")
+    output: dict[str, Any] = {"dir": str(run_dir)}
+    if log_format is not None:
+        output["log_format"] = log_format
+    cfg = with_changes(cfg, {"output": output})
     # Compare the checkpoint's config as this version reads it, so keys that older files
     # spell differently (a renamed option) are not mistaken for a change.
     saved = config_from_dict(saved, source="run config from the checkpoint").model_dump(mode="json")

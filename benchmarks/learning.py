@@ -150,7 +150,7 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
             printed[0] = now
             centre = f" centre {row['center_return']:9.1f}" if "center_return" in row else ""
             print(
-                f"  [{env_id} seed {seed}] gen {row['generation']:5d}  steps {row['timesteps']:>10,d}"
+                f"  [{env_id} seed {seed}] gen {row['generation']:5d}  steps {row['env_steps']:>10,d}"
                 f"  {row['seconds']:7.1f}s  mean {row['return_mean']:9.1f}  max "
                 f"{row['return_max']:9.1f}{centre}",
                 flush=True,
@@ -162,7 +162,7 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
     confirm = preset.get("confirm_episodes", 0)
     with VectorEnvEvaluator(task, **evaluator_options) as evaluator:
         while True:
-            used_steps = history[-1]["timesteps"] if history else 0
+            used_steps = history[-1]["env_steps"] if history else 0
             used_seconds = time.perf_counter() - start
             if used_steps >= max_steps or (args.max_seconds and used_seconds >= args.max_seconds):
                 break
@@ -170,16 +170,15 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
                 task,
                 strategy,
                 evaluator,
-                max_timesteps=max_steps - used_steps,
-                max_seconds=args.max_seconds - used_seconds if args.max_seconds else None,
-                target=preset["target"],
+                env_steps=max_steps - used_steps,
+                wall_seconds=args.max_seconds - used_seconds if args.max_seconds else None,
+                target_return=preset["target"],
                 eval_every=preset["eval_every"],
                 eval_episodes=preset["eval_episodes"],
-                center_with_evaluator=True,
                 callback=progress if args.verbose else None,
             )
             for row in result.history:
-                row["timesteps"] += used_steps
+                row["env_steps"] += used_steps
                 row["seconds"] = time.perf_counter() - start - result.seconds + row["seconds"]
             history.extend(result.history)
             if not result.solved:
@@ -196,7 +195,7 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
                 solved = history[-1]
                 break
     seconds = time.perf_counter() - start  # includes building the task, noise and workers
-    timesteps = history[-1]["timesteps"] if history else 0
+    timesteps = history[-1]["env_steps"] if history else 0
     # An independent check of the final centre (not timed): fresh single-env episodes with
     # seeds of their own (a generation number no run reaches), through evaluate_center.
     final = strategy.distribution.replace(context=task.context(), generation=10**9)
@@ -211,7 +210,7 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
         "evaluator": evaluator_options,
         "target": preset["target"],
         "solved": solved is not None,
-        "timesteps_to_target": solved["timesteps"] if solved else None,
+        "timesteps_to_target": solved["env_steps"] if solved else None,
         "seconds_to_target": (seconds if solved else None),
         "timesteps": timesteps,
         "seconds": seconds,
@@ -221,7 +220,7 @@ def run_one(env_id: str, preset: dict, seed: int, args) -> dict:
         "verify_episodes": args.verify_episodes,
         "verify_return_mean": float(np.mean(verify)) if verify is not None else None,
         "curve": [
-            {k: h[k] for k in ("generation", "timesteps", "seconds", "return_mean", "return_max", "center_return", "confirm_return") if k in h}
+            {("timesteps" if k == "env_steps" else k): h[k] for k in ("generation", "env_steps", "seconds", "return_mean", "return_max", "center_return", "confirm_return") if k in h}
             for h in history
         ],
     }

@@ -41,3 +41,42 @@ def test_minimize_bad_arguments():
         asktell.minimize(np.sum, np.zeros(2), strategy="openai-es")
     with pytest.raises(ConfigError, match="'budget'"):
         asktell.minimize(np.sum, np.zeros(2), budget=10)
+
+
+class CountingEvaluator:
+    """A serial evaluator that counts what it is asked to evaluate."""
+
+    def __init__(self, task):
+        from asktell.evaluators import SerialEvaluator
+
+        self.inner = SerialEvaluator(task)
+        self.calls, self.candidates, self.zero_sigma_calls = 0, 0, 0
+
+    def evaluate(self, distribution, seeds):
+        self.calls += 1
+        self.candidates += len(seeds)
+        self.zero_sigma_calls += np.ndim(distribution.sigma) == 0 and distribution.sigma == 0
+        return self.inner.evaluate(distribution, seeds)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_minimize_evaluates_x0_and_every_centre_through_the_evaluator():
+    from asktell.tasks import FunctionTask
+
+    def loss(x):
+        raise AssertionError("minimize called f in-process instead of through the evaluator")
+
+    f = lambda x: float(np.sum((x - 1) ** 2))  # noqa: E731
+    ev = CountingEvaluator(FunctionTask(f, minimize=True))
+    res = asktell.minimize(loss, np.zeros(3), budget=200, population_size=10, sigma=0.1,
+                           learning_rate=0.05, evaluator=ev)
+    plain = asktell.minimize(f, np.zeros(3), budget=200, population_size=10, sigma=0.1,
+                             learning_rate=0.05)
+    # x0, then per generation the population and the centre
+    assert ev.calls == 1 + 2 * res.generations and ev.zero_sigma_calls == 1 + res.generations
+    assert ev.candidates == res.nfev == 1 + 11 * res.generations <= 200
+    assert res.fun == plain.fun and res.center_fun == plain.center_fun
+    assert np.array_equal(res.center, plain.center)
+    ev.close()

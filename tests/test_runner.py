@@ -19,7 +19,7 @@ from asktell._interrupts import DeferredInterrupts
 from asktell.checkpoint import list_checkpoints, load_checkpoint
 from asktell.config_base import StrictModel
 from asktell.errors import CheckpointError, ConfigError
-from asktell.protocol import TaskResult
+from asktell.protocol import TaskHooks, TaskResult
 from asktell.registry import TASKS
 from asktell.runner import TIMING_FIELDS, read_log, resume, run
 from asktell.stats import RunningStat
@@ -28,12 +28,13 @@ from asktell.stats import RunningStat
 TRIGGER: dict = {}
 
 
-class StatefulTask:
+class StatefulTask(TaskHooks):
     """A sphere-like task with every optional hook, so their state must survive a resume.
 
     Candidates report "observations" (their parameters) that the runner folds in with
     ``observe``; ``context`` freezes their running mean for the next generation, and the return
-    depends on it, as with observation normalisation.
+    depends on it, as with observation normalisation. The centre is evaluated through the
+    evaluator with the default plan (the centre once, sigma 0).
     """
 
     def __init__(self, num_params: int = 4, seed: int = 0):
@@ -53,7 +54,8 @@ class StatefulTask:
         return -np.sum((params - 1.0) ** 2, axis=1) - 0.1 * np.sum((params - mean) ** 2, axis=1)
 
     def evaluate(self, params, seeds, distribution):
-        if TRIGGER.get("phase") == "evaluate" and TRIGGER.get("generation") == distribution.generation:
+        phase = "center" if np.ndim(distribution.sigma) == 0 and distribution.sigma == 0 else "evaluate"
+        if TRIGGER.get("phase") == phase and TRIGGER.get("generation") == distribution.generation:
             TRIGGER.clear()
             raise KeyboardInterrupt
         stats = RunningStat((self.num_params,))
@@ -66,13 +68,6 @@ class StatefulTask:
             episodes=np.ones(len(params), dtype=np.int64),
             truncated=(steps > 5).astype(np.int64),
         )
-
-    def evaluate_center(self, distribution, episodes=1):
-        if TRIGGER.get("phase") == "center" and TRIGGER.get("generation") == distribution.generation:
-            TRIGGER.clear()
-            raise KeyboardInterrupt
-        value = self._returns(distribution.center[None], distribution)[0]
-        return np.full(episodes, value)
 
     def state_dict(self):
         return {"stat": self.stat.state_dict(), "seed": self.seed}

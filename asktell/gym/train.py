@@ -1,15 +1,17 @@
 """A minimal training loop for scripts and benchmarks that do not need the run-config layer.
 
-``train`` runs ask -> evaluate -> tell with the task hooks applied as the runner applies
-them: the task's ``context()`` (frozen normaliser, step cap) goes into each generation's
-distribution, ``observe()`` folds the evaluation back into the task, and the noise-free
-centre is evaluated every ``eval_every`` generations and reported separately.
+``train`` runs the same generation step as the runner (:class:`asktell.loop.GenerationStep`):
+the task's ``context()`` (frozen normaliser, step cap) goes into each generation's
+distribution, ``observe()`` folds the told evaluation back into the task, and the noise-free
+centre is evaluated through the evaluator (the task's ``center_plan``) and reported
+separately. Its budget has the run file's names: ``generations``, ``env_steps``,
+``wall_seconds``, ``target_return``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +19,12 @@ import numpy as np
 
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError
+from asktell.loop import Budget, GenerationRecord, GenerationStep, center_returns
 
 __all__ = ["train", "TrainResult", "evaluate_center"]
+
+#: keyword arguments of earlier versions -> the budget names shared with run files
+_RENAMED = {"max_timesteps": "env_steps", "max_seconds": "wall_seconds", "target": "target_return"}
 
 
 @dataclasses.dataclass
@@ -26,35 +32,42 @@ class TrainResult:
     """What :func:`train` did.
 
     Attributes:
-        history: one dict per generation: ``generation``, ``timesteps`` (environment steps
+        history: one dict per generation: ``generation``, ``env_steps`` (environment steps
             of the population so far), ``seconds``, ``return_mean``/``return_max``/...,
             ``step_cap``, ``failures`` and, on evaluation generations, ``center_return``
             (mean over ``eval_episodes``) and ``center_return_std``.
         center: the final centre.
-        timesteps: environment steps used by the population (centre evaluations excluded).
+        env_steps: environment steps used by the population (centre evaluations excluded).
         seconds: wall time.
-        solved_at: the history row where the centre first reached ``target`` (or ``None``).
+        solved_at: the history row where ``target_return`` was reached (or ``None``).
+        stop_reason: which budget stopped the loop.
     """
 
     history: list[dict[str, Any]]
     center: np.ndarray
-    timesteps: int
+    env_steps: int
     seconds: float
     solved_at: dict[str, Any] | None = None
+    stop_reason: str = ""
 
     @property
     def solved(self) -> bool:
         return self.solved_at is not None
 
     @property
+    def timesteps(self) -> int:
+        """Deprecated alias of :attr:`env_steps`."""
+        warnings.warn(
+            "TrainResult.timesteps is deprecated; use TrainResult.env_steps",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.env_steps
+
+    @property
     def center_returns(self) -> list[tuple[int, float]]:
-        """``(timesteps, center_return)`` of every centre evaluation."""
-        return [(h["timesteps"], h["center_return"]) for h in self.history if "center_return" in h]
-
-
-def _with_context(task: Any, distribution: Distribution) -> Distribution:
-    context = task.context() if hasattr(task, "context") else None
-    return distribution.replace(context=context) if context else distribution
+        """``(env_steps, center_return)`` of every centre evaluation."""
+        return [(h["env_steps"], h["center_return"]) for h in self.history if "center_return" in h]
 
 
 def evaluate_center(
@@ -62,15 +75,41 @@ def evaluate_center(
 ) -> np.ndarray:
     """Returns of the centre over ``episodes`` episodes.
 
-    With ``evaluator``, the episodes run through it (a zero-sigma copy of the distribution,
-    one candidate per episode), which is faster for vectorised evaluators; otherwise the
-    task's own ``evaluate_center`` runs them one by one.
+    With ``evaluator``, the episodes the task plans for its centre
+    (:meth:`~asktell.protocol.TaskHooks.center_plan`) run through it, as in :func:`train`;
+    otherwise the task's own ``evaluate_center`` runs them one by one.
     """
     if evaluator is None:
         return np.asarray(task.evaluate_center(distribution, episodes), dtype=np.float64)
-    point = distribution.replace(sigma=0.0, factor=None)
-    keys = np.arange(episodes, dtype=np.int64)
-    return evaluator.evaluate(point, keys).returns
+    return center_returns(evaluator, task, distribution, episodes)
+
+
+def _budget(limits: dict[str, Any], deprecated: dict[str, Any]) -> Budget:
+    """The budget from the new names and their deprecated aliases (which warn)."""
+    for old, value in deprecated.items():
+        if old == "center_with_evaluator":
+            warnings.warn(
+                "train(center_with_evaluator=...) is deprecated and has no effect: the centre "
+                "is always evaluated through the evaluator, with the task's center_plan",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            continue
+        if old not in _RENAMED:
+            raise TypeError(f"train() got an unexpected keyword argument {old!r}")
+        new = _RENAMED[old]
+        warnings.warn(
+            f"train({old}=...) is deprecated; use {new}=...", DeprecationWarning, stacklevel=3
+        )
+        if limits[new] is not None:
+            raise ConfigError(f"train() got both {new!r} and its deprecated alias {old!r}")
+        limits[new] = value
+    budget = Budget(**limits)
+    if not budget.is_set():
+        raise ConfigError(
+            "train() needs a budget: generations, env_steps, wall_seconds or target_return"
+        )
+    return budget
 
 
 def train(
@@ -79,30 +118,38 @@ def train(
     evaluator: Any,
     *,
     generations: int | None = None,
-    max_timesteps: int | None = None,
-    max_seconds: float | None = None,
-    target: float | None = None,
+    env_steps: int | None = None,
+    wall_seconds: float | None = None,
+    target_return: float | None = None,
     eval_every: int = 10,
     eval_episodes: int = 10,
-    center_with_evaluator: bool = False,
+    eval_on_target: bool = True,
+    eval_at_end: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    **deprecated: Any,
 ) -> TrainResult:
     """Optimise ``task`` with ``strategy`` through ``evaluator`` until a budget runs out.
 
     Args:
         task: e.g. a :class:`~asktell.gym.GymTask` (any task works; hooks are optional).
         strategy: any asktell strategy built for ``task.num_params``.
-        evaluator: any evaluator built for ``task``.
-        generations, max_timesteps, max_seconds: stop when any is reached (at least one,
-            or ``target``, must be given).
-        target: stop once the centre's mean return over ``eval_episodes`` reaches it. The
-            centre is evaluated every ``eval_every`` generations and, with a target, also
-            whenever a candidate's return reaches the target.
-        eval_every: generations between centre evaluations (0: only when triggered).
-        eval_episodes: episodes per centre evaluation.
-        center_with_evaluator: run centre episodes through ``evaluator`` (see
-            :func:`evaluate_center`).
+        evaluator: any evaluator built for ``task``; the centre's episodes run through it too.
+        generations, env_steps, wall_seconds: stop when any is reached (at least one, or
+            ``target_return``, must be given). ``generations`` counts the strategy's own
+            generations; ``env_steps`` and ``wall_seconds`` count from this call.
+        target_return: stop once the centre's mean return over ``eval_episodes`` reaches it
+            (the best population return when the centre is never evaluated).
+        eval_every: generations between scheduled centre evaluations (0: none scheduled).
+        eval_episodes: episodes per centre evaluation (0: never evaluate the centre).
+        eval_on_target: also evaluate the centre whenever a candidate's return reaches
+            ``target_return``.
+        eval_at_end: also evaluate the centre after the last generation of a
+            ``generations`` budget.
         callback: called with each history row.
+
+    ``max_timesteps``, ``max_seconds`` and ``target`` are deprecated aliases of
+    ``env_steps``, ``wall_seconds`` and ``target_return``; ``center_with_evaluator`` is
+    deprecated and ignored.
 
     Example:
         >>> from asktell.gym import GymTask
@@ -115,62 +162,67 @@ def train(
         >>> len(result.history), "center_return" in result.history[-1]
         (2, True)
     """
-    if generations is None and max_timesteps is None and max_seconds is None and target is None:
-        raise ConfigError(
-            "train() needs a budget: generations, max_timesteps, max_seconds or target"
-        )
+    limits = dict(
+        generations=generations,
+        env_steps=env_steps,
+        wall_seconds=wall_seconds,
+        target_return=target_return,
+    )
+    budget = _budget(limits, deprecated)
     if eval_every < 0:
         raise ConfigError(f"train() 'eval_every' must be >= 0; got {eval_every}")
-    if target is not None and eval_every == 0 and eval_episodes < 1:
-        raise ConfigError("train() with a target needs eval_episodes >= 1")
+    target = budget.target_return
+
+    def episodes_due(record: GenerationRecord) -> int:
+        if eval_episodes < 1:
+            return 0
+        scheduled = eval_every > 0 and record.generation % eval_every == 0
+        returns = record.evaluation.returns
+        finite = returns[np.isfinite(returns)]
+        triggered = (
+            eval_on_target and target is not None and finite.size > 0 and finite.max() >= target
+        )
+        last = eval_at_end and budget.generations is not None and (
+            record.generation >= budget.generations
+        )
+        return eval_episodes if scheduled or triggered or last else 0
+
+    judge_center = eval_episodes >= 1 and (eval_every > 0 or (eval_on_target and target is not None))
+    step = GenerationStep(strategy, evaluator, task, budget=budget, judge_center=judge_center)
     history: list[dict[str, Any]] = []
-    timesteps = 0
     solved_at = None
-    start = time.perf_counter()
-    center_evaluator = evaluator if center_with_evaluator else None
-    while True:
-        seeds = strategy.ask()
-        distribution = _with_context(task, strategy.distribution)
-        evaluation = evaluator.evaluate(distribution, seeds)
-        if hasattr(task, "observe"):
-            task.observe(evaluation)
-        metrics = strategy.tell(evaluation)
-        timesteps += evaluation.total_steps
-        row: dict[str, Any] = {
-            "generation": int(strategy.generation),
-            "timesteps": int(timesteps),
-            "failures": len(evaluation.failures),
-        }
-        row.update({k: v for k, v in metrics.items() if k.startswith("return_")})
-        cap = (distribution.context or {}).get("step_cap")
-        if cap is not None:
-            row["step_cap"] = int(cap)
-        due = eval_every and strategy.generation % eval_every == 0
-        triggered = target is not None and metrics.get("return_max", -np.inf) >= target
-        last = generations is not None and strategy.generation >= generations
-        if (due or triggered or last) and eval_episodes >= 1:
-            center = evaluate_center(
-                task, _with_context(task, strategy.distribution), eval_episodes, center_evaluator
-            )
-            row["center_return"] = float(np.mean(center))
-            row["center_return_std"] = float(np.std(center))
-        row["seconds"] = time.perf_counter() - start
+    reasons: dict[str, str] = {}
+    while not reasons:
+        record = step(center_episodes=episodes_due)
+        row = _row(record, step)
         history.append(row)
         if callback is not None:
             callback(row)
-        if target is not None and row.get("center_return", -np.inf) >= target:
+        reasons = step.stop_reasons()
+        if "target_return" in reasons:
             solved_at = row
-            break
-        if last:
-            break
-        if max_timesteps is not None and timesteps >= max_timesteps:
-            break
-        if max_seconds is not None and row["seconds"] >= max_seconds:
-            break
     return TrainResult(
         history=history,
         center=np.asarray(strategy.center),
-        timesteps=timesteps,
-        seconds=time.perf_counter() - start,
+        env_steps=step.progress.env_steps,
+        seconds=step.progress.wall(),
         solved_at=solved_at,
+        stop_reason=next(iter(reasons.values())),
     )
+
+
+def _row(record: GenerationRecord, step: GenerationStep) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "generation": record.generation,
+        "env_steps": step.progress.env_steps,
+        "failures": len(record.evaluation.failures),
+    }
+    row.update({k: v for k, v in record.metrics.items() if k.startswith("return_")})
+    cap = (record.distribution.context or {}).get("step_cap")
+    if cap is not None:
+        row["step_cap"] = int(cap)
+    if record.center_returns is not None:
+        row["center_return"] = float(np.mean(record.center_returns))
+        row["center_return_std"] = float(np.std(record.center_returns))
+    row["seconds"] = step.progress.wall()
+    return row
