@@ -31,12 +31,15 @@ class Registry:
         family: what the plugins are, for messages (``"strategy"``).
         group: the entry-point group of plugins from other distributions.
         builtin_modules: the modules whose ``@register`` decorators define the built-in
-            plugins; imported on the first lookup, in order.
+            plugins; imported on the first lookup, in order (one module may be given as a
+            plain string).
     """
 
-    def __init__(self, family: str, group: str, builtin_modules: tuple[str, ...]):
+    def __init__(self, family: str, group: str, builtin_modules: str | tuple[str, ...]):
         self.family = family
         self.group = group
+        if isinstance(builtin_modules, str):
+            builtin_modules = (builtin_modules,)
         self.builtin_modules = tuple(builtin_modules)
         self._items: dict[str, Any] = {}
         self._loaded = False
