@@ -52,11 +52,15 @@ class NamedFunction:
         return f"NamedFunction({self.name!r}, shift={self.shift})"
 
 
+FunctionName = Literal[tuple(FUNCTIONS)]  # type: ignore[valid-type]
+
+
 class FunctionTaskConfig(PluginConfig):
     """Run-file settings of a standard test function (``kind = "function"``)."""
 
     kind: Literal["function"] = "function"
-    name: Literal["sphere", "ellipsoid", "rosenbrock", "rastrigin", "ackley"] = Field(
+    # The names are those of asktell.functions.FUNCTIONS, declared there once.
+    name: FunctionName = Field(
         "sphere", description="Which standard function to minimise."
     )
     num_params: Int = Field(10, ge=1, description="Dimension of the search space.")
