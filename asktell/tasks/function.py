@@ -109,8 +109,22 @@ class FunctionTask(TaskHooks):
 
     @classmethod
     def named(cls, name: str, *, num_params: int | None = None, shift: float = 0.0) -> FunctionTask:
-        """A standard test function (as a loss, so returns are ``-f``), e.g. ``"rastrigin"``."""
-        return cls(NamedFunction(name, shift), vectorized=True, minimize=True, num_params=num_params)
+        """A standard test function (as a loss, so returns are ``-f``), e.g. ``"rastrigin"``.
+
+        The Python twin of a run file's ``[task] kind = "function"`` section: the options are
+        checked by :class:`FunctionTaskConfig`, with the same rules and words. ``num_params``
+        may stay ``None`` here (any dimension), where a run file needs one.
+        """
+        options = {"name": name, "shift": shift}
+        if num_params is not None:
+            options["num_params"] = num_params
+        cfg = FunctionTaskConfig.validate_options("FunctionTask.named", options)
+        return cls(
+            NamedFunction(cfg.name, cfg.shift),
+            vectorized=True,
+            minimize=True,
+            num_params=num_params if num_params is None else cfg.num_params,
+        )
 
     def __repr__(self) -> str:
         return (
