@@ -17,7 +17,7 @@ from asktell.errors import (
     ReturnsError,
 )
 from asktell.minimize import MinimizeResult, minimize
-from asktell.noise import CounterNoise, NoiseTable
+from asktell.noise import CounterNoise, NoiseSource, NoiseTable
 from asktell.protocol import Evaluation, Evaluator, Failure, Strategy, Task, TaskResult
 from asktell.stats import RunningStat
 from asktell.tasks import FunctionTask
@@ -38,6 +38,7 @@ __all__ = [
     "FunctionTask",
     "MinimizeResult",
     "MissingDependencyError",
+    "NoiseSource",
     "NoiseTable",
     "ReturnsError",
     "RunningStat",

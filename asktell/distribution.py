@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from asktell.noise import CounterNoise, NoiseTable, split_seeds
+from asktell.noise import NoiseSource, split_seeds
 
 __all__ = ["Distribution"]
 
@@ -42,7 +42,7 @@ class Distribution:
 
     center: np.ndarray
     sigma: float | np.ndarray
-    noise: NoiseTable | CounterNoise
+    noise: NoiseSource
     generation: int = 0
     factor: np.ndarray | None = None
     context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -80,13 +80,6 @@ class Distribution:
                 block = factor[start : start + step]
                 out[:, start : start + step] = np.matmul(block, z[:, :, None])[:, :, 0]
             z = out
-        return z
-
-    def noise_rows(self, seeds: np.ndarray) -> np.ndarray:
-        """The signed (and factor-transformed) unit perturbations, float64 ``(n, num_params)``."""
-        keys, signs = split_seeds(seeds)
-        z = self._unit_rows(keys)
-        z *= signs[:, None]
         return z
 
     def decode(self, seeds: np.ndarray) -> np.ndarray:

@@ -73,9 +73,19 @@ def mirrored(keys: np.ndarray) -> np.ndarray:
 
 @runtime_checkable
 class NoiseSource(Protocol):
-    """What strategies and distributions need from a noise source."""
+    """What strategies, distributions and evaluators need from a noise source.
 
+    :class:`NoiseTable` and :class:`CounterNoise` both satisfy it (a test checks each
+    member); annotate with it rather than naming the two classes. A third source must also
+    pickle small (it travels inside every :class:`~asktell.distribution.Distribution`) and
+    give the same vector for the same key in every process.
+    """
+
+    kind: str
     seed: int
+
+    def get(self, key: int, dim: int) -> np.ndarray:
+        """``eps(key)``: a float32 vector of length ``dim``."""
 
     def check_dim(self, dim: int, name: str = "num_params") -> None:
         """Raise :class:`ConfigError` if vectors of length ``dim`` cannot be drawn."""
@@ -199,10 +209,6 @@ class NoiseTable:
     def table(self) -> np.ndarray:
         """The whole read-only table (built and cached on first access in this process)."""
         return _CACHE.get(self.seed, self.size)
-
-    def num_keys(self, dim: int) -> int:
-        """How many distinct offsets exist for vectors of length ``dim``."""
-        return self.size - dim + 1
 
     def check_dim(self, dim: int, name: str = "num_params") -> None:
         if dim > self.size - 1:
@@ -337,7 +343,7 @@ class CounterNoise:
         return {"kind": self.kind, "seed": self.seed}
 
 
-def noise_from_spec(spec: dict[str, Any]) -> NoiseTable | CounterNoise:
+def noise_from_spec(spec: dict[str, Any]) -> NoiseSource:
     """Rebuild a noise source from :meth:`NoiseTable.spec` / :meth:`CounterNoise.spec`."""
     kind = spec.get("kind")
     if kind == "table":

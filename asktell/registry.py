@@ -1,8 +1,12 @@
 """Registries of plugins (strategies, evaluators, tasks), keyed by snake_case names.
 
-Built-in plugins register when their package is imported; plugins from other distributions
-register through the entry-point groups ``asktell.strategies``, ``asktell.evaluators`` and
-``asktell.tasks`` (``name = "package.module:Class"``) and become valid ``kind``s.
+One registration style for every family: the plugin's own module decorates the class,
+``@STRATEGIES.register("openai_es")``, ``@EVALUATORS.register("dask")``,
+``@TASKS.register("gym")``. A registry imports its built-in modules (a declared list) on its
+first lookup, so importing :mod:`asktell` loads no plugin and no optional back-end. Plugins
+from other distributions register through the entry-point groups ``asktell.strategies``,
+``asktell.evaluators`` and ``asktell.tasks`` (``name = "package.module:Class"``) and become
+valid ``kind``s.
 """
 
 from __future__ import annotations
@@ -21,12 +25,22 @@ T = TypeVar("T")
 
 
 class Registry:
-    """A name -> plugin mapping that answers typos with "did you mean ...?"."""
+    """A name -> plugin mapping that answers typos with "did you mean ...?".
 
-    def __init__(self, family: str, group: str, builtin_module: str):
+    Args:
+        family: what the plugins are, for messages (``"strategy"``).
+        group: the entry-point group of plugins from other distributions.
+        builtin_modules: the modules whose ``@register`` decorators define the built-in
+            plugins; imported on the first lookup, in order (one module may be given as a
+            plain string).
+    """
+
+    def __init__(self, family: str, group: str, builtin_modules: str | tuple[str, ...]):
         self.family = family
         self.group = group
-        self._builtin_module = builtin_module
+        if isinstance(builtin_modules, str):
+            builtin_modules = (builtin_modules,)
+        self.builtin_modules = tuple(builtin_modules)
         self._items: dict[str, Any] = {}
         self._loaded = False
 
@@ -46,7 +60,8 @@ class Registry:
         if self._loaded:
             return
         self._loaded = True
-        importlib.import_module(self._builtin_module)
+        for module in self.builtin_modules:
+            importlib.import_module(module)
         for ep in entry_points(group=self.group):
             if ep.name not in self._items:
                 self._items[ep.name] = ep.load()
@@ -75,6 +90,9 @@ class Registry:
         return name in self._items
 
 
-STRATEGIES = Registry("strategy", "asktell.strategies", "asktell.strategies")
-EVALUATORS = Registry("evaluator", "asktell.evaluators", "asktell.evaluators")
-TASKS = Registry("task", "asktell.tasks", "asktell.tasks")
+STRATEGIES = Registry("strategy", "asktell.strategies", ("asktell.strategies",))
+EVALUATORS = Registry("evaluator", "asktell.evaluators", ("asktell.evaluators",))
+# asktell.gym and asktell.atari import gymnasium and ale_py only when a task is built.
+TASKS = Registry(
+    "task", "asktell.tasks", ("asktell.tasks.function", "asktell.gym.task", "asktell.atari.task")
+)

@@ -1,7 +1,7 @@
 """Evaluators turn seeds into returns wherever the compute is.
 
-Importing this package registers the built-in evaluators in
-:data:`asktell.registry.EVALUATORS`. Back-ends with optional dependencies (Dask, Gymnasium
+Each module registers its evaluator with ``@EVALUATORS.register("name")``;
+:data:`asktell.registry.EVALUATORS` imports this package on its first lookup. Back-ends with optional dependencies (Dask, Gymnasium
 vector environments) import those dependencies only when constructed.
 """
 

@@ -1,6 +1,7 @@
 """Every registered strategy and evaluator runs the same conformance checks.
 
 A new plugin is checked by registering it (and, for an evaluator, adding its factory below).
+That the checks catch broken plugins is shown in tests/test_suite_mutations.py.
 """
 
 import pytest
@@ -43,8 +44,8 @@ def dask_factory():
 # fixture returning one (for evaluators that need a server). Every registered evaluator
 # must appear (see the test below).
 def _vector(task, **options):
-    # FunctionTask has no environments: the vector evaluator evaluates it in-process like
-    # the serial one (Gym equivalence is tested in tests/test_gym_vector.py).
+    # The suite reads the instance's capabilities: with ``needs_batch_runner`` it runs the
+    # Gym checks only (an evaluator that steps environments has nothing to offer a function).
     return EVALUATORS.get("vector")(task, num_envs=4, **options)
 
 

@@ -21,7 +21,9 @@ def test_python_blocks_run(page, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     namespace: dict = {"__name__": f"docs_{page.stem}", "TMP": tmp_path}
     for block in _blocks(page):
-        exec(compile(block, str(page.relative_to(ROOT)), "exec"), namespace)  # noqa: S102
+        # dont_inherit: a block runs as a user would run it, without this file's __future__
+        # import (string annotations would leave a pydantic model on the page undefined).
+        exec(compile(block, str(page.relative_to(ROOT)), "exec", dont_inherit=True), namespace)  # noqa: S102
 
 
 def test_index_links_every_page():

@@ -130,3 +130,29 @@ def test_bad_noise_arguments():
         NoiseTable(seed=-1)
     with pytest.raises(ConfigError, match="'seed'"):
         CounterNoise(seed=1.5)
+
+
+@pytest.mark.parametrize("source", [NoiseTable(seed=1, size=1 << 16), CounterNoise(seed=1)])
+def test_both_sources_satisfy_the_noise_source_protocol(source):
+    import inspect
+
+    from asktell.noise import NoiseSource, noise_from_spec
+
+    assert isinstance(source, NoiseSource)
+    members = [m for m in vars(NoiseSource) if not m.startswith("_")]
+    for name in members:
+        theirs = inspect.signature(getattr(NoiseSource, name))
+        ours = inspect.signature(getattr(type(source), name))
+        assert list(ours.parameters) == list(theirs.parameters), name
+    for name in NoiseSource.__annotations__:
+        assert hasattr(source, name), name
+    # What the protocol promises, through its members only.
+    rng = np.random.default_rng(0)
+    keys = source.sample_keys(rng, 3, 5)
+    rows = source.rows(keys, 5)
+    assert rows.dtype == np.float32 and rows.shape == (3, 5)
+    assert np.array_equal(rows[1], source.get(int(keys[1]), 5))
+    w = np.array([0.5, -1.0, 2.0])
+    assert np.allclose(source.weighted_sum(w, keys, 5), w.astype(np.float32) @ rows)
+    assert noise_from_spec(source.spec()) == source
+    assert source.spec()["kind"] == source.kind

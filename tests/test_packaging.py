@@ -33,6 +33,40 @@ def test_core_import_pulls_in_no_optional_backend():
     assert out.stdout.strip() == ""
 
 
+def test_import_asktell_loads_no_plugin_family_nor_backend():
+    # A fresh interpreter: `import asktell` must not import the Gym or Atari tasks (the Atari
+    # network among them) nor any optional back-end; the task registry loads those on its
+    # first lookup.
+    code = (
+        "import sys, asktell;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('gymnasium','mujoco','ale_py','dask','distributed') "
+        "or m.startswith(('asktell.gym','asktell.atari'))];"
+        "print(','.join(sorted(bad)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_task_registry_loads_every_builtin_family_on_first_lookup():
+    code = (
+        "import sys; from asktell.registry import TASKS;"
+        "names = TASKS.names();"
+        "print(names, 'gymnasium' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['atari', 'function', 'gym'] False"
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(("asktell",) + p.parent.relative_to(ROOT / "asktell").parts)
+        for p in (ROOT / "asktell").rglob("__init__.py")
+    }
+    assert found | {"asktell.strategies", "asktell.evaluators"} == listed
+
+
 def test_missing_optional_dependency_prints_the_install_command():
     from asktell._extras import require
 

@@ -32,6 +32,7 @@ from asktell.gym.normalizer import ObsNormalizer
 from asktell.gym.policies import ObservationSpec
 from asktell.gym.seeding import mix64
 from asktell.gym.task import GymTask
+from asktell.registry import TASKS
 
 from .policy import NETWORKS, AtariPolicy, conv_output_shape
 
@@ -121,6 +122,7 @@ def _probability(name: str, value: Any, low_open: bool) -> float:
     return v
 
 
+@TASKS.register("atari")
 class AtariTask(GymTask):
     """An Atari game (ale-py) as an ES task, with the DeepMind preprocessing and network.
 

@@ -23,6 +23,7 @@ from asktell.config_base import StrictModel
 from asktell.distribution import Distribution
 from asktell.errors import CheckpointError, ConfigError
 from asktell.protocol import Evaluation, TaskHooks, TaskResult
+from asktell.registry import TASKS
 from asktell.stats import RunningStat
 
 from .envs import combine_episodes, make_env, make_vector_env, nonfinite_error
@@ -38,6 +39,7 @@ __all__ = ["GymTask", "GymTaskConfig", "STEP_CAPS", "combine_episodes", "nonfini
 STEP_CAPS = ("default", "fixed", "adaptive")
 
 
+@TASKS.register("gym")
 class GymTask(TaskHooks):
     """A Gymnasium environment as an ES task: parameters are a policy's weights.
 

@@ -4,7 +4,12 @@ Each check takes the strategy class. Strategies are built with
 ``cls(num_params=..., population_size=..., seed=..., x0=..., **cls.suite_options)``, where
 ``suite_options`` (a class attribute, default empty) holds settings that make the short
 learning check meaningful (a step size, say). Differences between strategies are read from
-``cls.capabilities`` and ``cls.min_population_size``, never from names.
+the built strategy's ``capabilities`` (``antithetic``: seeds come in mirrored pairs) and the
+class's ``min_population_size`` (needed before one is built), never from names.
+
+Expected values come from the rule, never from the implementation under test: the
+non-finite check, for one, compares the strategy with itself told values the suite puts
+below and above every finite return (see :func:`check_nonfinite_returns`).
 
 Use from pytest::
 
@@ -184,7 +189,7 @@ def check_rejects_bad_constructor_values(cls: type) -> None:
             assert field in str(exc), f"error should name {field!r}: {exc}"
         else:
             raise AssertionError(f"{cls.__name__}({kwargs}) must raise ConfigError")
-    if "antithetic" in cls.capabilities:
+    if "antithetic" in make(cls).capabilities:
         try:
             make(cls, population_size=_pop(cls) + 1)
         except ConfigError as exc:
@@ -199,25 +204,55 @@ def check_rejects_bad_constructor_values(cls: type) -> None:
         raise AssertionError("a noise table smaller than num_params must be rejected")
 
 
-def check_nonfinite_returns(cls: type) -> None:
-    from asktell.strategies._base import rank_nonfinite_worst  # the documented rule
+def _twins(cls: type, count: int) -> list[Any]:
+    """``count`` strategies built alike, each with the same generation asked."""
+    twins = [make(cls) for _ in range(count)]
+    seeds = [es.ask() for es in twins]
+    assert all(np.array_equal(seeds[0], s) for s in seeds), "twins asked different seeds"
+    return twins
 
-    es_nan, es_low = make(cls), make(cls)
+
+def _after(es: Any, probe: np.ndarray) -> np.ndarray:
+    """Where the strategy now puts the probe seeds: centre, step sizes and shape at once."""
+    return es.distribution.decode(probe)
+
+
+def check_nonfinite_returns(cls: type) -> None:
+    """The rule: a failed candidate (NaN/inf return) ranks below every finite return, so it
+    is never ranked best. Expected values come from the rule, computed here: the same
+    generation is told three times, with the failed candidates as NaN/inf, as a value the
+    suite puts below every finite return, and as one above every finite return. The
+    strategy must end nearer to "below" than to "above" (exactly on it for strategies that
+    use ranks only; the distance covers those that use the values, such as ARS)."""
+    es_nan, es_low, es_high = _twins(cls, 3)
     seeds = es_nan.ask()
-    es_low.ask()
     r = _sphere_returns(es_nan.distribution.decode(seeds))
-    r_nan = r.copy()
-    r_nan[[0, 3]] = [np.nan, np.inf]
+    failed = np.zeros(seeds.size, dtype=bool)
+    failed[[0, 3]] = True
+    finite = r[~failed]
+    spread = float(finite.max() - finite.min()) + 1.0
+    r_nan, r_low, r_high = r.copy(), r.copy(), r.copy()
+    r_nan[[0, 3]] = [np.nan, np.inf]  # +inf would be best if it were ranked as a number
+    r_low[failed] = finite.min() - spread
+    r_high[failed] = finite.max() + spread
     es_nan.tell(r_nan)
-    finite = np.isfinite(r_nan)
-    es_low.tell(rank_nonfinite_worst(r_nan, finite))
+    es_low.tell(r_low)
+    es_high.tell(r_high)
     assert np.all(np.isfinite(es_nan.center)), "non-finite returns made the centre non-finite"
-    assert np.array_equal(es_nan.center, es_low.center), "a failed candidate was not ranked worst"
+    x_nan, x_low, x_high = (_after(es, seeds) for es in (es_nan, es_low, es_high))
+    assert np.all(np.isfinite(x_nan)), "non-finite returns made the distribution non-finite"
+    to_low = float(np.max(np.abs(x_nan - x_low)))
+    to_high = float(np.max(np.abs(x_nan - x_high)))
+    assert to_low < to_high, (
+        f"{cls.__name__} treated failed candidates (NaN/inf) as better than every finite "
+        f"return: after the update it is {to_high:.3g} from the 'failed = best' update and "
+        f"{to_low:.3g} from the 'failed = worst' one"
+    )
 
     all_nan = make(cls)
     all_nan.ask()
     all_nan.tell(np.full(all_nan.population_size, np.nan))
-    assert np.all(np.isfinite(all_nan.center))
+    assert np.all(np.isfinite(all_nan.center)), "a generation of failures made the centre non-finite"
 
     strict = make(cls, nonfinite="raise")
     seeds = strict.ask()

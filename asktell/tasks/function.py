@@ -1,7 +1,8 @@
-"""Tasks: what is optimised. ``FunctionTask`` wraps a black-box function.
+"""``FunctionTask``: a black-box function ``f(x) -> float`` as a task (``kind = "function"``).
 
-Gymnasium tasks live in :mod:`asktell.gym`, Atari tasks in :mod:`asktell.atari` (their
-back-ends are imported only when used).
+In Python the task wraps any callable; a run file cannot hold a callable, so its section
+names a standard function instead (:class:`FunctionTaskConfig`, the one declaration of the
+run-file options, built through :meth:`FunctionTask.named`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import numpy as np
 
 from pydantic import Field
 
-from asktell.config_base import StrictModel
+from asktell.config_base import Float, Int, PluginConfig
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, ReturnsError
 from asktell.functions import FUNCTIONS
-from asktell.protocol import TaskResult
+from asktell.protocol import TaskHooks, TaskResult
+from asktell.registry import TASKS
 
 __all__ = ["FunctionTask", "FunctionTaskConfig", "NamedFunction"]
 
@@ -50,8 +52,30 @@ class NamedFunction:
         return f"NamedFunction({self.name!r}, shift={self.shift})"
 
 
-class FunctionTask:
+FunctionName = Literal[tuple(FUNCTIONS)]  # type: ignore[valid-type]
+
+
+class FunctionTaskConfig(PluginConfig):
+    """Run-file settings of a standard test function (``kind = "function"``)."""
+
+    kind: Literal["function"] = "function"
+    # The names are those of asktell.functions.FUNCTIONS, declared there once.
+    name: FunctionName = Field(
+        "sphere", description="Which standard function to minimise."
+    )
+    num_params: Int = Field(10, ge=1, description="Dimension of the search space.")
+    shift: Float = Field(0.0, description="Moves the optimum to this value in every coordinate.")
+
+    def build(self) -> FunctionTask:
+        return FunctionTask.named(self.name, num_params=self.num_params, shift=self.shift)
+
+
+@TASKS.register("function")
+class FunctionTask(TaskHooks):
     """A black-box function as a task. Returns are maximised, so a loss is negated.
+
+    A function is deterministic and stateless, so the default :class:`TaskHooks` apply (the
+    centre is measured once, no state to checkpoint).
 
     Args:
         f: ``f(x) -> float`` for one parameter vector, or with ``vectorized=True``
@@ -85,8 +109,22 @@ class FunctionTask:
 
     @classmethod
     def named(cls, name: str, *, num_params: int | None = None, shift: float = 0.0) -> FunctionTask:
-        """A standard test function (as a loss, so returns are ``-f``), e.g. ``"rastrigin"``."""
-        return cls(NamedFunction(name, shift), vectorized=True, minimize=True, num_params=num_params)
+        """A standard test function (as a loss, so returns are ``-f``), e.g. ``"rastrigin"``.
+
+        The Python twin of a run file's ``[task] kind = "function"`` section: the options are
+        checked by :class:`FunctionTaskConfig`, with the same rules and words. ``num_params``
+        may stay ``None`` here (any dimension), where a run file needs one.
+        """
+        options = {"name": name, "shift": shift}
+        if num_params is not None:
+            options["num_params"] = num_params
+        cfg = FunctionTaskConfig.validate_options("FunctionTask.named", options)
+        return cls(
+            NamedFunction(cfg.name, cfg.shift),
+            vectorized=True,
+            minimize=True,
+            num_params=num_params if num_params is None else cfg.num_params,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -124,35 +162,5 @@ class FunctionTask:
         return np.full(max(int(episodes), 1), value)
 
 
-class FunctionTaskConfig(StrictModel):
-    """Run-file settings of a standard test function (``kind = "function"``)."""
-
-    kind: Literal["function"] = "function"
-    name: Literal["sphere", "ellipsoid", "rosenbrock", "rastrigin", "ackley"] = Field(
-        "sphere", description="Which standard function to minimise."
-    )
-    num_params: int = Field(10, ge=1, description="Dimension of the search space.")
-    shift: float = Field(0.0, description="Moves the optimum to this value in every coordinate.")
-
-    def build(self) -> FunctionTask:
-        return FunctionTask.named(self.name, num_params=self.num_params, shift=self.shift)
-
-
+#: The run-file options (a callable has no run-file form; see the module docstring).
 FunctionTask.config_class = FunctionTaskConfig  # type: ignore[attr-defined]
-
-
-def _register() -> None:
-    from asktell.registry import TASKS
-
-    TASKS.register("function")(FunctionTask)
-    # asktell.gym imports gymnasium only when a GymTask is built.
-    from asktell.gym.task import GymTask
-
-    TASKS.register("gym")(GymTask)
-    # asktell.atari imports gymnasium and ale_py only when an AtariTask is built.
-    from asktell.atari.task import AtariTask
-
-    TASKS.register("atari")(AtariTask)
-
-
-_register()
