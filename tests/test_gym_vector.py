@@ -84,9 +84,9 @@ def test_large_policies_run_the_tail_in_runs_of_slots_and_match_serial(
     """Large networks (Atari) step the busy slots of a batch's tail as runs of
     consecutive slots instead of gathering their weights; CartPole's episodes end at very
     different times, so the runs fragment and every path is taken."""
-    from asktell.evaluators import _slots
+    from asktell.gym import _slot_loop as _slots
 
-    monkeypatch.setattr(_slots, "_RUNS_ONLY_PARAMS", 0)
+    monkeypatch.setattr(_slots, "RUNS_ONLY_PARAMS", 0)
     dist = generation_of(cartpole)
     assert_same(serial(cartpole, dist, SEEDS), vector(cartpole, dist, SEEDS, num_envs=num_envs))
 
