@@ -171,6 +171,41 @@ def test_evaluate_center_is_noise_free_and_uses_its_own_episode_seeds():
     assert np.array_equal(returns, task.evaluate_center(dist, 5))
 
 
+def _reference_center_returns(task, dist, episodes):
+    """The centre's returns as evaluate_center computed them before the centre became a
+    plan: the centre's weights, the centre's own episode seeds, full episodes, the
+    context's normaliser (the task's current one when the context has none)."""
+    from asktell.gym.seeding import center_episode_seeds
+
+    context = dist.context if dist.context.get("obs_mean") is not None else task.context()
+    normalize = task.normalizer(context)
+    weights = task.policy.allocate(1)
+    task.policy.load(weights, slice(0, 1), dist.center[None])
+    env = task.make_env()
+    seeds = center_episode_seeds(task.seed, dist.generation, episodes)
+    return np.array([task.rollout(env, weights, normalize, None, s, e)[0] for e, s in enumerate(seeds)])
+
+
+@pytest.mark.parametrize("with_context", [False, True])
+def test_the_centre_plan_is_the_centre_on_its_own_full_episodes(with_context):
+    task = GymTask("Pendulum-v1", hidden_sizes=(8,), step_cap="adaptive", episodes=3, seed=5)
+    task.obs_stat.push(np.random.default_rng(2).standard_normal((40, 3)))
+    context = {**task.context(), "step_cap": 7} if with_context else {}
+    x0 = task.initial_params(3)
+    dist = Distribution(x0, 0.5, NOISE, generation=6, context=context)
+    center, seeds = task.center_plan(dist, 4)
+    assert center.sigma == 0.0 and np.array_equal(seeds, np.arange(4))
+    assert np.array_equal(center.decode(seeds), np.repeat(x0[None], 4, axis=0))
+    expected = _reference_center_returns(task, dist, 4)
+    assert np.array_equal(task.evaluate_center(dist, 4), expected)
+    result = SerialEvaluator(task).evaluate(center, seeds)
+    assert np.array_equal(result.returns, expected)
+    assert result.steps.tolist() == [200] * 4  # full episodes: no adaptive cap
+    assert result.obs_stats is None  # the centre's observations feed no statistics
+    with pytest.raises(ConfigError, match="'episodes' must be an int >= 1; got 0"):
+        task.center_plan(dist, 0)
+
+
 def test_state_dict_round_trip_and_mismatch():
     task = cartpole(step_cap="adaptive")
     task.obs_stat.push(np.random.default_rng(0).standard_normal((20, 4)))
