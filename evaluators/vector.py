@@ -47,8 +47,9 @@ def _no_batch_runner(task_name: str) -> str:
 
 
 class VectorEnvEvaluatorConfig(PluginConfig):
-    """Options of :class:`VectorEnvEvaluator`: its run-file settings (``kind = "vector"``)
-    and its constructor's keywords, declared once."""
+    """Run-file settings of :class:`VectorEnvEvaluator` (``kind = "vector"``).
+
+    Also its constructor's keywords: the one declaration of its options."""
 
     kind: Literal["vector"] = "vector"
     mode: Literal["sync", "async", "vector_entry_point"] = Field(

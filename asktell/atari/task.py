@@ -1,9 +1,10 @@
 """``AtariTask``: an ALE game with the DeepMind preprocessing, learned through
 :class:`~asktell.atari.AtariPolicy` with virtual batch normalisation.
 
-It is a :class:`~asktell.gym.GymTask` (seeding, rollouts, centre evaluation, the vectorised
-evaluator and Dask all work unchanged) whose environment is the preprocessed ALE game, whose
-observations are image stacks and whose policy is the convolutional network.
+It is a :class:`~asktell.gym.GymTask` whose environment is the preprocessed ALE game, whose
+observations are image stacks and whose policy is the convolutional network: its rollout
+plan, centre plan and batch runner (the slot engine, which the vectorised evaluator runs)
+are GymTask's, and every plan checks the generation's reference batch (:meth:`normalizer`).
 
 The VBN reference batch lives with the task: collected once, deterministically from the run
 seed, with uniformly random actions, when the task is built (or given); it travels to every
@@ -19,22 +20,21 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import math
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from asktell.config_base import Bool, Float, Int, PluginConfig, declare_options
+from asktell.config_base import declare_options
 from asktell.errors import CheckpointError, ConfigError, EvaluationError
 from asktell.gym.normalizer import ObsNormalizer
+from asktell.gym.options import GymTaskConfig
 from asktell.gym.policies import ObservationSpec
 from asktell.gym.seeding import mix64
-from asktell.gym.options import GymTaskConfig
 from asktell.gym.task import GymTask
 
-from .policy import NETWORKS, AtariPolicy, conv_output_shape
+from .options import AtariTaskConfig
+from .policy import AtariPolicy
 
 __all__ = ["AtariTask", "AtariTaskConfig", "ImageObservationSpec", "resolve_env_id"]
 
@@ -105,98 +105,6 @@ class ImageObservationSpec(ObservationSpec):
         if x.dtype != np.uint8:
             return x.reshape(n, self.dim).astype(np.float32)
         return x.reshape(n, self.dim).copy()
-
-
-_Positive = Annotated[Int, Field(ge=1)]
-
-
-class AtariTaskConfig(PluginConfig):
-    """Options of :class:`AtariTask`: its run-file settings (``kind = "atari"``) and its
-    constructor's keywords, declared once."""
-
-    kind: Literal["atari"] = "atari"
-    env_id: str = Field(
-        "ALE/Pong-v5",
-        min_length=1,
-        description="ALE environment id ('ALE/Pong-v5') or a bare game name ('Pong', "
-        "'Breakout', 'space_invaders').",
-    )
-    frame_skip: Int = Field(4, ge=1, description="Emulator frames per agent step (max-pooled).")
-    noop_max: Int = Field(
-        30, ge=0, description="Episodes start after 1..noop_max random no-op frames (0: none)."
-    )
-    screen_size: Int = Field(84, ge=1, description="Side of the square grayscale observation.")
-    frame_stack: Int = Field(4, ge=1, description="Frames stacked into one observation.")
-    max_episode_frames: Int = Field(
-        108_000,
-        ge=1,
-        description="Episode cap in emulator frames (108,000 = 30 minutes of play).",
-    )
-    repeat_action_probability: Float = Field(
-        0.0, ge=0, le=1, description="Sticky actions (0: the DeepMind setting, deterministic)."
-    )
-    full_action_space: Bool = Field(
-        False, description="All 18 actions instead of the game's minimal set."
-    )
-    fire_reset: Bool = Field(
-        False, description="Press FIRE for one agent step after reset (Breakout and the like)."
-    )
-    network: Literal["a3c", "nature"] = Field(
-        "a3c",
-        description="'a3c': conv16 8x8/4, conv32 4x4/2, dense 256 (the ES paper's network); "
-        "'nature': conv32 8x8/4, conv64 4x4/2, conv64 3x3/1, dense 512 (DQN).",
-    )
-    conv_layers: list[tuple[_Positive, _Positive, _Positive]] | None = Field(
-        None,
-        description="Override the network's conv layers: [[out_channels, kernel, stride], ...].",
-    )
-    dense_size: Int | None = Field(
-        None, ge=1, description="Override the width of the dense hidden layer."
-    )
-    vbn: Bool = Field(
-        True,
-        description="Virtual batch normalisation of the hidden layers with a fixed reference "
-        "batch (Salimans et al. 2016/2017).",
-    )
-    vbn_epsilon: Float = Field(1e-5, gt=0, description="Added to the reference variance.")
-    reference_batch_size: Int = Field(
-        128, ge=2, description="Observations in the VBN reference batch."
-    )
-    reference_probability: Float = Field(
-        0.05,
-        gt=0,
-        le=1,
-        description="Random play keeps each observation for the reference batch with this "
-        "probability (smaller: spread over more of the game, slower to collect).",
-    )
-    policy_dtype: Literal["float32", "float64"] = Field(
-        "float32", description="Arithmetic of the network."
-    )
-    episodes: Int = Field(1, ge=1, description="Episodes per candidate; its return is their mean.")
-    mirrored_episode_seeds: Bool = Field(
-        True, description="Mirrored candidates k and ~k share their episode seeds."
-    )
-    seed: Int = Field(
-        0, ge=0, description="Run seed: episode seeds and the VBN reference batch derive from it."
-    )
-    env_kwargs: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Extra keyword arguments of gymnasium.make (e.g. mode, difficulty).",
-    )
-
-    @model_validator(mode="after")
-    def _network_fits_screen(self) -> "AtariTaskConfig":
-        """The network's convolutions must fit the `screen_size` x `screen_size` frames."""
-        convs = NETWORKS[self.network]["conv"] if self.conv_layers is None else self.conv_layers
-        try:
-            conv_output_shape((self.frame_stack, self.screen_size, self.screen_size), convs)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return self
-
-    def build(self) -> AtariTask:
-        return AtariTask(**self.options())
-
 
 
 @declare_options(AtariTaskConfig)
@@ -382,7 +290,7 @@ class AtariTask(GymTask):
 
     # ------------------------------------------------------------------ runner hooks
     def normalizer(self, context: Mapping[str, Any] | None) -> ObsNormalizer:
-        # Every evaluation path (serial, vector slots, centre) asks for the generation's
+        # Every rollout plan (serial, slot engine, centre) asks for the generation's
         # normaliser once per batch: the place to check the reference batch is the run's.
         self._check_reference(context)
         return super().normalizer(context)

@@ -21,8 +21,9 @@ STEP_CAPS = ("default", "fixed", "adaptive")
 
 
 class GymTaskConfig(PluginConfig):
-    """Options of :class:`GymTask`: its run-file settings (``kind = "gym"``) and its
-    constructor's keywords, declared once."""
+    """Run-file settings of :class:`GymTask` (``kind = "gym"``).
+
+    Also its constructor's keywords: the one declaration of its options."""
 
     kind: Literal["gym"] = "gym"
     env_id: str = Field(
