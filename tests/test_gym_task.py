@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 
 from asktell.distribution import Distribution
 from asktell.errors import CandidateFailedError, CheckpointError, ConfigError
@@ -48,16 +47,34 @@ def test_registered_as_gym_and_built_from_its_config():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"step_cap": "fixed"}, "needs max_episode_steps"),
+        ({"step_cap": "fixed"}, "step_cap='fixed' needs max_episode_steps"),
         ({"max_episode_steps": 10}, "step_cap='fixed' or 'adaptive'"),
         ({"policy": "linear", "hidden_sizes": [8]}, "no hidden layers"),
-        ({"obs_stats_fraction": 1.5}, "obs_stats_fraction"),
-        ({"epsiodes": 2}, "epsiodes"),
+        ({"obs_stats_fraction": 1.5}, r"obs_stats_fraction: Input should be less than or equal to 1; got 1.5"),
+        ({"episodes": 0}, r"episodes: Input should be greater than or equal to 1; got 0"),
+        ({"episodes": True}, r"episodes: Input should be an integer; got True"),
+        ({"epsiodes": 2}, r"epsiodes: unknown key .*did you mean 'episodes'"),
     ],
 )
-def test_config_rejects_bad_settings_naming_the_field(fields, message):
-    with pytest.raises(ValidationError, match=message):
-        GymTaskConfig(env_id="CartPole-v1", **fields)
+def test_constructor_and_run_file_refuse_the_same_settings_in_the_same_words(fields, message):
+    """GymTaskConfig is the one declaration of GymTask's options: Python keywords and run
+    files meet the same rules, and the error names the field, the rule and the value."""
+    with pytest.raises(ConfigError, match=message):
+        GymTask("CartPole-v1", **fields)
+    from asktell.config import config_from_dict
+
+    run = {"strategy": {"kind": "openai_es"}, "budget": {"generations": 1}}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**run, "task": {"kind": "gym", "env_id": "CartPole-v1", **fields}})
+
+
+def test_the_signature_lists_every_declared_option():
+    import inspect
+
+    params = inspect.signature(GymTask).parameters
+    assert list(params)[:2] == ["self", "env_id"]
+    assert params["episodes"].default == 1 and params["step_cap"].default == "default"
+    assert set(GymTaskConfig.model_fields) - {"kind"} <= set(params)
 
 
 def test_unknown_env_id_suggests_the_right_one():

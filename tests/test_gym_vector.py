@@ -208,6 +208,8 @@ def test_config_validation_and_registry():
         assert ev.num_envs == 3 and ev.on_failure == "mark" and ev.mode == "sync"
     with pytest.raises(ValidationError, match="num_workers=0"):
         VectorEnvEvaluatorConfig(mode="async", num_workers=2)
+    with pytest.raises(ConfigError, match="one process per environment; use num_workers=0"):
+        VectorEnvEvaluator(task, mode="async", num_workers=2)  # the same rule, declared once
     with pytest.raises(ValidationError, match="mode"):
         VectorEnvEvaluatorConfig(mode="subproc")
     with pytest.raises(ConfigError, match="num_envs: Input should be greater than or equal to 1; got 0"):
