@@ -118,10 +118,11 @@ class TaskHooks:
                 f"the checkpoint holds task state but {type(self).__name__} is stateless"
             )
 
-    def batch_runner(self, num_envs: int, mode: str, worker: int) -> BatchRunner | None:
+    def batch_runner(self, num_envs: int | None, mode: str, worker: int) -> BatchRunner | None:
         """An engine that evaluates many candidates at once in ``num_envs`` environments
-        (what :class:`~asktell.evaluators.VectorEnvEvaluator` runs in each worker process),
-        or ``None`` when the task has none (the vector evaluator then refuses the task)."""
+        (``None``: as many as its first batch needs, up to its own limit) (what
+        :class:`~asktell.evaluators.VectorEnvEvaluator` runs in each worker process), or
+        ``None`` when the task has none (the vector evaluator then refuses the task)."""
         return None
 
 
@@ -129,8 +130,9 @@ class TaskHooks:
 class BatchRunner(Protocol):
     """A task's own engine for many candidates at once (see :meth:`TaskHooks.batch_runner`)."""
 
-    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int = 0) -> Any:
-        """Evaluate ``seeds`` under ``distribution``; a chunk result in seed order."""
+    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int = 0) -> Evaluation:
+        """Evaluate ``seeds`` under ``distribution``: an :class:`Evaluation` in seed order
+        whose failures are recorded (indices in ``seeds``), never raised for a candidate."""
 
     def close(self) -> None: ...
 

@@ -337,10 +337,7 @@ class NextStepSlots(SlotLoop):
     episode we ended (cap, failure) *drains* until the environment ends it."""
 
     def start(self) -> np.ndarray:
-        from .seeding import vector_reset_seed
-
-        seed = vector_reset_seed(self.task.seed, self.b.plan.generation, self.worker)
-        obs, _ = _call(self.vec.reset, seed=seed)
+        obs, _ = _call(self.vec.reset, seed=self.b.plan.vector_reset_seed(self.worker))
         X = self.spec.to_array(obs, self.S)
         for s in range(self.S):
             self.assign(s)

@@ -38,6 +38,8 @@ class RolloutPlan:
         seeded: every episode must start from its own seed (a centre plan): an engine
             whose environments reset themselves cannot run it and must fall back to
             single environments.
+        run_seed: the task's run seed (seeds whole-environment resets, see
+            :meth:`vector_reset_seed`).
     """
 
     generation: int
@@ -46,6 +48,7 @@ class RolloutPlan:
     cap: int | None
     normalize: ObsNormalizer
     seeded: bool = False
+    run_seed: int = 0
 
     @property
     def n(self) -> int:
@@ -59,3 +62,10 @@ class RolloutPlan:
     @property
     def recording(self) -> bool:
         return bool(self.record.any())
+
+    def vector_reset_seed(self, worker: int) -> int:
+        """The seed of a whole-environment reset in process ``worker`` (vector envs that
+        reset themselves cannot take episode seeds)."""
+        from .seeding import vector_reset_seed
+
+        return vector_reset_seed(self.run_seed, self.generation, worker)

@@ -177,7 +177,7 @@ class GymTask(TaskHooks):
             ep_seeds = center_episode_seeds(self.seed, generation, 0, which=seeds)
             return RolloutPlan(
                 generation, ep_seeds.reshape(-1, 1), np.zeros(seeds.size, dtype=bool), None,
-                normalize, seeded=True,
+                normalize, seeded=True, run_seed=self.seed,
             )
         cap = self.context_cap(context)
         return RolloutPlan(
@@ -186,6 +186,7 @@ class GymTask(TaskHooks):
             self.record_mask(generation, seeds),
             None if cap is None else max(cap, 1),  # a cap of 0 still takes the first step
             normalize,
+            run_seed=self.seed,
         )
 
     def new_obs_stat(self) -> RunningStat:
