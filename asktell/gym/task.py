@@ -1,3 +1,24 @@
+"""``GymTask``: any Gymnasium environment, learned through a numpy policy.
+
+The task is picklable (the environment itself is built lazily in each process and never
+pickled), so it travels to Dask workers and vector-env worker processes. It owns its
+rollouts: :meth:`GymTask.plan` declares a batch's episodes (:mod:`asktell.gym.plan`), which
+:meth:`GymTask.evaluate` (the serial path, also what Dask workers run) and its batch runner,
+the slot engine (:mod:`asktell.gym.slots`), both follow. It implements the optional task
+hooks (:class:`asktell.protocol.TaskHooks`): ``context()`` freezes the observation
+normaliser and the adaptive step cap into each generation's distribution, ``observe()``
+folds a generation's observation statistics and episode lengths back in,
+``center_plan()`` says how any evaluator measures the noise-free centre, ``batch_runner()``
+gives the slot engine, and ``state_dict()`` checkpoints it all.
+
+Its options are declared once, by :class:`~asktell.gym.options.GymTaskConfig`. See
+``docs/gym.md`` for the guide.
+
+(Past 400 lines for one reason: construction, the plan, the serial rollout, the hooks and
+their state are one picklable object's; the options, the plan type and the batch engine
+already live in modules of their own.)
+"""
+
 from __future__ import annotations
 
 import math
@@ -5,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from asktell.config_base import declare_options
 from asktell.distribution import Distribution
 from asktell.errors import CheckpointError, ConfigError
@@ -19,6 +41,7 @@ from .policies import ActionSpec, LinearPolicy, MLPPolicy, ObservationSpec
 from .seeding import center_episode_seeds, episode_seeds, obs_record_mask
 
 __all__ = ["GymTask", "GymTaskConfig", "STEP_CAPS", "combine_episodes", "nonfinite_error"]
+
 
 @declare_options(GymTaskConfig)
 class GymTask(TaskHooks):
