@@ -201,9 +201,6 @@ class Evaluation:
         """A record of ``n`` candidates not evaluated yet: NaN returns, zero steps."""
         return cls(np.full(n, np.nan), np.zeros(n, dtype=np.int64))
 
-    def __len__(self) -> int:
-        return len(self.returns)
-
     @property
     def total_steps(self) -> int:
         return int(np.sum(self.steps))

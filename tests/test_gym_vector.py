@@ -252,8 +252,10 @@ def test_the_centre_plan_gives_evaluate_centres_returns_in_every_mode(cartpole, 
     dist = generation_of(cartpole, generation=5)
     expected = cartpole.evaluate_center(dist, 5)
     with VectorEnvEvaluator(cartpole, **options) as ev:
-        ev.evaluate(dist, SEEDS[:6])  # a generation first: the engine keeps its env
+        first = ev.evaluate(*cartpole.center_plan(dist, 5))  # before any generation
+        ev.evaluate(dist, SEEDS[:6])  # a generation: the engine keeps its env
         got = ev.evaluate(*cartpole.center_plan(dist, 5))
+    assert np.array_equal(first.returns, expected)
     assert np.array_equal(got.returns, expected)
     assert got.episodes.tolist() == [1] * 5 and np.array_equal(got.steps, expected)
 

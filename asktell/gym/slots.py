@@ -28,7 +28,8 @@ batch from ``(run seed, generation, worker)``. When our step cap ends an episode
 environment has not ended, such a slot *drains* (its outputs are ignored) until the
 environment reports the end. A plan whose every episode must start from its own seed (the
 centre's evaluation) is therefore run in ``vector_entry_point`` mode by the task's own
-single environment, one candidate at a time, exactly as the serial evaluator does.
+single environment, one candidate at a time, exactly as the serial evaluator does (and so it
+is before the first generation has sized the environment).
 
 Failures: a non-finite observation or reward fails the candidate on the spot (the same
 error text as the serial rollout). An exception from the vector environment marks every
@@ -117,7 +118,11 @@ class SlotEngine:
         if seeds.size == 0:
             return Evaluation.empty(0)
         plan = self.task.plan(distribution, seeds)
-        if plan.seeded and self.mode == "vector_entry_point":
+        if plan.seeded and (
+            self.mode == "vector_entry_point" or (self.vec is None and self.num_envs is None)
+        ):
+            # Environments that seed themselves cannot replay the centre's episodes; and a
+            # centre plan never sizes the environment (the generations' batches do).
             return _single_env(self.task, distribution, seeds, retries)
         queue = UnitQueue.checked(plan, distribution.decode(seeds), self.task)
         while True:
