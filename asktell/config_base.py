@@ -234,8 +234,9 @@ def declare_options(
         for p in fixed:
             if p.kind is p.KEYWORD_ONLY:
                 params.append(p)
+        explicit = {p.name for p in fixed}
         for name in option_names(config_class):
-            if name in positional:
+            if name in positional or name in explicit:
                 continue
             default = fields[name].get_default(call_default_factory=True)
             params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))

@@ -7,6 +7,7 @@ Only seeds (int64), a :class:`~asktell.distribution.Distribution` snapshot and r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -50,17 +51,6 @@ class Strategy(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
-
-
-@dataclasses.dataclass
-class TaskResult:
-    """What a task reports for a batch of candidates."""
-
-    returns: np.ndarray  # float64 (n,)
-    steps: np.ndarray  # int64 (n,): environment steps (1 per call for functions)
-    obs_stats: RunningStat | None = None
-    episodes: np.ndarray | None = None  # int64 (n,) episodes run per candidate
-    truncated: np.ndarray | None = None  # int64 (n,) episodes ended by the step cap
 
 
 @runtime_checkable
@@ -128,10 +118,11 @@ class TaskHooks:
                 f"the checkpoint holds task state but {type(self).__name__} is stateless"
             )
 
-    def batch_runner(self, num_envs: int, mode: str, worker: int) -> BatchRunner | None:
+    def batch_runner(self, num_envs: int | None, mode: str, worker: int) -> BatchRunner | None:
         """An engine that evaluates many candidates at once in ``num_envs`` environments
-        (what :class:`~asktell.evaluators.VectorEnvEvaluator` runs in each worker process),
-        or ``None`` when the task has none (the vector evaluator then refuses the task)."""
+        (``None``: as many as its first batch needs, up to its own limit) (what
+        :class:`~asktell.evaluators.VectorEnvEvaluator` runs in each worker process), or
+        ``None`` when the task has none (the vector evaluator then refuses the task)."""
         return None
 
 
@@ -139,8 +130,9 @@ class TaskHooks:
 class BatchRunner(Protocol):
     """A task's own engine for many candidates at once (see :meth:`TaskHooks.batch_runner`)."""
 
-    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int = 0) -> Any:
-        """Evaluate ``seeds`` under ``distribution``; a chunk result in seed order."""
+    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int = 0) -> Evaluation:
+        """Evaluate ``seeds`` under ``distribution``: an :class:`Evaluation` in seed order
+        whose failures are recorded (indices in ``seeds``), never raised for a candidate."""
 
     def close(self) -> None: ...
 
@@ -167,26 +159,47 @@ class Failure:
     error: str
     generation: int = 0
 
+    @staticmethod
+    def describe(exc: BaseException) -> str:
+        """An exception as the one line a failure records (``"EvaluationError: ..."``)."""
+        import traceback
+
+        return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
 
 @dataclasses.dataclass
 class Evaluation:
-    """Per-candidate results of one evaluated batch, in seed order.
+    """Per-candidate results of a batch, in seed order: what a task's ``evaluate`` returns
+    (as :data:`TaskResult`, the same record), what a chunk of an evaluator's work produces,
+    and what an evaluator returns once the parts are put together with :meth:`place`.
 
     Attributes:
         returns: float64 ``(n,)``; NaN for failed candidates.
         steps: int64 ``(n,)`` environment steps (function evaluations for functions).
-        failures: the candidates whose evaluation raised (index, seed, error).
+        failures: the candidates whose evaluation raised (index in this record, seed, error).
         obs_stats: merged observation statistics gathered during the batch, if any.
         episodes: int64 ``(n,)`` episodes per candidate, if the task reports them.
         truncated: int64 ``(n,)`` episodes ended by the step cap, if reported.
+        seconds: compute time behind the record, where an evaluator measures it (Dask
+            workers); 0 otherwise.
+
+    Every field after ``steps`` is keyword-only (the old ``TaskResult`` and ``Evaluation``
+    orders differed; a positional third argument would be ambiguous).
     """
 
     returns: np.ndarray
     steps: np.ndarray
+    _: dataclasses.KW_ONLY
     failures: list[Failure] = dataclasses.field(default_factory=list)
     obs_stats: RunningStat | None = None
     episodes: np.ndarray | None = None
     truncated: np.ndarray | None = None
+    seconds: float = 0.0
+
+    @classmethod
+    def empty(cls, n: int) -> Evaluation:
+        """A record of ``n`` candidates not evaluated yet: NaN returns, zero steps."""
+        return cls(np.full(n, np.nan), np.zeros(n, dtype=np.int64))
 
     @property
     def total_steps(self) -> int:
@@ -198,6 +211,52 @@ class Evaluation:
         for f in self.failures:
             mask[f.index] = True
         return mask
+
+    def place(self, where: slice | int | np.ndarray, part: Evaluation) -> None:
+        """Write ``part``'s candidates at positions ``where`` of this record (a slice, an
+        index or an index array, one position per candidate of ``part``).
+
+        The one merge of results: per-candidate arrays are copied into place (``episodes``
+        and ``truncated`` are allocated here, zeros, the first time a part has them), the
+        part's failures are re-indexed to their positions here, observation statistics are
+        merged (exactly, so in any order) and compute seconds add up. ``part.obs_stats``
+        may become this record's statistics object (not copied).
+        """
+        n = len(self.returns)
+        positions = np.arange(n)[where].reshape(-1)
+        self.returns[positions] = part.returns
+        self.steps[positions] = part.steps
+        for name in ("episodes", "truncated"):
+            value = getattr(part, name)
+            if value is not None:
+                if getattr(self, name) is None:
+                    setattr(self, name, np.zeros(n, dtype=np.int64))
+                getattr(self, name)[positions] = value
+        if part.failures:
+            self.failures.extend(
+                dataclasses.replace(f, index=int(positions[f.index])) for f in part.failures
+            )
+            self.failures.sort(key=lambda f: f.index)
+        if part.obs_stats is not None:
+            if self.obs_stats is None:
+                self.obs_stats = part.obs_stats
+            else:
+                self.obs_stats.merge(part.obs_stats)
+        self.seconds += part.seconds
+
+    @classmethod
+    def concatenate(cls, parts: Iterable[tuple[int, Evaluation]], n: int) -> Evaluation:
+        """One record of ``n`` candidates from parts ``(offset, part)`` (each placed at
+        ``offset .. offset + len(part)``; candidates no part covers keep NaN returns)."""
+        out = cls.empty(n)
+        for offset, part in parts:
+            out.place(slice(offset, offset + len(part.returns)), part)
+        return out
+
+
+#: What a task's ``evaluate`` returns: the same record as :class:`Evaluation` (its
+#: ``failures`` stay empty: a task raises instead).
+TaskResult = Evaluation
 
 
 @runtime_checkable

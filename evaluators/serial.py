@@ -2,48 +2,42 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import numpy as np
 
-from typing import Literal
-
-from pydantic import Field
-
-from asktell.config_base import StrictModel
+from asktell.config_base import PluginConfig, declare_options
 from asktell.distribution import Distribution
-from asktell.errors import ConfigError
 from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
-from ._common import assemble, check_failure_policy, evaluate_chunk
+from ._common import OnFailure, Retries, assemble, evaluate_chunk
 
 __all__ = ["SerialEvaluator", "SerialEvaluatorConfig"]
 
 
-class SerialEvaluatorConfig(StrictModel):
+class SerialEvaluatorConfig(PluginConfig):
     """Run-file settings of :class:`SerialEvaluator` (``kind = "serial"``)."""
 
     kind: Literal["serial"] = "serial"
-    on_failure: Literal["raise", "mark"] = Field(
-        "raise",
-        description="A candidate whose evaluation raises: stop the run naming it, or mark it "
-        "failed (NaN return, ranked worst by the strategy) and go on.",
-    )
-    retries: int = Field(0, ge=0, description="Extra attempts for a candidate that raised.")
+    on_failure: OnFailure = "raise"
+    retries: Retries = 0
 
     def build(self, task: Task) -> "SerialEvaluator":
-        return SerialEvaluator(task, on_failure=self.on_failure, retries=self.retries)
+        return SerialEvaluator(task, **self.options())
 
 
 @EVALUATORS.register("serial")
+@declare_options(SerialEvaluatorConfig)
 class SerialEvaluator:
     """Evaluate candidates one chunk at a time in this process.
 
+    ``on_failure="raise"`` stops with a :class:`~asktell.errors.CandidateFailedError`
+    naming generation, index and seed; ``"mark"`` records the failure and returns NaN for
+    that candidate.
+
     Args:
         task: the task every batch is evaluated on.
-        on_failure: ``"raise"`` (default) stops with a
-            :class:`~asktell.errors.CandidateFailedError` naming generation, index and seed;
-            ``"mark"`` records the failure and returns NaN for that candidate.
-        retries: extra attempts for a candidate whose evaluation raised.
 
     Example:
         >>> import numpy as np
@@ -58,14 +52,12 @@ class SerialEvaluator:
 
     #: Capabilities the evaluator conformance suite reads.
     capabilities = frozenset({"bitwise_serial"})
-    config_class = SerialEvaluatorConfig
 
-    def __init__(self, task: Task, *, on_failure: str = "raise", retries: int = 0):
+    def __init__(self, task: Task, **options: Any):
+        cfg = SerialEvaluatorConfig.validate_options("SerialEvaluator", options)
         self.task = task
-        self.on_failure = check_failure_policy("SerialEvaluator", on_failure)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"SerialEvaluator 'retries' must be an int >= 0; got {retries!r}")
-        self.retries = retries
+        self.on_failure = cfg.on_failure
+        self.retries = cfg.retries
         self.closed = False
 
     def evaluate(self, distribution: Distribution, seeds: np.ndarray) -> Evaluation:

@@ -1,25 +1,21 @@
-"""``VectorEnvEvaluator``: many Gymnasium environments stepped together, one batched policy
-forward per step for every candidate in flight.
+"""``VectorEnvEvaluator``: a task's own batch runner (for a Gym task, many environments
+stepped together with one batched policy forward per step) in this process or in worker
+processes.
 
-Built on ``gymnasium.vector`` (``make_vec`` in ``sync``, ``async`` or ``vector_entry_point``
-mode). Candidates (one unit per episode) are assigned to environment slots; a slot whose
-episode ends takes the next unit. See :mod:`asktell.evaluators._slots` for the slot engine
-and how each autoreset mode is handled.
+The evaluator carries seeds, distributions and results only: what happens inside a batch is
+the task's :meth:`~asktell.protocol.TaskHooks.batch_runner` (for :class:`~asktell.gym.GymTask`
+the slot engine, :mod:`asktell.gym.slots`). A task without one is refused: there is nothing
+to vectorise (use the serial or the Dask evaluator for it).
 
 Per-step inter-process traffic (one pipe round trip per step, as a plain ``AsyncVectorEnv``
 does) costs about as much as a MuJoCo step. With ``num_workers > 0`` each worker process
-keeps its own vector environment and its own batched policy, so only seeds go in and
-returns come out, once per batch: the candidates are split into one contiguous block per
-worker.
-
-For tasks other than :class:`~asktell.gym.GymTask` there are no environments to vectorise:
-the evaluator evaluates them in this process exactly as :class:`SerialEvaluator` does.
+keeps its own batch runner, so only seeds go in and results come out, once per batch: the
+candidates are split into one contiguous block per worker.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
 import traceback
@@ -30,29 +26,30 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from asktell.config_base import StrictModel
+from asktell.config_base import Int, PluginConfig, declare_options
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, EvaluationError
 from asktell.gym.envs import VECTOR_MODES
-from asktell.protocol import Evaluation, Task
+from asktell.protocol import Evaluation, Failure, Task, TaskHooks, hooks_of
 from asktell.registry import EVALUATORS
 
-from ._common import ChunkResult, assemble, check_failure_policy, evaluate_chunk
-from ._slots import SlotEngine
+from ._common import OnFailure, Retries, assemble
 
 __all__ = ["VectorEnvEvaluator", "VectorEnvEvaluatorConfig", "VECTOR_MODES"]
 
-START_METHODS = ("spawn", "forkserver", "fork")
-#: Upper bound of the automatic number of environments per process, by mode. ``sync``: at 16
-#: the per-step Python and policy costs are amortised while the simulators' and candidates'
-#: memory still mostly fits the core's cache (HalfCheetah, 2-core VM: 0.78 of the raw
-#: single-env rate at 16 slots, 0.77 at 32, 0.70 at 64). ``vector_entry_point``: one numpy
-#: step for all envs, so more is better. ``async``: one process per env.
-MAX_AUTO_ENVS = {"sync": 16, "vector_entry_point": 256}
+
+def _no_batch_runner(task_name: str) -> str:
+    return (
+        f"the vector evaluator runs a task's own batch runner, and {task_name} has none "
+        "(its batch_runner() returns None: there are no environments to vectorise); use "
+        "evaluator kind 'serial' (or 'dask' to spread it over processes)"
+    )
 
 
-class VectorEnvEvaluatorConfig(StrictModel):
-    """Run-file settings of :class:`VectorEnvEvaluator` (``kind = "vector"``)."""
+class VectorEnvEvaluatorConfig(PluginConfig):
+    """Run-file settings of :class:`VectorEnvEvaluator` (``kind = "vector"``).
+
+    Also its constructor's keywords: the one declaration of its options."""
 
     kind: Literal["vector"] = "vector"
     mode: Literal["sync", "async", "vector_entry_point"] = Field(
@@ -61,13 +58,13 @@ class VectorEnvEvaluatorConfig(StrictModel):
         "'async' (one process per env, a pipe round trip per step), 'vector_entry_point' "
         "(the env's own vectorised implementation, e.g. CartPole's).",
     )
-    num_envs: int | None = Field(
+    num_envs: Int | None = Field(
         None,
         ge=1,
         description="Environments per process. Default: enough for the first batch in one "
         "round, at most 16 (sync), 256 (vector_entry_point) or the number of CPUs (async).",
     )
-    num_workers: int = Field(
+    num_workers: Int = Field(
         0,
         ge=0,
         description="Worker processes, each with its own vector env and policy (only seeds "
@@ -76,15 +73,13 @@ class VectorEnvEvaluatorConfig(StrictModel):
     start_method: Literal["spawn", "forkserver", "fork"] = Field(
         "spawn", description="multiprocessing start method of the workers."
     )
-    on_failure: Literal["raise", "mark"] = Field(
-        "raise",
-        description="A candidate whose environment raises or returns NaN: stop the run naming "
-        "it, or mark it failed (NaN return, ranked worst) and go on.",
-    )
-    retries: int = Field(0, ge=0, description="Extra attempts for a candidate whose env raised.")
+    on_failure: OnFailure = "raise"
+    retries: Retries = 0
 
     @model_validator(mode="after")
     def _async_in_process(self) -> "VectorEnvEvaluatorConfig":
+        """`mode = "async"` already runs one process per environment: `num_workers` must
+        be 0 with it."""
         if self.mode == "async" and self.num_workers > 0:
             raise ValueError(
                 "mode='async' already runs one process per environment; use num_workers=0 "
@@ -92,40 +87,44 @@ class VectorEnvEvaluatorConfig(StrictModel):
             )
         return self
 
+    def check_run(self, run: Any) -> None:
+        """The run's task must have a batch runner (Gym and Atari tasks do)."""
+        from asktell.registry import TASKS
+
+        kind = run.task.kind
+        plugin = TASKS.get(kind)
+        if not (
+            isinstance(plugin, type)
+            and issubclass(plugin, TaskHooks)
+            and plugin.batch_runner is not TaskHooks.batch_runner
+        ):
+            raise ValueError(_no_batch_runner(f"a task of kind {kind!r}"))
+
     def build(self, task: Task) -> "VectorEnvEvaluator":
-        return VectorEnvEvaluator(task, **self.model_dump(exclude={"kind"}))
-
-
-def _is_gym_task(task: Any) -> bool:
-    from asktell.gym.task import GymTask
-
-    return isinstance(task, GymTask)
+        return VectorEnvEvaluator(task, **self.options())
 
 
 @EVALUATORS.register("vector")
+@declare_options(VectorEnvEvaluatorConfig)
 class VectorEnvEvaluator:
-    """Evaluate a Gym task's candidates in vectorised environments.
+    """Evaluate a task's candidates with its batch runner (a Gym task: vectorised
+    environments).
 
     Returns equal :class:`SerialEvaluator`'s bit for bit in ``sync`` and ``async`` modes:
     every episode is reset with its own seed and the policy's per-row arithmetic does not
     depend on the batch. In ``vector_entry_point`` mode the environment is a different
     implementation that resets itself from its own generator, so returns are those of other
     (equally valid) episodes; reproducible for a given run seed, ``num_envs`` and
-    ``num_workers``.
+    ``num_workers``. The centre's evaluation (:meth:`~asktell.protocol.TaskHooks.center_plan`)
+    equals the serial evaluator's in every mode.
+
+    A failure is an environment that raises or returns a NaN/inf observation or reward.
+    ``num_workers`` processes each keep their own batch runner; use the number of cores for
+    throughput.
 
     Args:
-        task: the task; a :class:`~asktell.gym.GymTask` is vectorised, any other task is
-            evaluated in this process like :class:`SerialEvaluator` does.
-        mode: ``"sync"`` (default), ``"async"`` or ``"vector_entry_point"``.
-        num_envs: environments per process (default: enough for the first batch in one
-            round, at most 16 for ``sync``, 256 for ``vector_entry_point``, the number of
-            CPUs for ``async``).
-        num_workers: worker processes, each with its own vector environment and policy;
-            ``0`` (default) runs in this process. Use the number of cores for throughput.
-        start_method: multiprocessing start method of the workers.
-        on_failure: ``"raise"`` or ``"mark"`` (see :class:`SerialEvaluator`); a failure is an
-            environment that raises or returns a NaN/inf observation or reward.
-        retries: extra attempts for a candidate whose environment raised.
+        task: the task; it must have a batch runner (:class:`~asktell.gym.GymTask` and
+            :class:`~asktell.atari.AtariTask` do), else :class:`ConfigError`.
 
     Example:
         >>> import numpy as np
@@ -140,56 +139,22 @@ class VectorEnvEvaluator:
         (8,)
     """
 
-    #: Equal to SerialEvaluator bit for bit (``vector_entry_point`` mode excepted for Gym
-    #: tasks: a different environment implementation; see the class docstring).
-    capabilities = frozenset({"bitwise_serial"})
-    config_class = VectorEnvEvaluatorConfig
+    #: Capabilities of the class (the evaluator conformance suite reads an instance's
+    #: ``capabilities``, which adds ``bitwise_serial`` unless the mode is
+    #: ``vector_entry_point``): it needs a task with a batch runner.
+    capabilities = frozenset({"needs_batch_runner"})
 
-    def __init__(
-        self,
-        task: Task,
-        *,
-        mode: str = "sync",
-        num_envs: int | None = None,
-        num_workers: int = 0,
-        start_method: str = "spawn",
-        on_failure: str = "raise",
-        retries: int = 0,
-    ):
+    def __init__(self, task: Task, **options: Any):
+        cfg = VectorEnvEvaluatorConfig.validate_options("VectorEnvEvaluator", options)
+        if hooks_of(task).batch_runner(1, cfg.mode, 0) is None:
+            raise ConfigError(f"VectorEnvEvaluator: {_no_batch_runner(type(task).__name__)}")
         self.task = task
-        if mode not in VECTOR_MODES:
-            raise ConfigError(f"VectorEnvEvaluator 'mode' must be one of {VECTOR_MODES}; got {mode!r}")
-        self.mode = mode
-        if num_envs is not None and (
-            isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1
-        ):
-            raise ConfigError(
-                f"VectorEnvEvaluator 'num_envs' must be an int >= 1 or None; got {num_envs!r}"
-            )
-        self.num_envs = None if num_envs is None else int(num_envs)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
-            raise ConfigError(
-                f"VectorEnvEvaluator 'num_workers' must be an int >= 0; got {num_workers!r}"
-            )
-        if mode == "async" and num_workers > 0:
-            raise ConfigError(
-                "VectorEnvEvaluator mode='async' already runs one process per environment; use "
-                f"num_workers=0 with it (got num_workers={num_workers})"
-            )
-        self.num_workers = int(num_workers)
-        if start_method not in START_METHODS:
-            raise ConfigError(
-                f"VectorEnvEvaluator 'start_method' must be one of {START_METHODS}; "
-                f"got {start_method!r}"
-            )
-        self.start_method = start_method
-        self.on_failure = check_failure_policy("VectorEnvEvaluator", on_failure)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"VectorEnvEvaluator 'retries' must be an int >= 0; got {retries!r}")
-        self.retries = retries
-        self.vectorised = _is_gym_task(task)
+        for name in ("mode", "num_envs", "num_workers", "start_method", "on_failure", "retries"):
+            setattr(self, name, getattr(cfg, name))
+        if self.mode != "vector_entry_point":
+            self.capabilities = VectorEnvEvaluator.capabilities | {"bitwise_serial"}
         self.closed = False
-        self._engine: SlotEngine | None = None
+        self._engine: Any = None
         self._pool: _WorkerPool | None = None
         self._finalizer = weakref.finalize(self, _shutdown, [None])
 
@@ -199,34 +164,24 @@ class VectorEnvEvaluator:
             f"num_workers={self.num_workers})"
         )
 
-    def _resolve_num_envs(self, units: int) -> int:
-        if self.num_envs is None:
-            per_process = math.ceil(units / max(self.num_workers, 1))
-            cap = MAX_AUTO_ENVS.get(self.mode, os.cpu_count() or 1)
-            self.num_envs = max(1, min(per_process, cap))
-        return self.num_envs
-
     def evaluate(self, distribution: Distribution, seeds: np.ndarray) -> Evaluation:
         """Returns, steps, episodes, truncations and failures for ``seeds``, in seed order."""
         if self.closed:
             raise RuntimeError("VectorEnvEvaluator.evaluate() called after close()")
         seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
         generation = distribution.generation
-        if not self.vectorised or seeds.size == 0:
-            part = evaluate_chunk(self.task, distribution, seeds, self.retries)
-            return assemble(seeds, [(0, part)], generation, self.on_failure)
-        num_envs = self._resolve_num_envs(seeds.size * self.task.episodes)
+        if seeds.size == 0:
+            return assemble(seeds, [], generation, self.on_failure)
         if self.num_workers == 0:
             if self._engine is None:
-                self._engine = SlotEngine(self.task, num_envs, self.mode)
+                self._engine = hooks_of(self.task).batch_runner(self.num_envs, self.mode, 0)
                 self._finalizer.detach()
                 self._finalizer = weakref.finalize(self, _shutdown, [self._engine])
-            part = self._engine.run(distribution, seeds, self.retries)
-            parts = [(0, part)]
+            parts = [(0, self._engine.run(distribution, seeds, self.retries))]
         else:
             if self._pool is None:
                 self._pool = _WorkerPool(
-                    self.task, self.num_workers, num_envs, self.mode, self.start_method
+                    self.task, self.num_workers, self.num_envs, self.mode, self.start_method
                 )
                 self._finalizer.detach()
                 self._finalizer = weakref.finalize(self, _shutdown, [self._pool])
@@ -235,8 +190,9 @@ class VectorEnvEvaluator:
 
     @property
     def rebuilds(self) -> int:
-        """How many times a vector environment was rebuilt after it raised (this process)."""
-        return self._engine.rebuilds if self._engine is not None else 0
+        """How many times this process's batch runner rebuilt its environment after it
+        raised (the slot engine counts them)."""
+        return getattr(self._engine, "rebuilds", 0)
 
     def close(self) -> None:
         """Close the environments and stop the workers; idempotent."""
@@ -259,10 +215,10 @@ def _shutdown(things: list) -> None:
 
 
 # ---------------------------------------------------------------------- worker processes
-def _worker_main(conn, task, num_envs: int, mode: str, worker: int) -> None:
+def _worker_main(conn, task, num_envs: int | None, mode: str, worker: int) -> None:
     # Ctrl-C goes to the whole process group; the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    engine = SlotEngine(task, num_envs, mode, worker)
+    engine = hooks_of(task).batch_runner(num_envs, mode, worker)
     conn.send(("ready", os.getpid()))
     try:
         while True:
@@ -307,9 +263,10 @@ def _single_threaded_blas():
 
 
 class _WorkerPool:
-    """Worker processes, each running a :class:`SlotEngine` on one block of seeds per batch."""
+    """Worker processes, each running the task's batch runner on one block of seeds per
+    batch."""
 
-    def __init__(self, task, num_workers: int, num_envs: int, mode: str, start_method: str):
+    def __init__(self, task, num_workers: int, num_envs: int | None, mode: str, start_method: str):
         import multiprocessing
 
         self.task = task
@@ -357,7 +314,7 @@ class _WorkerPool:
             if message[0] != "ready":  # pragma: no cover - protocol guard
                 raise EvaluationError(f"vector-env worker {w} sent {message!r} instead of 'ready'")
 
-    def _receive(self, w: int) -> ChunkResult:
+    def _receive(self, w: int) -> Evaluation:
         process, conn = self.workers[w]
         try:
             status, payload = conn.recv()
@@ -382,7 +339,7 @@ class _WorkerPool:
                 process, conn = self.workers[w]
                 conn.send(("run", distribution, seeds[offset : offset + size], retries))
                 waiting[conn] = w
-            parts: list[tuple[int, ChunkResult]] = []
+            parts: list[tuple[int, Evaluation]] = []
             while waiting:
                 for conn in connection.wait(list(waiting)):
                     w = waiting.pop(conn)
@@ -399,11 +356,11 @@ class _WorkerPool:
                 # Results may still be in flight in the pipes: start afresh next time.
                 self.close()
 
-    def _rescue(self, w, distribution, seeds, retries) -> ChunkResult:
+    def _rescue(self, w, distribution, seeds, retries) -> Evaluation:
         """A worker died: re-run its block one candidate at a time in a fresh worker; a
         candidate that kills the worker again is a failed candidate."""
         self._stop(w)
-        out = ChunkResult(seeds.size)
+        out = Evaluation.empty(seeds.size)
         out.episodes = np.zeros(seeds.size, dtype=np.int64)
         out.truncated = np.zeros(seeds.size, dtype=np.int64)
         for i in range(seeds.size):
@@ -411,25 +368,11 @@ class _WorkerPool:
             process, conn = self.workers[w]
             conn.send(("run", distribution, seeds[i : i + 1], retries))
             try:
-                part = self._receive(w)
+                out.place(i, self._receive(w))
             except _WorkerDied as exc:
                 self._stop(w)
-                out.failures.append(
-                    (i, f"the vector-env worker process died while evaluating it ({exc})")
-                )
-                continue
-            out.returns[i] = part.returns[0]
-            out.steps[i] = part.steps[0]
-            if part.episodes is not None:
-                out.episodes[i] = part.episodes[0]
-            if part.truncated is not None:
-                out.truncated[i] = part.truncated[0]
-            out.failures.extend((i, error) for _, error in part.failures)
-            if part.obs_stats is not None:
-                if out.obs_stats is None:
-                    out.obs_stats = part.obs_stats
-                else:
-                    out.obs_stats.merge(part.obs_stats)
+                error = f"the vector-env worker process died while evaluating it ({exc})"
+                out.failures.append(Failure(i, int(seeds[i]), error, distribution.generation))
         return out
 
     def _stop(self, w: int) -> None:

@@ -204,6 +204,30 @@ def test_config_checks_the_network_fits_the_screen_and_builds_the_task():
     assert "vbn_reference" not in no_vbn.state_dict()
 
 
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"frame_skip": 0}, r"frame_skip: Input should be greater than or equal to 1; got 0"),
+        ({"reference_probability": 0.0}, r"reference_probability: Input should be greater than 0; got 0.0"),
+        ({"network": "resnet"}, r"network: Input should be 'a3c' or 'nature'; got 'resnet'"),
+        ({"screen_size": 6}, r"conv layer 0 \(kernel 8, stride 4\) needs an input of at least 8x8; it gets 6x6"),
+        ({"framestack": 2}, r"framestack: unknown key .*did you mean 'frame_stack'"),
+    ],
+)
+def test_constructor_and_run_file_refuse_the_same_settings_in_the_same_words(fields, message):
+    from pydantic import ValidationError
+
+    from asktell.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        AtariTask("Pong", **fields)
+    from asktell.config import config_from_dict
+
+    run = {"strategy": {"kind": "openai_es"}, "budget": {"generations": 1}}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**run, "task": {"kind": "atari", "env_id": "Pong", **TINY, **fields}})
+
+
 def test_a_run_with_vbn_checkpoints_the_reference_batch_and_resumes_exactly(tmp_path):
     from asktell.checkpoint import load_checkpoint
     from asktell.config import config_from_dict

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 
 from asktell.distribution import Distribution
 from asktell.errors import CandidateFailedError, CheckpointError, ConfigError
@@ -48,16 +47,34 @@ def test_registered_as_gym_and_built_from_its_config():
 @pytest.mark.parametrize(
     "fields, message",
     [
-        ({"step_cap": "fixed"}, "needs max_episode_steps"),
+        ({"step_cap": "fixed"}, "step_cap='fixed' needs max_episode_steps"),
         ({"max_episode_steps": 10}, "step_cap='fixed' or 'adaptive'"),
         ({"policy": "linear", "hidden_sizes": [8]}, "no hidden layers"),
-        ({"obs_stats_fraction": 1.5}, "obs_stats_fraction"),
-        ({"epsiodes": 2}, "epsiodes"),
+        ({"obs_stats_fraction": 1.5}, r"obs_stats_fraction: Input should be less than or equal to 1; got 1.5"),
+        ({"episodes": 0}, r"episodes: Input should be greater than or equal to 1; got 0"),
+        ({"episodes": True}, r"episodes: Input should be an integer; got True"),
+        ({"epsiodes": 2}, r"epsiodes: unknown key .*did you mean 'episodes'"),
     ],
 )
-def test_config_rejects_bad_settings_naming_the_field(fields, message):
-    with pytest.raises(ValidationError, match=message):
-        GymTaskConfig(env_id="CartPole-v1", **fields)
+def test_constructor_and_run_file_refuse_the_same_settings_in_the_same_words(fields, message):
+    """GymTaskConfig is the one declaration of GymTask's options: Python keywords and run
+    files meet the same rules, and the error names the field, the rule and the value."""
+    with pytest.raises(ConfigError, match=message):
+        GymTask("CartPole-v1", **fields)
+    from asktell.config import config_from_dict
+
+    run = {"strategy": {"kind": "openai_es"}, "budget": {"generations": 1}}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({**run, "task": {"kind": "gym", "env_id": "CartPole-v1", **fields}})
+
+
+def test_the_signature_lists_every_declared_option():
+    import inspect
+
+    params = inspect.signature(GymTask).parameters
+    assert list(params)[:2] == ["self", "env_id"]
+    assert params["episodes"].default == 1 and params["step_cap"].default == "default"
+    assert set(GymTaskConfig.model_fields) - {"kind"} <= set(params)
 
 
 def test_unknown_env_id_suggests_the_right_one():
@@ -169,6 +186,41 @@ def test_evaluate_center_is_noise_free_and_uses_its_own_episode_seeds():
     assert returns.shape == (5,)
     assert np.array_equal(returns, task.evaluate_center(dist.replace(sigma=2.0), 5))
     assert np.array_equal(returns, task.evaluate_center(dist, 5))
+
+
+def _reference_center_returns(task, dist, episodes):
+    """The centre's returns as evaluate_center computed them before the centre became a
+    plan: the centre's weights, the centre's own episode seeds, full episodes, the
+    context's normaliser (the task's current one when the context has none)."""
+    from asktell.gym.seeding import center_episode_seeds
+
+    context = dist.context if dist.context.get("obs_mean") is not None else task.context()
+    normalize = task.normalizer(context)
+    weights = task.policy.allocate(1)
+    task.policy.load(weights, slice(0, 1), dist.center[None])
+    env = task.make_env()
+    seeds = center_episode_seeds(task.seed, dist.generation, episodes)
+    return np.array([task.rollout(env, weights, normalize, None, s, e)[0] for e, s in enumerate(seeds)])
+
+
+@pytest.mark.parametrize("with_context", [False, True])
+def test_the_centre_plan_is_the_centre_on_its_own_full_episodes(with_context):
+    task = GymTask("Pendulum-v1", hidden_sizes=(8,), step_cap="adaptive", episodes=3, seed=5)
+    task.obs_stat.push(np.random.default_rng(2).standard_normal((40, 3)))
+    context = {**task.context(), "step_cap": 7} if with_context else {}
+    x0 = task.initial_params(3)
+    dist = Distribution(x0, 0.5, NOISE, generation=6, context=context)
+    center, seeds = task.center_plan(dist, 4)
+    assert center.sigma == 0.0 and np.array_equal(seeds, np.arange(4))
+    assert np.array_equal(center.decode(seeds), np.repeat(x0[None], 4, axis=0))
+    expected = _reference_center_returns(task, dist, 4)
+    assert np.array_equal(task.evaluate_center(dist, 4), expected)
+    result = SerialEvaluator(task).evaluate(center, seeds)
+    assert np.array_equal(result.returns, expected)
+    assert result.steps.tolist() == [200] * 4  # full episodes: no adaptive cap
+    assert result.obs_stats is None  # the centre's observations feed no statistics
+    with pytest.raises(ConfigError, match="'episodes' must be an int >= 1; got 0"):
+        task.center_plan(dist, 0)
 
 
 def test_state_dict_round_trip_and_mismatch():

@@ -84,9 +84,9 @@ def test_large_policies_run_the_tail_in_runs_of_slots_and_match_serial(
     """Large networks (Atari) step the busy slots of a batch's tail as runs of
     consecutive slots instead of gathering their weights; CartPole's episodes end at very
     different times, so the runs fragment and every path is taken."""
-    from asktell.evaluators import _slots
+    from asktell.gym import _slot_loop as _slots
 
-    monkeypatch.setattr(_slots, "_RUNS_ONLY_PARAMS", 0)
+    monkeypatch.setattr(_slots, "RUNS_ONLY_PARAMS", 0)
     dist = generation_of(cartpole)
     assert_same(serial(cartpole, dist, SEEDS), vector(cartpole, dist, SEEDS, num_envs=num_envs))
 
@@ -208,9 +208,11 @@ def test_config_validation_and_registry():
         assert ev.num_envs == 3 and ev.on_failure == "mark" and ev.mode == "sync"
     with pytest.raises(ValidationError, match="num_workers=0"):
         VectorEnvEvaluatorConfig(mode="async", num_workers=2)
+    with pytest.raises(ConfigError, match="one process per environment; use num_workers=0"):
+        VectorEnvEvaluator(task, mode="async", num_workers=2)  # the same rule, declared once
     with pytest.raises(ValidationError, match="mode"):
         VectorEnvEvaluatorConfig(mode="subproc")
-    with pytest.raises(ConfigError, match="'num_envs' must be an int >= 1"):
+    with pytest.raises(ConfigError, match="num_envs: Input should be greater than or equal to 1; got 0"):
         VectorEnvEvaluator(task, num_envs=0)
 
 
@@ -231,3 +233,70 @@ def test_discrete_observations_and_stochastic_dynamics_match_serial():
     assert len(set(expected.steps.tolist())) > 3
     assert_same(expected, vector(task, dist, SEEDS, num_envs=6))
     assert_same(expected, vector(task, dist, SEEDS, num_envs=40))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"num_envs": 3},
+        {"mode": "async", "num_envs": 2},
+        {"mode": "vector_entry_point", "num_envs": 4},
+        {"mode": "vector_entry_point", "num_envs": 4, "num_workers": 2},
+    ],
+    ids=["sync", "async", "vector_entry_point", "vector_entry_point_workers"],
+)
+def test_the_centre_plan_gives_evaluate_centres_returns_in_every_mode(cartpole, options):
+    """The runner measures the centre through the run's evaluator: bitwise what the task's
+    own evaluate_center gives, even where generations are other episodes
+    (vector_entry_point)."""
+    dist = generation_of(cartpole, generation=5)
+    expected = cartpole.evaluate_center(dist, 5)
+    with VectorEnvEvaluator(cartpole, **options) as ev:
+        first = ev.evaluate(*cartpole.center_plan(dist, 5))  # before any generation
+        ev.evaluate(dist, SEEDS[:6])  # a generation: the engine keeps its env
+        got = ev.evaluate(*cartpole.center_plan(dist, 5))
+    assert np.array_equal(first.returns, expected)
+    assert np.array_equal(got.returns, expected)
+    assert got.episodes.tolist() == [1] * 5 and np.array_equal(got.steps, expected)
+
+
+def test_the_centre_plan_through_dask_gives_evaluate_centres_returns(cartpole):
+    distributed = pytest.importorskip("distributed")
+    from asktell.evaluators import DaskEvaluator
+
+    dist = generation_of(cartpole, generation=5)
+    expected = cartpole.evaluate_center(dist, 5)
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+        with DaskEvaluator(cartpole, client) as ev:
+            got = ev.evaluate(*cartpole.center_plan(dist, 5))
+    assert np.array_equal(got.returns, expected)
+
+
+def test_tasks_without_a_batch_runner_are_refused_naming_what_to_use():
+    from asktell import FunctionTask
+    from asktell.config import RunConfig
+
+    with pytest.raises(ConfigError, match="FunctionTask has none.*'serial'.*'dask'"):
+        VectorEnvEvaluator(FunctionTask.named("sphere", num_params=3))
+    run = {
+        "strategy": {"kind": "openai_es"},
+        "evaluator": {"kind": "vector"},
+        "task": {"kind": "function", "name": "sphere", "num_params": 3},
+        "budget": {"generations": 1},
+    }
+    with pytest.raises(ValidationError, match="evaluator: .*kind 'function' has none.*'serial'"):
+        RunConfig.model_validate(run)
+
+
+def test_capabilities_say_where_returns_equal_the_serial_evaluators(cartpole):
+    with VectorEnvEvaluator(cartpole) as ev:
+        assert ev.capabilities == {"bitwise_serial", "needs_batch_runner"}
+    with VectorEnvEvaluator(cartpole, mode="vector_entry_point") as ev:
+        assert ev.capabilities == {"needs_batch_runner"}

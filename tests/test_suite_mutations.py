@@ -21,7 +21,7 @@ from asktell.testing.evaluator_suite import EVALUATOR_CHECKS
 from asktell.testing.strategy_suite import STRATEGY_CHECKS
 
 #: What the vector evaluator runs to step its environments (patched to raise in one test).
-SLOT_ENGINE_RUN = "asktell.evaluators._slots.SlotEngine.run"
+SLOT_ENGINE_RUN = "asktell.gym.slots.SlotEngine.run"
 
 #: The Gym checks: each one alone must catch an evaluator whose Gym episodes are wrong.
 GYM_CHECKS = {"check_gym_matches_serial_rule", "check_gym_episodes_follow_the_dynamics"}

@@ -11,7 +11,8 @@ See ``docs/atari.md``.
 """
 
 from .policy import NETWORKS, AtariPolicy, conv_output_shape, reference_digest
-from .task import AtariTask, AtariTaskConfig, ImageObservationSpec, resolve_env_id
+from .options import AtariTaskConfig
+from .task import AtariTask, ImageObservationSpec, resolve_env_id
 
 __all__ = [
     "NETWORKS",

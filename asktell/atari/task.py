@@ -1,9 +1,10 @@
 """``AtariTask``: an ALE game with the DeepMind preprocessing, learned through
 :class:`~asktell.atari.AtariPolicy` with virtual batch normalisation.
 
-It is a :class:`~asktell.gym.GymTask` (seeding, rollouts, centre evaluation, the vectorised
-evaluator and Dask all work unchanged) whose environment is the preprocessed ALE game, whose
-observations are image stacks and whose policy is the convolutional network.
+It is a :class:`~asktell.gym.GymTask` whose environment is the preprocessed ALE game, whose
+observations are image stacks and whose policy is the convolutional network: its rollout
+plan, centre plan and batch runner (the slot engine, which the vectorised evaluator runs)
+are GymTask's, and every plan checks the generation's reference batch (:meth:`normalizer`).
 
 The VBN reference batch lives with the task: collected once, deterministically from the run
 seed, with uniformly random actions, when the task is built (or given); it travels to every
@@ -19,22 +20,22 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import math
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from asktell.config_base import StrictModel
+from asktell.config_base import declare_options
 from asktell.errors import CheckpointError, ConfigError, EvaluationError
 from asktell.gym.normalizer import ObsNormalizer
+from asktell.gym.options import GymTaskConfig
 from asktell.gym.policies import ObservationSpec
 from asktell.gym.seeding import mix64
 from asktell.gym.task import GymTask
 from asktell.registry import TASKS
 
-from .policy import NETWORKS, AtariPolicy, conv_output_shape
+from .options import AtariTaskConfig
+from .policy import AtariPolicy
 
 __all__ = ["AtariTask", "AtariTaskConfig", "ImageObservationSpec", "resolve_env_id"]
 
@@ -107,53 +108,19 @@ class ImageObservationSpec(ObservationSpec):
         return x.reshape(n, self.dim).copy()
 
 
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"AtariTask '{name}' must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def _probability(name: str, value: Any, low_open: bool) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    v = float(value) if ok else math.nan
-    if not (math.isfinite(v) and (v > 0 if low_open else v >= 0) and v <= 1):
-        rule = "(0, 1]" if low_open else "[0, 1]"
-        raise ConfigError(f"AtariTask '{name}' must be a number in {rule}; got {value!r}")
-    return v
-
-
 @TASKS.register("atari")
+@declare_options(AtariTaskConfig)
 class AtariTask(GymTask):
     """An Atari game (ale-py) as an ES task, with the DeepMind preprocessing and network.
 
+    ``env_id`` is an ALE id (``"ALE/Pong-v5"``, the default) or a bare game name
+    (``"Pong"``); every other option is a keyword (listed below, the same names as in a run
+    file). ``conv_layers`` and ``dense_size`` override the network's layers (see
+    :class:`AtariPolicy`).
+
     Args:
-        env_id: an ALE id (``"ALE/Pong-v5"``, the default) or a bare game name (``"Pong"``).
-        frame_skip: emulator frames per agent step (the action is repeated; the last two
-            frames are max-pooled).
-        noop_max: episodes start after 1..``noop_max`` random no-op frames (0: none).
-        screen_size: observations are ``screen_size`` x ``screen_size`` grayscale.
-        frame_stack: frames per observation.
-        max_episode_frames: the emulator ends (truncates) an episode after this many frames.
-        repeat_action_probability: sticky actions (Machado et al. 2018); 0 is the DeepMind
-            setting, and makes an episode a function of its seed and the policy.
-        full_action_space: all 18 actions instead of the game's minimal set.
-        fire_reset: press FIRE for one agent step after reset (Breakout and other games that
-            wait for it).
-        network: ``"a3c"`` (default; the network of the ES paper) or ``"nature"``.
-        conv_layers, dense_size: override the network's layers (see :class:`AtariPolicy`).
-        vbn: virtual batch normalisation of the hidden layers (default on).
-        vbn_epsilon: added to the reference variance.
-        reference_batch_size: observations in the VBN reference batch.
-        reference_probability: while collecting it with random actions, each observation is
-            kept with this probability (spreads the batch over the episodes).
-        reference_batch: a reference batch to use instead of collecting one, ``(N, frames,
-            size, size)`` pixels.
-        policy_dtype: ``"float32"`` (default) or ``"float64"`` network arithmetic.
-        episodes: episodes per candidate (its return is their mean).
-        mirrored_episode_seeds: mirrored candidates share their episode seeds.
-        seed: the run seed (episode seeds and the reference batch derive from it).
-        env_kwargs: extra keyword arguments of ``gymnasium.make`` (e.g. ``mode``,
-            ``difficulty``).
+        reference_batch: a VBN reference batch to use instead of collecting one,
+            ``(N, frames, size, size)`` pixels (Python only; checkpoints carry it).
 
     Example:
         >>> task = AtariTask("Pong", conv_layers=[[4, 8, 4]], dense_size=8, screen_size=42,
@@ -163,69 +130,28 @@ class AtariTask(GymTask):
     """
 
     def __init__(
-        self,
-        env_id: str = "ALE/Pong-v5",
-        *,
-        frame_skip: int = 4,
-        noop_max: int = 30,
-        screen_size: int = 84,
-        frame_stack: int = 4,
-        max_episode_frames: int = 108_000,
-        repeat_action_probability: float = 0.0,
-        full_action_space: bool = False,
-        fire_reset: bool = False,
-        network: str = "a3c",
-        conv_layers: Sequence[Sequence[int]] | None = None,
-        dense_size: int | None = None,
-        vbn: bool = True,
-        vbn_epsilon: float = 1e-5,
-        reference_batch_size: int = 128,
-        reference_probability: float = 0.05,
-        reference_batch: np.ndarray | None = None,
-        policy_dtype: str = "float32",
-        episodes: int = 1,
-        mirrored_episode_seeds: bool = True,
-        seed: int = 0,
-        env_kwargs: Mapping[str, Any] | None = None,
+        self, env_id: str = "ALE/Pong-v5", *, reference_batch: np.ndarray | None = None, **options: Any
     ):
-        resolved = resolve_env_id(env_id)
-        self.frame_skip = _int("frame_skip", frame_skip, 1)
-        self.noop_max = _int("noop_max", noop_max, 0)
-        self.screen_size = _int("screen_size", screen_size, 1)
-        self.frame_stack = _int("frame_stack", frame_stack, 1)
-        self.max_episode_frames = _int("max_episode_frames", max_episode_frames, 1)
-        self.repeat_action_probability = _probability(
-            "repeat_action_probability", repeat_action_probability, False
-        )
-        self.full_action_space = bool(full_action_space)
-        self.fire_reset = bool(fire_reset)
-        if network not in NETWORKS:
-            raise ConfigError(f"AtariTask 'network' must be one of {tuple(NETWORKS)}; got {network!r}")
-        self.network = network
-        self.conv_layers = None if conv_layers is None else [list(c) for c in conv_layers]
-        self.dense_size = dense_size
-        self.vbn = bool(vbn)
-        self.vbn_epsilon = vbn_epsilon
-        self.reference_batch_size = _int("reference_batch_size", reference_batch_size, 2)
-        self.reference_probability = _probability(
-            "reference_probability", reference_probability, True
-        )
-        # The network must fit the screen: fail before an emulator is started.
-        conv_output_shape(
-            (self.frame_stack, self.screen_size, self.screen_size),
-            NETWORKS[network]["conv"] if conv_layers is None else self.conv_layers,
-        )
-        super().__init__(
-            resolved,
-            env_kwargs=env_kwargs,
-            policy="atari",
-            policy_dtype=policy_dtype,
-            episodes=episodes,
+        cfg = AtariTaskConfig.validate_options("AtariTask", {"env_id": env_id, **options})
+        resolved = resolve_env_id(cfg.env_id)
+        for name in (
+            "frame_skip", "noop_max", "screen_size", "frame_stack", "max_episode_frames",
+            "repeat_action_probability", "full_action_space", "fire_reset", "network",
+            "dense_size", "vbn", "vbn_epsilon", "reference_batch_size", "reference_probability",
+        ):
+            setattr(self, name, getattr(cfg, name))
+        self.conv_layers = None if cfg.conv_layers is None else [list(c) for c in cfg.conv_layers]
+        gym_options = GymTaskConfig(
+            env_id=resolved,
+            env_kwargs=cfg.env_kwargs,
+            policy_dtype=cfg.policy_dtype,
+            episodes=cfg.episodes,
             obs_norm=False,
             obs_stats_fraction=0.0,
-            mirrored_episode_seeds=mirrored_episode_seeds,
-            seed=seed,
+            mirrored_episode_seeds=cfg.mirrored_episode_seeds,
+            seed=cfg.seed,
         )
+        self._setup(gym_options)
         spec = self.obs_spec
         self.obs_spec = ImageObservationSpec(spec.kind, spec.dim, spec.shape)
         if self.vbn:
@@ -236,7 +162,7 @@ class AtariTask(GymTask):
             raise ConfigError("AtariTask got a 'reference_batch' but vbn=False; it would be unused")
 
     # ------------------------------------------------------------------ construction
-    def _make_policy(self, policy, hidden_sizes, activation, bias, dtype):
+    def _make_policy(self, cfg, custom):
         return AtariPolicy(
             self.obs_spec.shape,
             self.action_spec,
@@ -245,7 +171,7 @@ class AtariTask(GymTask):
             dense_size=self.dense_size,
             vbn=self.vbn,
             vbn_epsilon=self.vbn_epsilon,
-            dtype=dtype,
+            dtype=cfg.policy_dtype,
         )
 
     def env_options(self) -> dict[str, Any]:
@@ -366,7 +292,7 @@ class AtariTask(GymTask):
 
     # ------------------------------------------------------------------ runner hooks
     def normalizer(self, context: Mapping[str, Any] | None) -> ObsNormalizer:
-        # Every evaluation path (serial, vector slots, centre) asks for the generation's
+        # Every rollout plan (serial, slot engine, centre) asks for the generation's
         # normaliser once per batch: the place to check the reference batch is the run's.
         self._check_reference(context)
         return super().normalizer(context)
@@ -412,86 +338,3 @@ class AtariTask(GymTask):
             self.policy.set_reference(reference)
 
 
-class AtariTaskConfig(StrictModel):
-    """Run-file settings of :class:`AtariTask` (``kind = "atari"``)."""
-
-    kind: Literal["atari"] = "atari"
-    env_id: str = Field(
-        "ALE/Pong-v5",
-        min_length=1,
-        description="ALE environment id ('ALE/Pong-v5') or a bare game name ('Pong', "
-        "'Breakout', 'space_invaders').",
-    )
-    frame_skip: int = Field(4, ge=1, description="Emulator frames per agent step (max-pooled).")
-    noop_max: int = Field(
-        30, ge=0, description="Episodes start after 1..noop_max random no-op frames (0: none)."
-    )
-    screen_size: int = Field(84, ge=1, description="Side of the square grayscale observation.")
-    frame_stack: int = Field(4, ge=1, description="Frames stacked into one observation.")
-    max_episode_frames: int = Field(
-        108_000,
-        ge=1,
-        description="Episode cap in emulator frames (108,000 = 30 minutes of play).",
-    )
-    repeat_action_probability: float = Field(
-        0.0, ge=0, le=1, description="Sticky actions (0: the DeepMind setting, deterministic)."
-    )
-    full_action_space: bool = Field(
-        False, description="All 18 actions instead of the game's minimal set."
-    )
-    fire_reset: bool = Field(
-        False, description="Press FIRE for one agent step after reset (Breakout and the like)."
-    )
-    network: Literal["a3c", "nature"] = Field(
-        "a3c",
-        description="'a3c': conv16 8x8/4, conv32 4x4/2, dense 256 (the ES paper's network); "
-        "'nature': conv32 8x8/4, conv64 4x4/2, conv64 3x3/1, dense 512 (DQN).",
-    )
-    conv_layers: list[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]] | None = Field(
-        None,
-        description="Override the network's conv layers: [[out_channels, kernel, stride], ...].",
-    )
-    dense_size: int | None = Field(
-        None, ge=1, description="Override the width of the dense hidden layer."
-    )
-    vbn: bool = Field(
-        True,
-        description="Virtual batch normalisation of the hidden layers with a fixed reference "
-        "batch (Salimans et al. 2016/2017).",
-    )
-    vbn_epsilon: float = Field(1e-5, gt=0, description="Added to the reference variance.")
-    reference_batch_size: int = Field(
-        128, ge=2, description="Observations in the VBN reference batch."
-    )
-    reference_probability: float = Field(
-        0.05,
-        gt=0,
-        le=1,
-        description="Random play keeps each observation for the reference batch with this "
-        "probability (smaller: spread over more of the game, slower to collect).",
-    )
-    policy_dtype: Literal["float32", "float64"] = Field(
-        "float32", description="Arithmetic of the network."
-    )
-    episodes: int = Field(1, ge=1, description="Episodes per candidate; its return is their mean.")
-    mirrored_episode_seeds: bool = Field(
-        True, description="Mirrored candidates k and ~k share their episode seeds."
-    )
-    seed: int = Field(
-        0, ge=0, description="Run seed: episode seeds and the VBN reference batch derive from it."
-    )
-
-    @model_validator(mode="after")
-    def _network_fits_screen(self) -> "AtariTaskConfig":
-        convs = NETWORKS[self.network]["conv"] if self.conv_layers is None else self.conv_layers
-        try:
-            conv_output_shape((self.frame_stack, self.screen_size, self.screen_size), convs)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return self
-
-    def build(self) -> AtariTask:
-        return AtariTask(**self.model_dump(exclude={"kind"}))
-
-
-AtariTask.config_class = AtariTaskConfig  # type: ignore[attr-defined]

@@ -67,9 +67,13 @@ def episode_seeds(
     return _to_seed(h).reshape(seeds.size, episodes)
 
 
-def center_episode_seeds(run_seed: int, generation: int, episodes: int) -> np.ndarray:
-    """Reset seeds of the centre's evaluation episodes (a stream of their own)."""
-    return _to_seed(mix64(STREAMS["center"], run_seed, generation, np.arange(episodes)))
+def center_episode_seeds(
+    run_seed: int, generation: int, episodes: int, which: np.ndarray | None = None
+) -> np.ndarray:
+    """Reset seeds of the centre's evaluation episodes (a stream of their own): all
+    ``episodes`` of them, or those numbered ``which`` (each depends on its number only)."""
+    numbers = np.arange(episodes) if which is None else np.asarray(which, dtype=np.int64)
+    return _to_seed(mix64(STREAMS["center"], run_seed, generation, numbers.reshape(-1)))
 
 
 def obs_record_mask(

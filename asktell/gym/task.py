@@ -1,25 +1,33 @@
 """``GymTask``: any Gymnasium environment, learned through a numpy policy.
 
 The task is picklable (the environment itself is built lazily in each process and never
-pickled), so it travels to Dask workers and vector-env worker processes. It implements the
-optional task hooks the runner uses (:mod:`asktell.protocol`): ``context()`` freezes the
-observation normaliser and the adaptive step cap into each generation's distribution,
-``observe()`` folds a generation's observation statistics and episode lengths back in,
-``evaluate_center()`` measures the noise-free centre, and ``state_dict()`` checkpoints it all.
+pickled), so it travels to Dask workers and vector-env worker processes. It owns its
+rollouts: :meth:`GymTask.plan` declares a batch's episodes (:mod:`asktell.gym.plan`), which
+:meth:`GymTask.evaluate` (the serial path, also what Dask workers run) and its batch runner,
+the slot engine (:mod:`asktell.gym.slots`), both follow. It implements the optional task
+hooks (:class:`asktell.protocol.TaskHooks`): ``context()`` freezes the observation
+normaliser and the adaptive step cap into each generation's distribution, ``observe()``
+folds a generation's observation statistics and episode lengths back in,
+``center_plan()`` says how any evaluator measures the noise-free centre, ``batch_runner()``
+gives the slot engine, and ``state_dict()`` checkpoints it all.
 
-See ``docs/gym.md`` for the guide.
+Its options are declared once, by :class:`~asktell.gym.options.GymTaskConfig`. See
+``docs/gym.md`` for the guide.
+
+(Past 400 lines for one reason: construction, the plan, the serial rollout, the hooks and
+their state are one picklable object's; the options, the plan type and the batch engine
+already live in modules of their own.)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from pydantic import Field, model_validator
 
-from asktell.config_base import StrictModel
+from asktell.config_base import declare_options
 from asktell.distribution import Distribution
 from asktell.errors import CheckpointError, ConfigError
 from asktell.protocol import Evaluation, TaskHooks, TaskResult
@@ -28,50 +36,24 @@ from asktell.stats import RunningStat
 
 from .envs import combine_episodes, make_env, make_vector_env, nonfinite_error
 from .normalizer import ObsNormalizer
+from .options import STEP_CAPS, GymTaskConfig
+from .plan import CENTER_EPISODES, RolloutPlan
 from .policies import ActionSpec, LinearPolicy, MLPPolicy, ObservationSpec
 from .seeding import center_episode_seeds, episode_seeds, obs_record_mask
 
 __all__ = ["GymTask", "GymTaskConfig", "STEP_CAPS", "combine_episodes", "nonfinite_error"]
 
-#: ``default``: the environment's own time limit. ``fixed``: ``max_episode_steps`` replaces
-#: it. ``adaptive``: the paper's cap, about ``adaptive_cap_factor`` times the mean episode
-#: length of the previous generation, below the time limit.
-STEP_CAPS = ("default", "fixed", "adaptive")
-
 
 @TASKS.register("gym")
+@declare_options(GymTaskConfig)
 class GymTask(TaskHooks):
     """A Gymnasium environment as an ES task: parameters are a policy's weights.
 
-    Args:
-        env_id: a registered id (``"CartPole-v1"``, ``"HalfCheetah-v5"``) or
-            ``"module:EnvId"`` (gymnasium imports ``module`` first, in every process).
-        env_kwargs: keyword arguments of ``gymnasium.make``.
-        policy: ``"mlp"`` (default), ``"linear"``, or a policy object with the interface of
-            :class:`~asktell.gym.policies.MLPPolicy`.
-        hidden_sizes: hidden layer widths of the MLP (default ``(64, 64)``, the paper's
-            MuJoCo network).
-        activation: ``"tanh"`` (default) or ``"relu"``.
-        bias: whether the policy's layers have biases.
-        policy_dtype: ``"float32"`` (default) or ``"float64"`` arithmetic of the policy.
-        action_mode: Box actions: ``"tanh"`` scales squashed outputs to the bounds,
-            ``"clip"`` clips raw outputs, ``"bins"`` discretises each dimension into
-            ``action_bins`` values (the paper's choice for Hopper and Swimmer).
-        action_bins: bins per dimension in ``"bins"`` mode.
-        episodes: episodes per candidate; its return is their mean.
-        step_cap: ``"default"``, ``"fixed"`` or ``"adaptive"`` (see :data:`STEP_CAPS`).
-        max_episode_steps: the time limit for ``"fixed"`` (required) and the upper bound of
-            ``"adaptive"`` (default: the environment's limit).
-        adaptive_cap_factor: the adaptive cap is this times the previous mean episode length.
-        adaptive_cap_min: the adaptive cap never goes below this.
-        obs_norm: normalise observations with running statistics (OpenAI style).
-        obs_clip: normalised observations are clipped to ``[-obs_clip, obs_clip]``.
-        obs_std_floor: the smallest standard deviation used to normalise (the OpenAI code's
-            variance floor of 1e-2 is a std floor of 0.1).
-        obs_stats_fraction: share of candidates whose rollouts feed the statistics, chosen
-            deterministically from (seed, generation, candidate).
-        mirrored_episode_seeds: mirrored candidates ``k`` and ``~k`` share episode seeds.
-        seed: the run seed from which every episode seed is derived.
+    ``env_id`` is a registered id (``"CartPole-v1"``, ``"HalfCheetah-v5"``) or
+    ``"module:EnvId"`` (gymnasium imports ``module`` first, in every process); every other
+    option is a keyword (listed below, the same names as in a run file). ``policy`` may also
+    be a policy object with the interface of :class:`~asktell.gym.policies.MLPPolicy`
+    (``hidden_sizes``, ``activation`` and ``bias`` then do not apply).
 
     Example:
         >>> task = GymTask("CartPole-v1", policy="linear")
@@ -79,109 +61,59 @@ class GymTask(TaskHooks):
         10
     """
 
-    def __init__(
-        self,
-        env_id: str,
-        *,
-        env_kwargs: Mapping[str, Any] | None = None,
-        policy: Any = "mlp",
-        hidden_sizes: Sequence[int] | None = None,
-        activation: str = "tanh",
-        bias: bool = True,
-        policy_dtype: str = "float32",
-        action_mode: str = "tanh",
-        action_bins: int = 10,
-        episodes: int = 1,
-        step_cap: str = "default",
-        max_episode_steps: int | None = None,
-        adaptive_cap_factor: float = 2.0,
-        adaptive_cap_min: int = 50,
-        obs_norm: bool = True,
-        obs_clip: float = 5.0,
-        obs_std_floor: float = 0.1,
-        obs_stats_fraction: float = 0.05,
-        mirrored_episode_seeds: bool = True,
-        seed: int = 0,
-    ):
-        if not isinstance(env_id, str) or not env_id:
-            raise ConfigError(f"GymTask 'env_id' must be a non-empty string; got {env_id!r}")
-        self.env_id = env_id
-        self.env_kwargs = dict(env_kwargs or {})
-        self.episodes = _int("episodes", episodes, 1)
-        if step_cap not in STEP_CAPS:
-            raise ConfigError(f"GymTask 'step_cap' must be one of {STEP_CAPS}; got {step_cap!r}")
-        self.step_cap = step_cap
-        if max_episode_steps is not None:
-            max_episode_steps = _int("max_episode_steps", max_episode_steps, 1)
-        if step_cap == "fixed" and max_episode_steps is None:
-            raise ConfigError("GymTask step_cap='fixed' needs 'max_episode_steps'; got None")
-        if step_cap == "default" and max_episode_steps is not None:
-            raise ConfigError(
-                f"GymTask 'max_episode_steps' ({max_episode_steps}) needs step_cap='fixed' or "
-                "'adaptive'; with step_cap='default' the environment's limit applies"
-            )
-        self.max_episode_steps = max_episode_steps
-        self.adaptive_cap_factor = _float("adaptive_cap_factor", adaptive_cap_factor, 1.0, True)
-        self.adaptive_cap_min = _int("adaptive_cap_min", adaptive_cap_min, 1)
-        self.obs_norm = bool(obs_norm)
-        self.obs_clip = _float("obs_clip", obs_clip, 0.0)
-        self.obs_std_floor = _float("obs_std_floor", obs_std_floor, 0.0)
-        self.obs_stats_fraction = _float("obs_stats_fraction", obs_stats_fraction, 0.0, True)
-        if self.obs_stats_fraction > 1.0:
-            raise ConfigError(
-                f"GymTask 'obs_stats_fraction' must lie in [0, 1]; got {obs_stats_fraction!r}"
-            )
-        self.mirrored_episode_seeds = bool(mirrored_episode_seeds)
-        self.seed = _int("seed", seed, 0)
+    def __init__(self, env_id: str, **options: Any):
+        policy = options.get("policy", "mlp")
+        custom = None if isinstance(policy, str) else options.pop("policy")
+        cfg = GymTaskConfig.validate_options("GymTask", {"env_id": env_id, **options})
+        self._setup(cfg, custom)
 
+    def _setup(self, cfg: GymTaskConfig, custom_policy: Any = None) -> None:
+        """Build the task from validated options (subclasses validate their own first)."""
+        self.env_id = cfg.env_id
+        self.env_kwargs = dict(cfg.env_kwargs)
+        for name in (
+            "episodes", "step_cap", "max_episode_steps", "adaptive_cap_factor",
+            "adaptive_cap_min", "obs_norm", "obs_clip", "obs_std_floor", "obs_stats_fraction",
+            "mirrored_episode_seeds", "seed", "action_mode", "action_bins",
+        ):
+            setattr(self, name, getattr(cfg, name))
         env = self.make_env()  # validates the id and kwargs, and tells us the spaces
-        self.obs_spec = ObservationSpec.from_space(env.observation_space, env_id)
+        self.obs_spec = ObservationSpec.from_space(env.observation_space, self.env_id)
         self.action_spec = ActionSpec.from_space(
-            env.action_space, action_mode, action_bins, env_id
+            env.action_space, cfg.action_mode, cfg.action_bins, self.env_id
         )
         self.time_limit = env.spec.max_episode_steps if env.spec is not None else None
         self._env = env
         if self.time_limit is None:
             raise ConfigError(
-                f"GymTask: {env_id} has no time limit, so an episode might never end; set "
+                f"GymTask: {self.env_id} has no time limit, so an episode might never end; set "
                 "step_cap='fixed' (or 'adaptive') with max_episode_steps"
             )
-        self.action_mode = action_mode
-        self.action_bins = int(action_bins)
-        self.policy = self._make_policy(policy, hidden_sizes, activation, bias, policy_dtype)
+        self.policy = self._make_policy(cfg, custom_policy)
         self.num_params = int(self.policy.num_params)
-
-        self._obs_stat = RunningStat((self.obs_spec.dim,), std_floor=self.obs_std_floor)
-        self._cap: int | None = self.time_limit if step_cap == "adaptive" else None
+        self._obs_stat = self.new_obs_stat()
+        self._cap: int | None = self.time_limit if self.step_cap == "adaptive" else None
 
     # ------------------------------------------------------------------ construction
-    def _make_policy(self, policy, hidden_sizes, activation, bias, dtype):
-        if isinstance(policy, str):
-            if policy == "linear":
-                if hidden_sizes:
-                    raise ConfigError(
-                        f"GymTask policy='linear' has no hidden layers; got hidden_sizes="
-                        f"{list(hidden_sizes)} (use policy='mlp')"
-                    )
-                return LinearPolicy(self.obs_spec.dim, self.action_spec, bias=bias, dtype=dtype)
-            if policy == "mlp":
-                sizes = (64, 64) if hidden_sizes is None else tuple(hidden_sizes)
-                return MLPPolicy(
-                    self.obs_spec.dim, self.action_spec, sizes, activation, bias, dtype
-                )
-            raise ConfigError(f"GymTask 'policy' must be 'mlp' or 'linear'; got {policy!r}")
+    def _make_policy(self, cfg: GymTaskConfig, custom: Any):
+        if custom is None:
+            dim, dtype = self.obs_spec.dim, cfg.policy_dtype
+            if cfg.policy == "linear":
+                return LinearPolicy(dim, self.action_spec, bias=cfg.bias, dtype=dtype)
+            sizes = (64, 64) if cfg.hidden_sizes is None else tuple(cfg.hidden_sizes)
+            return MLPPolicy(dim, self.action_spec, sizes, cfg.activation, cfg.bias, dtype)
         for attr in ("num_params", "allocate", "load", "act", "obs_dim"):
-            if not hasattr(policy, attr):
+            if not hasattr(custom, attr):
                 raise ConfigError(
                     f"GymTask 'policy' object must provide {attr!r} (see MLPPolicy); got "
-                    f"{type(policy).__name__}"
+                    f"{type(custom).__name__}"
                 )
-        if policy.obs_dim != self.obs_spec.dim:
+        if custom.obs_dim != self.obs_spec.dim:
             raise ConfigError(
-                f"GymTask 'policy' expects obs_dim={policy.obs_dim} but {self.env_id} "
+                f"GymTask 'policy' expects obs_dim={custom.obs_dim} but {self.env_id} "
                 f"observations have {self.obs_spec.dim} values"
             )
-        return policy
+        return custom
 
     def make_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``gymnasium.make`` / ``make_vec`` (time limit included)."""
@@ -254,6 +186,34 @@ class GymTask(TaskHooks):
             return np.zeros(np.asarray(seeds).size, dtype=bool)
         return obs_record_mask(self.seed, generation, seeds, self.obs_stats_fraction)
 
+    def plan(self, distribution: Distribution | None, seeds: np.ndarray) -> RolloutPlan:
+        """The rollouts of candidates ``seeds`` under ``distribution`` (see
+        :mod:`asktell.gym.plan`): what :meth:`evaluate` and the slot engine both run.
+
+        Episode seeds come from the run seed, the generation and each candidate's seed (for
+        a centre plan: from the centre's own stream and the seed, one episode each);
+        normalisation and the step cap from ``distribution.context``.
+        """
+        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        generation = distribution.generation if distribution is not None else 0
+        context = distribution.context if distribution is not None else None
+        normalize = self.normalizer(context)
+        if context and context.get(CENTER_EPISODES):
+            ep_seeds = center_episode_seeds(self.seed, generation, 0, which=seeds)
+            return RolloutPlan(
+                generation, ep_seeds.reshape(-1, 1), np.zeros(seeds.size, dtype=bool), None,
+                normalize, seeded=True, run_seed=self.seed,
+            )
+        cap = self.context_cap(context)
+        return RolloutPlan(
+            generation,
+            self.episode_seeds(generation, seeds),
+            self.record_mask(generation, seeds),
+            None if cap is None else max(cap, 1),  # a cap of 0 still takes the first step
+            normalize,
+            run_seed=self.seed,
+        )
+
     def new_obs_stat(self) -> RunningStat:
         return RunningStat((self.obs_spec.dim,), std_floor=self.obs_std_floor)
 
@@ -303,7 +263,7 @@ class GymTask(TaskHooks):
     def evaluate(
         self, params: np.ndarray, seeds: np.ndarray, distribution: Distribution | None
     ) -> TaskResult:
-        """Run ``episodes`` episodes per candidate in this process's environment.
+        """Run each candidate's planned episodes (:meth:`plan`) in this process's environment.
 
         Normalisation statistics and the step cap come from ``distribution.context`` (none:
         raw observations, the time limit only); episode seeds from the run seed, the
@@ -319,14 +279,9 @@ class GymTask(TaskHooks):
             )
         if seeds.size != n:
             raise ConfigError(f"GymTask.evaluate got {n} candidates and {seeds.size} seeds")
-        generation = distribution.generation if distribution is not None else 0
-        context = distribution.context if distribution is not None else None
-        normalize = self.normalizer(context)
-        cap = self.context_cap(context)
-        ep_seeds = self.episode_seeds(generation, seeds)
-        record = self.record_mask(generation, seeds)
-        stat = self.new_obs_stat() if record.any() else None
-
+        plan = self.plan(distribution, seeds)
+        E = plan.episodes
+        stat = self.new_obs_stat() if plan.recording else None
         returns = np.empty(n)
         steps = np.zeros(n, dtype=np.int64)
         truncated = np.zeros(n, dtype=np.int64)
@@ -335,11 +290,11 @@ class GymTask(TaskHooks):
         try:
             for i in range(n):
                 self.policy.load(weights, slice(0, 1), params[i : i + 1])
-                ep_returns = np.empty(self.episodes)
-                for e in range(self.episodes):
-                    rec = [] if record[i] else None
+                ep_returns = np.empty(E)
+                for e in range(E):
+                    rec = [] if plan.record[i] else None
                     ep_returns[e], t, trunc = self.rollout(
-                        env, weights, normalize, cap, ep_seeds[i, e], e, rec
+                        env, weights, plan.normalize, plan.cap, plan.episode_seeds[i, e], e, rec
                     )
                     steps[i] += t
                     truncated[i] += trunc
@@ -350,12 +305,9 @@ class GymTask(TaskHooks):
             # The environment may be left broken (mid-episode, or crashed): rebuild it.
             self._drop_env()
             raise
+        episodes = np.full(n, E, dtype=np.int64)
         return TaskResult(
-            returns=returns,
-            steps=steps,
-            obs_stats=stat,
-            episodes=np.full(n, self.episodes, dtype=np.int64),
-            truncated=truncated,
+            returns, steps, obs_stats=stat, episodes=episodes, truncated=truncated
         )
 
     # ------------------------------------------------------------------ runner hooks
@@ -407,30 +359,39 @@ class GymTask(TaskHooks):
         """The cap the next generation gets (``None`` unless adaptive)."""
         return self._cap
 
-    def evaluate_center(self, distribution: Distribution, episodes: int = 1) -> np.ndarray:
-        """Returns of the noise-free centre, one per episode (no adaptive cap: full episodes).
+    def center_plan(
+        self, distribution: Distribution, episodes: int
+    ) -> tuple[Distribution, np.ndarray]:
+        """The centre's evaluation as a plan any evaluator runs: the distribution with sigma
+        0 and a context that says "centre episodes" (see :mod:`asktell.gym.plan`), and the
+        seeds ``0 .. episodes - 1``, one episode each (full length: no adaptive cap).
 
         Normalises with ``distribution.context`` when it carries statistics, otherwise with
         this task's current ones (the runner's process holds them). Episode seeds come from
         a stream of their own, so the centre is not tested on its candidates' episodes.
         """
-        episodes = _int("episodes", episodes, 1)
+        if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
+            raise ConfigError(f"GymTask 'episodes' must be an int >= 1; got {episodes!r}")
         context = distribution.context
         if not context or context.get("obs_mean") is None:
             context = self.context()
-        normalize = self.normalizer(context)
-        seeds = center_episode_seeds(self.seed, distribution.generation, episodes)
-        weights = self.policy.allocate(1)
-        self.policy.load(weights, slice(0, 1), distribution.center[None])
-        env = self._get_env()
-        out = np.empty(episodes)
-        try:
-            for e in range(episodes):
-                out[e] = self.rollout(env, weights, normalize, None, seeds[e], e)[0]
-        except BaseException:
-            self._drop_env()
-            raise
-        return out
+        context = {k: v for k, v in context.items() if k != "step_cap"}
+        context[CENTER_EPISODES] = True
+        center = distribution.replace(sigma=0.0, factor=None, context=context)
+        return center, np.arange(int(episodes), dtype=np.int64)
+
+    def evaluate_center(self, distribution: Distribution, episodes: int = 1) -> np.ndarray:
+        """Returns of the noise-free centre, one per episode, in this process: the
+        :meth:`center_plan` run by :meth:`evaluate` (what every evaluator runs)."""
+        center, seeds = self.center_plan(distribution, episodes)
+        return self.evaluate(center.decode(seeds), seeds, center).returns
+
+    def batch_runner(self, num_envs: int | None, mode: str, worker: int):
+        """The slot engine (:class:`asktell.gym.slots.SlotEngine`) that
+        :class:`~asktell.evaluators.VectorEnvEvaluator` runs in each of its processes."""
+        from .slots import SlotEngine
+
+        return SlotEngine(self, num_envs, mode, worker)
 
     def state_dict(self) -> dict[str, Any]:
         """Observation statistics and the adaptive cap, as arrays and scalars."""
@@ -477,103 +438,3 @@ class GymTask(TaskHooks):
             raise CheckpointError(f"GymTask state_dict: {exc}") from None
         self._cap = None if cap < 0 else cap
 
-
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"GymTask '{name}' must be an int >= {minimum}; got {value!r}")
-    return int(value)
-
-
-def _float(name: str, value: Any, minimum: float, inclusive: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    v = float(value) if ok else math.nan
-    if not (math.isfinite(v) and (v >= minimum if inclusive else v > minimum)):
-        rule = f">= {minimum}" if inclusive else f"> {minimum}"
-        raise ConfigError(f"GymTask '{name}' must be a finite number {rule}; got {value!r}")
-    return v
-
-
-class GymTaskConfig(StrictModel):
-    """Run-file settings of :class:`GymTask` (``kind = "gym"``)."""
-
-    kind: Literal["gym"] = "gym"
-    env_id: str = Field(
-        ...,
-        min_length=1,
-        description="Gymnasium environment id, e.g. 'CartPole-v1' or 'HalfCheetah-v5' "
-        "('module:EnvId' imports module first).",
-    )
-    env_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments of gymnasium.make."
-    )
-    policy: Literal["mlp", "linear"] = Field("mlp", description="Policy network.")
-    hidden_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
-        None,
-        description="Hidden layer widths of the MLP; default [64, 64] (the paper's MuJoCo net). "
-        "Not allowed with policy='linear'.",
-    )
-    activation: Literal["tanh", "relu"] = Field("tanh", description="Hidden-layer nonlinearity.")
-    bias: bool = Field(True, description="Whether the policy's layers have biases.")
-    policy_dtype: Literal["float32", "float64"] = Field(
-        "float32",
-        description="Arithmetic of the policy (float32 halves the memory traffic of many "
-        "candidates' weights; float64 for exactness studies).",
-    )
-    action_mode: Literal["tanh", "clip", "bins"] = Field(
-        "tanh",
-        description="Box actions: squash into the bounds (tanh), clip raw outputs (clip), or "
-        "discretise each dimension into action_bins values (bins; the paper's Hopper setting).",
-    )
-    action_bins: int = Field(10, ge=2, description="Bins per action dimension in 'bins' mode.")
-    episodes: int = Field(1, ge=1, description="Episodes per candidate; its return is their mean.")
-    step_cap: Literal["default", "fixed", "adaptive"] = Field(
-        "default",
-        description="Episode step cap: the env's own limit, max_episode_steps, or the paper's "
-        "adaptive cap (about adaptive_cap_factor x the mean episode length).",
-    )
-    max_episode_steps: int | None = Field(
-        None,
-        ge=1,
-        description="Time limit for step_cap='fixed' (required) and upper bound for 'adaptive' "
-        "(default: the env's limit).",
-    )
-    adaptive_cap_factor: float = Field(
-        2.0, ge=1.0, description="Adaptive cap = this x the previous generation's mean episode length."
-    )
-    adaptive_cap_min: int = Field(50, ge=1, description="The adaptive cap never goes below this.")
-    obs_norm: bool = Field(True, description="Normalise observations with running statistics.")
-    obs_clip: float = Field(5.0, gt=0, description="Normalised observations are clipped to +-this.")
-    obs_std_floor: float = Field(
-        0.1, gt=0, description="Smallest std used to normalise (OpenAI: variance floor 1e-2)."
-    )
-    obs_stats_fraction: float = Field(
-        0.05,
-        ge=0,
-        le=1,
-        description="Share of candidates (chosen deterministically) whose observations feed "
-        "the statistics.",
-    )
-    mirrored_episode_seeds: bool = Field(
-        True, description="Mirrored candidates k and ~k share their episode seeds."
-    )
-    seed: int = Field(0, ge=0, description="Run seed from which every episode seed derives.")
-
-    @model_validator(mode="after")
-    def _rules(self) -> "GymTaskConfig":
-        if self.step_cap == "fixed" and self.max_episode_steps is None:
-            raise ValueError("step_cap='fixed' needs max_episode_steps")
-        if self.step_cap == "default" and self.max_episode_steps is not None:
-            raise ValueError(
-                f"max_episode_steps={self.max_episode_steps} needs step_cap='fixed' or 'adaptive'"
-            )
-        if self.policy == "linear" and self.hidden_sizes:
-            raise ValueError(
-                f"policy='linear' has no hidden layers; got hidden_sizes={self.hidden_sizes}"
-            )
-        return self
-
-    def build(self) -> GymTask:
-        return GymTask(**self.model_dump(exclude={"kind"}))
-
-
-GymTask.config_class = GymTaskConfig  # type: ignore[attr-defined]
