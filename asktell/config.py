@@ -43,7 +43,7 @@ from asktell.config_base import StrictModel
 from asktell.config_base import _dotted as dotted_location
 from asktell.config_base import format_validation_error as _format_validation_error
 from asktell.errors import ConfigError
-from asktell.noise import DEFAULT_TABLE_SIZE, CounterNoise, NoiseTable
+from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, CounterNoise, NoiseTable
 from asktell.protocol import hooks_of
 from asktell.registry import EVALUATORS, STRATEGIES, TASKS, Registry
 
@@ -92,7 +92,7 @@ class NoiseConfig(StrictModel):
         "the number of parameters. Ignored by 'counter'.",
     )
 
-    def build(self) -> NoiseTable | CounterNoise:
+    def build(self) -> NoiseSource:
         if self.kind == "counter":
             return CounterNoise(seed=self.seed)
         return NoiseTable(seed=self.seed, size=self.size)
@@ -251,7 +251,7 @@ class Built:
     strategy: Any
     evaluator: Any
     task: Any
-    noise: NoiseTable | CounterNoise
+    noise: NoiseSource
 
     def close(self) -> None:
         self.evaluator.close()

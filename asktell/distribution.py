@@ -71,8 +71,8 @@ class Distribution:
             # not depend on how many rows share the call (unlike one big gemm). The factor is
             # applied in blocks of its rows (a block set by num_params only, never by the
             # batch), so each block stays in cache for every candidate instead of the whole
-            # d x d matrix streaming from memory once per candidate: ~25x faster at d = 1000,
-            # bitwise the same per row.
+            # d x d matrix streaming from memory once per candidate (benchmarks/functions.py runs
+            # d = 1000), bitwise the same per row.
             factor, d = self.factor, self.num_params
             out = np.empty_like(z)
             step = max(1, _FACTOR_BLOCK_FLOATS // d)

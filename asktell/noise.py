@@ -41,8 +41,9 @@ __all__ = [
     "DEFAULT_TABLE_SIZE",
 ]
 
-#: 2**25 float32 standard normals (128 MiB): built in about 0.25 s on two cores, and large
-#: enough that a 1M-parameter policy still has 32M distinct offsets.
+#: 2**25 float32 standard normals (128 MiB), built once per process (docs/seeds-and-noise.md
+#: gives the build time), and large enough that a 1M-parameter policy still has 32M distinct
+#: offsets.
 DEFAULT_TABLE_SIZE = 1 << 25
 
 # Block size of the deterministic parallel fill. Fixed, so the table's contents never depend

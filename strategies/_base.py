@@ -27,7 +27,7 @@ from asktell.config_base import Int, PluginConfig, collect_options
 from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
 from asktell.protocol import as_returns
-from asktell.noise import DEFAULT_TABLE_SIZE, CounterNoise, NoiseTable
+from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, CounterNoise, NoiseTable
 
 from ._common import default_population_size
 
@@ -98,7 +98,7 @@ class BaseStrategy:
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         owner = type(self).__name__
@@ -114,9 +114,10 @@ class BaseStrategy:
         size = getattr(self.config, "population_size", None)
         self.population_size = size if size is not None else self._default_population_size()
         self.noise = noise if noise is not None else NoiseTable(0, DEFAULT_TABLE_SIZE)
-        if not isinstance(self.noise, (NoiseTable, CounterNoise)):
+        if not isinstance(self.noise, NoiseSource):
             raise ConfigError(
-                f"{owner} 'noise' must be a NoiseTable or CounterNoise; got {type(noise).__name__}"
+                f"{owner} 'noise' must be a noise source (NoiseTable, CounterNoise or another "
+                f"asktell.noise.NoiseSource); got {type(noise).__name__}"
             )
         self.noise.check_dim(self.num_params)
         if x0 is None:

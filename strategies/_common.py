@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from asktell.noise import CounterNoise, NoiseTable, split_seeds
+from asktell.noise import NoiseSource, split_seeds
 
 __all__ = [
     "default_population_size",
@@ -33,7 +33,7 @@ def default_population_size(num_params: int) -> int:
 
 
 def signed_rows(
-    noise: NoiseTable | CounterNoise, seeds: np.ndarray, dim: int
+    noise: NoiseSource, seeds: np.ndarray, dim: int
 ) -> np.ndarray:
     """``(len(seeds), dim)`` float64 standard-normal vectors ``sign * eps(key)``.
 
@@ -69,7 +69,7 @@ def fold_by_key(
 
 
 def noise_moments(
-    noise: NoiseTable | CounterNoise,
+    noise: NoiseSource,
     keys: np.ndarray,
     a: np.ndarray,
     b: np.ndarray,
@@ -94,7 +94,7 @@ def noise_moments(
 
 
 def row_sq_norms(
-    noise: NoiseTable | CounterNoise, keys: np.ndarray, dim: int, budget_floats: int = 1 << 22
+    noise: NoiseSource, keys: np.ndarray, dim: int, budget_floats: int = 1 << 22
 ) -> np.ndarray:
     """``|eps(k)|**2`` per key, float64, reading rows in bounded-memory chunks."""
     keys = np.asarray(keys, dtype=np.int64)

@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from asktell.config_base import Float, Int, declare_options
-from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
+from asktell.noise import NoiseSource, mirrored, split_seeds
 from asktell.registry import STRATEGIES
 
 from ._base import BaseStrategy
@@ -128,7 +128,7 @@ class ARS(BaseStrategy):
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)

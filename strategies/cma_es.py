@@ -27,7 +27,7 @@ from pydantic import Field
 
 from asktell.config_base import Bool, declare_options
 from asktell.distribution import Distribution
-from asktell.noise import CounterNoise, NoiseTable
+from asktell.noise import NoiseSource
 from asktell.registry import STRATEGIES
 from asktell.shaping import rank_weights
 
@@ -169,7 +169,7 @@ class CMAES(BaseStrategy):
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)

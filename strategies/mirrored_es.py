@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from asktell.config_base import Bool, Float, Int, declare_options
 from asktell.distribution import Distribution
 from asktell.errors import ReturnsError
-from asktell.noise import CounterNoise, NoiseTable, mirrored
+from asktell.noise import NoiseSource, mirrored
 from asktell.protocol import as_returns
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
@@ -136,7 +136,7 @@ class MirroredES(BaseStrategy):
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)

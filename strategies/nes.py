@@ -30,7 +30,7 @@ from pydantic import Field
 
 from asktell.config_base import Float, declare_options
 from asktell.distribution import Distribution
-from asktell.noise import CounterNoise, NoiseTable
+from asktell.noise import NoiseSource
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
 
@@ -116,7 +116,7 @@ class SNES(BaseStrategy):
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
@@ -206,7 +206,7 @@ class XNES(BaseStrategy):
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from asktell.config_base import Bool, Float, Int, declare_options
-from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
+from asktell.noise import NoiseSource, mirrored, split_seeds
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
@@ -102,7 +102,7 @@ class OpenAIES(BaseStrategy):
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)

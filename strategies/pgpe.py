@@ -26,7 +26,7 @@ from pydantic import Field
 
 from asktell.config_base import Float, Int, declare_options
 from asktell.distribution import Distribution
-from asktell.noise import CounterNoise, NoiseTable, mirrored
+from asktell.noise import NoiseSource, mirrored
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
@@ -98,7 +98,7 @@ class PGPE(BaseStrategy):
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)

@@ -21,7 +21,7 @@ import numpy as np
 
 from asktell.config_base import declare_options
 from asktell.distribution import Distribution
-from asktell.noise import CounterNoise, NoiseTable, split_seeds
+from asktell.noise import NoiseSource, split_seeds
 from asktell.registry import STRATEGIES
 
 from ._base import BaseStrategy
@@ -69,7 +69,7 @@ class SepCMAES(BaseStrategy):
         *args: Any,
         seed: int = 0,
         x0: Any = None,
-        noise: NoiseTable | CounterNoise | None = None,
+        noise: NoiseSource | None = None,
         **options: Any,
     ):
         super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
