@@ -5,8 +5,11 @@ A strategy declares its options once, in a Config model subclassing
 :class:`StrategyConfig` (decorated onto the class with
 :func:`~asktell.config_base.declare_options`); :meth:`BaseStrategy.__init__` validates the
 constructor's arguments through that model and :class:`StrategyArgs`, so Python callers and
-run files meet the same rules and messages. It then implements three hooks:
+run files meet the same rules and messages. A strategy writes no ``__init__``; it implements
+these hooks:
 
+* ``_setup(cfg)``: its own state from the validated options (called at the end of
+  ``__init__``);
 * ``_sample(count)``: the seeds of one generation (int64);
 * ``_update(seeds, returns)``: learn from finite returns, return metrics (may raise only
   before it mutates anything);
@@ -27,7 +30,7 @@ from asktell.config_base import Int, PluginConfig, collect_options
 from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
 from asktell.protocol import as_returns
-from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, CounterNoise, NoiseTable
+from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
 from ._common import default_population_size
 
@@ -136,6 +139,12 @@ class BaseStrategy:
         self.generation = 0
         self._pending: np.ndarray | None = None
         self._dist_cache: Distribution | None = None
+        self._setup(self.config)
+
+    def _setup(self, cfg: Any) -> None:
+        """Build the strategy's own state from its validated options ``cfg`` (an instance
+        of ``config_class``); called once, at the end of ``__init__``. A strategy defines
+        this instead of ``__init__``, so the constructor's signature is written once."""
 
     def _default_population_size(self) -> int:
         """The population when the Config's ``population_size`` is ``None`` ("auto")."""

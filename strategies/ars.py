@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from asktell.config_base import Float, Int, declare_options
-from asktell.noise import NoiseSource, mirrored, split_seeds
+from asktell.noise import mirrored, split_seeds
 from asktell.registry import STRATEGIES
 
 from ._base import BaseStrategy
@@ -122,17 +122,7 @@ class ARS(BaseStrategy):
     capabilities = frozenset({"antithetic"})
     suite_options = {"learning_rate": 0.05, "sigma": 0.05}
 
-    def __init__(
-        self,
-        num_params: int,
-        *args: Any,
-        seed: int = 0,
-        x0: Any = None,
-        noise: NoiseSource | None = None,
-        **options: Any,
-    ):
-        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
-        cfg = self.config
+    def _setup(self, cfg: ARSConfig) -> None:
         self.num_directions = self.population_size // 2
         self.learning_rate = cfg.learning_rate
         self.sigma = cfg.sigma

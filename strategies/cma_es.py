@@ -27,7 +27,6 @@ from pydantic import Field
 
 from asktell.config_base import Bool, declare_options
 from asktell.distribution import Distribution
-from asktell.noise import NoiseSource
 from asktell.registry import STRATEGIES
 from asktell.shaping import rank_weights
 
@@ -163,17 +162,7 @@ class CMAES(BaseStrategy):
     capabilities = frozenset({"full_covariance"})
     suite_options = {"sigma": 0.5}
 
-    def __init__(
-        self,
-        num_params: int,
-        *args: Any,
-        seed: int = 0,
-        x0: Any = None,
-        noise: NoiseSource | None = None,
-        **options: Any,
-    ):
-        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
-        cfg = self.config
+    def _setup(self, cfg: CMAESConfig) -> None:
         self.sigma = cfg.sigma
         self.active = cfg.active
         self.max_factor_bytes = cfg.max_factor_bytes

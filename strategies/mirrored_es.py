@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 from asktell.config_base import Bool, Float, Int, declare_options
 from asktell.distribution import Distribution
 from asktell.errors import ReturnsError
-from asktell.noise import NoiseSource, mirrored
+from asktell.noise import mirrored
 from asktell.protocol import as_returns
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
@@ -130,17 +130,7 @@ class MirroredES(BaseStrategy):
     capabilities = frozenset({"antithetic"})
     suite_options = {"sigma": 0.5}
 
-    def __init__(
-        self,
-        num_params: int,
-        *args: Any,
-        seed: int = 0,
-        x0: Any = None,
-        noise: NoiseSource | None = None,
-        **options: Any,
-    ):
-        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
-        cfg = self.config
+    def _setup(self, cfg: MirroredESConfig) -> None:
         self.variant = cfg.variant
         self.sequential = cfg.sequential
         if self.sequential:

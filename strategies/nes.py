@@ -30,7 +30,6 @@ from pydantic import Field
 
 from asktell.config_base import Float, declare_options
 from asktell.distribution import Distribution
-from asktell.noise import NoiseSource
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
 
@@ -110,17 +109,7 @@ class SNES(BaseStrategy):
     capabilities = frozenset({"per_parameter_sigma"})
     suite_options = {"sigma": 0.5}
 
-    def __init__(
-        self,
-        num_params: int,
-        *args: Any,
-        seed: int = 0,
-        x0: Any = None,
-        noise: NoiseSource | None = None,
-        **options: Any,
-    ):
-        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
-        cfg = self.config
+    def _setup(self, cfg: SNESConfig) -> None:
         self.sigma = np.full(self.num_params, cfg.sigma)
         self.center_learning_rate = cfg.center_learning_rate
         self.sigma_learning_rate = (
@@ -200,17 +189,7 @@ class XNES(BaseStrategy):
     capabilities = frozenset({"full_covariance"})
     suite_options = {"sigma": 0.5}
 
-    def __init__(
-        self,
-        num_params: int,
-        *args: Any,
-        seed: int = 0,
-        x0: Any = None,
-        noise: NoiseSource | None = None,
-        **options: Any,
-    ):
-        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
-        cfg = self.config
+    def _setup(self, cfg: XNESConfig) -> None:
         self.sigma = cfg.sigma
         self.center_learning_rate = cfg.center_learning_rate
         default_rate = xnes_rates(self.num_params)

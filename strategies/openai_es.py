@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field
 
 from asktell.config_base import Bool, Float, Int, declare_options
-from asktell.noise import NoiseSource, mirrored, split_seeds
+from asktell.noise import mirrored, split_seeds
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
@@ -96,17 +96,7 @@ class OpenAIES(BaseStrategy):
     name = "openai_es"
     capabilities = frozenset({"antithetic"})
 
-    def __init__(
-        self,
-        num_params: int,
-        *args: Any,
-        seed: int = 0,
-        x0: Any = None,
-        noise: NoiseSource | None = None,
-        **options: Any,
-    ):
-        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
-        cfg = self.config
+    def _setup(self, cfg: OpenAIESConfig) -> None:
         self.sigma = cfg.sigma
         self.learning_rate = cfg.learning_rate
         self.weight_decay = cfg.weight_decay

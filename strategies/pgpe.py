@@ -26,7 +26,7 @@ from pydantic import Field
 
 from asktell.config_base import Float, Int, declare_options
 from asktell.distribution import Distribution
-from asktell.noise import NoiseSource, mirrored
+from asktell.noise import mirrored
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
@@ -92,17 +92,7 @@ class PGPE(BaseStrategy):
     capabilities = frozenset({"antithetic", "per_parameter_sigma"})
     suite_options = {"sigma": 0.3, "center_learning_rate": 0.05}
 
-    def __init__(
-        self,
-        num_params: int,
-        *args: Any,
-        seed: int = 0,
-        x0: Any = None,
-        noise: NoiseSource | None = None,
-        **options: Any,
-    ):
-        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
-        cfg = self.config
+    def _setup(self, cfg: PGPEConfig) -> None:
         self.sigma = np.full(self.num_params, cfg.sigma)
         self.center_learning_rate = cfg.center_learning_rate
         self.sigma_learning_rate = cfg.sigma_learning_rate

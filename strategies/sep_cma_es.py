@@ -21,7 +21,7 @@ import numpy as np
 
 from asktell.config_base import declare_options
 from asktell.distribution import Distribution
-from asktell.noise import NoiseSource, split_seeds
+from asktell.noise import split_seeds
 from asktell.registry import STRATEGIES
 
 from ._base import BaseStrategy
@@ -63,17 +63,7 @@ class SepCMAES(BaseStrategy):
     capabilities = frozenset({"per_parameter_sigma"})
     suite_options = {"sigma": 0.5}
 
-    def __init__(
-        self,
-        num_params: int,
-        *args: Any,
-        seed: int = 0,
-        x0: Any = None,
-        noise: NoiseSource | None = None,
-        **options: Any,
-    ):
-        super().__init__(num_params, *args, seed=seed, x0=x0, noise=noise, **options)
-        cfg = self.config
+    def _setup(self, cfg: SepCMAESConfig) -> None:
         self.sigma = cfg.sigma
         self.active = cfg.active
         d = self.num_params
