@@ -30,7 +30,7 @@ import difflib
 import inspect
 import textwrap
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -185,6 +185,10 @@ class PluginConfig(StrictModel):
                 )
             ) from None
 
+    #: The plugin class whose options this model declares (set by :func:`declare_options`),
+    #: so a Config kept in a module of its own builds its plugin without importing it back.
+    plugin: ClassVar[type | None] = None
+
     def options(self) -> dict[str, Any]:
         """The validated options as keyword arguments (``kind`` left out)."""
         return {name: getattr(self, name) for name in option_names(type(self))}
@@ -212,6 +216,7 @@ def declare_options(
 
     def decorate(cls: type[T]) -> type[T]:
         cls.config_class = config_class  # type: ignore[attr-defined]
+        config_class.plugin = cls
         cls.positional_options = positional  # type: ignore[attr-defined]
         init = inspect.signature(cls.__init__)  # type: ignore[misc]
         fixed = [

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -11,9 +11,6 @@ from asktell.config_base import Bool, Float, Int, PluginConfig
 from asktell.errors import ConfigError
 
 from .policy import NETWORKS, conv_output_shape
-
-if TYPE_CHECKING:
-    from .task import AtariTask
 
 __all__ = ["AtariTaskConfig"]
 
@@ -105,7 +102,6 @@ class AtariTaskConfig(PluginConfig):
             raise ValueError(str(exc)) from None
         return self
 
-    def build(self) -> AtariTask:
-        from .task import AtariTask
-
-        return AtariTask(**self.options())
+    def build(self) -> Any:
+        """The live :class:`AtariTask` (the class these options are declared for)."""
+        return self.plugin(**self.options())

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from asktell.config_base import Bool, Float, Int, PluginConfig
-
-if TYPE_CHECKING:
-    from .task import GymTask
 
 __all__ = ["GymTaskConfig", "STEP_CAPS"]
 
@@ -107,8 +104,7 @@ class GymTaskConfig(PluginConfig):
             )
         return self
 
-    def build(self) -> GymTask:
-        from .task import GymTask
-
+    def build(self) -> Any:
+        """The live :class:`GymTask` (the class these options are declared for)."""
         options = self.options()
-        return GymTask(options.pop("env_id"), **options)
+        return self.plugin(options.pop("env_id"), **options)
