@@ -241,7 +241,7 @@ def test_a_reference_batch_of_the_wrong_shape_is_rejected():
 def test_bad_arguments_name_the_argument():
     with pytest.raises(ConfigError, match="needs an input of at least 8x8; it gets 6x6"):
         AtariPolicy((4, 6, 6), ACTIONS)
-    with pytest.raises(ConfigError, match="'network' must be one of"):
+    with pytest.raises(ConfigError, match="network: Input should be 'a3c' or 'nature'; got 'resnet'"):
         AtariPolicy(OBS, ACTIONS, "resnet")
     with pytest.raises(ConfigError, match="discrete action space"):
         AtariPolicy(OBS, ActionSpec("box", low=np.zeros(1), high=np.ones(1), shape=(1,)))

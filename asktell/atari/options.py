@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from asktell.config_base import Bool, Float, Int, PluginConfig
+from asktell.config_base import Bool, Float, Int
 from asktell.errors import ConfigError
 
-from .policy import NETWORKS, conv_output_shape
+from .policy import NetworkOptions, conv_output_shape
 
 __all__ = ["AtariTaskConfig"]
 
-_Positive = Annotated[Int, Field(ge=1)]
 
-
-class AtariTaskConfig(PluginConfig):
+class AtariTaskConfig(NetworkOptions):
     """Run-file settings of :class:`AtariTask` (``kind = "atari"``).
 
     Also its constructor's keywords: the one declaration of its options."""
@@ -49,24 +47,6 @@ class AtariTaskConfig(PluginConfig):
     fire_reset: Bool = Field(
         False, description="Press FIRE for one agent step after reset (Breakout and the like)."
     )
-    network: Literal["a3c", "nature"] = Field(
-        "a3c",
-        description="'a3c': conv16 8x8/4, conv32 4x4/2, dense 256 (the ES paper's network); "
-        "'nature': conv32 8x8/4, conv64 4x4/2, conv64 3x3/1, dense 512 (DQN).",
-    )
-    conv_layers: list[tuple[_Positive, _Positive, _Positive]] | None = Field(
-        None,
-        description="Override the network's conv layers: [[out_channels, kernel, stride], ...].",
-    )
-    dense_size: Int | None = Field(
-        None, ge=1, description="Override the width of the dense hidden layer."
-    )
-    vbn: Bool = Field(
-        True,
-        description="Virtual batch normalisation of the hidden layers with a fixed reference "
-        "batch (Salimans et al. 2016/2017).",
-    )
-    vbn_epsilon: Float = Field(1e-5, gt=0, description="Added to the reference variance.")
     reference_batch_size: Int = Field(
         128, ge=2, description="Observations in the VBN reference batch."
     )
@@ -76,9 +56,6 @@ class AtariTaskConfig(PluginConfig):
         le=1,
         description="Random play keeps each observation for the reference batch with this "
         "probability (smaller: spread over more of the game, slower to collect).",
-    )
-    policy_dtype: Literal["float32", "float64"] = Field(
-        "float32", description="Arithmetic of the network."
     )
     episodes: Int = Field(1, ge=1, description="Episodes per candidate; its return is their mean.")
     mirrored_episode_seeds: Bool = Field(
@@ -95,9 +72,10 @@ class AtariTaskConfig(PluginConfig):
     @model_validator(mode="after")
     def _network_fits_screen(self) -> "AtariTaskConfig":
         """The network's convolutions must fit the `screen_size` x `screen_size` frames."""
-        convs = NETWORKS[self.network]["conv"] if self.conv_layers is None else self.conv_layers
         try:
-            conv_output_shape((self.frame_stack, self.screen_size, self.screen_size), convs)
+            conv_output_shape(
+                (self.frame_stack, self.screen_size, self.screen_size), self.convolutions()
+            )
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return self

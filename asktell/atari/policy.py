@@ -48,15 +48,28 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from asktell.config_base import Bool, Float, Int, PluginConfig
 from asktell.errors import ConfigError
 from asktell.gym.policies import ActionSpec, batched_matvec
 
+from ._conv import (
+    conv2d,
+    conv_output_shape,
+    conv_weights,
+    fold_factor,
+    geometry,
+    shift_add,
+    space_to_depth,
+)
+
 __all__ = [
     "AtariPolicy",
+    "NetworkOptions",
     "NETWORKS",
     "conv_output_shape",
     "conv2d",
@@ -71,28 +84,6 @@ NETWORKS: dict[str, dict[str, Any]] = {
     "a3c": {"conv": ((16, 8, 4), (32, 4, 2)), "dense": 256},
     "nature": {"conv": ((32, 8, 4), (64, 4, 2), (64, 3, 1)), "dense": 512},
 }
-
-
-def conv_output_shape(
-    obs_shape: Sequence[int], conv_layers: Sequence[Sequence[int]]
-) -> list[tuple[int, int, int]]:
-    """``(channels, height, width)`` after each conv layer (valid padding).
-
-    Raises:
-        ConfigError: when the image is too small for a layer's kernel.
-    """
-    c, h, w = (int(v) for v in obs_shape)
-    shapes = []
-    for i, (out, k, s) in enumerate(conv_layers):
-        if h < k or w < k:
-            raise ConfigError(
-                f"AtariPolicy conv layer {i} (kernel {k}, stride {s}) needs an input of at least "
-                f"{k}x{k}; it gets {h}x{w} from observations of shape {tuple(obs_shape)} (use a "
-                "larger screen_size or smaller conv_layers)"
-            )
-        c, h, w = int(out), (h - k) // s + 1, (w - k) // s + 1
-        shapes.append((c, h, w))
-    return shapes
 
 
 def reference_digest(reference: np.ndarray) -> int:
@@ -117,90 +108,80 @@ class _Layer:
     bias: tuple[int, int] | None = None
 
 
-def _fold_factor(kernel: int, stride: int) -> int:
-    """Space-to-depth factor of a conv layer: its stride when it divides the kernel."""
-    return stride if kernel % stride == 0 else 1
+_Positive = Annotated[Int, Field(ge=1)]
 
 
-def _geometry(kernel: int, stride: int, h: int, w: int) -> tuple[int, int, int, int, int, int, int]:
-    """``(f, m, step, ho, wo, hs, ws)``: fold factor, folded kernel, folded stride, output
-    size and the folded grid the output needs."""
-    f = _fold_factor(kernel, stride)
-    m, step = kernel // f, stride // f
-    ho, wo = (h - kernel) // stride + 1, (w - kernel) // stride + 1
-    return f, m, step, ho, wo, (ho - 1) * step + m, (wo - 1) * step + m
+class NetworkOptions(PluginConfig):
+    """The network's options, declared once: :class:`AtariPolicy` validates its arguments
+    through this model and the Atari task's run-file settings inherit its fields."""
+
+    network: Literal["a3c", "nature"] = Field(
+        "a3c",
+        description="'a3c': conv16 8x8/4, conv32 4x4/2, dense 256 (the ES paper's network); "
+        "'nature': conv32 8x8/4, conv64 4x4/2, conv64 3x3/1, dense 512 (DQN).",
+    )
+    conv_layers: list[tuple[_Positive, _Positive, _Positive]] | None = Field(
+        None,
+        description="Override the network's conv layers: [[out_channels, kernel, stride], ...].",
+    )
+    dense_size: Int | None = Field(
+        None, ge=1, description="Override the width of the dense hidden layer."
+    )
+    vbn: Bool = Field(
+        True,
+        description="Virtual batch normalisation of the hidden layers with a fixed reference "
+        "batch (Salimans et al. 2016/2017).",
+    )
+    vbn_epsilon: Float = Field(1e-5, gt=0, description="Added to the reference variance.")
+    policy_dtype: Literal["float32", "float64"] = Field(
+        "float32", description="Arithmetic of the network."
+    )
+
+    def convolutions(self) -> tuple[tuple[int, int, int], ...]:
+        """The conv layers: the override, else the named network's."""
+        layers = NETWORKS[self.network]["conv"] if self.conv_layers is None else self.conv_layers
+        return tuple((int(o), int(k), int(s)) for o, k, s in layers)
+
+    def dense_width(self) -> int:
+        """The dense hidden layer's width: the override, else the named network's."""
+        return int(NETWORKS[self.network]["dense"] if self.dense_size is None else self.dense_size)
 
 
-def space_to_depth(x: np.ndarray, kernel: int, stride: int, batch_major: bool = True) -> np.ndarray:
-    """The input of a conv layer folded by its stride.
-
-    Folding by the stride ``f`` turns a ``k x k`` stride-``f`` convolution into an ``m x m``
-    stride-1 one (``m = k / f``) over ``f*f*C`` channels: 8x8/4 becomes 2x2 over 64 channels
-    for the first Atari layer. Rows and columns the output does not need are cropped.
-
-    Args:
-        x: ``(n, C, H, W)`` (``batch_major``) or ``(C, n, H, W)``.
-        batch_major: the layout of ``x`` and of the result.
-
-    Returns:
-        ``(n, f*f*C, hs*ws)``, or ``(f*f*C, n*hs*ws)`` when not ``batch_major``; the depth
-        in ``(C, dy, dx)`` order (original row ``f*i + dy``, column ``f*j + dx``).
-    """
-    if batch_major:
-        n, c, h, w = x.shape
-    else:
-        c, n, h, w = x.shape
-    f, _, _, _, _, hs, ws = _geometry(kernel, stride, h, w)
-    x = x[:, :, : hs * f, : ws * f]
-    if batch_major:
-        grid = x.reshape(n, c, hs, f, ws, f).transpose(0, 1, 3, 5, 2, 4)  # n, C, dy, dx, i, j
-        return np.ascontiguousarray(grid).reshape(n, c * f * f, hs * ws)
-    grid = x.reshape(c, n, hs, f, ws, f).transpose(0, 3, 5, 1, 2, 4)  # C, dy, dx, n, i, j
-    return np.ascontiguousarray(grid).reshape(c * f * f, n * hs * ws)
-
-
-def conv_weights(w: np.ndarray, stride: int) -> np.ndarray:
-    """Conv weights ``(out, C, k, k)`` as the ``(m*m*out, f*f*C)`` matrix that multiplies
-    :func:`space_to_depth`'s grid: row block ``(a, b)`` holds the folded kernel tap
-    ``(a, b)`` (original taps ``(a*f + dy, b*f + dx)``)."""
-    out, c, k, _ = w.shape
-    f = _fold_factor(k, stride)
-    m = k // f
-    w = w.reshape(out, c, m, f, m, f).transpose(2, 4, 0, 1, 3, 5)  # a, b, out, C, dy, dx
-    return w.reshape(m * m * out, c * f * f)
-
-
-def shift_add(y: np.ndarray, kernel: int, stride: int, ho: int, wo: int) -> np.ndarray:
-    """Sum the taps of ``y`` ``(B, m, m, X, hs, ws)`` (every tap's contribution at every
-    folded grid position), each shifted by its offset: the convolution ``(B, X, ho, wo)``.
-    The taps are added in a fixed order."""
-    f = _fold_factor(kernel, stride)
-    m, step = kernel // f, stride // f
-    rows, cols = (ho - 1) * step + 1, (wo - 1) * step + 1
-    z = y[:, 0, 0, :, :rows:step, :cols:step].copy()
-    for a in range(m):
-        for b in range(m):
-            if a or b:
-                z += y[:, a, b, :, a : a + rows : step, b : b + cols : step]
-    return z
-
-
-def conv2d(x: np.ndarray, weights: np.ndarray, kernel: int, stride: int, out: int) -> np.ndarray:
-    """A valid convolution of ``x`` ``(n, C, H, W)`` with per-row :func:`conv_weights`
-    ``(n, m*m*out, f*f*C)``: ``(n, out, ho, wo)``.
-
-    One stacked matrix product (numpy runs one BLAS ``gemm`` per row, so a row's result does
-    not depend on the others) gives every tap at every folded position, then
-    :func:`shift_add`. This does the work of an im2col convolution without copying the
-    overlapping patches, which for 8x8/4 hold 3.6 times the image.
-    """
-    n, _, h, w = x.shape
-    f, m, _, ho, wo, hs, ws = _geometry(kernel, stride, h, w)
-    grid = space_to_depth(x, kernel, stride)
-    if grid.dtype != weights.dtype:  # uint8 pixels: converted after the (smaller) fold
-        grid = grid.astype(weights.dtype)
-    y = np.matmul(weights, grid)  # (n, m*m*out, hs*ws)
-    return shift_add(y.reshape(n, m, m, out, hs, ws), kernel, stride, ho, wo)
+def _layout(
+    obs_shape: tuple[int, int, int],
+    convs: tuple[tuple[int, int, int], ...],
+    conv_shapes: list[tuple[int, int, int]],
+    dense_size: int,
+    num_outputs: int,
+    vbn: bool,
+) -> tuple[list[_Layer], int]:
+    """The layers and where each one's parameters lie in the flat vector (see the module
+    docstring's parameter layout); returns ``(layers, num_params)``."""
+    layers: list[_Layer] = []
+    pos = 0
+    in_channels = [obs_shape[0]] + [c[0] for c in conv_shapes[:-1]]
+    plan = [("conv", out, c, k, s) for (out, k, s), c in zip(convs, in_channels)]
+    flat = int(np.prod(conv_shapes[-1])) if convs else int(np.prod(obs_shape))
+    plan.append(("dense", dense_size, flat, 0, 0))
+    plan.append(("output", num_outputs, dense_size, 0, 0))
+    for kind, out, in_c, k, s in plan:
+        fan_in = in_c * k * k if kind == "conv" else in_c
+        w_shape = (out, in_c, k, k) if kind == "conv" else (out, in_c)
+        w = (pos, pos + out * fan_in)
+        pos = w[1]
+        normalised = vbn and kind != "output"
+        if normalised:
+            gamma, beta, bias = (pos, pos + out), (pos + out, pos + 2 * out), None
+            pos += 2 * out
+        else:
+            gamma = beta = None
+            bias = (pos, pos + out)
+            pos += out
+        layers.append(
+            _Layer("dense" if kind == "output" else kind, out, fan_in, w_shape, k, s,
+                   normalised, w, gamma, beta, bias)
+        )
+    return layers, pos
 
 
 class AtariPolicy:
@@ -256,62 +237,31 @@ class AtariPolicy:
             )
         if action.kind != "discrete":
             raise ConfigError(f"{name} needs a discrete action space; got a {action.kind!r} one")
-        if network not in NETWORKS:
-            raise ConfigError(f"{name} 'network' must be one of {tuple(NETWORKS)}; got {network!r}")
-        convs = NETWORKS[network]["conv"] if conv_layers is None else conv_layers
-        convs = tuple(tuple(int(v) for v in layer) for layer in convs)
-        for layer in convs:
-            if len(layer) != 3 or min(layer) < 1:
-                raise ConfigError(
-                    f"{name} 'conv_layers' must be [out_channels, kernel, stride] triples of "
-                    f"positive ints; got {[list(c) for c in convs]}"
-                )
-        dense = NETWORKS[network]["dense"] if dense_size is None else dense_size
-        if isinstance(dense, bool) or not isinstance(dense, (int, np.integer)) or dense < 1:
-            raise ConfigError(f"{name} 'dense_size' must be an int >= 1; got {dense!r}")
-        eps = float(vbn_epsilon)
-        if not (np.isfinite(eps) and eps > 0):
-            raise ConfigError(f"{name} 'vbn_epsilon' must be a finite number > 0; got {vbn_epsilon!r}")
-        if dtype not in ("float32", "float64"):
-            raise ConfigError(f"{name} 'dtype' must be 'float32' or 'float64'; got {dtype!r}")
-
+        options = NetworkOptions.validate_options(
+            name,
+            {
+                "network": network,
+                "conv_layers": conv_layers,
+                "dense_size": dense_size,
+                "vbn": vbn,
+                "vbn_epsilon": vbn_epsilon,
+                "policy_dtype": dtype,
+            },
+        )
         self.obs_shape = obs_shape
         self.obs_dim = int(np.prod(obs_shape))
         self.action = action
-        self.network = network
-        self.conv_layers = convs
-        self.dense_size = int(dense)
-        self.vbn = bool(vbn)
-        self.vbn_epsilon = eps
-        self.dtype = np.dtype(dtype)
-        self.conv_shapes = conv_output_shape(obs_shape, convs)
-
-        layers: list[_Layer] = []
-        pos = 0
-        in_channels = [obs_shape[0]] + [c[0] for c in self.conv_shapes[:-1]]
-        plan = [("conv", out, c, k, s) for (out, k, s), c in zip(convs, in_channels)]
-        flat = int(np.prod(self.conv_shapes[-1])) if convs else self.obs_dim
-        plan.append(("dense", self.dense_size, flat, 0, 0))
-        plan.append(("output", action.num_outputs, self.dense_size, 0, 0))
-        for kind, out, in_c, k, s in plan:
-            fan_in = in_c * k * k if kind == "conv" else in_c
-            w_shape = (out, in_c, k, k) if kind == "conv" else (out, in_c)
-            w = (pos, pos + out * fan_in)
-            pos = w[1]
-            normalised = self.vbn and kind != "output"
-            if normalised:
-                gamma, beta, bias = (pos, pos + out), (pos + out, pos + 2 * out), None
-                pos += 2 * out
-            else:
-                gamma = beta = None
-                bias = (pos, pos + out)
-                pos += out
-            layers.append(
-                _Layer("dense" if kind == "output" else kind, out, fan_in, w_shape, k, s,
-                       normalised, w, gamma, beta, bias)
-            )
-        self.layers = layers
-        self.num_params = pos
+        self.network = options.network
+        self.conv_layers = options.convolutions()
+        self.dense_size = options.dense_width()
+        self.vbn = options.vbn
+        self.vbn_epsilon = options.vbn_epsilon
+        self.dtype = np.dtype(options.policy_dtype)
+        self.conv_shapes = conv_output_shape(obs_shape, self.conv_layers)
+        self.layers, self.num_params = _layout(
+            obs_shape, self.conv_layers, self.conv_shapes, self.dense_size,
+            action.num_outputs, self.vbn,
+        )
         self.reference: np.ndarray | None = None
         self.reference_crc: int | None = None
         self._ref_grid: np.ndarray | None = None  # the folded reference (per process)
@@ -392,7 +342,7 @@ class AtariPolicy:
         buffers = []
         for layer in self.layers:
             if layer.kind == "conv":
-                f = _fold_factor(layer.kernel, layer.stride)
+                f = fold_factor(layer.kernel, layer.stride)
                 m = layer.kernel // f
                 shape = (n, m * m * layer.out, f * f * layer.w_shape[1])
                 buffers.append(np.zeros(shape, dtype=self.dtype))
@@ -474,7 +424,7 @@ class AtariPolicy:
             else:
                 grid = space_to_depth(h_ref, layer.kernel, layer.stride, batch_major=False)
                 h, wd = h_ref.shape[2:]
-            f, m, _, ho, wo, hs, ws = _geometry(layer.kernel, layer.stride, h, wd)
+            f, m, _, ho, wo, hs, ws = geometry(layer.kernel, layer.stride, h, wd)
             y = (w @ grid).reshape(1, m, m, layer.out * n_ref, hs, ws)
             return shift_add(y, layer.kernel, layer.stride, ho, wo).reshape(layer.out, n_ref, ho, wo)
         if h_ref.ndim == 4:  # after a conv layer: flatten each frame in (C, H, W) order
