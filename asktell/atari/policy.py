@@ -41,6 +41,9 @@ dense: ``(out, in)``, the first dense layer's inputs being the last conv output 
 ``(channel, height, width)`` order), then ``gamma`` and ``beta`` for a VBN layer, or the
 biases otherwise. The output layer always has biases and no VBN. Pixels enter as 0..255 and
 are scaled by ``1/255`` (folded into the first layer's weights).
+
+(Past 400 lines for one reason: the layer table, the VBN fold and the batched forward pass
+read the same parameter layout; the convolution arithmetic lives in :mod:`asktell.atari._conv`.)
 """
 
 from __future__ import annotations

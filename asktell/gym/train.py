@@ -172,21 +172,7 @@ def train(
     if eval_every < 0:
         raise ConfigError(f"train() 'eval_every' must be >= 0; got {eval_every}")
     target = budget.target_return
-
-    def episodes_due(record: GenerationRecord) -> int:
-        if eval_episodes < 1:
-            return 0
-        scheduled = eval_every > 0 and record.generation % eval_every == 0
-        returns = record.evaluation.returns
-        finite = returns[np.isfinite(returns)]
-        triggered = (
-            eval_on_target and target is not None and finite.size > 0 and finite.max() >= target
-        )
-        last = eval_at_end and budget.generations is not None and (
-            record.generation >= budget.generations
-        )
-        return eval_episodes if scheduled or triggered or last else 0
-
+    episodes_due = _CenterSchedule(eval_every, eval_episodes, eval_on_target, eval_at_end, budget)
     judge_center = eval_episodes >= 1 and (eval_every > 0 or (eval_on_target and target is not None))
     step = GenerationStep(strategy, evaluator, task, budget=budget, judge_center=judge_center)
     history: list[dict[str, Any]] = []
@@ -209,6 +195,28 @@ def train(
         solved_at=solved_at,
         stop_reason=next(iter(reasons.values())),
     )
+
+
+class _CenterSchedule:
+    """How many centre episodes a generation gets: on schedule (every ``eval_every``), when
+    a candidate reaches the target (``eval_on_target``) and after the last generation of a
+    ``generations`` budget (``eval_at_end``); 0 otherwise."""
+
+    def __init__(self, eval_every, eval_episodes, eval_on_target, eval_at_end, budget):
+        self.every, self.episodes = eval_every, eval_episodes
+        self.on_target, self.at_end, self.budget = eval_on_target, eval_at_end, budget
+
+    def __call__(self, record: GenerationRecord) -> int:
+        if self.episodes < 1:
+            return 0
+        target, last_generation = self.budget.target_return, self.budget.generations
+        scheduled = self.every > 0 and record.generation % self.every == 0
+        finite = record.evaluation.returns[np.isfinite(record.evaluation.returns)]
+        triggered = (
+            self.on_target and target is not None and finite.size > 0 and finite.max() >= target
+        )
+        last = self.at_end and last_generation is not None and record.generation >= last_generation
+        return self.episodes if scheduled or triggered or last else 0
 
 
 def _row(record: GenerationRecord, step: GenerationStep) -> dict[str, Any]:
