@@ -359,3 +359,31 @@ def test_the_run_directory_and_the_resume_command_are_printed_once(tmp_path):
     )
     assert proc.returncode == 0, proc
     assert (proc.stdout + proc.stderr).count(str(out)) == 1, proc
+
+
+# ----------------------------------------------------------------------------- Dask
+def test_ctrl_c_with_the_embedded_dask_cluster_prints_no_worker_traceback(tmp_path):
+    pytest.importorskip("distributed")
+    cfg = setup_config("function-serial", 10_000)
+    cfg["evaluator"] = {"kind": "dask", "num_workers": 2}
+    run_file = tmp_path / "dask.toml"
+    run_file.write_text(config_from_dict(cfg).to_toml())
+    out = tmp_path / "r"
+    # a terminal's Ctrl-C reaches the whole process group, workers included
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "asktell.cli", "run", str(run_file), "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: len(list_checkpoints(out)) >= 1, proc, timeout=120)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert (stdout + stderr).count("asktell resume") == 1
+    result = resume(out, overrides=[f"budget.generations={logged(out) + 1}"], log_format="none")
+    assert result.generation == logged(out)
