@@ -387,3 +387,30 @@ def test_ctrl_c_with_the_embedded_dask_cluster_prints_no_worker_traceback(tmp_pa
     assert (stdout + stderr).count("asktell resume") == 1
     result = resume(out, overrides=[f"budget.generations={logged(out) + 1}"], log_format="none")
     assert result.generation == logged(out)
+
+
+def test_sighup_stops_like_ctrl_c_with_its_own_exit_status(tmp_path):
+    out, code, output = stop_with(tmp_path, "function-serial", "SIGHUP")
+    assert code == 128 + signal.SIGHUP and output.count("asktell resume") == 1, output
+    assert "interrupted (SIGHUP)" in output
+    target = max(r["generation"] for r in read_log(out)) + 2
+    resume(out, overrides=[f"budget.generations={target}"], log_format="none")
+    reference = run(setup_config("function-serial", target), out=tmp_path / "s", log_format="none")
+    assert_same_run(out, reference.run_dir)
+
+
+def test_resume_says_once_which_checkpoints_it_skipped(stopped, monkeypatch, capsys):
+    import asktell.runner as runner_module
+
+    out, _ = stopped
+    load = runner_module.load_checkpoint
+
+    def with_fallback(path):  # what load_checkpoint reports after falling back (engineer T1)
+        ckpt = load(path)
+        ckpt.skipped = [("checkpoints/gen-000006.json", "its SHA-256 does not match")]
+        return ckpt
+
+    monkeypatch.setattr(runner_module, "load_checkpoint", with_fallback)
+    resume(out, overrides=["budget.generations=6"], log_format="plain")
+    said = capsys.readouterr().out
+    assert said.count("skipped checkpoint checkpoints/gen-000006.json: its SHA-256 does not match") == 1
