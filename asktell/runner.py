@@ -24,6 +24,10 @@ the holder; a run that died before its first checkpoint is started again at gene
 ``resume`` from its saved ``config.toml``; ``resume`` checks ``log.jsonl`` against the
 checkpoint (:func:`~asktell.runlog.verify_log`) and refuses a log that does not match.
 
+(Over 400 lines: the Runner and the two entry points that set up its state share private
+details of the checkpoint's runner state; the directory checks live in
+:mod:`asktell._rundir`, the log's format in :mod:`asktell.runlog`.)
+
 Example:
     >>> import tempfile
     >>> from asktell.config import config_from_dict
@@ -56,8 +60,9 @@ import numpy as np
 from asktell import config as _config
 from asktell._files import atomic_write_bytes, fsync_dir
 from asktell._interrupts import DeferredInterrupts
-from asktell._lock import RunLock
+from asktell._lock import LOCK_FILE, RunLock
 from asktell._progress import Display, make_display
+from asktell._rundir import CONFIG_FILE, check_out, checked_log, refuse_held
 from asktell.checkpoint import (
     checkpoint_name,
     discard_newer,
@@ -69,11 +74,10 @@ from asktell.checkpoint import (
 from asktell.config import Built, config_from_dict, diff_protected, load_config, with_changes
 from asktell.errors import CheckpointError, ConfigError
 from asktell.loop import Budget, GenerationRecord, GenerationStep
-from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, LogChain, jsonable, read_log, verify_log
+from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, LogChain, jsonable, read_log
 
 __all__ = ["run", "resume", "RunResult", "Runner", "read_log", "TIMING_FIELDS", "LOG_FIELDS"]
 
-CONFIG_FILE = "config.toml"
 
 
 @dataclasses.dataclass
@@ -378,56 +382,6 @@ def _write_config(run_dir: Path, config: Any) -> None:
     atomic_write_bytes(run_dir / CONFIG_FILE, config.to_toml().encode("utf-8"))
 
 
-_SYSTEM_DIRS = ("/proc", "/sys", "/dev")
-
-
-def _is_run_dir(path: Path) -> bool:
-    """A directory some run has written (its config plus a log or checkpoints)."""
-    return (path / CONFIG_FILE).is_file() and (
-        (path / LOG_FILE).is_file() or bool(list_checkpoints(path))
-    )
-
-
-def _check_out(run_dir: Path) -> None:
-    """Refuse a run directory that cannot be one before anything is created."""
-    named = f"run directory {str(run_dir)!r} (--out)"
-    path = Path(os.path.abspath(run_dir))
-    real = Path(os.path.realpath(path))
-    for system in _SYSTEM_DIRS:
-        if real == Path(system) or Path(system) in real.parents:
-            raise ConfigError(f"{named} is inside {system}, a system folder; choose a folder on a disk")
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{named} is a file, not a directory")
-    for parent in path.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ConfigError(f"{named} is under {str(parent)!r}, which is a file, not a directory")
-        if parent.is_dir() and _is_run_dir(parent):
-            raise ConfigError(
-                f"{named} is inside the run directory {str(parent)!r} of another run; "
-                "choose a folder outside it"
-            )
-    if not path.exists():
-        nearest = next(p for p in path.parents if p.exists())
-        if not os.access(nearest, os.W_OK | os.X_OK):
-            raise ConfigError(f"{named} cannot be created: {str(nearest)!r} is not writable")
-
-
-def _refuse_held(run_dir: Path) -> None:
-    found = list_checkpoints(run_dir)
-    if found:
-        raise ConfigError(
-            f"run directory {str(run_dir)!r} already holds a run; continue it with "
-            f"`asktell resume {run_dir}` (newest checkpoint {found[-1].name}) or choose "
-            "another directory (--out)"
-        )
-    if (run_dir / CONFIG_FILE).exists() or (run_dir / LOG_FILE).exists():
-        raise ConfigError(
-            f"run directory {str(run_dir)!r} already holds a run that stopped before its first "
-            f"checkpoint; `asktell resume {run_dir}` starts it again at generation 0 with its "
-            f"saved {CONFIG_FILE}, or choose another directory (--out)"
-        )
-
-
 def run(
     config: Any,
     *,
@@ -452,14 +406,14 @@ def run(
     run_dir = Path(out) if out is not None else (
         Path(cfg.output.dir) if cfg.output.dir else _default_run_dir(cfg)
     )
-    _check_out(run_dir)
-    _refuse_held(run_dir)
+    check_out(run_dir)
+    refuse_held(run_dir)
     cfg = with_changes(cfg, {"output": {"dir": str(run_dir)}})
     with cfg.build() as built:  # everything is validated and built before the directory exists
         run_dir.mkdir(parents=True, exist_ok=True)
         fsync_dir(run_dir.parent)
         with RunLock(run_dir):
-            _refuse_held(run_dir)  # another process may have started here while we built
+            refuse_held(run_dir)  # another process may have started here while we built
             _write_config(run_dir, cfg)
             (run_dir / LOG_FILE).touch()
             return Runner(cfg, run_dir, built, callback=callback).run()
@@ -488,7 +442,9 @@ def resume(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
-    if checkpoint is None and not list_checkpoints(run_dir) and not (run_dir / CONFIG_FILE).is_file():
+    held_before = (run_dir / LOCK_FILE).exists()  # a run starting here may not have its config yet
+    if checkpoint is None and not held_before and not list_checkpoints(run_dir) \
+            and not (run_dir / CONFIG_FILE).is_file():
         load_checkpoint(run_dir)  # raises "no checkpoint" before a lock file is left here
     with RunLock(run_dir):
         return _resume_held(run_dir, list(overrides), callback, checkpoint, log_format, repair_log)
@@ -518,24 +474,6 @@ def _resume_config(run_dir: Path, overrides: list[str], ckpt: Any, log_format: s
     return cfg
 
 
-def _checked_log(run_dir: Path, ckpt: Any, repair: bool) -> tuple[LogChain, str | None]:
-    """The log record to continue from, and a note when the log is to be moved aside."""
-    if ckpt is None:
-        return LogChain(), None  # rows of a run that never checkpointed are redone
-    r = ckpt.state["runner"]
-    expected = LogChain(int(r.get("log_rows", -1)), int(r["log_bytes"]), r.get("log_sha256"))
-    try:
-        verify_log(run_dir / LOG_FILE, expected, ckpt.generation)
-    except CheckpointError as exc:
-        if not repair:
-            raise CheckpointError(
-                f"{exc}. Restore the log, or resume with --repair-log to move it aside to "
-                f"{LOG_FILE}.damaged and start a new log after generation {ckpt.generation}"
-            ) from None
-        return LogChain(), f"{exc}; moved it aside to {LOG_FILE}.damaged"
-    return expected, None
-
-
 def _resume_held(
     run_dir: Path,
     overrides: list[str],
@@ -546,6 +484,8 @@ def _resume_held(
 ) -> RunResult:
     notes: list[str] = []
     if checkpoint is None and not list_checkpoints(run_dir):
+        if not (run_dir / CONFIG_FILE).is_file():
+            load_checkpoint(run_dir)  # raises "no checkpoint": there is nothing to start again
         ckpt = None
         notes.append(
             f"no checkpoint yet: starting again at generation 0 with the saved {CONFIG_FILE}"
@@ -555,7 +495,7 @@ def _resume_held(
         for path, reason in getattr(ckpt, "skipped", []):  # T1: load_checkpoint's fallback
             notes.append(f"skipped checkpoint {path}: {reason}")
     cfg = _resume_config(run_dir, overrides, ckpt, log_format)
-    chain, log_note = _checked_log(run_dir, ckpt, repair_log)
+    chain, log_note = checked_log(run_dir, ckpt, repair_log)
     with cfg.build() as built:
         runner = Runner(cfg, run_dir, built, callback=callback)
         if ckpt is not None:
