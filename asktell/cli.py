@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -57,7 +58,11 @@ def _run_guarded(fn: Any, run_dir_hint: str | None) -> Any:
         with DeferredInterrupts():
             return fn()
     except KeyboardInterrupt as exc:
-        if not getattr(exc, "announced", False):  # the runner's display has not said it
+        if getattr(exc, "announced", False):  # the runner's display has said it
+            pass
+        elif run_dir_hint and not (Path(run_dir_hint) / "config.toml").exists():
+            click.echo("\ninterrupted before the run started; nothing to resume", err=True)
+        else:
             where = f" {run_dir_hint}" if run_dir_hint else " <run directory>"
             click.echo(f"\ninterrupted; continue with: asktell resume{where}", err=True)
         sys.exit(getattr(exc, "exit_code", 130))
