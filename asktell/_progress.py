@@ -58,6 +58,9 @@ def summary(row: dict[str, Any]) -> str:
 class Display:
     """Base: no output."""
 
+    #: whether :meth:`message` reaches the user (the CLI then does not repeat what it said)
+    shows_messages = False
+
     def start(self, fraction: float, title: str) -> None:
         pass
 
@@ -90,6 +93,8 @@ class _Eta:
 
 
 class PlainDisplay(Display):
+    shows_messages = True
+
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
         self.eta = _Eta()
@@ -126,6 +131,8 @@ class _Stats:
 
 class RichDisplay(Display):
     """A live progress bar with ETA, and below it the latest generation's numbers."""
+
+    shows_messages = True
 
     def __init__(self) -> None:
         from rich.console import Console, Group

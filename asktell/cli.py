@@ -2,7 +2,8 @@
 
 Every command validates its input completely before it starts anything; errors print the
 field path, the rule and the value, and exit with status 2 (bad input) or 1 (a failure while
-running). Ctrl-C exits with status 130 after leaving a resumable run directory.
+running). Ctrl-C, SIGTERM and SIGHUP exit with status 128 + the signal's number (130 for
+Ctrl-C) after leaving a resumable run directory and printing the resume command once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -49,12 +51,21 @@ def cli() -> None:
 
 
 def _run_guarded(fn: Any, run_dir_hint: str | None) -> Any:
+    from asktell._interrupts import DeferredInterrupts
+
     try:
-        return fn()
-    except KeyboardInterrupt:
-        where = f" {run_dir_hint}" if run_dir_hint else " <run directory>"
-        click.echo(f"\ninterrupted; continue with: asktell resume{where}", err=True)
-        sys.exit(130)
+        # SIGTERM/SIGHUP while the run is being built stop it like Ctrl-C, not by default death
+        with DeferredInterrupts():
+            return fn()
+    except KeyboardInterrupt as exc:
+        if getattr(exc, "announced", False):  # the runner's display has said it
+            pass
+        elif run_dir_hint and not (Path(run_dir_hint) / "config.toml").exists():
+            click.echo("\ninterrupted before the run started; nothing to resume", err=True)
+        else:
+            where = f" {run_dir_hint}" if run_dir_hint else " <run directory>"
+            click.echo(f"\ninterrupted; continue with: asktell resume{where}", err=True)
+        sys.exit(getattr(exc, "exit_code", 130))
     except AsktellError as exc:
         _fail(exc)
 
@@ -83,7 +94,8 @@ def run(config: str, overrides: tuple[str, ...], out: str | None, log_format: st
         _fail(exc)
     hint = out or cfg.output.dir
     result = _run_guarded(lambda: run_(cfg, out=out, log_format=log_format), hint)
-    _print_result(result)
+    # the display's title names the run directory; say it here only when there is no display
+    _print_result(result, with_dir=(log_format or cfg.output.log_format) == "none")
 
 
 @cli.command()
@@ -91,25 +103,35 @@ def run(config: str, overrides: tuple[str, ...], out: str | None, log_format: st
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP + " (operational settings only: evaluator, budget, output).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="Resume from this checkpoint .json instead of the newest.")
 @click.option("--log-format", type=click.Choice(["auto", "rich", "plain", "json", "none"]))
+@click.option("--repair-log", is_flag=True, help="If log.jsonl does not match the checkpoint, move it aside to log.jsonl.damaged and start a new log instead of refusing.")
 def resume(
-    run_dir: str, overrides: tuple[str, ...], checkpoint: str | None, log_format: str | None
+    run_dir: str,
+    overrides: tuple[str, ...],
+    checkpoint: str | None,
+    log_format: str | None,
+    repair_log: bool,
 ) -> None:
     """Continue RUN_DIR from its newest checkpoint, exactly as if it had never stopped.
 
-    Raise the budget with e.g. --set budget.generations=200.
+    Raise the budget with e.g. --set budget.generations=200. A run that stopped before its
+    first checkpoint starts again at generation 0 with its saved config.toml.
     """
     from asktell.runner import resume as resume_
 
     result = _run_guarded(
         lambda: resume_(
-            run_dir, overrides=list(overrides), checkpoint=checkpoint, log_format=log_format
+            run_dir,
+            overrides=list(overrides),
+            checkpoint=checkpoint,
+            log_format=log_format,
+            repair_log=repair_log,
         ),
         run_dir,
     )
     _print_result(result)
 
 
-def _print_result(result: Any) -> None:
+def _print_result(result: Any, with_dir: bool = False) -> None:
     if result is None:
         return
     parts = [
@@ -119,7 +141,8 @@ def _print_result(result: Any) -> None:
         f"centre return {result.center_return:.6g}" if result.center_return is not None else "",
     ]
     click.echo("done: " + ", ".join(p for p in parts if p) + f" ({result.stop_reason})")
-    click.echo(f"run directory: {result.run_dir}")
+    if with_dir:
+        click.echo(f"run directory: {result.run_dir}")
 
 
 @cli.command(name="eval")
@@ -151,7 +174,10 @@ def plot(run_dirs: tuple[str, ...], output: str, labels: tuple[str, ...], title:
     from asktell.plotting import plot_runs
 
     try:
-        path = plot_runs(list(run_dirs), output, labels=list(labels) or None, title=title)
+        path = plot_runs(
+            list(run_dirs), output, labels=list(labels) or None, title=title,
+            on_skip=lambda text: click.echo(f"warning: {text}", err=True),
+        )
     except AsktellError as exc:
         _fail(exc)
     click.echo(f"wrote {path}")

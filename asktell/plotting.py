@@ -7,12 +7,14 @@ mean return as a line with its best return lighter, and the centre evaluations a
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from asktell._extras import require
 from asktell.errors import ConfigError
-from asktell.runlog import read_log
+from asktell.runlog import read_log_lines
 
 __all__ = ["plot_runs"]
 
@@ -32,10 +34,12 @@ def plot_runs(
     *,
     labels: list[str] | None = None,
     title: str | None = None,
+    on_skip: Callable[[str], None] | None = None,
 ) -> Path:
     """Draw the learning curves of ``run_dirs`` on one figure and save it to ``output``.
 
-    The file type follows ``output``'s extension (``.png``, ``.pdf``, ``.svg``).
+    The file type follows ``output``'s extension (``.png``, ``.pdf``, ``.svg``). Log lines
+    that do not parse are left out and reported through ``on_skip`` (default: a warning).
     """
     if not run_dirs:
         raise ConfigError("plot needs at least one run directory")
@@ -47,7 +51,17 @@ def plot_runs(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    logs = [(Path(d), read_log(d)) for d in run_dirs]
+    logs = []
+    for d in run_dirs:
+        rows, skipped = read_log_lines(d)
+        if skipped:
+            text = (f"{str(d)!r}: skipped {len(skipped)} log line(s) that do not parse: "
+                    + "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else ""))
+            if on_skip is None:
+                warnings.warn(text, stacklevel=2)
+            else:
+                on_skip(text)
+        logs.append((Path(d), rows))
     for path, rows in logs:
         if not rows:
             raise ConfigError(f"run directory {str(path)!r} has no logged generation yet")

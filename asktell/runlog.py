@@ -1,7 +1,15 @@
-"""The per-generation log of a run (``log.jsonl``): what a row holds, and reading it back."""
+"""The per-generation log of a run (``log.jsonl``): what a row holds, reading it back, and
+checking it against a checkpoint.
+
+A checkpoint records how many rows the log held (``log_rows``), their size (``log_bytes``) and
+a running SHA-256 over them (``log_sha256``: each row's bytes, newline included, hashed after
+the previous digest). On resume the log's first ``log_bytes`` bytes must reproduce both, so a
+log that was truncated, deleted or edited is refused instead of being glued to or shortened.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -10,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from asktell.errors import ConfigError
+from asktell.errors import CheckpointError, ConfigError
 
-__all__ = ["LOG_FILE", "LOG_FIELDS", "TIMING_FIELDS", "read_log", "jsonable"]
+__all__ = [
+    "LOG_FILE", "LOG_FIELDS", "TIMING_FIELDS", "read_log", "read_log_lines", "jsonable",
+    "LogChain", "verify_log",
+]
 
 LOG_FILE = "log.jsonl"
 
@@ -74,18 +85,81 @@ def jsonable(value: Any) -> Any:
 
 
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a run's ``log.jsonl`` (a torn last line from a crash is skipped)."""
-    path = Path(run_dir) / LOG_FILE
+    """The rows of a run's ``log.jsonl`` (lines that do not parse, such as a torn last line
+    from a crash, are skipped; :func:`read_log_lines` says which)."""
+    return read_log_lines(run_dir)[0]
+
+
+def read_log_lines(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of a run's ``log.jsonl`` and, for each line skipped, why (``line 7: ...``)."""
+    directory = Path(run_dir)
+    if not directory.exists():
+        raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
+    path = directory / LOG_FILE
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a run directory: it has no {LOG_FILE}")
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                torn = "" if raw.endswith(b"\n") else " (torn last line)"
+                skipped.append(f"line {number}: not JSON{torn}: {exc}")
                 continue
-    return rows
+            if not isinstance(row, dict):
+                skipped.append(f"line {number}: not a JSON object")
+                continue
+            rows.append(row)
+    return rows, skipped
+
+
+class LogChain:
+    """The running record of a log's rows: count, bytes and chained SHA-256 (``rows = -1``:
+    unknown, as in checkpoints written before the record existed)."""
+
+    EMPTY = hashlib.sha256(b"").hexdigest()
+
+    def __init__(self, rows: int = 0, size: int = 0, digest: str | None = None):
+        self.rows, self.size, self.digest = rows, size, digest or self.EMPTY
+
+    def add(self, row: bytes) -> None:
+        self.digest = hashlib.sha256(bytes.fromhex(self.digest) + row).hexdigest()
+        self.rows += 1
+        self.size += len(row)
+
+    @classmethod
+    def of(cls, data: bytes) -> LogChain:
+        chain = cls()
+        for row in data.splitlines(keepends=True):
+            chain.add(row)
+        return chain
+
+
+def verify_log(path: Path, expected: LogChain, generation: int) -> None:
+    """Refuse a log whose first rows are not the ones the checkpoint of ``generation``
+    recorded (missing, shorter, torn or edited); rows after them are the caller's to drop."""
+    where = f"the checkpoint of generation {generation} recorded {expected.rows} row(s), " \
+        f"{expected.size} bytes"
+    if not path.is_file():
+        if expected.rows == 0 and expected.size == 0:
+            return
+        raise CheckpointError(f"{str(path)!r} is missing; {where}")
+    with open(path, "rb") as fh:
+        data = fh.read(expected.size)
+    if len(data) < expected.size:
+        raise CheckpointError(
+            f"{str(path)!r} is shorter than its checkpoint expects ({len(data)} bytes); {where}"
+        )
+    found = LogChain.of(data)
+    if expected.rows < 0:  # a checkpoint from before the running hash: only its size is known
+        return
+    if (found.rows, found.digest) != (expected.rows, expected.digest):
+        raise CheckpointError(
+            f"{str(path)!r} does not match its checkpoint: its first {expected.size} bytes hold "
+            f"{found.rows} row(s) whose running SHA-256 is {found.digest[:12]}...; {where}, "
+            f"SHA-256 {expected.digest[:12]}... (edited or damaged)"
+        )

@@ -12,9 +12,21 @@ A run directory holds:
 * ``log.jsonl``: one JSON object per generation (see :data:`LOG_FIELDS`);
 * ``checkpoints/gen-NNNNNN.{json,npz}``: see :mod:`asktell.checkpoint`.
 
-Ctrl-C: the state is only mutated inside short critical sections during which SIGINT is
-deferred; an interrupt elsewhere writes a checkpoint of the last consistent state (or leaves
-the previous one untouched) and re-raises, and ``asktell resume`` continues.
+Ctrl-C, SIGTERM and SIGHUP: the state is only mutated inside short critical sections during
+which these signals are deferred; a signal elsewhere writes a checkpoint of the last consistent
+state (or leaves the previous one untouched) and re-raises (an
+:class:`~asktell._interrupts.Interrupted`, a ``KeyboardInterrupt``), and ``asktell resume``
+continues.
+
+The life cycle of a run directory: ``run`` and ``resume`` hold its lock
+(:class:`~asktell._lock.RunLock`) for the whole run, so a second process is refused naming
+the holder; a run that died before its first checkpoint is started again at generation 0 by
+``resume`` from its saved ``config.toml``; ``resume`` checks ``log.jsonl`` against the
+checkpoint (:func:`~asktell.runlog.verify_log`) and refuses a log that does not match.
+
+(Over 400 lines: the Runner and the two entry points that set up its state share private
+details of the checkpoint's runner state; the directory checks live in
+:mod:`asktell._rundir`, the log's format in :mod:`asktell.runlog`.)
 
 Example:
     >>> import tempfile
@@ -48,7 +60,9 @@ import numpy as np
 from asktell import config as _config
 from asktell._files import atomic_write_bytes, fsync_dir
 from asktell._interrupts import DeferredInterrupts
+from asktell._lock import LOCK_FILE, RunLock
 from asktell._progress import Display, make_display
+from asktell._rundir import CONFIG_FILE, check_out, checked_log, refuse_held
 from asktell.checkpoint import (
     checkpoint_name,
     discard_newer,
@@ -60,11 +74,10 @@ from asktell.checkpoint import (
 from asktell.config import Built, config_from_dict, diff_protected, load_config, with_changes
 from asktell.errors import CheckpointError, ConfigError
 from asktell.loop import Budget, GenerationRecord, GenerationStep
-from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, jsonable, read_log
+from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, LogChain, jsonable, read_log
 
 __all__ = ["run", "resume", "RunResult", "Runner", "read_log", "TIMING_FIELDS", "LOG_FIELDS"]
 
-CONFIG_FILE = "config.toml"
 
 
 @dataclasses.dataclass
@@ -129,7 +142,8 @@ class Runner:
         self.progress = self.step.progress
         self.best_center_return: float | None = None
         self.best_center: np.ndarray | None = None
-        self.log_bytes = 0
+        self.log = LogChain()  # the rows written so far, recorded in every checkpoint
+        self.notes: list[str] = []  # said once, after the title (e.g. checkpoints skipped)
         self.last_checkpoint: Path | None = None
         # True when the in-memory state is one a checkpoint may capture: between generations,
         # or asked and waiting for returns. False from tell() until the row is logged.
@@ -153,7 +167,9 @@ class Runner:
                 "center_return": p.center_return,
                 "best_center_return": self.best_center_return,
                 "best_center": self.best_center,
-                "log_bytes": self.log_bytes,
+                "log_bytes": self.log.size,
+                "log_rows": self.log.rows,
+                "log_sha256": self.log.digest,
             },
         }
 
@@ -172,7 +188,7 @@ class Runner:
         self.best_center_return = r.get("best_center_return")
         bc = r.get("best_center")
         self.best_center = None if bc is None else np.asarray(bc, dtype=np.float64)
-        self.log_bytes = int(r["log_bytes"])
+        self.log = LogChain(int(r.get("log_rows", -1)), int(r["log_bytes"]), r.get("log_sha256"))
 
     def stop_reason(self) -> str | None:
         return next(iter(self.step.stop_reasons().values()), None)
@@ -184,9 +200,9 @@ class Runner:
 
     def _open_log(self) -> Any:
         # Rows written after the checkpoint we resumed from are dropped: the run redoes them.
-        if self.log_path.exists() and self.log_path.stat().st_size > self.log_bytes:
+        if self.log_path.exists() and self.log_path.stat().st_size > self.log.size:
             with open(self.log_path, "r+b") as fh:
-                fh.truncate(self.log_bytes)
+                fh.truncate(self.log.size)
                 fh.flush()
                 os.fsync(fh.fileno())
         return open(self.log_path, "ab")
@@ -215,6 +231,8 @@ class Runner:
             f"{self.run_dir}" + (f" (resuming at generation {self.generation})" if self.generation else "")
         )
         self.display.start(self.step.fraction_done(), title)
+        for note in self.notes:
+            self.display.message(note)
         log = self._open_log()
         interrupts = self.interrupts
         try:
@@ -225,13 +243,15 @@ class Runner:
                     with interrupts.critical():
                         os.fsync(log.fileno())
                         self.checkpoint()
-                except KeyboardInterrupt:
-                    self._on_interrupt(log)
+                except KeyboardInterrupt as exc:
+                    self._on_interrupt(log, exc)
+                    # the resume command has been printed; the CLI does not repeat it
+                    exc.announced = self.display.shows_messages  # type: ignore[attr-defined]
                     raise
         finally:
             log.close()
             self.display.stop()
-        self.display.message(f"stopped: {reason}; run directory {self.run_dir}")
+        self.display.message(f"stopped: {reason}")
         p = self.progress
         return RunResult(
             run_dir=self.run_dir,
@@ -259,9 +279,10 @@ class Runner:
         record = self.step(center_episodes=self._center_episodes, on_told=self._told)
         with self.interrupts.critical():
             row = self._row(record)
-            log.write((json.dumps(row, allow_nan=False) + "\n").encode("utf-8"))
+            data = (json.dumps(row, allow_nan=False) + "\n").encode("utf-8")
+            log.write(data)
             log.flush()
-            self.log_bytes = log.tell()
+            self.log.add(data)
             self._consistent = True
             reason = self.stop_reason()
             if reason is not None or self.generation % self.config.output.checkpoint_every == 0:
@@ -272,10 +293,11 @@ class Runner:
             reason = "stopped by callback"
         return reason
 
-    def _on_interrupt(self, log: Any) -> None:
+    def _on_interrupt(self, log: Any, exc: BaseException) -> None:
+        what = f"interrupted ({exc.args[0]})" if exc.args else "interrupted"
         if not self._consistent:
             self.display.message(
-                "interrupted mid-generation; the previous checkpoint is untouched; "
+                f"{what} mid-generation; the previous checkpoint is untouched; "
                 f"continue with: asktell resume {self.run_dir}"
             )
             return
@@ -283,7 +305,7 @@ class Runner:
             os.fsync(log.fileno())
             self.checkpoint(asked=bool(getattr(self.built.strategy, "pending", False)))
         self.display.message(
-            f"interrupted; checkpoint of generation {self.generation} in "
+            f"{what}; checkpoint of generation {self.generation} in "
             f"{self.last_checkpoint}; continue with: asktell resume {self.run_dir}"
         )
 
@@ -373,7 +395,7 @@ def run(
     Args:
         config: a :class:`~asktell.config.RunConfig`, a dict, or a path to a run file.
         out: the run directory (default: ``output.dir``, else ``runs/<strategy>-<task>-<time>``).
-            It must not already hold a run.
+            It must not already hold a run, nor lie inside another run's directory.
         overrides: ``KEY=VALUE`` strings applied before validation (``strategy.sigma=0.05``).
         callback: called with each generation's log row; returning ``True`` stops the run.
         log_format: overrides ``output.log_format`` (``"none"`` for silence).
@@ -384,18 +406,17 @@ def run(
     run_dir = Path(out) if out is not None else (
         Path(cfg.output.dir) if cfg.output.dir else _default_run_dir(cfg)
     )
-    if (run_dir / LOG_FILE).exists() or list_checkpoints(run_dir):
-        raise ConfigError(
-            f"run directory {str(run_dir)!r} already holds a run; continue it with "
-            f"`asktell resume {run_dir}` or choose another directory (--out)"
-        )
+    check_out(run_dir)
+    refuse_held(run_dir)
     cfg = with_changes(cfg, {"output": {"dir": str(run_dir)}})
     with cfg.build() as built:  # everything is validated and built before the directory exists
         run_dir.mkdir(parents=True, exist_ok=True)
         fsync_dir(run_dir.parent)
-        _write_config(run_dir, cfg)
-        (run_dir / LOG_FILE).touch()
-        return Runner(cfg, run_dir, built, callback=callback).run()
+        with RunLock(run_dir):
+            refuse_held(run_dir)  # another process may have started here while we built
+            _write_config(run_dir, cfg)
+            (run_dir / LOG_FILE).touch()
+            return Runner(cfg, run_dir, built, callback=callback).run()
 
 
 def resume(
@@ -405,40 +426,87 @@ def resume(
     callback: Callable[[dict[str, Any]], Any] | None = None,
     checkpoint: str | os.PathLike | None = None,
     log_format: str | None = None,
+    repair_log: bool = False,
 ) -> RunResult:
     """Continue a run from its newest checkpoint (or ``checkpoint``), as if never stopped.
 
     The configuration is the run directory's ``config.toml`` (which you may edit) plus
     ``overrides``; operational sections (evaluator, budget, output) may change, but a change
     to strategy, task, noise or seed is rejected, listing the differing fields.
+
+    A run that stopped before its first checkpoint starts again at generation 0 with its
+    saved ``config.toml``. A ``log.jsonl`` that does not match the checkpoint (missing,
+    truncated, edited) is refused, or with ``repair_log`` moved aside to
+    ``log.jsonl.damaged`` so a new log starts after the checkpoint's generation.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
-    ckpt = load_checkpoint(checkpoint if checkpoint is not None else run_dir)
-    saved = ckpt.config
+    held_before = (run_dir / LOCK_FILE).exists()  # a run starting here may not have its config yet
+    if checkpoint is None and not held_before and not list_checkpoints(run_dir) \
+            and not (run_dir / CONFIG_FILE).is_file():
+        load_checkpoint(run_dir)  # raises "no checkpoint" before a lock file is left here
+    with RunLock(run_dir):
+        return _resume_held(run_dir, list(overrides), callback, checkpoint, log_format, repair_log)
+
+
+def _resume_config(run_dir: Path, overrides: list[str], ckpt: Any, log_format: str | None) -> Any:
     config_file = run_dir / CONFIG_FILE
     if config_file.is_file():
-        cfg = load_config(config_file, list(overrides))
+        cfg = load_config(config_file, overrides)
     else:
-        cfg = config_from_dict(saved, list(overrides), source="run config from the checkpoint")
+        cfg = config_from_dict(ckpt.config, overrides, source="run config from the checkpoint")
     output: dict[str, Any] = {"dir": str(run_dir)}
     if log_format is not None:
         output["log_format"] = log_format
     cfg = with_changes(cfg, {"output": output})
+    if ckpt is None:
+        return cfg
     # Compare the checkpoint's config as this version reads it, so keys that older files
     # spell differently (a renamed option) are not mistaken for a change.
-    saved = config_from_dict(saved, source="run config from the checkpoint").model_dump(mode="json")
+    saved = config_from_dict(ckpt.config, source="run config from the checkpoint").model_dump(mode="json")
     changed = diff_protected(saved, cfg.model_dump(mode="json"))
     if changed:
         raise ConfigError(
             f"cannot resume {str(run_dir)!r} with a different strategy, task, noise or seed; "
             "start a new run instead. Differences:\n  " + "\n  ".join(changed)
         )
+    return cfg
+
+
+def _resume_held(
+    run_dir: Path,
+    overrides: list[str],
+    callback: Callable[[dict[str, Any]], Any] | None,
+    checkpoint: str | os.PathLike | None,
+    log_format: str | None,
+    repair_log: bool,
+) -> RunResult:
+    notes: list[str] = []
+    if checkpoint is None and not list_checkpoints(run_dir):
+        if not (run_dir / CONFIG_FILE).is_file():
+            load_checkpoint(run_dir)  # raises "no checkpoint": there is nothing to start again
+        ckpt = None
+        notes.append(
+            f"no checkpoint yet: starting again at generation 0 with the saved {CONFIG_FILE}"
+        )
+    else:
+        ckpt = load_checkpoint(checkpoint if checkpoint is not None else run_dir)
+        for path, reason in getattr(ckpt, "skipped", []):  # T1: load_checkpoint's fallback
+            notes.append(f"skipped checkpoint {path}: {reason}")
+    cfg = _resume_config(run_dir, overrides, ckpt, log_format)
+    chain, log_note = checked_log(run_dir, ckpt, repair_log)
     with cfg.build() as built:
         runner = Runner(cfg, run_dir, built, callback=callback)
-        runner.load_state(ckpt.state)
-        runner.last_checkpoint = ckpt.path
-        discard_newer(run_dir, ckpt.path)  # a resumed run rewrites the generations after it
+        if ckpt is not None:
+            runner.load_state(ckpt.state)
+            runner.last_checkpoint = ckpt.path
+            discard_newer(run_dir, ckpt.path)  # a resumed run rewrites the generations after it
+        if log_note is not None:
+            if (run_dir / LOG_FILE).exists():
+                os.replace(run_dir / LOG_FILE, run_dir / f"{LOG_FILE}.damaged")
+            notes.append(log_note)
+        runner.log = chain
+        runner.notes = notes
         _write_config(run_dir, cfg)
         return runner.run()

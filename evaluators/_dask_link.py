@@ -15,9 +15,12 @@ too, as field types of :class:`~asktell.evaluators.dask.DaskEvaluatorConfig`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
 import re
+import signal
+import threading
 import time
 from typing import Annotated, Any
 
@@ -191,7 +194,7 @@ class ClusterLink:
             kwargs["security"] = security
             kwargs["protocol"] = "tls://"
         try:
-            with dask.config.set(overrides):
+            with dask.config.set(overrides), _workers_ignore_ctrl_c():
                 return self.distributed.LocalCluster(
                     n_workers=self.num_workers,
                     threads_per_worker=threads,
@@ -393,3 +396,20 @@ class ClusterWatch:
                 f"{generation}; start workers (e.g. `dask worker "
                 f"{link.address}`) or raise worker_timeout"
             )
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start the embedded workers with SIGINT ignored (an ignored signal survives the exec of
+    a spawned process). A terminal's Ctrl-C goes to the whole process group; the run's own
+    process checkpoints and closes the cluster, while workers that took it themselves each
+    printed a long KeyboardInterrupt traceback. A Ctrl-C during these seconds is dropped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)

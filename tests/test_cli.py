@@ -206,13 +206,20 @@ def test_plot_of_a_directory_without_a_log(tmp_path):
 def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
     import asktell.runner
 
-    def interrupted(*args, **kwargs):
+    def interrupted(cfg, out, **kwargs):
+        if "started" in str(out):  # the run directory holds the config: resumable
+            Path(out).mkdir()
+            (Path(out) / "config.toml").write_text("")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(asktell.runner, "run", interrupted)
+    result = invoke("run", SPHERE, "--out", tmp_path / "started")
+    assert result.exit_code == 130
+    assert result.output.count(f"asktell resume {tmp_path / 'started'}") == 1
+    # interrupted while building: no run directory yet, so no resume command to give
     result = invoke("run", SPHERE, "--out", tmp_path / "r")
     assert result.exit_code == 130
-    assert f"asktell resume {tmp_path / 'r'}" in result.output
+    assert "before the run started; nothing to resume" in result.output
 
 
 # ----------------------------------------------------------------------------- CartPole
