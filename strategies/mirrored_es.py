@@ -40,6 +40,7 @@ from asktell.noise import NoiseSource, mirrored
 from asktell.protocol import as_returns
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
+from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import default_population_size, fold_by_key, signed_rows
@@ -278,6 +279,24 @@ class MirroredES(BaseStrategy):
             "has_best": self._has_best,
             "parent_return": np.array([self._parent_return]),
             "has_parent": self._has_parent,
+        }
+
+    def _state_schema(self) -> dict[str, Entry]:
+        def one_value(finite: bool) -> Entry:
+            # Kept as 1-element arrays so an infinity survives strict JSON; never NaN.
+            return Entry("array", shape=(1,), finite=finite)
+
+        return {
+            "sigma": Entry("float", positive=True),
+            "path": Entry("array", shape=("n",)),
+            "iteration": Entry("int", low=0),
+            "offspring_done": Entry("int", low=0),
+            "open_key": Entry("int", low=-1),
+            "best_seed": Entry("int"),
+            "best_return": one_value(False),
+            "has_best": Entry("bool"),
+            "parent_return": one_value(False),
+            "has_parent": Entry("bool"),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
