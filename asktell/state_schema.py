@@ -88,6 +88,8 @@ class Entry:
         return self.check(value, sizes) if self.check is not None else None
 
     def _in_range(self, value: Any) -> bool:
+        if self.kind == "int" and not -(1 << 63) <= int(value) < (1 << 63):
+            return False  # every integer of a state is an int64
         a = np.asarray(value)
         if a.dtype.kind == "f":
             if np.isnan(a).any() or (self.finite and not np.isfinite(a).all()):

@@ -282,9 +282,11 @@ class MirroredES(BaseStrategy):
         }
 
     def _state_schema(self) -> dict[str, Entry]:
-        def one_value(finite: bool) -> Entry:
-            # Kept as 1-element arrays so an infinity survives strict JSON; never NaN.
-            return Entry("array", shape=(1,), finite=finite)
+        def seed_problem(value: int, sizes: Any) -> str | None:
+            return self._pending_problem(np.array([value], dtype=np.int64), sizes)
+
+        # Returns are ranked after non-finite ones were replaced, so a kept one is finite.
+        one_value = Entry("array", shape=(1,))
 
         return {
             "sigma": Entry("float", positive=True),
@@ -292,10 +294,10 @@ class MirroredES(BaseStrategy):
             "iteration": Entry("int", low=0),
             "offspring_done": Entry("int", low=0),
             "open_key": Entry("int", low=-1),
-            "best_seed": Entry("int"),
-            "best_return": one_value(False),
+            "best_seed": Entry("int", check=seed_problem),
+            "best_return": one_value,
             "has_best": Entry("bool"),
-            "parent_return": one_value(False),
+            "parent_return": one_value,
             "has_parent": Entry("bool"),
         }
 
