@@ -331,3 +331,64 @@ def test_every_bit_flip_in_a_checkpoint_is_refused(tmp_path):
             f.write_bytes(data)
     assert refused + same == tried and refused >= 0.95 * tried
     print(f"bit flips tried {tried}, refused {refused}, loaded identical {same}")
+
+
+def test_bit_flips_in_a_real_run_checkpoint_are_refused_or_resume_bitwise(tmp_path):
+    """A real run's newest checkpoint, flipped bit by bit: resume either refuses it and falls
+    back to the previous one, or (a harmless flip) reads the same state; either way the
+    resumed run ends bitwise equal to the uninterrupted one."""
+    import shutil
+
+    from asktell.runner import resume, run
+
+    config = {
+        "strategy": {"kind": "openai_es", "population_size": 8},
+        "task": {"kind": "function", "name": "sphere", "num_params": 3},
+        "noise": {"size": 4096},
+        "seed": 1,
+        "budget": {"generations": 6},
+        "output": {"log_format": "none", "checkpoint_every": 2},
+    }
+    straight = run(config, out=tmp_path / "straight").center.tobytes()
+    run({**config, "budget": {"generations": 4}}, out=tmp_path / "pristine")
+    rng = np.random.default_rng(1)
+    tried = fell_back = 0
+    for suffix in (".json", ".npz"):
+        size = (tmp_path / "pristine" / "checkpoints" / f"gen-000004{suffix}").stat().st_size
+        for pos in rng.choice(size, size=30, replace=False):
+            work = tmp_path / f"flip{tried}"
+            shutil.copytree(tmp_path / "pristine", work)
+            victim = work / "checkpoints" / f"gen-000004{suffix}"
+            data = bytearray(victim.read_bytes())
+            data[pos] ^= 1 << int(rng.integers(8))
+            victim.write_bytes(bytes(data))
+            tried += 1
+            try:
+                load_checkpoint(victim)
+            except CheckpointError:
+                fell_back += 1
+            assert resume(work, overrides=["budget.generations=6"]).center.tobytes() == straight
+            shutil.rmtree(work)
+    print(f"real checkpoint: {tried} bit flips, {fell_back} refused (resumed from gen 2), all bitwise")
+    assert fell_back == tried
+    # The edits that used to resume on a different trajectory with exit 0.
+    edits = [
+        (("state", "runner", "env_steps"), 1),
+        (("state", "runner", "best_return"), 5.0),
+        (("state", "strategy", "rng"), "swap"),
+        (("state", "strategy", "generation"), 3),
+        (("state", "strategy", "optimizer.t"), 9),
+        (("state", "strategy", "center"), {"__array__": "a2"}),  # centre <-> optimizer.m
+    ]
+    for key_path, value in edits:
+        work = tmp_path / "edit"
+        shutil.copytree(tmp_path / "pristine", work)
+        victim = work / "checkpoints" / "gen-000004.json"
+        if value == "swap":
+            value = json.loads((work / "checkpoints" / "gen-000002.json").read_text())["state"]["strategy"]["rng"]
+        _edit(victim, key_path, value)
+        with pytest.raises(CheckpointError, match="gen-000004.json.*edited or damaged"):
+            load_checkpoint(victim)
+        assert [p.name for p, _ in load_checkpoint(work).skipped] == ["gen-000004.json"]
+        assert resume(work, overrides=["budget.generations=6"]).center.tobytes() == straight
+        shutil.rmtree(work)
