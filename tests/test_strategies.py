@@ -572,5 +572,26 @@ def test_weighted_sum_takes_weights_beyond_float32_without_overflow():
     exact = weights @ SUITE_NOISE.rows(keys, 5).astype(np.float64)
     got = SUITE_NOISE.weighted_sum(weights, keys, 5)
     assert np.isfinite(got).all() and np.allclose(got, exact, rtol=1e-6)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # the known break: a plain cast
         assert not np.isfinite(weights.astype(np.float32) @ SUITE_NOISE.rows(keys, 5)).all()
+
+
+@pytest.mark.parametrize(
+    "returns, pattern",
+    [
+        (["1.5", "2.0", "0", "1"], r"candidate #0 returned a str: '1.5'"),
+        ([1.0, 2.0, 3.0, True], r"candidate #3 returned a bool: True"),
+        (np.array([True, False, True, False]), r"candidate #0 returned a bool: True"),
+        ([0.5, None, 1.0, 2.0], r"candidate #1 returned a NoneType: None"),
+    ],
+    ids=["string", "bool-in-list", "bool-array", "none"],
+)
+def test_returns_are_never_coerced(returns, pattern):
+    from asktell.errors import ReturnsError
+
+    es = make(STRATEGIES.get("openai_es"), num_params=3, population_size=4)
+    seeds = es.ask()
+    before = es.state_dict()
+    with pytest.raises(ReturnsError, match=r"tell\(\) expects 4 real numbers \(generation 0\); " + pattern):
+        es.tell(returns)
+    assert np.array_equal(es.ask(), seeds) and before["center"].tobytes() == es.center.tobytes()
