@@ -203,3 +203,36 @@ def test_the_schema_check_fails_on_a_known_break(monkeypatch):
     monkeypatch.setattr(base, "check_state", lambda *a, **k: None)
     es.load_state_dict(bad)
     assert np.isnan(es.center).all()
+
+
+# ----------------------------------------------------------------- task state
+def _gym_states_equal(a: dict, b: dict) -> bool:
+    return _same(a, b)
+
+
+@pytest.mark.parametrize(
+    "change, pattern",
+    [
+        ({"obs_count": "20"}, r"'obs_count' must be a float >= 0, finite \(wrong type.*got str '20'"),
+        ({"obs_count": 20.5}, r"'obs_count' .*not a whole number"),
+        ({"obs_sum": np.full(4, np.nan)}, r"'obs_sum' must be a float64 array of shape \(4,\), finite"),
+        ({"obs_sumsq": -np.ones(4)}, r"'obs_sumsq' .*>= 0"),
+        ({"obs_sum": np.zeros(3)}, r"'obs_sum' must be a float64 array of shape \(4,\)"),
+        ({"step_cap": 0}, r"'step_cap' must be an int >= 1"),
+        ({"obs_sumsq_exact": np.full((4, 1), np.inf)}, r"'obs_sumsq_exact' .*finite"),
+        ({"obs_count": None, "step_cap": 7}, r"'obs_count'"),
+    ],
+    ids=["string-count", "fractional-count", "nan-sum", "negative-sumsq", "wrong-shape", "zero-cap",
+         "inf-exact", "one-bad-one-good"],
+)
+def test_a_gym_task_state_is_refused_whole(change, pattern):
+    pytest.importorskip("gymnasium")
+    from asktell.gym.task import GymTask
+
+    task = GymTask("CartPole-v1", policy="linear", step_cap="adaptive")
+    task.obs_stat.push(np.random.default_rng(0).standard_normal((20, 4)))
+    task.load_state_dict({**task.state_dict(), "step_cap": 77})
+    before = task.state_dict()
+    with pytest.raises(CheckpointError, match=r"GymTask \(CartPole-v1\) state refused, nothing was loaded: .*" + pattern):
+        task.load_state_dict({**before, **change})
+    assert _gym_states_equal(task.state_dict(), before) and task.context()["step_cap"] == 77
