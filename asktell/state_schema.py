@@ -114,14 +114,16 @@ def check_state(
     *,
     prefix: str = "",
     exact: bool = True,
+    undeclared: frozenset[str] = frozenset(),
 ) -> None:
     """Raise :class:`CheckpointError` unless ``state`` has the keys of ``schema`` (with
-    ``prefix``; no others when ``exact``), each obeying its rule. Every problem is listed."""
+    ``prefix``; no others when ``exact``, except the ``undeclared`` keys an owner without
+    a full schema still writes), each obeying its rule. Every problem is listed."""
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{owner} state must be a dict; got {type(state).__name__}")
     problems = []
     if exact:
-        known = {prefix + key for key in schema}
+        known = {prefix + key for key in schema} | set(undeclared)
         problems += [f"{k!r} is not part of this state" for k in state if k not in known]
     for key, entry in schema.items():
         full = prefix + key

@@ -300,12 +300,25 @@ class BaseStrategy:
         asked = isinstance(has_pending, (bool, np.bool_)) and bool(has_pending)
         # "k": the pending seeds are one per candidate while asked, none otherwise.
         sizes = {"n": self.num_params, "p": self.population_size, "k": self.population_size if asked else 0}
-        check_state(owner, state, self.state_schema(), sizes)
-        # Checked: what follows cannot fail on the state's contents. Should it fail anyway
-        # (a bug, memory), the snapshot puts the strategy back as it was.
+        schema = self.state_schema()
         snapshot = self.state_dict()
+        # A plugin that adds keys in _state() without declaring them in _state_schema() keeps
+        # working: those keys are its own _load_state's to check (the snapshot still undoes
+        # a failure there). Every built-in strategy declares all of its keys.
+        undeclared = frozenset(snapshot) - frozenset(schema)
+        check_state(owner, state, schema, sizes, undeclared=undeclared)
+        # Checked: what follows cannot fail on the declared keys. Should it fail anyway (an
+        # undeclared key, a bug, memory), the snapshot puts the strategy back as it was.
         try:
             self._assign_state(state)
+        except CheckpointError:
+            self._assign_state(snapshot)
+            raise
+        except Exception as exc:
+            self._assign_state(snapshot)
+            raise CheckpointError(
+                f"{owner} state refused, nothing was loaded: {type(exc).__name__}: {exc}"
+            ) from exc
         except BaseException:
             self._assign_state(snapshot)
             raise

@@ -236,3 +236,40 @@ def test_a_gym_task_state_is_refused_whole(change, pattern):
     with pytest.raises(CheckpointError, match=r"GymTask \(CartPole-v1\) state refused, nothing was loaded: .*" + pattern):
         task.load_state_dict({**before, **change})
     assert _gym_states_equal(task.state_dict(), before) and task.context()["step_cap"] == 77
+
+
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}{'-' + o['optimizer'] if o else ''}" for n, o in CASES])
+def test_every_state_key_is_declared(name, options):
+    es = _trained(name, options, asked=True)
+    assert set(es.state_dict()) == set(es.state_schema())
+
+
+def test_a_plugin_with_undeclared_state_is_rolled_back_when_its_load_fails():
+    """A third-party strategy that adds state without a schema still loads, and a failure
+    in its own _load_state leaves it as it was (the snapshot rollback)."""
+    from asktell.strategies import OpenAIES
+
+    class Counting(OpenAIES):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.count = 0
+
+        def _state(self):
+            return {**super()._state(), "count": self.count}
+
+        def _load_state(self, state):
+            super()._load_state(state)
+            self.count = int(state["count"])
+
+    es = Counting(num_params=3, population_size=4)
+    es.tell(_objective(es.distribution.decode(es.ask())))
+    es.count = 5
+    good = es.state_dict()
+    fresh = Counting(num_params=3, population_size=4)
+    fresh.load_state_dict(good)
+    assert fresh.count == 5 and fresh.generation == 1
+    other = Counting(num_params=3, population_size=4)
+    before = other.state_dict()
+    with pytest.raises(CheckpointError, match="Counting state refused, nothing was loaded: ValueError"):
+        other.load_state_dict({**good, "count": "many"})
+    assert _same(other.state_dict(), before)
