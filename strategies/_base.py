@@ -29,10 +29,9 @@ from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
 from asktell.protocol import as_returns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable, split_seeds
-from asktell.shaping import tame
 from asktell.state_schema import Entry, check_state
 
-from ._common import default_population_size
+from ._common import default_population_size, mean_std
 
 __all__ = ["BaseStrategy", "StrategyConfig", "StrategyArgs"]
 
@@ -230,7 +229,7 @@ class BaseStrategy:
         self.generation += 1
         self._changed()
         fin = r[finite] if num_bad else r
-        mean, std = _mean_std(fin)
+        mean, std = mean_std(fin)
         metrics.update(
             generation=self.generation,
             num_nonfinite=num_bad,
@@ -371,18 +370,6 @@ class BaseStrategy:
     def _unprefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
         p = prefix + "."
         return {k[len(p) :]: v for k, v in state.items() if k.startswith(p)}
-
-
-def _mean_std(values: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation that do not overflow for returns near the float64 limit
-    (computed on power-of-two-scaled values; ordinary returns are not scaled at all)."""
-    if not values.size:
-        return float("nan"), float("nan")
-    scaled = tame(values)
-    if scaled is values:
-        return float(values.mean()), float(values.std())
-    factor = float(values[np.argmax(np.abs(values))] / scaled[np.argmax(np.abs(values))])
-    return float(scaled.mean()) * factor, float(scaled.std()) * factor
 
 
 def _equal_to(name: str, mine: Any) -> Any:

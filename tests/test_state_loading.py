@@ -106,7 +106,7 @@ def _corrupt(state: dict, how: str, key: str, other: str) -> dict:
 
 
 @pytest.mark.parametrize("name, options", CASES, ids=[f"{n}{'-' + o['optimizer'] if o else ''}" for n, o in CASES])
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_a_corrupted_state_is_refused_whole_or_is_a_valid_state(name, options, data):
     asked = data.draw(st.booleans(), label="asked")
