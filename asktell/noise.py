@@ -22,6 +22,7 @@ Two noise sources implement the same small interface:
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -102,6 +103,27 @@ class NoiseSource(Protocol):
 
     def spec(self) -> dict[str, Any]:
         """A JSON-able description from which :func:`noise_from_spec` rebuilds this source."""
+
+
+#: Weights up to this magnitude go through the float32 product as they are (float32 holds
+#: up to ~3.4e38; the margin keeps a chunk's sum of products finite too).
+_FLOAT32_SAFE = 2.0**100
+
+
+def _float32_safe(weights: np.ndarray) -> tuple[np.ndarray, int]:
+    """Weights scaled by an exact power of two ``2**-exponent`` so their float32 cast cannot
+    overflow (ordinary weights: unchanged, exponent 0, so results stay bitwise the same)."""
+    finite = weights[np.isfinite(weights)]
+    largest = float(np.max(np.abs(finite))) if finite.size else 0.0
+    if largest <= _FLOAT32_SAFE:
+        return weights, 0
+    exponent = math.frexp(largest)[1] - math.frexp(_FLOAT32_SAFE)[1] + 1
+    return np.ldexp(weights, -exponent), exponent
+
+
+def _unscaled(total: np.ndarray, exponent: int) -> np.ndarray:
+    """Undo :func:`_float32_safe`'s scaling, in float64."""
+    return np.ldexp(total, exponent) if exponent else total
 
 
 def _chunk_rows(dim: int, budget_floats: int = 1 << 22) -> int:
@@ -263,7 +285,7 @@ class NoiseTable:
         return self.windows(dim)[self._checked(keys, dim)]
 
     def weighted_sum(self, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
-        weights = np.asarray(weights, dtype=np.float64)
+        weights, exponent = _float32_safe(np.asarray(weights, dtype=np.float64))
         keys = self._checked(keys, dim)
         windows = self.windows(dim)
         total = np.zeros(dim, dtype=np.float64)
@@ -275,7 +297,7 @@ class NoiseTable:
             block = windows[chunk]
             # One matrix-vector product per chunk (BLAS), accumulated in float64.
             total += weights[start : start + chunk.size].astype(np.float32) @ block
-        return total
+        return _unscaled(total, exponent)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "seed": self.seed, "size": self.size}
@@ -331,14 +353,14 @@ class CounterNoise:
         return out
 
     def weighted_sum(self, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
-        weights = np.asarray(weights, dtype=np.float64)
+        weights, exponent = _float32_safe(np.asarray(weights, dtype=np.float64))
         keys = np.asarray(keys, dtype=np.int64)
         total = np.zeros(dim, dtype=np.float64)
         step = _chunk_rows(dim)
         for start in range(0, keys.size, step):
             block = self.rows(keys[start : start + step], dim)
             total += weights[start : start + block.shape[0]].astype(np.float32) @ block
-        return total
+        return _unscaled(total, exponent)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "seed": self.seed}

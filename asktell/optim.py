@@ -7,6 +7,7 @@ returns the update to add to the centre: ``center += optimizer.step(gradient)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
@@ -14,6 +15,7 @@ from pydantic import Field, InstanceOf, WithJsonSchema
 
 from asktell.config_base import Float, Int, PluginConfig, collect_options, declare_options
 from asktell.errors import ConfigError
+from asktell.state_schema import Entry, check_state
 
 __all__ = [
     "Optimizer",
@@ -75,8 +77,29 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         return {"t": self.t}
 
+    def state_schema(self) -> dict[str, Entry]:
+        """The declared rules of :meth:`state_dict` (``n`` is ``num_params``)."""
+        schema = {"t": Entry("int", low=0)}
+        for key in self._vectors():
+            schema[key] = Entry("array", shape=("n",))
+        return schema
+
+    def _vectors(self) -> tuple[str, ...]:
+        """The float64 ``(num_params,)`` arrays of the state (restored as copies)."""
+        return ()
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: every entry is checked against :meth:`state_schema`
+        first, and nothing is assigned unless all pass (a :class:`CheckpointError` names
+        the key, the rule and the value)."""
+        check_state(type(self).__name__, state, self.state_schema(), {"n": self.num_params})
+        self._assign(state)
+
+    def _assign(self, state: Mapping[str, Any]) -> None:
+        """Assign a state already checked by :meth:`load_state_dict` (cannot fail)."""
         self.t = int(state["t"])
+        for key in self._vectors():
+            setattr(self, key, np.array(state[key], dtype=np.float64))
 
 
 @declare_options(OptimizerOptions)
@@ -115,9 +138,8 @@ class Momentum(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         return {"t": self.t, "v": self.v.copy()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.t = int(state["t"])
-        self.v = np.array(state["v"], dtype=np.float64)
+    def _vectors(self) -> tuple[str, ...]:
+        return ("v",)
 
 
 class AdamOptions(OptimizerOptions):
@@ -155,10 +177,12 @@ class Adam(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         return {"t": self.t, "m": self.m.copy(), "v": self.v.copy()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.t = int(state["t"])
-        self.m = np.array(state["m"], dtype=np.float64)
-        self.v = np.array(state["v"], dtype=np.float64)
+    def _vectors(self) -> tuple[str, ...]:
+        return ("m", "v")
+
+    def state_schema(self) -> dict[str, Entry]:
+        # The second moment is a running mean of squares: a negative one is a damaged state.
+        return {**super().state_schema(), "v": Entry("array", shape=("n",), low=0.0)}
 
 
 class ClipUpOptions(OptimizerOptions):
@@ -206,9 +230,8 @@ class ClipUp(Optimizer):
     def state_dict(self) -> dict[str, Any]:
         return {"t": self.t, "v": self.v.copy()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.t = int(state["t"])
-        self.v = np.array(state["v"], dtype=np.float64)
+    def _vectors(self) -> tuple[str, ...]:
+        return ("v",)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

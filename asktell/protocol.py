@@ -288,11 +288,8 @@ def as_returns(returns: Any, *, expected: int, generation: int) -> np.ndarray:
         ) from None
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise ReturnsError(
-            f"tell() expects {expected} real numbers (generation {generation}); got an "
-            f"array of dtype {arr.dtype}"
-        )
+    ) or (isinstance(returns, (list, tuple)) and arr.ndim == 1):
+        _refuse_non_real(returns, arr, expected, generation)
     if arr.ndim != 1:
         raise ReturnsError(
             f"tell() expects a 1-D array of {expected} returns (generation {generation}); "
@@ -303,3 +300,30 @@ def as_returns(returns: Any, *, expected: int, generation: int) -> np.ndarray:
             f"tell() got {arr.size} returns for {expected} asked seeds (generation {generation})"
         )
     return arr.astype(np.float64)
+
+
+def _refuse_non_real(returns: Any, arr: np.ndarray, expected: int, generation: int) -> None:
+    """Raise naming the first candidate whose return is not a real number: a string or a
+    bool is a bug in the objective, never coerced into a return (numpy would read
+    ``[1.0, True]`` as ``[1.0, 1.0]`` and ``["1.5"]`` as text)."""
+    from asktell.config_base import short_repr
+    from asktell.errors import ReturnsError
+
+    if isinstance(returns, (list, tuple)) and arr.ndim == 1:
+        values = list(returns)  # the caller's own values, before numpy converts them
+    else:
+        values = list(arr.reshape(-1)) if arr.dtype == object else arr.reshape(-1).tolist()
+    real = (int, float, np.integer, np.floating)
+    for i, value in enumerate(values):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, real):
+            raise ReturnsError(
+                f"tell() expects {expected} real numbers (generation {generation}); "
+                f"candidate #{i} returned a {type(value).__name__}: {short_repr(value, 40)}"
+            )
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise ReturnsError(
+            f"tell() expects {expected} real numbers (generation {generation}); got an "
+            f"array of dtype {arr.dtype}"
+        )

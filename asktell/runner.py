@@ -492,7 +492,7 @@ def _resume_held(
         )
     else:
         ckpt = load_checkpoint(checkpoint if checkpoint is not None else run_dir)
-        for path, reason in getattr(ckpt, "skipped", []):  # T1: load_checkpoint's fallback
+        for path, reason in ckpt.skipped:  # the checkpoints load_checkpoint refused, newest first
             notes.append(f"skipped checkpoint {path}: {reason}")
     cfg = _resume_config(run_dir, overrides, ckpt, log_format)
     chain, log_note = checked_log(run_dir, ckpt, repair_log)
@@ -501,7 +501,7 @@ def _resume_held(
         if ckpt is not None:
             runner.load_state(ckpt.state)
             runner.last_checkpoint = ckpt.path
-            discard_newer(run_dir, ckpt.path)  # a resumed run rewrites the generations after it
+            discard_newer(run_dir, ckpt.path, refused=[p for p, _ in ckpt.skipped])  # redone; refused ones kept
         if log_note is not None:
             if (run_dir / LOG_FILE).exists():
                 os.replace(run_dir / LOG_FILE, run_dir / f"{LOG_FILE}.damaged")

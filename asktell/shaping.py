@@ -4,10 +4,16 @@ Every function returns float64 weights of the same length, larger for better can
 (returns are maximised), and exactly zero everywhere when all returns are equal, so a
 generation without information moves nothing. Ties share the average of their weights, so
 the result does not depend on the order candidates arrived in.
+
+Huge finite returns never overflow: the shapings that do arithmetic on return values
+(``z_score``, ``raw``) first bring returns larger than :data:`TAME_LIMIT` down by an exact
+power of two (:func:`tame`), so a return near the float64 limit gives finite weights.
+Ordinary returns are untouched (bitwise the same weights as before).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -25,7 +31,31 @@ __all__ = [
     "SHAPINGS",
     "ShapingChoice",
     "get_shaping",
+    "tame",
+    "TAME_LIMIT",
 ]
+
+#: Largest magnitude of values that shaping arithmetic uses as they are: far beyond any
+#: real return, yet small enough that squares, sums over a population, the step sizes they
+#: make and an optimiser's second moment all stay finite in float64.
+TAME_LIMIT = 2.0**200
+
+
+def tame(values: np.ndarray, limit: float = TAME_LIMIT) -> np.ndarray:
+    """``values`` scaled by an exact power of two so that the largest magnitude is at most
+    ``limit``; returned unchanged (the same array) when already within it.
+
+    A power of two keeps every value's order, ties and relative size (only values
+    ``2**-1000`` times smaller than the largest can underflow, which no ranking between
+    returns of ~1e300 can notice), so scale-invariant arithmetic gives the same result.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    largest = float(np.max(np.abs(finite))) if finite.size else 0.0
+    if largest <= limit:
+        return values
+    exponent = math.frexp(largest)[1] - math.frexp(limit)[1] + 1  # largest * 2**-exponent < limit
+    return np.ldexp(values, -exponent)
 
 
 def _tie_groups(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,8 +113,8 @@ def centered_ranks(returns: np.ndarray) -> np.ndarray:
 
 
 def z_score(returns: np.ndarray, eps: float = 1e-8) -> np.ndarray:
-    """``(r - mean) / (std + eps)``."""
-    r = np.asarray(returns, dtype=np.float64).reshape(-1)
+    """``(r - mean) / (std + eps)`` (scale-free: huge returns are tamed first)."""
+    r = tame(np.asarray(returns, dtype=np.float64).reshape(-1))
     if _all_equal(r):
         return np.zeros(r.size)
     return (r - r.mean()) / (r.std() + eps)
@@ -108,8 +138,12 @@ def nes_utilities(returns: np.ndarray) -> np.ndarray:
 
 
 def raw(returns: np.ndarray) -> np.ndarray:
-    """The returns themselves, centred (mean subtracted) so equal returns give zero."""
-    r = np.asarray(returns, dtype=np.float64).reshape(-1)
+    """The returns themselves, centred (mean subtracted) so equal returns give zero.
+
+    Returns beyond :data:`TAME_LIMIT` are scaled down by a power of two first (the weights
+    keep their direction and proportions; a step of their true size would not be finite).
+    """
+    r = tame(np.asarray(returns, dtype=np.float64).reshape(-1))
     if _all_equal(r):
         return np.zeros(r.size)
     return r - r.mean()

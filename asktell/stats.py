@@ -146,8 +146,8 @@ class RunningStat:
         count = float(state["count"])
         if not (count >= 0 and count == int(count)):
             raise ValueError(f"RunningStat 'count' must be a whole number >= 0; got {count!r}")
-        self._count = int(count)
-        for name, attr in (("sum", "_sum"), ("sumsq", "_sumsq")):
+        totals = {}
+        for name in ("sum", "sumsq"):
             exact = state.get(f"{name}_exact")
             if exact is not None:
                 parts = np.asarray(exact, dtype=np.float64).reshape(self._n, -1)
@@ -155,4 +155,8 @@ class RunningStat:
                 parts = np.asarray(state[name], dtype=np.float64).reshape(self._n, 1)
             if not np.isfinite(parts).all():
                 raise ValueError(f"RunningStat '{name}' must be finite")
-            setattr(self, attr, [sum(_to_units(row)) for row in parts])
+            totals[name] = [sum(_to_units(row)) for row in parts]
+        if any(u < 0 for u in totals["sumsq"]):
+            raise ValueError("RunningStat 'sumsq' must be >= 0 (a sum of squares)")
+        # All checked: assign together, so a refused state leaves these statistics as they were.
+        self._count, self._sum, self._sumsq = int(count), totals["sum"], totals["sumsq"]

@@ -21,6 +21,7 @@ plus ``_state()`` / ``_load_state()`` for whatever it adds to the common state.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -30,9 +31,10 @@ from asktell.config_base import Int, PluginConfig, collect_options
 from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
 from asktell.protocol import as_returns
-from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
+from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable, split_seeds
+from asktell.state_schema import Entry, check_state
 
-from ._common import default_population_size
+from ._common import default_population_size, mean_std
 
 __all__ = ["BaseStrategy", "StrategyConfig", "StrategyArgs"]
 
@@ -236,11 +238,12 @@ class BaseStrategy:
         self.generation += 1
         self._changed()
         fin = r[finite] if num_bad else r
+        mean, std = mean_std(fin)
         metrics.update(
             generation=self.generation,
             num_nonfinite=num_bad,
-            return_mean=float(fin.mean()) if fin.size else float("nan"),
-            return_std=float(fin.std()) if fin.size else float("nan"),
+            return_mean=mean,
+            return_std=std,
             return_max=float(fin.max()) if fin.size else float("nan"),
             return_min=float(fin.min()) if fin.size else float("nan"),
         )
@@ -266,34 +269,107 @@ class BaseStrategy:
             state[key] = value
         return state
 
+    def state_schema(self) -> dict[str, Entry]:
+        """The declared rules of :meth:`state_dict`: one :class:`~asktell.state_schema.Entry`
+        per key (``n`` is num_params, ``p`` the population size). A strategy adds its own
+        keys in :meth:`_state_schema`."""
+        schema = {
+            "kind": Entry("str", check=_equal_to("kind", self.name)),
+            "num_params": Entry("int", check=_equal_to("num_params", self.num_params)),
+            "population_size": Entry(
+                "int", check=_equal_to("population_size", self.population_size)
+            ),
+            "generation": Entry("int", low=0),
+            "center": Entry("array", shape=("n",)),
+            "rng": Entry("str", check=self._rng_problem),
+            # Its shape depends on has_pending; _pending_problem checks it with the rest.
+            "pending": Entry("array", dtype="int64", shape=("k",), check=self._pending_problem),
+            "has_pending": Entry("bool"),
+            "noise": Entry("str", check=self._noise_problem),
+        }
+        schema.update(self._state_schema())
+        return schema
+
+    def _state_schema(self) -> dict[str, Entry]:
+        """The rules of what :meth:`_state` adds (none by default)."""
+        return {}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; the strategy then continues exactly as the saved one."""
-        for field, mine in (
-            ("kind", self.name),
-            ("num_params", self.num_params),
-            ("population_size", self.population_size),
-        ):
-            theirs = state.get(field)
-            if isinstance(theirs, np.ndarray):
-                theirs = theirs.item()
-            if theirs != mine:
-                raise CheckpointError(
-                    f"state_dict does not match this {type(self).__name__}: {field} is "
-                    f"{theirs!r} in the state and {mine!r} here"
-                )
-        noise = json.loads(str(state["noise"]))
-        if noise != self.noise.spec():
+        """Restore a :meth:`state_dict`; the strategy then continues exactly as the saved one.
+
+        All or nothing: every key is checked against :meth:`state_schema` first (kind,
+        dtype, shape, range); a :class:`~asktell.errors.CheckpointError` names each key that
+        breaks its rule, the rule and the value, and the strategy is left unchanged.
+        """
+        owner = type(self).__name__
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"{owner} state must be a dict; got {type(state).__name__}")
+        has_pending = state.get("has_pending")
+        asked = isinstance(has_pending, (bool, np.bool_)) and bool(has_pending)
+        # "k": the pending seeds are one per candidate while asked, none otherwise.
+        sizes = {"n": self.num_params, "p": self.population_size, "k": self.population_size if asked else 0}
+        schema = self.state_schema()
+        snapshot = self.state_dict()
+        # A plugin that adds keys in _state() without declaring them in _state_schema() keeps
+        # working: those keys are its own _load_state's to check (the snapshot still undoes
+        # a failure there). Every built-in strategy declares all of its keys.
+        undeclared = frozenset(snapshot) - frozenset(schema)
+        check_state(owner, state, schema, sizes, undeclared=undeclared)
+        # Checked: what follows cannot fail on the declared keys. Should it fail anyway (an
+        # undeclared key, a bug, memory), the snapshot puts the strategy back as it was.
+        try:
+            self._assign_state(state)
+        except CheckpointError:
+            self._assign_state(snapshot)
+            raise
+        except Exception as exc:
+            self._assign_state(snapshot)
             raise CheckpointError(
-                f"state_dict was saved with noise {noise} but this strategy uses "
-                f"{self.noise.spec()}"
-            )
+                f"{owner} state refused, nothing was loaded: {type(exc).__name__}: {exc}"
+            ) from exc
+        except BaseException:
+            self._assign_state(snapshot)
+            raise
+
+    def _assign_state(self, state: Mapping[str, Any]) -> None:
         self.generation = int(state["generation"])
         self._center = np.array(state["center"], dtype=np.float64)
-        self.rng.bit_generator.state = json.loads(str(state["rng"]))
+        self.rng.bit_generator.state = json.loads(state["rng"])
         has_pending = bool(state["has_pending"])
         self._pending = np.array(state["pending"], dtype=np.int64) if has_pending else None
         self._load_state(state)
         self._changed()
+
+    # ------------------------------------------------------------------ state rules
+    def _rng_problem(self, value: str, sizes: Mapping[str, int]) -> str | None:
+        try:
+            parsed = json.loads(value)
+            probe = type(self.rng.bit_generator)()
+            probe.state = parsed  # the generator's own check of its state
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            return f"not a state of this {type(self.rng.bit_generator).__name__} generator ({exc})"
+        return None
+
+    def _noise_problem(self, value: str, sizes: Mapping[str, int]) -> str | None:
+        try:
+            spec = json.loads(value)
+        except (ValueError, RecursionError):
+            return "not JSON"
+        if spec != self.noise.spec():
+            return f"saved with noise {spec} but this strategy uses {self.noise.spec()}"
+        return None
+
+    def _pending_problem(self, value: np.ndarray, sizes: Mapping[str, int]) -> str | None:
+        """Pending seeds must name noise rows this strategy's noise source has."""
+        if value.size == 0:
+            return None
+        keys, _ = split_seeds(value)
+        for key in (int(keys.min()), int(keys.max())):
+            try:
+                self.noise.get(key, self.num_params)
+            except ConfigError as exc:
+                return f"seeds outside the noise source: {exc}"
+        return None
 
     @staticmethod
     def _prefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -303,6 +379,13 @@ class BaseStrategy:
     def _unprefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
         p = prefix + "."
         return {k[len(p) :]: v for k, v in state.items() if k.startswith(p)}
+
+
+def _equal_to(name: str, mine: Any) -> Any:
+    def check(value: Any, sizes: Mapping[str, int]) -> str | None:
+        return None if value == mine else f"this strategy has {name} {mine!r}"
+
+    return check
 
 
 def rank_nonfinite_worst(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@
 * :func:`row_sq_norms`: ``|eps_j|**2`` per key, in bounded memory.
 * :func:`max_dim_for_bytes`: the largest dimension whose float64 matrix fits a byte cap.
 * :func:`expm_sym`: the matrix exponential of a symmetric matrix (xNES's exponential map).
+* :func:`mean_std`: mean and standard deviation of returns that cannot overflow.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 import numpy as np
 
 from asktell.noise import NoiseSource, split_seeds
+from asktell.shaping import tame
 
 __all__ = [
     "default_population_size",
@@ -24,6 +26,7 @@ __all__ = [
     "fold_by_key",
     "max_dim_for_bytes",
     "expm_sym",
+    "mean_std",
 ]
 
 
@@ -117,3 +120,15 @@ def expm_sym(m: np.ndarray) -> np.ndarray:
     m = 0.5 * (m + m.T)
     w, v = np.linalg.eigh(m)
     return (v * np.exp(w)) @ v.T
+
+
+def mean_std(values: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation that do not overflow for returns near the float64 limit
+    (computed on power-of-two-scaled values; ordinary returns are not scaled at all)."""
+    if not values.size:
+        return float("nan"), float("nan")
+    scaled = tame(values)
+    if scaled is values:
+        return float(values.mean()), float(values.std())
+    factor = float(values[np.argmax(np.abs(values))] / scaled[np.argmax(np.abs(values))])
+    return float(scaled.mean()) * factor, float(scaled.std()) * factor

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from asktell.config_base import Float, Int, declare_options
 from asktell.noise import mirrored, split_seeds
 from asktell.registry import STRATEGIES
+from asktell.shaping import tame
 
 from ._base import BaseStrategy
 from ._options import PairedConfig
@@ -135,6 +136,7 @@ class ARS(BaseStrategy):
 
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         keys, _ = split_seeds(seeds[0::2])
+        returns = tame(returns)  # the step below is scale-free; huge returns must not overflow
         r_plus, r_minus = returns[0::2], returns[1::2]
         b = self.top_directions
         # Best directions first; a stable sort keeps ties in asked order (deterministic).

@@ -29,6 +29,7 @@ from asktell.config_base import Bool, declare_options
 from asktell.distribution import Distribution
 from asktell.registry import STRATEGIES
 from asktell.shaping import rank_weights
+from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import signed_rows
@@ -244,6 +245,17 @@ class CMAES(BaseStrategy):
             "eigen_generation": self.eigen_generation,
         }
 
+    def _state_schema(self) -> dict[str, Entry]:
+        return {
+            "sigma": Entry("float", positive=True),
+            "C": Entry("array", shape=("n", "n"), check=_covariance_problem),
+            "B": Entry("array", shape=("n", "n")),
+            "D": Entry("array", shape=("n",), positive=True),
+            "path_sigma": Entry("array", shape=("n",)),
+            "path_c": Entry("array", shape=("n",)),
+            "eigen_generation": Entry("int", low=0),
+        }
+
     def _load_state(self, state: dict[str, Any]) -> None:
         self.sigma = float(state["sigma"])
         self.C = np.array(state["C"], dtype=np.float64)
@@ -252,3 +264,13 @@ class CMAES(BaseStrategy):
         self.path_sigma = np.array(state["path_sigma"], dtype=np.float64)
         self.path_c = np.array(state["path_c"], dtype=np.float64)
         self.eigen_generation = int(state["eigen_generation"])
+
+
+def _covariance_problem(c: np.ndarray, sizes: Any) -> str | None:
+    """A covariance must be symmetric with a positive diagonal (cheap; the eigen-
+    decomposition after the next update would fail or mislead on anything else)."""
+    if not np.allclose(c, c.T, rtol=1e-12, atol=0.0):
+        return "not symmetric"
+    if not (np.diag(c) > 0).all():
+        return "not positive-definite (a diagonal entry <= 0)"
+    return None

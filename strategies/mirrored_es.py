@@ -40,6 +40,7 @@ from asktell.noise import mirrored
 from asktell.protocol import as_returns
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
+from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import default_population_size, fold_by_key, signed_rows
@@ -268,6 +269,26 @@ class MirroredES(BaseStrategy):
             "has_best": self._has_best,
             "parent_return": np.array([self._parent_return]),
             "has_parent": self._has_parent,
+        }
+
+    def _state_schema(self) -> dict[str, Entry]:
+        def seed_problem(value: int, sizes: Any) -> str | None:
+            return self._pending_problem(np.array([value], dtype=np.int64), sizes)
+
+        # Returns are ranked after non-finite ones were replaced, so a kept one is finite.
+        one_value = Entry("array", shape=(1,))
+
+        return {
+            "sigma": Entry("float", positive=True),
+            "path": Entry("array", shape=("n",)),
+            "iteration": Entry("int", low=0),
+            "offspring_done": Entry("int", low=0),
+            "open_key": Entry("int", low=-1),
+            "best_seed": Entry("int", check=seed_problem),
+            "best_return": one_value,
+            "has_best": Entry("bool"),
+            "parent_return": one_value,
+            "has_parent": Entry("bool"),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:

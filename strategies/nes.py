@@ -32,6 +32,7 @@ from asktell.config_base import Float, declare_options
 from asktell.distribution import Distribution
 from asktell.registry import STRATEGIES
 from asktell.shaping import nes_utilities
+from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import expm_sym, fold_by_key, noise_moments, signed_rows
@@ -136,6 +137,9 @@ class SNES(BaseStrategy):
     def _state(self) -> dict[str, Any]:
         return {"sigma": self.sigma.copy()}
 
+    def _state_schema(self) -> dict[str, Entry]:
+        return {"sigma": Entry("array", shape=("n",), positive=True)}
+
     def _load_state(self, state: dict[str, Any]) -> None:
         self.sigma = np.array(state["sigma"], dtype=np.float64)
 
@@ -229,6 +233,9 @@ class XNES(BaseStrategy):
 
     def _state(self) -> dict[str, Any]:
         return {"sigma": self.sigma, "B": self.B.copy()}
+
+    def _state_schema(self) -> dict[str, Entry]:
+        return {"sigma": Entry("float", positive=True), "B": Entry("array", shape=("n", "n"))}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.sigma = float(state["sigma"])

@@ -24,6 +24,7 @@ from asktell.noise import mirrored, split_seeds
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
+from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._options import GradientConfig, PairedConfig
@@ -133,5 +134,8 @@ class OpenAIES(BaseStrategy):
     def _state(self) -> dict[str, Any]:
         return self._prefixed("optimizer", self.optimizer.state_dict())
 
+    def _state_schema(self) -> dict[str, Entry]:
+        return self._prefixed("optimizer", self.optimizer.state_schema())
+
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(self._unprefixed("optimizer", state))
+        self.optimizer._assign(self._unprefixed("optimizer", state))

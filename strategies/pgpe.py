@@ -30,6 +30,7 @@ from asktell.noise import mirrored
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import get_shaping
+from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import fold_by_key, noise_moments
@@ -135,6 +136,11 @@ class PGPE(BaseStrategy):
         state.update(self._prefixed("optimizer", self.optimizer.state_dict()))
         return state
 
+    def _state_schema(self) -> dict[str, Entry]:
+        schema = {"sigma": Entry("array", shape=("n",), positive=True)}
+        schema.update(self._prefixed("optimizer", self.optimizer.state_schema()))
+        return schema
+
     def _load_state(self, state: dict[str, Any]) -> None:
         self.sigma = np.array(state["sigma"], dtype=np.float64)
-        self.optimizer.load_state_dict(self._unprefixed("optimizer", state))
+        self.optimizer._assign(self._unprefixed("optimizer", state))

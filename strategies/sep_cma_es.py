@@ -23,6 +23,7 @@ from asktell.config_base import declare_options
 from asktell.distribution import Distribution
 from asktell.noise import split_seeds
 from asktell.registry import STRATEGIES
+from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import noise_moments, row_sq_norms
@@ -122,6 +123,14 @@ class SepCMAES(BaseStrategy):
             "C": self.C.copy(),
             "path_sigma": self.path_sigma.copy(),
             "path_c": self.path_c.copy(),
+        }
+
+    def _state_schema(self) -> dict[str, Entry]:
+        return {
+            "sigma": Entry("float", positive=True),
+            "C": Entry("array", shape=("n",), positive=True),  # the diagonal covariance
+            "path_sigma": Entry("array", shape=("n",)),
+            "path_c": Entry("array", shape=("n",)),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:

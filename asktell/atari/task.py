@@ -321,7 +321,12 @@ class AtariTask(GymTask):
                     f"AtariTask state_dict has no 'vbn_reference' but this task has vbn=True "
                     f"({self.env_id})"
                 )
-            reference = np.asarray(state["vbn_reference"])
+            reference = state["vbn_reference"]
+            if not isinstance(reference, np.ndarray):  # never coerced from lists or text
+                raise CheckpointError(
+                    f"AtariTask state_dict 'vbn_reference' must be a uint8 array; got "
+                    f"{type(reference).__name__}"
+                )
             expected = tuple(self.obs_spec.shape)
             if reference.ndim != 4 or tuple(reference.shape[1:]) != expected or reference.shape[0] < 2:
                 raise CheckpointError(

@@ -408,33 +408,38 @@ class GymTask(TaskHooks):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`; raises CheckpointError if it belongs to another env."""
+        """Restore :meth:`state_dict`, all or nothing: every entry is checked (type, dtype,
+        shape for this env's observations, range) before anything is assigned, and a
+        :class:`CheckpointError` names the key, the rule and the value."""
+        from asktell.state_schema import Entry, check_state
+
+        def whole(value: Any, sizes: Any) -> str | None:
+            return None if float(value) == int(value) else "not a whole number"
+
+        def no_cap(value: Any, sizes: Any) -> str | None:
+            return None if value == -1 else "-1: this task has no adaptive cap"
+
+        adaptive = self.step_cap == "adaptive"
+        schema = {
+            "obs_count": Entry("float", low=0, check=whole),
+            "obs_sum": Entry("array", shape=("d",)),
+            "obs_sumsq": Entry("array", shape=("d",), low=0.0),
+            # An adaptive cap is a positive step count; otherwise there is none (-1).
+            "step_cap": Entry("int", low=1) if adaptive else Entry("int", low=-1, check=no_cap),
+        }
+        sizes = {"d": self.obs_spec.dim}
+        for key in ("obs_sum_exact", "obs_sumsq_exact"):
+            if key in state:  # checkpoints before exact statistics lack them
+                value = state[key]
+                sizes[key] = value.shape[1] if isinstance(value, np.ndarray) and value.ndim == 2 else 1
+                schema[key] = Entry("array", shape=("d", key))
+        check_state(f"GymTask ({self.env_id})", state, schema, sizes, exact=False)
+        stat = {"count": float(state["obs_count"]), "sum": state["obs_sum"], "sumsq": state["obs_sumsq"]}
+        stat.update({key[4:]: state[key] for key in ("obs_sum_exact", "obs_sumsq_exact") if key in state})
         try:
-            total = np.asarray(state["obs_sum"], dtype=np.float64)
-            sumsq = np.asarray(state["obs_sumsq"], dtype=np.float64)
-            count = float(np.asarray(state["obs_count"]))
-            cap = int(np.asarray(state["step_cap"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"GymTask state_dict is missing or has a bad entry: {exc}") from None
-        dim = self.obs_spec.dim
-        if total.shape != (dim,) or sumsq.shape != (dim,):
-            raise CheckpointError(
-                f"GymTask state_dict has observation statistics of shape {total.shape}; "
-                f"{self.env_id} observations have shape ({dim},)"
-            )
-        exact = {}
-        for key in ("sum_exact", "sumsq_exact"):
-            if f"obs_{key}" in state:  # checkpoints before exact statistics lack them
-                value = np.asarray(state[f"obs_{key}"], dtype=np.float64)
-                if value.ndim != 2 or value.shape[0] != dim:
-                    raise CheckpointError(
-                        f"GymTask state_dict 'obs_{key}' has shape {value.shape}; "
-                        f"expected ({dim}, k) for {self.env_id}"
-                    )
-                exact[key] = value
-        try:
-            self._obs_stat.load_state_dict({"count": count, "sum": total, "sumsq": sumsq, **exact})
+            self._obs_stat.load_state_dict(stat)  # checks its own sums, assigns all at once
         except ValueError as exc:
-            raise CheckpointError(f"GymTask state_dict: {exc}") from None
+            raise CheckpointError(f"GymTask ({self.env_id}) state refused, nothing was loaded: {exc}") from None
+        cap = int(state["step_cap"])
         self._cap = None if cap < 0 else cap
 
