@@ -120,6 +120,13 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source} is not valid YAML: {exc}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (int() refuses it)
+        raise ConfigError(_unreadable(source, exc)) from None
+
+
+def _unreadable(source: str, exc: ValueError) -> str:
+    text = str(exc).split(";")[0]
+    return f"{source} holds a value that cannot be read as a number ({text[:200]})"
 
 
 def _mark(mark: Any) -> str:
@@ -137,6 +144,8 @@ def parse_toml(text: str, source: str = "<string>") -> dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}{_toml_key_hint(text, exc)}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (int() refuses it)
+        raise ConfigError(_unreadable(source, exc)) from None
 
 
 def _toml_key_hint(text: str, exc: Exception) -> str:
@@ -175,6 +184,8 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
             ) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{p} is not valid JSON: {exc}") from None
+        except ValueError as exc:  # an integer of more than 4300 digits
+            raise ConfigError(_unreadable(str(p), exc)) from None
     else:
         raise ConfigError(
             f"config file {str(p)!r} must end in .toml, .yaml, .yml or .json; got {suffix!r}"

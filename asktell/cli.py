@@ -207,11 +207,17 @@ def schema(indent: int) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
 def check(config: str, overrides: tuple[str, ...]) -> None:
-    """Validate CONFIG without running it; print the resolved configuration."""
+    """Validate CONFIG without running it; print the resolved configuration.
+
+    Runs every check `run` does before its first generation that needs no evaluation: the
+    file and its values, the task (environment id and kwargs), the sizes against memory and
+    the strategy. The evaluator is not started.
+    """
     from asktell.config import load_config
 
     try:
         cfg = load_config(config, list(overrides))
+        cfg.check()
     except AsktellError as exc:
         _fail(exc)
     click.echo(cfg.to_toml(), nl=False)

@@ -33,13 +33,15 @@ import difflib
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BeforeValidator, Discriminator, Field, ValidationError, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from asktell._files import apply_overrides, dump_toml, read_mapping
-from asktell.config_base import StrictModel
+from asktell._memory import Allocation, MemoryContext, check_memory
+from asktell.config_base import Bool, Float, Int, StrictModel, short_repr
 from asktell.config_base import _dotted as dotted_location
 from asktell.config_base import format_validation_error as _format_validation_error
 from asktell.errors import ConfigError
@@ -84,13 +86,21 @@ class NoiseConfig(StrictModel):
         "are slices of it (fast). 'counter': regenerate each perturbation from (seed, key) "
         "with Philox (no memory; for huge policies or small machines).",
     )
-    seed: int = Field(0, ge=0, description="Seed of the noise; every process sees the same noise.")
-    size: int = Field(
+    seed: Int = Field(0, ge=0, description="Seed of the noise; every process sees the same noise.")
+    size: Int = Field(
         DEFAULT_TABLE_SIZE,
         ge=2,
         description="Number of float32 values in the noise table (4 bytes each); must exceed "
         "the number of parameters. Ignored by 'counter'.",
     )
+
+    def table_bytes(self) -> int:
+        """Bytes of the table each process builds (0 for counter noise)."""
+        return 0 if self.kind == "counter" else 4 * self.size
+
+    def estimate_bytes(self, context: Any) -> list[Allocation]:
+        """The table, in this process (evaluator workers build their own: their estimate)."""
+        return [Allocation("noise.size", self.size, self.table_bytes(), "the noise table")]
 
     def build(self) -> NoiseSource:
         if self.kind == "counter":
@@ -101,14 +111,14 @@ class NoiseConfig(StrictModel):
 class BudgetConfig(StrictModel):
     """When to stop: whichever limit is reached first. At least one must be set."""
 
-    generations: int | None = Field(None, ge=1, description="Stop after this many generations.")
-    env_steps: int | None = Field(
+    generations: Int | None = Field(None, ge=1, description="Stop after this many generations.")
+    env_steps: Int | None = Field(
         None,
         ge=1,
         description="Stop once the candidates have used this many environment steps (function "
         "evaluations for function tasks); centre evaluations are not counted.",
     )
-    wall_seconds: float | None = Field(
+    wall_seconds: Float | None = Field(
         None, gt=0, description="Stop after this much wall-clock time (summed over resumes)."
     )
     target_return: float | None = Field(
@@ -138,10 +148,10 @@ class OutputConfig(StrictModel):
         description="Run directory. Default: runs/<strategy>-<task>-<date>-<time>. The "
         "`asktell run --out DIR` option overrides it.",
     )
-    checkpoint_every: int = Field(
+    checkpoint_every: Int = Field(
         10, ge=1, description="Write a checkpoint every this many generations (and at the end)."
     )
-    keep_checkpoints: int = Field(
+    keep_checkpoints: Int = Field(
         3, ge=1, description="How many of the newest checkpoints to keep on disk."
     )
     log_format: Literal["auto", "rich", "plain", "json", "none"] = Field(
@@ -150,14 +160,14 @@ class OutputConfig(StrictModel):
         "generation), 'json' (each log row as JSON), 'none'; 'auto' is 'rich' on a terminal "
         "and 'plain' otherwise. The per-generation JSONL log file is always written.",
     )
-    eval_every: int = Field(
+    eval_every: Int = Field(
         0,
         ge=0,
         description="Evaluate the centre (noise-free policy) every this many generations, "
         "through the run's evaluator; 0 never. Centre evaluations are not counted in "
         "budget.env_steps.",
     )
-    eval_episodes: int = Field(1, ge=1, description="Episodes per centre evaluation.")
+    eval_episodes: Int = Field(1, ge=1, description="Episodes per centre evaluation.")
 
 
 def _kind_of(config_class: type) -> str | None:
@@ -281,7 +291,7 @@ class RunConfigBase(StrictModel):
     )
     noise: NoiseConfig = Field(default_factory=NoiseConfig, description="The shared noise source.")
     budget: BudgetConfig = Field(description="Stopping rules: whichever comes first.")
-    seed: int = Field(
+    seed: Int = Field(
         0,
         ge=0,
         description="Run seed: the strategy's sampling and the task's episodes (a "
@@ -346,14 +356,54 @@ class RunConfigBase(StrictModel):
                 f"task {self.task.kind!r} does not say how many parameters it has "
                 "('num_params' is None); set num_params in the [task] section"
             )
-        if x0 is None:
-            x0 = hooks_of(task).initial_params(self.seed)
         noise = self.noise.build()
         try:
             noise.check_dim(int(num_params), "num_params")
         except ConfigError as exc:
             raise ConfigError(f"noise: {exc}") from None
+        # Before the first large array (the initial centre, the strategy's vectors): sizes
+        # that cannot fit are refused here, naming the field, not by a MemoryError later.
+        check_memory(self.memory_estimate(task), "this run")
+        if x0 is None:
+            x0 = hooks_of(task).initial_params(self.seed)
         return self.strategy.build(num_params=int(num_params), seed=self.seed, noise=noise, x0=x0)
+
+    def memory_estimate(self, task: Any) -> list[Allocation]:
+        """The large arrays this run will allocate for the built ``task`` (see
+        :mod:`asktell._memory`): each section's Config's ``estimate_bytes``."""
+        num_params = int(task.num_params)
+        facts = {"num_params": num_params, "num_params_value": num_params}
+        # Plugin configs that are not PluginConfigs (a third party's StrictModel) have no
+        # estimate: like check_run, the two methods are optional.
+        facts.update(_optional(self.task, "memory_context", {})(task))
+        # A strategy plugin that does not subclass StrategyConfig says nothing of its
+        # population: its estimate (default none) is its own.
+        context = MemoryContext(
+            population_size=_optional(self.strategy, "population_for", 0)(num_params),
+            noise_bytes=self.noise.table_bytes(),
+            **facts,
+        )
+        items: list[Allocation] = []
+        for section in (self.noise, self.strategy, self.task, self.evaluator):
+            items.extend(_optional(section, "estimate_bytes", [])(context))
+        return items
+
+    def check(self) -> Any:
+        """Every validation :meth:`build` does that needs no evaluation and starts nothing.
+
+        Builds the task (so an unknown environment id or bad ``env_kwargs`` is found), runs
+        the memory check and builds the strategy (cheap once the sizes are known to fit: the
+        noise table is built on first use); the evaluator is not built (a Dask evaluator
+        would start or reach a cluster), its options are already validated. What ``asktell
+        check`` runs; returns the built strategy.
+        """
+        return self.build_strategy(self.build_task())
+
+
+def _optional(config: Any, method: str, default: Any) -> Callable[..., Any]:
+    """``config.method``, or a function returning ``default`` when the config has none."""
+    found = getattr(config, method, None)
+    return found if found is not None else (lambda *_: default)
 
 
 def _make_run_config() -> type:

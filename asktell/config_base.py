@@ -189,6 +189,23 @@ class PluginConfig(StrictModel):
     #: so a Config kept in a module of its own builds its plugin without importing it back.
     plugin: ClassVar[type | None] = None
 
+    def estimate_bytes(self, context: Any) -> list[Any]:
+        """The large arrays this plugin will allocate, as :class:`asktell._memory.Allocation`
+        records naming the field behind each (default: none).
+
+        ``context`` is an :class:`asktell._memory.MemoryContext` (the task's ``num_params``,
+        the population, ...). Called before anything is built past the task, so a run whose
+        sizes cannot fit is refused by :func:`asktell._memory.check_memory` up front. Lower
+        bounds: count the big arrays, not Python's overheads.
+        """
+        return []
+
+    def memory_context(self, task: Any) -> dict[str, Any]:
+        """A task Config's part of the :class:`asktell._memory.MemoryContext` for its built
+        ``task``: which field sets ``num_params`` (default: ``task.num_params``) and facts
+        like ``obs_dim``."""
+        return {}
+
     def options(self) -> dict[str, Any]:
         """The validated options as keyword arguments (``kind`` left out)."""
         return {name: getattr(self, name) for name in option_names(type(self))}

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from asktell.config_base import short_repr
+from asktell.errors import ConfigError
 from asktell.noise import NoiseSource, split_seeds
 
 __all__ = ["Distribution"]
@@ -20,6 +22,24 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     a = np.array(a, dtype=np.float64, copy=True)
     a.flags.writeable = False
     return a
+
+
+def _seed_array(seeds: Any) -> np.ndarray:
+    """``seeds`` as a 1-D int64 array, strictly: integers only (``1.5``, ``"1"`` and
+    ``True`` used to decode as seed 1), in the int64 range."""
+    try:
+        arr = np.atleast_1d(np.asarray(seeds))
+    except (ValueError, TypeError) as exc:  # ragged nesting
+        raise ConfigError(f"decode() expects a 1-D array of integer seeds; {exc}") from None
+    if arr.dtype.kind not in "iu" or arr.ndim != 1:
+        what = f"dtype {arr.dtype}" if arr.dtype.kind not in "iu" else f"shape {arr.shape}"
+        raise ConfigError(
+            f"decode() expects a 1-D array of integer seeds (int64); got {what}: "
+            f"{short_repr(seeds)}"
+        )
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ConfigError(f"decode() seeds must fit in int64; got {short_repr(seeds)}")
+    return arr.astype(np.int64, copy=False)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -84,9 +104,7 @@ class Distribution:
 
     def decode(self, seeds: np.ndarray) -> np.ndarray:
         """Candidate parameters for ``seeds``: float64 array of shape ``(len(seeds), num_params)``."""
-        seeds = np.atleast_1d(np.asarray(seeds, dtype=np.int64))
-        if seeds.ndim != 1:
-            raise ValueError(f"decode() expects a 1-D array of seeds; got shape {seeds.shape}")
+        seeds = _seed_array(seeds)
         keys, signs = split_seeds(seeds)
         z = self._unit_rows(keys)
         # x = center + (sign * sigma) * z: sign is +-1, so this is bitwise the same as
@@ -100,4 +118,4 @@ class Distribution:
 
     def decode_one(self, seed: int) -> np.ndarray:
         """Parameters of one candidate, ``(num_params,)``."""
-        return self.decode(np.array([seed], dtype=np.int64))[0]
+        return self.decode([seed])[0]

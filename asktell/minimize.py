@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from asktell._memory import MemoryContext, check_memory
+from asktell.config_base import short_repr
 from asktell.errors import ConfigError
 from asktell.loop import Budget, GenerationStep, center_returns
 from asktell.registry import EVALUATORS, STRATEGIES
@@ -31,6 +33,10 @@ class MinimizeResult:
         history: one dict per generation: ``generation``, ``nfev``, ``best_fun`` (so far),
             ``mean_fun`` (population mean), ``center_fun``, ``seconds``.
         message: why it stopped.
+        success: ``False`` when no evaluation gave a finite loss (every value NaN or
+            infinite): then ``fun`` is NaN, ``x`` is ``x0`` and ``message`` says how many
+            evaluations failed. A loss is never reported for a search that never measured
+            one.
     """
 
     x: np.ndarray
@@ -41,10 +47,12 @@ class MinimizeResult:
     generations: int
     history: list[dict[str, float]]
     message: str
+    success: bool = True
 
     def __repr__(self) -> str:
+        failed = "" if self.success else "success=False, "
         return (
-            f"MinimizeResult(fun={self.fun:.6g}, center_fun={self.center_fun:.6g}, "
+            f"MinimizeResult({failed}fun={self.fun:.6g}, center_fun={self.center_fun:.6g}, "
             f"nfev={self.nfev}, generations={self.generations}, message={self.message!r})"
         )
 
@@ -84,7 +92,10 @@ def minimize(
         **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...).
 
     Returns:
-        A :class:`MinimizeResult`.
+        A :class:`MinimizeResult`; ``success`` is ``False`` (and ``fun`` NaN) when every
+        evaluation returned NaN or an infinite loss. ``f`` must return a real number (an
+        int or float, numpy's too, or anything with ``__float__`` but a bool or a string):
+        ``"1.5"`` and ``True`` fail the candidate instead of being coerced.
 
     Example:
         >>> import numpy as np
@@ -94,16 +105,13 @@ def minimize(
         >>> bool(res.fun < 1e-2)
         True
     """
-    x0 = np.asarray(x0, dtype=np.float64).reshape(-1)
-    if x0.size == 0:
-        raise ConfigError("minimize 'x0' must have at least one value; got an empty array")
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ConfigError(f"minimize 'budget' must be an int >= 1; got {budget!r}")
+    x0 = _check_arguments(x0, budget, vectorized, target, callback)
     cls = STRATEGIES.get(strategy)
     options = dict(strategy_options)
     if population_size is not None:
         options["population_size"] = population_size
     es = cls(num_params=x0.size, seed=seed, x0=x0, **options)
+    check_memory(es.config.estimate_bytes(_memory_context(es)), "minimize")
     if es.population_size + 1 > budget:
         raise ConfigError(
             f"minimize 'budget' must allow one generation of population_size="
@@ -119,9 +127,41 @@ def minimize(
             ev.close()
 
 
+def _check_arguments(x0: Any, budget: Any, vectorized: Any, target: Any, callback: Any):
+    """``x0`` as float64; every argument's type and rule checked (no coercion)."""
+    arr = np.asarray(x0)
+    if arr.dtype.kind not in "iuf":
+        raise ConfigError(
+            f"minimize 'x0' must be real numbers; got {short_repr(x0)} (dtype {arr.dtype})"
+        )
+    x0 = arr.astype(np.float64).reshape(-1)
+    if x0.size == 0:
+        raise ConfigError("minimize 'x0' must have at least one value; got an empty array")
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ConfigError(f"minimize 'budget' must be an int >= 1; got {short_repr(budget)}")
+    if not isinstance(vectorized, (bool, np.bool_)):
+        raise ConfigError(f"minimize 'vectorized' must be True or False; got {short_repr(vectorized)}")
+    if target is not None and (
+        isinstance(target, (bool, np.bool_))
+        or not isinstance(target, (int, float, np.integer, np.floating))
+        or not math.isfinite(target)
+    ):
+        raise ConfigError(f"minimize 'target' must be a finite number or None; got {short_repr(target)}")
+    if callback is not None and not callable(callback):
+        raise ConfigError(f"minimize 'callback' must be callable; got {type(callback).__name__}")
+    return x0
+
+
+def _memory_context(es: Any) -> MemoryContext:
+    return MemoryContext(
+        num_params=es.num_params, num_params_field="x0", num_params_value=f"<{es.num_params} values>",
+        population_size=es.population_size,
+    )
+
+
 def _loss(returns: np.ndarray) -> float:
-    value = -float(returns[0])
-    return value if math.isfinite(value) else math.inf
+    """The loss of a one-value evaluation: ``-return``; NaN or +-inf kept (never ranked)."""
+    return -float(returns[0])
 
 
 def _search(
@@ -137,6 +177,8 @@ def _search(
     step = GenerationStep(es, ev, task, budget=limits, judge_center=True)
     best_x = np.array(es.center, dtype=np.float64)
     best_fun = center_fun = _loss(center_returns(ev, task, es.distribution, 1))
+    if not math.isfinite(best_fun):
+        best_fun = math.inf  # a non-finite loss is never the best: any finite one beats it
     step.progress.env_steps = 1
     history: list[dict[str, float]] = []
     message = f"budget of {budget} evaluations used"
@@ -151,7 +193,7 @@ def _search(
             if losses[i] < best_fun:
                 best_fun, best_x = float(losses[i]), record.distribution.decode_one(record.seeds[i])
         center_fun = _loss(record.center_returns)
-        if center_fun < best_fun:
+        if math.isfinite(center_fun) and center_fun < best_fun:
             best_fun, best_x = center_fun, np.array(es.center, dtype=np.float64)
         row = {
             "generation": es.generation,
@@ -169,7 +211,16 @@ def _search(
         if callback is not None and callback(row) is True:
             message = "stopped by callback"
             break
+    success = math.isfinite(best_fun)
+    if not success:
+        nfev = step.progress.env_steps
+        message = (
+            f"failed: all {nfev} evaluations returned NaN or an infinite loss (x0, every "
+            f"candidate and every centre); check the objective (e.g. at x0); " + message
+        )
+        best_fun = math.nan
     return MinimizeResult(
+        success=success,
         x=np.asarray(best_x, dtype=np.float64),
         fun=best_fun,
         center=es.center,

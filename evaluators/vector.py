@@ -100,6 +100,32 @@ class VectorEnvEvaluatorConfig(PluginConfig):
         ):
             raise ValueError(_no_batch_runner(f"a task of kind {kind!r}"))
 
+    def estimate_bytes(self, context: Any) -> list[Any]:
+        """Per process (``max(num_workers, 1)``): ``num_envs`` environments (a lower bound
+        of 4 KiB each in 'sync', 32 MiB, a process, in 'async', 64 B in
+        'vector_entry_point') with one candidate's weights and observations each, its block
+        of the population decoded at once, and (workers) its own noise table."""
+        from asktell._memory import Allocation
+
+        processes = max(self.num_workers, 1)
+        items = []
+        if self.num_envs is not None:
+            env = {"sync": 4 << 10, "async": 32 << 20, "vector_entry_point": 64}[self.mode]
+            slot = env + context.weight_bytes + 32 * (context.obs_dim or 0)
+            items.append(
+                Allocation("evaluator.num_envs", self.num_envs, processes * self.num_envs * slot,
+                           "environments and their slots' weights")
+            )
+        block = -(-context.population_size // processes)
+        items.append(
+            Allocation("strategy.population_size", context.population_size,
+                       processes * block * 8 * context.num_params, "candidates decoded at once")
+        )
+        if self.num_workers:
+            items.append(Allocation("evaluator.num_workers", self.num_workers,
+                                    self.num_workers * context.noise_bytes, "noise table per worker"))
+        return items
+
     def build(self, task: Task) -> "VectorEnvEvaluator":
         return VectorEnvEvaluator(task, **self.options())
 

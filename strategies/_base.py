@@ -48,6 +48,23 @@ class StrategyConfig(PluginConfig):
         "generation (a failed candidate is never ranked best); 'raise' raises naming them.",
     )
 
+    def population_for(self, num_params: int) -> int:
+        """Candidates per generation for ``num_params`` (``population_size``, or the default
+        rule when it is ``None``); what the memory estimate sizes."""
+        size = getattr(self, "population_size", None)  # not every strategy declares one
+        return int(size) if size is not None else default_population_size(num_params)
+
+    def estimate_bytes(self, context: Any) -> list[Any]:
+        """Each generation's seeds, returns and shaped weights (32 bytes a candidate) and
+        the centre, its snapshot and the optimiser's vectors (4 float64 vectors)."""
+        from asktell._memory import Allocation
+
+        size = self.population_for(context.num_params)
+        return [
+            Allocation("strategy.population_size", size, 32 * size, "seeds, returns and weights"),
+            context.per_param(4, "centre and optimiser vectors"),
+        ]
+
     def build(self, *, num_params: int, seed: int, noise: Any = None, x0: Any = None) -> Any:
         """The live strategy of this section (the class registered under ``kind``)."""
         from asktell.registry import STRATEGIES

@@ -124,6 +124,16 @@ class FactorMemoryConfig(StrategyConfig):
         "(the default allows num_params <= 5792).",
     )
 
+    def estimate_bytes(self, context: Any) -> list[Any]:
+        """The shared estimate plus two float64 ``num_params x num_params`` matrices (the
+        factor and its snapshot shipped to evaluators)."""
+        from asktell._memory import Allocation
+
+        d = context.num_params
+        value = d if context.num_params_value is None else context.num_params_value
+        square = Allocation(context.num_params_field, value, 2 * 8 * d * d, "covariance matrices")
+        return [*super().estimate_bytes(context), square]
+
     @model_validator(mode="after")
     def _factor_fits(self, info: ValidationInfo) -> Any:
         """One float64 `num_params x num_params` matrix, `8 * num_params**2` bytes, must fit

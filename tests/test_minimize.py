@@ -36,6 +36,21 @@ def test_minimize_survives_nan_losses():
     assert np.isfinite(res.fun) and res.fun < 0.1
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_minimize_says_it_failed_when_no_evaluation_gave_a_finite_loss(value):
+    res = asktell.minimize(lambda x: value, np.arange(3.0), budget=100)
+    assert res.success is False
+    assert np.isnan(res.fun)  # never inf, which reads as a measured (if bad) loss
+    assert np.array_equal(res.x, np.arange(3.0))
+    assert res.message.startswith(f"failed: all {res.nfev} evaluations returned NaN")
+    assert "success=False" in repr(res)
+
+
+def test_minimize_succeeds_once_any_evaluation_is_finite():
+    res = asktell.minimize(lambda x: float(np.sum(x**2)), np.zeros(3), budget=100)
+    assert res.success is True and res.fun == 0.0
+
+
 def test_minimize_bad_arguments():
     with pytest.raises(ConfigError, match="unknown strategy 'openai-es'; did you mean 'openai_es'"):
         asktell.minimize(np.sum, np.zeros(2), strategy="openai-es")

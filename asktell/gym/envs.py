@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from asktell.config_base import short_repr
 from asktell.errors import ConfigError, EvaluationError, MissingDependencyError
 
 __all__ = ["make_env", "make_vector_env", "nonfinite_error", "combine_episodes", "VECTOR_MODES"]
@@ -27,19 +28,35 @@ def _require_gym(purpose: str = "GymTask"):
 def make_env(env_id: str, kwargs: Mapping[str, Any], env_kwargs: Mapping[str, Any] | None = None):
     """``gymnasium.make(env_id, **kwargs)`` with errors a person can act on."""
     gym = _require_gym()
+    name = short_repr(env_id)
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise MissingDependencyError(
-            f"GymTask {env_id!r} needs a package that is not installed ({exc}); "
+            f"GymTask {name} needs a package that is not installed ({_cut(exc)}); "
             'for MuJoCo environments: pip install "asktell[mujoco]"'
-        ) from exc
+        ) from None
     except gym.error.Error as exc:
-        raise ConfigError(f"GymTask 'env_id' {env_id!r}: {exc}") from exc
+        raise ConfigError(f"GymTask 'env_id' {name}: {_cut(exc)}") from None
+    except ImportError as exc:
+        # "module:EnvId" imports the module first; a missing one is a wrong id, not a bug.
+        raise ConfigError(
+            f"GymTask 'env_id' {name}: its module could not be imported "
+            f"({type(exc).__name__}: {_cut(exc)}); 'module:EnvId' needs an importable module "
+            "that registers EnvId"
+        ) from None
     except TypeError as exc:
         raise ConfigError(
-            f"GymTask 'env_kwargs' {dict(env_kwargs or {})!r} were rejected by {env_id}: {exc}"
-        ) from exc
+            f"GymTask 'env_kwargs' {short_repr(dict(env_kwargs or {}))} were rejected by "
+            f"{name}: {_cut(exc)}"
+        ) from None
+
+
+def _cut(exc: BaseException, limit: int = 300) -> str:
+    """An exception's text, first line only and cut (it may echo a 1 MB id back)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def make_vector_env(env_id: str, kwargs: Mapping[str, Any], num_envs: int, mode: str = "sync"):
@@ -70,8 +87,9 @@ def make_vector_env(env_id: str, kwargs: Mapping[str, Any], num_envs: int, mode:
         )
     except gym.error.Error as exc:
         raise ConfigError(
-            f"VectorEnvEvaluator could not build a {mode!r} vector env of {env_id}: {exc}"
-        ) from exc
+            f"VectorEnvEvaluator could not build a {mode!r} vector env of {short_repr(env_id)}: "
+            f"{_cut(exc)}"
+        ) from None
 
 
 def nonfinite_error(env_id: str, what: str, value: Any, step: int, episode: int, seed: int):

@@ -104,6 +104,26 @@ class GymTaskConfig(PluginConfig):
             )
         return self
 
+    def memory_context(self, task: Any) -> dict[str, Any]:
+        """``num_params`` comes from the hidden sizes (an MLP) or the spaces of ``env_id``
+        (a linear policy); a slot holds one candidate's weights in ``policy_dtype``."""
+        if self.policy == "mlp":
+            field = ("task.hidden_sizes", self.hidden_sizes or [64, 64])
+        else:
+            field = ("task.env_id", self.env_id)
+        itemsize = 4 if self.policy_dtype == "float32" else 8
+        return {
+            "num_params_field": field[0],
+            "num_params_value": field[1],
+            "obs_dim": int(task.obs_spec.dim),
+            "weight_bytes": itemsize * int(task.num_params),
+        }
+
+    def estimate_bytes(self, context: Any) -> list[Any]:
+        """The initial centre (the policy's initialisation) and one candidate's weights in
+        this process's serial rollouts."""
+        return [context.per_param(2, "policy initialisation and weights")]
+
     def build(self) -> Any:
         """The live :class:`GymTask` (the class these options are declared for)."""
         options = self.options()

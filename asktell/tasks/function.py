@@ -14,7 +14,7 @@ import numpy as np
 
 from pydantic import Field
 
-from asktell.config_base import Float, Int, PluginConfig
+from asktell.config_base import Float, Int, PluginConfig, short_repr
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, ReturnsError
 from asktell.functions import FUNCTIONS
@@ -102,6 +102,17 @@ class FunctionTask(TaskHooks):
     ):
         if not callable(f):
             raise ConfigError(f"FunctionTask 'f' must be callable; got {type(f).__name__}")
+        for name, flag in (("vectorized", vectorized), ("minimize", minimize)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ConfigError(f"FunctionTask {name!r} must be True or False; got {short_repr(flag)}")
+        if num_params is not None and (
+            isinstance(num_params, (bool, np.bool_))
+            or not isinstance(num_params, (int, np.integer))
+            or num_params < 1
+        ):
+            raise ConfigError(
+                f"FunctionTask 'num_params' must be an int >= 1 or None; got {short_repr(num_params)}"
+            )
         self.f = f
         self.vectorized = bool(vectorized)
         self.minimize = bool(minimize)
@@ -142,15 +153,11 @@ class FunctionTask(TaskHooks):
                 f"{params.shape[1]} parameters"
             )
         if self.vectorized:
-            values = np.asarray(self.f(params), dtype=np.float64).reshape(-1)
-            if values.shape != (n,):
-                raise ReturnsError(
-                    f"vectorized function returned {values.size} values for {n} candidates"
-                )
+            values = _real_array(self.f(params), n)
         else:
             values = np.empty(n, dtype=np.float64)
             for i in range(n):
-                values[i] = float(self.f(params[i]))
+                values[i] = _real(self.f(params[i]))
         if self.minimize:
             values = -values
         return TaskResult(returns=values, steps=np.ones(n, dtype=np.int64))
@@ -160,6 +167,37 @@ class FunctionTask(TaskHooks):
         center = distribution.center[None]
         value = self.evaluate(center, np.zeros(1, dtype=np.int64), distribution).returns[0]
         return np.full(max(int(episodes), 1), value)
+
+
+def _real(value: Any) -> float:
+    """One value of ``f`` as a float, strictly: a number (numpy's, or anything with
+    ``__float__`` like a 0-d array), never a bool, a string or an array of several values
+    (``"1.5"`` and ``True`` used to become 1.5 and 1.0)."""
+    if (
+        isinstance(value, (bool, np.bool_, str, bytes))
+        or (isinstance(value, np.ndarray) and value.ndim > 0)
+        or not hasattr(value, "__float__")
+    ):
+        raise ReturnsError(
+            f"the function must return a real number; got {short_repr(value)} "
+            f"({type(value).__name__})"
+        )
+    return float(value)
+
+
+def _real_array(values: Any, n: int) -> np.ndarray:
+    """A vectorised ``f``'s values: ``n`` ints or floats (bools and strings refused)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "iuf":
+        raise ReturnsError(
+            f"the vectorized function must return real numbers (one per candidate, {n}); got "
+            f"an array of dtype "
+            f"{arr.dtype}: {short_repr(values)}"
+        )
+    arr = arr.astype(np.float64).reshape(-1)
+    if arr.shape != (n,):
+        raise ReturnsError(f"vectorized function returned {arr.size} values for {n} candidates")
+    return arr
 
 
 #: The run-file options (a callable has no run-file form; see the module docstring).
