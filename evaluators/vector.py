@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 import traceback
 import weakref
 from multiprocessing import connection
@@ -33,7 +34,15 @@ from asktell.gym.envs import VECTOR_MODES
 from asktell.protocol import Evaluation, Failure, Task, TaskHooks, hooks_of
 from asktell.registry import EVALUATORS
 
-from ._common import OnFailure, Retries, assemble
+from ._common import (
+    CandidateTimedOut,
+    CandidateTimeout,
+    OnFailure,
+    Retries,
+    assemble,
+    time_limit,
+    timeout_message,
+)
 
 __all__ = ["VectorEnvEvaluator", "VectorEnvEvaluatorConfig", "VECTOR_MODES"]
 
@@ -75,6 +84,7 @@ class VectorEnvEvaluatorConfig(PluginConfig):
     )
     on_failure: OnFailure = "raise"
     retries: Retries = 0
+    candidate_timeout_seconds: CandidateTimeout = None
 
     @model_validator(mode="after")
     def _async_in_process(self) -> "VectorEnvEvaluatorConfig":
@@ -142,7 +152,7 @@ class VectorEnvEvaluator:
     #: Capabilities of the class (the evaluator conformance suite reads an instance's
     #: ``capabilities``, which adds ``bitwise_serial`` unless the mode is
     #: ``vector_entry_point``): it needs a task with a batch runner.
-    capabilities = frozenset({"needs_batch_runner"})
+    capabilities = frozenset({"needs_batch_runner", "candidate_timeout"})
 
     def __init__(self, task: Task, **options: Any):
         cfg = VectorEnvEvaluatorConfig.validate_options("VectorEnvEvaluator", options)
@@ -151,6 +161,7 @@ class VectorEnvEvaluator:
         self.task = task
         for name in ("mode", "num_envs", "num_workers", "start_method", "on_failure", "retries"):
             setattr(self, name, getattr(cfg, name))
+        self.candidate_timeout_seconds = cfg.candidate_timeout_seconds
         if self.mode != "vector_entry_point":
             self.capabilities = VectorEnvEvaluator.capabilities | {"bitwise_serial"}
         self.closed = False
@@ -173,20 +184,55 @@ class VectorEnvEvaluator:
         if seeds.size == 0:
             return assemble(seeds, [], generation, self.on_failure)
         if self.num_workers == 0:
-            if self._engine is None:
-                self._engine = hooks_of(self.task).batch_runner(self.num_envs, self.mode, 0)
-                self._finalizer.detach()
-                self._finalizer = weakref.finalize(self, _shutdown, [self._engine])
-            parts = [(0, self._engine.run(distribution, seeds, self.retries))]
+            limit = self.candidate_timeout_seconds
+            if limit is None:
+                parts = [(0, self._engine_now().run(distribution, seeds, self.retries))]
+            else:
+                parts = [(0, self._run_in_process_limited(distribution, seeds, limit))]
         else:
             if self._pool is None:
                 self._pool = _WorkerPool(
-                    self.task, self.num_workers, self.num_envs, self.mode, self.start_method
+                    self.task, self.num_workers, self.num_envs, self.mode, self.start_method,
+                    self.candidate_timeout_seconds,
                 )
                 self._finalizer.detach()
                 self._finalizer = weakref.finalize(self, _shutdown, [self._pool])
             parts = self._pool.run(distribution, seeds, self.retries)
         return assemble(seeds, parts, generation, self.on_failure)
+
+    def _engine_now(self) -> Any:
+        if self._engine is None:
+            self._engine = hooks_of(self.task).batch_runner(self.num_envs, self.mode, 0)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _shutdown, [self._engine])
+        return self._engine
+
+    def _drop_engine(self) -> None:
+        """An engine interrupted mid-step may hold half-stepped environments: rebuild it."""
+        engine, self._engine = self._engine, None
+        with contextlib.suppress(Exception):
+            engine.close()
+
+    def _run_in_process_limited(self, distribution, seeds, limit: float) -> Evaluation:
+        """The batch under ``limit`` per candidate; if it runs over, each candidate alone
+        under ``limit`` in a fresh engine, so only the one that hangs fails (the others'
+        returns equal a batch's: a candidate's arithmetic does not depend on its batch)."""
+        try:
+            with time_limit(limit * seeds.size):
+                return self._engine_now().run(distribution, seeds, self.retries)
+        except CandidateTimedOut:
+            self._drop_engine()
+        out = _empty_block(seeds.size)
+        for i in range(seeds.size):
+            try:
+                with time_limit(limit):
+                    out.place(i, self._engine_now().run(distribution, seeds[i : i + 1], self.retries))
+            except CandidateTimedOut:
+                self._drop_engine()
+                out.failures.append(
+                    Failure(i, int(seeds[i]), timeout_message(limit), distribution.generation)
+                )
+        return out
 
     @property
     def rebuilds(self) -> int:
@@ -206,6 +252,13 @@ class VectorEnvEvaluator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _empty_block(n: int) -> Evaluation:
+    out = Evaluation.empty(n)
+    out.episodes = np.zeros(n, dtype=np.int64)
+    out.truncated = np.zeros(n, dtype=np.int64)
+    return out
 
 
 def _shutdown(things: list) -> None:
@@ -242,6 +295,15 @@ class _WorkerDied(Exception):
     pass
 
 
+class _WorkerLate(Exception):
+    """A worker is past its deadline (candidate_timeout_seconds times the candidates it has)."""
+
+
+#: Seconds added to a worker's deadline for sending the batch and its results through the
+#: pipe (the limit is the candidates' compute time, not the transfer's).
+_PIPE_SLACK = 0.5
+
+
 _BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -266,10 +328,19 @@ class _WorkerPool:
     """Worker processes, each running the task's batch runner on one block of seeds per
     batch."""
 
-    def __init__(self, task, num_workers: int, num_envs: int | None, mode: str, start_method: str):
+    def __init__(
+        self,
+        task,
+        num_workers: int,
+        num_envs: int | None,
+        mode: str,
+        start_method: str,
+        timeout: float | None = None,
+    ):
         import multiprocessing
 
         self.task = task
+        self.timeout = timeout
         self.num_envs = num_envs
         self.mode = mode
         self.ctx = multiprocessing.get_context(start_method)
@@ -314,8 +385,13 @@ class _WorkerPool:
             if message[0] != "ready":  # pragma: no cover - protocol guard
                 raise EvaluationError(f"vector-env worker {w} sent {message!r} instead of 'ready'")
 
-    def _receive(self, w: int) -> Evaluation:
+    def _receive(self, w: int, candidates: int = 0) -> Evaluation:
+        """The worker's answer; with a time limit, :class:`_WorkerLate` once ``candidates``
+        times the limit have passed without one."""
         process, conn = self.workers[w]
+        if self.timeout is not None and candidates:
+            if not conn.poll(self.timeout * candidates + _PIPE_SLACK):
+                raise _WorkerLate()
         try:
             status, payload = conn.recv()
         except (EOFError, OSError):
@@ -335,19 +411,29 @@ class _WorkerPool:
         try:
             waiting = {}
             self._ensure(list(range(len(blocks))))
+            deadlines = {}
             for w, (offset, size) in enumerate(blocks):
                 process, conn = self.workers[w]
                 conn.send(("run", distribution, seeds[offset : offset + size], retries))
                 waiting[conn] = w
+                if self.timeout is not None:
+                    deadlines[conn] = time.monotonic() + self.timeout * size + _PIPE_SLACK
             parts: list[tuple[int, Evaluation]] = []
             while waiting:
-                for conn in connection.wait(list(waiting)):
+                wait_for = None
+                if deadlines:
+                    wait_for = max(0.0, min(deadlines[c] for c in waiting) - time.monotonic())
+                ready = connection.wait(list(waiting), wait_for)
+                if not ready:  # some worker is past its deadline: only it is rescued
+                    ready = [c for c in waiting if deadlines[c] <= time.monotonic()]
+                for conn in ready:
                     w = waiting.pop(conn)
                     offset, size = blocks[w]
+                    block = seeds[offset : offset + size]
                     try:
-                        part = self._receive(w)
-                    except _WorkerDied:
-                        part = self._rescue(w, distribution, seeds[offset : offset + size], retries)
+                        part = self._receive(w) if conn.poll() else self._late(w)
+                    except (_WorkerDied, _WorkerLate):
+                        part = self._rescue(w, distribution, block, retries)
                     parts.append((offset, part))
             completed = True
             return sorted(parts, key=lambda p: p[0])
@@ -356,24 +442,37 @@ class _WorkerPool:
                 # Results may still be in flight in the pipes: start afresh next time.
                 self.close()
 
+    def _late(self, w: int) -> Evaluation:
+        self._kill(w)
+        raise _WorkerLate()
+
     def _rescue(self, w, distribution, seeds, retries) -> Evaluation:
-        """A worker died: re-run its block one candidate at a time in a fresh worker; a
-        candidate that kills the worker again is a failed candidate."""
+        """A worker died or ran past its deadline: re-run its block one candidate at a time
+        in a fresh worker; a candidate that kills the worker again, or runs past the time
+        limit alone, is a failed candidate (the others get their exact returns)."""
         self._stop(w)
-        out = Evaluation.empty(seeds.size)
-        out.episodes = np.zeros(seeds.size, dtype=np.int64)
-        out.truncated = np.zeros(seeds.size, dtype=np.int64)
+        out = _empty_block(seeds.size)
         for i in range(seeds.size):
             self._ensure([w])
             process, conn = self.workers[w]
             conn.send(("run", distribution, seeds[i : i + 1], retries))
             try:
-                out.place(i, self._receive(w))
-            except _WorkerDied as exc:
-                self._stop(w)
-                error = f"the vector-env worker process died while evaluating it ({exc})"
+                out.place(i, self._receive(w, candidates=1))
+            except (_WorkerDied, _WorkerLate) as exc:
+                self._kill(w)
+                if isinstance(exc, _WorkerLate):
+                    error = timeout_message(self.timeout)
+                else:
+                    error = f"the vector-env worker process died while evaluating it ({exc})"
                 out.failures.append(Failure(i, int(seeds[i]), error, distribution.generation))
         return out
+
+    def _kill(self, w: int) -> None:
+        """Stop a worker that may be hung, without waiting for it to answer."""
+        worker = self.workers[w]
+        if worker is not None and worker[0].is_alive():
+            worker[0].kill()
+        self._stop(w)
 
     def _stop(self, w: int) -> None:
         worker, self.workers[w] = self.workers[w], None
