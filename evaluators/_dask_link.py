@@ -29,7 +29,7 @@ from asktell._extras import require
 from asktell.errors import ConfigError, EvaluationError
 from asktell.protocol import Task
 
-from ._dask_worker import identity
+from ._dask_worker import executing_count, identity, running_candidates
 
 __all__ = [
     "ClusterLink",
@@ -223,6 +223,10 @@ class ClusterLink:
         self._task_ships = 0
         self._threads = 0
         self._threads_at = -np.inf
+        #: Workers of a connected cluster whose thread still runs a candidate that missed its
+        #: time limit (a thread cannot be killed): nothing is sent to them until it ends.
+        self.avoided: set[str] = set()
+        self._allowed: list[str] | None = None
         if client is None and address is None:
             if num_workers is None:
                 from dask.system import CPU_COUNT  # cores this process may use (cgroups too)
@@ -346,6 +350,73 @@ class ClusterLink:
             self._threads_at = now
         return max(1, self._threads)
 
+    # -- workers hung by a candidate -----------------------------------------------------
+
+    def workers_running(self, keys: set[str]) -> set[str]:
+        """The workers that are processing any of ``keys`` (asked before they are cancelled)."""
+        try:
+            processing = self.client.processing()
+        except Exception:  # noqa: BLE001 - best effort: nothing known, nothing retired
+            return set()
+        return {w for w, ks in processing.items() if keys.intersection(map(str, ks))}
+
+    def stuck_candidates(
+        self, workers: set[str], keys: set[str], limit: float | None
+    ) -> dict[str, int]:
+        """``{chunk key: index}`` of the candidates that ``workers`` have been running for
+        longer than ``limit`` in the chunks ``keys`` (asked on the workers' event loops,
+        which answer while their threads are stuck)."""
+        if limit is None or not workers:
+            return {}
+        try:
+            answers = self.client.run(running_candidates, workers=sorted(workers))
+        except Exception:  # noqa: BLE001 - unknown: the whole chunks run again
+            return {}
+        return {
+            key: i
+            for running in answers.values()
+            for key, (i, seconds) in running.items()
+            if key in keys and seconds >= limit
+        }
+
+    def retire_hung(self, workers: set[str]) -> None:
+        """Take workers whose thread is stuck in a candidate out of the next tasks' way.
+
+        Embedded cluster: restart them (their nannies start fresh processes; what they held
+        is recomputed by Dask). A connected cluster is not ours to restart: the workers are
+        avoided (no task is sent to them) until their threads are free again, which
+        :meth:`allowed_workers` checks each generation."""
+        if not workers:
+            return
+        if self.cluster is not None:
+            try:
+                self.client.restart_workers(
+                    list(workers), timeout=self.connect_timeout, raise_for_error=False
+                )
+            except Exception:  # noqa: BLE001 - the watch heals a cluster left short
+                pass
+            self._threads_at = -np.inf
+            return
+        self.avoided |= workers
+        self._allowed = None
+
+    def allowed_workers(self, refresh: bool = False) -> list[str] | None:
+        """Workers tasks may go to: ``None`` (any) unless some are avoided; re-checked
+        (avoided workers whose threads are free again come back) when ``refresh``."""
+        if not self.avoided:
+            return None
+        if refresh or self._allowed is None:
+            try:
+                workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
+                busy = self.client.run(executing_count, workers=list(self.avoided & workers))
+            except Exception:  # noqa: BLE001 - keep avoiding what we know
+                workers, busy = set(), {w: 1 for w in self.avoided}
+            self.avoided = {w for w, n in busy.items() if n > 0}
+            allowed = sorted(workers - self.avoided)
+            # Every worker hung: nothing better than waiting behind them.
+            self._allowed = allowed or None
+        return self._allowed if self.avoided else None
+
     def watch(self) -> ClusterWatch:
         """A fresh watch on the workers, for one generation."""
         return ClusterWatch(self)
@@ -377,7 +448,11 @@ class ClusterLink:
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
         self._task_ships += 1  # a fresh key: an erred task's key is not computed again
         self.task_future = self.client.submit(
-            identity, (digest, payload), key=f"asktell-task-{digest}-{self._task_ships}", pure=False
+            identity,
+            (digest, payload),
+            key=f"asktell-task-{digest}-{self._task_ships}",
+            pure=False,
+            workers=self.allowed_workers(),
         )
         self._task_shipped = task
         return self.task_future
