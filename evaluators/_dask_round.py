@@ -203,7 +203,8 @@ class GenerationRound:
         parts, killed = self.collect(self.submit(singles, "alone"))
         self.parts += parts
         self.parts += [(a, _killed_part(exc)) for a, _, exc in killed]
-        self.stragglers, self.late = self.late, []
+        self.stragglers += self.late  # late again alone
+        self.late = []
 
     def evaluation(self) -> Evaluation:
         """The generation's :class:`Evaluation`, in seed order; late candidates failed."""
