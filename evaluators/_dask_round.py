@@ -273,7 +273,7 @@ class GenerationRound:
             shipped_task=self.task_future,
             distribution=self.dist_future,
             candidate_retries=self.retries,
-            one_at_a_time=self.candidate_timeout is not None,
+            one_at_a_time=self._stuck_after() is not None,
         )
         self.futures.extend(futures)
         return dict(zip(futures, bounds))
@@ -333,11 +333,12 @@ class GenerationRound:
     def _drop_late(self, pending: dict[Any, Range]) -> None:
         """Late chunks: cancelled, and the workers running them taken out of the way (a
         rollout already running cannot be stopped in its thread; see
-        :meth:`ClusterLink.retire_hung`). With a time limit, the candidate a chunk is stuck
-        in, past the limit, is a straggler at once; the rest of the chunk runs again."""
+        :meth:`ClusterLink.retire_hung`). The candidate a chunk is stuck in, running for
+        longer than :meth:`_stuck_after`, is a straggler at once (it is not run again, so it
+        holds no second thread); the rest of the chunk runs again."""
         keys = {str(f.key): rng for f, rng in pending.items()}
         hung = self.link.workers_running(set(keys))
-        stuck = self.link.stuck_candidates(hung, set(keys), self.candidate_timeout)
+        stuck = self.link.stuck_candidates(hung, set(keys), self._stuck_after())
         self.link.cancel(list(pending))
         self.link.retire_hung(hung)
         for key, (a, b) in keys.items():
@@ -347,6 +348,15 @@ class GenerationRound:
                 continue
             self.stragglers.append((a + i, a + i + 1))
             self.late += [r for r in ((a, a + i), (a + i + 1, b)) if r[1] > r[0]]
+
+    def _stuck_after(self) -> float | None:
+        """How long a candidate must have run, when its chunk is late, to be the straggler:
+        the time limit; with ``deadline_seconds`` alone, any time (the candidate holding the
+        thread when the deadline passes is what made its chunk, and those queued behind it,
+        late)."""
+        if self.candidate_timeout is not None:
+            return self.candidate_timeout
+        return None if self.deadline_seconds is None else 0.0
 
     def _poll_timeout(self) -> float:
         if self.deadline is None:
