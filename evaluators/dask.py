@@ -117,9 +117,10 @@ class DaskEvaluatorConfig(PluginConfig):
     deadline_seconds: Float | None = Field(
         None,
         gt=0,
-        description="Per-generation deadline; chunks not back by then are cancelled, their "
-        "candidates run again one per task, and those late again are marked failed (whatever "
-        "on_failure says) so one slow node cannot stall the run. Unset: wait for all.",
+        description="Per-generation deadline: the candidate a late chunk is running then is "
+        "marked failed (whatever on_failure says); the chunk's other candidates and the chunks "
+        "queued behind it run again one per task, so one slow node cannot stall the run and "
+        "only stragglers fail. Unset: wait for all.",
     )
     candidate_timeout_seconds: CandidateTimeout = None
     dashboard: Dashboard = Field(
@@ -250,13 +251,13 @@ class DaskEvaluator:
       fails with ``KilledWorker``; the chunk's candidates are then rerun one per task to
       find the culprit, which is reported like a raising candidate (never an endless loop);
     * stragglers: with ``deadline_seconds``, chunks not back when the deadline passes are
-      cancelled and their candidates run again one per task (so a straggler's chunk-mates
-      and the chunks queued behind it get their exact returns); those late again alone are
-      marked failed (whatever ``on_failure`` says);
+      cancelled; the candidate each was running is marked failed (whatever ``on_failure``
+      says) and the others run again one per task (so a straggler's chunk-mates and the
+      chunks queued behind it get their exact returns); one late again alone fails too;
     * a candidate that never returns: with ``candidate_timeout_seconds``, the generation's
-      deadline is the limit times the candidates per thread, then as for stragglers, each
-      candidate alone under the limit; a candidate late alone fails and ``on_failure``
-      applies. A Python thread cannot be killed: the worker running it is restarted (embedded
+      deadline is the limit times the candidates per thread (plus a second), then as for
+      stragglers: the candidate a late chunk has run past the limit fails (``on_failure``
+      applies), the others run again alone under the limit. A Python thread cannot be killed: the worker running it is restarted (embedded
       cluster) or no task is sent to it until its thread is free (connected cluster);
     * the scheduler goes away: :class:`~asktell.errors.EvaluationError` within about
       ``scheduler_timeout`` seconds; nothing is told to the strategy, so the last
