@@ -29,7 +29,9 @@ from asktell._extras import require
 from asktell.errors import ConfigError, EvaluationError
 from asktell.protocol import Task
 
-from ._dask_worker import executing_count, identity, running_candidates
+from ._dask_address import probe_scheduler
+from ._dask_hung import HungWorkers
+from ._dask_worker import identity
 
 __all__ = [
     "ClusterLink",
@@ -128,65 +130,6 @@ def _dashboard_address(dashboard: bool | str) -> str | None:
     return dashboard if isinstance(dashboard, str) else None
 
 
-_WHAT_TO_DO = (
-    "check the address (e.g. 'tcp://10.0.0.5:8786'), that a scheduler runs there (`dask "
-    "scheduler`) and that this machine can reach it, or leave 'address' unset to start an "
-    "embedded cluster"
-)
-
-
-def _probe_scheduler(address: str, security: Any, timeout: float) -> None:
-    """Open and close one connection to ``address`` before any ``Client`` exists.
-
-    A ``Client`` that fails to connect is left half-built, and its ``__del__`` later prints
-    a traceback of its own; probing first means a bad address gets one clear error and no
-    client at all. A malformed address is a :class:`ConfigError`, an unreachable one an
-    :class:`EvaluationError`; both name the address and what to do.
-    """
-    import asyncio
-    import threading
-
-    from distributed.comm import connect, parse_address
-
-    try:
-        scheme, location = parse_address(address)
-        if scheme in ("tcp", "tls", "ws", "wss") and ":" not in location.rsplit("]", 1)[-1]:
-            raise ValueError("missing port number")
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"DaskEvaluator 'address' must be a scheduler address like "
-            f"'tcp://host:8786'; got {address!r} ({describe(exc)}); {_WHAT_TO_DO}"
-        ) from None
-    args = {} if security is None else security.get_connection_args("client")
-    outcome: list[BaseException | None] = [None]
-
-    async def probe() -> None:
-        comm = await connect(address, timeout=timeout, **args)
-        await comm.close()
-
-    def run() -> None:  # a thread of its own: the caller may already run an event loop
-        try:
-            asyncio.run(probe())
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            outcome[0] = exc
-
-    thread = threading.Thread(target=run, name="asktell-dask-probe", daemon=True)
-    thread.start()
-    thread.join(timeout + 5)
-    exc = outcome[0]
-    if exc is None and thread.is_alive():
-        exc = TimeoutError(f"no answer within {timeout:g} s")
-    if isinstance(exc, (ValueError, TypeError)):
-        raise ConfigError(
-            f"DaskEvaluator 'address' {address!r} is not usable: {describe(exc)}; {_WHAT_TO_DO}"
-        ) from None
-    if exc is not None:
-        raise EvaluationError(
-            f"DaskEvaluator could not reach the Dask scheduler at {address!r} within "
-            f"connect_timeout={timeout:g} s ({describe(exc)}); {_WHAT_TO_DO}"
-        ) from None
-
-
 class ClusterLink:
     """One evaluator's connection to a Dask cluster (validated options come in by keyword).
 
@@ -223,10 +166,8 @@ class ClusterLink:
         self._task_ships = 0
         self._threads = 0
         self._threads_at = -np.inf
-        #: Workers of a connected cluster whose thread still runs a candidate that missed its
-        #: time limit (a thread cannot be killed): nothing is sent to them until it ends.
-        self.avoided: set[str] = set()
-        self._allowed: list[str] | None = None
+        #: Workers whose thread is stuck in a late candidate (restarted or avoided).
+        self.hung = HungWorkers(self)
         if client is None and address is None:
             if num_workers is None:
                 from dask.system import CPU_COUNT  # cores this process may use (cgroups too)
@@ -280,7 +221,7 @@ class ClusterLink:
         if security is not None:
             kwargs["security"] = security
         if self.cluster is None:
-            _probe_scheduler(address, security, self.connect_timeout)
+            probe_scheduler(address, security, self.connect_timeout)
         try:
             # An embedded cluster is passed as itself: the client then shares the
             # scheduler's event loop thread (one thread fewer contending for the GIL, a
@@ -350,73 +291,6 @@ class ClusterLink:
             self._threads_at = now
         return max(1, self._threads)
 
-    # -- workers hung by a candidate -----------------------------------------------------
-
-    def workers_running(self, keys: set[str]) -> set[str]:
-        """The workers that are processing any of ``keys`` (asked before they are cancelled)."""
-        try:
-            processing = self.client.processing()
-        except Exception:  # noqa: BLE001 - best effort: nothing known, nothing retired
-            return set()
-        return {w for w, ks in processing.items() if keys.intersection(map(str, ks))}
-
-    def stuck_candidates(
-        self, workers: set[str], keys: set[str], limit: float | None
-    ) -> dict[str, int]:
-        """``{chunk key: index}`` of the candidates that ``workers`` have been running for
-        longer than ``limit`` in the chunks ``keys`` (asked on the workers' event loops,
-        which answer while their threads are stuck)."""
-        if limit is None or not workers:
-            return {}
-        try:
-            answers = self.client.run(running_candidates, workers=sorted(workers))
-        except Exception:  # noqa: BLE001 - unknown: the whole chunks run again
-            return {}
-        return {
-            key: i
-            for running in answers.values()
-            for key, (i, seconds) in running.items()
-            if key in keys and seconds >= limit
-        }
-
-    def retire_hung(self, workers: set[str]) -> None:
-        """Take workers whose thread is stuck in a candidate out of the next tasks' way.
-
-        Embedded cluster: restart them (their nannies start fresh processes; what they held
-        is recomputed by Dask). A connected cluster is not ours to restart: the workers are
-        avoided (no task is sent to them) until their threads are free again, which
-        :meth:`allowed_workers` checks each generation."""
-        if not workers:
-            return
-        if self.cluster is not None:
-            try:
-                self.client.restart_workers(
-                    list(workers), timeout=self.connect_timeout, raise_for_error=False
-                )
-            except Exception:  # noqa: BLE001 - the watch heals a cluster left short
-                pass
-            self._threads_at = -np.inf
-            return
-        self.avoided |= workers
-        self._allowed = None
-
-    def allowed_workers(self, refresh: bool = False) -> list[str] | None:
-        """Workers tasks may go to: ``None`` (any) unless some are avoided; re-checked
-        (avoided workers whose threads are free again come back) when ``refresh``."""
-        if not self.avoided:
-            return None
-        if refresh or self._allowed is None:
-            try:
-                workers = set(self.client.scheduler_info(n_workers=-1)["workers"])
-                busy = self.client.run(executing_count, workers=list(self.avoided & workers))
-            except Exception:  # noqa: BLE001 - keep avoiding what we know
-                workers, busy = set(), {w: 1 for w in self.avoided}
-            self.avoided = {w for w, n in busy.items() if n > 0}
-            allowed = sorted(workers - self.avoided)
-            # Every worker hung: nothing better than waiting behind them.
-            self._allowed = allowed or None
-        return self._allowed if self.avoided else None
-
     def watch(self) -> ClusterWatch:
         """A fresh watch on the workers, for one generation."""
         return ClusterWatch(self)
@@ -452,7 +326,7 @@ class ClusterLink:
             (digest, payload),
             key=f"asktell-task-{digest}-{self._task_ships}",
             pure=False,
-            workers=self.allowed_workers(),
+            workers=self.hung.allowed_workers(),
         )
         self._task_shipped = task
         return self.task_future

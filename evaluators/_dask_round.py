@@ -124,7 +124,7 @@ class GenerationRound:
         self.stragglers: list[Range] = []  # late again when re-run alone: they fail
         self.watch = link.watch()
         link.ensure_running()
-        self.allowed = link.allowed_workers(refresh=True)
+        self.allowed = link.hung.allowed_workers(refresh=True)
         self.deadline = self._deadline_for(seeds.size, deadline_seconds)
         self.parts: list[Part] = []  # finished chunks, by offset
         self.killed: list[Killed] = []  # chunks whose workers kept dying
@@ -190,14 +190,14 @@ class GenerationRound:
 
         A chunk is late as a whole when one of its candidates hangs, and chunks queued behind
         it on the same worker thread are late too; each of their candidates runs again in a
-        task of its own (on workers not hung, see :meth:`ClusterLink.retire_hung`), so only
+        task of its own (on workers not hung, see :meth:`HungWorkers.retire <asktell.evaluators._dask_hung.HungWorkers.retire>`), so only
         a candidate late again alone fails. Returns equal the serial evaluator's: a
         candidate's value does not depend on its chunk."""
         if not self.late:
             return
         late, self.late = self.late, []
         singles = [(i, i + 1) for a, b in late for i in range(a, b)]
-        self.allowed = self.link.allowed_workers()
+        self.allowed = self.link.hung.allowed_workers()
         limit = self.candidate_timeout or self.deadline_seconds
         self.deadline = self._deadline_for(len(singles), limit)
         parts, killed = self.collect(self.submit(singles, "alone"))
@@ -254,7 +254,7 @@ class GenerationRound:
                 self.distribution,
                 key=f"asktell-distribution-{self.tag}-{self.losses}",
                 pure=False,
-                workers=self.link.allowed_workers(),
+                workers=self.link.hung.allowed_workers(),
             )
 
     def submit(self, bounds: list[Range], what: str) -> dict[Any, Range]:
@@ -333,14 +333,14 @@ class GenerationRound:
     def _drop_late(self, pending: dict[Any, Range]) -> None:
         """Late chunks: cancelled, and the workers running them taken out of the way (a
         rollout already running cannot be stopped in its thread; see
-        :meth:`ClusterLink.retire_hung`). The candidate a chunk is stuck in, running for
+        :meth:`HungWorkers.retire <asktell.evaluators._dask_hung.HungWorkers.retire>`). The candidate a chunk is stuck in, running for
         longer than :meth:`_stuck_after`, is a straggler at once (it is not run again, so it
         holds no second thread); the rest of the chunk runs again."""
         keys = {str(f.key): rng for f, rng in pending.items()}
-        hung = self.link.workers_running(set(keys))
-        stuck = self.link.stuck_candidates(hung, set(keys), self._stuck_after())
+        hung = self.link.hung.workers_running(set(keys))
+        stuck = self.link.hung.stuck_candidates(hung, set(keys), self._stuck_after())
         self.link.cancel(list(pending))
-        self.link.retire_hung(hung)
+        self.link.hung.retire(hung)
         for key, (a, b) in keys.items():
             i = stuck.get(key)
             if i is None:

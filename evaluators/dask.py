@@ -24,7 +24,9 @@ The evaluator is three pieces with one idea each, imported in one direction::
 * :mod:`._dask_worker`: what runs inside a worker (the per-thread task cache, one chunk
   through ``evaluate_chunk``, its timing); imports nothing client-side.
 * :mod:`._dask_link`: :class:`ClusterLink`, the cluster and the client (embedded start,
-  connect, health and healing, shipping the task once, close).
+  connect, health and healing, shipping the task once, close); with
+  :mod:`._dask_address` (an address probed before any client exists) and
+  :mod:`._dask_hung` (workers stuck in a late candidate: restarted or avoided).
 * :mod:`._dask_round`: :class:`GenerationRound`, one generation (submit chunks, wait, absorb
   failures, find poison candidates, deadline, gather, build the ``Evaluation``).
 

@@ -493,7 +493,7 @@ def test_hung_candidate_on_a_connected_cluster_fails_alone_and_its_worker_is_avo
             got = ev.evaluate(dist, seeds)
             assert [f.index for f in got.failures] == [slow]
             assert "candidate_timeout_seconds=1" in got.failures[0].error
-            assert ev.link.avoided  # the worker still running the candidate
+            assert ev.link.hung.avoided  # the worker still running the candidate
             good = np.setdiff1d(np.arange(seeds.size), [slow])
             start = time.monotonic()
             again = ev.evaluate(dist.replace(generation=5), seeds[good])
@@ -501,10 +501,10 @@ def test_hung_candidate_on_a_connected_cluster_fails_alone_and_its_worker_is_avo
             assert time.monotonic() - start < 10
             release.touch()  # the thread is free again: the worker comes back
             deadline = time.monotonic() + 20
-            while ev.link.avoided and time.monotonic() < deadline:
+            while ev.link.hung.avoided and time.monotonic() < deadline:
                 time.sleep(0.2)
-                ev.link.allowed_workers(refresh=True)
-            assert not ev.link.avoided
+                ev.link.hung.allowed_workers(refresh=True)
+            assert not ev.link.hung.avoided
     finally:
         release.touch()
 
