@@ -162,6 +162,7 @@ class VectorEnvEvaluator:
             self.capabilities = VectorEnvEvaluator.capabilities | {"bitwise_serial"}
         self.closed = False
         self._engine: Any = None
+        self._sized: int | None = None  # the automatic size, kept across rebuilds
         self._pool: WorkerPool | None = None
         self._finalizer = weakref.finalize(self, _shutdown, [None])
 
@@ -198,7 +199,10 @@ class VectorEnvEvaluator:
 
     def _engine_now(self) -> Any:
         if self._engine is None:
-            self._engine = hooks_of(self.task).batch_runner(self.num_envs, self.mode, 0)
+            # An engine rebuilt after a hang keeps the size the first batch gave the old one
+            # (not the size of the one-candidate batch that rebuilds it).
+            num_envs = self.num_envs if self.num_envs is not None else self._sized
+            self._engine = hooks_of(self.task).batch_runner(num_envs, self.mode, 0)
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _shutdown, [self._engine])
         return self._engine
@@ -206,6 +210,7 @@ class VectorEnvEvaluator:
     def _drop_engine(self) -> None:
         """An engine interrupted mid-step may hold half-stepped environments: rebuild it."""
         engine, self._engine = self._engine, None
+        self._sized = getattr(engine, "num_envs", None)
         with contextlib.suppress(Exception):
             engine.close()
 

@@ -222,3 +222,17 @@ def test_bad_dask_address_is_one_clear_error(address, error, words):
     assert words in done.stdout and repr(address) in done.stdout
     assert "leave 'address' unset" in done.stdout
     assert "Traceback" not in done.stderr and "__del__" not in done.stderr, done.stderr
+
+
+def test_an_engine_rebuilt_after_a_hang_keeps_its_size():
+    """The rebuilt environment is sized like the first batch's, not like the one-candidate
+    batch that rebuilt it (later generations keep their speed)."""
+    task, dist, seeds, bad, _ = _gym_hang()
+    good = np.setdiff1d(np.arange(seeds.size), bad)
+    with VectorEnvEvaluator(task, on_failure="mark", candidate_timeout_seconds=LIMIT) as ev:
+        ev.evaluate(dist, seeds[good])
+        size = ev._engine.num_envs
+        assert size > 1
+        ev.evaluate(dist, seeds)  # hangs, rebuilt on one-candidate batches
+        ev.evaluate(dist, seeds[good[:1]])
+        assert ev._engine.num_envs == size
