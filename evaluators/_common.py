@@ -7,20 +7,27 @@ a worker's block, the whole batch's) and are merged by one method,
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import contextlib
+import signal
+import threading
+from typing import Annotated, Iterator, Literal
 
 import numpy as np
 from pydantic import Field
 
-from asktell.config_base import Int
+from asktell.config_base import Float, Int
 from asktell.distribution import Distribution
-from asktell.errors import CandidateFailedError, ConfigError
+from asktell.errors import CandidateFailedError, ConfigError, EvaluationError
 from asktell.protocol import Evaluation, Failure, Task
 
 __all__ = [
     "FAILURE_POLICIES",
     "OnFailure",
     "Retries",
+    "CandidateTimeout",
+    "CandidateTimedOut",
+    "time_limit",
+    "timeout_message",
     "check_failure_policy",
     "rows_per_chunk",
     "evaluate_chunk",
@@ -46,6 +53,60 @@ OnFailure = Annotated[
 ]
 #: The ``retries`` option of every evaluator.
 Retries = Annotated[Int, Field(ge=0, description="Extra attempts for a candidate that raised.")]
+#: The ``candidate_timeout_seconds`` option of every evaluator.
+CandidateTimeout = Annotated[
+    Float | None,
+    Field(
+        gt=0,
+        description="Seconds one candidate's evaluation may take; a candidate past it fails "
+        "(on_failure applies; it is not retried) and its batch-mates get their exact returns. "
+        "Unset: wait for ever. The serial evaluator interrupts Python code only (not C code "
+        "that never returns); see docs/gym.md 'Time limits'.",
+    ),
+]
+
+
+class CandidateTimedOut(BaseException):
+    """Raised inside a candidate's evaluation when its time limit passes.
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) so that a task's own ``except
+    Exception`` cannot swallow it and hang on; tasks that clean up on ``BaseException``
+    (``GymTask`` drops its environment) still do."""
+
+
+def timeout_message(seconds: float) -> str:
+    """The failure text of a candidate that did not return in time."""
+    return f"did not return within candidate_timeout_seconds={seconds:g}"
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise CandidateTimedOut()
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`CandidateTimedOut` in this (main) thread after ``seconds``.
+
+    ``signal.setitimer(ITIMER_REAL)``: the handler runs between Python bytecodes, so code
+    that stays in C without returning to Python is not interrupted (use an evaluator with
+    worker processes for it, which kills them). ``None``: no limit, no cost.
+    """
+    if seconds is None:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise EvaluationError(
+            "candidate_timeout_seconds in this process needs the main thread (it uses "
+            "signal.setitimer); run the evaluator in the main thread, or use the vector "
+            "evaluator with num_workers > 0 or the Dask evaluator"
+        )
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def check_failure_policy(owner: str, value: str) -> str:
@@ -70,7 +131,11 @@ describe_error = Failure.describe
 
 
 def evaluate_chunk(
-    task: Task, distribution: Distribution, seeds: np.ndarray, retries: int = 0
+    task: Task,
+    distribution: Distribution,
+    seeds: np.ndarray,
+    retries: int = 0,
+    timeout: float | None = None,
 ) -> Evaluation:
     """Decode and evaluate a chunk of seeds, isolating failures to single candidates.
 
@@ -78,6 +143,10 @@ def evaluate_chunk(
     raises, each candidate is evaluated alone, up to ``1 + retries`` times, so one bad
     candidate costs only itself. Never raises for a candidate's error: failures are recorded
     (indices in the chunk) and the caller applies its policy.
+
+    ``timeout`` (seconds per candidate, main thread only, see :func:`time_limit`): each
+    candidate is evaluated alone under it (the same returns: a candidate's value does not
+    depend on its batch), and one still running then fails (not retried: a hang repeats).
     """
     seeds = np.asarray(seeds, dtype=np.int64)
     out = Evaluation.empty(seeds.size)
@@ -85,19 +154,27 @@ def evaluate_chunk(
     for start in range(0, seeds.size, step):
         part = seeds[start : start + step]
         params = distribution.decode(part)
-        try:
-            out.place(slice(start, start + part.size), task.evaluate(params, part, distribution))
-            continue
-        except Exception as exc:  # noqa: BLE001 - isolate below, candidate by candidate
-            batch_error = describe_error(exc)
-        # A chunk of one has already had its first attempt.
-        attempts = retries if part.size == 1 else 1 + retries
+        if timeout is None:
+            try:
+                out.place(slice(start, start + part.size), task.evaluate(params, part, distribution))
+                continue
+            except Exception as exc:  # noqa: BLE001 - isolate below, candidate by candidate
+                batch_error = describe_error(exc)
+            # A chunk of one has already had its first attempt.
+            attempts = retries if part.size == 1 else 1 + retries
+        else:
+            batch_error, attempts = "", 1 + retries
         for i in range(part.size):
-            error = batch_error if part.size == 1 else ""
+            error = batch_error if part.size == 1 and timeout is None else ""
             for _ in range(attempts):
                 try:
-                    out.place(start + i, task.evaluate(params[i : i + 1], part[i : i + 1], distribution))
+                    with time_limit(timeout):
+                        result = task.evaluate(params[i : i + 1], part[i : i + 1], distribution)
+                    out.place(start + i, result)
                     error = ""
+                    break
+                except CandidateTimedOut:
+                    error = timeout_message(timeout)
                     break
                 except Exception as exc:  # noqa: BLE001 - recorded and reported
                     error = describe_error(exc)

@@ -32,6 +32,8 @@ from asktell._extras import require
 from asktell.errors import ConfigError, EvaluationError
 from asktell.protocol import Task
 
+from ._dask_address import probe_scheduler
+from ._dask_hung import HungWorkers
 from ._dask_worker import identity
 
 __all__ = [
@@ -167,6 +169,8 @@ class ClusterLink:
         self._task_ships = 0
         self._threads = 0
         self._threads_at = -np.inf
+        #: Workers whose thread is stuck in a late candidate (restarted or avoided).
+        self.hung = HungWorkers(self)
         if client is None and address is None:
             if num_workers is None:
                 from dask.system import CPU_COUNT  # cores this process may use (cgroups too)
@@ -219,6 +223,8 @@ class ClusterLink:
         kwargs: dict[str, Any] = {}
         if security is not None:
             kwargs["security"] = security
+        if self.cluster is None:
+            probe_scheduler(address, security, self.connect_timeout)
         try:
             # An embedded cluster is passed as itself: the client then shares the
             # scheduler's event loop thread (one thread fewer contending for the GIL, a
@@ -319,7 +325,11 @@ class ClusterLink:
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
         self._task_ships += 1  # a fresh key: an erred task's key is not computed again
         self.task_future = self.client.submit(
-            identity, (digest, payload), key=f"asktell-task-{digest}-{self._task_ships}", pure=False
+            identity,
+            (digest, payload),
+            key=f"asktell-task-{digest}-{self._task_ships}",
+            pure=False,
+            workers=self.hung.allowed_workers(),
         )
         self._task_shipped = task
         return self.task_future

@@ -25,7 +25,7 @@ from asktell.distribution import Distribution
 from asktell.errors import EvaluationError
 from asktell.protocol import Evaluation, Failure, Task
 
-from ._common import ChunkResult, assemble
+from ._common import ChunkResult, assemble, timeout_message
 from ._dask_link import GATHER_SECONDS, ClusterLink, SchedulerLost, describe
 from ._dask_worker import identity, run_chunk
 
@@ -40,6 +40,9 @@ _GATHER_ATTEMPTS = 6
 # rerun because of it) before a generation gives up.
 _LOSS_LIMIT = 3
 _RERUN_LIMIT = 50
+# Seconds added to a deadline derived from candidate_timeout_seconds, for what is not a
+# candidate's compute: Dask's per-task costs, shipping the task, a worker's first noise table.
+_TIMEOUT_SLACK = 1.0
 
 Range = tuple[int, int]
 Part = tuple[int, ChunkResult]
@@ -105,6 +108,7 @@ class GenerationRound:
         retries: int,
         on_failure: str,
         deadline_seconds: float | None,
+        candidate_timeout: float | None = None,
     ):
         self.link = link
         self.client = link.client
@@ -116,15 +120,18 @@ class GenerationRound:
         self.retries = retries
         self.on_failure = on_failure
         self.deadline_seconds = deadline_seconds
-        self.deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+        self.candidate_timeout = candidate_timeout
+        self.stragglers: list[Range] = []  # late again when re-run alone: they fail
+        self.watch = link.watch()
+        link.ensure_running()
+        self.allowed = link.hung.allowed_workers(refresh=True)
+        self.deadline = self._deadline_for(seeds.size, deadline_seconds)
         self.parts: list[Part] = []  # finished chunks, by offset
         self.killed: list[Killed] = []  # chunks whose workers kept dying
         self.late: list[Range] = []  # ranges that missed the deadline
         self.futures: list[Any] = []
         self.losses = 0
         self.reruns = 0
-        self.watch = link.watch()
-        link.ensure_running()
         self.task_future = link.ship_task(task)
         self.dist_future = self._submit_distribution()
 
@@ -169,27 +176,65 @@ class GenerationRound:
         self.parts += parts
         self.parts += [(a, _killed_part(exc)) for a, _, exc in suspects]
 
+    def _deadline_for(self, n: int, seconds: float | None) -> float | None:
+        """When ``n`` candidates must be back: ``seconds`` from now, or sooner when each
+        candidate may take ``candidate_timeout`` and a thread runs ``n / threads`` of them."""
+        limits = [] if seconds is None else [seconds]
+        if self.candidate_timeout is not None:
+            per_thread = -(-n // self.link.num_threads())
+            limits.append(self.candidate_timeout * per_thread + _TIMEOUT_SLACK)
+        return time.monotonic() + min(limits) if limits else None
+
+    def rerun_late(self) -> None:
+        """Candidates of chunks that missed the deadline, each again alone, under the limit.
+
+        A chunk is late as a whole when one of its candidates hangs, and chunks queued behind
+        it on the same worker thread are late too; each of their candidates runs again in a
+        task of its own (on workers not hung, see :meth:`HungWorkers.retire <asktell.evaluators._dask_hung.HungWorkers.retire>`), so only
+        a candidate late again alone fails. Returns equal the serial evaluator's: a
+        candidate's value does not depend on its chunk."""
+        if not self.late:
+            return
+        late, self.late = self.late, []
+        singles = [(i, i + 1) for a, b in late for i in range(a, b)]
+        self.allowed = self.link.hung.allowed_workers()
+        limit = self.candidate_timeout or self.deadline_seconds
+        self.deadline = self._deadline_for(len(singles), limit)
+        parts, killed = self.collect(self.submit(singles, "alone"))
+        self.parts += parts
+        self.parts += [(a, _killed_part(exc)) for a, _, exc in killed]
+        self.stragglers += self.late  # late again alone
+        self.late = []
+
     def evaluation(self) -> Evaluation:
         """The generation's :class:`Evaluation`, in seed order; late candidates failed."""
         parts = sorted(self.parts, key=lambda p: p[0])  # merge statistics in seed order
-        evaluation = assemble(self.seeds, parts, self.generation, self.on_failure)
-        if self.late:
-            if not parts:
-                raise EvaluationError(
-                    f"DaskEvaluator: no candidate of generation {self.generation} finished "
-                    f"within deadline_seconds={self.deadline_seconds:g}; raise the deadline"
-                )
-            message = (
-                f"not back within the generation deadline (deadline_seconds="
-                f"{self.deadline_seconds:g})"
+        late = self.late + self.stragglers
+        if late and not parts:
+            raise EvaluationError(
+                f"DaskEvaluator: no candidate of generation {self.generation} finished in "
+                f"time ({self._late_message()}); raise the limit"
             )
-            for a, b in self.late:
+        if self.candidate_timeout is not None:  # a timed-out candidate: on_failure applies
+            for a, b in late:
+                part = ChunkResult(b - a)
+                part.failures = [(i, self._late_message()) for i in range(b - a)]
+                parts.append((a, part))
+            parts.sort(key=lambda p: p[0])
+        evaluation = assemble(self.seeds, parts, self.generation, self.on_failure)
+        if self.candidate_timeout is None:  # the deadline drops stragglers whatever the policy
+            for a, b in late:
                 for i in range(a, b):
                     evaluation.failures.append(
-                        Failure(i, int(self.seeds[i]), message, self.generation)
+                        Failure(i, int(self.seeds[i]), self._late_message(), self.generation)
                     )
             evaluation.failures.sort(key=lambda f: f.index)
         return evaluation
+
+    def _late_message(self) -> str:
+        if self.candidate_timeout is not None:
+            return timeout_message(self.candidate_timeout) + " (alone, on a Dask worker)"
+        return f"not back within the generation deadline (deadline_seconds={self.deadline_seconds:g})"
 
     def release(self, cancel: bool = True) -> None:
         """Drop this generation's futures, cancelling those not done (stragglers)."""
@@ -209,21 +254,26 @@ class GenerationRound:
                 self.distribution,
                 key=f"asktell-distribution-{self.tag}-{self.losses}",
                 pure=False,
+                workers=self.link.hung.allowed_workers(),
             )
 
     def submit(self, bounds: list[Range], what: str) -> dict[Any, Range]:
         """Submit one chunk task per range; returns ``{future: range}``."""
         # One graph for all chunks (``map``): about half the client and scheduler CPU of
         # one ``submit`` per chunk.
+        keys = [f"asktell-{what}-{self.tag}-{a}-{b}" for a, b in bounds]
         futures = self.client.map(
             run_chunk,
             [self.seeds[a:b] for a, b in bounds],
-            key=[f"asktell-{what}-{self.tag}-{a}-{b}" for a, b in bounds],
+            keys,
+            key=keys,
             pure=False,
+            workers=self.allowed,
             retries=self.retries,  # Dask's: for errors outside any rollout
             shipped_task=self.task_future,
             distribution=self.dist_future,
             candidate_retries=self.retries,
+            one_at_a_time=self._stuck_after() is not None,
         )
         self.futures.extend(futures)
         return dict(zip(futures, bounds))
@@ -274,13 +324,39 @@ class GenerationRound:
             if ready:
                 self._take(ready, state)
             if state.pending and self._past_deadline():
-                # release() cancels them; a rollout already running finishes on its worker
-                # and is discarded.
-                self.late.extend(state.pending.values())
+                self._drop_late(state.pending)
                 break
             if not ready:
                 self.watch.check(self.generation)
         return state.parts, state.killed
+
+    def _drop_late(self, pending: dict[Any, Range]) -> None:
+        """Late chunks: cancelled, and the workers running them taken out of the way (a
+        rollout already running cannot be stopped in its thread; see
+        :meth:`HungWorkers.retire <asktell.evaluators._dask_hung.HungWorkers.retire>`). The candidate a chunk is stuck in, running for
+        longer than :meth:`_stuck_after`, is a straggler at once (it is not run again, so it
+        holds no second thread); the rest of the chunk runs again."""
+        keys = {str(f.key): rng for f, rng in pending.items()}
+        hung = self.link.hung.workers_running(set(keys))
+        stuck = self.link.hung.stuck_candidates(hung, set(keys), self._stuck_after())
+        self.link.cancel(list(pending))
+        self.link.hung.retire(hung)
+        for key, (a, b) in keys.items():
+            i = stuck.get(key)
+            if i is None:
+                self.late.append((a, b))
+                continue
+            self.stragglers.append((a + i, a + i + 1))
+            self.late += [r for r in ((a, a + i), (a + i + 1, b)) if r[1] > r[0]]
+
+    def _stuck_after(self) -> float | None:
+        """How long a candidate must have run, when its chunk is late, to be the straggler:
+        the time limit; with ``deadline_seconds`` alone, any time (the candidate holding the
+        thread when the deadline passes is what made its chunk, and those queued behind it,
+        late)."""
+        if self.candidate_timeout is not None:
+            return self.candidate_timeout
+        return None if self.deadline_seconds is None else 0.0
 
     def _poll_timeout(self) -> float:
         if self.deadline is None:

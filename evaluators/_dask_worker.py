@@ -30,9 +30,13 @@ from asktell.protocol import Task
 
 from ._common import ChunkResult, evaluate_chunk
 
-__all__ = ["identity", "task_for_thread", "run_chunk"]
+__all__ = ["identity", "task_for_thread", "run_chunk", "executing_count", "running_candidates"]
 
 _LOCAL = threading.local()
+#: Chunks run one candidate at a time (a time limit is set): chunk name -> (index in the
+#: chunk, time.monotonic() it started). Read on the worker's event loop by
+#: :func:`running_candidates`, so a hung thread can be asked which candidate it is stuck in.
+_RUNNING: dict[str, tuple[int, float]] = {}
 # Tasks kept per thread: a few evaluators may share a cluster, each with its own task.
 _TASKS_PER_THREAD = 4
 
@@ -40,6 +44,18 @@ _TASKS_PER_THREAD = 4
 def identity(value: Any) -> Any:
     """The tiny task whose result holds the distribution or the task (see ``dask.py``)."""
     return value
+
+
+def executing_count(dask_worker: Any) -> int:
+    """Tasks a worker's threads are still running, cancelled ones included (``Client.run``
+    calls it on the worker's event loop, so it answers while every thread is hung)."""
+    return len(dask_worker.state.executing)
+
+
+def running_candidates(dask_worker: Any = None) -> dict[str, tuple[int, float]]:
+    """``{chunk name: (index in the chunk, seconds it has run)}`` on this worker."""
+    now = time.monotonic()
+    return {name: (i, now - started) for name, (i, started) in list(_RUNNING.items())}
 
 
 def task_for_thread(shipped: tuple[str, bytes]) -> Task:
@@ -61,13 +77,29 @@ def task_for_thread(shipped: tuple[str, bytes]) -> Task:
 
 def run_chunk(
     seeds: np.ndarray,
+    name: str = "",
     *,
     shipped_task: tuple[str, bytes],
     distribution: Distribution,
     candidate_retries: int,
+    one_at_a_time: bool = False,
 ) -> ChunkResult:
-    """Evaluate one chunk of seeds; ``seconds`` is its compute time (for ``"auto"`` chunks)."""
+    """Evaluate one chunk of seeds; ``seconds`` is its compute time (for ``"auto"`` chunks).
+
+    ``one_at_a_time`` (a time limit is set): each candidate alone, its start noted under
+    ``name``, so that a chunk past its deadline tells which candidate it is stuck in (the
+    returns are the same: a candidate's value does not depend on its chunk)."""
     start = time.perf_counter()
-    part = evaluate_chunk(task_for_thread(shipped_task), distribution, seeds, candidate_retries)
+    task = task_for_thread(shipped_task)
+    if not one_at_a_time:
+        part = evaluate_chunk(task, distribution, seeds, candidate_retries)
+    else:
+        part = ChunkResult(seeds.size)
+        try:
+            for i in range(seeds.size):
+                _RUNNING[name] = (i, time.monotonic())
+                part.place(i, evaluate_chunk(task, distribution, seeds[i : i + 1], candidate_retries))
+        finally:
+            _RUNNING.pop(name, None)
     part.seconds = time.perf_counter() - start
     return part

@@ -24,7 +24,9 @@ The evaluator is three pieces with one idea each, imported in one direction::
 * :mod:`._dask_worker`: what runs inside a worker (the per-thread task cache, one chunk
   through ``evaluate_chunk``, its timing); imports nothing client-side.
 * :mod:`._dask_link`: :class:`ClusterLink`, the cluster and the client (embedded start,
-  connect, health and healing, shipping the task once, close).
+  connect, health and healing, shipping the task once, close); with
+  :mod:`._dask_address` (an address probed before any client exists) and
+  :mod:`._dask_hung` (workers stuck in a late candidate: restarted or avoided).
 * :mod:`._dask_round`: :class:`GenerationRound`, one generation (submit chunks, wait, absorb
   failures, find poison candidates, deadline, gather, build the ``Evaluation``).
 
@@ -47,7 +49,7 @@ from asktell.errors import EvaluationError
 from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
-from ._common import assemble
+from ._common import CandidateTimeout, assemble
 from ._dask_link import ClusterLink, Dashboard, DaskClient, DaskSecurity, SchedulerLost
 from ._dask_round import GenerationRound, chunk_bounds
 
@@ -117,9 +119,12 @@ class DaskEvaluatorConfig(PluginConfig):
     deadline_seconds: Float | None = Field(
         None,
         gt=0,
-        description="Per-generation deadline; candidates not back by then are marked failed "
-        "so one slow node cannot stall the run. Unset: wait for all.",
+        description="Per-generation deadline: the candidate a late chunk is running then is "
+        "marked failed (whatever on_failure says); the chunk's other candidates and the chunks "
+        "queued behind it run again one per task, so one slow node cannot stall the run and "
+        "only stragglers fail. Unset: wait for all.",
     )
+    candidate_timeout_seconds: CandidateTimeout = None
     dashboard: Dashboard = Field(
         False,
         description="Embedded cluster: serve Dask's dashboard on 127.0.0.1:8787 (true; a "
@@ -247,8 +252,15 @@ class DaskEvaluator:
     * a candidate kills its worker every time: after Dask's ``allowed-failures`` its chunk
       fails with ``KilledWorker``; the chunk's candidates are then rerun one per task to
       find the culprit, which is reported like a raising candidate (never an endless loop);
-    * stragglers: with ``deadline_seconds``, candidates not back when the deadline passes
-      are marked failed (whatever ``on_failure`` says) and their tasks cancelled;
+    * stragglers: with ``deadline_seconds``, chunks not back when the deadline passes are
+      cancelled; the candidate each was running is marked failed (whatever ``on_failure``
+      says) and the others run again one per task (so a straggler's chunk-mates and the
+      chunks queued behind it get their exact returns); one late again alone fails too;
+    * a candidate that never returns: with ``candidate_timeout_seconds``, the generation's
+      deadline is the limit times the candidates per thread (plus a second), then as for
+      stragglers: the candidate a late chunk has run past the limit fails (``on_failure``
+      applies), the others run again alone under the limit. A Python thread cannot be killed: the worker running it is restarted (embedded
+      cluster) or no task is sent to it until its thread is free (connected cluster);
     * the scheduler goes away: :class:`~asktell.errors.EvaluationError` within about
       ``scheduler_timeout`` seconds; nothing is told to the strategy, so the last
       checkpoint stays as it was;
@@ -269,7 +281,7 @@ class DaskEvaluator:
         (8,)
     """
 
-    capabilities = frozenset({"bitwise_serial"})
+    capabilities = frozenset({"bitwise_serial", "candidate_timeout"})
     config_class: type[DaskEvaluatorConfig]
 
     def __init__(self, task: Task, *args: Any, **options: Any):
@@ -282,6 +294,7 @@ class DaskEvaluator:
         self.on_failure = cfg.on_failure
         self.chunks_per_worker = cfg.chunks_per_worker
         self.deadline_seconds = cfg.deadline_seconds
+        self.candidate_timeout_seconds = cfg.candidate_timeout_seconds
         self.connect_timeout = cfg.connect_timeout
         self.scheduler_timeout = cfg.scheduler_timeout
         self.worker_timeout = cfg.worker_timeout
@@ -370,6 +383,7 @@ class DaskEvaluator:
                 retries=self.retries,
                 on_failure=self.on_failure,
                 deadline_seconds=self.deadline_seconds,
+                candidate_timeout=self.candidate_timeout_seconds,
             ) as run:
                 threads = self.link.num_threads()
                 bounds = chunk_bounds(seeds.size, threads * self.next_chunks_per_worker)
@@ -377,6 +391,7 @@ class DaskEvaluator:
                 if work is not None:
                     self._auto_chunks = auto_chunks(work, threads)
                 run.find_culprits()
+                run.rerun_late()
         except SchedulerLost as exc:
             raise EvaluationError(
                 f"DaskEvaluator lost the Dask scheduler at {self.address!r} during generation "

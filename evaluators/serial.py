@@ -11,7 +11,7 @@ from asktell.distribution import Distribution
 from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
-from ._common import OnFailure, Retries, assemble, evaluate_chunk
+from ._common import CandidateTimeout, OnFailure, Retries, assemble, evaluate_chunk
 
 __all__ = ["SerialEvaluator", "SerialEvaluatorConfig"]
 
@@ -22,6 +22,7 @@ class SerialEvaluatorConfig(PluginConfig):
     kind: Literal["serial"] = "serial"
     on_failure: OnFailure = "raise"
     retries: Retries = 0
+    candidate_timeout_seconds: CandidateTimeout = None
 
     def build(self, task: Task) -> "SerialEvaluator":
         return SerialEvaluator(task, **self.options())
@@ -34,7 +35,9 @@ class SerialEvaluator:
 
     ``on_failure="raise"`` stops with a :class:`~asktell.errors.CandidateFailedError`
     naming generation, index and seed; ``"mark"`` records the failure and returns NaN for
-    that candidate.
+    that candidate. ``candidate_timeout_seconds`` fails a candidate that does not return in
+    time (interrupted with ``SIGALRM`` in the main thread: Python code only, see
+    :func:`~asktell.evaluators._common.time_limit`).
 
     Args:
         task: the task every batch is evaluated on.
@@ -51,13 +54,14 @@ class SerialEvaluator:
     """
 
     #: Capabilities the evaluator conformance suite reads.
-    capabilities = frozenset({"bitwise_serial"})
+    capabilities = frozenset({"bitwise_serial", "candidate_timeout"})
 
     def __init__(self, task: Task, **options: Any):
         cfg = SerialEvaluatorConfig.validate_options("SerialEvaluator", options)
         self.task = task
         self.on_failure = cfg.on_failure
         self.retries = cfg.retries
+        self.candidate_timeout_seconds = cfg.candidate_timeout_seconds
         self.closed = False
 
     def evaluate(self, distribution: Distribution, seeds: np.ndarray) -> Evaluation:
@@ -65,7 +69,9 @@ class SerialEvaluator:
         if self.closed:
             raise RuntimeError("SerialEvaluator.evaluate() called after close()")
         seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
-        part = evaluate_chunk(self.task, distribution, seeds, self.retries)
+        part = evaluate_chunk(
+            self.task, distribution, seeds, self.retries, self.candidate_timeout_seconds
+        )
         return assemble(seeds, [(0, part)], distribution.generation, self.on_failure)
 
     def close(self) -> None:

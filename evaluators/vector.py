@@ -16,11 +16,7 @@ candidates are split into one contiguous block per worker.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import traceback
 import weakref
-from multiprocessing import connection
 from typing import Any, Literal
 
 import numpy as np
@@ -28,12 +24,21 @@ from pydantic import Field, model_validator
 
 from asktell.config_base import Int, PluginConfig, declare_options
 from asktell.distribution import Distribution
-from asktell.errors import ConfigError, EvaluationError
+from asktell.errors import ConfigError
 from asktell.gym.envs import VECTOR_MODES
 from asktell.protocol import Evaluation, Failure, Task, TaskHooks, hooks_of
 from asktell.registry import EVALUATORS
 
-from ._common import OnFailure, Retries, assemble
+from ._common import (
+    CandidateTimedOut,
+    CandidateTimeout,
+    OnFailure,
+    Retries,
+    assemble,
+    time_limit,
+    timeout_message,
+)
+from ._vector_pool import WorkerPool, empty_block
 
 __all__ = ["VectorEnvEvaluator", "VectorEnvEvaluatorConfig", "VECTOR_MODES"]
 
@@ -75,9 +80,10 @@ class VectorEnvEvaluatorConfig(PluginConfig):
     )
     on_failure: OnFailure = "raise"
     retries: Retries = 0
+    candidate_timeout_seconds: CandidateTimeout = None
 
     @model_validator(mode="after")
-    def _async_in_process(self) -> "VectorEnvEvaluatorConfig":
+    def _async_in_process(self) -> VectorEnvEvaluatorConfig:
         """`mode = "async"` already runs one process per environment: `num_workers` must
         be 0 with it."""
         if self.mode == "async" and self.num_workers > 0:
@@ -168,7 +174,7 @@ class VectorEnvEvaluator:
     #: Capabilities of the class (the evaluator conformance suite reads an instance's
     #: ``capabilities``, which adds ``bitwise_serial`` unless the mode is
     #: ``vector_entry_point``): it needs a task with a batch runner.
-    capabilities = frozenset({"needs_batch_runner"})
+    capabilities = frozenset({"needs_batch_runner", "candidate_timeout"})
 
     def __init__(self, task: Task, **options: Any):
         cfg = VectorEnvEvaluatorConfig.validate_options("VectorEnvEvaluator", options)
@@ -177,11 +183,13 @@ class VectorEnvEvaluator:
         self.task = task
         for name in ("mode", "num_envs", "num_workers", "start_method", "on_failure", "retries"):
             setattr(self, name, getattr(cfg, name))
+        self.candidate_timeout_seconds = cfg.candidate_timeout_seconds
         if self.mode != "vector_entry_point":
             self.capabilities = VectorEnvEvaluator.capabilities | {"bitwise_serial"}
         self.closed = False
         self._engine: Any = None
-        self._pool: _WorkerPool | None = None
+        self._sized: int | None = None  # the automatic size, kept across rebuilds
+        self._pool: WorkerPool | None = None
         self._finalizer = weakref.finalize(self, _shutdown, [None])
 
     def __repr__(self) -> str:
@@ -199,20 +207,59 @@ class VectorEnvEvaluator:
         if seeds.size == 0:
             return assemble(seeds, [], generation, self.on_failure)
         if self.num_workers == 0:
-            if self._engine is None:
-                self._engine = hooks_of(self.task).batch_runner(self.num_envs, self.mode, 0)
-                self._finalizer.detach()
-                self._finalizer = weakref.finalize(self, _shutdown, [self._engine])
-            parts = [(0, self._engine.run(distribution, seeds, self.retries))]
+            limit = self.candidate_timeout_seconds
+            if limit is None:
+                parts = [(0, self._engine_now().run(distribution, seeds, self.retries))]
+            else:
+                parts = [(0, self._run_in_process_limited(distribution, seeds, limit))]
         else:
             if self._pool is None:
-                self._pool = _WorkerPool(
-                    self.task, self.num_workers, self.num_envs, self.mode, self.start_method
+                self._pool = WorkerPool(
+                    self.task, self.num_workers, self.num_envs, self.mode, self.start_method,
+                    self.candidate_timeout_seconds,
                 )
                 self._finalizer.detach()
                 self._finalizer = weakref.finalize(self, _shutdown, [self._pool])
             parts = self._pool.run(distribution, seeds, self.retries)
         return assemble(seeds, parts, generation, self.on_failure)
+
+    def _engine_now(self) -> Any:
+        if self._engine is None:
+            # An engine rebuilt after a hang keeps the size the first batch gave the old one
+            # (not the size of the one-candidate batch that rebuilds it).
+            num_envs = self.num_envs if self.num_envs is not None else self._sized
+            self._engine = hooks_of(self.task).batch_runner(num_envs, self.mode, 0)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _shutdown, [self._engine])
+        return self._engine
+
+    def _drop_engine(self) -> None:
+        """An engine interrupted mid-step may hold half-stepped environments: rebuild it."""
+        engine, self._engine = self._engine, None
+        self._sized = getattr(engine, "num_envs", None)
+        with contextlib.suppress(Exception):
+            engine.close()
+
+    def _run_in_process_limited(self, distribution, seeds, limit: float) -> Evaluation:
+        """The batch under ``limit`` per candidate; if it runs over, each candidate alone
+        under ``limit`` in a fresh engine, so only the one that hangs fails (the others'
+        returns equal a batch's: a candidate's arithmetic does not depend on its batch)."""
+        try:
+            with time_limit(limit * seeds.size):
+                return self._engine_now().run(distribution, seeds, self.retries)
+        except CandidateTimedOut:
+            self._drop_engine()
+        out = empty_block(seeds.size)
+        for i in range(seeds.size):
+            try:
+                with time_limit(limit):
+                    out.place(i, self._engine_now().run(distribution, seeds[i : i + 1], self.retries))
+            except CandidateTimedOut:
+                self._drop_engine()
+                out.failures.append(
+                    Failure(i, int(seeds[i]), timeout_message(limit), distribution.generation)
+                )
+        return out
 
     @property
     def rebuilds(self) -> int:
@@ -238,188 +285,3 @@ def _shutdown(things: list) -> None:
     for thing in things:
         if thing is not None:
             thing.close()
-
-
-# ---------------------------------------------------------------------- worker processes
-def _worker_main(conn, task, num_envs: int | None, mode: str, worker: int) -> None:
-    # Ctrl-C goes to the whole process group; the parent handles it and stops the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    engine = hooks_of(task).batch_runner(num_envs, mode, worker)
-    conn.send(("ready", os.getpid()))
-    try:
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                break
-            if message[0] == "close":
-                break
-            _, distribution, seeds, retries = message
-            try:
-                conn.send(("ok", engine.run(distribution, seeds, retries)))
-            except Exception:  # noqa: BLE001 - reported to the parent, which raises
-                conn.send(("error", traceback.format_exc()))
-    finally:
-        engine.close()
-        conn.close()
-
-
-class _WorkerDied(Exception):
-    pass
-
-
-_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """Workers are started with one BLAS thread each (unless the user set a number): a
-    worker is one process per core, and the policy's small products gain nothing from more
-    threads, which would only contend with the other workers (as Dask's nanny does too)."""
-    saved = {k: os.environ.get(k) for k in _BLAS_THREAD_VARS}
-    for k, v in saved.items():
-        if v is None:
-            os.environ[k] = "1"
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-
-
-class _WorkerPool:
-    """Worker processes, each running the task's batch runner on one block of seeds per
-    batch."""
-
-    def __init__(self, task, num_workers: int, num_envs: int | None, mode: str, start_method: str):
-        import multiprocessing
-
-        self.task = task
-        self.num_envs = num_envs
-        self.mode = mode
-        self.ctx = multiprocessing.get_context(start_method)
-        self.workers: list[tuple[Any, Any] | None] = [None] * num_workers
-
-    def _start(self, w: int) -> None:
-        parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(
-            target=_worker_main,
-            args=(child, self.task, self.num_envs, self.mode, w),
-            name=f"asktell-vector-{w}",
-            daemon=True,
-        )
-        with _single_threaded_blas():
-            process.start()
-        child.close()
-        self.workers[w] = (process, parent)
-
-    def _ensure(self, ws: list[int]) -> None:
-        """Start the workers ``ws`` that are not running, and wait until they are ready."""
-        fresh = []
-        for w in ws:
-            worker = self.workers[w]
-            if worker is None or not worker[0].is_alive():
-                if worker is not None:
-                    self._stop(w)
-                self._start(w)
-                fresh.append(w)
-        for w in fresh:
-            process, conn = self.workers[w]
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                process.join(5)
-                self.close()
-                raise EvaluationError(
-                    f"a vector-env worker process died while starting (exit code "
-                    f"{process.exitcode}); the task must be picklable and importable in a new "
-                    "process, and a script using the 'spawn' start method must guard its entry "
-                    "point with `if __name__ == '__main__':`"
-                ) from None
-            if message[0] != "ready":  # pragma: no cover - protocol guard
-                raise EvaluationError(f"vector-env worker {w} sent {message!r} instead of 'ready'")
-
-    def _receive(self, w: int) -> Evaluation:
-        process, conn = self.workers[w]
-        try:
-            status, payload = conn.recv()
-        except (EOFError, OSError):
-            process.join(5)
-            raise _WorkerDied(f"exit code {process.exitcode}") from None
-        if status == "error":
-            raise EvaluationError(f"vector-env worker {w} failed:\n{payload}")
-        return payload
-
-    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int):
-        blocks = [
-            (int(b[0]), b.size)
-            for b in np.array_split(np.arange(seeds.size), len(self.workers))
-            if b.size
-        ]
-        completed = False
-        try:
-            waiting = {}
-            self._ensure(list(range(len(blocks))))
-            for w, (offset, size) in enumerate(blocks):
-                process, conn = self.workers[w]
-                conn.send(("run", distribution, seeds[offset : offset + size], retries))
-                waiting[conn] = w
-            parts: list[tuple[int, Evaluation]] = []
-            while waiting:
-                for conn in connection.wait(list(waiting)):
-                    w = waiting.pop(conn)
-                    offset, size = blocks[w]
-                    try:
-                        part = self._receive(w)
-                    except _WorkerDied:
-                        part = self._rescue(w, distribution, seeds[offset : offset + size], retries)
-                    parts.append((offset, part))
-            completed = True
-            return sorted(parts, key=lambda p: p[0])
-        finally:
-            if not completed:
-                # Results may still be in flight in the pipes: start afresh next time.
-                self.close()
-
-    def _rescue(self, w, distribution, seeds, retries) -> Evaluation:
-        """A worker died: re-run its block one candidate at a time in a fresh worker; a
-        candidate that kills the worker again is a failed candidate."""
-        self._stop(w)
-        out = Evaluation.empty(seeds.size)
-        out.episodes = np.zeros(seeds.size, dtype=np.int64)
-        out.truncated = np.zeros(seeds.size, dtype=np.int64)
-        for i in range(seeds.size):
-            self._ensure([w])
-            process, conn = self.workers[w]
-            conn.send(("run", distribution, seeds[i : i + 1], retries))
-            try:
-                out.place(i, self._receive(w))
-            except _WorkerDied as exc:
-                self._stop(w)
-                error = f"the vector-env worker process died while evaluating it ({exc})"
-                out.failures.append(Failure(i, int(seeds[i]), error, distribution.generation))
-        return out
-
-    def _stop(self, w: int) -> None:
-        worker, self.workers[w] = self.workers[w], None
-        if worker is None:
-            return
-        process, conn = worker
-        try:
-            if process.is_alive():
-                conn.send(("close",))
-        except (OSError, ValueError):
-            pass
-        process.join(2)
-        if process.is_alive():
-            process.terminate()
-            process.join(2)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        conn.close()
-
-    def close(self) -> None:
-        for w in range(len(self.workers)):
-            self._stop(w)

@@ -18,10 +18,13 @@ so one class may declare different ones per configuration:
   otherwise they must agree to ``rtol=1e-12``.
 * ``needs_batch_runner``: the evaluator runs only tasks with a batch runner
   (:meth:`~asktell.protocol.TaskHooks.batch_runner`): the function checks are left out.
+* ``candidate_timeout``: the evaluator takes ``candidate_timeout_seconds``; a candidate that
+  never returns must fail alone under it, its batch-mates keeping their rule values.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +38,7 @@ from asktell.tasks import FunctionTask
 
 __all__ = [
     "EVALUATOR_CHECKS",
+    "HangsOn",
     "RaisesOn",
     "SUITE_NOISE",
     "capabilities",
@@ -76,6 +80,19 @@ class RaisesOn:
     def __call__(self, x: np.ndarray) -> float:
         if x[0] > self.threshold:
             raise ValueError(f"refusing x[0]={x[0]:.3f}")
+        return float(x[0])
+
+
+class HangsOn:
+    """A function that never returns (an hour's sleep) for candidates whose first coordinate
+    exceeds ``threshold``; the others return it."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def __call__(self, x: np.ndarray) -> float:
+        if x[0] > self.threshold:
+            time.sleep(3600)
         return float(x[0])
 
 
@@ -347,6 +364,47 @@ def check_failure_marked(make: Factory) -> None:
         _assert_gym_matches(got, ref, bitwise)
 
 
+#: The time limit of the hang check: far above a candidate's compute time here (about a
+#: millisecond), short enough to keep the check fast.
+HANG_LIMIT = 0.5
+
+
+def check_hung_candidate_fails_alone(make: Factory) -> None:
+    """``candidate_timeout_seconds``: a candidate that never returns fails alone (NaN, named
+    by index and seed, the limit in its error), every other candidate keeps its rule value,
+    and the evaluator is usable afterwards. Only for evaluators declaring
+    ``candidate_timeout``. Eight candidates: a batch may take the limit per candidate it
+    holds before it is isolated, so a small batch keeps the check short."""
+    with make(drift_task()) as ev:
+        if "candidate_timeout" not in capabilities(ev):
+            return
+    if _runs_functions(make):
+        dist, seeds = _dist_and_seeds(n=8)
+        first = dist.decode(seeds)[:, 0]
+        task = FunctionTask(HangsOn(float(np.sort(first)[-2])))
+        bad, expected = [int(np.argmax(first))], first
+    else:
+        dist, seeds = _gym_generation(drift_task(), n=8, sigma=1.0)
+        ref = _reference(drift_task("raise"), dist, seeds)  # the same candidates hang
+        assert 0 < len(ref["failed"]) < seeds.size, "suite: the generation must mix hangs"
+        task = drift_task("hang")
+        bad, expected = [i for i, _ in ref["failed"]], ref["returns"]
+    good = np.setdiff1d(np.arange(seeds.size), bad)
+    with make(task, on_failure="mark", candidate_timeout_seconds=HANG_LIMIT) as ev:
+        got = ev.evaluate(dist, seeds)
+        bitwise = "bitwise_serial" in capabilities(ev)
+        assert [f.index for f in got.failures] == bad, (
+            f"failures {[f.index for f in got.failures]}; only {bad} hang"
+        )
+        assert [f.seed for f in got.failures] == [int(seeds[i]) for i in bad]
+        assert all(f"candidate_timeout_seconds={HANG_LIMIT:g}" in f.error for f in got.failures)
+        assert np.all(np.isnan(got.returns[bad]))
+        _same(got.returns[good], np.asarray(expected)[good], bitwise, "innocent returns")
+        again = ev.evaluate(dist, seeds[good])
+        assert again.failures == [], "the evaluator must be usable after a hang"
+        _same(again.returns, np.asarray(expected)[good], bitwise, "returns after a hang")
+
+
 def check_close_twice(make: Factory) -> None:
     ev = make(drift_task())
     ev.close()
@@ -361,5 +419,6 @@ EVALUATOR_CHECKS = [
     check_empty_batch,
     check_failure_raises_naming_candidate,
     check_failure_marked,
+    check_hung_candidate_fails_alone,
     check_close_twice,
 ]

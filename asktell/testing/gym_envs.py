@@ -12,7 +12,8 @@ Dask workers) imports it before building the environment.
 The start position is drawn from the episode seed (``random_start=True``) or fixed at 0.1.
 Faults for failure tests: once the action exceeds ``fail_above`` (from step 3 on), the
 environment raises (``fail_mode="raise"``), returns a NaN reward (``"nan_reward"``) or
-observation (``"nan_obs"``), or kills its process (``"exit"``).
+observation (``"nan_obs"``), kills its process (``"exit"``) or never returns (``"hang"``: an
+hour's sleep, for time-limit tests).
 
 ``DriftVectorEnv`` is its own vectorised implementation (the ``vector_entry_point``), with
 the autoreset mode given by ``autoreset_mode`` (``"NextStep"``, ``"SameStep"`` or
@@ -22,6 +23,7 @@ the autoreset mode given by ``autoreset_mode`` (``"NextStep"``, ``"SameStep"`` o
 from __future__ import annotations
 
 import os
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -42,6 +44,8 @@ def _fault(fail_mode: str | None) -> None:
         raise RuntimeError("Drift: simulated environment crash")
     if fail_mode == "exit":
         os._exit(3)
+    if fail_mode == "hang":
+        time.sleep(3600)
 
 
 class Drift(gym.Env):
