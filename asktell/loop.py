@@ -381,11 +381,14 @@ class GenerationStep:
         if not hint >= target:
             return None
         n, distribution = self.target_episodes, self.distribution()
-        judged_returns = record.center_returns
-        if judged_returns is None or judged_returns.size < n:
-            judged_returns = center_returns(self.evaluator, self.task, distribution, n)
-        # A deterministic task's plan is one evaluation whatever ``n``: count what ran.
-        judged_returns = judged_returns[:n]
+        # The scheduled evaluation ran the plan's first episodes: run only the rest (a
+        # deterministic task's plan is one evaluation whatever ``n``: count what ran).
+        have = record.center_returns if record.center_returns is not None else np.empty(0)
+        plan, seeds = self.hooks.center_plan(distribution, n)
+        if have.size < seeds.size:
+            rest = self.evaluator.evaluate(plan, seeds[have.size:]).returns
+            have = np.concatenate([have, np.asarray(rest, dtype=np.float64)])
+        judged_returns = have[: seeds.size]
         judged = float(np.mean(judged_returns))
         confirmed = None
         if judged >= target and self.confirm:
