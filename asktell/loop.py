@@ -141,7 +141,7 @@ class Budget:
         """The limits reached, ``{field: message}`` in field order (empty: keep going).
 
         The target counts only once a :class:`TargetCheck` confirmed it
-        (``progress.solved``).
+        (``progress.solved``) for a target at least this high.
         """
         out: dict[str, str] = {}
         if self.generations is not None and progress.generation >= self.generations:
@@ -152,8 +152,12 @@ class Budget:
             )
         if self.wall_seconds is not None and progress.wall() >= self.wall_seconds:
             out["wall_seconds"] = f"wall_seconds budget reached ({self.wall_seconds:g} s)"
-        if self.target_return is not None and progress.solved is not None:
-            out["target_return"] = progress.solved.message()
+        solved = progress.solved
+        # A check against a lower target (a resumed run whose target was raised) does not count.
+        if self.target_return is not None and solved is not None and (
+            solved.target >= self.target_return
+        ):
+            out["target_return"] = solved.message()
         return out
 
 

@@ -190,3 +190,15 @@ def test_the_check_fails_on_the_known_break(monkeypatch):
     step = _step(scheduled=0.0, confirmation=-2.0)
     step(center_episodes=1)
     assert "target_return" in step.stop_reasons()
+
+
+def test_a_solved_run_stays_solved_on_resume_unless_the_target_is_raised(tmp_path):
+    from asktell.runner import resume
+
+    config = read_mapping(EXAMPLES / "sphere.toml")
+    result = run(config, out=tmp_path / "r", log_format="none")
+    assert result.stop_reason.startswith("target_return reached")
+    again = resume(tmp_path / "r", log_format="none")
+    assert again.generation == result.generation and again.stop_reason == result.stop_reason
+    raised = resume(tmp_path / "r", overrides=["budget.target_return=-1e-5"], log_format="none")
+    assert raised.generation > result.generation
