@@ -23,7 +23,8 @@ import pytest
 
 from asktell._files import read_mapping
 from asktell.evaluators import SerialEvaluator
-from asktell.loop import CONFIRM_STREAM, Budget, GenerationStep
+from asktell.loop import Budget, GenerationStep
+from asktell.targets import CONFIRM_STREAM
 from asktell.noise import NoiseTable
 from asktell.playback import evaluate_run
 from asktell.protocol import Evaluation
@@ -186,7 +187,7 @@ def test_the_check_fails_on_the_known_break(monkeypatch):
     # Skipping the confirmation (the old rule) would stop this run as solved.
     from asktell import loop
 
-    monkeypatch.setattr(loop, "CONFIRM_STREAM", 0)
+    monkeypatch.setattr(loop, "CONFIRM_STREAM", 0)  # the name check_target reads
     step = _step(scheduled=0.0, confirmation=-2.0)
     step(center_episodes=1)
     assert "target_return" in step.stop_reasons()
