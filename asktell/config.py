@@ -123,8 +123,19 @@ class BudgetConfig(StrictModel):
     )
     target_return: float | None = Field(
         None,
-        description="Stop once the centre's evaluated mean return reaches this value (or, when "
-        "the centre is never evaluated, the best return of a population).",
+        description="Stop as solved once the centre (never a candidate) reaches this mean "
+        "return over target_episodes episodes and then again over as many fresh episodes (a "
+        "stream of episode seeds no scheduled evaluation uses). The check runs when a "
+        "scheduled centre evaluation (output.eval_every) reaches the target or, when none is "
+        "scheduled, when a candidate does; a check that fails to confirm is logged "
+        "(target_check) and the run goes on.",
+    )
+    target_episodes: int | None = Field(
+        None,
+        ge=1,
+        description="Episodes of the centre target_return is judged on, and again confirmed "
+        "on. Default: output.eval_episodes, at least 10 (a function task is deterministic: "
+        "one evaluation whatever the number).",
     )
 
     @model_validator(mode="after")

@@ -16,6 +16,17 @@ over a :class:`Budget`, whose names are the run file's (``generations``, ``env_s
 ``wall_seconds``, ``target_return``). Task hooks are reached through
 :func:`~asktell.protocol.hooks_of`, never probed.
 
+**Targets mean solved.** ``target_return`` is never judged on a candidate's return (the best
+of a population is the luckiest draw, not the policy). When this generation's centre
+evaluation reaches the target (or, for a caller that schedules none, a candidate does), the
+step runs a :class:`TargetCheck`: the centre's mean over ``target_episodes`` episodes of the
+centre stream (the scheduled evaluation's own when it has that many), then, if that reaches
+the target, again over ``target_episodes`` *fresh* episodes: a Gym task's centre plan resets its episodes with
+seeds of the centre stream keyed by the generation and the episode number, and the
+confirmation keys them by the generation plus :data:`CONFIRM_STREAM`, a number no run's
+generation reaches, so no scheduled evaluation ever draws those episodes. Only a confirmed check stops the run as solved; a failed one is recorded and the run
+goes on.
+
 The runner defers Ctrl-C while the strategy and task change; it passes its
 ``DeferredInterrupts.critical`` as ``critical``, and the step wraps exactly the ask and the
 tell/observe/count phases in it (``on_told`` runs inside the second, for the caller's own
@@ -50,8 +61,22 @@ import numpy as np
 
 from asktell.distribution import Distribution
 from asktell.protocol import Evaluation, hooks_of
+from asktell.targets import CONFIRM_STREAM, FRESH_STREAM, TargetCheck
 
-__all__ = ["Budget", "Progress", "GenerationRecord", "GenerationStep", "center_returns"]
+__all__ = [
+    "Budget",
+    "Progress",
+    "GenerationRecord",
+    "GenerationStep",
+    "TargetCheck",
+    "center_returns",
+    "CONFIRM_STREAM",
+    "FRESH_STREAM",
+    "MIN_TARGET_EPISODES",
+]
+
+#: The fewest episodes a target is judged on when ``target_episodes`` is not given.
+MIN_TARGET_EPISODES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,14 +89,19 @@ class Budget:
         env_steps: environment steps of the candidates (function evaluations for functions);
             centre evaluations are not counted.
         wall_seconds: wall-clock seconds.
-        target_return: a return to reach: the last centre evaluation's mean when the loop
-            evaluates the centre, else the best population return.
+        target_return: a return the centre must reach to stop the run as solved: its mean
+            over ``target_episodes`` episodes, confirmed on as many fresh ones (see
+            :class:`TargetCheck`). Never judged on a candidate's return.
+        target_episodes: episodes of the centre a target is judged on, and again confirmed
+            on (``None``: the caller's centre-evaluation episodes, at least
+            :data:`MIN_TARGET_EPISODES`).
     """
 
     generations: int | None = None
     env_steps: int | None = None
     wall_seconds: float | None = None
     target_return: float | None = None
+    target_episodes: int | None = None
 
     @classmethod
     def of(cls, config: Any) -> Budget:
@@ -79,7 +109,16 @@ class Budget:
         return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
 
     def is_set(self) -> bool:
-        return any(getattr(self, f.name) is not None for f in dataclasses.fields(self))
+        return any(
+            getattr(self, name) is not None
+            for name in ("generations", "env_steps", "wall_seconds", "target_return")
+        )
+
+    def episodes_for_target(self, eval_episodes: int = 0) -> int:
+        """Episodes a target check judges (and confirms) the centre on."""
+        if self.target_episodes is not None:
+            return int(self.target_episodes)
+        return max(int(eval_episodes), MIN_TARGET_EPISODES)
 
     def fraction_done(self, progress: Progress) -> float:
         """How far the run is towards its nearest limit, in [0, 1] (targets excluded)."""
@@ -92,11 +131,11 @@ class Budget:
             parts.append(progress.wall() / self.wall_seconds)
         return min(max(parts), 1.0)
 
-    def stop_reasons(self, progress: Progress, *, judge_center: bool) -> dict[str, str]:
+    def stop_reasons(self, progress: Progress) -> dict[str, str]:
         """The limits reached, ``{field: message}`` in field order (empty: keep going).
 
-        ``judge_center``: the target is judged on the centre's evaluated return (the loop
-        evaluates the centre), else on the best population return.
+        The target counts only once a :class:`TargetCheck` confirmed it
+        (``progress.solved``) for a target at least this high.
         """
         out: dict[str, str] = {}
         if self.generations is not None and progress.generation >= self.generations:
@@ -107,15 +146,12 @@ class Budget:
             )
         if self.wall_seconds is not None and progress.wall() >= self.wall_seconds:
             out["wall_seconds"] = f"wall_seconds budget reached ({self.wall_seconds:g} s)"
-        if self.target_return is not None:
-            if judge_center:
-                value, what = progress.center_return, "centre return"
-            else:
-                value, what = progress.best_return, "best population return"
-            if value is not None and value >= self.target_return:
-                out["target_return"] = (
-                    f"target_return reached ({what} {value:.6g} >= {self.target_return:g})"
-                )
+        solved = progress.solved
+        # A check against a lower target (a resumed run whose target was raised) does not count.
+        if self.target_return is not None and solved is not None and (
+            solved.target >= self.target_return
+        ):
+            out["target_return"] = solved.message()
         return out
 
 
@@ -132,6 +168,7 @@ class Progress:
     episodes: int = 0
     best_return: float | None = None
     center_return: float | None = None
+    solved: TargetCheck | None = None
     wall_offset: float = 0.0
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
@@ -166,6 +203,7 @@ class GenerationRecord:
         steps, episodes: the generation's environment steps and episodes.
         center_returns: the centre's returns (float64, one per planned evaluation), or
             ``None`` when the centre was not evaluated.
+        target: the generation's :class:`TargetCheck`, or ``None`` when none ran.
         seconds: wall time of the phases ``ask``, ``evaluate``, ``tell``, ``center`` and the
             whole ``generation``.
     """
@@ -178,14 +216,24 @@ class GenerationRecord:
     steps: int
     episodes: int
     center_returns: np.ndarray | None = None
+    target: TargetCheck | None = None
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def center_returns(
-    evaluator: Any, task: Any, distribution: Distribution, episodes: int
+    evaluator: Any, task: Any, distribution: Distribution, episodes: int, stream: int = 0
 ) -> np.ndarray:
     """The noise-free centre's returns, evaluated through ``evaluator`` with the task's
-    :meth:`~asktell.protocol.TaskHooks.center_plan` (float64, one per planned evaluation)."""
+    :meth:`~asktell.protocol.TaskHooks.center_plan` (float64, one per planned evaluation).
+
+    ``stream``: added to the generation that keys the episodes (a Gym task resets centre
+    episode ``k`` with a seed of its centre stream keyed by the generation and ``k``): 0
+    for scheduled evaluations, :data:`CONFIRM_STREAM` for a target confirmation,
+    :data:`FRESH_STREAM` for checks after a run, so each draws episodes the others never
+    use. Only the episodes change: the parameters and the normaliser are the same.
+    """
+    if stream:
+        distribution = distribution.replace(generation=distribution.generation + int(stream))
     plan = hooks_of(task).center_plan(distribution, int(episodes))
     return np.asarray(evaluator.evaluate(*plan).returns, dtype=np.float64)
 
@@ -197,8 +245,13 @@ class GenerationStep:
         strategy, evaluator, task: the live pieces (the evaluator built for the task).
         budget: the limits :meth:`stop_reasons` checks.
         progress: counters to continue from (a resumed run), else fresh ones.
-        judge_center: the target is judged on the centre's evaluations (the caller
-            evaluates the centre), else on the best population return.
+        judge_center: the caller schedules centre evaluations: a target check runs when
+            one reaches ``budget.target_return``. Otherwise a check runs when a candidate
+            of the generation reaches it (a hint only: the check judges the centre).
+        eval_episodes: the caller's episodes per centre evaluation (the default number of
+            episodes of a target check, see :meth:`Budget.episodes_for_target`).
+        confirm: confirm a reached target on fresh episodes (``False`` only for a
+            deterministic task, where the confirmation would repeat the same value).
         critical: a context-manager factory wrapped around the phases that change the
             strategy or the task (the runner defers Ctrl-C in them).
     """
@@ -212,6 +265,8 @@ class GenerationStep:
         budget: Budget = Budget(),
         progress: Progress | None = None,
         judge_center: bool = False,
+        eval_episodes: int = 0,
+        confirm: bool = True,
         critical: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
     ):
         self.strategy = strategy
@@ -222,6 +277,8 @@ class GenerationStep:
         self.progress = progress if progress is not None else Progress()
         self.progress.generation = int(strategy.generation)
         self.judge_center = judge_center
+        self.target_episodes = budget.episodes_for_target(eval_episodes)
+        self.confirm = confirm
         self.critical = critical
 
     def distribution(self) -> Distribution:
@@ -237,7 +294,47 @@ class GenerationStep:
 
     def stop_reasons(self) -> dict[str, str]:
         """The budget limits reached, ``{field: message}`` (empty: keep going)."""
-        return self.budget.stop_reasons(self.progress, judge_center=self.judge_center)
+        return self.budget.stop_reasons(self.progress)
+
+    def check_target(self, record: GenerationRecord) -> TargetCheck | None:
+        """The generation's :class:`TargetCheck`, or ``None`` when nothing triggers one:
+        the scheduled centre evaluation (``judge_center``), else the generation's best
+        candidate, falling short of the target. A solved check becomes
+        ``progress.solved``."""
+        target = self.budget.target_return
+        if target is None:
+            return None
+        if record.center_returns is not None:
+            hint = float(np.mean(record.center_returns))
+        elif self.judge_center:
+            return None
+        else:
+            finite = record.evaluation.returns[np.isfinite(record.evaluation.returns)]
+            hint = float(finite.max()) if finite.size else -np.inf
+        if not hint >= target:
+            return None
+        n, distribution = self.target_episodes, self.distribution()
+        # The scheduled evaluation ran the plan's first episodes: run only the rest (a
+        # deterministic task's plan is one evaluation whatever ``n``: count what ran).
+        have = record.center_returns if record.center_returns is not None else np.empty(0)
+        plan, seeds = self.hooks.center_plan(distribution, n)
+        if have.size < seeds.size:
+            rest = self.evaluator.evaluate(plan, seeds[have.size:]).returns
+            have = np.concatenate([have, np.asarray(rest, dtype=np.float64)])
+        judged_returns = have[: seeds.size]
+        judged = float(np.mean(judged_returns))
+        confirmed = None
+        if judged >= target and self.confirm:
+            confirmed = float(np.mean(center_returns(
+                self.evaluator, self.task, distribution, n, stream=CONFIRM_STREAM
+            )))
+        check = TargetCheck(
+            record.generation, float(target), int(judged_returns.size), judged, confirmed,
+            self.confirm,
+        )
+        if check.solved:
+            self.progress.solved = check
+        return check
 
     def fraction_done(self) -> float:
         return self.budget.fraction_done(self.progress)
@@ -279,6 +376,7 @@ class GenerationStep:
         episodes_due = center_episodes(record) if callable(center_episodes) else center_episodes
         if episodes_due > 0:
             record.center_returns = self.center_returns(episodes_due)
+        record.target = self.check_target(record)
         t4 = time.perf_counter()
         record.seconds = {
             "ask": t1 - t0,

@@ -173,8 +173,11 @@ def _search(
     limits = Budget(
         env_steps=budget - es.population_size,
         target_return=None if target is None else -float(target),
+        target_episodes=1,
     )
-    step = GenerationStep(es, ev, task, budget=limits, judge_center=True)
+    # The target is judged on the centre's loss; a function is deterministic, so a
+    # confirmation would only repeat that value (and spend an evaluation).
+    step = GenerationStep(es, ev, task, budget=limits, judge_center=True, confirm=False)
     best_x = np.array(es.center, dtype=np.float64)
     best_fun = center_fun = _loss(center_returns(ev, task, es.distribution, 1))
     if not math.isfinite(best_fun):

@@ -30,6 +30,7 @@ from asktell._extras import require
 from asktell.checkpoint import load_checkpoint
 from asktell.config import config_from_dict
 from asktell.errors import AsktellError, ConfigError, MissingDependencyError
+from asktell.loop import FRESH_STREAM
 from asktell.protocol import hooks_of
 
 __all__ = ["EvalReport", "FrameSink", "RenderError", "evaluate_run", "choose_gl_backend", "write_video"]
@@ -49,6 +50,7 @@ class EvalReport:
     returns: np.ndarray
     video: Path | None = None
     video_note: str | None = None
+    logged_return: float | None = None
 
     @property
     def mean(self) -> float:
@@ -64,6 +66,8 @@ class EvalReport:
             f"{self.which} centre of generation {self.generation}: mean return {self.mean:.6g} "
             f"+- {self.std:.3g} over {r.size} episode(s) (min {r.min():.6g}, max {r.max():.6g})"
         )
+        if self.logged_return is not None:
+            text += f" (logged during the run: {self.logged_return:.6g})"
         if self.video is not None:
             text += f"\nvideo: {self.video}"
         if self.video_note:
@@ -102,6 +106,32 @@ def _load(run_dir: Path, checkpoint: str | os.PathLike | None) -> tuple[Any, Any
     return ckpt, task, strategy
 
 
+def _best_center(ckpt: Any, task: Any, dist: Any) -> tuple[Any, int, float | None]:
+    """The best evaluated centre as it was evaluated: its parameters, its generation (which
+    keys its episodes) and the task's state then (its observation normaliser), loaded into
+    ``task``; returns ``(distribution, generation, logged mean return)``."""
+    runner = ckpt.state["runner"]
+    best_center = runner.get("best_center")
+    if best_center is None:
+        raise ConfigError(
+            "--best needs centre evaluations (output.eval_every > 0); this run has none"
+        )
+    generation = runner.get("best_center_generation")
+    if generation is None:
+        raise ConfigError(
+            f"the checkpoint {str(ckpt.path)!r} keeps the best centre without its generation "
+            "and normaliser (written before they were stored), so it cannot be evaluated as "
+            "it was; evaluate the latest centre instead (drop --best)"
+        )
+    task_state = runner.get("best_center_task")
+    if task_state is not None:
+        hooks_of(task).load_state_dict(task_state)
+    dist = dist.replace(
+        center=np.asarray(best_center, dtype=np.float64), generation=int(generation)
+    )
+    return dist, int(generation), runner.get("best_center_return")
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
@@ -109,6 +139,7 @@ def evaluate_run(
     video: str | os.PathLike | None = None,
     best: bool = False,
     checkpoint: str | os.PathLike | None = None,
+    fresh: bool = False,
 ) -> EvalReport:
     """Evaluate the saved centre of a run (the newest checkpoint's, or the best evaluated).
 
@@ -117,8 +148,13 @@ def evaluate_run(
         episodes: episodes to average over.
         video: also render one episode to this file (``.mp4`` needs ``imageio-ffmpeg``;
             otherwise a ``.gif`` is written next to it and the report says so).
-        best: use the centre with the best centre evaluation instead of the latest.
+        best: use the centre with the best centre evaluation instead of the latest, with
+            the observation normaliser it was evaluated with, labelled with its own
+            generation; its first episodes are the ones its logged evaluation ran.
         checkpoint: a specific checkpoint ``.json`` instead of the newest.
+        fresh: play episodes no evaluation of the run used (the
+            :data:`~asktell.loop.FRESH_STREAM`); otherwise the centre stream of the
+            centre's generation, as the run's scheduled evaluations.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ConfigError(f"'episodes' must be an int >= 1; got {episodes!r}")
@@ -126,23 +162,19 @@ def evaluate_run(
     if video is not None:
         choose_gl_backend()  # before anything imports mujoco
     ckpt, task, strategy = _load(run_dir, checkpoint)
-    dist = strategy.distribution
-    which = "latest"
+    dist, generation, which, logged = strategy.distribution, ckpt.generation, "latest", None
     if best:
-        best_center = ckpt.state["runner"].get("best_center")
-        if best_center is None:
-            raise ConfigError(
-                "--best needs centre evaluations (output.eval_every > 0); this run has none"
-            )
-        dist = dist.replace(center=np.asarray(best_center, dtype=np.float64))
+        dist, generation, logged = _best_center(ckpt, task, dist)
         which = "best"
     dist = dist.replace(context=dict(hooks_of(task).context()))
+    if fresh:
+        dist = dist.replace(generation=dist.generation + FRESH_STREAM)
     # The centre is measured outside a run: with the task's own evaluate_center (a task
     # without one has nothing to play back).
     if not hasattr(task, "evaluate_center"):
         raise ConfigError(f"task {ckpt.config['task']['kind']!r} has no evaluate_center()")
     returns = np.asarray(task.evaluate_center(dist, episodes), dtype=np.float64).reshape(-1)
-    report = EvalReport(run_dir, ckpt.generation, which, returns)
+    report = EvalReport(run_dir, generation, which, returns, logged_return=logged)
     if video is not None:
         report.video, report.video_note = _film(task, dist, Path(video), ckpt.config["task"]["kind"])
     return report

@@ -73,7 +73,7 @@ from asktell.checkpoint import (
 )
 from asktell.config import Built, config_from_dict, diff_protected, load_config, with_changes
 from asktell.errors import CheckpointError, ConfigError
-from asktell.loop import Budget, GenerationRecord, GenerationStep
+from asktell.loop import Budget, GenerationRecord, GenerationStep, TargetCheck
 from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, LogChain, jsonable, read_log
 
 __all__ = ["run", "resume", "RunResult", "Runner", "read_log", "TIMING_FIELDS", "LOG_FIELDS"]
@@ -137,11 +137,18 @@ class Runner:
             built.task,
             budget=Budget.of(config.budget),
             judge_center=config.output.eval_every > 0,
+            eval_episodes=config.output.eval_episodes,
             critical=self.interrupts.critical,
         )
         self.progress = self.step.progress
         self.best_center_return: float | None = None
         self.best_center: np.ndarray | None = None
+        # What `asktell eval --best` needs to evaluate the best centre as it was evaluated:
+        # its generation (which keys its episodes), episodes, and the task's state then
+        # (the observation normaliser it was evaluated with).
+        self.best_center_generation: int | None = None
+        self.best_center_episodes: int | None = None
+        self.best_center_task: dict[str, Any] | None = None
         self.log = LogChain()  # the rows written so far, recorded in every checkpoint
         self.notes: list[str] = []  # said once, after the title (e.g. checkpoints skipped)
         self.last_checkpoint: Path | None = None
@@ -167,6 +174,10 @@ class Runner:
                 "center_return": p.center_return,
                 "best_center_return": self.best_center_return,
                 "best_center": self.best_center,
+                "best_center_generation": self.best_center_generation,
+                "best_center_episodes": self.best_center_episodes,
+                "best_center_task": self.best_center_task,
+                "solved": None if p.solved is None else p.solved.to_state(),
                 "log_bytes": self.log.size,
                 "log_rows": self.log.rows,
                 "log_sha256": self.log.digest,
@@ -188,6 +199,10 @@ class Runner:
         self.best_center_return = r.get("best_center_return")
         bc = r.get("best_center")
         self.best_center = None if bc is None else np.asarray(bc, dtype=np.float64)
+        self.best_center_generation = r.get("best_center_generation")
+        self.best_center_episodes = r.get("best_center_episodes")
+        self.best_center_task = r.get("best_center_task")
+        p.solved = TargetCheck.from_state(r.get("solved"))
         self.log = LogChain(int(r.get("log_rows", -1)), int(r["log_bytes"]), r.get("log_sha256"))
 
     def stop_reason(self) -> str | None:
@@ -335,14 +350,17 @@ class Runner:
             if key != "generation" and np.ndim(value) == 0:
                 row[key] = value
         if record.center_returns is not None:
-            self._add_center(row, record.center_returns, evaluation)
+            self._add_center(row, record)
+        if record.target is not None:
+            row.update(record.target.row())
         seconds = record.seconds
         row.update({f"seconds_{phase}": seconds[phase] for phase in
                     ("ask", "evaluate", "tell", "center", "generation")})
         row.update(wall_seconds=p.wall(), time=time.time())
         return {k: jsonable(v) for k, v in row.items()}
 
-    def _add_center(self, row: dict[str, Any], center: np.ndarray, evaluation: Any) -> None:
+    def _add_center(self, row: dict[str, Any], record: GenerationRecord) -> None:
+        center, evaluation = record.center_returns, record.evaluation
         mean = float(center.mean())
         row["center_return_mean"] = mean
         row["center_return_std"] = float(center.std())
@@ -351,6 +369,18 @@ class Runner:
         if self.best_center_return is None or mean > self.best_center_return:
             self.best_center_return = mean
             self.best_center = np.asarray(self.built.strategy.center, dtype=np.float64)
+            self.best_center_generation = record.generation
+            self.best_center_episodes = int(center.size)
+            self.best_center_task = _copied(self.step.hooks.state_dict())
+
+
+def _copied(state: Any) -> Any:
+    """A snapshot of a state dict (its arrays may be the task's live buffers)."""
+    if isinstance(state, dict):
+        return {k: _copied(v) for k, v in state.items()}
+    if isinstance(state, np.ndarray):
+        return state.copy()
+    return state
 
 
 # --------------------------------------------------------------------------- entry points

@@ -233,3 +233,50 @@ def test_a_gymnasium_task_is_filmed_headless_through_its_make_env(tmp_path, monk
     if report.video.suffix == ".gif":
         with Image.open(report.video) as im:
             assert im.n_frames == 13  # the reset frame and 12 steps
+
+
+def test_eval_best_reproduces_the_best_centres_logged_return(tmp_path):
+    # Pendulum with observation normalisation: the normaliser moves every generation, so
+    # the best centre is only reproduced with the normaliser and the episodes (keyed by its
+    # generation) it was evaluated with, not the newest checkpoint's.
+    from asktell.checkpoint import load_checkpoint
+    from asktell.runner import read_log
+
+    out = tmp_path / "r"
+    run(
+        {
+            "seed": 0,
+            "strategy": {"kind": "openai_es", "population_size": 8, "sigma": 0.1,
+                         "learning_rate": 0.05},
+            "task": {"kind": "gym", "env_id": "Pendulum-v1", "policy": "linear",
+                     "obs_norm": True, "max_episode_steps": 50, "step_cap": "fixed"},
+            "noise": {"size": 100000},
+            "budget": {"generations": 8},
+            "output": {"eval_every": 1, "eval_episodes": 2, "log_format": "none"},
+        },
+        out=out,
+    )
+    means = [row["center_return_mean"] for row in read_log(out)]
+    best_generation = int(np.argmax(means)) + 1
+    assert best_generation < len(means)  # the best is not the newest (the case that broke)
+    report = evaluate_run(out, episodes=2, best=True)
+    assert report.generation == best_generation
+    assert report.mean == max(means) == report.logged_return
+    assert f"best centre of generation {best_generation}" in report.summary()
+
+    # The known break: the best centre under the newest normaliser and generation.
+    ckpt = load_checkpoint(out)
+    runner = ckpt.state["runner"]
+    assert not np.array_equal(runner["best_center_task"]["obs_sum"], ckpt.state["task"]["obs_sum"])
+    cfg = config_module.config_from_dict(ckpt.config)
+    task = cfg.build_task()
+    task.load_state_dict(ckpt.state["task"])
+    strategy = cfg.build_strategy(task)
+    strategy.load_state_dict(ckpt.state["strategy"])
+    dist = strategy.distribution.replace(
+        center=np.asarray(runner["best_center"]), context=dict(task.context())
+    )
+    assert float(np.mean(task.evaluate_center(dist, 2))) != report.mean
+
+    fresh = evaluate_run(out, episodes=2, best=True, fresh=True)
+    assert fresh.generation == best_generation and fresh.mean != report.mean

@@ -194,7 +194,7 @@ def test_a_run_directory_holding_a_run_is_not_overwritten(straight):
     [
         ({"generations": None, "env_steps": 30}, "env_steps budget reached"),
         ({"generations": 10**6, "wall_seconds": 0.2}, "wall_seconds budget reached"),
-        ({"generations": 500, "target_return": -3.5}, "target_return reached \\(centre return"),
+        ({"generations": 500, "target_return": -3.5}, "target_return reached: centre mean"),
     ],
 )
 def test_budgets_stop_the_run(tmp_path, budget, reason):
@@ -207,12 +207,18 @@ def test_budgets_stop_the_run(tmp_path, budget, reason):
         assert result.env_steps >= 30 and read_log(result.run_dir)[-2]["env_steps"] < 30
 
 
-def test_target_return_uses_the_population_best_without_centre_evaluations(tmp_path):
+def test_a_target_without_centre_evaluations_is_judged_on_the_centre(tmp_path):
+    # A candidate reaching the target only triggers a check of the centre: the run
+    # stops on the centre's value, never on the best population return.
     cfg = make_config(generations=500, eval_every=0)
     cfg["budget"]["target_return"] = -3.5
     result = run(cfg, out=tmp_path / "r")
-    assert "best population return" in result.stop_reason
-    assert result.best_return >= -3.5 and result.center_return is None
+    assert result.stop_reason.startswith("target_return reached: centre mean")
+    assert "best population return" not in result.stop_reason
+    checks = [row for row in read_log(result.run_dir) if "target_check" in row]
+    assert checks[-1]["target_check"] == "solved"
+    assert all(row["target_check_return"] < -3.5 for row in checks[:-1])
+    assert checks[-1]["target_check_return"] >= -3.5
 
 
 def test_a_callback_returning_true_stops_the_run(tmp_path):

@@ -137,8 +137,9 @@ def train(
         generations, env_steps, wall_seconds: stop when any is reached (at least one, or
             ``target_return``, must be given). ``generations`` counts the strategy's own
             generations; ``env_steps`` and ``wall_seconds`` count from this call.
-        target_return: stop once the centre's mean return over ``eval_episodes`` reaches it
-            (the best population return when the centre is never evaluated).
+        target_return: stop as solved once the centre's mean return reaches it over
+            ``max(eval_episodes, 10)`` episodes and again over as many fresh ones (see
+            :class:`~asktell.loop.TargetCheck`); never judged on a candidate's return.
         eval_every: generations between scheduled centre evaluations (0: none scheduled).
         eval_episodes: episodes per centre evaluation (0: never evaluate the centre).
         eval_on_target: also evaluate the centre whenever a candidate's return reaches
@@ -174,7 +175,10 @@ def train(
     target = budget.target_return
     episodes_due = _CenterSchedule(eval_every, eval_episodes, eval_on_target, eval_at_end, budget)
     judge_center = eval_episodes >= 1 and (eval_every > 0 or (eval_on_target and target is not None))
-    step = GenerationStep(strategy, evaluator, task, budget=budget, judge_center=judge_center)
+    step = GenerationStep(
+        strategy, evaluator, task, budget=budget, judge_center=judge_center,
+        eval_episodes=eval_episodes,
+    )
     history: list[dict[str, Any]] = []
     solved_at = None
     reasons: dict[str, str] = {}
@@ -232,5 +236,7 @@ def _row(record: GenerationRecord, step: GenerationStep) -> dict[str, Any]:
     if record.center_returns is not None:
         row["center_return"] = float(np.mean(record.center_returns))
         row["center_return_std"] = float(np.std(record.center_returns))
+    if record.target is not None:
+        row.update(record.target.row())
     row["seconds"] = step.progress.wall()
     return row

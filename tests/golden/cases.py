@@ -21,6 +21,13 @@ EXAMPLES = ROOT / "examples"
 #: an override that replaces the whole evaluator section (the example's vector options go)
 SERIAL = "evaluator=serial"
 
+#: examples/pendulum.toml was re-tuned (ClipUp, a larger learning rate, a smaller noise
+#: table) so that its "solved" is true; these pin the settings the stored rows were written
+#: with, so the golden runs stay what they were.
+PENDULUM_AS_STORED = [
+    'strategy.optimizer="adam"', "strategy.learning_rate=0.05", "noise.size=33554432",
+]
+
 #: name -> (run file, overrides)
 CASES: dict[str, tuple[str, list[str]]] = {
     "cartpole": (
@@ -38,13 +45,13 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "pendulum": (
         "pendulum.toml",
         ["budget.generations=3", "output.eval_every=1", "output.eval_episodes=2",
-         "strategy.population_size=16"],
+         "strategy.population_size=16", *PENDULUM_AS_STORED],
     ),
     "pendulum_adaptive": (
         "pendulum.toml",
         ["budget.generations=3", "output.eval_every=2", "output.eval_episodes=1",
          "strategy.population_size=8", 'task.step_cap="adaptive"', "task.episodes=2",
-         "task.obs_stats_fraction=0.5", SERIAL],
+         "task.obs_stats_fraction=0.5", SERIAL, *PENDULUM_AS_STORED],
     ),
     "sphere": ("sphere.toml", ["budget.generations=40"]),
     "rastrigin": ("rastrigin.toml", ["budget.generations=25"]),
