@@ -62,6 +62,14 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+# PyYAML follows YAML 1.1, whose floats need a dot: `1e-5` and `-1E3` would load as strings,
+# which the strict number fields then refuse. Read them as YAML 1.2 (and TOML, and Python) do.
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
 
 def _compose_node(loader: _StrictLoader, parent: Any, index: Any) -> Any:
     # An alias (*name) makes one node appear many times: a ~1 KB file of nested aliases

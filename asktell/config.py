@@ -41,7 +41,7 @@ from pydantic_core import PydanticCustomError
 
 from asktell._files import apply_overrides, dump_toml, read_mapping
 from asktell._memory import Allocation, MemoryContext, check_memory
-from asktell.config_base import Bool, Float, Int, StrictModel, short_repr
+from asktell.config_base import Float, Int, StrictModel
 from asktell.config_base import _dotted as dotted_location
 from asktell.config_base import format_validation_error as _format_validation_error
 from asktell.errors import ConfigError
@@ -121,7 +121,7 @@ class BudgetConfig(StrictModel):
     wall_seconds: Float | None = Field(
         None, gt=0, description="Stop after this much wall-clock time (summed over resumes)."
     )
-    target_return: float | None = Field(
+    target_return: Float | None = Field(
         None,
         description="Stop as solved once the centre (never a candidate) reaches this mean "
         "return over target_episodes episodes and then again over as many fresh episodes (a "
@@ -130,7 +130,7 @@ class BudgetConfig(StrictModel):
         "scheduled, when a candidate does; a check that fails to confirm is logged "
         "(target_check) and the run goes on.",
     )
-    target_episodes: int | None = Field(
+    target_episodes: Int | None = Field(
         None,
         ge=1,
         description="Episodes of the centre target_return is judged on, and again confirmed "

@@ -111,3 +111,12 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_yaml_numbers_with_an_exponent_and_no_dot_are_numbers():
+    """PyYAML (YAML 1.1) reads `1e-5` as a string; run files and --set read it as a number,
+    and a quoted value stays a string."""
+    from asktell._files import parse_override
+
+    assert parse_yaml("a: 1e-5\nb: -1E3\nc: '1e-5'\n") == {"a": 1e-5, "b": -1000.0, "c": "1e-5"}
+    assert parse_override("budget.target_return=-1e-5") == (["budget", "target_return"], -1e-5)
