@@ -167,16 +167,28 @@ def eval_(run_dir: str, episodes: int, video: str | None, best: bool, checkpoint
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write (.png, .pdf, .svg).")
-@click.option("--label", "labels", multiple=True, help="Legend label per run (in order; default: directory names).")
+@click.option("--label", "labels", multiple=True, help="Legend label per run (in order; default: directory names); one label with --aggregate.")
 @click.option("--title", help="Figure title.")
-def plot(run_dirs: tuple[str, ...], output: str, labels: tuple[str, ...], title: str | None) -> None:
-    """Plot the learning curves of one or more runs on one figure."""
+@click.option("--log-y/--linear-y", "log_y", default=None, help="Force a log or linear y axis (default: log when all values are positive and span two decades, e.g. a function run's loss).")
+@click.option("--aggregate", is_flag=True, help="Draw the runs as seeds of one experiment: mean and spread on a common x grid (interpolated over the range every run covers).")
+@click.option("--band", type=click.Choice(["minmax", "std"]), default="minmax", show_default=True, help="Spread drawn by --aggregate: min-max envelope or mean +- one standard deviation.")
+def plot(
+    run_dirs: tuple[str, ...], output: str, labels: tuple[str, ...], title: str | None,
+    log_y: bool | None, aggregate: bool, band: str,
+) -> None:
+    """Plot the learning curves of one or more runs on one figure.
+
+    The x axis counts the task's unit (function evaluations, environment steps or Atari
+    frames); a function run is drawn as its loss (-return); the run's target_return is a
+    dotted line.
+    """
     from asktell.plotting import plot_runs
 
     try:
         path = plot_runs(
             list(run_dirs), output, labels=list(labels) or None, title=title,
             on_skip=lambda text: click.echo(f"warning: {text}", err=True),
+            log_y=log_y, aggregate=aggregate, band=band,
         )
     except AsktellError as exc:
         _fail(exc)
