@@ -1,4 +1,4 @@
-"""The ``asktell`` command: run, resume, eval, plot, list, schema, check.
+"""The ``asktell`` command: run, resume, eval, plot, export, list, schema, check.
 
 Every command validates its input completely before it starts anything; errors print the
 field path, the rule and the value, and exit with status 2 (bad input) or 1 (a failure while
@@ -190,6 +190,26 @@ def plot(
             on_skip=lambda text: click.echo(f"warning: {text}", err=True),
             log_y=log_y, aggregate=aggregate, band=band,
         )
+    except AsktellError as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Policy file to write (.npz).")
+@click.option("--best", is_flag=True, help="Export the best evaluated centre (with its normaliser) instead of the latest.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint .json instead of the newest.")
+def export(run_dir: str, output: str, best: bool, checkpoint: str | None) -> None:
+    """Write the policy of a Gymnasium run to a file for your own code.
+
+    The .npz holds the centre's weights, the observation normaliser and a JSON description
+    (no pickle); load it with asktell.load_policy(path) and call .act(observation).
+    """
+    from asktell.export import export_policy
+
+    try:
+        path = export_policy(run_dir, output, best=best, checkpoint=checkpoint)
     except AsktellError as exc:
         _fail(exc)
     click.echo(f"wrote {path}")
