@@ -139,6 +139,43 @@ def _aggregate(runs: list[tuple[np.ndarray, np.ndarray]], band: str):
     return grid, mean, ys.min(axis=0), ys.max(axis=0)
 
 
+def _draw_runs(axes: Any, panels: Any, logs: list, sign: float, labels: list[str] | None) -> list:
+    """Each run's curves; returns the y arrays drawn (for the log-scale decision)."""
+    drawn = []
+    for i, (path, rows) in enumerate(logs):
+        label = labels[i] if labels else path.name
+        color = f"C{i % 10}"
+        for ax, (x, _) in zip(axes, panels):
+            xs, ys = _series(rows, x, "return_mean", sign)
+            ax.plot(xs, ys, color=color, label=f"{label} (population mean)")
+            xs, best = _series(rows, x, "return_max", sign)
+            ax.plot(xs, best, color=color, alpha=0.3, linewidth=0.8,
+                    label=f"{label} (population best)")
+            xs, cy = _series(rows, x, "center_return_mean", sign)
+            if xs.size:
+                ax.plot(xs, cy, "o--", color=color, markersize=3, label=f"{label} (centre)")
+            drawn += [ys, best, cy]
+    return drawn
+
+
+def _draw_aggregate(axes: Any, panels: Any, logs: list, sign: float, label: str, band: str) -> list:
+    """Mean and band across runs of the population mean and of the centre's return."""
+    drawn = []
+    spread = "min-max" if band == "minmax" else "+-1 std"
+    for ax, (x, _) in zip(axes, panels):
+        for key, style, name, color in (("return_mean", "-", "population mean", "C0"),
+                                        ("center_return_mean", "--", "centre", "C1")):
+            agg = _aggregate([_series(rows, x, key, sign) for _, rows in logs], band)
+            if agg is None:
+                continue
+            grid, mean, low, high = agg
+            ax.plot(grid, mean, style, color=color, label=f"{label}: {name}, mean")
+            ax.fill_between(grid, low, high, color=color, alpha=0.2,
+                            label=f"{label}: {name}, {spread}")
+            drawn += [low, high]
+    return drawn
+
+
 def build_figure(
     run_dirs: list[str | os.PathLike],
     *,
@@ -176,36 +213,11 @@ def build_figure(
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, sharey=True)
     panels = (("env_steps", info.x_label), ("wall_seconds", "wall time (s)"))
-    drawn: list[np.ndarray] = []
     if aggregate:
-        label = labels[0] if labels else f"{len(logs)} runs"
-        spread = "min-max" if band == "minmax" else "+-1 std"
-        for ax, (x, _) in zip(axes, panels):
-            for key, style, name in (("return_mean", "-", "population mean"),
-                                     ("center_return_mean", "--", "centre")):
-                agg = _aggregate([_series(rows, x, key, sign) for _, rows in logs], band)
-                if agg is None:
-                    continue
-                grid, mean, low, high = agg
-                color = "C0" if key == "return_mean" else "C1"
-                ax.plot(grid, mean, style, color=color, label=f"{label}: {name}, mean")
-                ax.fill_between(grid, low, high, color=color, alpha=0.2,
-                                label=f"{label}: {name}, {spread}")
-                drawn += [low, high]
+        drawn = _draw_aggregate(axes, panels, logs, sign, labels[0] if labels else
+                                f"{len(logs)} runs", band)
     else:
-        for i, (path, rows) in enumerate(logs):
-            label = labels[i] if labels else path.name
-            color = f"C{i % 10}"
-            for ax, (x, _) in zip(axes, panels):
-                xs, ys = _series(rows, x, "return_mean", sign)
-                ax.plot(xs, ys, color=color, label=f"{label} (population mean)")
-                xs, best = _series(rows, x, "return_max", sign)
-                ax.plot(xs, best, color=color, alpha=0.3, linewidth=0.8,
-                        label=f"{label} (population best)")
-                xs, cy = _series(rows, x, "center_return_mean", sign)
-                if xs.size:
-                    ax.plot(xs, cy, "o--", color=color, markersize=3, label=f"{label} (centre)")
-                drawn += [ys, best, cy]
+        drawn = _draw_runs(axes, panels, logs, sign, labels)
     target = None if info.target is None else sign * info.target
     if target is not None:
         drawn.append(np.array([target]))
