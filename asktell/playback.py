@@ -289,7 +289,7 @@ def tracking_camera(env: Any, env_kwargs: dict[str, Any]) -> dict[str, Any]:
         renderer = getattr(env.unwrapped, "mujoco_renderer", None)
         config = dict(getattr(renderer, "default_cam_config", None) or {})
         body = int(config.get("trackbodyid", 1))
-        config.update(type=_MJ_CAMERA_TRACKING, trackbodyid=body if body >= 1 else 1)
+        config.update(type=_MJ_CAMERA_TRACKING, trackbodyid=max(body, 1))
         return {"default_camera_config": config}
     finally:
         env.close()

@@ -21,10 +21,7 @@ extrapolated), and the figure shows the mean across runs with a band: the min-ma
 from __future__ import annotations
 
 import os
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 from asktell._extras import require
 from asktell.errors import ConfigError

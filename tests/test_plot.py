@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from asktell.cli import main  # noqa: E402
-from asktell.errors import ConfigError  # noqa: E402
-from asktell.plotting import GRID_POINTS, build_figure, plot_runs  # noqa: E402
-from asktell.runner import run  # noqa: E402
+from asktell.cli import main
+from asktell.errors import ConfigError
+from asktell.plotting import GRID_POINTS, build_figure, plot_runs
+from asktell.runner import run
 
 
 def fake_run(path, kind, returns, target=None, steps_per_gen=10, centre_every=2):
