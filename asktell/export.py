@@ -65,6 +65,7 @@ def export_policy(
         raise ConfigError(
             f"export supports Gymnasium runs (task kind 'gym') with a 'linear' or 'mlp' "
             f"policy; this run's task is {kind!r}"
+            + ("" if kind != "gym" else f" with a {type(task.policy).__name__} policy")
         )
     dist, which = strategy.distribution, "latest"
     if best:
