@@ -52,6 +52,7 @@ __all__ = [
     "load_config",
     "run",
     "resume",
+    "load_policy",
 ]
 
 _LAZY = {
@@ -60,6 +61,7 @@ _LAZY = {
     "RunResult": "asktell.runner",
     "run": "asktell.runner",
     "resume": "asktell.runner",
+    "load_policy": "asktell.export",
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``asktell`` command: run, resume, eval, plot, list, schema, check.
+"""The ``asktell`` command: run, resume, eval, plot, export, list, schema, check.
 
 Every command validates its input completely before it starts anything; errors print the
 field path, the rule and the value, and exit with status 2 (bad input) or 1 (a failure while
@@ -167,17 +167,49 @@ def eval_(run_dir: str, episodes: int, video: str | None, best: bool, checkpoint
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image file to write (.png, .pdf, .svg).")
-@click.option("--label", "labels", multiple=True, help="Legend label per run (in order; default: directory names).")
+@click.option("--label", "labels", multiple=True, help="Legend label per run (in order; default: directory names); one label with --aggregate.")
 @click.option("--title", help="Figure title.")
-def plot(run_dirs: tuple[str, ...], output: str, labels: tuple[str, ...], title: str | None) -> None:
-    """Plot the learning curves of one or more runs on one figure."""
+@click.option("--log-y/--linear-y", "log_y", default=None, help="Force a log or linear y axis (default: log when all values are positive and span two decades, e.g. a function run's loss).")
+@click.option("--aggregate", is_flag=True, help="Draw the runs as seeds of one experiment: mean and spread on a common x grid (interpolated over the range every run covers).")
+@click.option("--band", type=click.Choice(["minmax", "std"]), default="minmax", show_default=True, help="Spread drawn by --aggregate: min-max envelope or mean +- one standard deviation.")
+def plot(
+    run_dirs: tuple[str, ...], output: str, labels: tuple[str, ...], title: str | None,
+    log_y: bool | None, aggregate: bool, band: str,
+) -> None:
+    """Plot the learning curves of one or more runs on one figure.
+
+    The x axis counts the task's unit (function evaluations, environment steps or Atari
+    frames); a function run is drawn as its loss (-return); the run's target_return is a
+    dotted line.
+    """
     from asktell.plotting import plot_runs
 
     try:
         path = plot_runs(
             list(run_dirs), output, labels=list(labels) or None, title=title,
             on_skip=lambda text: click.echo(f"warning: {text}", err=True),
+            log_y=log_y, aggregate=aggregate, band=band,
         )
+    except AsktellError as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Policy file to write (.npz).")
+@click.option("--best", is_flag=True, help="Export the best evaluated centre (with its normaliser) instead of the latest.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint .json instead of the newest.")
+def export(run_dir: str, output: str, best: bool, checkpoint: str | None) -> None:
+    """Write the policy of a Gymnasium run to a file for your own code.
+
+    The .npz holds the centre's weights, the observation normaliser and a JSON description
+    (no pickle); load it with asktell.load_policy(path) and call .act(observation).
+    """
+    from asktell.export import export_policy
+
+    try:
+        path = export_policy(run_dir, output, best=best, checkpoint=checkpoint)
     except AsktellError as exc:
         _fail(exc)
     click.echo(f"wrote {path}")

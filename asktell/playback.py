@@ -12,7 +12,8 @@ filmed in two ways:
   episode is recorded.
 
 MuJoCo renders headless through ``MUJOCO_GL=egl`` or ``osmesa``; :func:`choose_gl_backend`
-picks one that exists before MuJoCo is first imported.
+picks one that exists before MuJoCo is first imported, and :func:`tracking_camera` points
+the camera at the robot for the whole episode.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from asktell.errors import AsktellError, ConfigError, MissingDependencyError
 from asktell.loop import FRESH_STREAM
 from asktell.protocol import hooks_of
 
-__all__ = ["EvalReport", "FrameSink", "RenderError", "evaluate_run", "choose_gl_backend", "write_video"]
+__all__ = [
+    "EvalReport", "FrameSink", "RenderError", "choose_gl_backend", "evaluate_run",
+    "tracking_camera", "write_video",
+]
 
 
 class RenderError(AsktellError, RuntimeError):
@@ -240,9 +244,10 @@ def _film_gym_task(task: Any, dist: Any, sink: FrameSink) -> None:
         sink.fps = float(env.metadata.get("render_fps") or sink.fps)
         return Recorder(env)
 
+    camera = tracking_camera(task.make_env(), original_kwargs or {})
     if hasattr(task, "close"):
         task.close()  # drop an environment built without rendering
-    task.env_kwargs = {**dict(original_kwargs or {}), "render_mode": "rgb_array"}
+    task.env_kwargs = {**dict(original_kwargs or {}), "render_mode": "rgb_array", **camera}
     task.make_env = make_env
     try:
         task.evaluate_center(dist, 1)
@@ -251,6 +256,43 @@ def _film_gym_task(task: Any, dist: Any, sink: FrameSink) -> None:
         task.env_kwargs = original_kwargs
         if hasattr(task, "close"):
             task.close()
+
+
+#: ``mujoco.mjtCamera.mjCAMERA_TRACKING``: a free camera that follows ``trackbodyid``.
+_MJ_CAMERA_TRACKING = 2
+#: Keyword arguments of a MuJoCo env that already choose its camera (left to the user).
+_CAMERA_KWARGS = ("camera_id", "camera_name", "default_camera_config")
+
+
+def tracking_camera(env: Any, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``gymnasium.make`` keywords that make a MuJoCo env's ``rgb_array`` frames follow the
+    robot (closes ``env``, a plain instance of the env, used only to inspect its model).
+
+    Gymnasium's renderer draws MuJoCo envs through a *free* camera by default, even where
+    the model declares a tracking one, so a running robot leaves the picture within a second
+    or two. This picks, in order: the user's own camera keywords (kept, nothing added); the
+    model's camera named ``"track"`` (the standard locomotion models have one, mode
+    ``trackcom``, following the centre of mass); otherwise the env's default camera switched
+    to ``mjCAMERA_TRACKING`` on its ``trackbodyid`` (body 1, the root, when it names the
+    world). Non-MuJoCo envs get ``{}``.
+    """
+    try:
+        model = getattr(env.unwrapped, "model", None)
+        if model is None or type(model).__module__.split(".")[0] != "mujoco":
+            return {}
+        if any(k in env_kwargs for k in _CAMERA_KWARGS):
+            return {}
+        import mujoco
+
+        if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, "track") >= 0:
+            return {"camera_name": "track"}
+        renderer = getattr(env.unwrapped, "mujoco_renderer", None)
+        config = dict(getattr(renderer, "default_cam_config", None) or {})
+        body = int(config.get("trackbodyid", 1))
+        config.update(type=_MJ_CAMERA_TRACKING, trackbodyid=max(body, 1))
+        return {"default_camera_config": config}
+    finally:
+        env.close()
 
 
 class FrameSink:

@@ -280,3 +280,68 @@ def test_eval_best_reproduces_the_best_centres_logged_return(tmp_path):
 
     fresh = evaluate_run(out, episodes=2, best=True, fresh=True)
     assert fresh.generation == best_generation and fresh.mean != report.mean
+
+
+def _robot_pixels(frame):
+    """Pixels of HalfCheetah's body: orange/pink (red well above blue); the checkered floor
+    and the grey sky have red <= blue + a little."""
+    f = frame.astype(np.int32)
+    return int(np.count_nonzero(f[:, :, 0] - f[:, :, 2] > 50))
+
+
+@pytest.mark.skipif(not _can_render_mujoco(), reason="needs gymnasium, mujoco and EGL or OSMesa")
+def test_mujoco_videos_follow_the_robot(tmp_path, monkeypatch):
+    if "mujoco" not in sys.modules:
+        monkeypatch.delenv("MUJOCO_GL", raising=False)
+    else:  # already imported by another test: its backend is fixed for this process
+        monkeypatch.setenv("MUJOCO_GL", os.environ.get("MUJOCO_GL", "egl"))
+    choose_gl_backend()
+    import gymnasium as gym
+
+    import asktell.gym.task as gym_task
+    from asktell.playback import tracking_camera
+
+    # the camera eval --video asks for: the model's own tracking camera, else a tracking one
+    assert tracking_camera(gym.make("HalfCheetah-v5"), {}) == {"camera_name": "track"}
+    assert tracking_camera(gym.make("HalfCheetah-v5"), {"camera_id": 0}) == {}  # the user's
+    reacher = tracking_camera(gym.make("Reacher-v5"), {})["default_camera_config"]
+    assert reacher["type"] == 2 and reacher["trackbodyid"] >= 1  # mjCAMERA_TRACKING
+    assert tracking_camera(gym.make("CartPole-v1"), {}) == {}
+
+    # eval --video builds the env with it
+    out = tmp_path / "cheetah"
+    run({"strategy": {"kind": "openai_es", "population_size": 2},
+         "evaluator": {"kind": "serial"},
+         "task": {"kind": "gym", "env_id": "HalfCheetah-v5", "policy": "linear",
+                  "step_cap": "fixed", "max_episode_steps": 3},
+         "noise": {"size": 1024}, "budget": {"generations": 1},
+         "output": {"log_format": "none"}}, out=out)
+    calls = []
+    real = gym_task.make_env
+    monkeypatch.setattr(gym_task, "make_env", lambda i, kw, ekw=None: calls.append(kw) or real(i, kw, ekw))
+    try:
+        report = evaluate_run(out, episodes=1, video=tmp_path / "cheetah.gif")
+    except RenderError as exc:
+        pytest.skip(f"no working MuJoCo rendering here: {exc}")
+    assert any(kw.get("render_mode") == "rgb_array" and kw.get("camera_name") == "track"
+               for kw in calls)
+    assert report.video.stat().st_size > 0
+
+    # and the pixels: moved 10 m forward, the robot is still in the picture (the default
+    # free camera loses it; that is the control showing the check can fail)
+    def in_view_after_moving(kwargs):
+        env = gym.make("HalfCheetah-v5", render_mode="rgb_array", width=160, height=160, **kwargs)
+        env.reset(seed=0)
+        before = _robot_pixels(env.render())
+        u = env.unwrapped
+        qpos = u.data.qpos.copy()
+        qpos[0] += 10.0
+        u.set_state(qpos, u.data.qvel.copy())
+        after = _robot_pixels(env.render())
+        env.close()
+        return before, after
+
+    before, after = in_view_after_moving({"camera_name": "track"})
+    assert before > 200 and after > 0.5 * before
+    before, after = in_view_after_moving({})
+    assert before > 200 and after < 0.05 * before
