@@ -140,3 +140,22 @@ def test_installation_is_written_as_it_is(name):
     text = (ROOT / name).read_text(encoding="utf-8")
     # asktell is installed from a clone; `pip install "asktell[...]"` asks PyPI, which has none
     assert not re.search(r"pip install \"?asktell\b", text), name
+
+
+def _example_tips():
+    for path in sorted((ROOT / "examples").glob("*.toml")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = re.match(r"#\s+(asktell run .*)$", line)
+            if match:
+                yield pytest.param(match.group(1), id=f"{path.name}:{match.group(1)[12:72]}")
+
+
+@pytest.mark.parametrize("command", list(_example_tips()))
+def test_the_commands_in_example_files_are_valid(command, monkeypatch):
+    # `check` validates what `run` would (the file, the --set values, the environment) and
+    # starts nothing: a tip like --set evaluator.kind=dask must not fail on its first line
+    monkeypatch.chdir(ROOT)
+    args = shlex.split(command)[2:]
+    argv = ["check", args[0], *_sets(args)]
+    result = CliRunner().invoke(cli, argv, catch_exceptions=False)
+    assert result.exit_code == 0, f"{command}:\n{result.output[-2000:]}"
