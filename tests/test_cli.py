@@ -499,3 +499,25 @@ def test_set_kind_drops_the_options_the_new_kind_lacks_and_names_them(tmp_path):
     # humanoid needs MuJoCo to build its task; the switch itself is judged before that
     assert "unknown key" not in done.stderr
     assert "dropped evaluator.mode, evaluator.num_workers" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "nope.toml"], "config file 'nope.toml' does not exist"),
+        (["check", "nope.toml"], "config file 'nope.toml' does not exist"),
+        (["resume", "nope"], "run directory 'nope' does not exist"),
+        (["eval", "nope"], "'nope' does not exist"),
+        (["plot", "nope", "-o", "x.png"], "'nope' does not exist"),
+        (["run", SPHERE, "--set", "noise.size=3"], "the noise table (size=3) is too small"),
+        (["run", SPHERE, "--set", "bad"], "--set expects KEY=VALUE"),
+        (["run", SPHERE, "--plugin", "no_such_plugin_module"], "'no_such_plugin_module' was not found"),
+        (["list", "--plugin", "no_such_plugin_module"], "'no_such_plugin_module' was not found"),
+        (["schema", "--indent", "x"], "'x' is not a valid integer"),
+    ],
+)
+def test_bad_input_exits_2_with_one_message(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
