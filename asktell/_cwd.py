@@ -22,6 +22,10 @@ from asktell.errors import ConfigError
 
 __all__ = ["cwd_on_path", "import_plugins"]
 
+#: plugin modules whose kinds RunConfig already knows (refreshed once each, not on every
+#: config_from_dict: a refresh makes a new RunConfig class)
+_KNOWN: set[str] = set()
+
 
 def cwd_on_path() -> None:
     """Put the current directory first on ``sys.path`` (as ``python -m`` does), once."""
@@ -44,7 +48,10 @@ def import_plugins(names: Iterable[str], source: str = "plugins") -> list[str]:
                 f"{source}: each entry must be a module name like 'mypkg.myplugin'; got {name!r}"
             )
         name = name.strip()
-        if name in sys.modules:
+        if name in _KNOWN:
+            continue
+        if name in sys.modules:  # imported by the caller: its kinds still need a refresh
+            imported.append(name)
             continue
         try:
             importlib.import_module(name)
@@ -66,4 +73,5 @@ def import_plugins(names: Iterable[str], source: str = "plugins") -> list[str]:
         from asktell.config import refresh
 
         refresh()
+        _KNOWN.update(imported)
     return imported

@@ -489,3 +489,46 @@ def test_set_kind_to_the_same_kind_drops_nothing(capsys):
 
     load_config(EXAMPLES / "humanoid.toml", ["evaluator.kind=vector"])
     assert "dropped" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- plugins = [...]
+def test_plugins_are_imported_before_validation(tmp_path, monkeypatch):
+    from asktell.config import config_from_dict
+
+    (tmp_path / "p3_plugin_mod.py").write_text(
+        "from typing import Literal\n"
+        "from asktell.registry import TASKS\n"
+        "from asktell.tasks.function import FunctionTask, FunctionTaskConfig\n"
+        "class Cfg(FunctionTaskConfig):\n"
+        "    kind: Literal['p3_function'] = 'p3_function'\n"
+        "class P3Function(FunctionTask):\n"
+        "    config_class = Cfg\n"
+        "TASKS.register('p3_function')(P3Function)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {
+        "strategy": {"kind": "openai_es"},
+        "task": {"kind": "p3_function", "num_params": 3},
+        "budget": {"generations": 1},
+    }
+    with pytest.raises(ConfigError, match="p3_function"):
+        config_from_dict(data)
+    cfg = config_from_dict({**data, "plugins": ["p3_plugin_mod"]})
+    assert cfg.task.kind == "p3_function" and cfg.plugins == ["p3_plugin_mod"]
+    # a resumed run's saved config imports it again and validates
+    assert config_from_dict(cfg.model_dump(mode="json")).task.kind == "p3_function"
+
+
+@pytest.mark.parametrize(
+    "plugins, message",
+    [
+        (["p3_missing_module"], "plugin module 'p3_missing_module' was not found"),
+        (["a:b"], "must be a module name"),
+    ],
+)
+def test_bad_plugins_are_named(plugins, message):
+    from asktell.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"plugins": plugins, "strategy": {"kind": "openai_es"},
+                          "task": {"kind": "function"}, "budget": {"generations": 1}})
