@@ -383,7 +383,7 @@ def asktell(cwd, *args, timeout=120):
     import subprocess
 
     return subprocess.run(
-        [ASKTELL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        [ASKTELL, *map(str, args)], check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout,
         env={k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"},
     )
 

@@ -4,6 +4,7 @@ rule and the value; plugins become valid kinds by registering; files round-trip.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -17,8 +18,6 @@ from asktell.config import RunConfig, config_from_dict, diff_protected, load_con
 from asktell.config_base import StrictModel
 from asktell.errors import ConfigError
 from asktell.registry import STRATEGIES, TASKS
-
-from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
