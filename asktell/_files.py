@@ -330,14 +330,32 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS says it (Linux); else the
+    set-and-restore dance (brief, and only where /proc is missing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half.
 
-    Temp file in the same directory, fsync, ``os.replace``, then fsync of the directory.
+    Temp file in the same directory, fsync, ``os.replace``, then fsync of the directory. The
+    file gets the mode ``open()`` would give it (0666 less the umask: 0644 usually), not
+    ``mkstemp``'s private 0600, so run files are as readable as any other tool's output.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -21,6 +21,11 @@ from asktell.errors import AsktellError, CheckpointError, ConfigError, MissingDe
 
 __all__ = ["main", "cli"]
 
+_PLUGIN_HELP = (
+    "Import this module before the run file is validated, so the plugins it registers are "
+    "valid kinds (repeatable; the current directory is searched first): --plugin mypkg.myplugin"
+)
+
 _SET_HELP = "Override a setting, KEY=VALUE with a dotted key (repeatable): --set strategy.sigma=0.05"
 
 
@@ -37,7 +42,21 @@ def _one_line(obj: Any) -> str:
     paragraph = " ".join(doc.split("\n\n")[0].split())
     m = re.search(r"(?<!\bet al)(?<!\be\.g)(?<!\bi\.e)\.(\s|$)", paragraph)
     sentence = paragraph[: m.start() + 1] if m else paragraph
-    return sentence if len(sentence) <= 100 else sentence[:97] + "..."
+    # reST roles (:class:`X`, :func:`~a.b`) and double backquotes are for Sphinx, not a terminal
+    sentence = re.sub(r":[a-z]+:`~?([^`]+)`", lambda m: m.group(1).split(".")[-1], sentence)
+    return sentence.replace("``", "")
+
+
+def _load(config: str, overrides: tuple[str, ...], plugins: tuple[str, ...]) -> Any:
+    """Import the --plugin modules, then read and validate CONFIG; the modules are recorded
+    in the config's ``plugins`` so ``resume`` and ``eval`` import them too."""
+    from asktell._cwd import import_plugins
+    from asktell.config import load_config, with_changes
+
+    import_plugins(plugins, source="--plugin")
+    cfg = load_config(config, list(overrides))
+    missing = [name for name in plugins if name not in cfg.plugins]
+    return with_changes(cfg, {"plugins": [*cfg.plugins, *missing]}) if missing else cfg
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,6 +67,9 @@ def cli() -> None:
     Start with `asktell run examples/cartpole.toml`, then `asktell plot runs/<dir> -o
     curve.png` and `asktell eval runs/<dir> --video cartpole.mp4`.
     """
+    from asktell._cwd import cwd_on_path
+
+    cwd_on_path()  # `myenvs:Reach1D-v0`, functions and plugins beside the run file, as `python -m`
 
 
 def _run_guarded(fn: Any, run_dir_hint: str | None) -> Any:
@@ -73,29 +95,36 @@ def _run_guarded(fn: Any, run_dir_hint: str | None) -> Any:
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help=_PLUGIN_HELP)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: output.dir, else runs/<strategy>-<task>-<time>).")
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "rich", "plain", "json", "none"]),
     help="Console output (default: output.log_format).",
 )
-def run(config: str, overrides: tuple[str, ...], out: str | None, log_format: str | None) -> None:
+def run(
+    config: str,
+    overrides: tuple[str, ...],
+    plugins: tuple[str, ...],
+    out: str | None,
+    log_format: str | None,
+) -> None:
     """Run CONFIG (a .toml/.yaml run file) with a live progress display.
 
     Writes the resolved config, a per-generation JSONL log and checkpoints to the run
     directory.
     """
-    from asktell.config import load_config
     from asktell.runner import run as run_
 
     try:
-        cfg = load_config(config, list(overrides))
+        cfg = _load(config, overrides, plugins)
     except AsktellError as exc:
         _fail(exc)
     hint = out or cfg.output.dir
     result = _run_guarded(lambda: run_(cfg, out=out, log_format=log_format), hint)
     # the display's title names the run directory; say it here only when there is no display
-    _print_result(result, with_dir=(log_format or cfg.output.log_format) == "none")
+    shown = log_format or cfg.output.log_format
+    _print_result(result, with_dir=shown == "none", json_mode=shown == "json")
 
 
 @cli.command()
@@ -128,10 +157,21 @@ def resume(
         ),
         run_dir,
     )
-    _print_result(result)
+    _print_result(result, json_mode=log_format == "json" or _saved_format(run_dir) == "json")
 
 
-def _print_result(result: Any, with_dir: bool = False) -> None:
+def _saved_format(run_dir: str) -> str | None:
+    """The saved run's ``output.log_format`` (what ``resume`` shows without --log-format)."""
+    from asktell._files import read_mapping
+
+    try:
+        return read_mapping(Path(run_dir) / "config.toml").get("output", {}).get("log_format")
+    except (AsktellError, OSError, AttributeError):
+        return None
+
+
+def _print_result(result: Any, with_dir: bool = False, json_mode: bool = False) -> None:
+    """The closing summary: on stdout, or on stderr when stdout carries JSON lines only."""
     if result is None:
         return
     parts = [
@@ -140,9 +180,11 @@ def _print_result(result: Any, with_dir: bool = False) -> None:
         f"best population return {result.best_return:.6g}" if result.best_return is not None else "",
         f"centre return {result.center_return:.6g}" if result.center_return is not None else "",
     ]
-    click.echo("done: " + ", ".join(p for p in parts if p) + f" ({result.stop_reason})")
+    click.echo(
+        "done: " + ", ".join(p for p in parts if p) + f" ({result.stop_reason})", err=json_mode
+    )
     if with_dir:
-        click.echo(f"run directory: {result.run_dir}")
+        click.echo(f"run directory: {result.run_dir}", err=json_mode)
 
 
 @cli.command(name="eval")
@@ -216,14 +258,30 @@ def export(run_dir: str, output: str, best: bool, checkpoint: str | None) -> Non
 
 
 @cli.command(name="list")
-def list_() -> None:
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help=_PLUGIN_HELP)
+def list_(plugins: tuple[str, ...]) -> None:
     """List the registered strategies, evaluators and tasks."""
+    import shutil
+    import textwrap
+
+    from asktell._cwd import import_plugins
     from asktell.registry import EVALUATORS, STRATEGIES, TASKS
 
+    try:
+        import_plugins(plugins, source="--plugin")
+    except AsktellError as exc:
+        _fail(exc)
+    width = max(shutil.get_terminal_size().columns, 40)
+    indent = " " * 19
     for title, registry in (("strategies", STRATEGIES), ("evaluators", EVALUATORS), ("tasks", TASKS)):
         click.echo(f"{title}:")
         for name, obj in registry.items():
-            click.echo(f"  {name:16s} {_one_line(obj)}")
+            first = f"  {name:16s} "
+            text = textwrap.fill(
+                _one_line(obj), width=width, initial_indent=first.ljust(len(indent)),
+                subsequent_indent=indent, break_on_hyphens=False,
+            )
+            click.echo(text if _one_line(obj) else first.rstrip())
 
 
 @cli.command()
@@ -238,17 +296,16 @@ def schema(indent: int) -> None:
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
-def check(config: str, overrides: tuple[str, ...]) -> None:
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help=_PLUGIN_HELP)
+def check(config: str, overrides: tuple[str, ...], plugins: tuple[str, ...]) -> None:
     """Validate CONFIG without running it; print the resolved configuration.
 
     Runs every check `run` does before its first generation that needs no evaluation: the
     file and its values, the task (environment id and kwargs), the sizes against memory and
     the strategy. The evaluator is not started.
     """
-    from asktell.config import load_config
-
     try:
-        cfg = load_config(config, list(overrides))
+        cfg = _load(config, overrides, plugins)
         cfg.check()
     except AsktellError as exc:
         _fail(exc)

@@ -87,25 +87,58 @@ class NoiseConfig(StrictModel):
         "with Philox (no memory; for huge policies or small machines).",
     )
     seed: Int = Field(0, ge=0, description="Seed of the noise; every process sees the same noise.")
-    size: Int = Field(
-        DEFAULT_TABLE_SIZE,
+    size: Int | None = Field(
+        None,
         ge=2,
         description="Number of float32 values in the noise table (4 bytes each); must exceed "
-        "the number of parameters. Ignored by 'counter'.",
+        "the number of parameters. Ignored by 'counter'. Default (auto, resolved when the run "
+        "file is read and written into the run's config.toml): for a function task, 64 values "
+        "per parameter rounded up to a power of two, at least 2**20 (4 MiB) and at most the "
+        "paper's 2**25; for every other task (Gymnasium, Atari, plugins) the paper's 2**25 "
+        "(128 MiB).",
     )
+
+    def resolved_size(self) -> int:
+        """``size``, or the paper's table when it was left to a run to resolve."""
+        return DEFAULT_TABLE_SIZE if self.size is None else self.size
 
     def table_bytes(self) -> int:
         """Bytes of the table each process builds (0 for counter noise)."""
-        return 0 if self.kind == "counter" else 4 * self.size
+        return 0 if self.kind == "counter" else 4 * self.resolved_size()
 
     def estimate_bytes(self, context: Any) -> list[Allocation]:
         """The table, in this process (evaluator workers build their own: their estimate)."""
-        return [Allocation("noise.size", self.size, self.table_bytes(), "the noise table")]
+        size = self.resolved_size()
+        return [Allocation("noise.size", size, self.table_bytes(), "the noise table")]
 
     def build(self) -> NoiseSource:
         if self.kind == "counter":
             return CounterNoise(seed=self.seed)
-        return NoiseTable(seed=self.seed, size=self.size)
+        return NoiseTable(seed=self.seed, size=self.resolved_size())
+
+
+#: The smallest automatic table: 2**20 float32 (4 MiB) keeps a million distinct offsets, far
+#: more than a function run draws (population x generations) before rows would repeat often.
+_MIN_AUTO_TABLE = 1 << 20
+#: Values per parameter in an automatic table: offsets range over size - num_params, so 64x
+#: keeps 63/64 of the table usable as distinct starting points.
+_AUTO_TABLE_PER_PARAM = 64
+
+
+def auto_table_size(task: Any) -> int:
+    """The noise table a run gets when ``noise.size`` is not set (see its description).
+
+    Only function tasks get a problem-sized table: the golden runs and every Gymnasium or
+    Atari run keep the paper's 2**25 values, so their noise (and results) are unchanged.
+    """
+    num_params = getattr(task, "num_params", None)
+    if getattr(task, "kind", None) != "function" or not isinstance(num_params, int):
+        return DEFAULT_TABLE_SIZE
+    wanted = max(_MIN_AUTO_TABLE, _AUTO_TABLE_PER_PARAM * num_params)
+    size = 1 << (wanted - 1).bit_length()
+    if size > DEFAULT_TABLE_SIZE:  # a dimension the paper's table still serves
+        size = max(DEFAULT_TABLE_SIZE, 1 << (2 * num_params - 1).bit_length())
+    return size
 
 
 class BudgetConfig(StrictModel):
@@ -311,6 +344,13 @@ class RunConfigBase(StrictModel):
     output: OutputConfig = Field(
         default_factory=OutputConfig, description="Run directory, checkpoints, logging."
     )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Python modules to import before the file is validated (e.g. "
+        "['mypkg.myplugin']), so the strategies, evaluators and tasks they register are valid "
+        "kinds; the current directory is searched first, as `python -m` does. The CLI's "
+        "--plugin adds to this list.",
+    )
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> RunConfigBase:
@@ -322,6 +362,11 @@ class RunConfigBase(StrictModel):
                 # a copy (a caller's config object is never mutated), stored without
                 # re-running this validator
                 self.__dict__[section] = part.model_copy(update={"seed": self.seed})
+        if self.noise.size is None:
+            # resolved here, so the run's config.toml and checkpoints record the number
+            self.__dict__["noise"] = self.noise.model_copy(
+                update={"size": auto_table_size(self.task)}
+            )
         # A plugin config may check rules that span sections (an evaluator that needs a
         # Gymnasium task, say) by defining ``check_run(run_config)``.
         for section in _FAMILIES:
@@ -486,11 +531,50 @@ def config_from_dict(
 ) -> RunConfig:
     """Validate a dict as a :class:`RunConfig`; errors become one readable ConfigError."""
     if overrides:
-        data = apply_overrides(data, list(overrides))
+        data = _switch_kinds(data, apply_overrides(data, list(overrides)), list(overrides))
+    plugins = data.get("plugins") if isinstance(data, dict) else None
+    if isinstance(plugins, list) and plugins:
+        from asktell._cwd import import_plugins
+
+        import_plugins(plugins, source=f"{source}: plugins")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def _switch_kinds(before: dict[str, Any], after: dict[str, Any], overrides: list[str]) -> dict:
+    """``--set evaluator.kind=dask`` on a file whose evaluator sets options ``dask`` lacks:
+    drop those options (each named in a notice on stderr) rather than refuse the switch.
+
+    Options the user set with ``--set`` in the same command are kept (a wrong one is then an
+    error naming it); a kind that is not registered is left to validation to name.
+    """
+    from asktell._files import parse_override
+
+    paths = [parse_override(text)[0] for text in overrides]
+    for family in _FAMILIES:
+        if [family, "kind"] not in paths:
+            continue
+        old, new = before.get(family), after.get(family)
+        if not isinstance(new, dict) or not isinstance(old, dict):
+            continue
+        old_kind = old.get("kind", DEFAULT_EVALUATOR if family == "evaluator" else None)
+        config_class = plugin_configs(family).get(new.get("kind"))
+        if config_class is None or old_kind == new.get("kind"):
+            continue
+        explicit = {p[1] for p in paths if len(p) > 1 and p[0] == family}
+        dropped = [k for k in new if k not in config_class.model_fields and k not in explicit]
+        for key in dropped:
+            del new[key]
+        if dropped:
+            names = ", ".join(f"{family}.{k}" for k in dropped)
+            print(
+                f"note: --set {family}.kind={new['kind']}: dropped {names} (not options of "
+                f"{family} {new['kind']!r}; set them with --set if it has its own)",
+                file=sys.stderr,
+            )
+    return after
 
 
 def with_changes(config: RunConfigBase, changes: dict[str, Any]) -> RunConfig:

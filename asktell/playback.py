@@ -44,6 +44,10 @@ class RenderError(AsktellError, RuntimeError):
     """An episode could not be rendered (no rendering backend, or a task without frames)."""
 
 
+class _NoFrames(RenderError, ConfigError):
+    """``--video`` asked of a task that has no frames: the request is wrong, not the run."""
+
+
 @dataclasses.dataclass
 class EvalReport:
     """Returns of the saved centre over ``episodes`` episodes (and the video, if any)."""
@@ -188,7 +192,8 @@ def _film(task: Any, dist: Any, path: Path, kind: str) -> tuple[Path, str | None
     hook = getattr(task, "render_episode", None)
     generic = all(hasattr(task, a) for a in ("make_env", "env_kwargs", "evaluate_center"))
     if hook is None and not generic:
-        raise RenderError(
+        # bad input (the CLI exits 2), still a RenderError for callers that catch that
+        raise _NoFrames(
             f"--video needs a task that renders episodes (a Gymnasium task); this run's "
             f"task is {kind!r}, which has no frames to show"
         )

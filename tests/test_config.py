@@ -4,6 +4,7 @@ rule and the value; plugins become valid kinds by registering; files round-trip.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -17,6 +18,8 @@ from asktell.config import RunConfig, config_from_dict, diff_protected, load_con
 from asktell.config_base import StrictModel
 from asktell.errors import ConfigError
 from asktell.registry import STRATEGIES, TASKS
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 BASE = {
     "strategy": {"kind": "openai_es", "population_size": 8, "sigma": 0.1},
@@ -417,3 +420,114 @@ _values = st.recursive(
 @given(st.dictionaries(_keys, _values, max_size=4))
 def test_the_toml_writer_round_trips_plain_data(data):
     assert parse_toml(dump_toml(data)) == data
+
+
+# ----------------------------------------------------------------------------- noise.size auto
+def _function_run(num_params, **noise):
+    from asktell.config import config_from_dict
+
+    return config_from_dict({
+        "strategy": {"kind": "openai_es"},
+        "task": {"kind": "function", "name": "sphere", "num_params": num_params},
+        "noise": noise,
+        "budget": {"generations": 1},
+    })
+
+
+@pytest.mark.parametrize(
+    "num_params, size",
+    [(5, 1 << 20), (16384, 1 << 20), (16385, 1 << 21), (500_000, 1 << 25), (20_000_000, 1 << 26)],
+)
+def test_an_unset_noise_table_is_sized_to_a_function_task(num_params, size):
+    # 64 values per parameter, rounded up to a power of two, in [2**20, 2**25]; a dimension
+    # past the paper's table gets the next power of two above twice the dimension
+    cfg = _function_run(num_params)
+    assert cfg.noise.size == size
+    assert cfg.noise.size > num_params
+    assert f"size = {size}" in cfg.to_toml()  # recorded, so a resume rebuilds the same table
+
+
+def test_an_explicit_noise_size_is_kept():
+    assert _function_run(5, size=4096).noise.size == 4096
+    assert _function_run(5, size=1 << 25).noise.size == 1 << 25
+
+
+def test_gym_runs_keep_the_papers_table_so_their_results_do_not_change():
+    from asktell.config import load_config
+
+    assert load_config(EXAMPLES / "cartpole.toml").noise.size == 1 << 25
+
+
+def test_a_saved_config_with_the_old_default_resumes_with_it():
+    from asktell.config import config_from_dict
+
+    saved = _function_run(5, size=1 << 25).model_dump(mode="json")
+    assert config_from_dict(saved).noise.size == 1 << 25
+
+
+# ----------------------------------------------------------------------------- --set kind=
+def test_set_kind_drops_options_the_new_kind_lacks(capsys):
+    from asktell.config import load_config
+
+    cfg = load_config(EXAMPLES / "humanoid.toml", ["evaluator.kind=dask"])
+    assert cfg.evaluator.kind == "dask"
+    assert cfg.evaluator.num_workers == 2 and cfg.evaluator.on_failure == "mark"  # kept
+    err = capsys.readouterr().err
+    assert "dropped evaluator.mode " in err and "evaluator.num_workers" not in err
+
+
+def test_set_kind_keeps_an_option_set_in_the_same_command_and_judges_it():
+    from asktell.config import load_config
+
+    with pytest.raises(ConfigError, match="mode"):
+        load_config(EXAMPLES / "humanoid.toml", ["evaluator.kind=dask", 'evaluator.mode="sync"'])
+
+
+def test_set_kind_to_the_same_kind_drops_nothing(capsys):
+    from asktell.config import load_config
+
+    load_config(EXAMPLES / "humanoid.toml", ["evaluator.kind=vector"])
+    assert "dropped" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- plugins = [...]
+def test_plugins_are_imported_before_validation(tmp_path, monkeypatch):
+    from asktell.config import config_from_dict
+
+    (tmp_path / "p3_plugin_mod.py").write_text(
+        "from typing import Literal\n"
+        "from asktell.registry import TASKS\n"
+        "from asktell.tasks.function import FunctionTask, FunctionTaskConfig\n"
+        "class Cfg(FunctionTaskConfig):\n"
+        "    kind: Literal['p3_function'] = 'p3_function'\n"
+        "class P3Function(FunctionTask):\n"
+        "    config_class = Cfg\n"
+        "TASKS.register('p3_function')(P3Function)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = {
+        "strategy": {"kind": "openai_es"},
+        "task": {"kind": "p3_function", "num_params": 3},
+        "budget": {"generations": 1},
+    }
+    with pytest.raises(ConfigError, match="p3_function"):
+        config_from_dict(data)
+    cfg = config_from_dict({**data, "plugins": ["p3_plugin_mod"]})
+    assert cfg.task.kind == "p3_function" and cfg.plugins == ["p3_plugin_mod"]
+    # a resumed run's saved config imports it again and validates
+    assert config_from_dict(cfg.model_dump(mode="json")).task.kind == "p3_function"
+
+
+@pytest.mark.parametrize(
+    "plugins, message",
+    [
+        (["p3_missing_module"], "plugin module 'p3_missing_module' was not found"),
+        (["a:b"], "must be a module name"),
+    ],
+)
+def test_bad_plugins_are_named(plugins, message):
+    from asktell.config import config_from_dict
+
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"plugins": plugins, "strategy": {"kind": "openai_es"},
+                          "task": {"kind": "function"}, "budget": {"generations": 1}})

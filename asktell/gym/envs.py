@@ -6,6 +6,8 @@ stays free of it.
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,7 +45,8 @@ def make_env(env_id: str, kwargs: Mapping[str, Any], env_kwargs: Mapping[str, An
         raise ConfigError(
             f"GymTask 'env_id' {name}: its module could not be imported "
             f"({type(exc).__name__}: {_cut(exc)}); 'module:EnvId' needs an importable module "
-            "that registers EnvId"
+            "that registers EnvId: the asktell command searches the current directory "
+            f"({os.getcwd()}) first, a Python script its own folder and sys.path"
         ) from None
     except TypeError as exc:
         raise ConfigError(
