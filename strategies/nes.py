@@ -109,6 +109,7 @@ class SNES(BaseStrategy):
     name = "snes"
     capabilities = frozenset({"per_parameter_sigma"})
     suite_options = {"sigma": 0.5}
+    stops_by_default = True
 
     def _setup(self, cfg: SNESConfig) -> None:
         self.sigma = np.full(self.num_params, cfg.sigma)
@@ -192,6 +193,7 @@ class XNES(BaseStrategy):
     name = "xnes"
     capabilities = frozenset({"full_covariance"})
     suite_options = {"sigma": 0.5}
+    stops_by_default = True
 
     def _setup(self, cfg: XNESConfig) -> None:
         self.sigma = cfg.sigma

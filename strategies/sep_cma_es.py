@@ -27,6 +27,7 @@ from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import noise_moments, row_sq_norms
+from ._stopping import covariance_stops
 from .cma_es import CMAConfig, cma_parameters, cma_rank_weights
 
 __all__ = ["SepCMAES", "SepCMAESConfig"]
@@ -63,6 +64,7 @@ class SepCMAES(BaseStrategy):
     name = "sep_cma_es"
     capabilities = frozenset({"per_parameter_sigma"})
     suite_options = {"sigma": 0.5}
+    stops_by_default = True
 
     def _setup(self, cfg: SepCMAESConfig) -> None:
         self.sigma = cfg.sigma
@@ -116,6 +118,11 @@ class SepCMAES(BaseStrategy):
         self._center, self.sigma, self.path_sigma, self.path_c, self.C = center, sigma, ps, pc, C
         sd = np.sqrt(C)
         return {"sigma": sigma, "axis_ratio": float(sd.max() / sd.min())}
+
+    def _stop_extra(self) -> dict[str, str]:
+        return covariance_stops(
+            self.config, self._center, self.sigma, np.sqrt(self.C), None, self.generation
+        )
 
     def _state(self) -> dict[str, Any]:
         return {
