@@ -33,7 +33,7 @@ from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import signed_rows
-from ._options import FactorMemoryConfig, SelfAdaptingConfig
+from ._options import FactorMemoryConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig, initial_steps
 from ._stopping import CMAStoppingConfig, covariance_stops
 
 __all__ = ["CMAES", "CMAESConfig", "CMAConfig", "CMAParameters", "cma_parameters", "cma_rank_weights"]
@@ -120,7 +120,7 @@ def cma_rank_weights(returns: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
     return rank_weights(returns, ascending), rank_weights(returns, np.maximum(ascending, 0.0))
 
 
-class CMAConfig(CMAStoppingConfig, SelfAdaptingConfig):
+class CMAConfig(CMAStoppingConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig):
     """Options of both CMA-ES strategies (the tutorial's defaults for everything else)."""
 
     active: Bool = Field(
@@ -166,14 +166,16 @@ class CMAES(BaseStrategy):
     stops_by_default = True
 
     def _setup(self, cfg: CMAESConfig) -> None:
-        self.sigma = cfg.sigma
+        # A vector sigma is a diagonal initial covariance (pycma's CMA_stds), scaled so
+        # that sigma is the largest initial step.
+        self.sigma, steps = initial_steps(cfg.sigma, self.num_params)
         self.active = cfg.active
         self.max_factor_bytes = cfg.max_factor_bytes
         self.params = cma_parameters(self.num_params, self.population_size, active=self.active)
         d = self.num_params
-        self.C = np.eye(d)
+        self.C = np.diag(steps**2)
         self.B = np.eye(d)
-        self.D = np.ones(d)
+        self.D = steps.copy()
         self.path_sigma = np.zeros(d)
         self.path_c = np.zeros(d)
         self.eigen_generation = 0

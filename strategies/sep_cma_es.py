@@ -27,6 +27,7 @@ from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import noise_moments, row_sq_norms
+from ._options import initial_steps
 from ._stopping import covariance_stops
 from .cma_es import CMAConfig, cma_parameters, cma_rank_weights
 
@@ -67,13 +68,13 @@ class SepCMAES(BaseStrategy):
     stops_by_default = True
 
     def _setup(self, cfg: SepCMAESConfig) -> None:
-        self.sigma = cfg.sigma
+        self.sigma, steps = initial_steps(cfg.sigma, self.num_params)
         self.active = cfg.active
         d = self.num_params
         self.params = cma_parameters(
             d, self.population_size, active=self.active, cov_scale=(d + 2.0) / 3.0
         )
-        self.C = np.ones(d)
+        self.C = steps**2  # a vector sigma: pycma's CMA_stds as the initial diagonal
         self.path_sigma = np.zeros(d)
         self.path_c = np.zeros(d)
 
