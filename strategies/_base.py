@@ -41,7 +41,7 @@ from ._stopping import StopHistory, StoppingConfig, coordinate_stds, history_len
 __all__ = ["BaseStrategy", "Best", "StrategyConfig", "StrategyArgs"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # an array field: compare fields, not ==
 class Best:
     """The best candidate a strategy has been told about (``es.best``).
 
