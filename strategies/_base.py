@@ -16,6 +16,11 @@ these hooks:
 * ``_make_distribution()``: the current :class:`~asktell.distribution.Distribution`;
 
 plus ``_state()`` / ``_load_state()`` for whatever it adds to the common state.
+
+Every strategy also gets here, with no code of its own: ``stop()`` (the stopping rules of
+:mod:`._stopping`, with the strategy's ``_stop_extra`` added), ``best`` (the best candidate
+told so far) and their state. The module is past 400 lines because it is the single home
+of the ask/tell contract and its state; split, each half would restate the other's rules.
 """
 
 from __future__ import annotations
