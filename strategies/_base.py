@@ -518,8 +518,8 @@ def _num_params_of(owner: str, num_params: Any, x0: Any) -> Any:
         num_params != size and np.ndim(x0) <= 1
     ):
         raise ConfigError(
-            f"{owner} 'num_params'={num_params} disagrees with 'x0', which has {size} values; "
-            "give one of them or make them agree"
+            f"{owner} 'x0' must have num_params={num_params} values; got {size} values "
+            "(leave num_params out to take it from x0)"
         )
     return num_params
 

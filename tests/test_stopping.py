@@ -189,7 +189,7 @@ def test_num_params_comes_from_x0():
     assert es.num_params == 7 and np.array_equal(es.center, np.arange(7.0))
     with pytest.raises(ConfigError, match="needs 'num_params' or 'x0'"):
         SNES()
-    with pytest.raises(ConfigError, match="'num_params'=5 disagrees with 'x0', which has 7"):
+    with pytest.raises(ConfigError, match="'x0' must have num_params=5 values; got 7 values"):
         SNES(num_params=5, x0=np.zeros(7))
 
 
