@@ -254,6 +254,9 @@ class GenerationStep:
             deterministic task, where the confirmation would repeat the same value).
         critical: a context-manager factory wrapped around the phases that change the
             strategy or the task (the runner defers Ctrl-C in them).
+        stop_rules: act on the strategy's stopping rules (``strategy.stop()``, checked
+            between generations; the reason is ``strategy stopped: <rule> (<why>)``);
+            ``None``: the strategy's own ``stop_rules`` setting.
     """
 
     def __init__(
@@ -268,6 +271,7 @@ class GenerationStep:
         eval_episodes: int = 0,
         confirm: bool = True,
         critical: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+        stop_rules: bool | None = None,
     ):
         self.strategy = strategy
         self.evaluator = evaluator
@@ -280,6 +284,10 @@ class GenerationStep:
         self.target_episodes = budget.episodes_for_target(eval_episodes)
         self.confirm = confirm
         self.critical = critical
+        if stop_rules is None:
+            stop_rules = bool(getattr(strategy, "stop_rules", False))
+        # A strategy without stop() (a protocol-only one) has no rules to act on.
+        self.stop_rules = stop_rules and callable(getattr(strategy, "stop", None))
 
     def distribution(self) -> Distribution:
         """The strategy's current distribution with the task's context."""
@@ -293,8 +301,16 @@ class GenerationStep:
         return returns
 
     def stop_reasons(self) -> dict[str, str]:
-        """The budget limits reached, ``{field: message}`` (empty: keep going)."""
-        return self.budget.stop_reasons(self.progress)
+        """The budget limits reached, ``{field: message}`` (empty: keep going), then, when
+        ``stop_rules`` is on, the strategy's fired rules as one ``"strategy"`` entry."""
+        out = self.budget.stop_reasons(self.progress)
+        if self.stop_rules and not getattr(self.strategy, "pending", False):
+            fired = self.strategy.stop()
+            if fired:
+                out["strategy"] = "strategy stopped: " + "; ".join(
+                    f"{name} ({why})" for name, why in fired.items()
+                )
+        return out
 
     def check_target(self, record: GenerationRecord) -> TargetCheck | None:
         """The generation's :class:`TargetCheck`, or ``None`` when nothing triggers one:

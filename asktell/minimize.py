@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +18,13 @@ from asktell.loop import Budget, GenerationStep, center_returns
 from asktell.registry import EVALUATORS, STRATEGIES
 from asktell.tasks import FunctionTask
 
-__all__ = ["minimize", "MinimizeResult"]
+__all__ = ["minimize", "MinimizeResult", "auto_strategy", "AUTO_FULL_COVARIANCE_MAX"]
+
+#: ``strategy="auto"`` picks full-covariance CMA-ES up to this many dimensions and
+#: sep-CMA-ES beyond: CMA-ES's ``O(d**2)`` per candidate and ``O(d**3)`` eigendecomposition
+#: cost more per evaluation than they save past about a thousand parameters (and its
+#: ``d x d`` factor must fit ``max_factor_bytes``).
+AUTO_FULL_COVARIANCE_MAX = 1000
 
 
 @dataclasses.dataclass
@@ -32,11 +40,12 @@ class MinimizeResult:
         generations: generations run.
         history: one dict per generation: ``generation``, ``nfev``, ``best_fun`` (so far),
             ``mean_fun`` (population mean), ``center_fun``, ``seconds``.
-        message: why it stopped.
+        message: why it stopped (``stop_reason`` is the same text).
         success: ``False`` when no evaluation gave a finite loss (every value NaN or
             infinite): then ``fun`` is NaN, ``x`` is ``x0`` and ``message`` says how many
             evaluations failed. A loss is never reported for a search that never measured
             one.
+        strategy: the strategy that ran (what ``strategy="auto"`` chose).
     """
 
     x: np.ndarray
@@ -48,6 +57,12 @@ class MinimizeResult:
     history: list[dict[str, float]]
     message: str
     success: bool = True
+    strategy: str = ""
+
+    @property
+    def stop_reason(self) -> str:
+        """Why the search stopped (pycma users' name for :attr:`message`)."""
+        return self.message
 
     def __repr__(self) -> str:
         failed = "" if self.success else "success=False, "
@@ -61,7 +76,7 @@ def minimize(
     f: Callable[[np.ndarray], float],
     x0: Any,
     *,
-    strategy: str = "openai_es",
+    strategy: str = "auto",
     budget: int = 10_000,
     seed: int = 0,
     population_size: int | None = None,
@@ -76,7 +91,9 @@ def minimize(
     Args:
         f: the loss, ``f(x) -> float``; or ``f(X) -> (n,)`` with ``vectorized=True``.
         x0: the starting point (its length sets the dimension).
-        strategy: a registered strategy name (``asktell list`` shows them).
+        strategy: a registered strategy name (``asktell list`` shows them), or ``"auto"``
+            (the default): CMA-ES up to :data:`AUTO_FULL_COVARIANCE_MAX` dimensions (and while
+            its factor fits ``max_factor_bytes``), sep-CMA-ES beyond.
         budget: the number of function evaluations allowed: the candidates, ``x0`` and the
             centre after each generation all count (the shared budget's ``env_steps``); the
             search stops when another generation would not fit.
@@ -89,7 +106,11 @@ def minimize(
             built for a ``FunctionTask`` of ``f`` (then ``vectorized`` is the task's business).
             Every evaluation runs through it, ``x0`` and the centres included.
         callback: called with each generation's history row; return ``True`` to stop.
-        **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...).
+        **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...);
+            an unknown name is refused with a did-you-mean. The strategy's stopping rules
+            (``tolfun``, ``tolx``, ... see ``docs/strategies.md``) are on unless
+            ``stop_rules=False``; a fired rule ends the search with ``stop_reason``
+            ``strategy stopped: <rule> (<why>)``.
 
     Returns:
         A :class:`MinimizeResult`; ``success`` is ``False`` (and ``fun`` NaN) when every
@@ -101,17 +122,25 @@ def minimize(
         >>> import numpy as np
         >>> import asktell
         >>> res = asktell.minimize(lambda x: float(np.sum((x - 1) ** 2)), np.zeros(5),
-        ...                        budget=4000, sigma=0.1, learning_rate=0.05, seed=0)
-        >>> bool(res.fun < 1e-2)
-        True
+        ...                        budget=4000, sigma=0.5, seed=0)
+        >>> bool(res.fun < 1e-8), res.strategy
+        (True, 'cma_es')
     """
     x0 = _check_arguments(x0, budget, vectorized, target, callback)
-    cls = STRATEGIES.get(strategy)
     options = dict(strategy_options)
+    if strategy == "auto":
+        strategy = auto_strategy(x0.size, options.get("max_factor_bytes"))
+    cls = STRATEGIES.get(strategy)
+    _check_option_names(cls, strategy, options)
     if population_size is not None:
         options["population_size"] = population_size
+    if options.get("stop_rules") is None:
+        options["stop_rules"] = True  # a search that has converged stops (pycma's habit)
+    # Memory is checked on the validated options before the strategy allocates anything
+    # (CMA-ES sizes its weights by the population in its constructor).
+    cfg = cls.config_class.validate_options(cls.__name__, options, context={"num_params": x0.size})
+    check_memory(cfg.estimate_bytes(_memory_context(x0.size, cfg.population_for(x0.size))), "minimize")
     es = cls(num_params=x0.size, seed=seed, x0=x0, **options)
-    check_memory(es.config.estimate_bytes(_memory_context(es)), "minimize")
     if es.population_size + 1 > budget:
         raise ConfigError(
             f"minimize 'budget' must allow one generation of population_size="
@@ -125,6 +154,42 @@ def minimize(
     finally:
         if owns_evaluator:
             ev.close()
+
+
+def auto_strategy(num_params: int, max_factor_bytes: Any = None) -> str:
+    """What ``strategy="auto"`` runs for ``num_params`` dimensions: ``"cma_es"`` up to
+    :data:`AUTO_FULL_COVARIANCE_MAX` while its ``d x d`` factor fits ``max_factor_bytes``
+    (default 256 MiB), else ``"sep_cma_es"`` (diagonal covariance, linear cost)."""
+    from asktell.strategies._common import max_dim_for_bytes
+    from asktell.strategies._options import DEFAULT_MAX_FACTOR_BYTES
+
+    cap = DEFAULT_MAX_FACTOR_BYTES
+    if isinstance(max_factor_bytes, (int, np.integer)) and not isinstance(max_factor_bytes, bool):
+        cap = int(max_factor_bytes)
+    fits = num_params <= max_dim_for_bytes(cap)
+    return "cma_es" if num_params <= AUTO_FULL_COVARIANCE_MAX and fits else "sep_cma_es"
+
+
+def _check_option_names(cls: type, strategy: str, options: dict[str, Any]) -> None:
+    """Refuse a keyword neither ``minimize`` nor the strategy takes, with a did-you-mean
+    over both (a typo of ``budget`` must not read as a strategy option)."""
+    from asktell.config_base import option_names
+
+    own = [p for p in inspect.signature(minimize).parameters if p not in ("strategy_options",)]
+    theirs = option_names(cls.config_class)
+    for name in options:
+        if name in theirs:
+            continue
+        close = difflib.get_close_matches(name, own + theirs, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        others = sorted(
+            key for key, other in STRATEGIES.items() if name in option_names(other.config_class)
+        )
+        elsewhere = f" ({name!r} is an option of {', '.join(others)})" if others else ""
+        raise ConfigError(
+            f"minimize got an unknown option {name!r} for strategy {strategy!r}{hint}{elsewhere}; "
+            f"minimize takes {', '.join(own)}, and {strategy} takes {', '.join(theirs)}"
+        )
 
 
 def _check_arguments(x0: Any, budget: Any, vectorized: Any, target: Any, callback: Any):
@@ -152,10 +217,10 @@ def _check_arguments(x0: Any, budget: Any, vectorized: Any, target: Any, callbac
     return x0
 
 
-def _memory_context(es: Any) -> MemoryContext:
+def _memory_context(num_params: int, population_size: int) -> MemoryContext:
     return MemoryContext(
-        num_params=es.num_params, num_params_field="x0", num_params_value=f"<{es.num_params} values>",
-        population_size=es.population_size,
+        num_params=num_params, num_params_field="x0", num_params_value=f"<{num_params} values>",
+        population_size=population_size,
     )
 
 
@@ -185,7 +250,10 @@ def _search(
     step.progress.env_steps = 1
     history: list[dict[str, float]] = []
     message = f"budget of {budget} evaluations used"
+    # The strategy's rules are checked before the first generation too (a sigma below tolx).
     reasons = step.stop_reasons()
+    if "strategy" in reasons:
+        message = reasons["strategy"]
     while not reasons:
         record = step(center_episodes=1)
         step.progress.env_steps += 1  # the centre's evaluation
@@ -211,6 +279,9 @@ def _search(
         if "target_return" in reasons:
             message = f"target {target} reached"
             break
+        if "strategy" in reasons:
+            message = reasons["strategy"]
+            break
         if callback is not None and callback(row) is True:
             message = "stopped by callback"
             break
@@ -232,4 +303,5 @@ def _search(
         generations=es.generation,
         history=history,
         message=message,
+        strategy=es.name,
     )

@@ -16,10 +16,16 @@ these hooks:
 * ``_make_distribution()``: the current :class:`~asktell.distribution.Distribution`;
 
 plus ``_state()`` / ``_load_state()`` for whatever it adds to the common state.
+
+Every strategy also gets here, with no code of its own: ``stop()`` (the stopping rules of
+:mod:`._stopping`, with the strategy's ``_stop_extra`` added), ``best`` (the best candidate
+told so far) and their state. The module is past 400 lines because it is the single home
+of the ask/tell contract and its state; split, each half would restate the other's rules.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
@@ -35,11 +41,29 @@ from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable, split_see
 from asktell.state_schema import Entry, check_state
 
 from ._common import default_population_size, mean_std
+from ._stopping import StopHistory, StoppingConfig, coordinate_stds, history_length
 
-__all__ = ["BaseStrategy", "StrategyConfig", "StrategyArgs"]
+__all__ = ["BaseStrategy", "Best", "StrategyConfig", "StrategyArgs"]
 
 
-class StrategyConfig(PluginConfig):
+@dataclasses.dataclass(frozen=True, eq=False)  # an array field: compare fields, not ==
+class Best:
+    """The best candidate a strategy has been told about (``es.best``).
+
+    Attributes:
+        seed: its seed (decodes to ``parameters`` with the distribution of ``generation``).
+        value: its return (maximised; a loss of ``-value`` for ``minimize``).
+        parameters: its parameter vector, float64.
+        generation: the generation it was asked in (0 for the first).
+    """
+
+    seed: int
+    value: float
+    parameters: np.ndarray
+    generation: int
+
+
+class StrategyConfig(StoppingConfig):
     """Options every strategy shares (a strategy's Config subclasses this)."""
 
     nonfinite: Literal["worst", "raise"] = Field(
@@ -114,9 +138,14 @@ class BaseStrategy:
     #: The smallest population the method can work with (the Config's rule).
     min_population_size: ClassVar[int] = _MinPopulation()  # type: ignore[assignment]
 
+    #: Whether a run stops on :meth:`stop` when the ``stop_rules`` option is null: on for
+    #: the black-box strategies, off for the policy-search ones (a flat generation of an RL
+    #: task is common and not a reason to end a run).
+    stops_by_default: ClassVar[bool] = False
+
     def __init__(
         self,
-        num_params: int,
+        num_params: int | None = None,
         *args: Any,
         seed: int = 0,
         x0: Any = None,
@@ -124,6 +153,7 @@ class BaseStrategy:
         **options: Any,
     ):
         owner = type(self).__name__
+        num_params = _num_params_of(owner, num_params, x0)
         fixed = StrategyArgs.validate_options(owner, {"num_params": num_params, "seed": seed})
         self.num_params, self.seed = fixed.num_params, fixed.seed
         #: The validated options (an instance of ``config_class``).
@@ -158,7 +188,9 @@ class BaseStrategy:
         self.generation = 0
         self._pending: np.ndarray | None = None
         self._dist_cache: Distribution | None = None
+        self.best: Best | None = None
         self._setup(self.config)
+        self._stop_history = StopHistory(history_length(self.num_params, self.population_size))
 
     def _setup(self, cfg: Any) -> None:
         """Build the strategy's own state from its validated options ``cfg`` (an instance
@@ -250,7 +282,10 @@ class BaseStrategy:
                     f"{shown}{more}; pass nonfinite='worst' to rank them last instead"
                 )
             r = rank_nonfinite_worst(r, finite)
+        self._note_best(self._pending, r, finite)
         metrics = dict(self._update(self._pending, r) or {})
+        if finite.any():
+            self._stop_history.record(r[finite], self.generation + 1)
         self._pending = None
         self.generation += 1
         self._changed()
@@ -265,6 +300,49 @@ class BaseStrategy:
             return_min=float(fin.min()) if fin.size else float("nan"),
         )
         return metrics
+
+    def _note_best(self, seeds: np.ndarray, r: np.ndarray, finite: np.ndarray) -> None:
+        """Keep the generation's best finite candidate if it beats the best so far (decoded
+        with this generation's distribution, before the update moves it)."""
+        if not finite.any():
+            return
+        i = int(np.argmax(np.where(finite, r, -np.inf)))
+        if self.best is None or r[i] > self.best.value:
+            x = np.array(self.distribution.decode_one(seeds[i]), dtype=np.float64)
+            self.best = Best(int(seeds[i]), float(r[i]), x, self.generation)
+
+    # ------------------------------------------------------------------ stopping
+    @property
+    def stop_rules(self) -> bool:
+        """Whether a run acts on :meth:`stop` (the ``stop_rules`` option, or the
+        strategy's default when it is null)."""
+        chosen = self.config.stop_rules
+        return self.stops_by_default if chosen is None else bool(chosen)
+
+    def stop(self) -> dict[str, str]:
+        """The stopping rules that fired, ``{name: why}`` (empty: none), pycma's names.
+
+        Read after ``tell``; the thresholds are the Config's ``tol*`` options. It reports
+        whatever ``stop_rules`` says; the runner, ``gym.train`` and ``minimize`` act on it
+        only when ``stop_rules`` is on.
+        """
+        fired = self._stop_history.fired(
+            self.config, self.generation, self._coordinate_stds(), self._default_stagnation()
+        )
+        fired.update(self._stop_extra())
+        return fired
+
+    def _coordinate_stds(self) -> np.ndarray:
+        """Each coordinate's standard deviation of the current search distribution."""
+        return coordinate_stds(self.distribution)
+
+    def _default_stagnation(self) -> int:
+        """pycma's ``tolstagnation`` default, ``100 + 100 n**1.5 / lambda``."""
+        return int(100 + 100 * self.num_params**1.5 / self.population_size)
+
+    def _stop_extra(self) -> dict[str, str]:
+        """Rules of the strategy's own (CMA-ES adds its covariance rules)."""
+        return {}
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -282,6 +360,16 @@ class BaseStrategy:
             "has_pending": self._pending is not None,
             "noise": json.dumps(self.noise.spec()),
         }
+        best = self.best
+        state.update(
+            {
+                "best.seed": best.seed if best else 0,
+                "best.value": best.value if best else -np.inf,
+                "best.parameters": best.parameters.copy() if best else np.zeros(self.num_params),
+                "best.generation": best.generation if best else -1,
+            }
+        )
+        state.update(self._stop_history.state())
         for key, value in self._state().items():
             state[key] = value
         return state
@@ -303,7 +391,13 @@ class BaseStrategy:
             "pending": Entry("array", dtype="int64", shape=("k",), check=self._pending_problem),
             "has_pending": Entry("bool"),
             "noise": Entry("str", check=self._noise_problem),
+            # No best yet: value -inf and generation -1.
+            "best.seed": Entry("int"),
+            "best.value": Entry("float", finite=False),
+            "best.parameters": Entry("array", shape=("n",)),
+            "best.generation": Entry("int", low=-1),
         }
+        schema.update(self._stop_history.schema())
         schema.update(self._state_schema())
         return schema
 
@@ -354,6 +448,16 @@ class BaseStrategy:
         self.rng.bit_generator.state = json.loads(state["rng"])
         has_pending = bool(state["has_pending"])
         self._pending = np.array(state["pending"], dtype=np.int64) if has_pending else None
+        if int(state["best.generation"]) < 0:
+            self.best = None
+        else:
+            self.best = Best(
+                int(state["best.seed"]),
+                float(state["best.value"]),
+                np.array(state["best.parameters"], dtype=np.float64),
+                int(state["best.generation"]),
+            )
+        self._stop_history.load(state)
         self._load_state(state)
         self._changed()
 
@@ -396,6 +500,28 @@ class BaseStrategy:
     def _unprefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
         p = prefix + "."
         return {k[len(p) :]: v for k, v in state.items() if k.startswith(p)}
+
+
+def _num_params_of(owner: str, num_params: Any, x0: Any) -> Any:
+    """``num_params`` as given, else the length of ``x0``; refused when neither is given."""
+    if x0 is None:
+        if num_params is None:
+            raise ConfigError(
+                f"{owner} needs 'num_params' or 'x0' (the dimension is taken from x0 when "
+                "num_params is not given); got neither"
+            )
+        return num_params
+    size = int(np.size(x0))
+    if num_params is None:
+        return size
+    if isinstance(num_params, (int, np.integer)) and not isinstance(num_params, bool) and (
+        num_params != size and np.ndim(x0) <= 1
+    ):
+        raise ConfigError(
+            f"{owner} 'x0' must have num_params={num_params} values; got {size} values "
+            "(leave num_params out to take it from x0)"
+        )
+    return num_params
 
 
 def _equal_to(name: str, mine: Any) -> Any:

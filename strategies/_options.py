@@ -6,15 +6,20 @@ strategies' Config models inherit it.
   strategies that adapt their step sizes from the papers' defaults (NES, CMA-ES).
 * :class:`GradientConfig`: fitness shaping and the optimiser settings of the strategies
   that step the centre along a gradient estimate (OpenAI-ES, PGPE).
+* :class:`PerCoordinateSigmaConfig`: an initial ``sigma`` that may be one step per
+  coordinate (pycma's ``CMA_stds``) for the strategies that keep per-coordinate steps.
 * :class:`FactorMemoryConfig`: the memory cap of the full-covariance strategies (xNES,
   CMA-ES), one rule with one message.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, ValidationInfo, model_validator
+import numpy as np
+from pydantic import BeforeValidator, Field, field_validator, ValidationError, ValidationInfo, model_validator
+
+from pydantic_core import PydanticCustomError
 
 from asktell.config_base import Float, Int, format_validation_error, option_names
 from asktell.optim import OPTIMIZERS, Optimizer
@@ -28,6 +33,9 @@ __all__ = [
     "SelfAdaptingConfig",
     "GradientConfig",
     "FactorMemoryConfig",
+    "PerCoordinateSigmaConfig",
+    "initial_steps",
+    "per_coordinate",
     "DEFAULT_MAX_FACTOR_BYTES",
 ]
 
@@ -71,6 +79,52 @@ class SelfAdaptingConfig(StrategyConfig):
         description="Initial step size (standard deviation of the search distribution); "
         "about a quarter of the distance to search.",
     )
+
+
+def _array_to_list(value: Any) -> Any:
+    # A numpy vector from Python code reads like the list a run file gives.
+    return value.tolist() if isinstance(value, np.ndarray) and value.ndim == 1 else value
+
+
+class PerCoordinateSigmaConfig(StrategyConfig):
+    """An initial ``sigma`` that is one number or one step per coordinate."""
+
+    sigma: Annotated[Float | list[Float], BeforeValidator(_array_to_list)] = Field(
+        0.1,
+        description="Initial step size (standard deviation of the search distribution; "
+        "about a quarter of the distance to search): one number, or one per coordinate "
+        "(num_params values > 0, pycma's CMA_stds; for CMA-ES a diagonal initial "
+        "covariance).",
+    )
+
+    @field_validator("sigma")
+    @classmethod
+    def _sigma_fits(cls, value: Any, info: ValidationInfo) -> Any:
+        """`sigma` must be > 0; a list must have num_params values, each > 0."""
+        steps = value if isinstance(value, list) else [value]
+        bad = [i for i, v in enumerate(steps) if not v > 0]
+        if bad:
+            where = f" (coordinate {bad[0]})" if isinstance(value, list) else ""
+            raise PydanticCustomError(
+                "greater_than", f"Input should be greater than 0{where}", {"gt": 0}
+            )
+        num_params = (info.context or {}).get("num_params")
+        if isinstance(value, list) and num_params is not None and len(steps) != num_params:
+            raise ValueError(
+                f"sigma must be one number or num_params={num_params} values; "
+                f"got {len(steps)} values"
+            )
+        return value
+
+
+def initial_steps(sigma: float | list[float], num_params: int) -> tuple[float, np.ndarray]:
+    """A scalar step and per-coordinate multipliers whose largest is 1 (pycma's
+    ``sigma0`` and ``CMA_stds``, normalised so ``sigma`` stays the largest step)."""
+    if not isinstance(sigma, list):
+        return float(sigma), np.ones(num_params)
+    steps = np.array(sigma, dtype=np.float64)
+    top = float(steps.max())
+    return top, steps / top
 
 
 class GradientConfig(StrategyConfig):
@@ -151,3 +205,10 @@ class FactorMemoryConfig(StrategyConfig):
                 "or raise max_factor_bytes"
             )
         return self
+
+
+def per_coordinate(sigma: float | list[float], num_params: int) -> np.ndarray:
+    """The initial per-coordinate steps of SNES and PGPE (a scalar repeated)."""
+    if isinstance(sigma, list):
+        return np.array(sigma, dtype=np.float64)
+    return np.full(num_params, sigma)

@@ -33,7 +33,8 @@ from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import signed_rows
-from ._options import FactorMemoryConfig, SelfAdaptingConfig
+from ._options import FactorMemoryConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig, initial_steps
+from ._stopping import CMAStoppingConfig, covariance_stops
 
 __all__ = ["CMAES", "CMAESConfig", "CMAConfig", "CMAParameters", "cma_parameters", "cma_rank_weights"]
 
@@ -119,7 +120,7 @@ def cma_rank_weights(returns: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
     return rank_weights(returns, ascending), rank_weights(returns, np.maximum(ascending, 0.0))
 
 
-class CMAConfig(SelfAdaptingConfig):
+class CMAConfig(CMAStoppingConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig):
     """Options of both CMA-ES strategies (the tutorial's defaults for everything else)."""
 
     active: Bool = Field(
@@ -162,16 +163,19 @@ class CMAES(BaseStrategy):
     name = "cma_es"
     capabilities = frozenset({"full_covariance"})
     suite_options = {"sigma": 0.5}
+    stops_by_default = True
 
     def _setup(self, cfg: CMAESConfig) -> None:
-        self.sigma = cfg.sigma
+        # A vector sigma is a diagonal initial covariance (pycma's CMA_stds), scaled so
+        # that sigma is the largest initial step.
+        self.sigma, steps = initial_steps(cfg.sigma, self.num_params)
         self.active = cfg.active
         self.max_factor_bytes = cfg.max_factor_bytes
         self.params = cma_parameters(self.num_params, self.population_size, active=self.active)
         d = self.num_params
-        self.C = np.eye(d)
+        self.C = np.diag(steps**2)
         self.B = np.eye(d)
-        self.D = np.ones(d)
+        self.D = steps.copy()
         self.path_sigma = np.zeros(d)
         self.path_c = np.zeros(d)
         self.eigen_generation = 0
@@ -233,6 +237,9 @@ class CMAES(BaseStrategy):
         eigvals = np.maximum(eigvals, floor)
         self.C, self.B, self.D = C, B, np.sqrt(eigvals)
         self.eigen_generation = generation
+
+    def _stop_extra(self) -> dict[str, str]:
+        return covariance_stops(self.config, self._center, self.sigma, self.D, self.B, self.generation)
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -36,7 +36,7 @@ from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import expm_sym, fold_by_key, noise_moments, signed_rows
-from ._options import FactorMemoryConfig, SelfAdaptingConfig
+from ._options import FactorMemoryConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig, per_coordinate as _per_coordinate
 
 __all__ = [
     "NESConfig",
@@ -74,7 +74,7 @@ class NESConfig(SelfAdaptingConfig):
     )
 
 
-class SNESConfig(NESConfig):
+class SNESConfig(PerCoordinateSigmaConfig, NESConfig):
     """Run-file settings of :class:`SNES` (``kind = "snes"``)."""
 
     kind: Literal["snes"] = "snes"
@@ -109,9 +109,10 @@ class SNES(BaseStrategy):
     name = "snes"
     capabilities = frozenset({"per_parameter_sigma"})
     suite_options = {"sigma": 0.5}
+    stops_by_default = True
 
     def _setup(self, cfg: SNESConfig) -> None:
-        self.sigma = np.full(self.num_params, cfg.sigma)
+        self.sigma = _per_coordinate(cfg.sigma, self.num_params)
         self.center_learning_rate = cfg.center_learning_rate
         self.sigma_learning_rate = (
             snes_sigma_rate(self.num_params)
@@ -192,6 +193,7 @@ class XNES(BaseStrategy):
     name = "xnes"
     capabilities = frozenset({"full_covariance"})
     suite_options = {"sigma": 0.5}
+    stops_by_default = True
 
     def _setup(self, cfg: XNESConfig) -> None:
         self.sigma = cfg.sigma

@@ -34,19 +34,18 @@ from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import fold_by_key, noise_moments
-from ._options import GradientConfig, PairedConfig
+from ._options import GradientConfig, PairedConfig, PerCoordinateSigmaConfig, per_coordinate as _per_coordinate
 
 __all__ = ["PGPE", "PGPEConfig"]
 
 
-class PGPEConfig(GradientConfig, PairedConfig):
+class PGPEConfig(PerCoordinateSigmaConfig, GradientConfig, PairedConfig):
     """Run-file settings of :class:`PGPE` (``kind = "pgpe"``)."""
 
     kind: Literal["pgpe"] = "pgpe"
     population_size: Int = Field(
         100, ge=2, description="Candidates per generation: population_size / 2 symmetric pairs."
     )
-    sigma: Float = Field(0.1, gt=0, description="Initial step size of every parameter.")
     center_learning_rate: Float = Field(
         0.075,
         gt=0,
@@ -94,7 +93,7 @@ class PGPE(BaseStrategy):
     suite_options = {"sigma": 0.3, "center_learning_rate": 0.05}
 
     def _setup(self, cfg: PGPEConfig) -> None:
-        self.sigma = np.full(self.num_params, cfg.sigma)
+        self.sigma = _per_coordinate(cfg.sigma, self.num_params)
         self.center_learning_rate = cfg.center_learning_rate
         self.sigma_learning_rate = cfg.sigma_learning_rate
         self.max_sigma_change = cfg.max_sigma_change

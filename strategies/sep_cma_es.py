@@ -27,6 +27,8 @@ from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._common import noise_moments, row_sq_norms
+from ._options import initial_steps
+from ._stopping import covariance_stops
 from .cma_es import CMAConfig, cma_parameters, cma_rank_weights
 
 __all__ = ["SepCMAES", "SepCMAESConfig"]
@@ -63,15 +65,16 @@ class SepCMAES(BaseStrategy):
     name = "sep_cma_es"
     capabilities = frozenset({"per_parameter_sigma"})
     suite_options = {"sigma": 0.5}
+    stops_by_default = True
 
     def _setup(self, cfg: SepCMAESConfig) -> None:
-        self.sigma = cfg.sigma
+        self.sigma, steps = initial_steps(cfg.sigma, self.num_params)
         self.active = cfg.active
         d = self.num_params
         self.params = cma_parameters(
             d, self.population_size, active=self.active, cov_scale=(d + 2.0) / 3.0
         )
-        self.C = np.ones(d)
+        self.C = steps**2  # a vector sigma: pycma's CMA_stds as the initial diagonal
         self.path_sigma = np.zeros(d)
         self.path_c = np.zeros(d)
 
@@ -116,6 +119,11 @@ class SepCMAES(BaseStrategy):
         self._center, self.sigma, self.path_sigma, self.path_c, self.C = center, sigma, ps, pc, C
         sd = np.sqrt(C)
         return {"sigma": sigma, "axis_ratio": float(sd.max() / sd.min())}
+
+    def _stop_extra(self) -> dict[str, str]:
+        return covariance_stops(
+            self.config, self._center, self.sigma, np.sqrt(self.C), None, self.generation
+        )
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,263 @@
+"""Stopping rules ("termination criteria") of every strategy, after pycma's.
+
+:class:`StoppingConfig` declares the thresholds once; every strategy's Config inherits
+them through :class:`~asktell.strategies.StrategyConfig`. :class:`StopHistory` keeps the
+little history the rules need (recent generations' best and median returns, the best
+return so far and when it last improved); it is part of the strategy's ``state_dict``, so
+a resumed run stops at exactly the generation an uninterrupted one does.
+
+The rules (returns are maximised; pycma's names and meaning, its defaults where they
+carry over; ``None`` or 0 switches one off):
+
+* ``tolfun``: the spread of this generation's returns *and* of the best returns of the
+  last ``10 + ceil(30 n / lambda)`` generations is below ``tolfun``.
+* ``tolfunhist``: the spread of those best returns alone is below ``tolfunhist``.
+* ``tolflatfitness``: the best and the median return of a generation were equal in
+  ``tolflatfitness`` consecutive generations (a plateau the ranking cannot see across).
+* ``tolstagnation``: the best return so far has not improved in ``tolstagnation``
+  generations (default ``100 + 100 n**1.5 / lambda``, pycma's). pycma compares medians
+  of the recent and the older best returns; the best-so-far is the simpler reading and
+  behaves the same on a stalled run.
+* ``tolx``: every coordinate's standard deviation of the search distribution is below
+  ``tolx`` (pycma also takes the evolution path's length into account for CMA-ES).
+* CMA-ES only (:class:`CMAStoppingConfig`): ``tolconditioncov`` (condition number of the
+  covariance above it), ``noeffectaxis`` (adding a tenth of a standard deviation along a
+  principal axis leaves the centre unchanged), ``noeffectcoord`` (adding a fifth of a
+  coordinate's standard deviation leaves that coordinate unchanged).
+
+Whether a run *acts* on a fired rule is the ``stop_rules`` option (see
+``docs/strategies.md``): ``es.stop()`` always reports.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from asktell.config_base import Bool, Float, Int, PluginConfig
+from asktell.state_schema import Entry
+
+__all__ = ["StoppingConfig", "CMAStoppingConfig", "StopHistory", "history_length"]
+
+
+class StoppingConfig(PluginConfig):
+    """The stopping-rule thresholds every strategy takes (pycma's names and defaults)."""
+
+    stop_rules: Bool | None = Field(
+        None,
+        description="Whether a run stops when a stopping rule fires (the runner, gym.train "
+        "and minimize check es.stop() after every generation). null: the strategy's own "
+        "default (on for CMA-ES, sep-CMA-ES, SNES and xNES; off for the policy-search "
+        "strategies OpenAI-ES, PGPE, ARS and mirrored ES); minimize turns it on unless "
+        "false. es.stop() reports the rules that fired either way.",
+    )
+    tolfun: Float | None = Field(
+        1e-11,
+        ge=0,
+        description="Stop when the spread of the generation's returns and of the recent "
+        "generations' best returns (10 + ceil(30 num_params / population_size) of them) is "
+        "below this (pycma's tolfun). null or 0: off.",
+    )
+    tolfunhist: Float | None = Field(
+        1e-12,
+        ge=0,
+        description="Stop when the spread of the recent generations' best returns is below "
+        "this (pycma's tolfunhist). null or 0: off.",
+    )
+    tolx: Float | None = Field(
+        1e-11,
+        ge=0,
+        description="Stop when every coordinate's standard deviation of the search "
+        "distribution is below this (pycma's tolx). null or 0: off.",
+    )
+    tolstagnation: Int | None = Field(
+        None,
+        ge=0,
+        description="Stop when the best return has not improved for this many generations; "
+        "null: 100 + 100 num_params**1.5 / population_size (pycma's default); 0: off.",
+    )
+    tolflatfitness: Int | None = Field(
+        1,
+        ge=0,
+        description="Stop after this many consecutive generations whose best and median "
+        "returns are equal (pycma's tolflatfitness). null or 0: off.",
+    )
+
+
+class CMAStoppingConfig(StoppingConfig):
+    """The rules that read a covariance matrix (CMA-ES and sep-CMA-ES)."""
+
+    tolconditioncov: Float | None = Field(
+        1e14,
+        ge=1,
+        description="Stop when the condition number of the covariance exceeds this "
+        "(pycma's tolconditioncov). null: off.",
+    )
+    noeffectaxis: Bool = Field(
+        True,
+        description="Stop when a tenth of a standard deviation along a principal axis "
+        "(one axis a generation, in turn) leaves the centre unchanged (pycma's noeffectaxis).",
+    )
+    noeffectcoord: Bool = Field(
+        True,
+        description="Stop when a fifth of a coordinate's standard deviation leaves that "
+        "coordinate of the centre unchanged (pycma's noeffectcoord).",
+    )
+
+
+def history_length(num_params: int, population_size: int) -> int:
+    """Generations the tolfun/tolfunhist rules look back over (pycma's rule)."""
+    return 10 + math.ceil(30 * num_params / population_size)
+
+
+class StopHistory:
+    """The history the stopping rules read; its arrays are a strategy's state.
+
+    ``best`` and ``median`` hold the last :func:`history_length` generations' values in a
+    ring (``count`` values written so far, the newest at ``(count - 1) % length``).
+    """
+
+    def __init__(self, length: int):
+        self.length = length
+        self.best = np.zeros(length)
+        self.median = np.zeros(length)
+        self.count = 0
+        self.spread = math.inf  # the last generation's max - min return
+        self.flat = 0  # consecutive generations with best == median
+        self.best_ever = -math.inf
+        self.best_generation = 0  # the generation the best so far was last improved in
+
+    def record(self, returns: np.ndarray, generation: int) -> None:
+        """Take one generation's (finite, worst-ranked) returns; ``generation`` counts from 1."""
+        best = float(returns.max())
+        median = float(np.median(returns))
+        slot = self.count % self.length
+        self.best[slot], self.median[slot] = best, median
+        self.count += 1
+        self.spread = best - float(returns.min())
+        self.flat = self.flat + 1 if best == median else 0
+        if best > self.best_ever:
+            self.best_ever, self.best_generation = best, generation
+
+    def recent_best(self) -> np.ndarray:
+        return self.best[: min(self.count, self.length)]
+
+    def fired(self, cfg: Any, generation: int, stds: np.ndarray, default_stagnation: int) -> dict[str, str]:
+        """The generic rules that fired, ``{name: why}`` (pycma's order)."""
+        out: dict[str, str] = {}
+        if self.count == 0:
+            return out
+        full = self.count >= self.length
+        hist = float(np.ptp(self.recent_best()))
+        if cfg.tolfun and full and max(hist, self.spread) < cfg.tolfun:
+            out["tolfun"] = (
+                f"returns spread {max(hist, self.spread):.3g} < tolfun={cfg.tolfun:g} "
+                f"over {self.length} generations"
+            )
+        if cfg.tolfunhist and full and hist < cfg.tolfunhist:
+            out["tolfunhist"] = (
+                f"best returns of the last {self.length} generations spread {hist:.3g} "
+                f"< tolfunhist={cfg.tolfunhist:g}"
+            )
+        if cfg.tolx and float(stds.max()) < cfg.tolx:
+            out["tolx"] = f"largest standard deviation {float(stds.max()):.3g} < tolx={cfg.tolx:g}"
+        if cfg.tolflatfitness and self.flat >= cfg.tolflatfitness:
+            out["tolflatfitness"] = (
+                f"best == median return in {self.flat} consecutive generations "
+                f"(tolflatfitness={cfg.tolflatfitness})"
+            )
+        limit = default_stagnation if cfg.tolstagnation is None else cfg.tolstagnation
+        if limit and generation - self.best_generation > limit:
+            out["tolstagnation"] = (
+                f"best return {self.best_ever:.6g} not improved since generation "
+                f"{self.best_generation} (tolstagnation={limit})"
+            )
+        return out
+
+    # ---------------------------------------------------------------- state
+    def state(self) -> dict[str, Any]:
+        return {
+            "stop.best": self.best.copy(),
+            "stop.median": self.median.copy(),
+            "stop.count": self.count,
+            "stop.spread": self.spread,
+            "stop.flat": self.flat,
+            "stop.best_ever": self.best_ever,
+            "stop.best_generation": self.best_generation,
+        }
+
+    def schema(self) -> dict[str, Entry]:
+        # Before the first generation best_ever is -inf and spread +inf: not finite.
+        return {
+            "stop.best": Entry("array", shape=(self.length,)),
+            "stop.median": Entry("array", shape=(self.length,)),
+            "stop.count": Entry("int", low=0),
+            "stop.spread": Entry("float", low=0, finite=False),
+            "stop.flat": Entry("int", low=0),
+            "stop.best_ever": Entry("float", finite=False),
+            "stop.best_generation": Entry("int", low=0),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.best = np.array(state["stop.best"], dtype=np.float64)
+        self.median = np.array(state["stop.median"], dtype=np.float64)
+        self.count = int(state["stop.count"])
+        self.spread = float(state["stop.spread"])
+        self.flat = int(state["stop.flat"])
+        self.best_ever = float(state["stop.best_ever"])
+        self.best_generation = int(state["stop.best_generation"])
+
+
+def coordinate_stds(distribution: Any) -> np.ndarray:
+    """Each coordinate's standard deviation of a distribution ``center + sigma * F z``."""
+    sigma = np.asarray(distribution.sigma, dtype=np.float64)
+    factor = getattr(distribution, "factor", None)
+    if factor is None:
+        return np.broadcast_to(np.abs(sigma), distribution.center.shape)
+    return np.abs(sigma) * np.sqrt(np.sum(np.asarray(factor) ** 2, axis=1))
+
+
+def covariance_stops(
+    cfg: Any,
+    center: np.ndarray,
+    sigma: float,
+    axis_sds: np.ndarray,
+    axes: np.ndarray | None,
+    generation: int,
+) -> dict[str, str]:
+    """CMA-ES's covariance rules (pycma's ``tolconditioncov``, ``noeffectaxis``,
+    ``noeffectcoord``) for ``N(center, sigma**2 C)``.
+
+    Args:
+        axis_sds: the square roots of C's eigenvalues (the diagonal for sep-CMA-ES).
+        axes: C's eigenvectors as columns, or ``None`` for a diagonal C.
+        generation: picks the axis tested (one a generation, in turn, as pycma does).
+    """
+    out: dict[str, str] = {}
+    ratio = float(axis_sds.max() / axis_sds.min())
+    if cfg.tolconditioncov and ratio**2 > cfg.tolconditioncov:
+        out["tolconditioncov"] = (
+            f"covariance condition number {ratio**2:.3g} > tolconditioncov={cfg.tolconditioncov:g}"
+        )
+    n = center.size
+    if cfg.noeffectaxis:
+        i = generation % n
+        if axes is None:
+            step = np.zeros(n)
+            step[i] = 0.1 * sigma * axis_sds[i]
+        else:
+            step = 0.1 * sigma * axis_sds[i] * axes[:, i]
+        if np.array_equal(center + step, center):
+            out["noeffectaxis"] = f"a tenth of a standard deviation along axis {i} leaves the centre unchanged"
+    if cfg.noeffectcoord:
+        sds = axis_sds if axes is None else np.sqrt(np.sum((axes * axis_sds) ** 2, axis=1))
+        same = np.flatnonzero(center + 0.2 * sigma * sds == center)
+        if same.size:
+            out["noeffectcoord"] = (
+                f"a fifth of a standard deviation leaves coordinate(s) {same[:5].tolist()} "
+                "of the centre unchanged"
+            )
+    return out

@@ -1,0 +1,266 @@
+"""Stopping rules (es.stop()), best-so-far, num_params from x0, vector sigma, and the run
+loops acting on a fired rule. Each rule fires on a problem built to trigger it and not on
+one that is still improving."""
+
+import tempfile
+
+import numpy as np
+import pytest
+
+import asktell
+from asktell import ConfigError
+from asktell.config import config_from_dict
+from asktell.functions import ellipsoid, rosenbrock, sphere
+from asktell.noise import NoiseTable
+from asktell.registry import STRATEGIES
+from asktell.runner import run
+from asktell.strategies import ARS, CMAES, PGPE, SNES, XNES, MirroredES, OpenAIES, SepCMAES
+
+NOISE = NoiseTable(0, 1 << 16)
+ALL_OFF = dict(tolfun=None, tolfunhist=None, tolx=None, tolstagnation=0, tolflatfitness=None)
+
+
+def _tell(es, returns):
+    es.ask()
+    return es.tell(np.asarray(returns, dtype=np.float64))
+
+
+def _drive(es, f, generations):
+    """Run ``generations`` generations of ``-f``; return the first generation any rule fired."""
+    for _ in range(generations):
+        es.tell(-f(es.distribution.decode(es.ask())))
+        if es.stop():
+            return es.generation
+    return None
+
+
+def _strategy(name, **options):
+    cls = STRATEGIES.get(name)
+    kw = dict(getattr(cls, "suite_options", {}))
+    kw.update(options)
+    return cls(num_params=4, population_size=8, noise=NOISE, seed=0, **kw)
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_no_rule_fires_while_the_search_improves(name):
+    es = _strategy(name)
+    assert es.stop() == {}
+    for _ in range(15):
+        es.tell(-sphere(es.distribution.decode(es.ask()) - 3.0))
+        assert es.stop() == {}, name
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_flat_fitness_fires_on_a_plateau(name):
+    es = _strategy(name)
+    _tell(es, np.full(es.population_size, 2.0))
+    assert list(es.stop()) == ["tolflatfitness"] or "tolflatfitness" in es.stop()
+    off = _strategy(name, tolflatfitness=None)
+    _tell(off, np.full(off.population_size, 2.0))
+    assert "tolflatfitness" not in off.stop()
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_tolfunhist_fires_when_the_best_return_stays_put(name):
+    es = _strategy(name, **{**ALL_OFF, "tolfunhist": 1e-12})
+    rng = np.random.default_rng(0)
+    length = es._stop_history.length
+    for g in range(length):
+        returns = rng.normal(size=es.population_size) - 10.0
+        returns[g % es.population_size] = 5.0  # the same best every generation
+        _tell(es, returns)
+        assert (es.stop() != {}) == (g == length - 1)  # only once the history is full
+    assert list(es.stop()) == ["tolfunhist"]
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_tolstagnation_counts_generations_without_a_better_best(name):
+    es = _strategy(name, **{**ALL_OFF, "tolstagnation": 5})
+    rng = np.random.default_rng(1)
+    for g in range(1, 8):
+        _tell(es, rng.normal(size=es.population_size) - g)  # every generation worse
+        assert ("tolstagnation" in es.stop()) == (g - 1 > 5)
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_tolx_fires_when_the_steps_are_tiny(name):
+    small = {"sigma": 1e-13} if "sigma" in STRATEGIES.get(name).config_class.model_fields else {}
+    es = _strategy(name, **{**ALL_OFF, "tolx": 1e-11, **small})
+    _tell(es, np.arange(es.population_size, dtype=float))
+    assert list(es.stop()) == ["tolx"]
+
+
+def test_tolfun_fires_on_a_converged_run_and_stops_it_early():
+    es = CMAES(num_params=5, sigma=0.5, seed=0, x0=np.ones(5), **{**ALL_OFF, "tolfun": 1e-11})
+    fired_at = _drive(es, sphere, 2000)
+    assert fired_at is not None and fired_at < 400
+    assert list(es.stop()) == ["tolfun"]
+    assert es.best.value > -1e-10  # it stopped because it had converged
+
+
+@pytest.mark.parametrize("cls", [CMAES, SepCMAES])
+def test_condition_rule_fires_on_a_badly_conditioned_covariance(cls):
+    es = cls(x0=np.zeros(3), sigma=[1.0, 1.0, 1e-8], noeffectaxis=False, noeffectcoord=False)
+    assert list(es.stop()) == ["tolconditioncov"]  # (1 / 1e-8)**2 = 1e16 > 1e14
+    assert cls(x0=np.zeros(3), sigma=[1.0, 1.0, 1e-6]).stop() == {}
+
+
+@pytest.mark.parametrize("cls", [CMAES, SepCMAES])
+def test_no_effect_rules_fire_when_steps_vanish_against_the_centre(cls):
+    es = cls(x0=np.full(3, 1e10), sigma=1e-10, **ALL_OFF)
+    assert set(es.stop()) == {"noeffectaxis", "noeffectcoord"}
+    assert cls(x0=np.full(3, 1.0), sigma=1e-10, **ALL_OFF).stop() == {}
+
+
+def test_rules_are_options_with_their_defaults_documented():
+    cfg = CMAES.config_class
+    defaults = {k: cfg.model_fields[k].default for k in
+                ("tolfun", "tolfunhist", "tolx", "tolflatfitness", "tolconditioncov")}
+    assert defaults == {"tolfun": 1e-11, "tolfunhist": 1e-12, "tolx": 1e-11,
+                        "tolflatfitness": 1, "tolconditioncov": 1e14}
+    with pytest.raises(ConfigError, match="tolfun"):
+        CMAES(num_params=3, tolfun=-1.0)
+    assert "tolconditioncov" not in OpenAIES.config_class.model_fields
+
+
+def test_stop_rules_default_per_family():
+    on = {n for n in STRATEGIES.names() if _strategy(n).stop_rules}
+    assert on == {"cma_es", "sep_cma_es", "snes", "xnes"}
+    assert _strategy("openai_es", stop_rules=True).stop_rules
+    assert not _strategy("cma_es", stop_rules=False).stop_rules
+
+
+# --------------------------------------------------------------------------- state
+@pytest.mark.parametrize(
+    "cls,rule", [(CMAES, {"tolstagnation": 0}), (SNES, {"tolstagnation": 0}),
+                 (OpenAIES, {"tolstagnation": 20, "learning_rate": 0.05})])
+def test_a_resumed_strategy_stops_where_an_uninterrupted_one_does(cls, rule):
+    kw = dict(num_params=4, sigma=0.5, seed=2, noise=NOISE, x0=np.ones(4), **rule)
+    whole = cls(**kw)
+    stopped = _drive(whole, sphere, 3000)
+    assert stopped is not None
+    first = cls(**kw)
+    _drive(first, sphere, stopped // 2)
+    state = first.state_dict()
+    resumed = cls(**kw)
+    resumed.load_state_dict(state)
+    assert _drive(resumed, sphere, 3000) == stopped
+    assert resumed.stop() == whole.stop()
+    a, b = resumed.state_dict(), whole.state_dict()
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+
+
+def test_a_bad_history_is_refused_by_name():
+    es = CMAES(num_params=3)
+    state = es.state_dict()
+    state["stop.best"] = np.zeros(2)
+    with pytest.raises(asktell.errors.CheckpointError, match="stop.best"):
+        es.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- best so far
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_best_so_far_is_the_best_told_candidate_and_is_restored(name):
+    es = _strategy(name)
+    assert es.best is None
+    best_value, best_x = -np.inf, None
+    for _ in range(4):
+        seeds = es.ask()
+        X = es.distribution.decode(seeds)
+        r = -ellipsoid(X - 1.0)
+        r[0] = np.nan  # a failed candidate is never the best
+        i = int(np.nanargmax(r))
+        if r[i] > best_value:
+            best_value, best_x, best_seed, gen = r[i], X[i], seeds[i], es.generation
+        es.tell(r)
+    assert es.best.value == best_value and np.array_equal(es.best.parameters, best_x)
+    assert (es.best.seed, es.best.generation) == (best_seed, gen)
+    other = _strategy(name)
+    other.load_state_dict(es.state_dict())
+    assert np.array_equal(other.best.parameters, es.best.parameters)
+    assert (other.best.seed, other.best.value, other.best.generation) == (
+        es.best.seed, es.best.value, es.best.generation)
+
+
+# --------------------------------------------------------------------------- construction
+def test_num_params_comes_from_x0():
+    es = SNES(x0=np.arange(7.0))
+    assert es.num_params == 7 and np.array_equal(es.center, np.arange(7.0))
+    with pytest.raises(ConfigError, match="needs 'num_params' or 'x0'"):
+        SNES()
+    with pytest.raises(ConfigError, match="'x0' must have num_params=5 values; got 7 values"):
+        SNES(num_params=5, x0=np.zeros(7))
+
+
+@pytest.mark.parametrize("cls", [CMAES, SepCMAES, SNES, PGPE])
+def test_a_vector_sigma_sets_each_coordinates_initial_step(cls):
+    steps = np.array([2.0, 0.5, 1e-3])
+    es = cls(x0=np.zeros(3), sigma=steps, population_size=2000, noise=NOISE)
+    spread = es.distribution.decode(es.ask()).std(axis=0)
+    assert np.allclose(spread / steps, 1.0, rtol=0.1)
+    with pytest.raises(ConfigError, match="sigma: sigma must be one number or num_params=3 values; got 2"):
+        cls(x0=np.zeros(3), sigma=[1.0, 2.0])
+    with pytest.raises(ConfigError, match=r"sigma: Input should be greater than 0 \(coordinate 1\)"):
+        cls(x0=np.zeros(3), sigma=[1.0, 0.0, 2.0])
+
+
+def test_strategies_without_per_coordinate_steps_refuse_a_vector_sigma():
+    for cls in (XNES, OpenAIES, ARS, MirroredES):
+        with pytest.raises(ConfigError, match="sigma"):
+            cls(x0=np.zeros(3), sigma=[1.0, 1.0, 1.0], population_size=8)
+
+
+# --------------------------------------------------------------------------- run loops
+def test_minimize_stops_on_a_rule_and_says_which():
+    res = asktell.minimize(sphere, np.ones(10), sigma=0.5, vectorized=True, budget=100_000)
+    assert res.strategy == "cma_es" and res.success
+    assert res.stop_reason.startswith("strategy stopped: tolfun")
+    assert res.stop_reason == res.message and res.nfev < 20_000 and res.fun < 1e-10
+    full = asktell.minimize(sphere, np.ones(10), sigma=0.5, vectorized=True, budget=3000,
+                            stop_rules=False)
+    assert full.message.startswith("budget")
+
+
+def test_minimize_auto_picks_by_dimension():
+    from asktell.minimize import AUTO_FULL_COVARIANCE_MAX, auto_strategy
+
+    assert auto_strategy(10) == "cma_es"
+    assert auto_strategy(AUTO_FULL_COVARIANCE_MAX) == "cma_es"
+    assert auto_strategy(AUTO_FULL_COVARIANCE_MAX + 1) == "sep_cma_es"
+    assert auto_strategy(100, max_factor_bytes=8 * 99 * 99) == "sep_cma_es"
+    res = asktell.minimize(rosenbrock, np.zeros(1200), vectorized=True, budget=60, sigma=0.1)
+    assert res.strategy == "sep_cma_es"
+
+
+def test_minimize_refuses_unknown_options_with_a_did_you_mean():
+    with pytest.raises(ConfigError, match="unknown option 'budgte'.*did you mean 'budget'"):
+        asktell.minimize(sphere, np.ones(3), budgte=100)
+    with pytest.raises(ConfigError, match="did you mean 'tolfun'"):
+        asktell.minimize(sphere, np.ones(3), tolfnu=1e-3)
+    with pytest.raises(ConfigError, match="'learning_rate' is an option of .*openai_es"):
+        asktell.minimize(sphere, np.ones(3), learning_rate=0.1)
+
+
+def _run(strategy, **budget):
+    cfg = config_from_dict({
+        "strategy": strategy,
+        "task": {"kind": "function", "name": "sphere", "num_params": 4, "shift": 1.0},
+        "noise": {"size": 4096},
+        "budget": {"generations": 2000, **budget},
+        "output": {"log_format": "none"},
+    })
+    return run(cfg, out=tempfile.mkdtemp())
+
+
+def test_the_runner_stops_on_a_rule_where_the_strategy_says_so():
+    res = _run({"kind": "cma_es", "sigma": 0.5})
+    assert res.stop_reason.startswith("strategy stopped: tolfun") and res.generation < 2000
+    res = _run({"kind": "cma_es", "sigma": 0.5, "stop_rules": False}, generations=300)
+    assert res.stop_reason == "generations budget reached (300)"
+    # Policy-search strategies act on their rules only when asked to.
+    flat = {"kind": "openai_es", "sigma": 1e-13, "learning_rate": 0.1, "population_size": 8}
+    assert _run(flat, generations=5).generation == 5
+    assert _run({**flat, "stop_rules": True}, generations=5).stop_reason.startswith(
+        "strategy stopped: tolx"
+    )
