@@ -7,12 +7,14 @@ plots it and reading it back gives the log's number bitwise (``simple_value`` wo
 to float32). The returns are also written against environment steps, in the ``env_steps``
 sub-run (tags ``vs_env_steps/...``), because TensorBoard has one step axis per event.
 
-On resume, a ``SessionLog.START`` event at the first redone step tells TensorBoard to
-discard what an interrupted session wrote past the checkpoint (its documented purge).
+Each session starts with a ``SessionLog.START`` event at its first step; on resume that is
+the first redone generation, and TensorBoard discards what an interrupted session wrote from
+there on (its purge of orphaned data), so no step appears twice.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,15 +65,20 @@ class TensorBoardLogger:
             "generation": EventFileWriter(str(root)),
             "env_steps": EventFileWriter(str(root / "env_steps")),
         }
-        if resume is not None:
-            start = {"generation": resume.generation + 1, "env_steps": resume.env_steps + 1}
-            for axis, writer in self.writers.items():
-                writer.add_event(
-                    event_pb2.Event(
-                        step=start[axis],
-                        session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
-                    )
+        # Every session opens with SessionLog.START at its first step: TensorBoard takes
+        # the first START as the run's beginning and a later one as a restart, dropping what
+        # was written at or past its step (the generations the resumed run redoes).
+        start = (
+            {"generation": resume.generation + 1, "env_steps": resume.env_steps + 1}
+            if resume is not None else {"generation": 1, "env_steps": 1}
+        )
+        for axis, writer in self.writers.items():
+            writer.add_event(
+                event_pb2.Event(
+                    wall_time=time.time(), step=start[axis],
+                    session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
                 )
+            )
 
     def _summary(self, values: dict[str, float], prefix: str = "") -> Any:
         from tensorboard.compat.proto import summary_pb2, tensor_pb2, types_pb2
