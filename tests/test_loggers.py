@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,14 +110,32 @@ def _leveldb_records(path: Path) -> list[bytes]:
     return out
 
 
-def read_wandb(run_dir):
+def _wandb_records(path: Path) -> list:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    rows = []
-    for path in sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb")):
+    # wandb-core writes the log in its own process; run.finish() can return (seen on this
+    # loaded 2-core machine) before the last records reach the file, so wait for the exit
+    # record that closes every finished run.
+    deadline = time.monotonic() + 30
+    while True:
+        records = []
         for data in _leveldb_records(path):
             record = pb.Record()
             record.ParseFromString(data)
+            records.append(record)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} has no exit record after 30 s")
+        time.sleep(0.2)
+
+
+def read_wandb(run_dir):
+    rows = []
+    paths = sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert paths, f"no offline W&B run in {run_dir}"
+    for path in paths:
+        for record in _wandb_records(path):
             if record.WhichOneof("record_type") != "history":
                 continue
             items = {

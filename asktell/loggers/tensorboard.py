@@ -43,6 +43,22 @@ class TensorBoardLoggerConfig(LoggerConfig):
     )
 
 
+def _after_existing_files(root: Path) -> None:
+    """Wait (under a second) until the clock's second is past every event file's in ``root``.
+
+    TensorBoard reads a run's files in name order, ``events.out.tfevents.<second>.<host>.
+    <pid>.<counter>``; a resume within the same second in the same process could get a
+    counter that sorts first (``.10`` before ``.9``), and the restart would be read before
+    the events it must drop.
+    """
+    seconds = [
+        int(p.name.split(".")[3]) for p in root.rglob("events.out.tfevents.*")
+        if p.name.split(".")[3].isdigit()
+    ]
+    while seconds and int(time.time()) <= max(seconds):
+        time.sleep(0.05)
+
+
 @declare_options(TensorBoardLoggerConfig)
 @LOGGERS.register("tensorboard")
 class TensorBoardLogger:
@@ -61,6 +77,8 @@ class TensorBoardLogger:
 
         self._pb = event_pb2
         root = Path(run_dir) / self.options.dir
+        if resume is not None:
+            _after_existing_files(root)
         self.writers = {
             "generation": EventFileWriter(str(root)),
             "env_steps": EventFileWriter(str(root / "env_steps")),
