@@ -397,3 +397,18 @@ def test_bad_logger_settings_name_the_field(logger, message):
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("?", r"\?")):
         config_from_dict(config(logger))
+
+
+def test_set_on_the_command_line_takes_a_list_of_logger_tables():
+    cfg = config_from_dict(config(), ["output.loggers=[{kind: tensorboard}, {kind: csv}]"])
+    assert [lg.kind for lg in cfg.output.loggers] == ["tensorboard", "csv"]
+
+
+def test_docs_list_every_option_of_every_logger():
+    from asktell.config import plugin_configs
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "loggers.md").read_text()
+    for kind, model in plugin_configs("logger").items():
+        for option in model.model_fields:
+            if option != "kind":
+                assert f"| `{kind}` | `{option}` |" in page, (kind, option)

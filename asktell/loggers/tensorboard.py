@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from asktell.config_base import declare_options
+from asktell.config_base import Float, declare_options
 from asktell.loggers._base import LoggerConfig, Resume, numeric_fields
 from asktell.registry import LOGGERS
 
@@ -40,6 +40,10 @@ class TensorBoardLoggerConfig(LoggerConfig):
         "tensorboard", min_length=1,
         description="The event-file folder, relative to the run directory (or absolute); "
         "view with `tensorboard --logdir RUN_DIR/tensorboard`.",
+    )
+    flush_seconds: Float = Field(
+        5.0, gt=0, description="Write buffered events to disk at least this often (and at "
+        "the end); TensorBoard shows a generation once its events are on disk.",
     )
 
 
@@ -80,8 +84,10 @@ class TensorBoardLogger:
         if resume is not None:
             _after_existing_files(root)
         self.writers = {
-            "generation": EventFileWriter(str(root)),
-            "env_steps": EventFileWriter(str(root / "env_steps")),
+            "generation": EventFileWriter(str(root), flush_secs=self.options.flush_seconds),
+            "env_steps": EventFileWriter(
+                str(root / "env_steps"), flush_secs=self.options.flush_seconds
+            ),
         }
         # Every session opens with SessionLog.START at its first step: TensorBoard takes
         # the first START as the run's beginning and a later one as a restart, dropping what
@@ -126,8 +132,6 @@ class TensorBoardLogger:
                 wall_time=wall, step=int(row["env_steps"]),
                 summary=self._summary(by_steps, "vs_env_steps/"),
             ))
-        for writer in self.writers.values():
-            writer.flush()
 
     def close(self, reason: str) -> None:
         writers, self.writers = self.writers, {}
