@@ -412,3 +412,15 @@ def test_docs_list_every_option_of_every_logger():
         for option in model.model_fields:
             if option != "kind":
                 assert f"| `{kind}` | `{option}` |" in page, (kind, option)
+
+
+def test_loading_the_logger_family_imports_no_backend():
+    import subprocess
+
+    code = (
+        "import sys, asktell.runner; from asktell.registry import LOGGERS;"
+        "names = LOGGERS.names();"
+        "print(names, [m for m in ('tensorboard', 'mlflow', 'wandb') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['csv', 'mlflow', 'tensorboard', 'wandb'] []"
