@@ -438,7 +438,8 @@ def _make_run_config() -> type:
         loggers=Annotated[list[_section_type("logger")], OutputConfig.model_fields["loggers"]],
     )
     sections["output"] = (
-        output, Field(default_factory=output, description=RunConfigBase.model_fields["output"].description)
+        output,
+        Field(default_factory=output, description=RunConfigBase.model_fields["output"].description),
     )
     return create_model(
         "RunConfig", __base__=RunConfigBase, __module__=__name__, __doc__=RunConfigBase.__doc__,

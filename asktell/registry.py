@@ -2,11 +2,11 @@
 
 One registration style for every family: the plugin's own module decorates the class,
 ``@STRATEGIES.register("openai_es")``, ``@EVALUATORS.register("dask")``,
-``@TASKS.register("gym")``, ``@LOGGERS.register("csv")``. A registry imports its built-in modules (a declared list) on its
-first lookup, so importing :mod:`asktell` loads no plugin and no optional back-end. Plugins
-from other distributions register through the entry-point groups ``asktell.strategies``,
-``asktell.evaluators``, ``asktell.tasks`` and ``asktell.loggers`` (``name = "package.module:Class"``) and become
-valid ``kind``s.
+``@TASKS.register("gym")``, ``@LOGGERS.register("csv")``. A registry imports its built-in
+modules (a declared list) on its first lookup, so importing :mod:`asktell` loads no plugin
+and no optional back-end. Plugins from other distributions register through the entry-point
+groups ``asktell.strategies``, ``asktell.evaluators``, ``asktell.tasks`` and
+``asktell.loggers`` (``name = "package.module:Class"``) and become valid ``kind``s.
 """
 
 from __future__ import annotations

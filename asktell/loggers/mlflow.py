@@ -2,7 +2,8 @@
 
 By default the tracking store is a local folder, ``mlruns`` inside the run directory (view
 with ``MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri RUN_DIR/mlruns``);
-``tracking_uri`` points it at a server or a database (``sqlite:///runs.db``) instead. Metrics have step = generation; ``progress/env_steps`` is logged too, so the
+``tracking_uri`` points it at a server or a database (``sqlite:///runs.db``) instead.
+Metrics have step = generation; ``progress/env_steps`` is logged too, so the
 MLflow UI can use it as the x axis. Values are float64 and read back bitwise.
 
 On resume the same MLflow run continues (its id is kept in ``mlflow_run_id`` in the run

@@ -87,7 +87,8 @@ class WandbLogger:
         self._save()
 
     def _save(self) -> None:
-        self._state.write_text(json.dumps({"id": self.run.id, "last_step": self.last_step}))  # type: ignore[union-attr]
+        state = {"id": self.run.id, "last_step": self.last_step}
+        self._state.write_text(json.dumps(state))  # type: ignore[union-attr]
 
     def log(self, row: dict[str, Any]) -> None:
         step = int(row["generation"])
