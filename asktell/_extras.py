@@ -22,6 +22,9 @@ EXTRA_FOR_MODULE: dict[str, str] = {
     "imageio_ffmpeg": "video",
     "PIL": "video",
     "pygame": "video",
+    "tensorboard": "tensorboard",
+    "mlflow": "mlflow",
+    "wandb": "wandb",
 }
 
 

@@ -47,7 +47,7 @@ from asktell.config_base import format_validation_error as _format_validation_er
 from asktell.errors import ConfigError
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, CounterNoise, NoiseTable
 from asktell.protocol import hooks_of
-from asktell.registry import EVALUATORS, STRATEGIES, TASKS, Registry
+from asktell.registry import EVALUATORS, LOGGERS, STRATEGIES, TASKS, Registry
 
 __all__ = [
     "RunConfig",
@@ -75,6 +75,8 @@ PROTECTED_SECTIONS = ("strategy", "task", "noise", "seed")
 DEFAULT_EVALUATOR = "serial"
 
 _FAMILIES: dict[str, Registry] = {"strategy": STRATEGIES, "evaluator": EVALUATORS, "task": TASKS}
+#: Plugin families that live inside a section (``output.loggers``), not at the top level.
+_NESTED_FAMILIES: dict[str, Registry] = {"logger": LOGGERS}
 
 
 class NoiseConfig(StrictModel):
@@ -212,6 +214,13 @@ class OutputConfig(StrictModel):
         "budget.env_steps.",
     )
     eval_episodes: Int = Field(1, ge=1, description="Episodes per centre evaluation.")
+    # Typed ``Any`` here; :func:`_make_run_config` gives it the tagged union of LOGGERS.
+    loggers: list[Any] = Field(
+        default_factory=list,
+        description="Loggers that mirror each log row beside log.jsonl, one table each "
+        "(`[[output.loggers]]` with `kind = \"csv\"`, `\"tensorboard\"`, `\"mlflow\"` or "
+        "`\"wandb\"`); see docs/loggers.md.",
+    )
 
 
 def _kind_of(config_class: type) -> str | None:
@@ -224,7 +233,7 @@ def _kind_of(config_class: type) -> str | None:
 
 def plugin_configs(family: str) -> dict[str, type]:
     """``{kind: config_class}`` of every registered plugin of ``family`` with a run-file config."""
-    registry = _FAMILIES[family]
+    registry = {**_FAMILIES, **_NESTED_FAMILIES}[family]
     out: dict[str, type] = {}
     for name, plugin in registry.items():
         config_class = getattr(plugin, "config_class", None)
@@ -465,10 +474,18 @@ def _optional(config: Any, method: str, default: Any) -> Callable[..., Any]:
 def _make_run_config() -> type:
     """:class:`RunConfigBase` with each plugin section typed as the tagged union of the
     plugins registered now."""
-    sections = {
+    sections: dict[str, Any] = {
         name: Annotated[_section_type(name), RunConfigBase.model_fields[name]]
         for name in _FAMILIES
     }
+    output = create_model(
+        "OutputConfig", __base__=OutputConfig, __module__=__name__, __doc__=OutputConfig.__doc__,
+        loggers=Annotated[list[_section_type("logger")], OutputConfig.model_fields["loggers"]],
+    )
+    sections["output"] = (
+        output,
+        Field(default_factory=output, description=RunConfigBase.model_fields["output"].description),
+    )
     return create_model(
         "RunConfig", __base__=RunConfigBase, __module__=__name__, __doc__=RunConfigBase.__doc__,
         **sections,
@@ -492,6 +509,9 @@ def _location(loc: tuple[Any, ...], kind_error: bool) -> str:
     # Tagged unions insert the tag into the location (strategy.openai_es.sigma); drop it.
     if len(parts) > 1 and parts[0] in _FAMILIES and parts[1] in _FAMILIES[parts[0]]:
         parts.pop(1)
+    # output.loggers.0.tensorboard.dir: the logger's tag too.
+    if parts[:2] == ["output", "loggers"] and len(parts) > 3 and parts[3] in LOGGERS:
+        parts.pop(3)
     return dotted_location(tuple(parts), kind_error)
 
 

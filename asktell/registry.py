@@ -1,12 +1,12 @@
-"""Registries of plugins (strategies, evaluators, tasks), keyed by snake_case names.
+"""Registries of plugins (strategies, evaluators, tasks, loggers), keyed by snake_case names.
 
 One registration style for every family: the plugin's own module decorates the class,
 ``@STRATEGIES.register("openai_es")``, ``@EVALUATORS.register("dask")``,
-``@TASKS.register("gym")``. A registry imports its built-in modules (a declared list) on its
-first lookup, so importing :mod:`asktell` loads no plugin and no optional back-end. Plugins
-from other distributions register through the entry-point groups ``asktell.strategies``,
-``asktell.evaluators`` and ``asktell.tasks`` (``name = "package.module:Class"``) and become
-valid ``kind``s.
+``@TASKS.register("gym")``, ``@LOGGERS.register("csv")``. A registry imports its built-in
+modules (a declared list) on its first lookup, so importing :mod:`asktell` loads no plugin
+and no optional back-end. Plugins from other distributions register through the entry-point
+groups ``asktell.strategies``, ``asktell.evaluators``, ``asktell.tasks`` and
+``asktell.loggers`` (``name = "package.module:Class"``) and become valid ``kind``s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from asktell.errors import ConfigError
 
-__all__ = ["Registry", "STRATEGIES", "EVALUATORS", "TASKS"]
+__all__ = ["Registry", "STRATEGIES", "EVALUATORS", "TASKS", "LOGGERS"]
 
 T = TypeVar("T")
 
@@ -95,4 +95,15 @@ EVALUATORS = Registry("evaluator", "asktell.evaluators", ("asktell.evaluators",)
 # asktell.gym and asktell.atari import gymnasium and ale_py only when a task is built.
 TASKS = Registry(
     "task", "asktell.tasks", ("asktell.tasks.function", "asktell.gym.task", "asktell.atari.task")
+)
+# The logger modules import tensorboard, mlflow and wandb only when a logger is opened.
+LOGGERS = Registry(
+    "logger",
+    "asktell.loggers",
+    (
+        "asktell.loggers.csv_file",
+        "asktell.loggers.tensorboard",
+        "asktell.loggers.mlflow",
+        "asktell.loggers.wandb",
+    ),
 )

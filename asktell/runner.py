@@ -73,6 +73,7 @@ from asktell.checkpoint import (
 )
 from asktell.config import Built, config_from_dict, diff_protected, load_config, with_changes
 from asktell.errors import CheckpointError, ConfigError
+from asktell.loggers import LoggerSet, Resume, check_loggers
 from asktell.loop import Budget, GenerationRecord, GenerationStep, TargetCheck
 from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, LogChain, jsonable, read_log
 
@@ -152,6 +153,8 @@ class Runner:
         self.log = LogChain()  # the rows written so far, recorded in every checkpoint
         self.notes: list[str] = []  # said once, after the title (e.g. checkpoints skipped)
         self.last_checkpoint: Path | None = None
+        self.resumed = False  # set by resume(): the loggers continue their series
+        self.loggers = LoggerSet([], self.display.message)
         # True when the in-memory state is one a checkpoint may capture: between generations,
         # or asked and waiting for returns. False from tell() until the row is logged.
         self._consistent = True
@@ -249,7 +252,9 @@ class Runner:
         for note in self.notes:
             self.display.message(note)
         log = self._open_log()
+        self.loggers = self._open_loggers()
         interrupts = self.interrupts
+        ended = "error"
         try:
             with interrupts:
                 try:
@@ -258,13 +263,20 @@ class Runner:
                     with interrupts.critical():
                         os.fsync(log.fileno())
                         self.checkpoint()
+                    ended = reason
                 except KeyboardInterrupt as exc:
+                    ended = f"interrupted ({exc.args[0]})" if exc.args else "interrupted"
                     self._on_interrupt(log, exc)
                     # the resume command has been printed; the CLI does not repeat it
                     exc.announced = self.display.shows_messages  # type: ignore[attr-defined]
                     raise
+        except BaseException as exc:
+            if ended == "error":
+                ended = f"error: {type(exc).__name__}: {exc}"
+            raise
         finally:
             log.close()
+            self.loggers.close(ended)
             self.display.stop()
         self.display.message(f"stopped: {reason}")
         p = self.progress
@@ -280,6 +292,14 @@ class Runner:
             stop_reason=reason,
             checkpoint=self.last_checkpoint,
         )
+
+    def _open_loggers(self) -> LoggerSet:
+        """The configured loggers, opened after the run directory and log exist (see
+        :mod:`asktell.loggers._set` for what happens when one fails)."""
+        loggers = LoggerSet(self.config.output.loggers, self.display.message)
+        resume = Resume(self.generation, self.progress.env_steps) if self.resumed else None
+        loggers.open(self.run_dir, self.config, resume)
+        return loggers
 
     def _center_episodes(self, record: GenerationRecord) -> int:
         out = self.config.output
@@ -303,6 +323,7 @@ class Runner:
             if reason is not None or self.generation % self.config.output.checkpoint_every == 0:
                 os.fsync(log.fileno())
                 self.checkpoint()
+        self.loggers.log(row)  # after the row is committed: a logger cannot change the run
         self.display.update(row, self.step.fraction_done())
         if self.callback is not None and self.callback(row) is True:
             reason = "stopped by callback"
@@ -439,6 +460,7 @@ def run(
     check_out(run_dir)
     refuse_held(run_dir)
     cfg = with_changes(cfg, {"output": {"dir": str(run_dir)}})
+    check_loggers(cfg.output.loggers)  # a missing extra is refused before anything is written
     with cfg.build() as built:  # everything is validated and built before the directory exists
         run_dir.mkdir(parents=True, exist_ok=True)
         fsync_dir(run_dir.parent)
@@ -526,8 +548,10 @@ def _resume_held(
             notes.append(f"skipped checkpoint {path}: {reason}")
     cfg = _resume_config(run_dir, overrides, ckpt, log_format)
     chain, log_note = checked_log(run_dir, ckpt, repair_log)
+    check_loggers(cfg.output.loggers)
     with cfg.build() as built:
         runner = Runner(cfg, run_dir, built, callback=callback)
+        runner.resumed = True
         if ckpt is not None:
             runner.load_state(ckpt.state)
             runner.last_checkpoint = ckpt.path
