@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from asktell.bounds import Bounds
 from asktell.config_base import short_repr
 from asktell.errors import ConfigError
 from asktell.noise import NoiseSource, split_seeds
@@ -53,6 +54,9 @@ class Distribution:
     where ``sigma`` is a scalar or a per-parameter vector and ``factor`` an optional
     ``(num_params, num_params)`` matrix for small full-covariance strategies.
 
+    With ``bounds`` (:class:`~asktell.bounds.Bounds`), each decoded row is then repaired
+    into the box, elementwise, so every process computes the same bounded candidate.
+
     ``context`` carries per-generation facts an evaluator must apply identically everywhere
     (for example frozen observation-normalisation statistics); strategies leave it empty.
 
@@ -66,6 +70,9 @@ class Distribution:
     generation: int = 0
     factor: np.ndarray | None = None
     context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Box bounds applied to every decoded candidate (``None``: unbounded, and decode's
+    #: arithmetic is exactly the unbounded one).
+    bounds: Bounds | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "center", _readonly(self.center))
@@ -103,7 +110,8 @@ class Distribution:
         return z
 
     def decode(self, seeds: np.ndarray) -> np.ndarray:
-        """Candidate parameters for ``seeds``: float64 array of shape ``(len(seeds), num_params)``."""
+        """Candidate parameters for ``seeds``: float64 array of shape ``(len(seeds), num_params)``
+        (repaired into ``bounds`` when the distribution has bounds)."""
         seeds = _seed_array(seeds)
         keys, signs = split_seeds(seeds)
         z = self._unit_rows(keys)
@@ -114,7 +122,11 @@ class Distribution:
         else:
             z *= signs[:, None] * self.sigma
         z += self.center
-        return z
+        return z if self.bounds is None else self.bounds.repair(z)
+
+    def decode_unbounded(self, seeds: np.ndarray) -> np.ndarray:
+        """The samples before any bounds repair (what a strategy's update learns from)."""
+        return self.decode(seeds) if self.bounds is None else self.replace(bounds=None).decode(seeds)
 
     def decode_one(self, seed: int) -> np.ndarray:
         """Parameters of one candidate, ``(num_params,)``."""

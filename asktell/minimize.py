@@ -69,6 +69,7 @@ def minimize(
     target: float | None = None,
     evaluator: str | Any = "serial",
     callback: Callable[[dict[str, float]], Any] | None = None,
+    bounds: Any = None,
     **strategy_options: Any,
 ) -> MinimizeResult:
     """Minimise ``f`` from ``x0`` with an evolution strategy.
@@ -89,6 +90,9 @@ def minimize(
             built for a ``FunctionTask`` of ``f`` (then ``vectorized`` is the task's business).
             Every evaluation runs through it, ``x0`` and the centres included.
         callback: called with each generation's history row; return ``True`` to stop.
+        bounds: box bounds, ``(lower, upper)`` (numbers or one per coordinate) or a dict
+            ``{lower, upper, method}``: the strategy's ``bounds`` option (see
+            docs/bounds-and-constraints.md); ``x0`` must lie inside.
         **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...).
 
     Returns:
@@ -110,6 +114,8 @@ def minimize(
     options = dict(strategy_options)
     if population_size is not None:
         options["population_size"] = population_size
+    if bounds is not None:
+        options["bounds"] = bounds
     es = cls(num_params=x0.size, seed=seed, x0=x0, **options)
     check_memory(es.config.estimate_bytes(_memory_context(es)), "minimize")
     if es.population_size + 1 > budget:
@@ -159,6 +165,14 @@ def _memory_context(es: Any) -> MemoryContext:
     )
 
 
+def _evaluated_center(es: Any) -> np.ndarray:
+    """The centre as evaluated: repaired into the strategy's box bounds when it has some
+    (the strategy's own centre may lie outside; its evaluation decodes into the box)."""
+    if getattr(es, "bounds", None) is None:
+        return np.array(es.center, dtype=np.float64)
+    return es.distribution.replace(sigma=0.0, factor=None).decode_one(0)
+
+
 def _loss(returns: np.ndarray) -> float:
     """The loss of a one-value evaluation: ``-return``; NaN or +-inf kept (never ranked)."""
     return -float(returns[0])
@@ -178,7 +192,7 @@ def _search(
     # The target is judged on the centre's loss; a function is deterministic, so a
     # confirmation would only repeat that value (and spend an evaluation).
     step = GenerationStep(es, ev, task, budget=limits, judge_center=True, confirm=False)
-    best_x = np.array(es.center, dtype=np.float64)
+    best_x = _evaluated_center(es)
     best_fun = center_fun = _loss(center_returns(ev, task, es.distribution, 1))
     if not math.isfinite(best_fun):
         best_fun = math.inf  # a non-finite loss is never the best: any finite one beats it
@@ -197,7 +211,7 @@ def _search(
                 best_fun, best_x = float(losses[i]), record.distribution.decode_one(record.seeds[i])
         center_fun = _loss(record.center_returns)
         if math.isfinite(center_fun) and center_fun < best_fun:
-            best_fun, best_x = center_fun, np.array(es.center, dtype=np.float64)
+            best_fun, best_x = center_fun, _evaluated_center(es)
         row = {
             "generation": es.generation,
             "nfev": step.progress.env_steps,
@@ -226,7 +240,7 @@ def _search(
         success=success,
         x=np.asarray(best_x, dtype=np.float64),
         fun=best_fun,
-        center=es.center,
+        center=_evaluated_center(es),
         center_fun=center_fun,
         nfev=step.progress.env_steps,
         generations=es.generation,

@@ -25,8 +25,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import BeforeValidator, Field
+from typing import Annotated
 
+from asktell.bounds import Bounds, BoundsConfig, bounds_from
 from asktell.config_base import Int, PluginConfig, collect_options
 from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
@@ -46,6 +48,14 @@ class StrategyConfig(PluginConfig):
         "worst",
         description="NaN/inf returns: 'worst' ranks them below every finite return of the "
         "generation (a failed candidate is never ranked best); 'raise' raises naming them.",
+    )
+    bounds: Annotated[BoundsConfig | None, BeforeValidator(bounds_from)] = Field(
+        None,
+        description="Box bounds on the parameters: {lower, upper, method} (lower and upper "
+        "one number or one per coordinate; method 'transform', 'clip', 'mirror' or "
+        "'penalty'), or in Python a pair (lower, upper). Applied inside "
+        "Distribution.decode, so every evaluator computes the same bounded candidates; see "
+        "docs/bounds-and-constraints.md.",
     )
 
     def population_for(self, num_params: int) -> int:
@@ -153,6 +163,16 @@ class BaseStrategy:
                 )
             if not np.all(np.isfinite(center)):
                 raise ConfigError(f"{owner} 'x0' must be finite; got non-finite values")
+        #: The live box bounds (``None``: unbounded).
+        self.bounds: Bounds | None = None
+        if self.config.bounds is not None:
+            self.bounds = self.config.bounds.build(self.num_params, owner)
+            if x0 is None:
+                # The box's middle: zeros may lie outside it, and a centre outside the box
+                # would start the search on a repaired (flat) region.
+                center = (self.bounds.lower + self.bounds.upper) / 2
+            else:
+                self.bounds.check_point(center, owner)
         self._center = center
         self.rng = np.random.default_rng(self.seed)
         self.generation = 0
@@ -195,7 +215,10 @@ class BaseStrategy:
     def distribution(self) -> Distribution:
         """The search distribution of the current generation (frozen, picklable)."""
         if self._dist_cache is None or self._dist_cache.generation != self.generation:
-            self._dist_cache = self._make_distribution()
+            dist = self._make_distribution()
+            if self.bounds is not None:
+                dist = dist.replace(bounds=self.bounds)
+            self._dist_cache = dist
         return self._dist_cache
 
     @property
@@ -250,7 +273,10 @@ class BaseStrategy:
                     f"{shown}{more}; pass nonfinite='worst' to rank them last instead"
                 )
             r = rank_nonfinite_worst(r, finite)
-        metrics = dict(self._update(self._pending, r) or {})
+        learn = r
+        if self.bounds is not None and self.bounds.method == "penalty":
+            learn = self._penalised(r)
+        metrics = dict(self._update(self._pending, learn) or {})
         self._pending = None
         self.generation += 1
         self._changed()
@@ -265,6 +291,13 @@ class BaseStrategy:
             return_min=float(fin.min()) if fin.size else float("nan"),
         )
         return metrics
+
+    def _penalised(self, r: np.ndarray) -> np.ndarray:
+        """``r`` minus the bounds penalty of each pending candidate (``method='penalty'``):
+        the distance from its unrepaired sample to the box, scaled by the returns' spread."""
+        raw = self.distribution.decode_unbounded(self._pending)
+        step_variance = float(np.mean((raw - self._center) ** 2))
+        return r - self.bounds.penalty(raw, r, step_variance)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
