@@ -144,7 +144,9 @@ class Bounds:
         if self.method == "mirror":
             width = up - lo
             y = np.mod(x - lo, 2 * width)
-            return lo + np.where(y > width, 2 * width - y, y)
+            # Points inside keep their exact value (the modulo would round their last bit).
+            inside = (x >= lo) & (x <= up)
+            return np.where(inside, x, lo + np.where(y > width, 2 * width - y, y))
         return self._transform(x)
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
@@ -154,7 +156,8 @@ class Bounds:
         period = 2 * (up - lo + al + au)
         y = np.mod(x - start, period)
         half = period / 2
-        y = start + np.where(y > half, period - y, y)
+        inside = (x >= start) & (x <= up + au)
+        y = np.where(inside, x, start + np.where(y > half, period - y, y))
         # Quadratic near each bound, identity between: continuous with continuous slope.
         below = y < lo + al
         above = y > up - au
