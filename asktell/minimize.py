@@ -11,6 +11,7 @@ import numpy as np
 
 from asktell._memory import MemoryContext, check_memory
 from asktell.config_base import short_repr
+from asktell.constraints import total_violation
 from asktell.errors import ConfigError
 from asktell.loop import Budget, GenerationStep, center_returns
 from asktell.registry import EVALUATORS, STRATEGIES
@@ -70,6 +71,7 @@ def minimize(
     evaluator: str | Any = "serial",
     callback: Callable[[dict[str, float]], Any] | None = None,
     bounds: Any = None,
+    constraints: Callable[[np.ndarray], Any] | None = None,
     **strategy_options: Any,
 ) -> MinimizeResult:
     """Minimise ``f`` from ``x0`` with an evolution strategy.
@@ -93,6 +95,9 @@ def minimize(
         bounds: box bounds, ``(lower, upper)`` (numbers or one per coordinate) or a dict
             ``{lower, upper, method}``: the strategy's ``bounds`` option (see
             docs/bounds-and-constraints.md); ``x0`` must lie inside.
+        constraints: ``g(x) -> (m,)`` (``g(X) -> (n, m)`` with ``vectorized``): feasible
+            where every value is ``<= 0``. The strategy ranks by Deb's feasibility-first
+            rules; ``x``/``fun`` are the best feasible point when one was seen.
         **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...).
 
     Returns:
@@ -123,7 +128,7 @@ def minimize(
             f"minimize 'budget' must allow one generation of population_size="
             f"{es.population_size} plus one centre evaluation; got {budget}"
         )
-    task = FunctionTask(f, vectorized=vectorized, minimize=True)
+    task = FunctionTask(f, vectorized=vectorized, minimize=True, constraints=constraints)
     owns_evaluator = isinstance(evaluator, str)
     ev = EVALUATORS.get(evaluator)(task) if owns_evaluator else evaluator
     try:
@@ -173,6 +178,15 @@ def _evaluated_center(es: Any) -> np.ndarray:
     return es.distribution.replace(sigma=0.0, factor=None).decode_one(0)
 
 
+def _center_violation(task: FunctionTask, x: np.ndarray) -> float:
+    """The centre's total constraint violation (0 without constraints). Computed here, not
+    through the evaluator: the centre's evaluation reports returns only, and ``g`` is the
+    caller's cheap side of the problem."""
+    if task.constraints is None:
+        return 0.0
+    return float(total_violation(task._violations(x[None]))[0])
+
+
 def _loss(returns: np.ndarray) -> float:
     """The loss of a one-value evaluation: ``-return``; NaN or +-inf kept (never ranked)."""
     return -float(returns[0])
@@ -196,6 +210,8 @@ def _search(
     best_fun = center_fun = _loss(center_returns(ev, task, es.distribution, 1))
     if not math.isfinite(best_fun):
         best_fun = math.inf  # a non-finite loss is never the best: any finite one beats it
+    # With constraints the best is Deb's: least total violation first, then least loss.
+    best_violation = _center_violation(task, best_x)
     step.progress.env_steps = 1
     history: list[dict[str, float]] = []
     message = f"budget of {budget} evaluations used"
@@ -205,13 +221,22 @@ def _search(
         step.progress.env_steps += 1  # the centre's evaluation
         losses = -record.evaluation.returns
         finite = np.isfinite(losses)
+        violation = (
+            np.zeros(losses.size) if record.evaluation.violations is None
+            else total_violation(record.evaluation.violations)
+        )
         if finite.any():
-            i = int(np.argmin(np.where(finite, losses, np.inf)))
-            if losses[i] < best_fun:
+            order = np.lexsort((np.where(finite, losses, np.inf), np.where(finite, violation, np.inf)))
+            i = int(order[0])
+            if (violation[i], losses[i]) < (best_violation, best_fun):
                 best_fun, best_x = float(losses[i]), record.distribution.decode_one(record.seeds[i])
+                best_violation = float(violation[i])
         center_fun = _loss(record.center_returns)
-        if math.isfinite(center_fun) and center_fun < best_fun:
-            best_fun, best_x = center_fun, _evaluated_center(es)
+        if math.isfinite(center_fun):
+            x_center = _evaluated_center(es)
+            v_center = _center_violation(task, x_center)
+            if (v_center, center_fun) < (best_violation, best_fun):
+                best_fun, best_x, best_violation = center_fun, x_center, v_center
         row = {
             "generation": es.generation,
             "nfev": step.progress.env_steps,
@@ -229,6 +254,8 @@ def _search(
             message = "stopped by callback"
             break
     success = math.isfinite(best_fun)
+    if success and best_violation > 0:
+        message = f"no feasible point found (least total violation {best_violation:.3g}); " + message
     if not success:
         nfev = step.progress.env_steps
         message = (

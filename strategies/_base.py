@@ -32,7 +32,8 @@ from asktell.bounds import Bounds, BoundsConfig, bounds_from
 from asktell.config_base import Int, PluginConfig, collect_options
 from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
-from asktell.protocol import as_returns
+from asktell.constraints import as_violations, feasibility_first
+from asktell.protocol import Evaluation, as_returns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable, split_seeds
 from asktell.state_schema import Entry, check_state
 
@@ -245,10 +246,13 @@ class BaseStrategy:
             self._pending = seeds
         return self._pending.copy()
 
-    def tell(self, returns: Any) -> dict[str, Any]:
+    def tell(self, returns: Any, violations: Any = None) -> dict[str, Any]:
         """Learn from one return per asked seed (same order). Returns a dict of metrics.
 
         Accepts a sequence, a 1-D array, or an :class:`~asktell.protocol.Evaluation`.
+        Constraint values ``g_j(x)`` (``<= 0`` feasible), ``(population_size, m)``, come in
+        ``violations`` or in the Evaluation's ``violations``; the strategy then learns from
+        Deb's feasibility-first order (:mod:`asktell.constraints`).
         Raises :class:`~asktell.errors.AskTellOrderError` without an outstanding ``ask`` and
         :class:`~asktell.errors.ReturnsError` for a wrong count, shape or type; in both
         cases the strategy is unchanged.
@@ -259,6 +263,10 @@ class BaseStrategy:
                 f"tell() called {what} (generation {self.generation}); call ask() first"
             )
         r = as_returns(returns, expected=self._pending.size, generation=self.generation)
+        if violations is None and isinstance(returns, Evaluation):
+            violations = returns.violations
+        if violations is not None:
+            violations = as_violations(violations, self._pending.size, "tell() violations")
         finite = np.isfinite(r)
         num_bad = int(r.size - finite.sum())
         if num_bad:
@@ -276,6 +284,8 @@ class BaseStrategy:
         learn = r
         if self.bounds is not None and self.bounds.method == "penalty":
             learn = self._penalised(r)
+        if violations is not None:
+            learn = feasibility_first(learn, violations)
         metrics = dict(self._update(self._pending, learn) or {})
         self._pending = None
         self.generation += 1
