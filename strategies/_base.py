@@ -21,6 +21,7 @@ plus ``_state()`` / ``_load_state()`` for whatever it adds to the common state.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -30,14 +31,14 @@ from typing import Annotated
 
 from asktell.bounds import Bounds, BoundsConfig, bounds_from
 from asktell.config_base import Int, PluginConfig, collect_options
-from asktell.distribution import Distribution
+from asktell.distribution import INJECT_BASE, Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
 from asktell.constraints import as_violations, feasibility_first
 from asktell.protocol import Evaluation, as_returns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable, split_seeds
 from asktell.state_schema import Entry, check_state
 
-from ._common import default_population_size, mean_std
+from ._common import default_population_size, mean_std, signed_rows
 
 __all__ = ["BaseStrategy", "StrategyConfig", "StrategyArgs"]
 
@@ -121,6 +122,7 @@ class BaseStrategy:
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: Capabilities that the conformance suite reads instead of branching on names.
     #: ``antithetic``: seeds come in mirrored pairs (needs an even population when on).
+    #: ``inject``: :meth:`inject` is supported (the update learns from explicit points).
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: The smallest population the method can work with (the Config's rule).
     min_population_size: ClassVar[int] = _MinPopulation()  # type: ignore[assignment]
@@ -178,6 +180,9 @@ class BaseStrategy:
         self.rng = np.random.default_rng(self.seed)
         self.generation = 0
         self._pending: np.ndarray | None = None
+        #: Points waiting for the next ask (``inject``), and this generation's injected ones.
+        self._inject_queue = np.zeros((0, self.num_params))
+        self._injected: np.ndarray | None = None
         self._dist_cache: Distribution | None = None
         self._setup(self.config)
 
@@ -217,8 +222,9 @@ class BaseStrategy:
         """The search distribution of the current generation (frozen, picklable)."""
         if self._dist_cache is None or self._dist_cache.generation != self.generation:
             dist = self._make_distribution()
-            if self.bounds is not None:
-                dist = dist.replace(bounds=self.bounds)
+            injected = self._next_injected()
+            if self.bounds is not None or injected is not None:
+                dist = dist.replace(bounds=self.bounds, injected=injected)
             self._dist_cache = dist
         return self._dist_cache
 
@@ -243,8 +249,80 @@ class BaseStrategy:
                     f"{type(self).__name__}._sample returned shape {seeds.shape}; "
                     f"expected ({self.population_size},)"
                 )
+            if self._inject_queue.shape[0]:
+                seeds = self._take_injected(seeds)
             self._pending = seeds
         return self._pending.copy()
+
+    def inject(self, *points: Any) -> None:
+        """Evaluate known points (a warm start, a previous best) in the next generations.
+
+        Each point replaces one sampled candidate of the next ``ask`` (the first ones; more
+        points than a population wait for the following generations) and takes part in the
+        update like a sample, its step clipped in the distribution's own metric as pycma
+        does. The points travel in the distribution (seeds ``INJECT_BASE + i``), so every
+        evaluator and worker evaluates them. Only strategies with the ``inject`` capability
+        (CMA-ES) accept them.
+        """
+        owner = type(self).__name__
+        if "inject" not in self.capabilities:
+            raise ConfigError(
+                f"{owner} cannot use injected points: its update learns from noise rows "
+                "(each a seed, some in mirrored pairs), not from arbitrary points; use "
+                "CMAES, or start from the point with x0"
+            )
+        rows = []
+        for point in points:
+            x = np.array(point, dtype=np.float64).reshape(-1)
+            if x.shape != (self.num_params,) or not np.all(np.isfinite(x)):
+                raise ConfigError(
+                    f"{owner}.inject() points must be {self.num_params} finite numbers; "
+                    f"got shape {np.shape(point)}"
+                )
+            rows.append(x)
+        if rows:
+            self._inject_queue = np.concatenate([self._inject_queue, np.stack(rows)])
+            if self._pending is None:
+                self._changed()  # the next generation's distribution carries them
+
+    def _next_injected(self) -> np.ndarray | None:
+        """The injected points of this generation: those taken by the outstanding ask, or
+        before it those the next ask will take (so a distribution read before ``ask``, as in
+        ``es.distribution.decode(es.ask())``, already carries them)."""
+        if self._pending is not None:
+            return self._injected
+        if self._inject_queue.shape[0]:
+            return self._inject_queue[: self.population_size].copy()
+        return None
+
+    def _take_injected(self, seeds: np.ndarray) -> np.ndarray:
+        k = min(self._inject_queue.shape[0], seeds.size)
+        self._injected = self._inject_queue[:k].copy()
+        self._inject_queue = self._inject_queue[k:]
+        seeds = seeds.copy()
+        seeds[:k] = INJECT_BASE + np.arange(k)
+        return seeds
+
+    def _unit_steps(self, seeds: np.ndarray, dist: Distribution) -> np.ndarray:
+        """``z`` of each seed (``x = center + sigma * factor @ z``): ``sign * eps(key)`` for
+        a sampled seed; for an injected point the solved step, its length clipped to
+        ``sqrt(n) + 2n / (n + 2)`` (pycma's bound for injected solutions), so a far point
+        cannot blow up the paths and the covariance."""
+        index = dist.injected_index(seeds) if dist.injected is not None else None
+        if index is None or np.all(index < 0):
+            return signed_rows(self.noise, seeds, self.num_params)
+        plain = index < 0
+        z = np.empty((seeds.size, self.num_params))
+        z[plain] = signed_rows(self.noise, seeds[plain], self.num_params)
+        y = (dist.injected[index[~plain]] - dist.center) / dist.sigma  # type: ignore[index]
+        if dist.factor is not None:
+            y = np.linalg.solve(dist.factor, y.T).T
+        n = self.num_params
+        limit = math.sqrt(n) + 2.0 * n / (n + 2.0)
+        norms = np.linalg.norm(y, axis=1)
+        y *= np.minimum(1.0, limit / np.maximum(norms, 1e-300))[:, None]
+        z[~plain] = y
+        return z
 
     def tell(self, returns: Any, violations: Any = None) -> dict[str, Any]:
         """Learn from one return per asked seed (same order). Returns a dict of metrics.
@@ -288,6 +366,7 @@ class BaseStrategy:
             learn = feasibility_first(learn, violations)
         metrics = dict(self._update(self._pending, learn) or {})
         self._pending = None
+        self._injected = None
         self.generation += 1
         self._changed()
         fin = r[finite] if num_bad else r
@@ -324,6 +403,11 @@ class BaseStrategy:
             ),
             "has_pending": self._pending is not None,
             "noise": json.dumps(self.noise.spec()),
+            "inject_queue": self._inject_queue.copy(),
+            "injected": (
+                self._injected.copy() if self._injected is not None
+                else np.zeros((0, self.num_params))
+            ),
         }
         for key, value in self._state().items():
             state[key] = value
@@ -346,6 +430,9 @@ class BaseStrategy:
             "pending": Entry("array", dtype="int64", shape=("k",), check=self._pending_problem),
             "has_pending": Entry("bool"),
             "noise": Entry("str", check=self._noise_problem),
+            # "q": points waiting to be injected; "i": those of the pending generation.
+            "inject_queue": Entry("array", shape=("q", "n")),
+            "injected": Entry("array", shape=("i", "n")),
         }
         schema.update(self._state_schema())
         return schema
@@ -367,7 +454,8 @@ class BaseStrategy:
         has_pending = state.get("has_pending")
         asked = isinstance(has_pending, (bool, np.bool_)) and bool(has_pending)
         # "k": the pending seeds are one per candidate while asked, none otherwise.
-        sizes = {"n": self.num_params, "p": self.population_size, "k": self.population_size if asked else 0}
+        sizes = {"n": self.num_params, "p": self.population_size, "k": self.population_size if asked else 0,
+                 "q": _rows(state.get("inject_queue")), "i": _rows(state.get("injected"))}
         schema = self.state_schema()
         snapshot = self.state_dict()
         # A plugin that adds keys in _state() without declaring them in _state_schema() keeps
@@ -397,6 +485,9 @@ class BaseStrategy:
         self.rng.bit_generator.state = json.loads(state["rng"])
         has_pending = bool(state["has_pending"])
         self._pending = np.array(state["pending"], dtype=np.int64) if has_pending else None
+        self._inject_queue = np.array(state["inject_queue"], dtype=np.float64)
+        injected = np.array(state["injected"], dtype=np.float64)
+        self._injected = injected if has_pending and injected.shape[0] else None
         self._load_state(state)
         self._changed()
 
@@ -421,6 +512,7 @@ class BaseStrategy:
 
     def _pending_problem(self, value: np.ndarray, sizes: Mapping[str, int]) -> str | None:
         """Pending seeds must name noise rows this strategy's noise source has."""
+        value = value[value < INJECT_BASE]  # injected candidates name no noise row
         if value.size == 0:
             return None
         keys, _ = split_seeds(value)
@@ -462,3 +554,8 @@ def rank_nonfinite_worst(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:
     gap = max(hi - lo, abs(lo) * 1e-6, 1e-6)
     r[~finite] = lo - gap
     return r
+
+
+def _rows(value: Any) -> int:
+    """Rows of a 2-D array in a state (0 for anything else; its rule then names it)."""
+    return int(value.shape[0]) if isinstance(value, np.ndarray) and value.ndim == 2 else 0
