@@ -512,7 +512,18 @@ class BaseStrategy:
 
     def _pending_problem(self, value: np.ndarray, sizes: Mapping[str, int]) -> str | None:
         """Pending seeds must name noise rows this strategy's noise source has."""
-        value = value[value < INJECT_BASE]  # injected candidates name no noise row
+        # Injected candidates (strategies that take them) name rows of "injected".
+        marked = (value >= INJECT_BASE) & ("inject" in self.capabilities)
+        if marked.any():
+            count = int(sizes.get("i", 0))
+            top = int(value[marked].max() - INJECT_BASE)
+            if top >= count:
+                return (
+                    f"seeds outside the noise source: seed {int(value[marked].max())} names "
+                    f"injected point {top}, but the "
+                    f"state's 'injected' has {count}"
+                )
+        value = value[~marked]
         if value.size == 0:
             return None
         keys, _ = split_seeds(value)
