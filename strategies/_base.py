@@ -262,14 +262,14 @@ class BaseStrategy:
         update like a sample, its step clipped in the distribution's own metric as pycma
         does. The points travel in the distribution (seeds ``INJECT_BASE + i``), so every
         evaluator and worker evaluates them. Only strategies with the ``inject`` capability
-        (CMA-ES) accept them.
+        (CMA-ES, sep-CMA-ES) accept them.
         """
         owner = type(self).__name__
         if "inject" not in self.capabilities:
             raise ConfigError(
                 f"{owner} cannot use injected points: its update learns from noise rows "
                 "(each a seed, some in mirrored pairs), not from arbitrary points; use "
-                "CMAES, or start from the point with x0"
+                "CMAES or SepCMAES, or start from the point with x0"
             )
         rows = []
         for point in points:

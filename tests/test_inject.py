@@ -103,3 +103,18 @@ def test_bad_points_are_refused():
         CMAES(4).inject(np.zeros(3))
     with pytest.raises(ConfigError, match=r"inject\(\) points must be 4 finite numbers"):
         CMAES(4).inject([0, 0, np.nan, 0])
+
+
+def test_sep_cma_es_finds_an_injected_optimum_at_once_and_moves_towards_it():
+    from asktell.strategies import SepCMAES
+
+    es = SepCMAES(4, sigma=0.3, seed=0)
+    es.inject(OPTIMUM)
+    seeds = es.ask()
+    x = es.distribution.decode(seeds)
+    returns = np.array([neg_sphere(row) for row in x])
+    assert returns[0] == 0.0 and returns.max() == 0.0
+    before = np.linalg.norm(es.center - OPTIMUM)
+    es.tell(returns)
+    assert np.linalg.norm(es.center - OPTIMUM) < before
+    assert np.all(np.isfinite(es.C)) and np.isfinite(es.sigma)
