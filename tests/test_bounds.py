@@ -205,3 +205,18 @@ def test_the_strategy_learns_from_the_unrepaired_sample():
         assert np.all(np.abs(x) <= 1)
         es.tell(-np.sum((x - 3.0) ** 2, axis=1))
     assert np.any(es.center > 1)
+
+
+def test_the_penalty_pulls_the_mean_back_where_clip_lets_it_drift():
+    """What 'penalty' adds over 'clip' (same evaluated points): the strategy learns from the
+    penalised return, so its mean converges onto the bound instead of wandering outside."""
+    centres = {}
+    for method in ("clip", "penalty"):
+        es = CMAES(2, x0=[0.9, 0.9], sigma=0.5, seed=0,
+                   bounds={"lower": -1, "upper": 1, "method": method})
+        for _ in range(40):
+            x = es.distribution.decode(es.ask())
+            es.tell(-np.sum((x - 3.0) ** 2, axis=1))
+        centres[method] = es.center
+    assert np.max(np.abs(centres["penalty"] - 1.0)) < 1e-2
+    assert np.max(centres["clip"]) > 1.2
