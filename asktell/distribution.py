@@ -8,11 +8,17 @@ from typing import Any
 
 import numpy as np
 
+from asktell.bounds import Bounds
 from asktell.config_base import short_repr
 from asktell.errors import ConfigError
 from asktell.noise import NoiseSource, split_seeds
 
-__all__ = ["Distribution"]
+__all__ = ["Distribution", "INJECT_BASE"]
+
+#: Seeds ``INJECT_BASE + i`` name the ``i``-th explicit (injected) candidate of a
+#: distribution. No noise source issues keys this large (a table's keys are below its size,
+#: CounterNoise's below 2**62), so the range never collides with a sampled candidate.
+INJECT_BASE = 1 << 62
 
 # Floats of the factor applied to every candidate at a time (1 MiB: fits in L2 caches).
 _FACTOR_BLOCK_FLOATS = 1 << 17
@@ -53,6 +59,9 @@ class Distribution:
     where ``sigma`` is a scalar or a per-parameter vector and ``factor`` an optional
     ``(num_params, num_params)`` matrix for small full-covariance strategies.
 
+    With ``bounds`` (:class:`~asktell.bounds.Bounds`), each decoded row is then repaired
+    into the box, elementwise, so every process computes the same bounded candidate.
+
     ``context`` carries per-generation facts an evaluator must apply identically everywhere
     (for example frozen observation-normalisation statistics); strategies leave it empty.
 
@@ -66,6 +75,12 @@ class Distribution:
     generation: int = 0
     factor: np.ndarray | None = None
     context: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: Box bounds applied to every decoded candidate (``None``: unbounded, and decode's
+    #: arithmetic is exactly the unbounded one).
+    bounds: Bounds | None = None
+    #: Explicit candidates ``(k, num_params)`` named by seeds ``INJECT_BASE + i`` (points
+    #: injected into the strategy); ``None`` when there are none.
+    injected: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "center", _readonly(self.center))
@@ -75,6 +90,14 @@ class Distribution:
             object.__setattr__(self, "sigma", _readonly(self.sigma))
         if self.factor is not None:
             object.__setattr__(self, "factor", _readonly(self.factor))
+        if self.injected is not None:
+            injected = _readonly(self.injected)
+            if injected.ndim != 2 or injected.shape[1] != self.center.shape[0]:
+                raise ConfigError(
+                    f"Distribution 'injected' must have shape (k, {self.center.shape[0]}); "
+                    f"got {injected.shape}"
+                )
+            object.__setattr__(self, "injected", injected)
 
     @property
     def num_params(self) -> int:
@@ -103,8 +126,11 @@ class Distribution:
         return z
 
     def decode(self, seeds: np.ndarray) -> np.ndarray:
-        """Candidate parameters for ``seeds``: float64 array of shape ``(len(seeds), num_params)``."""
+        """Candidate parameters for ``seeds``: float64 array of shape ``(len(seeds), num_params)``
+        (repaired into ``bounds`` when the distribution has bounds)."""
         seeds = _seed_array(seeds)
+        if self.injected is not None:
+            return self._decode_with_injected(seeds)
         keys, signs = split_seeds(seeds)
         z = self._unit_rows(keys)
         # x = center + (sign * sigma) * z: sign is +-1, so this is bitwise the same as
@@ -114,7 +140,37 @@ class Distribution:
         else:
             z *= signs[:, None] * self.sigma
         z += self.center
-        return z
+        return z if self.bounds is None else self.bounds.repair(z)
+
+    def _decode_with_injected(self, seeds: np.ndarray) -> np.ndarray:
+        """Rows of injected seeds are the explicit vectors; the others decode as usual (a
+        row's arithmetic is per row, so the split changes no bit)."""
+        index = self.injected_index(seeds)
+        out = np.empty((seeds.size, self.num_params))
+        plain = index < 0
+        out[plain] = self.replace(injected=None).decode(seeds[plain])
+        if not plain.all():
+            rows = np.array(self.injected[index[~plain]])  # type: ignore[index]
+            out[~plain] = rows if self.bounds is None else self.bounds.repair(rows)
+        return out
+
+    def injected_index(self, seeds: np.ndarray) -> np.ndarray:
+        """For each seed, the row of ``injected`` it names, or -1 for a sampled seed."""
+        seeds = np.asarray(seeds, dtype=np.int64)
+        count = 0 if self.injected is None else self.injected.shape[0]
+        marked = seeds >= INJECT_BASE
+        index = np.where(marked, seeds - INJECT_BASE, -1)
+        if np.any(index >= count):
+            bad = int(seeds[index >= count][0])
+            raise ConfigError(
+                f"decode() seed {bad} names injected candidate {bad - INJECT_BASE}, but this "
+                f"distribution carries {count}"
+            )
+        return index
+
+    def decode_unbounded(self, seeds: np.ndarray) -> np.ndarray:
+        """The samples before any bounds repair (what a strategy's update learns from)."""
+        return self.decode(seeds) if self.bounds is None else self.replace(bounds=None).decode(seeds)
 
     def decode_one(self, seed: int) -> np.ndarray:
         """Parameters of one candidate, ``(num_params,)``."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from asktell._memory import MemoryContext, check_memory
 from asktell.config_base import short_repr
+from asktell.constraints import total_violation
 from asktell.errors import ConfigError
 from asktell.loop import Budget, GenerationStep, center_returns
 from asktell.registry import EVALUATORS, STRATEGIES
@@ -84,6 +85,8 @@ def minimize(
     target: float | None = None,
     evaluator: str | Any = "serial",
     callback: Callable[[dict[str, float]], Any] | None = None,
+    bounds: Any = None,
+    constraints: Callable[[np.ndarray], Any] | None = None,
     **strategy_options: Any,
 ) -> MinimizeResult:
     """Minimise ``f`` from ``x0`` with an evolution strategy.
@@ -106,6 +109,12 @@ def minimize(
             built for a ``FunctionTask`` of ``f`` (then ``vectorized`` is the task's business).
             Every evaluation runs through it, ``x0`` and the centres included.
         callback: called with each generation's history row; return ``True`` to stop.
+        bounds: box bounds, ``(lower, upper)`` (numbers or one per coordinate) or a dict
+            ``{lower, upper, method}``: the strategy's ``bounds`` option (see
+            docs/bounds-and-constraints.md); ``x0`` must lie inside.
+        constraints: ``g(x) -> (m,)`` (``g(X) -> (n, m)`` with ``vectorized``): feasible
+            where every value is ``<= 0``. The strategy ranks by Deb's feasibility-first
+            rules; ``x``/``fun`` are the best feasible point when one was seen.
         **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...);
             an unknown name is refused with a did-you-mean. The strategy's stopping rules
             (``tolfun``, ``tolx``, ... see ``docs/strategies.md``) are on unless
@@ -134,6 +143,8 @@ def minimize(
     _check_option_names(cls, strategy, options)
     if population_size is not None:
         options["population_size"] = population_size
+    if bounds is not None:
+        options["bounds"] = bounds
     if options.get("stop_rules") is None:
         options["stop_rules"] = True  # a search that has converged stops (pycma's habit)
     # Memory is checked on the validated options before the strategy allocates anything
@@ -146,7 +157,7 @@ def minimize(
             f"minimize 'budget' must allow one generation of population_size="
             f"{es.population_size} plus one centre evaluation; got {budget}"
         )
-    task = FunctionTask(f, vectorized=vectorized, minimize=True)
+    task = FunctionTask(f, vectorized=vectorized, minimize=True, constraints=constraints)
     owns_evaluator = isinstance(evaluator, str)
     ev = EVALUATORS.get(evaluator)(task) if owns_evaluator else evaluator
     try:
@@ -224,6 +235,23 @@ def _memory_context(num_params: int, population_size: int) -> MemoryContext:
     )
 
 
+def _evaluated_center(es: Any) -> np.ndarray:
+    """The centre as evaluated: repaired into the strategy's box bounds when it has some
+    (the strategy's own centre may lie outside; its evaluation decodes into the box)."""
+    if getattr(es, "bounds", None) is None:
+        return np.array(es.center, dtype=np.float64)
+    return es.distribution.replace(sigma=0.0, factor=None).decode_one(0)
+
+
+def _center_violation(task: FunctionTask, x: np.ndarray) -> float:
+    """The centre's total constraint violation (0 without constraints). Computed here, not
+    through the evaluator: the centre's evaluation reports returns only, and ``g`` is the
+    caller's cheap side of the problem."""
+    if task.constraints is None:
+        return 0.0
+    return float(total_violation(task._violations(x[None]))[0])
+
+
 def _loss(returns: np.ndarray) -> float:
     """The loss of a one-value evaluation: ``-return``; NaN or +-inf kept (never ranked)."""
     return -float(returns[0])
@@ -243,10 +271,12 @@ def _search(
     # The target is judged on the centre's loss; a function is deterministic, so a
     # confirmation would only repeat that value (and spend an evaluation).
     step = GenerationStep(es, ev, task, budget=limits, judge_center=True, confirm=False)
-    best_x = np.array(es.center, dtype=np.float64)
+    best_x = _evaluated_center(es)
     best_fun = center_fun = _loss(center_returns(ev, task, es.distribution, 1))
     if not math.isfinite(best_fun):
         best_fun = math.inf  # a non-finite loss is never the best: any finite one beats it
+    # With constraints the best is Deb's: least total violation first, then least loss.
+    best_violation = _center_violation(task, best_x)
     step.progress.env_steps = 1
     history: list[dict[str, float]] = []
     message = f"budget of {budget} evaluations used"
@@ -259,13 +289,22 @@ def _search(
         step.progress.env_steps += 1  # the centre's evaluation
         losses = -record.evaluation.returns
         finite = np.isfinite(losses)
+        violation = (
+            np.zeros(losses.size) if record.evaluation.violations is None
+            else total_violation(record.evaluation.violations)
+        )
         if finite.any():
-            i = int(np.argmin(np.where(finite, losses, np.inf)))
-            if losses[i] < best_fun:
+            order = np.lexsort((np.where(finite, losses, np.inf), np.where(finite, violation, np.inf)))
+            i = int(order[0])
+            if (violation[i], losses[i]) < (best_violation, best_fun):
                 best_fun, best_x = float(losses[i]), record.distribution.decode_one(record.seeds[i])
+                best_violation = float(violation[i])
         center_fun = _loss(record.center_returns)
-        if math.isfinite(center_fun) and center_fun < best_fun:
-            best_fun, best_x = center_fun, np.array(es.center, dtype=np.float64)
+        if math.isfinite(center_fun):
+            x_center = _evaluated_center(es)
+            v_center = _center_violation(task, x_center)
+            if (v_center, center_fun) < (best_violation, best_fun):
+                best_fun, best_x, best_violation = center_fun, x_center, v_center
         row = {
             "generation": es.generation,
             "nfev": step.progress.env_steps,
@@ -286,6 +325,8 @@ def _search(
             message = "stopped by callback"
             break
     success = math.isfinite(best_fun)
+    if success and best_violation > 0:
+        message = f"no feasible point found (least total violation {best_violation:.3g}); " + message
     if not success:
         nfev = step.progress.env_steps
         message = (
@@ -297,7 +338,7 @@ def _search(
         success=success,
         x=np.asarray(best_x, dtype=np.float64),
         fun=best_fun,
-        center=es.center,
+        center=_evaluated_center(es),
         center_fun=center_fun,
         nfev=step.progress.env_steps,
         generations=es.generation,

@@ -182,6 +182,8 @@ class Evaluation:
         truncated: int64 ``(n,)`` episodes ended by the step cap, if reported.
         seconds: compute time behind the record, where an evaluator measures it (Dask
             workers); 0 otherwise.
+        violations: float64 ``(n, m)`` constraint values ``g_j(x)`` (``<= 0`` is
+            feasible), if the task has constraints; NaN rows for failed candidates.
 
     Every field after ``steps`` is keyword-only (the old ``TaskResult`` and ``Evaluation``
     orders differed; a positional third argument would be ambiguous).
@@ -195,6 +197,7 @@ class Evaluation:
     episodes: np.ndarray | None = None
     truncated: np.ndarray | None = None
     seconds: float = 0.0
+    violations: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n: int) -> Evaluation:
@@ -232,6 +235,10 @@ class Evaluation:
                 if getattr(self, name) is None:
                     setattr(self, name, np.zeros(n, dtype=np.int64))
                 getattr(self, name)[positions] = value
+        if part.violations is not None:
+            if self.violations is None:
+                self.violations = np.full((n, part.violations.shape[1]), np.nan)
+            self.violations[positions] = part.violations
         if part.failures:
             self.failures.extend(
                 dataclasses.replace(f, index=int(positions[f.index])) for f in part.failures

@@ -27,20 +27,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import BeforeValidator, Field
+from typing import Annotated
 
+from asktell.bounds import Bounds, BoundsConfig, bounds_from
 from asktell.config_base import Int, PluginConfig, collect_options
-from asktell.distribution import Distribution
+from asktell.distribution import INJECT_BASE, Distribution
 from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
-from asktell.protocol import as_returns
+from asktell.constraints import as_violations, feasibility_first
+from asktell.protocol import Evaluation, as_returns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable, split_seeds
 from asktell.state_schema import Entry, check_state
 
-from ._common import default_population_size, mean_std
+from ._common import default_population_size, mean_std, signed_rows
 from ._stopping import StopHistory, StoppingConfig, coordinate_stds, history_length
 
 __all__ = ["BaseStrategy", "Best", "StrategyConfig", "StrategyArgs"]
@@ -70,6 +74,14 @@ class StrategyConfig(StoppingConfig):
         "worst",
         description="NaN/inf returns: 'worst' ranks them below every finite return of the "
         "generation (a failed candidate is never ranked best); 'raise' raises naming them.",
+    )
+    bounds: Annotated[BoundsConfig | None, BeforeValidator(bounds_from)] = Field(
+        None,
+        description="Box bounds on the parameters: {lower, upper, method} (lower and upper "
+        "one number or one per coordinate; method 'transform', 'clip', 'mirror' or "
+        "'penalty'), or in Python a pair (lower, upper). Applied inside "
+        "Distribution.decode, so every evaluator computes the same bounded candidates; see "
+        "docs/bounds-and-constraints.md.",
     )
 
     def population_for(self, num_params: int) -> int:
@@ -134,6 +146,7 @@ class BaseStrategy:
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
     #: Capabilities that the conformance suite reads instead of branching on names.
     #: ``antithetic``: seeds come in mirrored pairs (needs an even population when on).
+    #: ``inject``: :meth:`inject` is supported (the update learns from explicit points).
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: The smallest population the method can work with (the Config's rule).
     min_population_size: ClassVar[int] = _MinPopulation()  # type: ignore[assignment]
@@ -183,10 +196,23 @@ class BaseStrategy:
                 )
             if not np.all(np.isfinite(center)):
                 raise ConfigError(f"{owner} 'x0' must be finite; got non-finite values")
+        #: The live box bounds (``None``: unbounded).
+        self.bounds: Bounds | None = None
+        if self.config.bounds is not None:
+            self.bounds = self.config.bounds.build(self.num_params, owner)
+            if x0 is None:
+                # The box's middle: zeros may lie outside it, and a centre outside the box
+                # would start the search on a repaired (flat) region.
+                center = (self.bounds.lower + self.bounds.upper) / 2
+            else:
+                self.bounds.check_point(center, owner)
         self._center = center
         self.rng = np.random.default_rng(self.seed)
         self.generation = 0
         self._pending: np.ndarray | None = None
+        #: Points waiting for the next ask (``inject``), and this generation's injected ones.
+        self._inject_queue = np.zeros((0, self.num_params))
+        self._injected: np.ndarray | None = None
         self._dist_cache: Distribution | None = None
         self.best: Best | None = None
         self._setup(self.config)
@@ -227,7 +253,11 @@ class BaseStrategy:
     def distribution(self) -> Distribution:
         """The search distribution of the current generation (frozen, picklable)."""
         if self._dist_cache is None or self._dist_cache.generation != self.generation:
-            self._dist_cache = self._make_distribution()
+            dist = self._make_distribution()
+            injected = self._next_injected()
+            if self.bounds is not None or injected is not None:
+                dist = dist.replace(bounds=self.bounds, injected=injected)
+            self._dist_cache = dist
         return self._dist_cache
 
     @property
@@ -251,13 +281,88 @@ class BaseStrategy:
                     f"{type(self).__name__}._sample returned shape {seeds.shape}; "
                     f"expected ({self.population_size},)"
                 )
+            if self._inject_queue.shape[0]:
+                seeds = self._take_injected(seeds)
             self._pending = seeds
         return self._pending.copy()
 
-    def tell(self, returns: Any) -> dict[str, Any]:
+    def inject(self, *points: Any) -> None:
+        """Evaluate known points (a warm start, a previous best) in the next generations.
+
+        Each point replaces one sampled candidate of the next ``ask`` (the first ones; more
+        points than a population wait for the following generations) and takes part in the
+        update like a sample, its step clipped in the distribution's own metric as pycma
+        does. The points travel in the distribution (seeds ``INJECT_BASE + i``), so every
+        evaluator and worker evaluates them. Only strategies with the ``inject`` capability
+        (CMA-ES, sep-CMA-ES) accept them.
+        """
+        owner = type(self).__name__
+        if "inject" not in self.capabilities:
+            raise ConfigError(
+                f"{owner} cannot use injected points: its update learns from noise rows "
+                "(each a seed, some in mirrored pairs), not from arbitrary points; use "
+                "CMAES or SepCMAES, or start from the point with x0"
+            )
+        rows = []
+        for point in points:
+            x = np.array(point, dtype=np.float64).reshape(-1)
+            if x.shape != (self.num_params,) or not np.all(np.isfinite(x)):
+                raise ConfigError(
+                    f"{owner}.inject() points must be {self.num_params} finite numbers; "
+                    f"got shape {np.shape(point)}"
+                )
+            rows.append(x)
+        if rows:
+            self._inject_queue = np.concatenate([self._inject_queue, np.stack(rows)])
+            if self._pending is None:
+                self._changed()  # the next generation's distribution carries them
+
+    def _next_injected(self) -> np.ndarray | None:
+        """The injected points of this generation: those taken by the outstanding ask, or
+        before it those the next ask will take (so a distribution read before ``ask``, as in
+        ``es.distribution.decode(es.ask())``, already carries them)."""
+        if self._pending is not None:
+            return self._injected
+        if self._inject_queue.shape[0]:
+            return self._inject_queue[: self.population_size].copy()
+        return None
+
+    def _take_injected(self, seeds: np.ndarray) -> np.ndarray:
+        k = min(self._inject_queue.shape[0], seeds.size)
+        self._injected = self._inject_queue[:k].copy()
+        self._inject_queue = self._inject_queue[k:]
+        seeds = seeds.copy()
+        seeds[:k] = INJECT_BASE + np.arange(k)
+        return seeds
+
+    def _unit_steps(self, seeds: np.ndarray, dist: Distribution) -> np.ndarray:
+        """``z`` of each seed (``x = center + sigma * factor @ z``): ``sign * eps(key)`` for
+        a sampled seed; for an injected point the solved step, its length clipped to
+        ``sqrt(n) + 2n / (n + 2)`` (pycma's bound for injected solutions), so a far point
+        cannot blow up the paths and the covariance."""
+        index = dist.injected_index(seeds) if dist.injected is not None else None
+        if index is None or np.all(index < 0):
+            return signed_rows(self.noise, seeds, self.num_params)
+        plain = index < 0
+        z = np.empty((seeds.size, self.num_params))
+        z[plain] = signed_rows(self.noise, seeds[plain], self.num_params)
+        y = (dist.injected[index[~plain]] - dist.center) / dist.sigma  # type: ignore[index]
+        if dist.factor is not None:
+            y = np.linalg.solve(dist.factor, y.T).T
+        n = self.num_params
+        limit = math.sqrt(n) + 2.0 * n / (n + 2.0)
+        norms = np.linalg.norm(y, axis=1)
+        y *= np.minimum(1.0, limit / np.maximum(norms, 1e-300))[:, None]
+        z[~plain] = y
+        return z
+
+    def tell(self, returns: Any, violations: Any = None) -> dict[str, Any]:
         """Learn from one return per asked seed (same order). Returns a dict of metrics.
 
         Accepts a sequence, a 1-D array, or an :class:`~asktell.protocol.Evaluation`.
+        Constraint values ``g_j(x)`` (``<= 0`` feasible), ``(population_size, m)``, come in
+        ``violations`` or in the Evaluation's ``violations``; the strategy then learns from
+        Deb's feasibility-first order (:mod:`asktell.constraints`).
         Raises :class:`~asktell.errors.AskTellOrderError` without an outstanding ``ask`` and
         :class:`~asktell.errors.ReturnsError` for a wrong count, shape or type; in both
         cases the strategy is unchanged.
@@ -268,6 +373,10 @@ class BaseStrategy:
                 f"tell() called {what} (generation {self.generation}); call ask() first"
             )
         r = as_returns(returns, expected=self._pending.size, generation=self.generation)
+        if violations is None and isinstance(returns, Evaluation):
+            violations = returns.violations
+        if violations is not None:
+            violations = as_violations(violations, self._pending.size, "tell() violations")
         finite = np.isfinite(r)
         num_bad = int(r.size - finite.sum())
         if num_bad:
@@ -283,10 +392,16 @@ class BaseStrategy:
                 )
             r = rank_nonfinite_worst(r, finite)
         self._note_best(self._pending, r, finite)
-        metrics = dict(self._update(self._pending, r) or {})
+        learn = r
+        if self.bounds is not None and self.bounds.method == "penalty":
+            learn = self._penalised(r)
+        if violations is not None:
+            learn = feasibility_first(learn, violations)
+        metrics = dict(self._update(self._pending, learn) or {})
         if finite.any():
             self._stop_history.record(r[finite], self.generation + 1)
         self._pending = None
+        self._injected = None
         self.generation += 1
         self._changed()
         fin = r[finite] if num_bad else r
@@ -343,6 +458,12 @@ class BaseStrategy:
     def _stop_extra(self) -> dict[str, str]:
         """Rules of the strategy's own (CMA-ES adds its covariance rules)."""
         return {}
+    def _penalised(self, r: np.ndarray) -> np.ndarray:
+        """``r`` minus the bounds penalty of each pending candidate (``method='penalty'``):
+        the distance from its unrepaired sample to the box, scaled by the returns' spread."""
+        raw = self.distribution.decode_unbounded(self._pending)
+        step_variance = float(np.mean((raw - self._center) ** 2))
+        return r - self.bounds.penalty(raw, r, step_variance)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -359,6 +480,11 @@ class BaseStrategy:
             ),
             "has_pending": self._pending is not None,
             "noise": json.dumps(self.noise.spec()),
+            "inject_queue": self._inject_queue.copy(),
+            "injected": (
+                self._injected.copy() if self._injected is not None
+                else np.zeros((0, self.num_params))
+            ),
         }
         best = self.best
         state.update(
@@ -396,6 +522,9 @@ class BaseStrategy:
             "best.value": Entry("float", finite=False),
             "best.parameters": Entry("array", shape=("n",)),
             "best.generation": Entry("int", low=-1),
+            # "q": points waiting to be injected; "i": those of the pending generation.
+            "inject_queue": Entry("array", shape=("q", "n")),
+            "injected": Entry("array", shape=("i", "n")),
         }
         schema.update(self._stop_history.schema())
         schema.update(self._state_schema())
@@ -418,7 +547,8 @@ class BaseStrategy:
         has_pending = state.get("has_pending")
         asked = isinstance(has_pending, (bool, np.bool_)) and bool(has_pending)
         # "k": the pending seeds are one per candidate while asked, none otherwise.
-        sizes = {"n": self.num_params, "p": self.population_size, "k": self.population_size if asked else 0}
+        sizes = {"n": self.num_params, "p": self.population_size, "k": self.population_size if asked else 0,
+                 "q": _rows(state.get("inject_queue")), "i": _rows(state.get("injected"))}
         schema = self.state_schema()
         snapshot = self.state_dict()
         # A plugin that adds keys in _state() without declaring them in _state_schema() keeps
@@ -458,6 +588,9 @@ class BaseStrategy:
                 int(state["best.generation"]),
             )
         self._stop_history.load(state)
+        self._inject_queue = np.array(state["inject_queue"], dtype=np.float64)
+        injected = np.array(state["injected"], dtype=np.float64)
+        self._injected = injected if has_pending and injected.shape[0] else None
         self._load_state(state)
         self._changed()
 
@@ -482,6 +615,18 @@ class BaseStrategy:
 
     def _pending_problem(self, value: np.ndarray, sizes: Mapping[str, int]) -> str | None:
         """Pending seeds must name noise rows this strategy's noise source has."""
+        # Injected candidates (strategies that take them) name rows of "injected".
+        marked = (value >= INJECT_BASE) & ("inject" in self.capabilities)
+        if marked.any():
+            count = int(sizes.get("i", 0))
+            top = int(value[marked].max() - INJECT_BASE)
+            if top >= count:
+                return (
+                    f"seeds outside the noise source: seed {int(value[marked].max())} names "
+                    f"injected point {top}, but the "
+                    f"state's 'injected' has {count}"
+                )
+        value = value[~marked]
         if value.size == 0:
             return None
         keys, _ = split_seeds(value)
@@ -545,3 +690,8 @@ def rank_nonfinite_worst(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:
     gap = max(hi - lo, abs(lo) * 1e-6, 1e-6)
     r[~finite] = lo - gap
     return r
+
+
+def _rows(value: Any) -> int:
+    """Rows of a 2-D array in a state (0 for anything else; its rule then names it)."""
+    return int(value.shape[0]) if isinstance(value, np.ndarray) and value.ndim == 2 else 0

@@ -32,7 +32,6 @@ from asktell.shaping import rank_weights
 from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
-from ._common import signed_rows
 from ._options import FactorMemoryConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig, initial_steps
 from ._stopping import CMAStoppingConfig, covariance_stops
 
@@ -161,7 +160,7 @@ class CMAES(BaseStrategy):
     """
 
     name = "cma_es"
-    capabilities = frozenset({"full_covariance"})
+    capabilities = frozenset({"full_covariance", "inject"})
     suite_options = {"sigma": 0.5}
     stops_by_default = True
 
@@ -193,7 +192,8 @@ class CMAES(BaseStrategy):
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         p, d = self.params, self.num_params
         w_all, w_pos = cma_rank_weights(returns, p.weights)
-        z = signed_rows(self.noise, seeds, d)
+        # Injected points come back as their (clipped) steps in z (see _unit_steps).
+        z = self._unit_steps(seeds, self.distribution)
         # y_k = B D z_k, the step that was evaluated (B D: this generation's factor).
         y = z @ self.distribution.factor.T
         y_w, z_w = w_pos @ y, w_pos @ z

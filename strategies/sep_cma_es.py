@@ -63,7 +63,7 @@ class SepCMAES(BaseStrategy):
     """
 
     name = "sep_cma_es"
-    capabilities = frozenset({"per_parameter_sigma"})
+    capabilities = frozenset({"per_parameter_sigma", "inject"})
     suite_options = {"sigma": 0.5}
     stops_by_default = True
 
@@ -87,15 +87,26 @@ class SepCMAES(BaseStrategy):
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         p, d = self.params, self.num_params
         w_all, w_pos = cma_rank_weights(returns, p.weights)
-        keys, signs = split_seeds(seeds)
+        dist = self.distribution
+        # Injected points (seeds INJECT_BASE + i) are explicit steps, the rest noise rows.
+        inj = np.zeros(seeds.size, bool) if dist.injected is None else dist.injected_index(seeds) >= 0
+        z_inj = self._unit_steps(seeds[inj], dist) if inj.any() else np.zeros((0, d))
+        keys, signs = split_seeds(seeds[~inj])
         # Only weighted sums of z and z**2 are needed (y = sqrt(C) z), so the noise rows are
         # read in bounded-memory chunks and never held for the whole population.
         w_cov = w_all
         if np.any(w_all < 0):
             # Negative weights are rescaled by d / |C^{-1/2} y|^2 = d / |z|^2.
-            norms = row_sq_norms(self.noise, keys, d)
+            norms = np.empty(seeds.size)
+            norms[~inj] = row_sq_norms(self.noise, keys, d)
+            norms[inj] = np.sum(z_inj**2, axis=1)
             w_cov = np.where(w_all < 0, w_all * d / np.maximum(norms, 1e-300), w_all)
-        z_w, zz_w = noise_moments(self.noise, keys, w_pos * signs, w_cov, d)
+        if inj.any():
+            z_w, zz_w = noise_moments(self.noise, keys, w_pos[~inj] * signs, w_cov[~inj], d)
+            z_w = z_w + w_pos[inj] @ z_inj
+            zz_w = zz_w + w_cov[inj] @ z_inj**2
+        else:
+            z_w, zz_w = noise_moments(self.noise, keys, w_pos * signs, w_cov, d)
         sd = np.sqrt(self.C)
         y_w = sd * z_w
         center = self._center + self.sigma * y_w

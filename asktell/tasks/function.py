@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from asktell.config_base import Float, Int, PluginConfig, short_repr
+from asktell.constraints import as_violations
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, ReturnsError
 from asktell.functions import FUNCTIONS
@@ -84,6 +85,9 @@ class FunctionTask(TaskHooks):
         vectorized: call ``f`` once per batch instead of once per candidate.
         minimize: ``f`` is a loss; the task returns ``-f(x)``.
         num_params: the expected parameter count, checked against the distribution.
+        constraints: ``g(x) -> (m,)`` constraint values (or ``g(X) -> (n, m)`` with
+            ``vectorized``), feasible where every ``g_j(x) <= 0``; evaluated beside ``f`` and
+            carried in the result's ``violations`` (see docs/bounds-and-constraints.md).
 
     Example:
         >>> import numpy as np
@@ -99,6 +103,7 @@ class FunctionTask(TaskHooks):
         vectorized: bool = False,
         minimize: bool = False,
         num_params: int | None = None,
+        constraints: Callable[[np.ndarray], Any] | None = None,
     ):
         if not callable(f):
             raise ConfigError(f"FunctionTask 'f' must be callable; got {type(f).__name__}")
@@ -116,7 +121,12 @@ class FunctionTask(TaskHooks):
         self.f = f
         self.vectorized = bool(vectorized)
         self.minimize = bool(minimize)
+        if constraints is not None and not callable(constraints):
+            raise ConfigError(
+                f"FunctionTask 'constraints' must be callable; got {type(constraints).__name__}"
+            )
         self.num_params = num_params
+        self.constraints = constraints
 
     @classmethod
     def named(cls, name: str, *, num_params: int | None = None, shift: float = 0.0) -> FunctionTask:
@@ -160,7 +170,21 @@ class FunctionTask(TaskHooks):
                 values[i] = _real(self.f(params[i]))
         if self.minimize:
             values = -values
-        return TaskResult(returns=values, steps=np.ones(n, dtype=np.int64))
+        result = TaskResult(returns=values, steps=np.ones(n, dtype=np.int64))
+        if self.constraints is not None:
+            result.violations = self._violations(params)
+        return result
+
+    def _violations(self, params: np.ndarray) -> np.ndarray:
+        """``g(x)`` for every row, ``(n, m)`` (same vectorisation as ``f``)."""
+        g, n = self.constraints, params.shape[0]
+        if self.vectorized:
+            return as_violations(g(params), n, "the constraints function")  # type: ignore[misc]
+        rows = [as_violations(g(x), 1, "the constraints function") for x in params]  # type: ignore[misc]
+        widths = {r.shape[1] for r in rows}
+        if len(widths) > 1:
+            raise ReturnsError(f"the constraints function returned different counts: {sorted(widths)}")
+        return np.concatenate(rows)
 
     def evaluate_center(self, distribution: Distribution, episodes: int = 1) -> np.ndarray:
         """The return at the centre (a function is deterministic: one value per episode)."""

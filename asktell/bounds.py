@@ -1,0 +1,178 @@
+"""Box bounds ``lower <= x <= upper``, applied inside :meth:`Distribution.decode`.
+
+A strategy still samples in the unbounded space (its seeds name unbounded offsets); the
+bounded candidate is a pure function of the unbounded one, computed in ``decode``. So every
+evaluator and every process (serial, vector, Dask workers) computes the same bounded
+parameters bit for bit: the bounds travel in the :class:`~asktell.distribution.Distribution`.
+
+Repair methods (the ones pycma users know; see pycma's ``BoundTransform`` and
+``BoundPenalty`` documentation, and Hansen, "The CMA Evolution Strategy: A Tutorial", on
+boundary handling). Each is written here from its formula:
+
+* ``clip``: ``x`` is set to the nearest point of the box.
+* ``mirror``: ``x`` is reflected at the bounds (periodically, so any distance lands inside).
+* ``transform``: pycma's periodic quadratic-linear transformation: the identity in the
+  interior, a quadratic that bends smoothly onto the bound within a margin of each bound,
+  and periodic mirroring beyond. Smooth, so the search sees no kinks at the bound.
+* ``penalty``: the candidate is clipped for evaluation, and the strategy learns from
+  ``return - gamma * mean((x - clip(x))**2)``, with ``gamma`` set each generation from the
+  spread of the returns (twice their interquartile range over the mean squared step, the
+  scale pycma's ``BoundPenalty`` starts from), so an infeasible sample ranks below the
+  feasible one it was clipped to.
+
+With every method the strategy's update uses the unrepaired samples (its seeds), which is
+what pycma does with CMA-ES: the repair changes what is evaluated, never the sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from asktell.config_base import Float, StrictModel
+from asktell.errors import ConfigError
+
+__all__ = ["Bounds", "BoundsConfig", "BOUND_METHODS"]
+
+BOUND_METHODS = ("clip", "mirror", "transform", "penalty")
+
+
+class BoundsConfig(StrictModel):
+    """Box bounds on the parameters (the ``bounds`` option of every strategy)."""
+
+    lower: Float | list[Float] = Field(
+        description="Lower bound: one number for every coordinate, or one per coordinate."
+    )
+    upper: Float | list[Float] = Field(
+        description="Upper bound: one number for every coordinate, or one per coordinate."
+    )
+    method: Literal["clip", "mirror", "transform", "penalty"] = Field(
+        "transform",
+        description="How a candidate outside the box is repaired: 'clip' (nearest point), "
+        "'mirror' (reflect at the bounds), 'transform' (pycma's smooth periodic "
+        "quadratic-linear map, the default), 'penalty' (clip for evaluation, the strategy "
+        "learns from the return minus a penalty on the clipped distance).",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Any:
+        """`lower` must be below `upper` in every coordinate (an empty interval leaves
+        nothing to search)."""
+        lo, up = np.atleast_1d(self.lower), np.atleast_1d(self.upper)
+        if lo.size != up.size and lo.size != 1 and up.size != 1:
+            raise ValueError(
+                f"lower has {lo.size} values and upper {up.size}; give one number or one "
+                "per coordinate for each"
+            )
+        lo, up = np.broadcast_arrays(lo, up)
+        bad = np.flatnonzero(~(lo < up))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"lower must be < upper in every coordinate; coordinate {i} has "
+                f"lower={lo[i]} and upper={up[i]}"
+            )
+        return self
+
+    def build(self, num_params: int, owner: str = "bounds") -> Bounds:
+        """The live :class:`Bounds` for ``num_params`` coordinates."""
+        arrays = []
+        for name in ("lower", "upper"):
+            a = np.atleast_1d(np.asarray(getattr(self, name), dtype=np.float64))
+            if a.size == 1:
+                a = np.full(num_params, a[0])
+            if a.size != num_params:
+                raise ConfigError(
+                    f"{owner} 'bounds.{name}' must be one number or num_params={num_params} "
+                    f"numbers; got {a.size}"
+                )
+            arrays.append(a)
+        return Bounds(arrays[0], arrays[1], self.method)
+
+
+def bounds_from(value: Any) -> Any:
+    """Accept ``(lower, upper)`` (a pair) as well as a mapping or a :class:`BoundsConfig`."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return {"lower": _plain(value[0]), "upper": _plain(value[1])}
+    return value
+
+
+def _plain(v: Any) -> Any:
+    return np.asarray(v).tolist() if isinstance(v, np.ndarray) else v
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Bounds:
+    """Validated per-coordinate bounds and a repair method (frozen, picklable)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    method: str = "transform"
+
+    def __post_init__(self) -> None:
+        for name in ("lower", "upper"):
+            a = np.array(getattr(self, name), dtype=np.float64).reshape(-1)
+            a.flags.writeable = False
+            object.__setattr__(self, name, a)
+        if self.method not in BOUND_METHODS:
+            raise ConfigError(f"bounds 'method' must be one of {BOUND_METHODS}; got {self.method!r}")
+        # pycma's margins of the quadratic pieces: a twentieth of (1 + |bound|), at most half
+        # the width, so both pieces fit in the interval.
+        half = (self.upper - self.lower) / 2
+        object.__setattr__(self, "_al", np.minimum(half, (1 + np.abs(self.lower)) / 20))
+        object.__setattr__(self, "_au", np.minimum(half, (1 + np.abs(self.upper)) / 20))
+
+    def check_point(self, x: np.ndarray, owner: str, name: str = "x0") -> None:
+        """Refuse a point outside the box, naming the first coordinate that is."""
+        outside = np.flatnonzero((x < self.lower) | (x > self.upper))
+        if outside.size:
+            i = int(outside[0])
+            raise ConfigError(
+                f"{owner} '{name}' must lie within bounds; coordinate {i} is {x[i]}, outside "
+                f"[{self.lower[i]}, {self.upper[i]}] ({outside.size} coordinates outside)"
+            )
+
+    def repair(self, x: np.ndarray) -> np.ndarray:
+        """The bounded rows of ``x`` (n, num_params); elementwise, so a row's value never
+        depends on the other rows of the batch."""
+        lo, up = self.lower, self.upper
+        if self.method in ("clip", "penalty"):
+            return np.clip(x, lo, up, out=x)
+        if self.method == "mirror":
+            width = up - lo
+            y = np.mod(x - lo, 2 * width)
+            # Points inside keep their exact value (the modulo would round their last bit).
+            inside = (x >= lo) & (x <= up)
+            return np.where(inside, x, lo + np.where(y > width, 2 * width - y, y))
+        return self._transform(x)
+
+    def _transform(self, x: np.ndarray) -> np.ndarray:
+        lo, up, al, au = self.lower, self.upper, self._al, self._au
+        # Shift periodically into [lo - al, up + au] mirrored: period 2 (up - lo + al + au).
+        start = lo - al
+        period = 2 * (up - lo + al + au)
+        y = np.mod(x - start, period)
+        half = period / 2
+        inside = (x >= start) & (x <= up + au)
+        y = np.where(inside, x, start + np.where(y > half, period - y, y))
+        # Quadratic near each bound, identity between: continuous with continuous slope.
+        below = y < lo + al
+        above = y > up - au
+        out = np.where(below, lo + (y - (lo - al)) ** 2 / (4 * al), y)
+        return np.where(above, up - (y - (up + au)) ** 2 / (4 * au), out)
+
+    def penalty(self, raw: np.ndarray, returns: np.ndarray, step_variance: float) -> np.ndarray:
+        """Penalties (>= 0, one per row of the unrepaired ``raw``) for ``method='penalty'``."""
+        distance = np.mean((raw - np.clip(raw, self.lower, self.upper)) ** 2, axis=1)
+        finite = returns[np.isfinite(returns)]
+        spread = float(np.subtract(*np.percentile(finite, [75, 25]))) if finite.size else 0.0
+        # A floor keeps the order right when every return is equal (all clipped to one
+        # point): ranking strategies need only a positive gamma.
+        scale = max(spread, 1e-12 * (1.0 + float(np.max(np.abs(finite), initial=0.0))))
+        return (2.0 * scale / max(step_variance, 1e-300)) * distance
+
+    def spec(self) -> dict[str, Any]:
+        return {"lower": self.lower.tolist(), "upper": self.upper.tolist(), "method": self.method}
