@@ -49,13 +49,17 @@ def budget_for(dim: int) -> int:
     return max(300_000, 10_000 * dim)
 
 
-def asktell_evals(variant: str, function: str, dim: int, seed: int) -> tuple[int | None, float]:
-    """Evaluations to reach the target (``None`` if not within the budget), and seconds."""
+def asktell_evals(
+    variant: str, function: str, dim: int, seed: int, parameters: str | None = None
+) -> tuple[int | None, float]:
+    """Evaluations to reach the target (``None`` if not within the budget), and seconds.
+    ``parameters``: the CMA-ES preset (``None``: the default)."""
     cls, _ = VARIANTS[variant]
     f = FUNCTIONS[function]
+    extra = {} if parameters is None else {"parameters": parameters}
     # A 4M-float table: distinct enough for 10-40 dims, built in a few milliseconds.
     es = cls(num_params=dim, sigma=SIGMA0, x0=start_point(function, dim), seed=seed,
-             noise=NoiseTable(seed=seed, size=1 << 22))
+             noise=NoiseTable(seed=seed, size=1 << 22), **extra)
     used, budget, start = 0, budget_for(dim), time.perf_counter()
     while used < budget:
         seeds = es.ask()
@@ -86,9 +90,58 @@ def pycma_evals(variant: str, function: str, dim: int, seed: int) -> tuple[int |
 
 def _one(job: tuple[str, str, str, int, int]) -> tuple[tuple[str, str, str, int, int], int | None, float]:
     library, variant, function, dim, seed = job
-    run = asktell_evals if library == "asktell" else pycma_evals
-    evals, seconds = run(variant, function, dim, seed)
+    if library == "pycma":
+        evals, seconds = pycma_evals(variant, function, dim, seed)
+    else:  # "asktell" (the default preset) or "asktell:<preset>"
+        preset = library.partition(":")[2] or None
+        evals, seconds = asktell_evals(variant, function, dim, seed, preset)
     return job, evals, seconds
+
+
+def _run_all(jobs: list[tuple], workers: int) -> dict[tuple, tuple[int | None, float]]:
+    results: dict[tuple, tuple[int | None, float]] = {}
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for job, evals, seconds in pool.map(_one, jobs):
+                results[job] = (evals, seconds)
+    else:
+        for job in jobs:
+            results[job] = _one(job)[1:]
+    return results
+
+
+def presets_table(args: argparse.Namespace) -> str:
+    """Median evaluations to 1e-8 of each CMA-ES preset and of pycma, and the ratios."""
+    libraries = [f"asktell:{p}" for p in args.presets] + ["pycma"]
+    jobs = [
+        (library, variant, function, dim, seed)
+        for variant in args.variants for dim in args.dims for function in args.functions
+        for library in libraries for seed in range(args.seeds)
+    ]
+    results = _run_all(jobs, args.jobs)
+    head = " | ".join(f"{p} evals | {p} / pycma" for p in args.presets)
+    rows = [f"| strategy | function | d | pycma evals | {head} |",
+            "|---|---|---|---|" + "---|---|" * len(args.presets)]
+    for variant in args.variants:
+        for dim in args.dims:
+            for function in args.functions:
+                med = {
+                    lib: median_evals([results[(lib, variant, function, dim, s)][0]
+                                       for s in range(args.seeds)])
+                    for lib in libraries
+                }
+                theirs = med["pycma"]
+                fmt = lambda v: "not reached" if not math.isfinite(v) else f"{v:,.0f}"  # noqa: E731
+                cells = [fmt(theirs)]
+                for p in args.presets:
+                    ours = med[f"asktell:{p}"]
+                    ratio = ours / theirs if math.isfinite(theirs) and math.isfinite(ours) else math.nan
+                    cells += [fmt(ours), f"{ratio:.2f}"]
+                rows.append(f"| {variant} | {function} | {dim} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + (
+        f"\n\nMedian evaluations to a best loss of {TARGET:g} over {args.seeds} seeds "
+        f"(sigma0 = {SIGMA0}, default population, no restarts)."
+    )
 
 
 def median_evals(values: list[int | None]) -> float:
@@ -104,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--out", type=Path, default=None,
                         help="docs page whose cma_vs_pycma block to regenerate")
+    parser.add_argument("--presets", nargs="+", default=None,
+                        help="compare these CMA-ES parameter presets with pycma instead "
+                        "(e.g. --presets tutorial pycma)")
     args = parser.parse_args(argv)
+    if args.presets:
+        print(presets_table(args))
+        return 0
 
     jobs = [
         (library, variant, function, dim, seed)
