@@ -110,6 +110,58 @@ def _run_all(jobs: list[tuple], workers: int) -> dict[tuple, tuple[int | None, f
     return results
 
 
+def restarts_run(job: tuple[str, str, int, int, int]) -> tuple[tuple, float, int | None]:
+    """Best loss within ``budget`` evaluations and the evaluations to reach the target."""
+    from asktell.strategies import Restarts
+
+    mode, function, dim, seed, budget = job
+    f = FUNCTIONS[function]
+    common = dict(num_params=dim, x0=np.full(dim, 3.0), seed=seed,
+                  noise=NoiseTable(seed=seed, size=1 << 22))
+    if mode == "plain":
+        es = CMAES(sigma=2.0, **common)
+    else:
+        es = Restarts(mode=mode, strategy={"kind": "cma_es", "sigma": 2.0}, **common)
+    used, best, reached = 0, math.inf, None
+    while used < budget:
+        seeds = es.ask()
+        losses = f(es.distribution.decode(seeds))
+        used += seeds.size
+        es.tell(-losses)
+        best = min(best, float(losses.min()))
+        if best <= TARGET:
+            reached = used
+            break
+    return job, best, reached
+
+
+def restarts_table(args: argparse.Namespace) -> str:
+    jobs = [(mode, function, dim, seed, args.budget) for function in args.functions
+            for dim in args.dims for mode in ("plain", "ipop", "bipop")
+            for seed in range(args.seeds)]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            out = list(pool.map(restarts_run, jobs))
+    else:
+        out = [restarts_run(job) for job in jobs]
+    rows = ["| function | d | strategy | reached 1e-8 | median evals (reached) | median best loss |",
+            "|---|---|---|---|---|---|"]
+    for function in args.functions:
+        for dim in args.dims:
+            for mode in ("plain", "ipop", "bipop"):
+                mine = [(b, r) for (m, f, d, _, _), b, r in out
+                        if (m, f, d) == (mode, function, dim)]
+                hit = [r for _, r in mine if r is not None]
+                med = f"{statistics.median(hit):,.0f}" if hit else "-"
+                best = statistics.median(b for b, _ in mine)
+                rows.append(f"| {function} | {dim} | {mode} | {len(hit)}/{len(mine)} | {med} "
+                            f"| {best:.3g} |")
+    return "\n".join(rows) + (
+        f"\n\n{args.seeds} seeds, budget {args.budget:,} evaluations, sigma0 2, x0 = 3 "
+        "in every coordinate, restarts from x0."
+    )
+
+
 def presets_table(args: argparse.Namespace) -> str:
     """Median evaluations to 1e-8 of each CMA-ES preset and of pycma, and the ratios."""
     libraries = [f"asktell:{p}" for p in args.presets] + ["pycma"]
@@ -160,7 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=None,
                         help="compare these CMA-ES parameter presets with pycma instead "
                         "(e.g. --presets tutorial pycma)")
+    parser.add_argument("--restarts", action="store_true",
+                        help="plain CMA-ES, IPOP and BIPOP on the functions and dims given "
+                        "(sigma0 2, x0 3 in every coordinate), budget --budget evaluations")
+    parser.add_argument("--budget", type=int, default=200_000)
     args = parser.parse_args(argv)
+    if args.restarts:
+        print(restarts_table(args))
+        return 0
     if args.presets:
         print(presets_table(args))
         return 0
