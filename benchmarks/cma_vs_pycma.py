@@ -171,7 +171,7 @@ def presets_table(args: argparse.Namespace) -> str:
         for library in libraries for seed in range(args.seeds)
     ]
     results = _run_all(jobs, args.jobs)
-    head = " | ".join(f"{p} evals | {p} / pycma" for p in args.presets)
+    head = " | ".join(f"asktell {p} evals | ratio" for p in args.presets)
     rows = [f"| strategy | function | d | pycma evals | {head} |",
             "|---|---|---|---|" + "---|---|" * len(args.presets)]
     for variant in args.variants:

@@ -196,7 +196,7 @@ class CMAConfig(SelfAdaptingConfig):
         "the tutorial's and pycma's default).",
     )
     parameters: Literal["tutorial", "pycma"] = Field(
-        "tutorial",
+        "pycma",
         description="Preset of the strategy parameters: 'pycma' (the values pycma 4.x "
         "computes: c_sigma = min(1/2, (mu_eff + 2) / (d + mu_eff + 3)), rank-mu offset 1/4, "
         "pycma's stall test and diagonal rates; fewer evaluations in small dimensions, see "

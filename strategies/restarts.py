@@ -62,7 +62,7 @@ LOCAL_PATIENCE = 100
 _DERIVED = ("generation", "num_nonfinite", "return_mean", "return_std", "return_max", "return_min")
 _REGIMES = ("first", "large", "small")
 #: "No return yet" as a finite float (a state holds no infinities: checkpoints are JSON).
-_NO_BEST = -np.finfo(np.float64).max
+_NO_BEST = -float(np.finfo(np.float64).max)
 
 
 class RestartsConfig(StrategyConfig):
@@ -93,6 +93,11 @@ class RestartsConfig(StrategyConfig):
         None, ge=2,
         description="Population of the first run (lambda_def); default (null) the inner "
         "strategy's.",
+    )
+    sigma: Float | None = Field(
+        None, gt=0,
+        description="Initial step size of the first run (and of every large restart); "
+        "default (null) the inner strategy's sigma.",
     )
     restart_from: Literal["x0", "uniform"] = Field(
         "x0",
@@ -138,6 +143,13 @@ class RestartsConfig(StrategyConfig):
                     f"is {table['population_size']}; set one of them"
                 )
             table["population_size"] = self.population_size
+        if self.sigma is not None:
+            if table.get("sigma") not in (None, self.sigma):
+                raise ValueError(
+                    f"sigma is {self.sigma} but strategy.sigma is {table['sigma']}; set one "
+                    "of them"
+                )
+            table["sigma"] = self.sigma
         if population_size is not None:
             table["population_size"] = population_size
         if sigma is not None:
@@ -304,8 +316,8 @@ class Restarts(BaseStrategy):
             self.evals_small += int(seeds.size)
         else:
             self.evals_large += int(seeds.size)
-        top = float(returns.max())
-        spread = float(returns.max() - returns.min())
+        top, low = float(returns.max()), float(returns.min())
+        spread = top - low  # Python floats: inf, not an overflow warning, near the limit
         self.flat = self.flat + 1 if spread < LOCAL_TOL_FUN and abs(top - self.best) < LOCAL_TOL_FUN else 0
         if top > self.best:
             self.best, self.best_generation = top, self.inner.generation
