@@ -176,3 +176,22 @@ def test_restarts_through_dask_equal_serial():
             assert es.restart >= 1
             centres.append(es.center.tobytes())
     assert centres[0] == centres[1]
+
+
+def test_a_growing_population_through_the_vector_evaluator_equals_serial():
+    """What a restart asks of a Gym evaluator: generations of different sizes, each
+    evaluated exactly as the serial evaluator does."""
+    pytest.importorskip("gymnasium")
+    from asktell.evaluators import SerialEvaluator, VectorEnvEvaluator
+    from asktell.gym.task import GymTask
+
+    task = GymTask("CartPole-v1", policy="linear")
+    es = Restarts(num_params=task.num_params, strategy={"kind": "cma_es", "sigma": 0.5},
+                  noise=NOISE)
+    dist = es.distribution
+    with SerialEvaluator(task) as serial, VectorEnvEvaluator(task, num_envs=4) as vector:
+        for size in (6, 24, 10):
+            seeds = np.arange(size, dtype=np.int64)
+            want = serial.evaluate(dist, seeds).returns
+            got = vector.evaluate(dist, seeds).returns
+            assert got.shape == (size,) and np.array_equal(got, want)
