@@ -183,7 +183,7 @@ def _inner_stop(inner: Any, tracker: Restarts) -> list[str]:
     """
     stop = getattr(inner, "stop", None)  # LEAD: after B1's merge: `return list(inner.stop())`
     if stop is not None:
-        return list(stop())
+        return list(stop())  # B1's stop() is {name: why}: the names
     return tracker._local_stop()
 
 
@@ -340,9 +340,13 @@ class Restarts(BaseStrategy):
         metrics["restart_event"] = event
         return metrics
 
-    def stop(self) -> list[str]:
-        """The criteria that ended the last run once no restart is left (empty otherwise)."""
-        return [f"restarts exhausted ({self.done})"] if self.done else []
+    def stop(self) -> dict[str, str]:
+        """``{name: why}`` once the last run stopped with no restart left (empty otherwise);
+        the inner strategy's criteria that ended it are in the message."""
+        if not self.done:
+            return {}
+        return {"max_restarts": f"no restart left after {self.restart} restarts; the last "
+                f"run stopped on {self.done}"}
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:

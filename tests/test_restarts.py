@@ -195,3 +195,22 @@ def test_a_growing_population_through_the_vector_evaluator_equals_serial():
             want = serial.evaluate(dist, seeds).returns
             got = vector.evaluate(dist, seeds).returns
             assert got.shape == (size,) and np.array_equal(got, want)
+
+
+def test_it_says_it_is_done_when_no_restart_is_left():
+    es = _make(mode="ipop", max_restarts=1)
+    for _ in range(3000):
+        _step(es)
+        if es.stop():
+            break
+    assert es.restart == 1 and list(es.stop()) == ["max_restarts"]
+
+
+def test_the_display_line_shows_a_restart():
+    from asktell._progress import summary
+
+    row = {"generation": 3, "env_steps": 10, "return_mean": 1.0, "return_max": 2.0,
+           "best_return": 2.0, "seconds_ask": 0.0, "seconds_evaluate": 0.0, "seconds_tell": 0.0,
+           "restart_event": "restart 1 (ipop, large): tolx; population 16, sigma 2"}
+    assert "restart 1 (ipop, large)" in summary(row)
+    assert "restart" not in summary({**row, "restart_event": ""})
