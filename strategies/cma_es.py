@@ -14,6 +14,9 @@ generations, as the tutorial suggests), so one generation costs ``O(lambda d**2)
 ``O(d**3)`` work is amortised. Sensible up to about a thousand parameters; the ``d x d``
 matrices are refused past ``max_factor_bytes``. For larger problems use
 :class:`~asktell.strategies.SepCMAES` (Ros & Hansen 2008, diagonal covariance).
+
+(Past 400 lines on purpose: the two parameter presets and their option declarations are
+shared with sep-CMA-ES and belong beside the update that uses them.)
 """
 
 from __future__ import annotations

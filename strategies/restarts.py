@@ -31,6 +31,9 @@ The population changes between generations; the runner, the evaluators and the l
 any number of seeds per generation. Each generation's metrics carry ``restart``,
 ``regime``, ``inner_population_size`` and ``restart_event`` (a message on the generation
 that triggered a restart, empty otherwise).
+
+(Past 400 lines on purpose: the options, the regime schedule and the all-or-nothing state
+of a strategy that holds another strategy read the same few attributes.)
 """
 
 from __future__ import annotations
