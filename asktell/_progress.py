@@ -52,6 +52,8 @@ def summary(row: dict[str, Any]) -> str:
     )
     if row.get("num_failed"):
         parts.append(f"failed {row['num_failed']}")
+    if row.get("restart_event"):  # a restart strategy's message (strategies/restarts.py)
+        parts.append(str(row["restart_event"]))
     return " | ".join(parts)
 
 

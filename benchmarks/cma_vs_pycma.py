@@ -55,13 +55,17 @@ def budget_for(dim: int) -> int:
     return max(300_000, 10_000 * dim)
 
 
-def asktell_evals(variant: str, function: str, dim: int, seed: int) -> tuple[int | None, float]:
-    """Evaluations to reach the target (``None`` if not within the budget), and seconds."""
+def asktell_evals(
+    variant: str, function: str, dim: int, seed: int, parameters: str | None = None
+) -> tuple[int | None, float]:
+    """Evaluations to reach the target (``None`` if not within the budget), and seconds.
+    ``parameters``: the CMA-ES preset (``None``: the default)."""
     cls, _ = VARIANTS[variant]
     f = FUNCTIONS[function]
+    extra = {} if parameters is None else {"parameters": parameters}
     # A 4M-float table: distinct enough for 10-40 dims, built in a few milliseconds.
     es = cls(num_params=dim, sigma=SIGMA0, x0=start_point(function, dim), seed=seed,
-             noise=NoiseTable(seed=seed, size=1 << 22))
+             noise=NoiseTable(seed=seed, size=1 << 22), **extra)
     used, budget, start = 0, budget_for(dim), time.perf_counter()
     while used < budget:
         seeds = es.ask()
@@ -146,9 +150,110 @@ def stop_rules_table(args: argparse.Namespace) -> str:
 
 def _one(job: tuple[str, str, str, int, int]) -> tuple[tuple[str, str, str, int, int], int | None, float]:
     library, variant, function, dim, seed = job
-    run = asktell_evals if library == "asktell" else pycma_evals
-    evals, seconds = run(variant, function, dim, seed)
+    if library == "pycma":
+        evals, seconds = pycma_evals(variant, function, dim, seed)
+    else:  # "asktell" (the default preset) or "asktell:<preset>"
+        preset = library.partition(":")[2] or None
+        evals, seconds = asktell_evals(variant, function, dim, seed, preset)
     return job, evals, seconds
+
+
+def _run_all(jobs: list[tuple], workers: int) -> dict[tuple, tuple[int | None, float]]:
+    results: dict[tuple, tuple[int | None, float]] = {}
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for job, evals, seconds in pool.map(_one, jobs):
+                results[job] = (evals, seconds)
+    else:
+        for job in jobs:
+            results[job] = _one(job)[1:]
+    return results
+
+
+def restarts_run(job: tuple[str, str, int, int, int]) -> tuple[tuple, float, int | None]:
+    """Best loss within ``budget`` evaluations and the evaluations to reach the target."""
+    from asktell.strategies import Restarts
+
+    mode, function, dim, seed, budget = job
+    f = FUNCTIONS[function]
+    common = dict(num_params=dim, x0=np.full(dim, 3.0), seed=seed,
+                  noise=NoiseTable(seed=seed, size=1 << 22))
+    if mode == "plain":
+        es = CMAES(sigma=2.0, **common)
+    else:
+        es = Restarts(mode=mode, strategy={"kind": "cma_es", "sigma": 2.0}, **common)
+    used, best, reached = 0, math.inf, None
+    while used < budget:
+        seeds = es.ask()
+        losses = f(es.distribution.decode(seeds))
+        used += seeds.size
+        es.tell(-losses)
+        best = min(best, float(losses.min()))
+        if best <= TARGET:
+            reached = used
+            break
+    return job, best, reached
+
+
+def restarts_table(args: argparse.Namespace) -> str:
+    jobs = [(mode, function, dim, seed, args.budget) for function in args.functions
+            for dim in args.dims for mode in ("plain", "ipop", "bipop")
+            for seed in range(args.seeds)]
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            out = list(pool.map(restarts_run, jobs))
+    else:
+        out = [restarts_run(job) for job in jobs]
+    rows = ["| function | d | strategy | reached 1e-8 | median evals (reached) | median best loss |",
+            "|---|---|---|---|---|---|"]
+    for function in args.functions:
+        for dim in args.dims:
+            for mode in ("plain", "ipop", "bipop"):
+                mine = [(b, r) for (m, f, d, _, _), b, r in out
+                        if (m, f, d) == (mode, function, dim)]
+                hit = [r for _, r in mine if r is not None]
+                med = f"{statistics.median(hit):,.0f}" if hit else "-"
+                best = statistics.median(b for b, _ in mine)
+                rows.append(f"| {function} | {dim} | {mode} | {len(hit)}/{len(mine)} | {med} "
+                            f"| {best:.3g} |")
+    return "\n".join(rows) + (
+        f"\n\n{args.seeds} seeds, budget {args.budget:,} evaluations, sigma0 2, x0 = 3 "
+        "in every coordinate, restarts from x0."
+    )
+
+
+def presets_table(args: argparse.Namespace) -> str:
+    """Median evaluations to 1e-8 of each CMA-ES preset and of pycma, and the ratios."""
+    libraries = [f"asktell:{p}" for p in args.presets] + ["pycma"]
+    jobs = [
+        (library, variant, function, dim, seed)
+        for variant in args.variants for dim in args.dims for function in args.functions
+        for library in libraries for seed in range(args.seeds)
+    ]
+    results = _run_all(jobs, args.jobs)
+    head = " | ".join(f"asktell {p} evals | ratio" for p in args.presets)
+    rows = [f"| strategy | function | d | pycma evals | {head} |",
+            "|---|---|---|---|" + "---|---|" * len(args.presets)]
+    for variant in args.variants:
+        for dim in args.dims:
+            for function in args.functions:
+                med = {
+                    lib: median_evals([results[(lib, variant, function, dim, s)][0]
+                                       for s in range(args.seeds)])
+                    for lib in libraries
+                }
+                theirs = med["pycma"]
+                fmt = lambda v: "not reached" if not math.isfinite(v) else f"{v:,.0f}"  # noqa: E731
+                cells = [fmt(theirs)]
+                for p in args.presets:
+                    ours = med[f"asktell:{p}"]
+                    ratio = ours / theirs if math.isfinite(theirs) and math.isfinite(ours) else math.nan
+                    cells += [fmt(ours), f"{ratio:.2f}"]
+                rows.append(f"| {variant} | {function} | {dim} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + (
+        f"\n\nMedian evaluations to a best loss of {TARGET:g} over {args.seeds} seeds "
+        f"(sigma0 = {SIGMA0}, default population, no restarts)."
+    )
 
 
 def median_evals(values: list[int | None]) -> float:
@@ -166,9 +271,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="docs page whose cma_vs_pycma block to regenerate")
     parser.add_argument("--stop-rules", action="store_true",
                         help="measure the evaluations the stopping rules save instead")
+    parser.add_argument("--presets", nargs="+", default=None,
+                        help="compare these CMA-ES parameter presets with pycma instead "
+                        "(e.g. --presets tutorial pycma)")
+    parser.add_argument("--restarts", action="store_true",
+                        help="plain CMA-ES, IPOP and BIPOP on the functions and dims given "
+                        "(sigma0 2, x0 3 in every coordinate), budget --budget evaluations")
+    parser.add_argument("--budget", type=int, default=200_000)
     args = parser.parse_args(argv)
     if args.stop_rules:
         print(stop_rules_table(args))
+        return 0
+    if args.restarts:
+        print(restarts_table(args))
+        return 0
+    if args.presets:
+        print(presets_table(args))
         return 0
 
     jobs = [

@@ -12,6 +12,7 @@ Importing this package registers every built-in strategy in
 | :class:`ARS` | ``ars`` | Mania et al. 2018 |
 | :class:`CMAES` | ``cma_es`` | Hansen, arXiv:1604.00772 |
 | :class:`SepCMAES` | ``sep_cma_es`` | Ros & Hansen 2008 |
+| :class:`Restarts` | ``restarts`` | IPOP: Auger & Hansen 2005; BIPOP: Hansen 2009 |
 """
 
 from ._base import BaseStrategy, StrategyConfig
@@ -21,6 +22,7 @@ from .mirrored_es import MirroredES, MirroredESConfig
 from .nes import SNES, XNES, SNESConfig, XNESConfig
 from .openai_es import OpenAIES, OpenAIESConfig
 from .pgpe import PGPE, PGPEConfig
+from .restarts import Restarts, RestartsConfig
 from .sep_cma_es import SepCMAES, SepCMAESConfig
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "OpenAIESConfig",
     "PGPE",
     "PGPEConfig",
+    "Restarts",
+    "RestartsConfig",
     "SNES",
     "SNESConfig",
     "SepCMAES",

@@ -155,6 +155,9 @@ class BaseStrategy:
     #: the black-box strategies, off for the policy-search ones (a flat generation of an RL
     #: task is common and not a reason to end a run).
     stops_by_default: ClassVar[bool] = False
+    #: A strategy over another (restarts): its :meth:`stop` reports only its own end (no
+    #: restart left), while the inner strategy's rules decide when it restarts.
+    wraps_strategy: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -548,7 +551,7 @@ class BaseStrategy:
         asked = isinstance(has_pending, (bool, np.bool_)) and bool(has_pending)
         # "k": the pending seeds are one per candidate while asked, none otherwise.
         sizes = {"n": self.num_params, "p": self.population_size, "k": self.population_size if asked else 0,
-                 "q": _rows(state.get("inject_queue")), "i": _rows(state.get("injected"))}
+                 "q": state_rows(state.get("inject_queue")), "i": state_rows(state.get("injected"))}
         schema = self.state_schema()
         snapshot = self.state_dict()
         # A plugin that adds keys in _state() without declaring them in _state_schema() keeps
@@ -692,6 +695,6 @@ def rank_nonfinite_worst(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:
     return r
 
 
-def _rows(value: Any) -> int:
+def state_rows(value: Any) -> int:
     """Rows of a 2-D array in a state (0 for anything else; its rule then names it)."""
     return int(value.shape[0]) if isinstance(value, np.ndarray) and value.ndim == 2 else 0

@@ -29,7 +29,7 @@ from ._base import BaseStrategy
 from ._common import noise_moments, row_sq_norms
 from ._options import initial_steps
 from ._stopping import covariance_stops
-from .cma_es import CMAConfig, cma_parameters, cma_rank_weights
+from .cma_es import CMAConfig, cma_rank_weights
 
 __all__ = ["SepCMAES", "SepCMAESConfig"]
 
@@ -71,12 +71,16 @@ class SepCMAES(BaseStrategy):
         self.sigma, steps = initial_steps(cfg.sigma, self.num_params)
         self.active = cfg.active
         d = self.num_params
-        self.params = cma_parameters(
-            d, self.population_size, active=self.active, cov_scale=(d + 2.0) / 3.0
+        self.params = cfg.cma_parameters(
+            d, self.population_size, cov_scale=(d + 2.0) / 3.0, separable=True
         )
         self.C = steps**2  # a vector sigma: pycma's CMA_stds as the initial diagonal
         self.path_sigma = np.zeros(d)
         self.path_c = np.zeros(d)
+
+    def _default_population_size(self) -> int:
+        # one per recombination weight when those are given
+        return self.config.population_for(self.num_params)
 
     def _sample(self, count: int) -> np.ndarray:
         return self.noise.sample_keys(self.rng, count, self.num_params)
@@ -115,9 +119,7 @@ class SepCMAES(BaseStrategy):
         ) * z_w
         ps_norm = float(np.linalg.norm(ps))
         g = self.generation + 1
-        h_sigma = ps_norm / math.sqrt(1 - (1 - p.c_sigma) ** (2 * g)) < (
-            1.4 + 2 / (d + 1)
-        ) * p.chi_n
+        h_sigma = not p.stalls(ps_norm, g)
         pc = (1 - p.c_c) * self.path_c + h_sigma * math.sqrt(
             p.c_c * (2 - p.c_c) * p.mu_eff
         ) * y_w

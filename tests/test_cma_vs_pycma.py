@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
+
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,58 @@ def test_median_evaluations_within_1_5x_of_pycma(variant, function):
     assert None not in ours and None not in theirs, (ours, theirs)
     ratio = statistics.median(ours) / statistics.median(theirs)
     assert ratio <= 1.5, f"{variant} on {function}: {ours} vs pycma {theirs} (ratio {ratio:.2f})"
+
+
+# ----------------------------------------------------------------- the parameter presets
+@pytest.mark.parametrize("dim, popsize", [(2, None), (5, None), (10, None), (10, 40), (3, 12)])
+def test_the_pycma_preset_gives_pycmas_own_values(dim, popsize):
+    """Expected values come from pycma itself, not from our formulas (populations of 6
+    and more: below 6 pycma also mirrors samples, which changes its damping)."""
+    import cma
+
+    from asktell.strategies import CMAES
+
+    opts = {"verbose": -9, **({"popsize": popsize} if popsize else {})}
+    theirs = cma.CMAEvolutionStrategy(np.zeros(dim), 1.0, opts)
+    ours = CMAES(num_params=dim, population_size=popsize, parameters="pycma").params
+    sm = theirs.sm.parameters(mueff=theirs.sp.weights.mueff, lam=theirs.sp.weights.lambda_)
+    assert ours.population_size == theirs.sp.popsize
+    assert ours.c_sigma == pytest.approx(theirs.adapt_sigma.cs, rel=1e-12)
+    assert ours.d_sigma == pytest.approx(theirs.adapt_sigma.damps, rel=1e-12)
+    assert ours.c_c == pytest.approx(theirs.sp.cc, rel=1e-12)
+    assert ours.c_1 == pytest.approx(sm["c1"], rel=1e-12)
+    assert ours.c_mu == pytest.approx(sm["cmu"], rel=1e-12)
+    assert np.allclose(ours.weights, np.asarray(theirs.sp.weights), rtol=1e-10, atol=0)
+
+
+def test_an_override_replaces_one_rate_and_keeps_the_rest():
+    from asktell.strategies import CMAES
+
+    base = CMAES(num_params=4, parameters="pycma").params
+    changed = CMAES(num_params=4, parameters="pycma", c_sigma=0.3, rank_mu_offset=0.0).params
+    assert changed.c_sigma == 0.3 and changed.c_c == base.c_c and changed.c_mu < base.c_mu
+    tutorial = CMAES(num_params=4, parameters="tutorial").params
+    assert tutorial.c_sigma < base.c_sigma
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"c_1": 0.6, "c_mu": 0.6}, r"c_1 \+ c_mu must be <= 1"),
+    ({"c_sigma": 0.0}, r"c_sigma"),
+    ({"parameters": "pycmaa"}, r"parameters"),
+    ({"recombination_weights": [1.0, 2.0]}, r"non-increasing"),
+    ({"recombination_weights": [3.0, 1.0, -1.0], "population_size": 4}, r"one per candidate"),
+])
+def test_bad_parameters_are_named(options, match):
+    from asktell.errors import ConfigError
+    from asktell.strategies import CMAES
+
+    with pytest.raises(ConfigError, match=match):
+        CMAES(num_params=3, **options)
+
+
+def test_recombination_weights_set_the_population_and_the_weights():
+    from asktell.strategies import SepCMAES
+
+    es = SepCMAES(num_params=3, recombination_weights=[3.0, 1.0, 0.0, -1.0], active=False)
+    assert es.population_size == 4 and es.ask().shape == (4,)
+    assert np.allclose(es.params.weights, [0.75, 0.25, 0.0, 0.0])

@@ -63,8 +63,9 @@ _FUNCTION = {"kind": "function", "name": "rosenbrock", "num_params": 6, "shift":
 STRATEGY_CASES: dict[str, dict] = {
     "snes": {},
     "xnes": {},
-    "cma_es": {},
-    "sep_cma_es": {},
+    # the rows were written with the tutorial's strategy parameters, the default then
+    "cma_es": {"parameters": "tutorial"},
+    "sep_cma_es": {"parameters": "tutorial"},
     "pgpe": {"population_size": 16},
     "ars": {},
     "mirrored_es": {},

@@ -1,0 +1,216 @@
+"""Restarts (IPOP, BIPOP) over any strategy: what users rely on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asktell.errors import CheckpointError, ConfigError
+from asktell.functions import rastrigin, sphere
+from asktell.noise import NoiseTable
+from asktell.strategies import CMAES, Restarts
+from asktell.testing.strategy_suite import roundtrip_state
+
+NOISE = NoiseTable(seed=0, size=1 << 16)
+
+
+def _make(**kw):
+    options = {"num_params": 4, "strategy": {"kind": "cma_es", "sigma": 2.0}, "seed": 1,
+               "noise": NOISE}
+    options.update(kw)
+    return Restarts(**options)
+
+
+def _step(es):
+    return es.tell(-rastrigin(es.distribution.decode(es.ask())))
+
+
+def _until_restart(es, number, limit=5000):
+    for _ in range(limit):
+        if es.restart >= number:
+            return
+        _step(es)
+    raise AssertionError(f"no restart {number} in {limit} generations")
+
+
+def test_before_the_first_restart_it_is_its_inner_strategy_bitwise():
+    es = _make()
+    plain = CMAES(num_params=4, sigma=2.0, seed=1, noise=NOISE)
+    for _ in range(20):
+        seeds = es.ask()
+        assert np.array_equal(seeds, plain.ask())
+        r = -rastrigin(es.distribution.decode(seeds))
+        es.tell(r)
+        plain.tell(r)
+    assert es.restart == 0 and es.center.tobytes() == plain.center.tobytes()
+
+
+def test_ipop_doubles_the_population_at_each_restart():
+    es = _make(mode="ipop")
+    seen = []
+    for _ in range(2000):
+        metrics = _step(es)
+        if metrics["restart_event"]:
+            seen.append(es.population_size)
+        if len(seen) == 3:
+            break
+    base = CMAES(num_params=4).population_size
+    assert seen == [2 * base, 4 * base, 8 * base]
+    assert es.ask().shape == (8 * base,)
+
+
+def test_bipop_interleaves_small_and_large_regimes():
+    es = _make(mode="bipop")
+    regimes = []
+    for _ in range(4000):
+        if _step(es)["restart_event"]:
+            regimes.append((es.regime, es.population_size, es.restart_sigma))
+        if len(regimes) == 5:
+            break
+    kinds = [r[0] for r in regimes]
+    assert kinds[0] == "large" and "small" in kinds
+    base = CMAES(num_params=4).population_size
+    for regime, population, sigma in regimes:
+        if regime == "small":
+            assert population <= base * 2 and 0.02 <= sigma <= 2.0
+        else:
+            assert sigma == 2.0 and population >= 2 * base
+
+
+def test_a_run_resumed_mid_second_restart_equals_the_straight_run_bitwise():
+    straight = _make(mode="bipop")
+    _until_restart(straight, 2)
+    for _ in range(3):  # into the second restart
+        _step(straight)
+    stopped_at = straight.generation
+    straight.ask()
+    state = roundtrip_state(straight.state_dict())
+    for _ in range(40):
+        _step(straight)
+    resumed = _make(mode="bipop", seed=5)  # everything must come from the state
+    resumed.load_state_dict(state)
+    assert resumed.generation == stopped_at and resumed.restart == 2
+    for _ in range(40):
+        _step(resumed)
+    assert resumed.generation == straight.generation
+    assert resumed.restart == straight.restart
+    assert resumed.center.tobytes() == straight.center.tobytes()
+    assert np.array_equal(resumed.ask(), straight.ask())
+
+
+def test_a_state_from_another_run_size_is_refused_whole():
+    es = _make()
+    _until_restart(es, 1)
+    state = es.state_dict()
+    fresh = _make()
+    before = fresh.state_dict()
+    bad = {**state, "inner.C": np.eye(3)}
+    with pytest.raises(CheckpointError, match=r"Restarts state refused.*'inner.C'"):
+        fresh.load_state_dict(bad)
+    assert fresh.state_dict().keys() == before.keys() and fresh.population_size == before["population_size"]
+
+
+def test_restarts_reach_what_one_run_does_not_on_rastrigin():
+    plain = CMAES(num_params=4, sigma=2.0, seed=1, noise=NOISE)
+    es = _make(mode="ipop")
+    best_plain = best = -np.inf
+    for _ in range(700):
+        best_plain = max(best_plain, float(plain.tell(-rastrigin(plain.distribution.decode(plain.ask())))["return_max"]))
+        best = max(best, float(_step(es)["return_max"]))
+    assert best > -1e-6 > best_plain
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"strategy": {"kind": "cma_ess"}}, "did you mean 'cma_es'"),
+    ({"strategy": {"kind": "restarts"}}, "cannot wrap restarts"),
+    ({"strategy": {"kind": "cma_es", "sigma": -1}}, "strategy.sigma"),
+    ({"strategy": {"sigma": 1.0}}, "needs a 'kind'"),
+    ({"population_factor": 1.0}, "population_factor"),
+    ({"population_size": 6, "strategy": {"kind": "cma_es", "population_size": 8}}, "set one of them"),
+])
+def test_bad_options_are_named(options, field):
+    with pytest.raises(ConfigError, match=field):
+        _make(**options)
+
+
+def test_a_run_file_logs_every_restart(tmp_path):
+    from asktell.runner import read_log, run
+
+    config = {
+        "strategy": {"kind": "restarts", "mode": "ipop",
+                     "strategy": {"kind": "cma_es", "sigma": 2.0}},
+        "task": {"kind": "function", "name": "rastrigin", "num_params": 3},
+        "noise": {"size": 65536},
+        "budget": {"generations": 400},
+        "output": {"log_format": "none"},
+        "seed": 2,
+    }
+    result = run(config, out=tmp_path / "run", log_format="none")
+    rows = read_log(tmp_path / "run")
+    events = [r for r in rows if r["restart_event"]]
+    assert events, "no restart in 400 generations"
+    assert all({"restart", "regime", "inner_population_size"} <= set(r) for r in rows)
+    after = rows[rows.index(events[0]) + 1]
+    assert after["restart"] == 1 and after["inner_population_size"] > rows[0]["inner_population_size"]
+    assert after["generation_steps"] == after["inner_population_size"]
+    assert result.generation == 400
+
+
+def test_restarts_through_dask_equal_serial():
+    distributed = pytest.importorskip("distributed")
+    from asktell.evaluators import DaskEvaluator, SerialEvaluator
+    from asktell.loop import Budget, GenerationStep
+    from asktell.tasks import FunctionTask
+
+    task = FunctionTask.named("rastrigin", num_params=3)
+    centres = []
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        for make_ev in (lambda: SerialEvaluator(task), lambda: DaskEvaluator(task, client=client)):
+            es = _make(num_params=3, mode="ipop", seed=2)
+            with make_ev() as ev:
+                step = GenerationStep(es, ev, task, budget=Budget(generations=300))
+                while not step.stop_reasons():
+                    step()
+            assert es.restart >= 1
+            centres.append(es.center.tobytes())
+    assert centres[0] == centres[1]
+
+
+def test_a_growing_population_through_the_vector_evaluator_equals_serial():
+    """What a restart asks of a Gym evaluator: generations of different sizes, each
+    evaluated exactly as the serial evaluator does."""
+    pytest.importorskip("gymnasium")
+    from asktell.evaluators import SerialEvaluator, VectorEnvEvaluator
+    from asktell.gym.task import GymTask
+
+    task = GymTask("CartPole-v1", policy="linear")
+    es = Restarts(num_params=task.num_params, strategy={"kind": "cma_es", "sigma": 0.5},
+                  noise=NOISE)
+    dist = es.distribution
+    with SerialEvaluator(task) as serial, VectorEnvEvaluator(task, num_envs=4) as vector:
+        for size in (6, 24, 10):
+            seeds = np.arange(size, dtype=np.int64)
+            want = serial.evaluate(dist, seeds).returns
+            got = vector.evaluate(dist, seeds).returns
+            assert got.shape == (size,) and np.array_equal(got, want)
+
+
+def test_it_says_it_is_done_when_no_restart_is_left():
+    es = _make(mode="ipop", max_restarts=1)
+    for _ in range(3000):
+        _step(es)
+        if es.stop():
+            break
+    assert es.restart == 1 and list(es.stop()) == ["max_restarts"]
+
+
+def test_the_display_line_shows_a_restart():
+    from asktell._progress import summary
+
+    row = {"generation": 3, "env_steps": 10, "return_mean": 1.0, "return_max": 2.0,
+           "best_return": 2.0, "seconds_ask": 0.0, "seconds_evaluate": 0.0, "seconds_tell": 0.0,
+           "restart_event": "restart 1 (ipop, large): tolx; population 16, sigma 2"}
+    assert "restart 1 (ipop, large)" in summary(row)
+    assert "restart" not in summary({**row, "restart_event": ""})
