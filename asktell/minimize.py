@@ -87,6 +87,7 @@ def minimize(
     callback: Callable[[dict[str, float]], Any] | None = None,
     bounds: Any = None,
     constraints: Callable[[np.ndarray], Any] | None = None,
+    restarts: str | None = None,
     **strategy_options: Any,
 ) -> MinimizeResult:
     """Minimise ``f`` from ``x0`` with an evolution strategy.
@@ -115,6 +116,10 @@ def minimize(
         constraints: ``g(x) -> (m,)`` (``g(X) -> (n, m)`` with ``vectorized``): feasible
             where every value is ``<= 0``. The strategy ranks by Deb's feasibility-first
             rules; ``x``/``fun`` are the best feasible point when one was seen.
+        restarts: ``"ipop"`` or ``"bipop"`` to restart the strategy when its stopping rules
+            fire (Auger & Hansen 2005; Hansen 2009; see ``docs/strategies.md``), with a
+            larger population (IPOP) or alternating large and small ones (BIPOP), until the
+            budget is spent; ``None`` (the default): one run.
         **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...);
             an unknown name is refused with a did-you-mean. The strategy's stopping rules
             (``tolfun``, ``tolx``, ... see ``docs/strategies.md``) are on unless
@@ -147,6 +152,8 @@ def minimize(
         options["bounds"] = bounds
     if options.get("stop_rules") is None:
         options["stop_rules"] = True  # a search that has converged stops (pycma's habit)
+    if restarts is not None:
+        cls, strategy, options = _with_restarts(restarts, strategy, options)
     # Memory is checked on the validated options before the strategy allocates anything
     # (CMA-ES sizes its weights by the population in its constructor).
     cfg = cls.config_class.validate_options(cls.__name__, options, context={"num_params": x0.size})
@@ -179,6 +186,19 @@ def auto_strategy(num_params: int, max_factor_bytes: Any = None) -> str:
         cap = int(max_factor_bytes)
     fits = num_params <= max_dim_for_bytes(cap)
     return "cma_es" if num_params <= AUTO_FULL_COVARIANCE_MAX and fits else "sep_cma_es"
+
+
+def _with_restarts(mode: Any, strategy: str, options: dict[str, Any]):
+    """The ``restarts`` strategy over ``strategy``: its options (bounds included, which shape
+    the inner strategy's candidates) go to the inner table; ``stop_rules`` stays outside,
+    where it ends the search once no restart is left."""
+    if mode not in ("ipop", "bipop"):
+        raise ConfigError(
+            f"minimize 'restarts' must be 'ipop', 'bipop' or None; got {short_repr(mode)}"
+        )
+    inner = {"kind": strategy, **{k: v for k, v in options.items() if k != "stop_rules"}}
+    outer = {"mode": mode, "strategy": inner, "stop_rules": options["stop_rules"]}
+    return STRATEGIES.get("restarts"), "restarts", outer
 
 
 def _check_option_names(cls: type, strategy: str, options: dict[str, Any]) -> None:
@@ -238,9 +258,10 @@ def _memory_context(num_params: int, population_size: int) -> MemoryContext:
 def _evaluated_center(es: Any) -> np.ndarray:
     """The centre as evaluated: repaired into the strategy's box bounds when it has some
     (the strategy's own centre may lie outside; its evaluation decodes into the box)."""
-    if getattr(es, "bounds", None) is None:
+    dist = es.distribution  # a wrapper's (restarts) carries its inner strategy's bounds
+    if dist.bounds is None:
         return np.array(es.center, dtype=np.float64)
-    return es.distribution.replace(sigma=0.0, factor=None).decode_one(0)
+    return dist.replace(sigma=0.0, factor=None).decode_one(0)
 
 
 def _center_violation(task: FunctionTask, x: np.ndarray) -> float:
@@ -315,6 +336,9 @@ def _search(
         }
         history.append(row)
         reasons = step.stop_reasons()
+        if not reasons and step.progress.env_steps + es.population_size + 1 > budget:
+            # a restart may have grown the population past what the budget has left
+            reasons = {"env_steps": message}
         if "target_return" in reasons:
             message = f"target {target} reached"
             break

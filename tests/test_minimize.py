@@ -97,3 +97,34 @@ def test_minimize_evaluates_x0_and_every_centre_through_the_evaluator():
     assert res.fun == plain.fun and res.center_fun == plain.center_fun
     assert np.array_equal(res.center, plain.center)
     ev.close()
+
+
+def test_restarts_reach_what_one_run_does_not_and_keep_to_the_budget():
+    """IPOP/BIPOP through minimize: on Rastrigin one CMA-ES run stops in a local optimum;
+    restarted runs find the global one, and never spend more than the budget even as the
+    population grows."""
+    from asktell.functions import rastrigin
+
+    def f(x):
+        return float(rastrigin(np.asarray(x)[None])[0])
+
+    x0 = np.full(6, 3.0)
+    one = asktell.minimize(f, x0, sigma=2.0, budget=60_000, seed=1)
+    assert one.fun > 1.0 and one.stop_reason.startswith("strategy stopped")
+    for mode in ("ipop", "bipop"):
+        res = asktell.minimize(f, x0, sigma=2.0, budget=60_000, seed=1, restarts=mode)
+        assert res.fun < 1e-8, mode
+        assert res.nfev <= 60_000 and res.strategy == "restarts"
+    with pytest.raises(ConfigError, match=r"'restarts' must be 'ipop', 'bipop' or None; got 'ipopp'"):
+        asktell.minimize(f, x0, restarts="ipopp")
+
+
+def test_the_pycma_users_call_runs_bounded_and_restarted():
+    """The call the issue asks for: sigma, bounds, BIPOP restarts, a budget and a seed."""
+    def f(x):
+        return float(np.sum((np.asarray(x) - 2.0) ** 2))  # optimum outside the box
+
+    res = asktell.minimize(f, np.zeros(4), sigma=0.5, bounds=(-1.0, 1.0), restarts="bipop",
+                           budget=20_000, seed=0)
+    assert np.allclose(res.x, 1.0, atol=1e-4) and res.nfev <= 20_000
+    assert isinstance(res.stop_reason, str) and res.fun == pytest.approx(4.0, abs=1e-3)
