@@ -123,6 +123,16 @@ def test_run_and_resume_reimport_the_function_and_continue_exactly(tmp_path, mon
     assert returns == [row["return_max"] for row in read_log(tmp_path / "part")]
 
 
+def test_resume_from_another_directory_finds_the_module(tmp_path, monkeypatch):
+    name = _module(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run({**_config(name), "budget": {"generations": 3}}, out=tmp_path / "part")
+    assert f"function_dir = '{tmp_path}'" in (tmp_path / "part" / "config.toml").read_text().replace('"', "'")
+    sys.modules.pop(name)
+    monkeypatch.chdir("/")
+    assert resume(tmp_path / "part", overrides=["budget.generations=4"]).generation == 4
+
+
 def test_pickled_function_imports_itself_in_another_process_and_directory(tmp_path, monkeypatch):
     name = _module(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -73,6 +73,12 @@ class FunctionTaskConfig(PluginConfig):
         "'package.module:name' (the current directory is importable, as with `python -m`; "
         "Dask workers import it the same way). Needs `num_params`.",
     )
+    function_dir: str | None = Field(
+        None,
+        description="With `function`: the directory put on sys.path to import it. Unset: the "
+        "current directory, recorded as an absolute path in the run's saved config so that "
+        "`asktell resume` works from anywhere.",
+    )
     vectorized: Bool | None = Field(
         None,
         description="With `function`: it takes a batch (n, num_params) and returns n values "
@@ -91,7 +97,7 @@ class FunctionTaskConfig(PluginConfig):
         config error naming the field, not a failure at the first generation."""
         given = self.model_fields_set
         if self.function is None:
-            for flag in ("vectorized", "minimize"):
+            for flag in ("vectorized", "minimize", "function_dir"):
                 if getattr(self, flag) is not None:
                     raise ConfigError(
                         f"{flag!r} applies to your own 'function' only (the standard "
@@ -110,13 +116,14 @@ class FunctionTaskConfig(PluginConfig):
                 f"'num_params' is required with 'function' ({self.function!r}): asktell "
                 "cannot tell the dimension of your function"
             )
-        ImportedObject(self.function)
+        # __dict__: an assignment would re-run this validator (validate_assignment).
+        self.__dict__["function_dir"] = ImportedObject(self.function, self.function_dir).base_dir
         return self
 
     def build(self) -> FunctionTask:
         if self.function is not None:
             return FunctionTask(
-                ImportedObject(self.function),
+                ImportedObject(self.function, self.function_dir),
                 vectorized=bool(self.vectorized),
                 minimize=self.minimize is not False,
                 num_params=self.num_params,
