@@ -194,6 +194,16 @@ def render(results: dict) -> str:
         "evaluations to 1e-8 over pycma's, over problems both solve (below 1: asktell needs "
         "fewer); CPU is microseconds per evaluation, the objective included.",
         "",
+        "Read with care: without restarts pycma ends a stalled run on its own termination "
+        "criteria (tolfun, tolx, ...) while asktell's CMA-ES, which has no stopping rules yet, "
+        "spends the whole budget; neither changes the fractions reached, but the CPU per "
+        "evaluation averages over different mixes of generations. f_opt is f at the optimum "
+        "COCO reports (`Problem._best_parameter`).",
+        "",
+        "The full table (f1-f24, D = 2, 5, 10, 20, instances 1-5, 10^4·D): "
+        "`python benchmarks/bbob.py --jobs N` (add `--restarts bipop` or `ipop` once "
+        "asktell's restarts strategy is registered).",
+        "",
     ]
     for label, res in results.items():
         m = res["meta"]
