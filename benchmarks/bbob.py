@@ -196,8 +196,10 @@ def render(results: dict) -> str:
         "",
         "Read with care: without restarts pycma ends a stalled run on its own termination "
         "criteria (tolfun, tolx, ...) while asktell's CMA-ES, which has no stopping rules yet, "
-        "spends the whole budget; neither changes the fractions reached, but the CPU per "
-        "evaluation averages over different mixes of generations. f_opt is f at the optimum "
+        "spends the whole budget: part of asktell's lead in the fractions reached may come "
+        "from evaluations pycma chose not to spend (restarts, which spend them on both sides, "
+        "are the fair comparison), and the CPU per evaluation averages over different mixes "
+        "of generations. f_opt is f at the optimum "
         "COCO reports (`Problem._best_parameter`).",
         "",
         "The full table (f1-f24, D = 2, 5, 10, 20, instances 1-5, 10^4·D): "
