@@ -1,8 +1,9 @@
 """``FunctionTask``: a black-box function ``f(x) -> float`` as a task (``kind = "function"``).
 
 In Python the task wraps any callable; a run file cannot hold a callable, so its section
-names a standard function instead (:class:`FunctionTaskConfig`, the one declaration of the
-run-file options, built through :meth:`FunctionTask.named`).
+names a standard function (``name``) or the user's own by import path (``function =
+"objectives:rosenbrock"``, the run's directory importable; :mod:`asktell._imports`).
+:class:`FunctionTaskConfig` is the one declaration of the run-file options.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from asktell.config_base import Float, Int, PluginConfig, short_repr
+from asktell._imports import ImportedObject, check_import_path
+from asktell.config_base import Bool, Float, Int, PluginConfig, short_repr
 from asktell.constraints import as_violations
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError, ReturnsError
@@ -66,8 +68,67 @@ class FunctionTaskConfig(PluginConfig):
     )
     num_params: Int = Field(10, ge=1, description="Dimension of the search space.")
     shift: Float = Field(0.0, description="Moves the optimum to this value in every coordinate.")
+    function: str | None = Field(
+        None,
+        description="Your own function instead of a standard one: an import path "
+        "'package.module:name' (the current directory is importable, as with `python -m`; "
+        "Dask workers import it the same way). Needs `num_params`.",
+    )
+    function_dir: str | None = Field(
+        None,
+        description="With `function`: the directory put on sys.path to import it. Unset: the "
+        "current directory, recorded as an absolute path in the run's saved config so that "
+        "`asktell resume` works from anywhere.",
+    )
+    vectorized: Bool | None = Field(
+        None,
+        description="With `function`: it takes a batch (n, num_params) and returns n values "
+        "(default false: one vector at a time).",
+    )
+    minimize: Bool | None = Field(
+        None,
+        description="With `function`: it is a loss to minimise (default true); false: a "
+        "return to maximise.",
+    )
+
+    @model_validator(mode="after")
+    def _own_function_rules(self):
+        """`function` needs `num_params` and excludes `name` and `shift`; `vectorized` and
+        `minimize` apply to `function` only. The import is checked here, so a typo is a
+        config error naming the field, not a failure at the first generation."""
+        given = self.model_fields_set
+        if self.function is None:
+            for flag in ("vectorized", "minimize", "function_dir"):
+                if getattr(self, flag) is not None:
+                    raise ConfigError(
+                        f"{flag!r} applies to your own 'function' only (the standard "
+                        f"function {self.name!r} is a vectorised loss)"
+                    )
+            return self
+        check_import_path(self.function)
+        # By value, not by fields_set: a saved config is re-read with every field present.
+        for other, default in (("name", "sphere"), ("shift", 0.0)):
+            if getattr(self, other) != default:
+                raise ConfigError(
+                    f"give either 'function' ({self.function!r}) or {other!r}, not both"
+                )
+        if "num_params" not in given:
+            raise ConfigError(
+                f"'num_params' is required with 'function' ({self.function!r}): asktell "
+                "cannot tell the dimension of your function"
+            )
+        # __dict__: an assignment would re-run this validator (validate_assignment).
+        self.__dict__["function_dir"] = ImportedObject(self.function, self.function_dir).base_dir
+        return self
 
     def build(self) -> FunctionTask:
+        if self.function is not None:
+            return FunctionTask(
+                ImportedObject(self.function, self.function_dir),
+                vectorized=bool(self.vectorized),
+                minimize=self.minimize is not False,
+                num_params=self.num_params,
+            )
         return FunctionTask.named(self.name, num_params=self.num_params, shift=self.shift)
 
 

@@ -1,0 +1,68 @@
+"""A smoke run of benchmarks/bbob.py: both solvers on two tiny BBOB problems, tables written.
+
+The numbers are the benchmark's business (docs/bbob.md); this checks the script runs end to
+end and that what it writes is true of its own records.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("cocoex")
+pytest.importorskip("cma")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bbob():
+    spec = importlib.util.spec_from_file_location("bbob_bench", ROOT / "benchmarks" / "bbob.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tiny_run_writes_tables_consistent_with_its_records(tmp_path):
+    bbob = _bbob()
+    bbob.main(["--functions", "1", "8", "--dims", "2", "--instances", "1",
+               "--budget-factor", "300", "--jobs", "1", "--out-dir", str(tmp_path)])
+    stored = json.loads((tmp_path / "bbob.json").read_text())
+    (res,) = stored.values()
+    records = res["records"]
+    assert {(r["solver"], r["f"]) for r in records} == {
+        (s, f) for s in ("asktell", "pycma") for f in (1, 8)}
+    for r in records:
+        assert r["evaluations"] <= 600 + 20, "a run stops at the budget (plus one generation)"
+        # a target is recorded as hit only if the best value found is below it
+        for target in r["hits"]:
+            assert r["final"] <= float(target)
+    sphere = {r["solver"]: r for r in records if r["f"] == 1}
+    assert all("1e-08" in r["hits"] for r in sphere.values()), "both solve the sphere"
+    table = res["table"]["2"]
+    assert table["asktell"]["reached"]["10"] == 1.0
+    md = (tmp_path / "bbob.md").read_text()
+    assert "| 2 | asktell |" in md and "| 2 | pycma |" in md
+
+
+def test_restarts_without_a_registered_strategy_is_refused_clearly(tmp_path):
+    bbob = _bbob()
+    from asktell.registry import STRATEGIES
+
+    if "restarts" in STRATEGIES:
+        pytest.skip("a restarts strategy is registered on this branch")
+    with pytest.raises(SystemExit, match="no 'restarts' strategy registered"):
+        bbob.main(["--quick", "--restarts", "bipop", "--out-dir", str(tmp_path)])
+
+
+def test_f_opt_is_the_minimum_cocoex_reports():
+    import cocoex
+
+    bbob = _bbob()
+    problem = next(iter(cocoex.Suite("bbob", "", "function_indices:1 dimensions:2 instance_indices:1")))
+    f_opt = bbob.f_opt_of(problem)
+    # the sphere's value at any other point is above f_opt; COCO's f1 instance 1 has f_opt 79.48
+    assert f_opt == pytest.approx(79.48)
+    assert problem([0.0, 0.0]) > f_opt
