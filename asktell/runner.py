@@ -62,6 +62,7 @@ from asktell._files import atomic_write_bytes, fsync_dir
 from asktell._interrupts import DeferredInterrupts
 from asktell._lock import LOCK_FILE, RunLock
 from asktell._progress import Display, make_display
+from asktell._warnings import WarningCapture, uses_mujoco
 from asktell._rundir import CONFIG_FILE, check_out, checked_log, refuse_held
 from asktell.checkpoint import (
     checkpoint_name,
@@ -151,6 +152,7 @@ class Runner:
         self.best_center_task: dict[str, Any] | None = None
         self.log = LogChain()  # the rows written so far, recorded in every checkpoint
         self.notes: list[str] = []  # said once, after the title (e.g. checkpoints skipped)
+        self.warnings: WarningCapture | None = None  # bound to the run directory in run()
         self.last_checkpoint: Path | None = None
         # True when the in-memory state is one a checkpoint may capture: between generations,
         # or asked and waiting for returns. False from tell() until the row is logged.
@@ -245,9 +247,14 @@ class Runner:
             f"asktell: {self.config.strategy.kind} on {self.config.task.kind}, run directory "
             f"{self.run_dir}" + (f" (resuming at generation {self.generation})" if self.generation else "")
         )
-        self.display.start(self.step.fraction_done(), title)
+        self.display.start(
+            self.step.fraction_done(), title, elapsed=self.progress.wall_offset,
+            target=self.step.budget.target_return,
+        )
         for note in self.notes:
             self.display.message(note)
+        if self.warnings is not None:
+            self.warnings.bind(self.run_dir)
         log = self._open_log()
         interrupts = self.interrupts
         try:
@@ -258,6 +265,7 @@ class Runner:
                     with interrupts.critical():
                         os.fsync(log.fileno())
                         self.checkpoint()
+                    self.display.finish(reason)
                 except KeyboardInterrupt as exc:
                     self._on_interrupt(log, exc)
                     # the resume command has been printed; the CLI does not repeat it
@@ -266,7 +274,10 @@ class Runner:
         finally:
             log.close()
             self.display.stop()
-        self.display.message(f"stopped: {reason}")
+            said = self.warnings.summary() if self.warnings is not None else None
+            if said is not None:
+                self.warnings.write()
+                self.display.message(said)
         p = self.progress
         return RunResult(
             run_dir=self.run_dir,
@@ -439,14 +450,18 @@ def run(
     check_out(run_dir)
     refuse_held(run_dir)
     cfg = with_changes(cfg, {"output": {"dir": str(run_dir)}})
-    with cfg.build() as built:  # everything is validated and built before the directory exists
+    # warnings (a simulator's included) go to the run's warnings.log from the build on
+    with WarningCapture(mujoco=uses_mujoco(cfg)) as caught, cfg.build() as built:
+        # everything is validated and built before the directory exists
         run_dir.mkdir(parents=True, exist_ok=True)
         fsync_dir(run_dir.parent)
         with RunLock(run_dir):
             refuse_held(run_dir)  # another process may have started here while we built
             _write_config(run_dir, cfg)
             (run_dir / LOG_FILE).touch()
-            return Runner(cfg, run_dir, built, callback=callback).run()
+            runner = Runner(cfg, run_dir, built, callback=callback)
+            runner.warnings = caught
+            return runner.run()
 
 
 def resume(
@@ -526,8 +541,9 @@ def _resume_held(
             notes.append(f"skipped checkpoint {path}: {reason}")
     cfg = _resume_config(run_dir, overrides, ckpt, log_format)
     chain, log_note = checked_log(run_dir, ckpt, repair_log)
-    with cfg.build() as built:
+    with WarningCapture(mujoco=uses_mujoco(cfg)) as caught, cfg.build() as built:
         runner = Runner(cfg, run_dir, built, callback=callback)
+        runner.warnings = caught
         if ckpt is not None:
             runner.load_state(ckpt.state)
             runner.last_checkpoint = ckpt.path
