@@ -197,6 +197,17 @@ class PlainDisplay(Display):
             f"{v.status()}"
         )
 
+    #: seconds between two "candidates done" lines inside a generation (a log, not a screen)
+    progress_every = 10.0
+
+    def progress(self, done: int, total: int) -> None:
+        super().progress(done, total)
+        now = self.view.clock()
+        if now - getattr(self, "_progress_at", self.view.t0) >= self.progress_every:
+            self._progress_at = now
+            self._say(f"gen {self.view.generation + 1}: {done}/{total} candidates evaluated, "
+                      f"elapsed {format_seconds(self.view.elapsed())}")
+
     def finish(self, reason: str) -> None:
         super().finish(reason)
         v = self.view

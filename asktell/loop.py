@@ -254,6 +254,9 @@ class GenerationStep:
             deterministic task, where the confirmation would repeat the same value).
         critical: a context-manager factory wrapped around the phases that change the
             strategy or the task (the runner defers Ctrl-C in them).
+        on_progress: called with ``(candidates done, population)`` during a generation's
+            evaluation by evaluators that declare the ``progress`` capability (they take an
+            ``on_progress`` keyword); others are called as before.
     """
 
     def __init__(
@@ -268,6 +271,7 @@ class GenerationStep:
         eval_episodes: int = 0,
         confirm: bool = True,
         critical: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+        on_progress: Callable[[int, int], None] | None = None,
     ):
         self.strategy = strategy
         self.evaluator = evaluator
@@ -280,6 +284,7 @@ class GenerationStep:
         self.target_episodes = budget.episodes_for_target(eval_episodes)
         self.confirm = confirm
         self.critical = critical
+        self.on_progress = on_progress
 
     def distribution(self) -> Distribution:
         """The strategy's current distribution with the task's context."""
@@ -359,7 +364,12 @@ class GenerationStep:
             seeds = strategy.ask()
             distribution = self.distribution()
         t1 = time.perf_counter()
-        evaluation = self.evaluator.evaluate(distribution, seeds)
+        if self.on_progress is not None and "progress" in getattr(
+            self.evaluator, "capabilities", ()
+        ):
+            evaluation = self.evaluator.evaluate(distribution, seeds, on_progress=self.on_progress)
+        else:
+            evaluation = self.evaluator.evaluate(distribution, seeds)
         t2 = time.perf_counter()
         with self.critical():
             metrics = strategy.tell(evaluation)

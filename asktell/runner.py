@@ -140,7 +140,9 @@ class Runner:
             judge_center=config.output.eval_every > 0,
             eval_episodes=config.output.eval_episodes,
             critical=self.interrupts.critical,
+            on_progress=self._on_progress if self.display.shows_messages else None,
         )
+        self._progress_shown = 0.0
         self.progress = self.step.progress
         self.best_center_return: float | None = None
         self.best_center: np.ndarray | None = None
@@ -297,6 +299,13 @@ class Runner:
         due = out.eval_every > 0 and record.generation % out.eval_every == 0
         return out.eval_episodes if due else 0
 
+    def _on_progress(self, done: int, total: int) -> None:
+        # a few updates a second at most: evaluators may report after every chunk
+        now = time.monotonic()
+        if now - self._progress_shown >= 0.25:
+            self._progress_shown = now
+            self.display.progress(done, total)
+
     def _told(self, record: GenerationRecord) -> None:
         self._consistent = False
 
@@ -450,6 +459,8 @@ def run(
     check_out(run_dir)
     refuse_held(run_dir)
     cfg = with_changes(cfg, {"output": {"dir": str(run_dir)}})
+    display = make_display(cfg.output.log_format)
+    display.message(f"asktell: building the {cfg.task.kind} task and the {cfg.evaluator.kind} evaluator")
     # warnings (a simulator's included) go to the run's warnings.log from the build on
     with WarningCapture(mujoco=uses_mujoco(cfg)) as caught, cfg.build() as built:
         # everything is validated and built before the directory exists
@@ -459,7 +470,7 @@ def run(
             refuse_held(run_dir)  # another process may have started here while we built
             _write_config(run_dir, cfg)
             (run_dir / LOG_FILE).touch()
-            runner = Runner(cfg, run_dir, built, callback=callback)
+            runner = Runner(cfg, run_dir, built, callback=callback, display=display)
             runner.warnings = caught
             return runner.run()
 
