@@ -213,3 +213,21 @@ def test_mujoco_warnings_go_to_the_run_and_leave_no_log_in_the_cwd(tmp_path, mon
     # the check is real: without the capture the same step leaves MUJOCO_LOG.TXT here
     _unstable_step()
     assert (cwd / "MUJOCO_LOG.TXT").exists()
+
+
+def test_the_vector_evaluator_reports_progress_in_whole_rounds_without_changing_returns():
+    pytest.importorskip("gymnasium")
+    from asktell.evaluators import VectorEnvEvaluator
+    from asktell.gym import GymTask
+    from asktell.noise import NoiseTable
+    from asktell.strategies import OpenAIES
+
+    task = GymTask("CartPole-v1", seed=0)
+    es = OpenAIES(task.num_params, population_size=20, sigma=0.5, noise=NoiseTable(0, 1 << 16))
+    dist, seeds = es.distribution.replace(context=task.context()), es.ask()
+    seen = []
+    with VectorEnvEvaluator(task, num_envs=2) as ev:
+        whole = ev.evaluate(dist, seeds)
+        pieces = ev.evaluate(dist, seeds, on_progress=lambda d, t: seen.append((d, t)))
+    assert np.array_equal(whole.returns, pieces.returns)
+    assert seen == [(6, 20), (12, 20), (18, 20), (20, 20)]  # pieces of 3 rounds of 2
