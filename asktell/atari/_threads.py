@@ -2,8 +2,9 @@
 
 The A3C network's products are small (a 16x8x8 convolution over 84x84 frames per step):
 OpenBLAS's thread pool spends more time waking and synchronising threads than computing, and
-on a loaded machine the spinning threads take cores from the environments. Measured here on
-a short Pong run (docs/atari.md): 91 s with the default threads against 14 s with one.
+on a loaded machine the spinning threads take cores from the environments. A short Pong run
+on a loaded 2-core machine took 300 s with OpenBLAS's two threads and 92 s with one
+(docs/atari.md).
 Worker processes already start with ``OPENBLAS_NUM_THREADS=1``; this covers the main
 process, which runs the serial evaluator's rollouts, the centre evaluations and ``tell``.
 
