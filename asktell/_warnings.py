@@ -22,6 +22,7 @@ vector evaluator's pool, Dask workers) warns in that process.
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -69,7 +70,7 @@ class WarningCapture:
         self._interval = min_interval
         self._written = 0.0
         self._lock = threading.Lock()
-        self._saved: list[Any] = []
+        self._mujoco_saved: tuple[Any, Any] | None = None  # (warning hook, log file) before
 
     @property
     def total(self) -> int:
@@ -112,12 +113,13 @@ class WarningCapture:
     def _mujoco_warning(self, text: str) -> None:
         warnings.warn(str(text).strip(), MujocoWarning, stacklevel=2)
 
-    def _mujoco_logfile(self, path: Path) -> None:
+    @staticmethod
+    def _mujoco_logfile(path: str | Path | None) -> None:
         import mujoco
 
+        if path is None or not hasattr(mujoco, "MjLogConfig"):  # MuJoCo 3 has no log config
+            return
         cfg = mujoco.MjLogConfig.get()
-        if not self._saved or self._saved[0] is None:
-            self._saved = [cfg.logfile]
         cfg.logfile = str(path)
         cfg.set()
 
@@ -129,20 +131,22 @@ class WarningCapture:
         if self._mujoco:
             import mujoco
 
-            self._previous_hook = mujoco.get_mju_user_warning()
+            log = getattr(mujoco, "MjLogConfig", None)
+            self._mujoco_saved = (mujoco.get_mju_user_warning(), log and log.get().logfile)
             mujoco.set_mju_user_warning(self._mujoco_warning)
+            # until bound (the run directory is made after the build), an error MuJoCo logs
+            # is the exception the bindings raise, not a file in the cwd
+            self._mujoco_logfile(os.devnull)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         try:
             self.write()
         finally:
-            if self._mujoco:
+            if self._mujoco_saved is not None:
                 import mujoco
 
-                mujoco.set_mju_user_warning(self._previous_hook)
-                if self._saved:
-                    cfg = mujoco.MjLogConfig.get()
-                    cfg.logfile = self._saved[0]
-                    cfg.set()
+                hook, logfile = self._mujoco_saved
+                mujoco.set_mju_user_warning(hook)
+                self._mujoco_logfile(logfile)
             self._catch.__exit__(*exc)
