@@ -62,8 +62,8 @@ from asktell._files import atomic_write_bytes, fsync_dir
 from asktell._interrupts import DeferredInterrupts
 from asktell._lock import LOCK_FILE, RunLock
 from asktell._progress import Display, make_display
-from asktell._warnings import WarningCapture, uses_mujoco
 from asktell._rundir import CONFIG_FILE, check_out, checked_log, refuse_held
+from asktell._warnings import WarningCapture, uses_mujoco
 from asktell.checkpoint import (
     checkpoint_name,
     discard_newer,
