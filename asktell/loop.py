@@ -257,6 +257,9 @@ class GenerationStep:
         stop_rules: act on the strategy's stopping rules (``strategy.stop()``, checked
             between generations; the reason is ``strategy stopped: <rule> (<why>)``);
             ``None``: the strategy's own ``stop_rules`` setting.
+        on_progress: called with ``(candidates done, population)`` during a generation's
+            evaluation by evaluators that declare the ``progress`` capability (they take an
+            ``on_progress`` keyword); others are called as before.
     """
 
     def __init__(
@@ -272,6 +275,7 @@ class GenerationStep:
         confirm: bool = True,
         critical: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
         stop_rules: bool | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ):
         self.strategy = strategy
         self.evaluator = evaluator
@@ -288,6 +292,7 @@ class GenerationStep:
             stop_rules = bool(getattr(strategy, "stop_rules", False))
         # A strategy without stop() (a protocol-only one) has no rules to act on.
         self.stop_rules = stop_rules and callable(getattr(strategy, "stop", None))
+        self.on_progress = on_progress
 
     def distribution(self) -> Distribution:
         """The strategy's current distribution with the task's context."""
@@ -375,7 +380,12 @@ class GenerationStep:
             seeds = strategy.ask()
             distribution = self.distribution()
         t1 = time.perf_counter()
-        evaluation = self.evaluator.evaluate(distribution, seeds)
+        if self.on_progress is not None and "progress" in getattr(
+            self.evaluator, "capabilities", ()
+        ):
+            evaluation = self.evaluator.evaluate(distribution, seeds, on_progress=self.on_progress)
+        else:
+            evaluation = self.evaluator.evaluate(distribution, seeds)
         t2 = time.perf_counter()
         with self.critical():
             metrics = strategy.tell(evaluation)

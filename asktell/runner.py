@@ -63,6 +63,7 @@ from asktell._interrupts import DeferredInterrupts
 from asktell._lock import LOCK_FILE, RunLock
 from asktell._progress import Display, make_display
 from asktell._rundir import CONFIG_FILE, check_out, checked_log, refuse_held
+from asktell._warnings import WarningCapture, uses_mujoco
 from asktell.checkpoint import (
     checkpoint_name,
     discard_newer,
@@ -140,7 +141,9 @@ class Runner:
             judge_center=config.output.eval_every > 0,
             eval_episodes=config.output.eval_episodes,
             critical=self.interrupts.critical,
+            on_progress=self._on_progress if self.display.shows_messages else None,
         )
+        self._progress_shown = 0.0
         self.progress = self.step.progress
         self.best_center_return: float | None = None
         self.best_center: np.ndarray | None = None
@@ -152,6 +155,7 @@ class Runner:
         self.best_center_task: dict[str, Any] | None = None
         self.log = LogChain()  # the rows written so far, recorded in every checkpoint
         self.notes: list[str] = []  # said once, after the title (e.g. checkpoints skipped)
+        self.warnings: WarningCapture | None = None  # bound to the run directory in run()
         self.last_checkpoint: Path | None = None
         self.resumed = False  # set by resume(): the loggers continue their series
         self.loggers = LoggerSet([], self.display.message)
@@ -248,9 +252,14 @@ class Runner:
             f"asktell: {self.config.strategy.kind} on {self.config.task.kind}, run directory "
             f"{self.run_dir}" + (f" (resuming at generation {self.generation})" if self.generation else "")
         )
-        self.display.start(self.step.fraction_done(), title)
+        self.display.start(
+            self.step.fraction_done(), title, elapsed=self.progress.wall_offset,
+            target=self.step.budget.target_return,
+        )
         for note in self.notes:
             self.display.message(note)
+        if self.warnings is not None:
+            self.warnings.bind(self.run_dir)
         log = self._open_log()
         self.loggers = self._open_loggers()
         interrupts = self.interrupts
@@ -264,6 +273,7 @@ class Runner:
                         os.fsync(log.fileno())
                         self.checkpoint()
                     ended = reason
+                    self.display.finish(reason)
                 except KeyboardInterrupt as exc:
                     ended = f"interrupted ({exc.args[0]})" if exc.args else "interrupted"
                     self._on_interrupt(log, exc)
@@ -278,7 +288,10 @@ class Runner:
             log.close()
             self.loggers.close(ended)
             self.display.stop()
-        self.display.message(f"stopped: {reason}")
+            said = self.warnings.summary() if self.warnings is not None else None
+            if said is not None:
+                self.warnings.write()
+                self.display.message(said)
         p = self.progress
         return RunResult(
             run_dir=self.run_dir,
@@ -305,6 +318,13 @@ class Runner:
         out = self.config.output
         due = out.eval_every > 0 and record.generation % out.eval_every == 0
         return out.eval_episodes if due else 0
+
+    def _on_progress(self, done: int, total: int) -> None:
+        # a few updates a second at most: evaluators may report after every chunk
+        now = time.monotonic()
+        if now - self._progress_shown >= 0.25:
+            self._progress_shown = now
+            self.display.progress(done, total)
 
     def _told(self, record: GenerationRecord) -> None:
         self._consistent = False
@@ -461,14 +481,20 @@ def run(
     refuse_held(run_dir)
     cfg = with_changes(cfg, {"output": {"dir": str(run_dir)}})
     check_loggers(cfg.output.loggers)  # a missing extra is refused before anything is written
-    with cfg.build() as built:  # everything is validated and built before the directory exists
+    display = make_display(cfg.output.log_format)
+    display.message(f"asktell: building the {cfg.task.kind} task and the {cfg.evaluator.kind} evaluator")
+    # warnings (a simulator's included) go to the run's warnings.log from the build on
+    with WarningCapture(mujoco=uses_mujoco(cfg)) as caught, cfg.build() as built:
+        # everything is validated and built before the directory exists
         run_dir.mkdir(parents=True, exist_ok=True)
         fsync_dir(run_dir.parent)
         with RunLock(run_dir):
             refuse_held(run_dir)  # another process may have started here while we built
             _write_config(run_dir, cfg)
             (run_dir / LOG_FILE).touch()
-            return Runner(cfg, run_dir, built, callback=callback).run()
+            runner = Runner(cfg, run_dir, built, callback=callback, display=display)
+            runner.warnings = caught
+            return runner.run()
 
 
 def resume(
@@ -549,8 +575,9 @@ def _resume_held(
     cfg = _resume_config(run_dir, overrides, ckpt, log_format)
     chain, log_note = checked_log(run_dir, ckpt, repair_log)
     check_loggers(cfg.output.loggers)
-    with cfg.build() as built:
+    with WarningCapture(mujoco=uses_mujoco(cfg)) as caught, cfg.build() as built:
         runner = Runner(cfg, run_dir, built, callback=callback)
+        runner.warnings = caught
         runner.resumed = True
         if ckpt is not None:
             runner.load_state(ckpt.state)

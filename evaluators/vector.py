@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -174,7 +175,7 @@ class VectorEnvEvaluator:
     #: Capabilities of the class (the evaluator conformance suite reads an instance's
     #: ``capabilities``, which adds ``bitwise_serial`` unless the mode is
     #: ``vector_entry_point``): it needs a task with a batch runner.
-    capabilities = frozenset({"needs_batch_runner", "candidate_timeout"})
+    capabilities = frozenset({"needs_batch_runner", "candidate_timeout", "progress"})
 
     def __init__(self, task: Task, **options: Any):
         cfg = VectorEnvEvaluatorConfig.validate_options("VectorEnvEvaluator", options)
@@ -198,8 +199,18 @@ class VectorEnvEvaluator:
             f"num_workers={self.num_workers})"
         )
 
-    def evaluate(self, distribution: Distribution, seeds: np.ndarray) -> Evaluation:
-        """Returns, steps, episodes, truncations and failures for ``seeds``, in seed order."""
+    def evaluate(
+        self,
+        distribution: Distribution,
+        seeds: np.ndarray,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Evaluation:
+        """Returns, steps, episodes, truncations and failures for ``seeds``, in seed order.
+
+        ``on_progress(done, total)`` (the ``progress`` capability): in this process, once
+        the environments are sized, a batch of more than two rounds runs as about four
+        pieces of whole rounds, each reported when done (a candidate's return does not
+        depend on its batch); otherwise it is reported once, at the end."""
         if self.closed:
             raise RuntimeError("VectorEnvEvaluator.evaluate() called after close()")
         seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
@@ -209,7 +220,7 @@ class VectorEnvEvaluator:
         if self.num_workers == 0:
             limit = self.candidate_timeout_seconds
             if limit is None:
-                parts = [(0, self._engine_now().run(distribution, seeds, self.retries))]
+                parts = self._in_process(distribution, seeds, on_progress)
             else:
                 parts = [(0, self._run_in_process_limited(distribution, seeds, limit))]
         else:
@@ -221,7 +232,22 @@ class VectorEnvEvaluator:
                 self._finalizer.detach()
                 self._finalizer = weakref.finalize(self, _shutdown, [self._pool])
             parts = self._pool.run(distribution, seeds, self.retries)
+        if on_progress is not None:
+            on_progress(seeds.size, seeds.size)
         return assemble(seeds, parts, generation, self.on_failure)
+
+    def _in_process(self, distribution, seeds, on_progress) -> list[tuple[int, Evaluation]]:
+        engine = self._engine_now()
+        size = self.num_envs or getattr(engine, "num_envs", None)
+        if on_progress is None or not size or seeds.size <= 2 * size:
+            return [(0, engine.run(distribution, seeds, self.retries))]
+        piece = size * -(-seeds.size // (4 * size))  # whole rounds: no half-empty batch
+        parts = []
+        for start in range(0, seeds.size, piece):
+            parts.append((start, engine.run(distribution, seeds[start : start + piece], self.retries)))
+            if start + piece < seeds.size:
+                on_progress(start + piece, seeds.size)
+        return parts
 
     def _engine_now(self) -> Any:
         if self._engine is None:

@@ -261,3 +261,47 @@ def _leaves(tree):
             yield from _leaves(value)
     else:
         yield tree
+
+
+_BLAS_PROBE = """
+import json, sys
+from threadpoolctl import threadpool_info
+from asktell.runner import run
+seen = []
+cfg = {
+    "strategy": {"kind": "openai_es", "population_size": 2, "sigma": 0.02},
+    "task": {"kind": "atari", "env_id": "Pong", "conv_layers": [[4, 8, 4]], "dense_size": 8,
+             "screen_size": 42, "reference_batch_size": 4, "reference_probability": 1.0,
+             "max_episode_frames": 40},
+    "noise": {"size": 1 << 16},
+    "budget": {"generations": 1},
+    "output": {"log_format": "none", "eval_every": 0},
+}
+run(cfg, out=sys.argv[1],
+    callback=lambda row: seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+print(json.dumps(seen))
+"""
+
+
+def _blas_threads_during_a_run(tmp_path, env):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("threadpoolctl")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")} | env
+    out = subprocess.run([sys.executable, "-c", _BLAS_PROBE, str(tmp_path / "run")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_an_atari_run_uses_one_blas_thread_in_the_main_process(tmp_path):
+    threads = _blas_threads_during_a_run(tmp_path, {})
+    assert threads and set(threads) == {1}
+
+
+def test_a_blas_thread_count_the_user_set_is_kept(tmp_path):
+    threads = _blas_threads_during_a_run(tmp_path, {"OPENBLAS_NUM_THREADS": "2"})
+    assert threads and set(threads) == {2}

@@ -297,6 +297,6 @@ def test_tasks_without_a_batch_runner_are_refused_naming_what_to_use():
 
 def test_capabilities_say_where_returns_equal_the_serial_evaluators(cartpole):
     with VectorEnvEvaluator(cartpole) as ev:
-        assert ev.capabilities == {"bitwise_serial", "needs_batch_runner", "candidate_timeout"}
+        assert ev.capabilities == {"bitwise_serial", "needs_batch_runner", "candidate_timeout", "progress"}
     with VectorEnvEvaluator(cartpole, mode="vector_entry_point") as ev:
-        assert ev.capabilities == {"needs_batch_runner", "candidate_timeout"}
+        assert ev.capabilities == {"needs_batch_runner", "candidate_timeout", "progress"}

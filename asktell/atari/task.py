@@ -34,6 +34,7 @@ from asktell.gym.seeding import mix64
 from asktell.gym.task import GymTask
 from asktell.registry import TASKS
 
+from ._threads import limit_blas_threads
 from .options import AtariTaskConfig
 from .policy import AtariPolicy
 
@@ -133,6 +134,7 @@ class AtariTask(GymTask):
         self, env_id: str = "ALE/Pong-v5", *, reference_batch: np.ndarray | None = None, **options: Any
     ):
         cfg = AtariTaskConfig.validate_options("AtariTask", {"env_id": env_id, **options})
+        limit_blas_threads()  # this process's small products run fastest on one thread
         resolved = resolve_env_id(cfg.env_id)
         for name in (
             "frame_skip", "noop_max", "screen_size", "frame_stack", "max_episode_frames",
