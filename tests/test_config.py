@@ -512,10 +512,17 @@ def test_plugins_are_imported_before_validation(tmp_path, monkeypatch):
     }
     with pytest.raises(ConfigError, match="p3_function"):
         config_from_dict(data)
-    cfg = config_from_dict({**data, "plugins": ["p3_plugin_mod"]})
-    assert cfg.task.kind == "p3_function" and cfg.plugins == ["p3_plugin_mod"]
-    # a resumed run's saved config imports it again and validates
-    assert config_from_dict(cfg.model_dump(mode="json")).task.kind == "p3_function"
+    try:
+        cfg = config_from_dict({**data, "plugins": ["p3_plugin_mod"]})
+        assert cfg.task.kind == "p3_function" and cfg.plugins == ["p3_plugin_mod"]
+        # a resumed run's saved config imports it again and validates
+        assert config_from_dict(cfg.model_dump(mode="json")).task.kind == "p3_function"
+    finally:  # the plugin leaves this session's registry as it found it
+        import sys
+
+        TASKS._items.pop("p3_function", None)
+        sys.modules.pop("p3_plugin_mod", None)
+        config_module.refresh()
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,16 @@ NOT_RUN = {
     "examples/cartpole.toml --out runs/cartpole":
         "installs into a new venv: .ci/run and tests/test_packaging.py check the install; the "
         "run itself is the tutorial's `asktell run examples/cartpole.toml`, run here",
-    'pip install "asktell[atari]"': "an install command (atari.md is not one of this part's pages)",
+    "OPENBLAS_NUM_THREADS=2 asktell run pong_serial.toml --out runs/before $S":
+        "the Atari before/after measurement: minutes per run on 2 cores",
+    "asktell run pong_serial.toml --out runs/after $S":
+        "the Atari before/after measurement: minutes per run on 2 cores",
+    "asktell run examples/pong.toml --out runs/after-vector $S":
+        "the Atari before/after measurement: minutes per run on 2 cores",
+    "asktell plot runs/sphere-s0 runs/sphere-s1 runs/sphere-s2 --aggregate -o seeds.png":
+        "needs three seeds' runs the page does not make (tests/test_plot.py draws an aggregate)",
+    "asktell export runs/halfcheetah -o cheetah.npz --best":
+        "needs a trained HalfCheetah run (hours); export is run on CartPole (tests/test_export.py)",
     "asktell eval runs/halfcheetah --video halfcheetah.mp4":
         "needs a trained HalfCheetah run (hours); eval --video is run on CartPole",
     "asktell plot runs/pong-short -o docs/atari-pong-learning.png":
