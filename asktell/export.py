@@ -50,6 +50,9 @@ def export_policy(
     evaluated one, with the normaliser it was evaluated with) to ``output`` (``.npz``).
 
     Only Gymnasium runs with a ``linear`` or ``mlp`` policy can be exported.
+
+    (Past 60 lines: the file's metadata is written field by field, in the order
+    :func:`load_policy` reads it back.)
     """
     from asktell.gym.policies import MLPPolicy
     from asktell.gym.seeding import center_episode_seeds

@@ -47,6 +47,9 @@ Example:
     ...         record = step(center_episodes=1)
     >>> record.generation, step.progress.env_steps, record.center_returns.shape
     (3, 24, (1,))
+
+(Just past 400 lines: the budget, the progress counters and the step's phases are one idea,
+the generation step; the target check lives in :mod:`asktell.targets`.)
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from asktell._memory import MemoryContext, check_memory
 from asktell.config_base import short_repr
 from asktell.constraints import total_violation
 from asktell.errors import ConfigError
-from asktell.loop import Budget, GenerationStep, center_returns
+from asktell.loop import Budget, GenerationRecord, GenerationStep, center_returns
 from asktell.registry import EVALUATORS, STRATEGIES
 from asktell.tasks import FunctionTask
 
@@ -255,6 +255,17 @@ def _memory_context(num_params: int, population_size: int) -> MemoryContext:
     )
 
 
+def _why_stop(reasons: dict[str, str], target: float | None) -> str | None:
+    """The message a stop check gives (``None``: go on; ``""``: the budget's message)."""
+    if not reasons:
+        return None
+    if "target_return" in reasons:
+        return f"target {target} reached"
+    if "strategy" in reasons:
+        return reasons["strategy"]
+    return ""
+
+
 def _evaluated_center(es: Any) -> np.ndarray:
     """The centre as evaluated: repaired into the strategy's box bounds when it has some
     (the strategy's own centre may lie outside; its evaluation decodes into the box)."""
@@ -278,6 +289,31 @@ def _loss(returns: np.ndarray) -> float:
     return -float(returns[0])
 
 
+class _BestPoint:
+    """The best point seen: Deb's order with constraints (least total violation first,
+    then least loss), plain least loss without. A non-finite loss is never the best."""
+
+    def __init__(self, x: np.ndarray, fun: float, violation: float):
+        self.x, self.violation = x, violation
+        self.fun = fun if math.isfinite(fun) else math.inf
+
+    def offer(self, x: Any, fun: float, violation: float) -> None:
+        if math.isfinite(fun) and (violation, fun) < (self.violation, self.fun):
+            self.x, self.fun, self.violation = x, float(fun), float(violation)
+
+    def offer_generation(self, record: GenerationRecord) -> np.ndarray:
+        """Offer a generation's best candidate; returns the generation's losses."""
+        losses = -record.evaluation.returns
+        finite = np.isfinite(losses)
+        violations = record.evaluation.violations
+        violation = np.zeros(losses.size) if violations is None else total_violation(violations)
+        if finite.any():
+            i = int(np.lexsort((np.where(finite, losses, np.inf), np.where(finite, violation, np.inf)))[0])
+            if (violation[i], losses[i]) < (self.violation, self.fun):
+                self.offer(record.distribution.decode_one(record.seeds[i]), losses[i], violation[i])
+        return losses
+
+
 def _search(
     es: Any, ev: Any, task: FunctionTask, budget: int, target: float | None, callback: Any
 ) -> MinimizeResult:
@@ -292,62 +328,39 @@ def _search(
     # The target is judged on the centre's loss; a function is deterministic, so a
     # confirmation would only repeat that value (and spend an evaluation).
     step = GenerationStep(es, ev, task, budget=limits, judge_center=True, confirm=False)
-    best_x = _evaluated_center(es)
-    best_fun = center_fun = _loss(center_returns(ev, task, es.distribution, 1))
-    if not math.isfinite(best_fun):
-        best_fun = math.inf  # a non-finite loss is never the best: any finite one beats it
-    # With constraints the best is Deb's: least total violation first, then least loss.
-    best_violation = _center_violation(task, best_x)
+    x0 = _evaluated_center(es)
+    center_fun = _loss(center_returns(ev, task, es.distribution, 1))
+    best = _BestPoint(x0, center_fun, _center_violation(task, x0))
     step.progress.env_steps = 1
     history: list[dict[str, float]] = []
     message = f"budget of {budget} evaluations used"
     # The strategy's rules are checked before the first generation too (a sigma below tolx).
-    reasons = step.stop_reasons()
-    if "strategy" in reasons:
-        message = reasons["strategy"]
-    while not reasons:
+    stop = _why_stop(step.stop_reasons(), target)
+    while stop is None:
         record = step(center_episodes=1)
         step.progress.env_steps += 1  # the centre's evaluation
-        losses = -record.evaluation.returns
-        finite = np.isfinite(losses)
-        violation = (
-            np.zeros(losses.size) if record.evaluation.violations is None
-            else total_violation(record.evaluation.violations)
-        )
-        if finite.any():
-            order = np.lexsort((np.where(finite, losses, np.inf), np.where(finite, violation, np.inf)))
-            i = int(order[0])
-            if (violation[i], losses[i]) < (best_violation, best_fun):
-                best_fun, best_x = float(losses[i]), record.distribution.decode_one(record.seeds[i])
-                best_violation = float(violation[i])
+        losses = best.offer_generation(record)
         center_fun = _loss(record.center_returns)
         if math.isfinite(center_fun):
             x_center = _evaluated_center(es)
-            v_center = _center_violation(task, x_center)
-            if (v_center, center_fun) < (best_violation, best_fun):
-                best_fun, best_x, best_violation = center_fun, x_center, v_center
+            best.offer(x_center, center_fun, _center_violation(task, x_center))
+        finite = losses[np.isfinite(losses)]
         row = {
             "generation": es.generation,
             "nfev": step.progress.env_steps,
-            "best_fun": best_fun,
-            "mean_fun": float(losses[finite].mean()) if finite.any() else math.nan,
+            "best_fun": best.fun,
+            "mean_fun": float(finite.mean()) if finite.size else math.nan,
             "center_fun": center_fun,
             "seconds": step.progress.wall(),
         }
         history.append(row)
-        reasons = step.stop_reasons()
-        if not reasons and step.progress.env_steps + es.population_size + 1 > budget:
-            # a restart may have grown the population past what the budget has left
-            reasons = {"env_steps": message}
-        if "target_return" in reasons:
-            message = f"target {target} reached"
-            break
-        if "strategy" in reasons:
-            message = reasons["strategy"]
-            break
-        if callback is not None and callback(row) is True:
-            message = "stopped by callback"
-            break
+        stop = _why_stop(step.stop_reasons(), target)
+        if stop is None and step.progress.env_steps + es.population_size + 1 > budget:
+            stop = ""  # a restart may have grown the population past what the budget has left
+        if stop is None and callback is not None and callback(row) is True:
+            stop = "stopped by callback"
+    message = stop or message
+    best_fun, best_x, best_violation = best.fun, best.x, best.violation
     success = math.isfinite(best_fun)
     if success and best_violation > 0:
         message = f"no feasible point found (least total violation {best_violation:.3g}); " + message

@@ -11,6 +11,9 @@ once, and closes what it started. Every call into ``distributed``'s own private 
 (``_wait``, ``_gather``, ``_cancel``, to bound them by a timeout) lives here. The types of
 what it accepts (a live client, a security object, the dashboard setting) are declared here
 too, as field types of :class:`~asktell.evaluators.dask.DaskEvaluatorConfig`.
+
+(Just past 400 lines: everything that talks to the client, with a timeout on each call,
+stays in this one module so no other reaches into the client.)
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ to the cluster only through the public methods of
 :class:`~asktell.evaluators._dask_link.ClusterLink`, and submits the worker-side
 :func:`~asktell.evaluators._dask_worker.run_chunk`. The fault policy it carries out is the
 table in ``docs/dask.md``.
+
+(Just past 400 lines: submitting, waiting, absorbing failures and re-running late chunks
+are the phases of one round and share its bookkeeping.)
 """
 
 from __future__ import annotations

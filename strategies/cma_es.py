@@ -104,6 +104,9 @@ def cma_parameters(
     final, so the positive-definiteness rule (``alpha_posdef``) holds for the rates used.
     ``recombination_weights``: raw weights best-first (default ``ln((lambda + 1) / 2) -
     ln(i)``); the positive ones are normalised to sum 1.
+
+    (One function past 60 lines on purpose: the formulas read top to bottom, rate by rate,
+    as in Hansen's tutorial and pycma's defaults, which is how they are checked.)
     """
     if preset not in PRESETS:
         raise ValueError(f"parameters must be one of {PRESETS}; got {preset!r}")

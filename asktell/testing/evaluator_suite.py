@@ -20,6 +20,9 @@ so one class may declare different ones per configuration:
   (:meth:`~asktell.protocol.TaskHooks.batch_runner`): the function checks are left out.
 * ``candidate_timeout``: the evaluator takes ``candidate_timeout_seconds``; a candidate that
   never returns must fail alone under it, its batch-mates keeping their rule values.
+
+(Past 400 lines on purpose: one short check per property, kept in one module so a plugin
+author reads the whole suite in one place.)
 """
 
 from __future__ import annotations
