@@ -7,6 +7,10 @@ leaves the user's working directory shadowing installed packages for the rest of
 :class:`ImportedObject` remembers the path and the directory and pickles as those two strings,
 so a Dask worker (another process, perhaps another working directory) imports the same object
 the same way instead of needing the module installed.
+
+The ``asktell`` command also puts the current directory on ``sys.path`` for the whole run
+(:func:`cwd_on_path`: ``env_id = "myenvs:Reach1D-v0"``), and plugin modules named in a run
+file or by ``--plugin`` are imported by :func:`import_plugins`.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from asktell.errors import ConfigError
 
-__all__ = ["ImportedObject", "import_object", "check_import_path"]
+__all__ = ["ImportedObject", "import_object", "check_import_path", "cwd_on_path", "import_plugins"]
 
 _PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 # sys.path is process-wide: two threads importing at once must not remove each other's entry.
@@ -113,3 +118,55 @@ class ImportedObject:
 
     def __repr__(self) -> str:
         return f"ImportedObject({self.path!r})"
+
+
+#: plugin modules whose kinds RunConfig already knows (refreshed once each, not on every
+#: config_from_dict: a refresh makes a new RunConfig class)
+_KNOWN: set[str] = set()
+
+
+def cwd_on_path() -> None:
+    """Put the current directory first on ``sys.path`` (as ``python -m`` does), once."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def import_plugins(names: Iterable[str], source: str = "plugins") -> list[str]:
+    """Import each plugin module (``"mypkg.myplugin"``) so its ``@register`` decorators run.
+    The caller rebuilds :class:`asktell.config.RunConfig` when this returns any name
+    (:func:`asktell.config.load_plugins` does both), so the new kinds validate.
+
+    A module that is not found, or that fails while importing, is a :class:`ConfigError`
+    naming the module and the cause (the CLI exits 2). Returns the names imported now.
+    """
+    imported = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip() or ":" in name:
+            raise ConfigError(
+                f"{source}: each entry must be a module name like 'mypkg.myplugin'; got {name!r}"
+            )
+        name = name.strip()
+        if name in _KNOWN:
+            continue
+        if name in sys.modules:  # imported by the caller: its kinds still need a refresh
+            imported.append(name)
+            continue
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+                raise ConfigError(
+                    f"{source}: plugin module {name!r} was not found (looked in the current "
+                    f"directory {os.getcwd()!r} and the installed packages)"
+                ) from None
+            raise ConfigError(
+                f"{source}: plugin module {name!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - any error inside a plugin is the plugin's
+            raise ConfigError(
+                f"{source}: plugin module {name!r} failed to import: {type(exc).__name__}: {exc}"
+            ) from None
+        imported.append(name)
+    _KNOWN.update(imported)
+    return imported

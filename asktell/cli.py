@@ -50,10 +50,9 @@ def _one_line(obj: Any) -> str:
 def _load(config: str, overrides: tuple[str, ...], plugins: tuple[str, ...]) -> Any:
     """Import the --plugin modules, then read and validate CONFIG; the modules are recorded
     in the config's ``plugins`` so ``resume`` and ``eval`` import them too."""
-    from asktell._cwd import import_plugins
-    from asktell.config import load_config, with_changes
+    from asktell.config import load_config, load_plugins, with_changes
 
-    import_plugins(plugins, source="--plugin")
+    load_plugins(plugins, source="--plugin")
     cfg = load_config(config, list(overrides))
     missing = [name for name in plugins if name not in cfg.plugins]
     return with_changes(cfg, {"plugins": [*cfg.plugins, *missing]}) if missing else cfg
@@ -67,7 +66,7 @@ def cli() -> None:
     Start with `asktell run examples/cartpole.toml`, then `asktell plot runs/<dir> -o
     curve.png` and `asktell eval runs/<dir> --video cartpole.mp4`.
     """
-    from asktell._cwd import cwd_on_path
+    from asktell._imports import cwd_on_path
 
     cwd_on_path()  # `myenvs:Reach1D-v0`, functions and plugins beside the run file, as `python -m`
 
@@ -264,11 +263,11 @@ def list_(plugins: tuple[str, ...]) -> None:
     import shutil
     import textwrap
 
-    from asktell._cwd import import_plugins
+    from asktell.config import load_plugins
     from asktell.registry import EVALUATORS, STRATEGIES, TASKS
 
     try:
-        import_plugins(plugins, source="--plugin")
+        load_plugins(plugins, source="--plugin")
     except AsktellError as exc:
         _fail(exc)
     width = max(shutil.get_terminal_size().columns, 40)

@@ -554,13 +554,22 @@ def config_from_dict(
         data = _switch_kinds(data, apply_overrides(data, list(overrides)), list(overrides))
     plugins = data.get("plugins") if isinstance(data, dict) else None
     if isinstance(plugins, list) and plugins:
-        from asktell._cwd import import_plugins
-
-        import_plugins(plugins, source=f"{source}: plugins")
+        load_plugins(plugins, source=f"{source}: plugins")
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_plugins(names: Any, source: str = "plugins") -> list[str]:
+    """Import plugin modules by name and rebuild :class:`RunConfig` when any is new, so the
+    kinds they register validate (``plugins = [...]`` in a run file, ``--plugin``)."""
+    from asktell._imports import import_plugins
+
+    imported = import_plugins(names, source=source)
+    if imported:
+        refresh()
+    return imported
 
 
 def _switch_kinds(before: dict[str, Any], after: dict[str, Any], overrides: list[str]) -> dict:
