@@ -28,6 +28,12 @@ EXTRA_FOR_MODULE: dict[str, str] = {
 }
 
 
+def install_command(extra: str) -> str:
+    """The one install command every message gives: asktell installs from a clone (it is
+    not on a package index), so the extra is installed in that clone."""
+    return f'pip install -e ".[{extra}]" (in your asktell clone)'
+
+
 def require(module: str, purpose: str) -> ModuleType:
     """Import an optional module, or raise an error that prints the install command.
 
@@ -41,5 +47,5 @@ def require(module: str, purpose: str) -> ModuleType:
         extra = EXTRA_FOR_MODULE.get(module.split(".")[0], "all")
         raise MissingDependencyError(
             f"{purpose} needs the optional package '{module}', which is not installed; "
-            f'install it with: pip install "asktell[{extra}]"'
+            f"install it with: {install_command(extra)}"
         ) from exc

@@ -211,7 +211,7 @@ def _film(task: Any, dist: Any, path: Path, kind: str) -> tuple[Path, str | None
         if type(exc).__name__ == "DependencyNotInstalled":  # gymnasium.error, e.g. pygame
             raise MissingDependencyError(
                 f"rendering this environment needs a package that is not installed ({exc}); "
-                'install the video extra: pip install "asktell[video]"'
+                'install the video extra: pip install -e ".[video]" (in your asktell clone)'
             ) from exc
         hint = ""
         if "mujoco" in sys.modules:
@@ -333,7 +333,7 @@ class FrameSink:
                 self.written = self.path.with_suffix(".gif")
                 self.note = (
                     f"could not write {self.path.name}: mp4 needs imageio and imageio-ffmpeg "
-                    f'(pip install "asktell[video]"); wrote {self.written} (GIF) instead'
+                    f'(pip install -e ".[video]" (in your asktell clone)); wrote {self.written} (GIF) instead'
                 )
         self._gif = []
 
@@ -379,7 +379,7 @@ def _pil() -> Any:
         from PIL import Image
     except ImportError:
         raise MissingDependencyError(
-            'writing a GIF needs Pillow; install it with: pip install "asktell[video]"'
+            'writing a GIF needs Pillow; install it with: pip install -e ".[video]" (in your asktell clone)'
         ) from None
     return Image
 

@@ -196,7 +196,7 @@ def test_plot_without_matplotlib_prints_the_install_command(finished_run, tmp_pa
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     result = invoke("plot", finished_run, "-o", tmp_path / "c.png")
     assert result.exit_code == 2
-    assert 'pip install "asktell[plot]"' in result.output
+    assert 'pip install -e ".[plot]"' in result.output
 
 
 def test_plot_of_a_directory_without_a_log(tmp_path):

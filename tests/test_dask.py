@@ -651,7 +651,7 @@ def test_embedded_only_options_are_refused_with_a_given_client(client):
 
 def test_without_distributed_the_error_gives_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(MissingDependencyError, match=re.escape('pip install "asktell[dask]"')):
+    with pytest.raises(MissingDependencyError, match=re.escape('pip install -e ".[dask]"')):
         DaskEvaluator(FunctionTask(first_coordinate))
 
 

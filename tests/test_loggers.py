@@ -361,7 +361,7 @@ def test_a_failing_logger_is_reported_once_dropped_and_never_changes_the_run(
 def test_a_missing_extra_is_refused_before_the_run_directory_exists(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow -> ImportError
     out = tmp_path / "run"
-    with pytest.raises(MissingDependencyError, match=r'pip install "asktell\[mlflow\]"'):
+    with pytest.raises(MissingDependencyError, match=r'pip install -e "\.\[mlflow\]"'):
         run(config({"kind": "csv"}, {"kind": "mlflow"}), out=out)
     assert not out.exists()
 

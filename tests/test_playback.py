@@ -87,7 +87,7 @@ def test_video_is_written_as_mp4_or_as_a_gif_with_a_note(rendering_run, tmp_path
     else:
         assert report.video == tmp_path / "episode.gif"
         assert "mp4 needs imageio and imageio-ffmpeg" in report.video_note
-        assert 'pip install "asktell[video]"' in report.video_note
+        assert 'pip install -e ".[video]"' in report.video_note
     assert report.video.stat().st_size > 0
     assert str(report.video) in report.summary()
 
@@ -118,7 +118,7 @@ def test_a_missing_gymnasium_render_dependency_names_the_extra(rendering_run, tm
         raise DependencyNotInstalled("pygame is not installed")
 
     monkeypatch.setattr(RenderingTask, "render_episode", no_pygame)
-    with pytest.raises(MissingDependencyError, match=r'pygame .*pip install "asktell\[video\]"'):
+    with pytest.raises(MissingDependencyError, match=r'pygame .*pip install -e "\.\[video\]"'):
         evaluate_run(rendering_run, video=tmp_path / "x.gif")
 
 

@@ -214,7 +214,7 @@ def _rom_error(env_id: str, game: str, exc: BaseException) -> MissingDependencyE
     return MissingDependencyError(
         f"AtariTask could not load the ROM of {game!r} for {env_id} from {roms_dir} "
         f"({type(exc).__name__}: {exc}){hint}. ale-py >= 0.9 ships the ROMs inside its "
-        'package: reinstall it with pip install "asktell[atari]", or unset ALE_ROMS_DIR / '
+        'package: reinstall it with pip install -e ".[atari]" (in your asktell clone), or unset ALE_ROMS_DIR / '
         f"point it at a folder holding {game}.bin"
     )
 

@@ -8,7 +8,7 @@ on a loaded 2-core machine took 300 s with OpenBLAS's two threads and 92 s with 
 Worker processes already start with ``OPENBLAS_NUM_THREADS=1``; this covers the main
 process, which runs the serial evaluator's rollouts, the centre evaluations and ``tell``.
 
-The limit is set through threadpoolctl (``pip install "asktell[atari]"`` brings it), for the
+The limit is set through threadpoolctl (``pip install -e ".[atari]"`` brings it), for the
 rest of the process, when an :class:`~asktell.atari.AtariTask` is built. Setting any of
 :data:`USER_VARS` (e.g. ``OPENBLAS_NUM_THREADS=4``) keeps the user's choice.
 """

@@ -36,7 +36,7 @@ def make_env(env_id: str, kwargs: Mapping[str, Any], env_kwargs: Mapping[str, An
     except gym.error.DependencyNotInstalled as exc:
         raise MissingDependencyError(
             f"GymTask {name} needs a package that is not installed ({_cut(exc)}); "
-            'for MuJoCo environments: pip install "asktell[mujoco]"'
+            'for MuJoCo environments: pip install -e ".[mujoco]" (in your asktell clone)'
         ) from None
     except gym.error.Error as exc:
         raise ConfigError(f"GymTask 'env_id' {name}: {_cut(exc)}") from None
