@@ -194,13 +194,14 @@ def render(results: dict) -> str:
         "evaluations to 1e-8 over pycma's, over problems both solve (below 1: asktell needs "
         "fewer); CPU is microseconds per evaluation, the objective included.",
         "",
-        "Read with care: without restarts pycma ends a stalled run on its own termination "
-        "criteria (tolfun, tolx, ...) while asktell's CMA-ES, which has no stopping rules yet, "
-        "spends the whole budget: part of asktell's lead in the fractions reached may come "
-        "from evaluations pycma chose not to spend (restarts, which spend them on both sides, "
-        "are the fair comparison), and the CPU per evaluation averages over different mixes "
-        "of generations. f_opt is f at the optimum "
-        "COCO reports (`Problem._best_parameter`).",
+        "Read with care. The sections labelled by dimension (`D=2`, `D=5`, ...) were run "
+        "before asktell had stopping rules or the pycma parameter preset: without restarts "
+        "pycma ended a stalled run on its termination criteria while asktell spent the whole "
+        "budget, so part of asktell's lead in those fractions may come from evaluations pycma "
+        "chose not to spend. The `bipop-*` sections compare BIPOP restarts on both sides "
+        "(asktell with its stopping rules and the pycma preset), which spend the budget alike: "
+        "the fair comparison. CPU per evaluation averages over different mixes of "
+        "generations. f_opt is f at the optimum COCO reports (`Problem._best_parameter`).",
         "",
         "The full table (f1-f24, D = 2, 5, 10, 20, instances 1-5, 10^4·D): "
         "`python benchmarks/bbob.py --jobs N` (add `--restarts bipop` or `ipop`).",
