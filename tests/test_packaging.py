@@ -70,7 +70,7 @@ def test_every_package_folder_is_listed_in_pyproject():
 def test_missing_optional_dependency_prints_the_install_command():
     from asktell._extras import require
 
-    with pytest.raises(errors.MissingDependencyError, match=r'pip install "asktell\[dask\]"'):
+    with pytest.raises(errors.MissingDependencyError, match=r'pip install -e "\.\[dask\]"'):
         require("distributed.not_a_module", "DaskEvaluator")
 
 
