@@ -8,8 +8,8 @@ or from another package through the ``asktell.strategies`` / ``asktell.evaluator
 ``asktell.tasks`` entry points) is a valid ``kind`` without a central list. A plugin
 registered later in the same process becomes valid after :func:`refresh`.
 
-(One module past 400 lines on purpose: the sections, the union assembly, the error locations
-that undo the unions' tags and the loaders all read the same registries.)
+The plain sections (noise, budget, output) live in :mod:`asktell.config_sections` and the
+union assembly in :mod:`asktell._config_unions`; both are re-exported here.
 
 Example:
     >>> from asktell.config import RunConfig
@@ -29,25 +29,38 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Discriminator, Field, ValidationError, create_model, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationError, create_model, model_validator
 
 from asktell._files import apply_overrides, dump_toml, read_mapping
 from asktell._memory import Allocation, MemoryContext, check_memory
-from asktell.config_base import Float, Int, StrictModel
+from asktell.config_base import Int, StrictModel
 from asktell.config_base import _dotted as dotted_location
 from asktell.config_base import format_validation_error as _format_validation_error
 from asktell.errors import ConfigError
-from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, CounterNoise, NoiseTable
+from asktell._config_unions import (
+    DEFAULT_EVALUATOR,
+    FAMILIES,
+    plugin_configs,
+    section_type,
+    switch_kinds,
+)
+from asktell.config_sections import (
+    PROTECTED_SECTIONS,
+    BudgetConfig,
+    NoiseConfig,
+    OutputConfig,
+    auto_table_size,
+    diff_protected,
+)
+from asktell.noise import NoiseSource
 from asktell.protocol import hooks_of
-from asktell.registry import EVALUATORS, LOGGERS, STRATEGIES, TASKS, Registry
+from asktell.registry import EVALUATORS, LOGGERS
 
 __all__ = [
     "RunConfig",
@@ -67,232 +80,7 @@ __all__ = [
     "config_to_toml",
 ]
 
-#: Sections that define *what* is optimised and how; a resumed run may not change them.
-#: Everything else (evaluator, budget, output) is operational and may change on resume.
-PROTECTED_SECTIONS = ("strategy", "task", "noise", "seed")
 
-#: The evaluator section may be left out (or given without ``kind``): the embedded default.
-DEFAULT_EVALUATOR = "serial"
-
-_FAMILIES: dict[str, Registry] = {"strategy": STRATEGIES, "evaluator": EVALUATORS, "task": TASKS}
-#: Plugin families that live inside a section (``output.loggers``), not at the top level.
-_NESTED_FAMILIES: dict[str, Registry] = {"logger": LOGGERS}
-
-
-class NoiseConfig(StrictModel):
-    """The shared noise every candidate is decoded from (Salimans et al. 2017)."""
-
-    kind: Literal["table", "counter"] = Field(
-        "table",
-        description="'table': one block of Gaussian noise built once per process, candidates "
-        "are slices of it (fast). 'counter': regenerate each perturbation from (seed, key) "
-        "with Philox (no memory; for huge policies or small machines).",
-    )
-    seed: Int = Field(0, ge=0, description="Seed of the noise; every process sees the same noise.")
-    size: Int | None = Field(
-        None,
-        ge=2,
-        description="Number of float32 values in the noise table (4 bytes each); must exceed "
-        "the number of parameters. Ignored by 'counter'. Default (auto, resolved when the run "
-        "file is read and written into the run's config.toml): for a function task, 64 values "
-        "per parameter rounded up to a power of two, at least 2**20 (4 MiB) and at most the "
-        "paper's 2**25; for every other task (Gymnasium, Atari, plugins) the paper's 2**25 "
-        "(128 MiB).",
-    )
-
-    def resolved_size(self) -> int:
-        """``size``, or the paper's table when it was left to a run to resolve."""
-        return DEFAULT_TABLE_SIZE if self.size is None else self.size
-
-    def table_bytes(self) -> int:
-        """Bytes of the table each process builds (0 for counter noise)."""
-        return 0 if self.kind == "counter" else 4 * self.resolved_size()
-
-    def estimate_bytes(self, context: Any) -> list[Allocation]:
-        """The table, in this process (evaluator workers build their own: their estimate)."""
-        size = self.resolved_size()
-        return [Allocation("noise.size", size, self.table_bytes(), "the noise table")]
-
-    def build(self) -> NoiseSource:
-        if self.kind == "counter":
-            return CounterNoise(seed=self.seed)
-        return NoiseTable(seed=self.seed, size=self.resolved_size())
-
-
-#: The smallest automatic table: 2**20 float32 (4 MiB) keeps a million distinct offsets, far
-#: more than a function run draws (population x generations) before rows would repeat often.
-_MIN_AUTO_TABLE = 1 << 20
-#: Values per parameter in an automatic table: offsets range over size - num_params, so 64x
-#: keeps 63/64 of the table usable as distinct starting points.
-_AUTO_TABLE_PER_PARAM = 64
-
-
-def auto_table_size(task: Any) -> int:
-    """The noise table a run gets when ``noise.size`` is not set (see its description).
-
-    Only function tasks get a problem-sized table: the golden runs and every Gymnasium or
-    Atari run keep the paper's 2**25 values, so their noise (and results) are unchanged.
-    """
-    num_params = getattr(task, "num_params", None)
-    if getattr(task, "kind", None) != "function" or not isinstance(num_params, int):
-        return DEFAULT_TABLE_SIZE
-    wanted = max(_MIN_AUTO_TABLE, _AUTO_TABLE_PER_PARAM * num_params)
-    size = 1 << (wanted - 1).bit_length()
-    if size > DEFAULT_TABLE_SIZE:  # a dimension the paper's table still serves
-        size = max(DEFAULT_TABLE_SIZE, 1 << (2 * num_params - 1).bit_length())
-    return size
-
-
-class BudgetConfig(StrictModel):
-    """When to stop: whichever limit is reached first. At least one must be set."""
-
-    generations: Int | None = Field(None, ge=1, description="Stop after this many generations.")
-    env_steps: Int | None = Field(
-        None,
-        ge=1,
-        description="Stop once the candidates have used this many environment steps (function "
-        "evaluations for function tasks); centre evaluations are not counted.",
-    )
-    wall_seconds: Float | None = Field(
-        None, gt=0, description="Stop after this much wall-clock time (summed over resumes)."
-    )
-    target_return: Float | None = Field(
-        None,
-        description="Stop as solved once the centre (never a candidate) reaches this mean "
-        "return over target_episodes episodes and then again over as many fresh episodes (a "
-        "stream of episode seeds no scheduled evaluation uses). The check runs when a "
-        "scheduled centre evaluation (output.eval_every) reaches the target or, when none is "
-        "scheduled, when a candidate does; a check that fails to confirm is logged "
-        "(target_check) and the run goes on.",
-    )
-    target_episodes: Int | None = Field(
-        None,
-        ge=1,
-        description="Episodes of the centre target_return is judged on, and again confirmed "
-        "on. Default: output.eval_episodes, at least 10 (a function task is deterministic: "
-        "one evaluation whatever the number).",
-    )
-
-    @model_validator(mode="after")
-    def _at_least_one(self) -> BudgetConfig:
-        if all(
-            v is None
-            for v in (self.generations, self.env_steps, self.wall_seconds, self.target_return)
-        ):
-            raise ValueError(
-                "set at least one of generations, env_steps, wall_seconds, target_return; "
-                "got none"
-            )
-        return self
-
-
-class OutputConfig(StrictModel):
-    """Where the run is written and how often it checkpoints, logs and evaluates."""
-
-    dir: str | None = Field(
-        None,
-        description="Run directory. Default: runs/<strategy>-<task>-<date>-<time>. The "
-        "`asktell run --out DIR` option overrides it.",
-    )
-    checkpoint_every: Int = Field(
-        10, ge=1, description="Write a checkpoint every this many generations (and at the end)."
-    )
-    keep_checkpoints: Int = Field(
-        3, ge=1, description="How many of the newest checkpoints to keep on disk."
-    )
-    log_format: Literal["auto", "rich", "plain", "json", "none"] = Field(
-        "auto",
-        description="Console output: 'rich' (live progress display), 'plain' (one line per "
-        "generation), 'json' (each log row as JSON), 'none'; 'auto' is 'rich' on a terminal "
-        "and 'plain' otherwise. The per-generation JSONL log file is always written.",
-    )
-    eval_every: Int = Field(
-        0,
-        ge=0,
-        description="Evaluate the centre (noise-free policy) every this many generations, "
-        "through the run's evaluator; 0 never. Centre evaluations are not counted in "
-        "budget.env_steps.",
-    )
-    eval_episodes: Int = Field(1, ge=1, description="Episodes per centre evaluation.")
-    # Typed ``Any`` here; :func:`_make_run_config` gives it the tagged union of LOGGERS.
-    loggers: list[Any] = Field(
-        default_factory=list,
-        description="Loggers that mirror each log row beside log.jsonl, one table each "
-        "(`[[output.loggers]]` with `kind = \"csv\"`, `\"tensorboard\"`, `\"mlflow\"` or "
-        "`\"wandb\"`); see docs/loggers.md.",
-    )
-
-
-def _kind_of(config_class: type) -> str | None:
-    field = getattr(config_class, "model_fields", {}).get("kind")
-    if field is None:
-        return None
-    args = get_args(field.annotation)
-    return args[0] if len(args) == 1 and isinstance(args[0], str) else None
-
-
-def plugin_configs(family: str) -> dict[str, type]:
-    """``{kind: config_class}`` of every registered plugin of ``family`` with a run-file config."""
-    registry = {**_FAMILIES, **_NESTED_FAMILIES}[family]
-    out: dict[str, type] = {}
-    for name, plugin in registry.items():
-        config_class = getattr(plugin, "config_class", None)
-        if config_class is None:
-            continue
-        kind = _kind_of(config_class)
-        if kind != name:
-            raise ConfigError(
-                f"{family} plugin {name!r} has config_class {config_class.__name__} whose 'kind' "
-                f"must be Literal[{name!r}]; got {kind!r}"
-            )
-        out[name] = config_class
-    return out
-
-
-def _kind_checker(family: str, kinds: list[str]):
-    """A before-validator that answers an unknown ``kind`` with did-you-mean."""
-
-    def check(value: Any) -> Any:
-        if isinstance(value, StrictModel):
-            return value
-        if not isinstance(value, dict):
-            raise PydanticCustomError(
-                "section_type",
-                "{message}",
-                {"message": f"must be a table of {family} settings with a 'kind'"},
-            )
-        if "kind" not in value:
-            if family == "evaluator":
-                return {"kind": DEFAULT_EVALUATOR, **value}
-            raise PydanticCustomError(
-                "missing_kind",
-                "{message}",
-                {"message": f"'kind' is required; choose one of: {', '.join(kinds)}"},
-            )
-        kind = value["kind"]
-        if kind not in kinds:
-            close = difflib.get_close_matches(str(kind), kinds, n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise PydanticCustomError(
-                "unknown_kind",
-                "{message}",
-                {"message": f"unknown {family} {kind!r}{hint} (known: {', '.join(kinds)})"},
-            )
-        return value
-
-    return check
-
-
-def _section_type(family: str) -> Any:
-    configs = plugin_configs(family)
-    kinds = sorted(configs)
-    if not configs:
-        raise ConfigError(f"no {family} plugin with a config is registered")
-    checker = BeforeValidator(_kind_checker(family, kinds))
-    members = [configs[k] for k in kinds]
-    if len(members) == 1:
-        return Annotated[members[0], checker]
-    return Annotated[Union[tuple(members)], Discriminator("kind"), checker]
 
 
 def _default_evaluator() -> Any:
@@ -365,7 +153,7 @@ class RunConfigBase(StrictModel):
     def _cross_section_rules(self) -> RunConfigBase:
         """A plugin config with its own `seed` field inherits the run `seed` unless it is
         set explicitly; a plugin config's `check_run(run)` checks rules across sections."""
-        for section in _FAMILIES:
+        for section in FAMILIES:
             part = getattr(self, section)
             if "seed" in type(part).model_fields and "seed" not in part.model_fields_set:
                 # a copy (a caller's config object is never mutated), stored without
@@ -378,7 +166,7 @@ class RunConfigBase(StrictModel):
             )
         # A plugin config may check rules that span sections (an evaluator that needs a
         # Gymnasium task, say) by defining ``check_run(run_config)``.
-        for section in _FAMILIES:
+        for section in FAMILIES:
             hook = getattr(getattr(self, section), "check_run", None)
             if hook is not None:
                 try:
@@ -475,12 +263,12 @@ def _make_run_config() -> type:
     """:class:`RunConfigBase` with each plugin section typed as the tagged union of the
     plugins registered now."""
     sections: dict[str, Any] = {
-        name: Annotated[_section_type(name), RunConfigBase.model_fields[name]]
-        for name in _FAMILIES
+        name: Annotated[section_type(name), RunConfigBase.model_fields[name]]
+        for name in FAMILIES
     }
     output = create_model(
         "OutputConfig", __base__=OutputConfig, __module__=__name__, __doc__=OutputConfig.__doc__,
-        loggers=Annotated[list[_section_type("logger")], OutputConfig.model_fields["loggers"]],
+        loggers=Annotated[list[section_type("logger")], OutputConfig.model_fields["loggers"]],
     )
     sections["output"] = (
         output,
@@ -507,7 +295,7 @@ def config_to_toml(config: StrictModel) -> str:
 def _location(loc: tuple[Any, ...], kind_error: bool) -> str:
     parts = list(loc)
     # Tagged unions insert the tag into the location (strategy.openai_es.sigma); drop it.
-    if len(parts) > 1 and parts[0] in _FAMILIES and parts[1] in _FAMILIES[parts[0]]:
+    if len(parts) > 1 and parts[0] in FAMILIES and parts[1] in FAMILIES[parts[0]]:
         parts.pop(1)
     # output.loggers.0.tensorboard.dir: the logger's tag too.
     if parts[:2] == ["output", "loggers"] and len(parts) > 3 and parts[3] in LOGGERS:
@@ -526,7 +314,7 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     parts = list(loc)
     while parts:
         part = parts.pop(0)
-        if isinstance(part, str) and part in _FAMILIES and model is RunConfig:
+        if isinstance(part, str) and part in FAMILIES and model is RunConfig:
             configs = plugin_configs(part)
             if parts and parts[0] in configs:
                 model = configs[parts.pop(0)]
@@ -551,7 +339,7 @@ def config_from_dict(
 ) -> RunConfig:
     """Validate a dict as a :class:`RunConfig`; errors become one readable ConfigError."""
     if overrides:
-        data = _switch_kinds(data, apply_overrides(data, list(overrides)), list(overrides))
+        data = switch_kinds(data, apply_overrides(data, list(overrides)), list(overrides))
     plugins = data.get("plugins") if isinstance(data, dict) else None
     if isinstance(plugins, list) and plugins:
         load_plugins(plugins, source=f"{source}: plugins")
@@ -570,40 +358,6 @@ def load_plugins(names: Any, source: str = "plugins") -> list[str]:
     if imported:
         refresh()
     return imported
-
-
-def _switch_kinds(before: dict[str, Any], after: dict[str, Any], overrides: list[str]) -> dict:
-    """``--set evaluator.kind=dask`` on a file whose evaluator sets options ``dask`` lacks:
-    drop those options (each named in a notice on stderr) rather than refuse the switch.
-
-    Options the user set with ``--set`` in the same command are kept (a wrong one is then an
-    error naming it); a kind that is not registered is left to validation to name.
-    """
-    from asktell._files import parse_override
-
-    paths = [parse_override(text)[0] for text in overrides]
-    for family in _FAMILIES:
-        if [family, "kind"] not in paths:
-            continue
-        old, new = before.get(family), after.get(family)
-        if not isinstance(new, dict) or not isinstance(old, dict):
-            continue
-        old_kind = old.get("kind", DEFAULT_EVALUATOR if family == "evaluator" else None)
-        config_class = plugin_configs(family).get(new.get("kind"))
-        if config_class is None or old_kind == new.get("kind"):
-            continue
-        explicit = {p[1] for p in paths if len(p) > 1 and p[0] == family}
-        dropped = [k for k in new if k not in config_class.model_fields and k not in explicit]
-        for key in dropped:
-            del new[key]
-        if dropped:
-            names = ", ".join(f"{family}.{k}" for k in dropped)
-            print(
-                f"note: --set {family}.kind={new['kind']}: dropped {names} (not options of "
-                f"{family} {new['kind']!r}; set them with --set if it has its own)",
-                file=sys.stderr,
-            )
-    return after
 
 
 def with_changes(config: RunConfigBase, changes: dict[str, Any]) -> RunConfig:
@@ -633,32 +387,6 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig
     """Read, override and validate a run file. Nothing is built or started."""
     data = read_mapping(path)
     return config_from_dict(data, overrides, source=f"run config {os.fspath(path)}")
-
-
-def diff_protected(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Differences between two config dumps in the sections a resume may not change."""
-
-    def flat(value: Any, prefix: str) -> dict[str, Any]:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for k, v in value.items():
-                out.update(flat(v, f"{prefix}.{k}"))
-            return out or {prefix: {}}
-        return {prefix: value}
-
-    a: dict[str, Any] = {}
-    b: dict[str, Any] = {}
-    for section in PROTECTED_SECTIONS:
-        a.update(flat(old.get(section), section))
-        b.update(flat(new.get(section), section))
-    missing = object()
-    return [
-        f"{key}: {a.get(key, missing)!r} in the checkpoint, {b.get(key, missing)!r} now".replace(
-            repr(missing), "(absent)"
-        )
-        for key in sorted(set(a) | set(b))
-        if a.get(key, missing) != b.get(key, missing)
-    ]
 
 
 RunConfig = _make_run_config()
