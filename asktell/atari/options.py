@@ -10,7 +10,8 @@ from pydantic import Field, model_validator
 from asktell.config_base import Bool, Float, Int
 from asktell.errors import ConfigError
 
-from .policy import NetworkOptions, conv_output_shape
+from ._conv import conv_output_shape
+from .network import NetworkOptions
 
 __all__ = ["AtariTaskConfig"]
 

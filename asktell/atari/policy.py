@@ -29,34 +29,22 @@ is loaded, and folded into its weights: ``W' = W * s`` and ``b' = beta - mean_re
 ``s = gamma / sqrt(var_ref + eps)``. A step then costs exactly a plain forward pass.
 
 Batched evaluation follows :mod:`asktell.gym.policies`: each candidate has its own weights
-along a leading axis; a convolution folds its input space-to-depth by the stride (8x8/4 becomes 2x2/1 over
-64 channels), multiplies all kernel taps by the folded grid at once with one stacked
-``np.matmul`` (numpy runs one BLAS ``gemm`` per candidate) and sums the taps' shifted
-outputs (:func:`conv2d`). This does the work of an im2col convolution without copying the
-overlapping patches (3.6 times the image for 8x8/4), and a candidate's outputs are bitwise
-the same alone and in any batch.
+along a leading axis, and a candidate's outputs are bitwise the same alone and in any batch
+(the convolutions: :mod:`asktell.atari._conv`; the parameter layout:
+:mod:`asktell.atari.network`).
 
-Parameter layout, per layer in order: the weights row-major (conv: ``(out, in, k, k)``;
-dense: ``(out, in)``, the first dense layer's inputs being the last conv output flattened in
-``(channel, height, width)`` order), then ``gamma`` and ``beta`` for a VBN layer, or the
-biases otherwise. The output layer always has biases and no VBN. Pixels enter as 0..255 and
-are scaled by ``1/255`` (folded into the first layer's weights).
-
-(Past 400 lines for one reason: the layer table, the VBN fold and the batched forward pass
-read the same parameter layout; the convolution arithmetic lives in :mod:`asktell.atari._conv`.)
+The named networks, their options and the parameter layout are in
+:mod:`asktell.atari.network`; the convolution arithmetic in :mod:`asktell.atari._conv`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import zlib
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from asktell.config_base import Bool, Float, Int, PluginConfig
 from asktell.errors import ConfigError
 from asktell.gym.policies import ActionSpec, batched_matvec
 
@@ -69,6 +57,7 @@ from ._conv import (
     shift_add,
     space_to_depth,
 )
+from .network import NETWORKS, Layer, NetworkOptions, layout
 
 __all__ = [
     "AtariPolicy",
@@ -82,12 +71,6 @@ __all__ = [
     "space_to_depth",
 ]
 
-#: Named networks: conv layers as ``(out_channels, kernel, stride)`` and the dense width.
-NETWORKS: dict[str, dict[str, Any]] = {
-    "a3c": {"conv": ((16, 8, 4), (32, 4, 2)), "dense": 256},
-    "nature": {"conv": ((32, 8, 4), (64, 4, 2), (64, 3, 1)), "dense": 512},
-}
-
 
 def reference_digest(reference: np.ndarray) -> int:
     """A CRC-32 of a reference batch (its shape and bytes): small enough for a context."""
@@ -95,96 +78,6 @@ def reference_digest(reference: np.ndarray) -> int:
     head = repr((reference.shape, reference.dtype.str)).encode()
     return zlib.crc32(reference.tobytes(), zlib.crc32(head))
 
-
-@dataclasses.dataclass(frozen=True)
-class _Layer:
-    kind: str  # "conv" or "dense"
-    out: int
-    fan_in: int  # inputs per output unit (conv: in_channels * k * k)
-    w_shape: tuple[int, ...]  # parameter layout of the weights
-    kernel: int = 0
-    stride: int = 0
-    vbn: bool = False
-    w: tuple[int, int] = (0, 0)  # offsets in the flat parameter vector
-    gamma: tuple[int, int] | None = None
-    beta: tuple[int, int] | None = None
-    bias: tuple[int, int] | None = None
-
-
-_Positive = Annotated[Int, Field(ge=1)]
-
-
-class NetworkOptions(PluginConfig):
-    """The network's options, declared once: :class:`AtariPolicy` validates its arguments
-    through this model and the Atari task's run-file settings inherit its fields."""
-
-    network: Literal["a3c", "nature"] = Field(
-        "a3c",
-        description="'a3c': conv16 8x8/4, conv32 4x4/2, dense 256 (the ES paper's network); "
-        "'nature': conv32 8x8/4, conv64 4x4/2, conv64 3x3/1, dense 512 (DQN).",
-    )
-    conv_layers: list[tuple[_Positive, _Positive, _Positive]] | None = Field(
-        None,
-        description="Override the network's conv layers: [[out_channels, kernel, stride], ...].",
-    )
-    dense_size: Int | None = Field(
-        None, ge=1, description="Override the width of the dense hidden layer."
-    )
-    vbn: Bool = Field(
-        True,
-        description="Virtual batch normalisation of the hidden layers with a fixed reference "
-        "batch (Salimans et al. 2016/2017).",
-    )
-    vbn_epsilon: Float = Field(1e-5, gt=0, description="Added to the reference variance.")
-    policy_dtype: Literal["float32", "float64"] = Field(
-        "float32", description="Arithmetic of the network."
-    )
-
-    def convolutions(self) -> tuple[tuple[int, int, int], ...]:
-        """The conv layers: the override, else the named network's."""
-        layers = NETWORKS[self.network]["conv"] if self.conv_layers is None else self.conv_layers
-        return tuple((int(o), int(k), int(s)) for o, k, s in layers)
-
-    def dense_width(self) -> int:
-        """The dense hidden layer's width: the override, else the named network's."""
-        return int(NETWORKS[self.network]["dense"] if self.dense_size is None else self.dense_size)
-
-
-def _layout(
-    obs_shape: tuple[int, int, int],
-    convs: tuple[tuple[int, int, int], ...],
-    conv_shapes: list[tuple[int, int, int]],
-    dense_size: int,
-    num_outputs: int,
-    vbn: bool,
-) -> tuple[list[_Layer], int]:
-    """The layers and where each one's parameters lie in the flat vector (see the module
-    docstring's parameter layout); returns ``(layers, num_params)``."""
-    layers: list[_Layer] = []
-    pos = 0
-    in_channels = [obs_shape[0]] + [c[0] for c in conv_shapes[:-1]]
-    plan = [("conv", out, c, k, s) for (out, k, s), c in zip(convs, in_channels)]
-    flat = int(np.prod(conv_shapes[-1])) if convs else int(np.prod(obs_shape))
-    plan.append(("dense", dense_size, flat, 0, 0))
-    plan.append(("output", num_outputs, dense_size, 0, 0))
-    for kind, out, in_c, k, s in plan:
-        fan_in = in_c * k * k if kind == "conv" else in_c
-        w_shape = (out, in_c, k, k) if kind == "conv" else (out, in_c)
-        w = (pos, pos + out * fan_in)
-        pos = w[1]
-        normalised = vbn and kind != "output"
-        if normalised:
-            gamma, beta, bias = (pos, pos + out), (pos + out, pos + 2 * out), None
-            pos += 2 * out
-        else:
-            gamma = beta = None
-            bias = (pos, pos + out)
-            pos += out
-        layers.append(
-            _Layer("dense" if kind == "output" else kind, out, fan_in, w_shape, k, s,
-                   normalised, w, gamma, beta, bias)
-        )
-    return layers, pos
 
 
 class AtariPolicy:
@@ -261,7 +154,7 @@ class AtariPolicy:
         self.vbn_epsilon = options.vbn_epsilon
         self.dtype = np.dtype(options.policy_dtype)
         self.conv_shapes = conv_output_shape(obs_shape, self.conv_layers)
-        self.layers, self.num_params = _layout(
+        self.layers, self.num_params = layout(
             obs_shape, self.conv_layers, self.conv_shapes, self.dense_size,
             action.num_outputs, self.vbn,
         )
@@ -373,7 +266,7 @@ class AtariPolicy:
         for buffer, values in zip(buffers, staged):
             buffer[rows] = values
 
-    def _matmul_weights(self, layer: _Layer, p: np.ndarray, first: bool) -> np.ndarray:
+    def _matmul_weights(self, layer: Layer, p: np.ndarray, first: bool) -> np.ndarray:
         w = p[layer.w[0] : layer.w[1]].reshape(layer.w_shape)
         if layer.kind == "conv":
             w = conv_weights(w, layer.stride)  # (m*m*out, f*f*in)
@@ -413,7 +306,7 @@ class AtariPolicy:
         return out, stats
 
     def _reference_preactivation(
-        self, li: int, layer: _Layer, w: np.ndarray, h_ref: np.ndarray
+        self, li: int, layer: Layer, w: np.ndarray, h_ref: np.ndarray
     ) -> np.ndarray:
         """Layer ``li``'s pre-activation on the reference batch, channels first: conv
         ``(out, N, ho, wo)``, dense ``(out, N)``. ``h_ref`` is the previous layer's
