@@ -19,16 +19,13 @@ plus ``_state()`` / ``_load_state()`` for whatever it adds to the common state.
 
 Every strategy also gets here, with no code of its own: ``stop()`` (the stopping rules of
 :mod:`._stopping`, with the strategy's ``_stop_extra`` added), ``best`` (the best candidate
-told so far) and their state. The module is past 400 lines because it is the single home
-of the ask/tell contract and its state; split, each half would restate the other's rules.
+told so far) and their state. The state plumbing (``state_dict``, its schema and the
+all-or-nothing ``load_state_dict``) is :mod:`._state`; injected points and the bounds
+penalty are :mod:`._inject`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -37,34 +34,18 @@ from typing import Annotated
 
 from asktell.bounds import Bounds, BoundsConfig, bounds_from
 from asktell.config_base import Int, PluginConfig, collect_options
-from asktell.distribution import INJECT_BASE, Distribution
-from asktell.errors import AskTellOrderError, CheckpointError, ConfigError, ReturnsError
+from asktell.distribution import Distribution
+from asktell.errors import AskTellOrderError, ConfigError, ReturnsError
 from asktell.constraints import as_violations, feasibility_first
 from asktell.protocol import Evaluation, as_returns
-from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable, split_seeds
-from asktell.state_schema import Entry, check_state
+from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
-from ._common import default_population_size, mean_std, signed_rows
+from ._common import default_population_size, mean_std
+from ._inject import InjectMixin
+from ._state import Best, StateMixin
 from ._stopping import StopHistory, StoppingConfig, coordinate_stds, history_length
 
 __all__ = ["BaseStrategy", "Best", "StrategyConfig", "StrategyArgs"]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)  # an array field: compare fields, not ==
-class Best:
-    """The best candidate a strategy has been told about (``es.best``).
-
-    Attributes:
-        seed: its seed (decodes to ``parameters`` with the distribution of ``generation``).
-        value: its return (maximised; a loss of ``-value`` for ``minimize``).
-        parameters: its parameter vector, float64.
-        generation: the generation it was asked in (0 for the first).
-    """
-
-    seed: int
-    value: float
-    parameters: np.ndarray
-    generation: int
 
 
 class StrategyConfig(StoppingConfig):
@@ -127,7 +108,7 @@ class _MinPopulation:
         return rules[0] if rules else 1
 
 
-class BaseStrategy:
+class BaseStrategy(StateMixin, InjectMixin):
     """Shared machinery of every asktell strategy.
 
     Args:
@@ -289,76 +270,6 @@ class BaseStrategy:
             self._pending = seeds
         return self._pending.copy()
 
-    def inject(self, *points: Any) -> None:
-        """Evaluate known points (a warm start, a previous best) in the next generations.
-
-        Each point replaces one sampled candidate of the next ``ask`` (the first ones; more
-        points than a population wait for the following generations) and takes part in the
-        update like a sample, its step clipped in the distribution's own metric as pycma
-        does. The points travel in the distribution (seeds ``INJECT_BASE + i``), so every
-        evaluator and worker evaluates them. Only strategies with the ``inject`` capability
-        (CMA-ES, sep-CMA-ES) accept them.
-        """
-        owner = type(self).__name__
-        if "inject" not in self.capabilities:
-            raise ConfigError(
-                f"{owner} cannot use injected points: its update learns from noise rows "
-                "(each a seed, some in mirrored pairs), not from arbitrary points; use "
-                "CMAES or SepCMAES, or start from the point with x0"
-            )
-        rows = []
-        for point in points:
-            x = np.array(point, dtype=np.float64).reshape(-1)
-            if x.shape != (self.num_params,) or not np.all(np.isfinite(x)):
-                raise ConfigError(
-                    f"{owner}.inject() points must be {self.num_params} finite numbers; "
-                    f"got shape {np.shape(point)}"
-                )
-            rows.append(x)
-        if rows:
-            self._inject_queue = np.concatenate([self._inject_queue, np.stack(rows)])
-            if self._pending is None:
-                self._changed()  # the next generation's distribution carries them
-
-    def _next_injected(self) -> np.ndarray | None:
-        """The injected points of this generation: those taken by the outstanding ask, or
-        before it those the next ask will take (so a distribution read before ``ask``, as in
-        ``es.distribution.decode(es.ask())``, already carries them)."""
-        if self._pending is not None:
-            return self._injected
-        if self._inject_queue.shape[0]:
-            return self._inject_queue[: self.population_size].copy()
-        return None
-
-    def _take_injected(self, seeds: np.ndarray) -> np.ndarray:
-        k = min(self._inject_queue.shape[0], seeds.size)
-        self._injected = self._inject_queue[:k].copy()
-        self._inject_queue = self._inject_queue[k:]
-        seeds = seeds.copy()
-        seeds[:k] = INJECT_BASE + np.arange(k)
-        return seeds
-
-    def _unit_steps(self, seeds: np.ndarray, dist: Distribution) -> np.ndarray:
-        """``z`` of each seed (``x = center + sigma * factor @ z``): ``sign * eps(key)`` for
-        a sampled seed; for an injected point the solved step, its length clipped to
-        ``sqrt(n) + 2n / (n + 2)`` (pycma's bound for injected solutions), so a far point
-        cannot blow up the paths and the covariance."""
-        index = dist.injected_index(seeds) if dist.injected is not None else None
-        if index is None or np.all(index < 0):
-            return signed_rows(self.noise, seeds, self.num_params)
-        plain = index < 0
-        z = np.empty((seeds.size, self.num_params))
-        z[plain] = signed_rows(self.noise, seeds[plain], self.num_params)
-        y = (dist.injected[index[~plain]] - dist.center) / dist.sigma  # type: ignore[index]
-        if dist.factor is not None:
-            y = np.linalg.solve(dist.factor, y.T).T
-        n = self.num_params
-        limit = math.sqrt(n) + 2.0 * n / (n + 2.0)
-        norms = np.linalg.norm(y, axis=1)
-        y *= np.minimum(1.0, limit / np.maximum(norms, 1e-300))[:, None]
-        z[~plain] = y
-        return z
-
     def tell(self, returns: Any, violations: Any = None) -> dict[str, Any]:
         """Learn from one return per asked seed (same order). Returns a dict of metrics.
 
@@ -461,195 +372,6 @@ class BaseStrategy:
     def _stop_extra(self) -> dict[str, str]:
         """Rules of the strategy's own (CMA-ES adds its covariance rules)."""
         return {}
-    def _penalised(self, r: np.ndarray) -> np.ndarray:
-        """``r`` minus the bounds penalty of each pending candidate (``method='penalty'``):
-        the distance from its unrepaired sample to the box, scaled by the returns' spread."""
-        raw = self.distribution.decode_unbounded(self._pending)
-        step_variance = float(np.mean((raw - self._center) ** 2))
-        return r - self.bounds.penalty(raw, r, step_variance)  # type: ignore[union-attr]
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume, as arrays and scalars (strings for RNG state)."""
-        state: dict[str, Any] = {
-            "kind": self.name,
-            "num_params": self.num_params,
-            "population_size": self.population_size,
-            "generation": self.generation,
-            "center": self._center.copy(),
-            "rng": json.dumps(self.rng.bit_generator.state),
-            "pending": (
-                self._pending.copy() if self._pending is not None else np.zeros(0, np.int64)
-            ),
-            "has_pending": self._pending is not None,
-            "noise": json.dumps(self.noise.spec()),
-            "inject_queue": self._inject_queue.copy(),
-            "injected": (
-                self._injected.copy() if self._injected is not None
-                else np.zeros((0, self.num_params))
-            ),
-        }
-        best = self.best
-        state.update(
-            {
-                "best.seed": best.seed if best else 0,
-                "best.value": best.value if best else -np.inf,
-                "best.parameters": best.parameters.copy() if best else np.zeros(self.num_params),
-                "best.generation": best.generation if best else -1,
-            }
-        )
-        state.update(self._stop_history.state())
-        for key, value in self._state().items():
-            state[key] = value
-        return state
-
-    def state_schema(self) -> dict[str, Entry]:
-        """The declared rules of :meth:`state_dict`: one :class:`~asktell.state_schema.Entry`
-        per key (``n`` is num_params, ``p`` the population size). A strategy adds its own
-        keys in :meth:`_state_schema`."""
-        schema = {
-            "kind": Entry("str", check=_equal_to("kind", self.name)),
-            "num_params": Entry("int", check=_equal_to("num_params", self.num_params)),
-            "population_size": Entry(
-                "int", check=_equal_to("population_size", self.population_size)
-            ),
-            "generation": Entry("int", low=0),
-            "center": Entry("array", shape=("n",)),
-            "rng": Entry("str", check=self._rng_problem),
-            # Its shape depends on has_pending; _pending_problem checks it with the rest.
-            "pending": Entry("array", dtype="int64", shape=("k",), check=self._pending_problem),
-            "has_pending": Entry("bool"),
-            "noise": Entry("str", check=self._noise_problem),
-            # No best yet: value -inf and generation -1.
-            "best.seed": Entry("int"),
-            "best.value": Entry("float", finite=False),
-            "best.parameters": Entry("array", shape=("n",)),
-            "best.generation": Entry("int", low=-1),
-            # "q": points waiting to be injected; "i": those of the pending generation.
-            "inject_queue": Entry("array", shape=("q", "n")),
-            "injected": Entry("array", shape=("i", "n")),
-        }
-        schema.update(self._stop_history.schema())
-        schema.update(self._state_schema())
-        return schema
-
-    def _state_schema(self) -> dict[str, Entry]:
-        """The rules of what :meth:`_state` adds (none by default)."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`; the strategy then continues exactly as the saved one.
-
-        All or nothing: every key is checked against :meth:`state_schema` first (kind,
-        dtype, shape, range); a :class:`~asktell.errors.CheckpointError` names each key that
-        breaks its rule, the rule and the value, and the strategy is left unchanged.
-        """
-        owner = type(self).__name__
-        if not isinstance(state, Mapping):
-            raise CheckpointError(f"{owner} state must be a dict; got {type(state).__name__}")
-        has_pending = state.get("has_pending")
-        asked = isinstance(has_pending, (bool, np.bool_)) and bool(has_pending)
-        # "k": the pending seeds are one per candidate while asked, none otherwise.
-        sizes = {"n": self.num_params, "p": self.population_size, "k": self.population_size if asked else 0,
-                 "q": state_rows(state.get("inject_queue")), "i": state_rows(state.get("injected"))}
-        schema = self.state_schema()
-        snapshot = self.state_dict()
-        # A plugin that adds keys in _state() without declaring them in _state_schema() keeps
-        # working: those keys are its own _load_state's to check (the snapshot still undoes
-        # a failure there). Every built-in strategy declares all of its keys.
-        undeclared = frozenset(snapshot) - frozenset(schema)
-        check_state(owner, state, schema, sizes, undeclared=undeclared)
-        # Checked: what follows cannot fail on the declared keys. Should it fail anyway (an
-        # undeclared key, a bug, memory), the snapshot puts the strategy back as it was.
-        try:
-            self._assign_state(state)
-        except CheckpointError:
-            self._assign_state(snapshot)
-            raise
-        except Exception as exc:
-            self._assign_state(snapshot)
-            raise CheckpointError(
-                f"{owner} state refused, nothing was loaded: {type(exc).__name__}: {exc}"
-            ) from exc
-        except BaseException:
-            self._assign_state(snapshot)
-            raise
-
-    def _assign_state(self, state: Mapping[str, Any]) -> None:
-        self.generation = int(state["generation"])
-        self._center = np.array(state["center"], dtype=np.float64)
-        self.rng.bit_generator.state = json.loads(state["rng"])
-        has_pending = bool(state["has_pending"])
-        self._pending = np.array(state["pending"], dtype=np.int64) if has_pending else None
-        if int(state["best.generation"]) < 0:
-            self.best = None
-        else:
-            self.best = Best(
-                int(state["best.seed"]),
-                float(state["best.value"]),
-                np.array(state["best.parameters"], dtype=np.float64),
-                int(state["best.generation"]),
-            )
-        self._stop_history.load(state)
-        self._inject_queue = np.array(state["inject_queue"], dtype=np.float64)
-        injected = np.array(state["injected"], dtype=np.float64)
-        self._injected = injected if has_pending and injected.shape[0] else None
-        self._load_state(state)
-        self._changed()
-
-    # ------------------------------------------------------------------ state rules
-    def _rng_problem(self, value: str, sizes: Mapping[str, int]) -> str | None:
-        try:
-            parsed = json.loads(value)
-            probe = type(self.rng.bit_generator)()
-            probe.state = parsed  # the generator's own check of its state
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            return f"not a state of this {type(self.rng.bit_generator).__name__} generator ({exc})"
-        return None
-
-    def _noise_problem(self, value: str, sizes: Mapping[str, int]) -> str | None:
-        try:
-            spec = json.loads(value)
-        except (ValueError, RecursionError):
-            return "not JSON"
-        if spec != self.noise.spec():
-            return f"saved with noise {spec} but this strategy uses {self.noise.spec()}"
-        return None
-
-    def _pending_problem(self, value: np.ndarray, sizes: Mapping[str, int]) -> str | None:
-        """Pending seeds must name noise rows this strategy's noise source has."""
-        # Injected candidates (strategies that take them) name rows of "injected".
-        marked = (value >= INJECT_BASE) & ("inject" in self.capabilities)
-        if marked.any():
-            count = int(sizes.get("i", 0))
-            top = int(value[marked].max() - INJECT_BASE)
-            if top >= count:
-                return (
-                    f"seeds outside the noise source: seed {int(value[marked].max())} names "
-                    f"injected point {top}, but the "
-                    f"state's 'injected' has {count}"
-                )
-        value = value[~marked]
-        if value.size == 0:
-            return None
-        keys, _ = split_seeds(value)
-        for key in (int(keys.min()), int(keys.max())):
-            try:
-                self.noise.get(key, self.num_params)
-            except ConfigError as exc:
-                return f"seeds outside the noise source: {exc}"
-        return None
-
-    @staticmethod
-    def _prefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
-        return {f"{prefix}.{k}": v for k, v in state.items()}
-
-    @staticmethod
-    def _unprefixed(prefix: str, state: dict[str, Any]) -> dict[str, Any]:
-        p = prefix + "."
-        return {k[len(p) :]: v for k, v in state.items() if k.startswith(p)}
-
-
 def _num_params_of(owner: str, num_params: Any, x0: Any) -> Any:
     """``num_params`` as given, else the length of ``x0``; refused when neither is given."""
     if x0 is None:
@@ -672,13 +394,6 @@ def _num_params_of(owner: str, num_params: Any, x0: Any) -> Any:
     return num_params
 
 
-def _equal_to(name: str, mine: Any) -> Any:
-    def check(value: Any, sizes: Mapping[str, int]) -> str | None:
-        return None if value == mine else f"this strategy has {name} {mine!r}"
-
-    return check
-
-
 def rank_nonfinite_worst(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:
     """Replace non-finite returns by a value strictly below every finite one.
 
@@ -693,8 +408,3 @@ def rank_nonfinite_worst(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:
     gap = max(hi - lo, abs(lo) * 1e-6, 1e-6)
     r[~finite] = lo - gap
     return r
-
-
-def state_rows(value: Any) -> int:
-    """Rows of a 2-D array in a state (0 for anything else; its rule then names it)."""
-    return int(value.shape[0]) if isinstance(value, np.ndarray) and value.ndim == 2 else 0

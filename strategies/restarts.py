@@ -51,7 +51,8 @@ from asktell.errors import CheckpointError, ConfigError
 from asktell.registry import STRATEGIES
 from asktell.state_schema import Entry, check_state
 
-from ._base import BaseStrategy, StrategyConfig, state_rows
+from ._base import BaseStrategy, StrategyConfig
+from ._state import state_rows
 
 __all__ = ["Restarts", "RestartsConfig"]
 

@@ -196,7 +196,7 @@ def test_strategy_specific_rules():
 
 def test_the_schema_check_fails_on_a_known_break(monkeypatch):
     """Mutation check: without the schema check, a NaN centre would be loaded and spread."""
-    import asktell.strategies._base as base
+    import asktell.strategies._state as base  # where load_state_dict checks the schema
 
     es = _trained("openai_es", {}, asked=False)
     bad = {**es.state_dict(), "center": np.full(4, np.nan)}
