@@ -7,10 +7,13 @@ it will continue from.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+from asktell._files import atomic_write_bytes
 from asktell.checkpoint import list_checkpoints
+from asktell.config import RunConfigBase, config_from_dict, diff_protected, load_config, with_changes
 from asktell.errors import CheckpointError, ConfigError
 from asktell.runlog import LOG_FILE, LogChain, verify_log
 
@@ -83,3 +86,56 @@ def checked_log(run_dir: Path, ckpt: Any, repair: bool) -> tuple[LogChain, str |
             ) from None
         return LogChain(), f"{exc}; moved it aside to {LOG_FILE}.damaged"
     return expected, None
+
+
+# --------------------------------------------------------------------------- the run's config
+def as_config(config: Any, overrides: list[str]) -> Any:
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config, overrides)
+    if isinstance(config, dict):
+        return config_from_dict(config, overrides)
+    if isinstance(config, RunConfigBase):
+        if overrides:
+            return config_from_dict(config.model_dump(mode="json"), overrides)
+        return config
+    raise ConfigError(
+        f"run() expects a RunConfig, a dict or a run-file path; got {type(config).__name__}"
+    )
+
+
+def default_run_dir(config: Any) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{config.strategy.kind}-{config.task.kind}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+def write_config(run_dir: Path, config: Any) -> None:
+    atomic_write_bytes(run_dir / CONFIG_FILE, config.to_toml().encode("utf-8"))
+
+
+def resume_config(run_dir: Path, overrides: list[str], ckpt: Any, log_format: str | None) -> Any:
+    config_file = run_dir / CONFIG_FILE
+    if config_file.is_file():
+        cfg = load_config(config_file, overrides)
+    else:
+        cfg = config_from_dict(ckpt.config, overrides, source="run config from the checkpoint")
+    output: dict[str, Any] = {"dir": str(run_dir)}
+    if log_format is not None:
+        output["log_format"] = log_format
+    cfg = with_changes(cfg, {"output": output})
+    if ckpt is None:
+        return cfg
+    # Compare the checkpoint's config as this version reads it, so keys that older files
+    # spell differently (a renamed option) are not mistaken for a change.
+    saved = config_from_dict(ckpt.config, source="run config from the checkpoint").model_dump(mode="json")
+    changed = diff_protected(saved, cfg.model_dump(mode="json"))
+    if changed:
+        raise ConfigError(
+            f"cannot resume {str(run_dir)!r} with a different strategy, task, noise or seed; "
+            "start a new run instead. Differences:\n  " + "\n  ".join(changed)
+        )
+    return cfg

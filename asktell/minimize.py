@@ -141,24 +141,8 @@ def minimize(
         (True, 'cma_es')
     """
     x0 = _check_arguments(x0, budget, vectorized, target, callback)
-    options = dict(strategy_options)
-    if strategy == "auto":
-        strategy = auto_strategy(x0.size, options.get("max_factor_bytes"))
-    cls = STRATEGIES.get(strategy)
-    _check_option_names(cls, strategy, options)
-    if population_size is not None:
-        options["population_size"] = population_size
-    if bounds is not None:
-        options["bounds"] = bounds
-    if options.get("stop_rules") is None:
-        options["stop_rules"] = True  # a search that has converged stops (pycma's habit)
-    if restarts is not None:
-        cls, strategy, options = _with_restarts(restarts, strategy, options)
-    # Memory is checked on the validated options before the strategy allocates anything
-    # (CMA-ES sizes its weights by the population in its constructor).
-    cfg = cls.config_class.validate_options(cls.__name__, options, context={"num_params": x0.size})
-    check_memory(cfg.estimate_bytes(_memory_context(x0.size, cfg.population_for(x0.size))), "minimize")
-    es = cls(num_params=x0.size, seed=seed, x0=x0, **options)
+    fixed = {"population_size": population_size, "bounds": bounds}
+    es = _strategy(strategy, dict(strategy_options), fixed, restarts, x0, seed)
     if es.population_size + 1 > budget:
         raise ConfigError(
             f"minimize 'budget' must allow one generation of population_size="
@@ -172,6 +156,28 @@ def minimize(
     finally:
         if owns_evaluator:
             ev.close()
+
+
+def _strategy(
+    strategy: str, options: dict[str, Any], fixed: dict[str, Any], restarts: Any,
+    x0: np.ndarray, seed: int,
+) -> Any:
+    """The strategy ``minimize`` runs: ``"auto"`` resolved, every option name checked,
+    stopping rules on unless turned off, wrapped in restarts when asked, and the memory its
+    options need checked before it allocates anything (CMA-ES sizes its weights by the
+    population in its constructor)."""
+    if strategy == "auto":
+        strategy = auto_strategy(x0.size, options.get("max_factor_bytes"))
+    cls = STRATEGIES.get(strategy)
+    _check_option_names(cls, strategy, options)
+    options.update({k: v for k, v in fixed.items() if v is not None})
+    if options.get("stop_rules") is None:
+        options["stop_rules"] = True  # a search that has converged stops (pycma's habit)
+    if restarts is not None:
+        cls, strategy, options = _with_restarts(restarts, strategy, options)
+    cfg = cls.config_class.validate_options(cls.__name__, options, context={"num_params": x0.size})
+    check_memory(cfg.estimate_bytes(_memory_context(x0.size, cfg.population_for(x0.size))), "minimize")
+    return cls(num_params=x0.size, seed=seed, x0=x0, **options)
 
 
 def auto_strategy(num_params: int, max_factor_bytes: Any = None) -> str:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,46 @@ def verify_log(path: Path, expected: LogChain, generation: int) -> None:
             f"{found.rows} row(s) whose running SHA-256 is {found.digest[:12]}...; {where}, "
             f"SHA-256 {expected.digest[:12]}... (edited or damaged)"
         )
+
+
+def log_row(record: Any, p: Any) -> dict[str, Any]:
+    """A generation's log row (see :data:`LOG_FIELDS`), JSON-ready: the step's ``record``
+    and the run's ``Progress`` ``p`` after it."""
+    evaluation = record.evaluation
+    steps, episodes = record.steps, record.episodes
+    row: dict[str, Any] = {
+        "generation": record.generation,
+        "env_steps": p.env_steps,
+        "episodes": p.episodes,
+        "generation_steps": steps,
+        "generation_episodes": episodes,
+        "episode_length_mean": steps / episodes if episodes else None,
+        "best_return": p.best_return,
+        "num_failed": len(evaluation.failures),
+        "fraction_truncated": (
+            float(np.sum(evaluation.truncated)) / episodes
+            if evaluation.truncated is not None and episodes
+            else None
+        ),
+        "obs_count": (
+            float(evaluation.obs_stats.count) if evaluation.obs_stats is not None else None
+        ),
+    }
+    for key, value in record.metrics.items():
+        if key != "generation" and np.ndim(value) == 0:
+            row[key] = value
+    if record.center_returns is not None:
+        center = record.center_returns
+        row["center_return_mean"] = float(center.mean())
+        row["center_return_std"] = float(center.std())
+        finite = evaluation.returns[np.isfinite(evaluation.returns)]
+        row["center_rank"] = (
+            float(np.mean(finite < row["center_return_mean"])) if finite.size else None
+        )
+    if record.target is not None:
+        row.update(record.target.row())
+    seconds = record.seconds
+    row.update({f"seconds_{phase}": seconds[phase] for phase in
+                ("ask", "evaluate", "tell", "center", "generation")})
+    row.update(wall_seconds=p.wall(), time=time.time())
+    return {k: jsonable(v) for k, v in row.items()}

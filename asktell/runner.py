@@ -57,12 +57,20 @@ from typing import Any
 
 import numpy as np
 
-from asktell import config as _config
-from asktell._files import atomic_write_bytes, fsync_dir
+from asktell._files import fsync_dir
 from asktell._interrupts import DeferredInterrupts
 from asktell._lock import LOCK_FILE, RunLock
 from asktell._progress import Display, make_display
-from asktell._rundir import CONFIG_FILE, check_out, checked_log, refuse_held
+from asktell._rundir import (
+    CONFIG_FILE,
+    as_config,
+    check_out,
+    checked_log,
+    default_run_dir,
+    refuse_held,
+    resume_config,
+    write_config,
+)
 from asktell._warnings import WarningCapture, uses_mujoco
 from asktell.checkpoint import (
     checkpoint_name,
@@ -72,11 +80,12 @@ from asktell.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from asktell.config import Built, config_from_dict, diff_protected, load_config, with_changes
-from asktell.errors import CheckpointError, ConfigError
+from asktell.config import Built, with_changes
+from asktell.errors import CheckpointError
 from asktell.loggers import LoggerSet, Resume, check_loggers
 from asktell.loop import Budget, GenerationRecord, GenerationStep, TargetCheck
-from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, LogChain, jsonable, read_log
+from asktell.best_center import BestCenter
+from asktell.runlog import LOG_FIELDS, LOG_FILE, TIMING_FIELDS, LogChain, log_row, read_log
 
 __all__ = ["run", "resume", "RunResult", "Runner", "read_log", "TIMING_FIELDS", "LOG_FIELDS"]
 
@@ -145,14 +154,7 @@ class Runner:
         )
         self._progress_shown = 0.0
         self.progress = self.step.progress
-        self.best_center_return: float | None = None
-        self.best_center: np.ndarray | None = None
-        # What `asktell eval --best` needs to evaluate the best centre as it was evaluated:
-        # its generation (which keys its episodes), episodes, and the task's state then
-        # (the observation normaliser it was evaluated with).
-        self.best_center_generation: int | None = None
-        self.best_center_episodes: int | None = None
-        self.best_center_task: dict[str, Any] | None = None
+        self.best_center = BestCenter()  # what `asktell eval --best` evaluates
         self.log = LogChain()  # the rows written so far, recorded in every checkpoint
         self.notes: list[str] = []  # said once, after the title (e.g. checkpoints skipped)
         self.warnings: WarningCapture | None = None  # bound to the run directory in run()
@@ -179,11 +181,7 @@ class Runner:
                 "wall_seconds": p.wall(),
                 "best_return": p.best_return,
                 "center_return": p.center_return,
-                "best_center_return": self.best_center_return,
-                "best_center": self.best_center,
-                "best_center_generation": self.best_center_generation,
-                "best_center_episodes": self.best_center_episodes,
-                "best_center_task": self.best_center_task,
+                **self.best_center.state(),
                 "solved": None if p.solved is None else p.solved.to_state(),
                 "log_bytes": self.log.size,
                 "log_rows": self.log.rows,
@@ -203,12 +201,7 @@ class Runner:
         p.wall_offset = float(r["wall_seconds"])
         p.best_return = r.get("best_return")
         p.center_return = r.get("center_return")
-        self.best_center_return = r.get("best_center_return")
-        bc = r.get("best_center")
-        self.best_center = None if bc is None else np.asarray(bc, dtype=np.float64)
-        self.best_center_generation = r.get("best_center_generation")
-        self.best_center_episodes = r.get("best_center_episodes")
-        self.best_center_task = r.get("best_center_task")
+        self.best_center = BestCenter.from_state(r)
         p.solved = TargetCheck.from_state(r.get("solved"))
         self.log = LogChain(int(r.get("log_rows", -1)), int(r["log_bytes"]), r.get("log_sha256"))
 
@@ -333,7 +326,12 @@ class Runner:
         """One generation and its log row; returns why to stop, or None."""
         record = self.step(center_episodes=self._center_episodes, on_told=self._told)
         with self.interrupts.critical():
-            row = self._row(record)
+            row = log_row(record, self.progress)
+            if record.center_returns is not None:
+                self.best_center.offer(
+                    record.center_returns, self.built.strategy.center, record.generation,
+                    self.step.hooks.state_dict(),
+                )
             data = (json.dumps(row, allow_nan=False) + "\n").encode("utf-8")
             log.write(data)
             log.flush()
@@ -365,94 +363,7 @@ class Runner:
             f"{self.last_checkpoint}; continue with: asktell resume {self.run_dir}"
         )
 
-    def _row(self, record: GenerationRecord) -> dict[str, Any]:
-        """The generation's log row (see :data:`LOG_FIELDS`), JSON-ready."""
-        p, evaluation = self.progress, record.evaluation
-        steps, episodes = record.steps, record.episodes
-        row: dict[str, Any] = {
-            "generation": record.generation,
-            "env_steps": p.env_steps,
-            "episodes": p.episodes,
-            "generation_steps": steps,
-            "generation_episodes": episodes,
-            "episode_length_mean": steps / episodes if episodes else None,
-            "best_return": p.best_return,
-            "num_failed": len(evaluation.failures),
-            "fraction_truncated": (
-                float(np.sum(evaluation.truncated)) / episodes
-                if evaluation.truncated is not None and episodes
-                else None
-            ),
-            "obs_count": (
-                float(evaluation.obs_stats.count) if evaluation.obs_stats is not None else None
-            ),
-        }
-        for key, value in record.metrics.items():
-            if key != "generation" and np.ndim(value) == 0:
-                row[key] = value
-        if record.center_returns is not None:
-            self._add_center(row, record)
-        if record.target is not None:
-            row.update(record.target.row())
-        seconds = record.seconds
-        row.update({f"seconds_{phase}": seconds[phase] for phase in
-                    ("ask", "evaluate", "tell", "center", "generation")})
-        row.update(wall_seconds=p.wall(), time=time.time())
-        return {k: jsonable(v) for k, v in row.items()}
-
-    def _add_center(self, row: dict[str, Any], record: GenerationRecord) -> None:
-        center, evaluation = record.center_returns, record.evaluation
-        mean = float(center.mean())
-        row["center_return_mean"] = mean
-        row["center_return_std"] = float(center.std())
-        finite = evaluation.returns[np.isfinite(evaluation.returns)]
-        row["center_rank"] = float(np.mean(finite < mean)) if finite.size else None
-        if self.best_center_return is None or mean > self.best_center_return:
-            self.best_center_return = mean
-            self.best_center = np.asarray(self.built.strategy.center, dtype=np.float64)
-            self.best_center_generation = record.generation
-            self.best_center_episodes = int(center.size)
-            self.best_center_task = _copied(self.step.hooks.state_dict())
-
-
-def _copied(state: Any) -> Any:
-    """A snapshot of a state dict (its arrays may be the task's live buffers)."""
-    if isinstance(state, dict):
-        return {k: _copied(v) for k, v in state.items()}
-    if isinstance(state, np.ndarray):
-        return state.copy()
-    return state
-
-
 # --------------------------------------------------------------------------- entry points
-def _as_config(config: Any, overrides: list[str]) -> Any:
-    if isinstance(config, (str, os.PathLike)):
-        return load_config(config, overrides)
-    if isinstance(config, dict):
-        return config_from_dict(config, overrides)
-    if isinstance(config, _config.RunConfigBase):
-        if overrides:
-            return config_from_dict(config.model_dump(mode="json"), overrides)
-        return config
-    raise ConfigError(
-        f"run() expects a RunConfig, a dict or a run-file path; got {type(config).__name__}"
-    )
-
-
-def _default_run_dir(config: Any) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{config.strategy.kind}-{config.task.kind}-{stamp}"
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{base.name}-{i}")
-    return path
-
-
-def _write_config(run_dir: Path, config: Any) -> None:
-    atomic_write_bytes(run_dir / CONFIG_FILE, config.to_toml().encode("utf-8"))
-
-
 def run(
     config: Any,
     *,
@@ -471,11 +382,11 @@ def run(
         callback: called with each generation's log row; returning ``True`` stops the run.
         log_format: overrides ``output.log_format`` (``"none"`` for silence).
     """
-    cfg = _as_config(config, list(overrides))
+    cfg = as_config(config, list(overrides))
     if log_format is not None:
         cfg = with_changes(cfg, {"output": {"log_format": log_format}})
     run_dir = Path(out) if out is not None else (
-        Path(cfg.output.dir) if cfg.output.dir else _default_run_dir(cfg)
+        Path(cfg.output.dir) if cfg.output.dir else default_run_dir(cfg)
     )
     check_out(run_dir)
     refuse_held(run_dir)
@@ -490,7 +401,7 @@ def run(
         fsync_dir(run_dir.parent)
         with RunLock(run_dir):
             refuse_held(run_dir)  # another process may have started here while we built
-            _write_config(run_dir, cfg)
+            write_config(run_dir, cfg)
             (run_dir / LOG_FILE).touch()
             runner = Runner(cfg, run_dir, built, callback=callback, display=display)
             runner.warnings = caught
@@ -528,30 +439,6 @@ def resume(
         return _resume_held(run_dir, list(overrides), callback, checkpoint, log_format, repair_log)
 
 
-def _resume_config(run_dir: Path, overrides: list[str], ckpt: Any, log_format: str | None) -> Any:
-    config_file = run_dir / CONFIG_FILE
-    if config_file.is_file():
-        cfg = load_config(config_file, overrides)
-    else:
-        cfg = config_from_dict(ckpt.config, overrides, source="run config from the checkpoint")
-    output: dict[str, Any] = {"dir": str(run_dir)}
-    if log_format is not None:
-        output["log_format"] = log_format
-    cfg = with_changes(cfg, {"output": output})
-    if ckpt is None:
-        return cfg
-    # Compare the checkpoint's config as this version reads it, so keys that older files
-    # spell differently (a renamed option) are not mistaken for a change.
-    saved = config_from_dict(ckpt.config, source="run config from the checkpoint").model_dump(mode="json")
-    changed = diff_protected(saved, cfg.model_dump(mode="json"))
-    if changed:
-        raise ConfigError(
-            f"cannot resume {str(run_dir)!r} with a different strategy, task, noise or seed; "
-            "start a new run instead. Differences:\n  " + "\n  ".join(changed)
-        )
-    return cfg
-
-
 def _resume_held(
     run_dir: Path,
     overrides: list[str],
@@ -572,7 +459,7 @@ def _resume_held(
         ckpt = load_checkpoint(checkpoint if checkpoint is not None else run_dir)
         for path, reason in ckpt.skipped:  # the checkpoints load_checkpoint refused, newest first
             notes.append(f"skipped checkpoint {path}: {reason}")
-    cfg = _resume_config(run_dir, overrides, ckpt, log_format)
+    cfg = resume_config(run_dir, overrides, ckpt, log_format)
     chain, log_note = checked_log(run_dir, ckpt, repair_log)
     check_loggers(cfg.output.loggers)
     with WarningCapture(mujoco=uses_mujoco(cfg)) as caught, cfg.build() as built:
@@ -589,5 +476,5 @@ def _resume_held(
             notes.append(log_note)
         runner.log = chain
         runner.notes = notes
-        _write_config(run_dir, cfg)
+        write_config(run_dir, cfg)
         return runner.run()

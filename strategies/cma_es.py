@@ -104,9 +104,6 @@ def cma_parameters(
     final, so the positive-definiteness rule (``alpha_posdef``) holds for the rates used.
     ``recombination_weights``: raw weights best-first (default ``ln((lambda + 1) / 2) -
     ln(i)``); the positive ones are normalised to sum 1.
-
-    (One function past 60 lines on purpose: the formulas read top to bottom, rate by rate,
-    as in Hansen's tutorial and pycma's defaults, which is how they are checked.)
     """
     if preset not in PRESETS:
         raise ValueError(f"parameters must be one of {PRESETS}; got {preset!r}")
@@ -118,11 +115,31 @@ def cma_parameters(
     else:
         raw = np.asarray(recombination_weights, dtype=np.float64)
     pos = raw[raw > 0]
-    neg = raw[raw < 0]
     mu = int(pos.size)
     mu_eff = float(pos.sum() ** 2 / np.sum(pos**2))
     pycma = preset == "pycma"
-    offset = given.get("rank_mu_offset", 0.25 if pycma else 0.0)
+    c_sigma, d_sigma = _step_size_rates(n, mu_eff, pycma, given)
+    c_c, c_1, c_mu = _covariance_rates(n, lam, mu_eff, pycma, separable, cov_scale, given)
+    weights = _signed_weights(raw, mu_eff, c_1, c_mu, n, active)
+    chi_n = math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n))
+    return CMAParameters(
+        num_params=num_params,
+        population_size=lam,
+        mu=mu,
+        weights=weights,
+        mu_eff=mu_eff,
+        c_sigma=c_sigma,
+        d_sigma=d_sigma,
+        c_c=c_c,
+        c_1=c_1,
+        c_mu=c_mu,
+        chi_n=chi_n,
+        h_sigma="pycma" if pycma else "tutorial",
+    )
+
+
+def _step_size_rates(n: float, mu_eff: float, pycma: bool, given: dict) -> tuple[float, float]:
+    """``(c_sigma, d_sigma)``: the step-size path's rate and damping."""
     if pycma:
         c_sigma = min(0.5, (mu_eff + 2.0) / (n + mu_eff + 3.0))
     else:
@@ -131,7 +148,16 @@ def cma_parameters(
     # pycma multiplies the mu_eff term of the damping by max(1, 3 (1 - 2**(-d / 9))).
     grow = max(1.0, 3.0 * (1.0 - 0.5 ** (n / 9.0))) if pycma else 1.0
     d_sigma = 1.0 + 2.0 * max(0.0, grow * math.sqrt((mu_eff - 1.0) / (n + 1.0)) - 1.0) + c_sigma
-    d_sigma = given.get("d_sigma", d_sigma)
+    return c_sigma, given.get("d_sigma", d_sigma)
+
+
+def _covariance_rates(
+    n: float, lam: int, mu_eff: float, pycma: bool, separable: bool, cov_scale: float,
+    given: dict,
+) -> tuple[float, float, float]:
+    """``(c_c, c_1, c_mu)``: the covariance path's rate and the rank-one and rank-mu rates
+    (pycma's diagonal rates for sep-CMA with the pycma preset)."""
+    offset = given.get("rank_mu_offset", 0.25 if pycma else 0.0)
     if pycma and separable:
         c_c = (1.0 + 1.0 / n + mu_eff / n) / (math.sqrt(n) + 1.0 / n + 2.0 * mu_eff / n)
         c_1 = 1.0 / (n + 2.0 * math.sqrt(n) + mu_eff / n)
@@ -153,7 +179,15 @@ def cma_parameters(
             c_mu = min(1.0 - c_1, c_mu * cov_scale)
         c_1 = given.get("c_1", c_1)
     c_c = given.get("c_c", c_c)
-    c_mu = given.get("c_mu", max(0.0, min(1.0 - c_1, c_mu)))
+    return c_c, c_1, given.get("c_mu", max(0.0, min(1.0 - c_1, c_mu)))
+
+
+def _signed_weights(
+    raw: np.ndarray, mu_eff: float, c_1: float, c_mu: float, n: float, active: bool
+) -> np.ndarray:
+    """Positive weights summing to 1; with ``active``, the negative ones bounded once the
+    rates are final, so the positive-definiteness rule (``alpha_posdef``) holds."""
+    pos, neg = raw[raw > 0], raw[raw < 0]
     weights = np.where(raw > 0, raw / pos.sum(), 0.0)
     if active and neg.size and c_mu > 0:
         mu_eff_neg = float(neg.sum() ** 2 / np.sum(neg**2))
@@ -162,21 +196,7 @@ def cma_parameters(
         alpha_posdef = (1.0 - c_1 - c_mu) / (n * c_mu)
         scale = min(alpha_mu, alpha_mu_eff, alpha_posdef) / np.abs(neg).sum()
         weights = np.where(raw < 0, raw * scale, weights)
-    chi_n = math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n))
-    return CMAParameters(
-        num_params=num_params,
-        population_size=lam,
-        mu=mu,
-        weights=weights,
-        mu_eff=mu_eff,
-        c_sigma=c_sigma,
-        d_sigma=d_sigma,
-        c_c=c_c,
-        c_1=c_1,
-        c_mu=c_mu,
-        chi_n=chi_n,
-        h_sigma="pycma" if pycma else "tutorial",
-    )
+    return weights
 
 
 def cma_rank_weights(returns: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -172,18 +172,30 @@ def train(
     budget = _budget(limits, deprecated)
     if eval_every < 0:
         raise ConfigError(f"train() 'eval_every' must be >= 0; got {eval_every}")
-    target = budget.target_return
-    episodes_due = _CenterSchedule(eval_every, eval_episodes, eval_on_target, eval_at_end, budget)
-    judge_center = eval_episodes >= 1 and (eval_every > 0 or (eval_on_target and target is not None))
+    schedule = _CenterSchedule(eval_every, eval_episodes, eval_on_target, eval_at_end, budget)
     step = GenerationStep(
-        strategy, evaluator, task, budget=budget, judge_center=judge_center,
+        strategy, evaluator, task, budget=budget, judge_center=schedule.judges_center,
         eval_episodes=eval_episodes,
     )
+    history, solved_at, reason = _generations(step, schedule, callback)
+    return TrainResult(
+        history=history,
+        center=np.asarray(strategy.center),
+        env_steps=step.progress.env_steps,
+        seconds=step.progress.wall(),
+        solved_at=solved_at,
+        stop_reason=reason,
+    )
+
+
+def _generations(step: GenerationStep, schedule: _CenterSchedule, callback: Any):
+    """Run generations until a stop reason; returns the history rows, the row where the
+    target was reached (or ``None``) and the reason."""
     history: list[dict[str, Any]] = []
     solved_at = None
     reasons: dict[str, str] = {}
     while not reasons:
-        record = step(center_episodes=episodes_due)
+        record = step(center_episodes=schedule)
         row = _row(record, step)
         history.append(row)
         if callback is not None:
@@ -191,14 +203,7 @@ def train(
         reasons = step.stop_reasons()
         if "target_return" in reasons:
             solved_at = row
-    return TrainResult(
-        history=history,
-        center=np.asarray(strategy.center),
-        env_steps=step.progress.env_steps,
-        seconds=step.progress.wall(),
-        solved_at=solved_at,
-        stop_reason=next(iter(reasons.values())),
-    )
+    return history, solved_at, next(iter(reasons.values()))
 
 
 class _CenterSchedule:
@@ -209,6 +214,13 @@ class _CenterSchedule:
     def __init__(self, eval_every, eval_episodes, eval_on_target, eval_at_end, budget):
         self.every, self.episodes = eval_every, eval_episodes
         self.on_target, self.at_end, self.budget = eval_on_target, eval_at_end, budget
+
+    @property
+    def judges_center(self) -> bool:
+        """Whether the target is judged on the centre (some centre evaluation happens)."""
+        return self.episodes >= 1 and (
+            self.every > 0 or (self.on_target and self.budget.target_return is not None)
+        )
 
     def __call__(self, record: GenerationRecord) -> int:
         if self.episodes < 1:
