@@ -124,7 +124,7 @@ class Recorder(Display):
 def test_a_resumed_run_continues_the_elapsed_time(tmp_path, monkeypatch):
     first = run(config(4), out=tmp_path / "r")
     shown = Recorder()
-    monkeypatch.setattr("asktell.runner.make_display", lambda fmt: shown)
+    monkeypatch.setattr("asktell.run_loop.make_display", lambda fmt: shown)  # the Runner makes it
     resume(tmp_path / "r", overrides=["budget.generations=6"])
     rows = read_log(tmp_path / "r")
     # the resumed session starts from the first one's clock (its last checkpoint's)
