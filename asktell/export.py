@@ -56,13 +56,13 @@ def export_policy(
     """
     from asktell.gym.policies import MLPPolicy
     from asktell.gym.seeding import center_episode_seeds
-    from asktell.playback import _best_center, _load
+    from asktell.playback import best_center_distribution, load_run
     from asktell.protocol import hooks_of
 
     output = Path(output)
     if output.suffix != ".npz":
         raise ConfigError(f"export 'output' must end in .npz; got {str(output)!r}")
-    ckpt, task, strategy = _load(Path(run_dir), checkpoint)
+    ckpt, task, strategy = load_run(Path(run_dir), checkpoint)
     kind = ckpt.config["task"]["kind"]
     if kind != "gym" or not isinstance(task.policy, MLPPolicy):
         raise ConfigError(
@@ -72,7 +72,7 @@ def export_policy(
         )
     dist, which = strategy.distribution, "latest"
     if best:
-        dist, _, _ = _best_center(ckpt, task, dist)
+        dist, _, _ = best_center_distribution(ckpt, task, dist)
         which = "best"
     normalize = task.normalizer(hooks_of(task).context())
     policy, obs, action = task.policy, task.obs_spec, task.action_spec

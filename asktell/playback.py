@@ -102,7 +102,9 @@ def choose_gl_backend() -> str | None:
     return None
 
 
-def _load(run_dir: Path, checkpoint: str | os.PathLike | None) -> tuple[Any, Any, Any]:
+def load_run(run_dir: Path, checkpoint: str | os.PathLike | None) -> tuple[Any, Any, Any]:
+    """A saved run's checkpoint, its task (state loaded) and its strategy: what ``eval``
+    and ``export`` read."""
     ckpt = load_checkpoint(checkpoint if checkpoint is not None else run_dir)
     cfg = config_from_dict(ckpt.config, source=f"run config saved in {ckpt.path}")
     task = cfg.build_task()
@@ -114,7 +116,7 @@ def _load(run_dir: Path, checkpoint: str | os.PathLike | None) -> tuple[Any, Any
     return ckpt, task, strategy
 
 
-def _best_center(ckpt: Any, task: Any, dist: Any) -> tuple[Any, int, float | None]:
+def best_center_distribution(ckpt: Any, task: Any, dist: Any) -> tuple[Any, int, float | None]:
     """The best evaluated centre as it was evaluated: its parameters, its generation (which
     keys its episodes) and the task's state then (its observation normaliser), loaded into
     ``task``; returns ``(distribution, generation, logged mean return)``."""
@@ -169,10 +171,10 @@ def evaluate_run(
     run_dir = Path(run_dir)
     if video is not None:
         choose_gl_backend()  # before anything imports mujoco
-    ckpt, task, strategy = _load(run_dir, checkpoint)
+    ckpt, task, strategy = load_run(run_dir, checkpoint)
     dist, generation, which, logged = strategy.distribution, ckpt.generation, "latest", None
     if best:
-        dist, generation, logged = _best_center(ckpt, task, dist)
+        dist, generation, logged = best_center_distribution(ckpt, task, dist)
         which = "best"
     dist = dist.replace(context=dict(hooks_of(task).context()))
     if fresh:
