@@ -13,7 +13,7 @@ import asktell
 from asktell.cli import main
 from asktell.errors import ConfigError
 from asktell.export import export_policy, load_policy
-from asktell.playback import _load, evaluate_run
+from asktell.playback import load_run, evaluate_run
 from asktell.protocol import hooks_of
 from asktell.runner import run
 
@@ -56,7 +56,7 @@ def test_exported_policy_reproduces_the_runs_centre_return(pendulum_run, tmp_pat
 
 def test_actions_are_bitwise_the_tasks(pendulum_run, tmp_path):
     policy = load_policy(export_policy(pendulum_run, tmp_path / "p.npz"))
-    _, task, strategy = _load(pendulum_run, None)
+    _, task, strategy = load_run(pendulum_run, None)
     weights = task.policy.allocate(1)
     task.policy.load(weights, slice(0, 1), strategy.center[None, :])
     normalize = task.normalizer(hooks_of(task).context())
