@@ -40,6 +40,8 @@ __all__ = [
     "mirrored",
     "noise_from_spec",
     "DEFAULT_TABLE_SIZE",
+    "adopt_table",
+    "build_table_into",
 ]
 
 #: 2**25 float32 standard normals (128 MiB), built once per process (docs/seeds-and-noise.md
@@ -152,16 +154,29 @@ class _TableCache:
                 self._tables[key] = table
             return table
 
+    def adopt(self, seed: int, size: int, table: np.ndarray) -> None:
+        """Use ``table`` (already built elsewhere, e.g. in shared memory) for ``(seed, size)``."""
+        with self._lock:
+            while len(self._tables) >= self._max_tables:
+                self._tables.pop(next(iter(self._tables)))
+            self._tables[(seed, size)] = table
+
     def clear(self) -> None:
         with self._lock:
             self._tables.clear()
 
 
 def _build_table(seed: int, size: int) -> np.ndarray:
+    table = np.empty(size, dtype=np.float32)
+    _fill_table(seed, size, table)
+    table.flags.writeable = False
+    return table
+
+
+def _fill_table(seed: int, size: int, table: np.ndarray) -> None:
     # One PCG64 stream per fixed-size block, spawned from the seed: the blocks can be filled
     # in parallel threads (numpy releases the GIL while filling) and the result is identical
     # for any number of threads.
-    table = np.empty(size, dtype=np.float32)
     num_blocks = -(-size // _BLOCK)
     children = np.random.SeedSequence(seed).spawn(num_blocks)
 
@@ -178,11 +193,32 @@ def _build_table(seed: int, size: int) -> np.ndarray:
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(fill, range(num_blocks)))
-    table.flags.writeable = False
-    return table
 
 
 _CACHE = _TableCache()
+
+
+def adopt_table(seed: int, size: int, table: np.ndarray) -> None:
+    """Make this process's :class:`NoiseTable` ``(seed, size)`` use ``table`` instead of
+    building its own: how processes of one node share one table in shared memory.
+
+    ``table`` must be the float32 array that ``NoiseTable(seed, size)`` would build (a
+    buffer filled by :func:`build_table_into` in another process); it is made read-only.
+    """
+    table = np.asarray(table)
+    if table.dtype != np.float32 or table.shape != (size,):
+        raise ConfigError(
+            f"adopt_table: expected a float32 array of shape ({size},); got "
+            f"{table.dtype} {table.shape}"
+        )
+    table.flags.writeable = False
+    _CACHE.adopt(int(seed), int(size), table)
+
+
+def build_table_into(seed: int, size: int, out: np.ndarray) -> None:
+    """Fill ``out`` (float32, ``(size,)``, e.g. a shared-memory buffer) with the table
+    ``NoiseTable(seed, size)`` holds, bitwise."""
+    _fill_table(seed, size, out)
 
 
 class NoiseTable:
