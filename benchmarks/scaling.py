@@ -283,20 +283,22 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
 
     noise = _noise()
     ev.chunks_per_worker = chunks_per_worker
-    walls, useful, scheduled = [], [], []
+    walls, cpus, useful, scheduled = [], [], [], []
     for g in range(generations + 1):
         rng = np.random.default_rng(1000 * g + 7)
         seeds = mirrored(noise.sample_keys(rng, population // 2, num_params))
         context = {"regime": regime, "scale": scale} if regime else {}
         dist = Distribution(np.zeros(num_params), 0.02, noise, generation=g, context=context)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         ev.evaluate(dist, seeds)
         wall = time.perf_counter() - start
+        cpu = time.process_time() - start_cpu
         if g == 0:
             continue  # warm-up: the task shipped, each worker's noise table built
         times = sleep_seconds(task.samples.get(regime, []), seeds, scale)
         starts = chunk_starts(population, workers * chunks_per_worker)
         walls.append(wall)
+        cpus.append(cpu)
         useful.append(float(times.sum()))
         scheduled.append(list_schedule(np.add.reduceat(times, starts), workers))
     wall = statistics.median(walls)
@@ -310,6 +312,9 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
         "tasks": workers * chunks_per_worker,
         "wall_s": wall,
         "walls_s": walls,
+        # CPU of this process: the client and the embedded scheduler (a LocalCluster's
+        # scheduler runs in the process that starts it)
+        "driver_cpu_s": statistics.median(cpus),
         "useful_s": statistics.median(useful),
         "balanced_s": statistics.median(useful) / workers,
         "scheduled_s": statistics.median(scheduled),
@@ -347,26 +352,44 @@ def simulate(samples: dict, regimes: dict, args) -> tuple[list[dict], list[dict]
                     sleeps[-1]["processes"] = procs
                     _show("sleep", sleeps[-1])
             if W == args.workers[-1]:
-                broadcast = _measure_broadcast(ev, task, W, procs, args)
+                broadcast = _measure_broadcast(ev, procs, args)
     return noop, sleeps, broadcast
 
 
-def _measure_broadcast(ev, task, W, procs, args) -> dict:
-    """Extra wall time of a no-op generation whose distribution is big, per byte moved."""
+def _measure_broadcast(ev, procs, args) -> dict:
+    """Seconds per byte to ship a distribution as ``DaskEvaluator`` does (the argument of a
+    tiny task, client -> scheduler -> one worker) and have every worker process fetch it (one
+    task per process that depends on it); a big centre against a small one."""
     from asktell import Distribution
+    from asktell.evaluators._dask_worker import identity
 
-    big, small = args.broadcast_params, args.num_params
-    rows = {n: _generations(ev, task, W, population=2 * W, num_params=n, regime=None, scale=0.0,
-                            chunks_per_worker=1, generations=args.generations)
-            for n in (small, big)}
-    sizes = {n: len(pickle.dumps(Distribution(np.zeros(n), 0.02, _noise()))) for n in rows}
-    moved = (sizes[big] - sizes[small]) * (2 + procs)
-    extra = rows[big]["wall_s"] - rows[small]["wall_s"]
-    out = {"workers": W, "processes": procs, "bytes": sizes, "extra_wall_s": extra,
+    client = ev.client
+    workers = list(client.scheduler_info()["workers"])
+    small, big = args.num_params, args.broadcast_params
+    walls: dict[int, list[float]] = {small: [], big: []}
+    for g in range(2 * (args.generations + 1)):
+        n = (small, big)[g % 2]
+        dist = Distribution(np.zeros(n), 0.02, _noise(), generation=g)
+        start = time.perf_counter()
+        held = client.submit(identity, dist, pure=False)
+        uses = [client.submit(_num_params, held, workers=[w], pure=False) for w in workers]
+        client.gather(uses)
+        if g >= 2:  # the first of each size is a warm-up
+            walls[n].append(time.perf_counter() - start)
+        del held, uses
+    sizes = {n: len(pickle.dumps(Distribution(np.zeros(n), 0.02, _noise()))) for n in walls}
+    moved = (sizes[big] - sizes[small]) * (2 + len(workers))
+    extra = statistics.median(walls[big]) - statistics.median(walls[small])
+    out = {"processes": len(workers), "bytes": sizes, "extra_wall_s": extra,
            "broadcast_s_per_byte": max(extra, 0.0) / moved}
-    print(f"broadcast: {sizes[big]:,} B distribution to {procs} processes: +{extra * 1e3:.1f} ms "
-          f"-> {1 / max(out['broadcast_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s", flush=True)
+    print(f"broadcast: {sizes[big]:,} B distribution to {len(workers)} processes: "
+          f"+{extra * 1e3:.1f} ms -> {1 / max(out['broadcast_s_per_byte'], 1e-12) / 1e6:,.0f} "
+          "MB/s", flush=True)
     return out
+
+
+def _num_params(distribution) -> int:
+    return distribution.num_params
 
 
 def _show(what, p) -> None:
@@ -399,12 +422,14 @@ def measure_driver(sizes, repeats: int) -> dict:
             pickle.dumps(es.distribution)
             es.tell(rng.standard_normal(P))
             totals.append(time.perf_counter() - start)
-        points.append({"population": P, "num_params": N, "seconds": statistics.median(totals)})
+        # the fastest repeat: the machine is shared, and contention only ever adds time
+        points.append({"population": P, "num_params": N, "seconds": min(totals)})
         print(f"driver P={P:6d} N={N:7d}: {points[-1]['seconds'] * 1e3:8.1f} ms", flush=True)
     x = np.array([p["population"] * p["num_params"] for p in points], dtype=float)
     y = np.array([p["seconds"] for p in points])
     per_pn, intercept = np.polyfit(x, y, 1) if len(points) > 1 else (y[0] / x[0], 0.0)
-    return {"points": points, "intercept_s": float(intercept), "s_per_pop_param": float(per_pn)}
+    return {"points": points, "intercept_s": max(float(intercept), 0.0),
+            "s_per_pop_param": max(float(per_pn), 0.0)}
 
 
 def driver_seconds(driver: dict, population: int, num_params: int) -> tuple[float, str]:
@@ -435,10 +460,11 @@ def measure_pool(items: int) -> float:
 # ------------------------------------------------------------------ 4-5. fit, validate, project
 
 
-def fit_dask(noop: list[dict]) -> tuple[float, float]:
-    """No-op generations: wall = fixed + per_task x tasks (least squares)."""
+def fit_dask(noop: list[dict], key: str = "wall_s") -> tuple[float, float]:
+    """No-op generations: ``key`` (wall, or the driver process's CPU) = fixed + per_task x
+    tasks (least squares)."""
     tasks = np.array([p["tasks"] for p in noop], dtype=float)
-    walls = np.array([p["wall_s"] for p in noop])
+    walls = np.array([p[key] for p in noop])
     if np.ptp(tasks) == 0:
         return float(walls.mean()), 0.0
     per_task, fixed = np.polyfit(tasks, walls, 1)
@@ -480,6 +506,9 @@ def project(constants: dict, samples: dict, driver: dict, trials: int) -> dict:
     from asktell.gym import GymTask
 
     P, W, nodes = PAPER["population"], PAPER["workers"], PAPER["nodes"]
+    # A scheduler with a core of its own: what a task costs is the CPU the client and the
+    # scheduler spend on it (measured), not this shared machine's wall time.
+    constants = {**constants, "per_task_s": constants["per_task_cpu_s"]}
     num_params = GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params
     size = _dist_bytes(num_params)
     drive, how = driver_seconds(driver, P, num_params)
@@ -489,7 +518,7 @@ def project(constants: dict, samples: dict, driver: dict, trials: int) -> dict:
         useful = P * float(times.mean())
         cpw_auto = auto_chunks(useful, W)
         modes = [("per core, 1 chunk per core", W, W, {"chunks": W}),
-                 (f"per core, 'auto' = {cpw_auto} chunks per core", W * cpw_auto, W,
+                 (f"per core, 'auto': {cpw_auto} chunk(s) per core", W * cpw_auto, W,
                   {"chunks": W * cpw_auto}),
                  (f"per node ({nodes} x {PAPER['cores_per_node']}), local pool", nodes, nodes,
                   {"nodes": nodes, "per_candidate": constants["pool_per_candidate_s"]})]
@@ -521,7 +550,10 @@ def report(res: dict) -> str:
         "### Constants (measured on this machine)", "",
         "| constant | value | from |", "|---|---|---|",
         f"| fixed cost per generation | {_ms(c['fixed_s'])} ms | no-op generations, fit |",
-        f"| cost per Dask task | {c['per_task_s'] * 1e3:.3f} ms | no-op generations, fit |",
+        f"| cost per Dask task, wall | {c['per_task_s'] * 1e3:.3f} ms | no-op generations, fit "
+        "(validation) |",
+        f"| cost per Dask task, CPU of client + scheduler | {c['per_task_cpu_s'] * 1e3:.3f} ms "
+        "| no-op generations, fit (projection) |",
         f"| broadcast, loopback | {1 / max(c['broadcast_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s "
         "| big vs small distribution |",
         f"| local pool, per candidate | {c['pool_per_candidate_s'] * 1e3:.3f} ms "
@@ -529,11 +561,13 @@ def report(res: dict) -> str:
         f"| driver ask+tell | {c['driver']['intercept_s'] * 1e3:.2f} ms + "
         f"{c['driver']['s_per_pop_param'] * 1e9:.3f} ns x population x params | OpenAIES, fit |",
         "", "No-op generations (the fit's points):", "",
-        "| workers | tasks | wall (ms) | fit (ms) |", "|---|---|---|---|",
+        "| workers | tasks | wall (ms) | fit (ms) | client + scheduler CPU (ms) |",
+        "|---|---|---|---|---|",
     ]
     for p in res["noop"]:
         lines.append(f"| {p['workers']} | {p['tasks']} | {_ms(p['wall_s'])} | "
-                     f"{_ms(c['fixed_s'] + c['per_task_s'] * p['tasks'])} |")
+                     f"{_ms(c['fixed_s'] + c['per_task_s'] * p['tasks'])} | "
+                     f"{_ms(p['driver_cpu_s'])} |")
     lines += ["", "Driver (OpenAIES ask + tell + pickling the distribution):", "",
               "| population | params | ms |", "|---|---|---|"]
     lines += [f"| {p['population']:,} | {p['num_params']:,} | {_ms(p['seconds'])} |"
@@ -557,7 +591,8 @@ def report(res: dict) -> str:
     lines += [
         f"### Projection: population {pr['population']:,}, {pr['num_params']:,} parameters "
         f"({pr['dist_bytes']:,} B distribution), {pr['workers']:,} workers", "",
-        f"Driver {_ms(pr['driver_s'])} ms ({pr['driver_from']}); broadcast at an assumed "
+        f"Driver {_ms(pr['driver_s'])} ms ({pr['driver_from']}); "
+        f"{c['per_task_cpu_s'] * 1e3:.3f} ms per task (CPU); broadcast at an assumed "
         f"{ASSUMED_LINK_BYTES_PER_S * 8 / 1e9:g} Gbit/s.", "",
         "| regime | mode | tasks | fixed+tasks (s) | broadcast (s) | rollouts (s) | ideal (s) "
         "| driver (s) | generation (s) | efficiency | without driver |",
@@ -582,6 +617,7 @@ def all_main(args) -> dict:
     machine = _machine()
     noop, sleeps, broadcast = simulate(samples, regimes, args)
     fixed, per_task = fit_dask(noop)
+    cpu_fixed, cpu_per_task = fit_dask(noop, "driver_cpu_s")
     from asktell.gym import GymTask
 
     paper_n = GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params
@@ -590,6 +626,8 @@ def all_main(args) -> dict:
     constants = {
         "fixed_s": fixed,
         "per_task_s": per_task,
+        "cpu_fixed_s": cpu_fixed,
+        "per_task_cpu_s": cpu_per_task,
         "broadcast_s_per_byte": broadcast["broadcast_s_per_byte"],
         "broadcast": broadcast,
         "pool_per_candidate_s": measure_pool(200 if args.quick else 2000),
