@@ -187,7 +187,8 @@ def expected_rollouts(
     *,
     chunks: int | None = None,
     nodes: int | None = None,
-    per_candidate: float = 0.0,
+    local: str = "blocks",
+    dispatch: float = 0.0,
     trials: int = 50,
     seed: int = 0,
 ) -> float:
@@ -195,9 +196,13 @@ def expected_rollouts(
 
     Per core (``chunks`` tasks): each chunk's time is the sum of its candidates' episode
     times drawn from ``samples``; the chunks are list-scheduled onto ``workers`` threads.
-    Per node (``nodes`` tasks): each node's candidates go one at a time to its
-    ``workers / nodes`` local processes (list-scheduled), ``per_candidate`` each for the local
-    dispatch; the generation waits for the slowest node.
+
+    Per node (``nodes`` tasks, ``workers / nodes`` local processes each): ``local="blocks"``
+    is what node mode does (the node's chunk cut into one contiguous block per process,
+    ``np.array_split``; the node waits for its slowest block, plus ``dispatch`` per block
+    sent); ``local="queue"`` is the alternative of a work queue on the node (candidates one
+    at a time to whichever process is free, ``dispatch`` each). The generation waits for the
+    slowest node.
     """
     rng = np.random.default_rng(seed)
     draws = rng.choice(np.asarray(samples, dtype=float), size=(trials, population))
@@ -206,12 +211,17 @@ def expected_rollouts(
         starts = chunk_starts(population, chunks or workers)
         for sums in np.add.reduceat(draws, starts, axis=1):
             out.append(list_schedule(sums, workers))
-    else:
-        cores = workers // nodes
-        starts = chunk_starts(population, nodes)
-        bounds = list(zip(starts, [*starts[1:], population]))
-        for row in draws + per_candidate:
-            out.append(max(list_schedule(row[a:b], cores) for a, b in bounds))
+        return float(np.mean(out))
+    cores = workers // nodes
+    starts = chunk_starts(population, nodes)
+    bounds = list(zip(starts, [*starts[1:], population]))
+    for row in draws:
+        if local == "blocks":
+            node_times = [max(b.sum() for b in np.array_split(row[a:z], cores)) + cores * dispatch
+                          for a, z in bounds]
+        else:
+            node_times = [list_schedule(row[a:z] + dispatch, cores) for a, z in bounds]
+        out.append(max(node_times))
     return float(np.mean(out))
 
 
@@ -520,8 +530,11 @@ def project(constants: dict, samples: dict, driver: dict, trials: int) -> dict:
         modes = [("per core, 1 chunk per core", W, W, {"chunks": W}),
                  (f"per core, 'auto': {cpw_auto} chunk(s) per core", W * cpw_auto, W,
                   {"chunks": W * cpw_auto}),
-                 (f"per node ({nodes} x {PAPER['cores_per_node']}), local pool", nodes, nodes,
-                  {"nodes": nodes, "per_candidate": constants["pool_per_candidate_s"]})]
+                 (f"per node ({nodes} x {PAPER['cores_per_node']}): a block per process",
+                  nodes, nodes, {"nodes": nodes, "dispatch": constants["pool_per_candidate_s"]}),
+                 (f"per node ({nodes} x {PAPER['cores_per_node']}): a work queue (not built)",
+                  nodes, nodes, {"nodes": nodes, "local": "queue",
+                                 "dispatch": constants["pool_per_candidate_s"]})]
         for name, tasks, fetchers, kw in modes:
             rollouts = expected_rollouts(times, P, W, trials=trials, **kw)
             pred = predict(constants, tasks=tasks, fetchers=fetchers, dist_bytes=size,

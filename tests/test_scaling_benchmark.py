@@ -41,11 +41,15 @@ def test_per_core_rollouts_pay_for_mirrored_pairs_riding_together():
     assert s.expected_rollouts([1.0], 10_000, 1440, chunks=1440, trials=2) == pytest.approx(8.0)
 
 
-def test_per_node_rollouts_wait_for_the_fullest_node():
-    """125 candidates per node on 18 local processes: 7 rounds, each candidate paying the
-    local dispatch cost."""
+def test_per_node_rollouts_wait_for_the_fullest_block():
+    """10,000 candidates on 80 nodes: chunks of 124 or 126 (mirrored pairs together), cut
+    into 18 blocks of at most 7 on the node; each block sent costs the dispatch time."""
     s = _scaling()
-    got = s.expected_rollouts([1.0], 10_000, 1440, nodes=80, per_candidate=0.01, trials=2)
+    got = s.expected_rollouts([1.0], 10_000, 1440, nodes=80, dispatch=0.01, trials=2)
+    assert got == pytest.approx(7 + 18 * 0.01)
+    # A work queue: 7 rounds of 18 single candidates, each paying its dispatch.
+    got = s.expected_rollouts([1.0], 10_000, 1440, nodes=80, local="queue", dispatch=0.01,
+                              trials=2)
     assert got == pytest.approx(7 * 1.01)
 
 
@@ -91,7 +95,7 @@ def test_quick_run_measures_validates_and_projects(tmp_path):
     pr = res["projection"]
     assert pr["workers"] == 1440 and pr["population"] == 10_000
     assert {r["regime"] for r in pr["rows"]} == {"humanoid_falls", "humanoid_full"}
-    assert sum("per node" in r["mode"] for r in pr["rows"]) == 2
+    assert sum("per node" in r["mode"] for r in pr["rows"]) == 4
     for r in pr["rows"]:
         assert r["efficiency"] == pytest.approx(r["useful_s"] / (1440 * r["terms"]["total"]))
         assert 0 < r["efficiency"] <= r["efficiency_evaluate_only"]
