@@ -230,7 +230,8 @@ class IntegerVariablesConfig(StrategyConfig):
         "distinct, in [0, num_params). Candidates are rounded there inside "
         "Distribution.decode (after any bounds repair, kept inside the bounds), and the "
         "standard deviation of those coordinates is kept >= pycma's floor min(0.2, "
-        "mu_eff / num_params, ...); see docs/bounds-and-constraints.md.",
+        "mu_eff / num_params, 1 / (2 |Phi^-1(p / 2)|)), p = 2 / (2 + num_params + "
+        "their number); see docs/bounds-and-constraints.md.",
     )
 
     @field_validator("integer_variables")
