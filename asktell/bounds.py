@@ -189,7 +189,8 @@ class Bounds:
             x = self._repair_box(x)
         if self.integer.size:
             i = self.integer
-            x[..., i] = np.clip(np.round(x[..., i]), self._integer_low, self._integer_high)
+            # + 0.0 turns the -0.0 that rounding gives (-0.3 -> -0.0) into 0.0.
+            x[..., i] = np.clip(np.round(x[..., i]), self._integer_low, self._integer_high) + 0.0
         return x
 
     def _repair_box(self, x: np.ndarray) -> np.ndarray:

@@ -60,6 +60,7 @@ def test_decode_gives_integers_there_and_the_unrounded_sample_elsewhere(cls):
     assert np.array_equal(x[:, [0, 3]], np.round(raw[:, [0, 3]]))
     assert x[:, [1, 2, 4]].tobytes() == raw[:, [1, 2, 4]].tobytes()
     assert not np.array_equal(raw[:, [0, 3]], np.round(raw[:, [0, 3]]))  # rounding did work
+    assert not np.any(np.signbit(x[:, [0, 3]]) & (x[:, [0, 3]] == 0))  # 0.0, never -0.0
     # The same bits decoded again, alone, in reverse order.
     assert dist.decode(seeds).tobytes() == x.tobytes()
     assert dist.decode(seeds[::-1])[::-1].tobytes() == x.tobytes()
