@@ -21,7 +21,7 @@ import numpy as np
 
 from asktell.noise import adopt_table, build_table_into
 
-__all__ = ["SharedTable", "attach_table", "SEGMENT_PREFIX"]
+__all__ = ["SharedTable", "attach_table", "unlink_tables_of", "SEGMENT_PREFIX"]
 
 #: Every block's name starts with this (``/dev/shm/asktell-...`` on Linux), so leftovers
 #: can be found.
@@ -77,3 +77,22 @@ def attach_table(seed: int, size: int, name: str) -> np.ndarray:
     array = np.ndarray((int(size),), dtype=np.float32, buffer=block.buf)
     adopt_table(seed, size, array)
     return array
+
+
+def unlink_tables_of(pid: int | None, folder: str = "/dev/shm") -> int:
+    """Unlink the blocks a process that died without closing them created (Linux; found by
+    the creator's pid in their names). How many there were."""
+    if pid is None or not os.path.isdir(folder):
+        return 0
+    prefix = f"{SEGMENT_PREFIX}{pid}-"
+    count = 0
+    for name in os.listdir(folder):
+        if name.startswith(prefix):
+            try:
+                block = shared_memory.SharedMemory(name=name)
+                block.unlink()
+                block.close()
+                count += 1
+            except (FileNotFoundError, OSError):
+                pass
+    return count

@@ -499,10 +499,21 @@ def _non_daemonic_nanny() -> type:
     if _NANNY is None:
         from distributed import Nanny
 
+        from asktell._shared_table import unlink_tables_of
+
         class NodeNanny(Nanny):
+            _worker_pid: int | None = None
+
             async def instantiate(self):  # type: ignore[override]
                 with _daemon_off():
-                    return await super().instantiate()
+                    status = await super().instantiate()
+                self._worker_pid = self.pid
+                return status
+
+            def _on_worker_exit_sync(self, exitcode):  # type: ignore[override]
+                # A worker killed outright left its node's noise table in shared memory.
+                unlink_tables_of(self._worker_pid)
+                return super()._on_worker_exit_sync(exitcode)
 
         _NANNY = NodeNanny
     return _NANNY
