@@ -166,6 +166,7 @@ class ClusterLink:
     ):
         self.node = node
         self._nodes_checked = False
+        self._digest: str | None = None  # node mode: the task whose pools close() stops
         self.distributed = require("distributed", "DaskEvaluator")
         self.connect_timeout = connect_timeout
         self.scheduler_timeout = scheduler_timeout
@@ -179,6 +180,7 @@ class ClusterLink:
         self._task_shipped: Any = None
         self._task_ships = 0
         self._threads = self._workers = 0
+        self._addresses: list[str] = []
         self._threads_at = -np.inf
         #: Workers whose thread is stuck in a late candidate (restarted or avoided).
         self.hung = HungWorkers(self)
@@ -269,9 +271,10 @@ class ClusterLink:
     def close(self) -> None:
         """Drop the shipped task; close the client and cluster this link started."""
         self.task_future = self._task_shipped = None
-        if self.node is not None and self.client.status == "running":
-            try:  # stop the node pools, unlink the shared tables (a kept cluster too)
-                self.client.run(close_pools, wait=True, on_error="ignore")
+        digest, self._digest = self._digest, None
+        if digest is not None and self.client.status == "running":
+            try:  # stop this task's node pools and unlink their tables (a kept cluster too)
+                self.client.run(close_pools, digest, wait=True, on_error="ignore")
             except Exception:  # noqa: BLE001 - best effort; a worker's exit does it too
                 pass
         if self.owns_client:
@@ -291,13 +294,13 @@ class ClusterLink:
         if self.client.status != "running":
             raise SchedulerLost(f"the client is {self.client.status!r}")
 
-    def identity(self) -> dict:
-        """Ask the scheduler about itself, within ``scheduler_timeout``."""
+    def identity(self, workers: bool = False) -> dict:
+        """Ask the scheduler about itself (``workers``: and them), within ``scheduler_timeout``."""
         self.ensure_running()
         try:
             return self.client.sync(
                 self.client.scheduler.identity,
-                n_workers=0,
+                n_workers=-1 if workers else 0,
                 callback_timeout=self.scheduler_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - timeout, closed comm, OSError
@@ -316,12 +319,18 @@ class ClusterLink:
         self._ask_size()
         return max(1, self._workers)
 
+    def node_addresses(self) -> list[str]:
+        """Node mode: the workers' addresses, sorted (asked like :meth:`num_threads`)."""
+        self._ask_size()
+        return self._addresses
+
     def _ask_size(self) -> None:
         now = time.monotonic()
         if now - self._threads_at > _THREADS_TTL:
-            info = self.identity()
+            info = self.identity(workers=self.node is not None)
             self._threads = int(info.get("total_threads", 0))
             self._workers = int(info.get("n_workers", 0))
+            self._addresses = sorted(info.get("workers") or ())
             self._threads_at = now
 
     def check_nodes(self) -> None:
@@ -375,6 +384,8 @@ class ClusterLink:
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
         self._task_ships += 1  # a fresh key: an erred task's key is not computed again
         shipped = (digest, payload) if self.node is None else (digest, payload, self.node)
+        if self.node is not None:
+            self._digest = digest
         self.task_future = self.client.submit(
             identity,
             shipped,

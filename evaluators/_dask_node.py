@@ -10,8 +10,8 @@ serial evaluator runs), so returns are bitwise the serial evaluator's. The node'
 table lives once in shared memory (:mod:`asktell._shared_table`), adopted by every process.
 
 A pool is kept per (task, processes, time limit, noise table) in the worker process, across
-generations and evaluators (the two most recent), and closed, with its shared table
-unlinked, by :func:`close_pools` (the evaluator's ``close()`` runs it on every worker) or at
+generations (the four most recent), and closed, with its shared table unlinked, by
+:func:`close_pools` (the evaluator's ``close()`` runs it on every worker for its task) or at
 the worker's exit.
 
 This module runs inside Dask workers and imports nothing client-side (nor dask itself).
@@ -46,7 +46,8 @@ DAEMON_FIX = (
     "or `dask worker ADDRESS --no-nanny --nthreads 1`"
 )
 
-_MAX_POOLS = 2
+# Pools kept per worker process (a few evaluators may share a cluster, each its own task).
+_MAX_POOLS = 4
 _POOLS: OrderedDict[tuple, _NodePool] = OrderedDict()
 _LOCK = threading.Lock()
 _FINALIZER: Any = None
@@ -135,11 +136,12 @@ def run_node_chunk(
     return _pool_for(shipped, distribution.noise).run(distribution, seeds, retries)
 
 
-def close_pools(dask_worker: Any = None) -> int:
-    """Stop this worker's node pools and unlink their shared tables; how many there were."""
+def close_pools(digest: str | None = None, dask_worker: Any = None) -> int:
+    """Stop this worker's node pools (of the task ``digest``; ``None``: all) and unlink
+    their shared tables; how many there were."""
     with _LOCK:
-        pools = list(_POOLS.values())
-        _POOLS.clear()
+        keys = [k for k in _POOLS if digest is None or k[0] == digest]
+        pools = [_POOLS.pop(k) for k in keys]
     for pool in pools:
         pool.close()
     return len(pools)
