@@ -285,9 +285,19 @@ def _noise():
     return NoiseTable(seed=0, size=1 << 22)
 
 
+def _node_time(times: np.ndarray, nodes: int, cores: int) -> float:
+    """Node mode's makespan for these episode times: each node's chunk in one contiguous
+    block per local process; the slowest block of the slowest node."""
+    starts = chunk_starts(times.size, nodes)
+    return max(max(b.sum() for b in np.array_split(chunk, cores))
+               for chunk in np.split(times, starts[1:]))
+
+
 def _generations(ev, task, workers, *, population, num_params, regime, scale, chunks_per_worker,
-                 generations) -> dict:
-    """``generations`` timed generations (after one warm-up); medians, and each one's ideal."""
+                 generations, nodes=None) -> dict:
+    """``generations`` timed generations (after one warm-up); medians, and each one's ideal.
+
+    ``nodes``: ``ev`` runs node mode on that many nodes of ``workers / nodes`` processes."""
     from asktell import Distribution
     from asktell.noise import mirrored
 
@@ -306,20 +316,25 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
         if g == 0:
             continue  # warm-up: the task shipped, each worker's noise table built
         times = sleep_seconds(task.samples.get(regime, []), seeds, scale)
-        starts = chunk_starts(population, workers * chunks_per_worker)
         walls.append(wall)
         cpus.append(cpu)
         useful.append(float(times.sum()))
-        scheduled.append(list_schedule(np.add.reduceat(times, starts), workers))
+        if nodes is None:
+            starts = chunk_starts(population, workers * chunks_per_worker)
+            scheduled.append(list_schedule(np.add.reduceat(times, starts), workers))
+        else:
+            scheduled.append(_node_time(times, nodes, workers // nodes))
     wall = statistics.median(walls)
     return {
+        "mode": "core" if nodes is None else "node",
+        "nodes": nodes,
         "workers": workers,
         "regime": regime or "no-op",
         "scale": scale,
         "population": population,
         "num_params": num_params,
         "chunks_per_worker": chunks_per_worker,
-        "tasks": workers * chunks_per_worker,
+        "tasks": (nodes or workers) * chunks_per_worker,
         "wall_s": wall,
         "walls_s": walls,
         # CPU of this process: the client and the embedded scheduler (a LocalCluster's
@@ -363,7 +378,39 @@ def simulate(samples: dict, regimes: dict, args) -> tuple[list[dict], list[dict]
                     _show("sleep", sleeps[-1])
             if W == args.workers[-1]:
                 broadcast = _measure_broadcast(ev, procs, args)
+    sleeps += _simulate_nodes(task, regimes, args)
     return noop, sleeps, broadcast
+
+
+def _simulate_nodes(task, regimes: dict, args) -> list[dict]:
+    """Node mode (``node_processes``) on ``args.nodes`` loopback nodes, one cluster, an
+    evaluator per local pool size; empty when this asktell has no node mode."""
+    from asktell.evaluators import DaskEvaluator
+    from asktell.evaluators.dask import DaskEvaluatorConfig
+
+    if "node_processes" not in DaskEvaluatorConfig.model_fields or not args.node_processes:
+        return []
+    points, host = [], None
+    try:
+        for k in args.node_processes:
+            W = args.nodes * k
+            if host is None:
+                ev = host = DaskEvaluator(task, num_workers=args.nodes, node_processes=k)
+            else:
+                ev = DaskEvaluator(task, host.client, node_processes=k)
+            for regime, scale in regimes.items():
+                points.append(_generations(ev, task, W, population=args.per_worker * W,
+                                           num_params=args.num_params, regime=regime,
+                                           scale=scale, chunks_per_worker=1,
+                                           generations=args.generations, nodes=args.nodes))
+                points[-1]["processes"] = args.nodes
+                _show("node", points[-1])
+            if ev is not host:
+                ev.close()
+    finally:
+        if host is not None:
+            host.close()
+    return points
 
 
 def _measure_broadcast(ev, procs, args) -> dict:
@@ -403,7 +450,7 @@ def _num_params(distribution) -> int:
 
 
 def _show(what, p) -> None:
-    print(f"{what:5s} W={p['workers']:3d} {p['regime']:15s} chunks/worker={p['chunks_per_worker']:2d} "
+    print(f"{what:5s} W={p['workers']:3d} nodes={p['nodes'] or '-'} {p['regime']:15s} chunks/worker={p['chunks_per_worker']:2d} "
           f"tasks={p['tasks']:4d} wall {p['wall_s'] * 1e3:8.1f} ms  scheduled "
           f"{p['scheduled_s'] * 1e3:7.1f} ms  efficiency {p['efficiency']:.3f}", flush=True)
 
@@ -492,8 +539,13 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
     """The model's prediction for each simulated point, from constants not fitted to it."""
     for p in sleeps:
         scaled = np.asarray(samples[p["regime"]]) * regimes[p["regime"]]
-        rollouts = expected_rollouts(scaled, p["population"], p["workers"],
-                                     chunks=p["tasks"], trials=trials)
+        if p["mode"] == "node":
+            rollouts = expected_rollouts(scaled, p["population"], p["workers"], nodes=p["nodes"],
+                                         dispatch=constants["pool_per_candidate_s"],
+                                         trials=trials)
+        else:
+            rollouts = expected_rollouts(scaled, p["population"], p["workers"],
+                                         chunks=p["tasks"], trials=trials)
         pred = predict(constants, tasks=p["tasks"], fetchers=p["processes"],
                        dist_bytes=_dist_bytes(p["num_params"]), rollouts=rollouts)
         p["predicted_s"] = pred["total"]
@@ -557,6 +609,10 @@ def _ms(x: float) -> str:
     return f"{x * 1e3:,.1f}"
 
 
+def _mode(p: dict) -> str:
+    return "per core" if p["mode"] == "core" else f"{p['nodes']} nodes x {p['workers'] // p['nodes']}"
+
+
 def report(res: dict) -> str:
     c, v = res["constants"], res["validation"]
     lines = [
@@ -587,13 +643,14 @@ def report(res: dict) -> str:
               for p in c["driver"]["points"]]
     lines += [
         "", "### Loopback simulation and validation", "",
-        "| workers (processes) | regime | scale | population | tasks | wall (ms) | scheduled "
-        "ideal (ms) | balanced ideal (ms) | overhead (ms) | efficiency | predicted (ms) | error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | workers (processes) | regime | scale | population | tasks | wall (ms) | "
+        "scheduled ideal (ms) | balanced ideal (ms) | overhead (ms) | efficiency | predicted "
+        "(ms) | error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in res["simulation"]:
         lines.append(
-            f"| {p['workers']} ({p['processes']}) | {p['regime']} | {p['scale']:.3g} | "
+            f"| {_mode(p)} | {p['workers']} ({p['processes']}) | {p['regime']} | {p['scale']:.3g} | "
             f"{p['population']} | {p['tasks']} | {_ms(p['wall_s'])} | {_ms(p['scheduled_s'])} | "
             f"{_ms(p['balanced_s'])} | {_ms(p['overhead_s'])} | {p['efficiency']:.3f} | "
             f"{_ms(p['predicted_s'])} | {p['error']:+.1%} |")
@@ -691,6 +748,9 @@ def main(argv=None) -> None:
     parser.add_argument("--regimes", nargs="+", default=["humanoid_falls", "humanoid_full"])
     parser.add_argument("--noop-chunks", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--sim-chunks", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--nodes", type=int, default=2, help="node mode: loopback nodes")
+    parser.add_argument("--node-processes", type=int, nargs="*", default=[2, 4, 8],
+                        help="node mode: local processes per node to simulate (none: skip)")
     parser.add_argument("--num-params", type=int, default=1000)
     parser.add_argument("--broadcast-params", type=int, default=1 << 21)
     parser.add_argument("--trials", type=int, default=50, help="Monte Carlo trials")
@@ -700,6 +760,7 @@ def main(argv=None) -> None:
         args.workers, args.max_processes, args.generations = [2], 1, 2
         args.per_worker, args.regimes, args.noop_chunks = 4, ["humanoid_falls"], [1, 4]
         args.sim_chunks, args.broadcast_params, args.trials = [1], 1 << 16, 5
+        args.nodes, args.node_processes = 1, [2]
     elif args.what == "all" and args.json is None:
         args.json = str(RESULTS_JSON)
     if args.what == "episodes":
