@@ -189,6 +189,7 @@ def expected_rollouts(
     nodes: int | None = None,
     local: str = "blocks",
     dispatch: float = 0.0,
+    setup: float = 0.0,
     trials: int = 50,
     seed: int = 0,
 ) -> float:
@@ -201,7 +202,8 @@ def expected_rollouts(
     is what node mode does (the node's chunk cut into one contiguous block per process,
     ``np.array_split``; the node waits for its slowest block, plus ``dispatch`` per block
     sent); ``local="queue"`` is the alternative of a work queue on the node (candidates one
-    at a time to whichever process is free, ``dispatch`` each). The generation waits for the
+    at a time to whichever process is free, ``dispatch`` each). Either way the node first
+    spends ``setup`` (the distribution to its processes). The generation waits for the
     slowest node.
     """
     rng = np.random.default_rng(seed)
@@ -221,7 +223,7 @@ def expected_rollouts(
                           for a, z in bounds]
         else:
             node_times = [list_schedule(row[a:z] + dispatch, cores) for a, z in bounds]
-        out.append(max(node_times))
+        out.append(max(node_times) + setup)
     return float(np.mean(out))
 
 
@@ -579,14 +581,17 @@ def project(constants: dict, samples: dict, driver: dict, trials: int) -> dict:
         times = np.asarray(samples[regime])
         useful = P * float(times.mean())
         cpw_auto = auto_chunks(useful, W)
+        # On the node, the distribution goes to each local process through a pipe (at the
+        # loopback rate measured here), then each block or candidate costs a pool item.
+        local = {"nodes": nodes, "dispatch": constants["pool_per_candidate_s"],
+                 "setup": PAPER["cores_per_node"] * size * constants["broadcast_s_per_byte"]}
         modes = [("per core, 1 chunk per core", W, W, {"chunks": W}),
                  (f"per core, 'auto': {cpw_auto} chunk(s) per core", W * cpw_auto, W,
                   {"chunks": W * cpw_auto}),
                  (f"per node ({nodes} x {PAPER['cores_per_node']}): a block per process",
-                  nodes, nodes, {"nodes": nodes, "dispatch": constants["pool_per_candidate_s"]}),
+                  nodes, nodes, local),
                  (f"per node ({nodes} x {PAPER['cores_per_node']}): a work queue (not built)",
-                  nodes, nodes, {"nodes": nodes, "local": "queue",
-                                 "dispatch": constants["pool_per_candidate_s"]})]
+                  nodes, nodes, {**local, "local": "queue"})]
         for name, tasks, fetchers, kw in modes:
             rollouts = expected_rollouts(times, P, W, trials=trials, **kw)
             pred = predict(constants, tasks=tasks, fetchers=fetchers, dist_bytes=size,
