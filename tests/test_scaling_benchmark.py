@@ -95,8 +95,29 @@ def test_quick_run_measures_validates_and_projects(tmp_path):
     pr = res["projection"]
     assert pr["workers"] == 1440 and pr["population"] == 10_000
     assert {r["regime"] for r in pr["rows"]} == {"humanoid_falls", "humanoid_full"}
-    assert sum("per node" in r["mode"] for r in pr["rows"]) == 4
+    assert sum("per node" in r["mode"] for r in pr["rows"]) == 6
     for r in pr["rows"]:
         assert r["efficiency"] == pytest.approx(r["useful_s"] / (1440 * r["terms"]["total"]))
         assert 0 < r["efficiency"] <= r["efficiency_evaluate_only"]
     assert "Validation: median |error|" in res["report"]
+
+    # `project` recomputes the projection from the stored constants, measuring nothing.
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "scaling.py"), "project", "--quick", "--json",
+         str(out)],
+        cwd=tmp_path, check=True, capture_output=True, timeout=300,
+    )
+    again = json.loads(out.read_text())
+    assert again["constants"] == res["constants"] and again["simulation"] == res["simulation"]
+    assert len(again["projection"]["rows"]) == len(pr["rows"])
+
+
+def test_a_quorum_drops_the_latest_nodes():
+    """Two kinds of episode (1 s and 3 s): waiting for every node waits for one that drew
+    3 s episodes; closing on half the population never waits longer."""
+    s = _scaling()
+    full = s.expected_rollouts([1.0, 3.0], 1000, 100, nodes=10, trials=5)
+    half = s.expected_rollouts([1.0, 3.0], 1000, 100, nodes=10, quorum=0.5, trials=5)
+    assert half < full
+    assert s.expected_rollouts([2.0], 1000, 100, nodes=10, quorum=0.5, trials=2) == \
+        s.expected_rollouts([2.0], 1000, 100, nodes=10, trials=2)
