@@ -696,6 +696,17 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def _driver_sizes(quick: bool) -> list[tuple[int, int]]:
+    """(population, parameters) at which the driver is timed: the paper's generation and
+    smaller ones (the 2x64 policy's 27,601 parameters, a tenth of the population)."""
+    if quick:
+        return [(100, 1000), (200, 2000)]
+    from asktell.gym import GymTask
+
+    paper_n = GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params
+    return [(1000, 27601), (1000, paper_n), (10_000, 27601), (10_000, paper_n)]
+
+
 def all_main(args) -> dict:
     episodes = json.loads(Path(args.episodes_in).read_text())
     key = "cpu_seconds" if args.episode_time == "cpu" else "seconds"
@@ -706,11 +717,6 @@ def all_main(args) -> dict:
     noop, sleeps, broadcast = simulate(samples, regimes, args)
     fixed, per_task = fit_dask(noop)
     cpu_fixed, cpu_per_task = fit_dask(noop, "driver_cpu_s")
-    from asktell.gym import GymTask
-
-    paper_n = GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params
-    sizes = ([(100, 1000), (200, 2000)] if args.quick else
-             [(1000, 27601), (1000, paper_n), (10_000, 27601), (10_000, paper_n)])
     constants = {
         "fixed_s": fixed,
         "per_task_s": per_task,
@@ -719,7 +725,7 @@ def all_main(args) -> dict:
         "broadcast_s_per_byte": broadcast["broadcast_s_per_byte"],
         "broadcast": broadcast,
         "pool_per_candidate_s": measure_pool(200 if args.quick else 2000),
-        "driver": measure_driver(sizes, 2 if args.quick else 3),
+        "driver": measure_driver(_driver_sizes(args.quick), 2 if args.quick else 3),
     }
     res = {
         "command": "python benchmarks/scaling.py " + " ".join(args.argv),
@@ -750,6 +756,9 @@ def project_main(args) -> dict:
     episodes = json.loads(Path(args.episodes_in).read_text())
     key = "cpu_seconds" if res["settings"]["episode_time"] == "cpu" else "seconds"
     samples = {k: s[key] for k, s in episodes["samples"].items()}
+    if args.remeasure_driver:  # e.g. after a faster driver is merged
+        res["constants"]["driver"] = measure_driver(_driver_sizes(args.quick), 2 if args.quick else 3)
+        res["driver_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     res["projection"] = project(res["constants"], samples, res["constants"]["driver"],
                                 args.trials)
     res["report"] = report(res)
@@ -787,6 +796,8 @@ def main(argv=None) -> None:
     parser.add_argument("--num-params", type=int, default=1000)
     parser.add_argument("--broadcast-params", type=int, default=1 << 21)
     parser.add_argument("--trials", type=int, default=50, help="Monte Carlo trials")
+    parser.add_argument("--remeasure-driver", action="store_true",
+                        help="project: time the driver again (the rest from the stored run)")
     args = parser.parse_args(argv)
     args.argv = argv
     if args.quick:
