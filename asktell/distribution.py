@@ -257,9 +257,8 @@ def _decode_plain(
     mirrored row ``center - sigma * eps`` is the same number as ``(-sigma) * eps + center``).
     Float32: the same formula with every operand rounded to float32 first.
     """
-    keys, signs = split_seeds(seeds)
     dtype = out.dtype
-    scalar = np.ndim(sigma) == 0
+    scalar = isinstance(sigma, float)  # __post_init__ makes a scalar sigma a float
     if dtype == np.float32:
         c = center.astype(np.float32)
         s = np.float32(sigma) if scalar else np.asarray(sigma, dtype=np.float32)
@@ -267,24 +266,31 @@ def _decode_plain(
         c = center
         s = np.float64(sigma) if scalar else np.asarray(sigma, dtype=np.float64)
     dim = center.shape[0]
-    if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN and seeds.size:
-        table = noise.table
-        key_list = noise._checked(keys, dim).tolist()
-        first = seeds[0::2]
-        if (
-            seeds.size % 2 == 0
-            and np.array_equal(seeds[1::2], ~first)
-            and bool(np.all(first >= 0))
-        ):
-            # Interleaved mirrored pairs (what ask() produces): one product per pair.
-            tmp = np.empty(dim, dtype)
-            for j in range(0, len(key_list), 2):
-                k = key_list[j]
-                np.multiply(table[k : k + dim], s, out=tmp)
-                np.add(tmp, c, out=out[j])
-                np.subtract(c, tmp, out=out[j + 1])
+    table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
+    first = seeds[0::2]
+    if (
+        seeds.size
+        and seeds.size % 2 == 0
+        and np.array_equal(seeds[1::2], ~first)
+        and int(first.min()) >= 0
+    ):
+        # Interleaved mirrored pairs (what ask() produces): one product per pair,
+        # ``center + p`` and ``center - p``.
+        if table is None:
+            p = np.multiply(noise.rows(first, dim), s, dtype=dtype)
+            np.add(p, c, out=out[0::2])
+            np.subtract(c, p, out=out[1::2])
             return
+        tmp = np.empty(dim, dtype)
+        for j, k in enumerate(noise._checked(first, dim).tolist()):  # type: ignore[attr-defined]
+            np.multiply(table[k : k + dim], s, out=tmp)
+            np.add(tmp, c, out=out[2 * j])
+            np.subtract(c, tmp, out=out[2 * j + 1])
+        return
+    keys, signs = split_seeds(seeds)
+    if table is not None:
         neg = -s
+        key_list = noise._checked(keys, dim).tolist()  # type: ignore[attr-defined]
         for i, (k, negative) in enumerate(zip(key_list, (signs < 0).tolist())):
             row = out[i]
             np.multiply(table[k : k + dim], neg if negative else s, out=row)

@@ -115,6 +115,8 @@ _FLOAT32_SAFE = 2.0**100
 def _float32_safe(weights: np.ndarray) -> tuple[np.ndarray, int]:
     """Weights scaled by an exact power of two ``2**-exponent`` so their float32 cast cannot
     overflow (ordinary weights: unchanged, exponent 0, so results stay bitwise the same)."""
+    if not weights.size or float(np.abs(weights).max()) <= _FLOAT32_SAFE:
+        return weights, 0  # the common case, one pass (NaN/inf fall through)
     finite = weights[np.isfinite(weights)]
     largest = float(np.max(np.abs(finite))) if finite.size else 0.0
     if largest <= _FLOAT32_SAFE:

@@ -88,7 +88,9 @@ def rank_weights(x: np.ndarray, by_rank: np.ndarray) -> np.ndarray:
 def average_ranks(x: np.ndarray) -> np.ndarray:
     """0-based ranks (0 = smallest); tied values get the mean of the ranks they span."""
     x = np.asarray(x, dtype=np.float64).reshape(-1)
-    order = np.argsort(x, kind="stable")
+    # Without ties every sort gives the same order, so the faster unstable sort serves the
+    # check; with ties, _tie_groups sorts stably.
+    order = np.argsort(x)
     sorted_x = x[order]
     if np.all(sorted_x[1:] != sorted_x[:-1]):  # no ties: the common case, one scatter
         ranks = np.empty(x.size, dtype=np.float64)
