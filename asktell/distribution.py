@@ -33,6 +33,8 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 def _seed_array(seeds: Any) -> np.ndarray:
     """``seeds`` as a 1-D int64 array, strictly: integers only (``1.5``, ``"1"`` and
     ``True`` used to decode as seed 1), in the int64 range."""
+    if type(seeds) is np.ndarray and seeds.dtype == np.int64 and seeds.ndim == 1:
+        return seeds  # what ask() returns: nothing to check or convert
     try:
         arr = np.atleast_1d(np.asarray(seeds))
     except (ValueError, TypeError) as exc:  # ragged nesting

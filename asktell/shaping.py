@@ -109,7 +109,17 @@ def _all_equal(x: np.ndarray) -> bool:
 def centered_ranks(returns: np.ndarray) -> np.ndarray:
     """The paper's centred ranks: ranks scaled to ``[-0.5, 0.5]`` (Salimans et al. 2017)."""
     r = np.asarray(returns, dtype=np.float64).reshape(-1)
-    if r.size < 2 or _all_equal(r):
+    if r.size < 2:
+        return np.zeros(r.size)
+    order = np.argsort(r)
+    sorted_r = r[order]
+    if np.all(sorted_r[1:] != sorted_r[:-1]):
+        # No ties (the common case): rank i gets i / (n - 1) - 0.5, the same arithmetic as
+        # below, done on the ranks before they are scattered (one pass fewer per generation).
+        out = np.empty(r.size)
+        out[order] = np.arange(r.size, dtype=np.float64) / (r.size - 1) - 0.5
+        return out
+    if _all_equal(r):
         return np.zeros(r.size)
     return average_ranks(r) / (r.size - 1) - 0.5
 

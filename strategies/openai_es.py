@@ -7,9 +7,11 @@ into centred ranks, and estimates the gradient of the expected return as::
 
     g = 1 / (n * sigma) * sum_i w_i * eps_i  -  weight_decay * center
 
-assembled as one (chunked) matrix-vector product of the weights with the noise rows; mirror
-pairs are folded first (``(w+ - w-) eps``), halving the rows read. The centre then takes an
-optimiser step (Adam by default, as in the paper).
+assembled by :meth:`NoiseTable.weighted_sum <asktell.noise.NoiseTable.weighted_sum>`: chunked
+matrix-vector products for short rows, one axpy per noise-row view for long ones (no row
+copied; the summation order is in its docstring). Mirror pairs are folded first
+(``(w+ - w-) eps``), halving the rows read. The centre then takes an optimiser step (Adam by
+default, as in the paper).
 """
 
 from __future__ import annotations
