@@ -17,8 +17,9 @@ decode: 10,000 decoded rows would take 8 GB).
 
     python benchmarks/overhead.py [--generations 40] [--repeats 5] [--out docs/benchmarks-overhead.md]
 
-Sides run interleaved (alternating order) in one process; each figure is the median over the
-repeats of each repeat's median milliseconds per generation.
+The two sides alternate generation by generation in one process (which one goes first
+alternates too), so load from other jobs falls on both alike; each figure is the median
+milliseconds per generation over all repeats.
 """
 
 from __future__ import annotations
@@ -186,17 +187,24 @@ def fastest_baseline(noise: NoiseTable, dim: int, generations: int) -> tuple[str
 
 
 def measure_generation(noise: NoiseTable, dim: int, generations: int, repeats: int):
+    """Medians of ms per generation, the two sides alternating generation by generation
+    (which goes first alternates too), so load from other jobs falls on both alike."""
     variant = fastest_baseline(noise, dim, max(6, generations // 4))
     base, ours = [], []
     for r in range(repeats):
-        sides = [("base", CarefulLoop(noise, dim, POPULATION, r, *variant)),
-                 ("asktell", AsktellLoop(noise, dim, POPULATION, r))]
-        for name, loop in sides if r % 2 == 0 else sides[::-1]:
-            ms = _median_ms(loop.generation, np.random.default_rng(100 + r), POPULATION,
-                            generations)
-            (base if name == "base" else ours).append(ms)
-            del loop
-    return variant, statistics.median(base), statistics.median(ours)
+        base_loop = CarefulLoop(noise, dim, POPULATION, r, *variant)
+        ask_loop = AsktellLoop(noise, dim, POPULATION, r)
+        returns_rng = np.random.default_rng(100 + r)
+        for g in range(generations):
+            returns = returns_rng.standard_normal(POPULATION)
+            sides = [(base, base_loop), (ours, ask_loop)]
+            for times, loop in sides if g % 2 == 0 else sides[::-1]:
+                start = time.perf_counter()
+                loop.generation(returns)
+                if g >= 2:  # warm-up
+                    times.append(time.perf_counter() - start)
+        del base_loop, ask_loop
+    return variant, statistics.median(base) * 1e3, statistics.median(ours) * 1e3
 
 
 def measure_tell(noise: NoiseTable, dim: int, population: int, repeats: int):
@@ -257,8 +265,9 @@ def main() -> None:
                     f"params | gradient {gradient} | {b:.1f} | {a:.1f} | {a / b:.2f}x |")
         print(rows[-1], flush=True)
     header = (
-        f"Median over {args.repeats} repeats of each repeat's median over {args.generations} "
-        f"generations (tell: median of {args.tell_repeats}). Machine: "
+        f"Medians over {args.repeats} x {args.generations - 2} generations (after 2 warm-up "
+        f"generations per repeat), the sides alternating generation by generation; tell: "
+        f"median of {args.tell_repeats}, alternating. Machine: "
         f"{platform.processor() or platform.machine()}, 2 cores shared with other jobs, "
         f"numpy {np.__version__}."
     )

@@ -50,10 +50,27 @@ def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
     return unique, coef
 
 
+#: Vectors longer than this have their norm summed over blocks of this length.
+_NORM_BLOCK = 8192
+
+
 def _norm(x: np.ndarray) -> float:
-    """``np.linalg.norm`` of a 1-D float64 vector, bitwise (``sqrt(x.dot(x))``, what it
-    computes), without its generic layers: three of these run every generation."""
-    return math.sqrt(x.dot(x))
+    """The Euclidean norm of a 1-D float64 vector, for the metrics.
+
+    Up to ``_NORM_BLOCK`` values: ``sqrt(x.dot(x))``, bitwise what ``np.linalg.norm``
+    computes. Longer: the blocks' dot products summed in order, each block small enough for
+    OpenBLAS to compute on the calling thread (it threads ``dot`` from 10,000 values), so
+    the metric does not depend on BLAS's thread count, and a busy machine does not make
+    ``tell`` wait for BLAS threads to be scheduled (tens of ms at 100,000 parameters, seen
+    by benchmarks/overhead.py on the shared 2-core machine).
+    """
+    if x.size <= _NORM_BLOCK:
+        return math.sqrt(x.dot(x))
+    total = 0.0
+    for start in range(0, x.size, _NORM_BLOCK):
+        block = x[start : start + _NORM_BLOCK]
+        total += float(block.dot(block))
+    return math.sqrt(total)
 
 
 class OpenAIESConfig(GradientConfig, PairedConfig):

@@ -260,3 +260,12 @@ def test_per_generation_statistics_match_numpy_bitwise():
         med = _median(x)
         assert med == float(np.median(x)) and np.signbit(med) == np.signbit(np.median(x))
         assert _norm(x) == float(np.linalg.norm(x))
+
+
+def test_long_vector_norm_is_the_blockwise_sum():
+    from asktell.strategies.openai_es import _NORM_BLOCK, _norm
+
+    x = np.random.default_rng(6).standard_normal(3 * _NORM_BLOCK + 5)
+    blocks = [x[i : i + _NORM_BLOCK] for i in range(0, x.size, _NORM_BLOCK)]
+    assert _norm(x) == np.sqrt(sum(float(b.dot(b)) for b in blocks))
+    assert _norm(x) == pytest.approx(float(np.linalg.norm(x)), rel=1e-12)
