@@ -296,6 +296,28 @@ Regenerate with:
 
 {table}
 
+The machine is shared: the same command's figures move by tens of percent between runs
+while other jobs run; read the ratios, each measured with both sides alternating.
+
+## Decoding into a reused float32 buffer
+
+`Distribution.decode(seeds, dtype=..., out=...)` writes into a buffer you keep (one per
+worker, reused every generation) and can produce float32 rows directly:
+
+```python
+import numpy as np
+from asktell.noise import NoiseTable
+from asktell.strategies import OpenAIES
+
+es = OpenAIES(num_params=3000, population_size=8, noise=NoiseTable(seed=0, size=1 << 20))
+buffer = np.empty((8, 3000), dtype=np.float32)
+X = es.distribution.decode(es.ask(), dtype=np.float32, out=buffer)
+print(X is buffer, X.dtype)   # True float32
+```
+
+The float64 default gives the same bits as before this change; float32 rows are the same
+formula in float32 arithmetic (`Distribution.decode`'s docstring).
+
 ## What each side does
 
 Per generation, both sides: draw population/2 table offsets; decode all candidates into one
@@ -331,6 +353,13 @@ mean, standard deviation, max and min).
   bits as before (tests/test_driver.py); the long-row gradient's summation order is stated
   in `NoiseTable.weighted_sum`'s docstring (its last bits differ from the former
   gather + gemv; short rows keep the gather + gemv and their bits).
+- BLAS threads: on a busy machine a multi-threaded OpenBLAS call can wait tens of
+  milliseconds for its threads to be scheduled. The metrics' norms of 100,000-value
+  vectors (three `dot` calls) cost more than the whole gradient that way (timed step by
+  step around `OpenAIES._update` on this machine while other jobs ran);
+  `OpenAIES` now sums long norms over 8192-value blocks,
+  which OpenBLAS computes on the calling thread. The baseline's fastest variants use no
+  BLAS at these sizes either.
 - Short rows (100 parameters) cost Python calls: the baseline's generation is about fifteen
   numpy calls. asktell makes several times as many (seed and returns validation, a frozen
   `Distribution` per generation, the metrics, best candidate and stopping history above);

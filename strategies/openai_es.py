@@ -61,8 +61,7 @@ def _norm(x: np.ndarray) -> float:
     computes. Longer: the blocks' dot products summed in order, each block small enough for
     OpenBLAS to compute on the calling thread (it threads ``dot`` from 10,000 values), so
     the metric does not depend on BLAS's thread count, and a busy machine does not make
-    ``tell`` wait for BLAS threads to be scheduled (tens of ms at 100,000 parameters, seen
-    by benchmarks/overhead.py on the shared 2-core machine).
+    ``tell`` wait for BLAS threads to be scheduled (docs/benchmarks-overhead.md).
     """
     if x.size <= _NORM_BLOCK:
         return math.sqrt(x.dot(x))
