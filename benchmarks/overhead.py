@@ -207,9 +207,10 @@ def measure_generation(noise: NoiseTable, dim: int, generations: int, repeats: i
     return variant, statistics.median(base) * 1e3, statistics.median(ours) * 1e3
 
 
-def measure_tell(noise: NoiseTable, dim: int, population: int, repeats: int):
-    """``tell`` alone (asktell) vs ranks + gradient + Adam (baseline), no decode."""
-    half = population // 2
+def measure_tell(noise: NoiseTable, dim: int, population: int, repeats: int, client=None):
+    """``tell`` alone (asktell) vs ranks + gradient + Adam (baseline), no decode; with a Dask
+    ``client``, also asktell's ``tell`` with the noise sum on the workers (DaskWeightedSum,
+    one part per worker)."""
     best: dict[str, list[float]] = {}
     for r in range(2):  # pick the baseline's fastest gradient at this size
         for gradient in ["axpy32", "axpy64", "gemv"]:
@@ -221,31 +222,54 @@ def measure_tell(noise: NoiseTable, dim: int, population: int, repeats: int):
             best.setdefault(gradient, []).append(time.perf_counter() - start)
     gradient = min(best, key=lambda g: min(best[g]))
     base_loop = CarefulLoop(noise, dim, population, 0, gradient=gradient, with_decode=False)
-    es = OpenAIES(dim, population, SIGMA, LR, seed=0, noise=noise)
-    base, ours = [], []
+    sides = {"base": base_loop, "asktell": OpenAIES(dim, population, SIGMA, LR, seed=0, noise=noise)}
+    if client is not None:
+        from asktell.evaluators._dask_tell import DaskWeightedSum
+
+        remote = OpenAIES(dim, population, SIGMA, LR, seed=0, noise=noise)
+        remote.noise_sum = DaskWeightedSum(client)
+        remote.ask()
+        remote.tell(np.zeros(population))  # the workers build their tables outside the timings
+        sides["dask"] = remote
+    times: dict[str, list[float]] = {name: [] for name in sides}
     for r in range(repeats):
         returns = np.random.default_rng(200 + r).standard_normal(population)
         keys = base_loop.sample()
-        es.ask()
-        for name in ["base", "asktell"] if r % 2 == 0 else ["asktell", "base"]:
+        order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+        for name in order:
+            side = sides[name]
+            if name != "base":
+                side.ask()
             start = time.perf_counter()
             if name == "base":
-                base_loop.learn(keys, returns)
+                side.learn(keys, returns)
             else:
-                es.tell(returns)
-            (base if name == "base" else ours).append((time.perf_counter() - start) * 1e3)
-    assert keys.size == half
-    return gradient, statistics.median(base), statistics.median(ours)
+                side.tell(returns)
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return gradient, {name: statistics.median(t) for name, t in times.items()}
+
+
+def loopback_cluster(workers: int):
+    """A LocalCluster of single-threaded worker processes on 127.0.0.1, and its client."""
+    import distributed
+
+    cluster = distributed.LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    )
+    return cluster, distributed.Client(cluster, set_as_default=False)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--dims", type=int, nargs="+", default=[100, 100_000])
+    parser.add_argument("--dims", type=int, nargs="*", default=[100, 100_000])
     parser.add_argument("--tell-population", type=int, default=10_000)
     parser.add_argument("--tell-dim", type=int, default=200_000)
     parser.add_argument("--tell-repeats", type=int, default=5)
+    parser.add_argument("--dask-workers", type=int, default=0,
+                        help="also time tell with the noise sum on this many loopback workers")
     parser.add_argument("--out", default=None, help="also write the table to this markdown file")
     args = parser.parse_args()
     noise = NoiseTable()  # the default shared table: seed 0, 2**25 float32
@@ -259,11 +283,26 @@ def main() -> None:
                     f"{a / b:.2f}x |")
         print(rows[-1], flush=True)
     if args.tell_repeats:
-        gradient, b, a = measure_tell(noise, args.tell_dim, args.tell_population,
-                                      args.tell_repeats)
-        rows.append(f"| tell only, population {args.tell_population:,}, {args.tell_dim:,} "
-                    f"params | gradient {gradient} | {b:.1f} | {a:.1f} | {a / b:.2f}x |")
+        cluster = client = None
+        if args.dask_workers:
+            cluster, client = loopback_cluster(args.dask_workers)
+        try:
+            gradient, ms = measure_tell(noise, args.tell_dim, args.tell_population,
+                                        args.tell_repeats, client)
+        finally:
+            if client is not None:
+                client.close()
+                cluster.close()
+        what = f"tell only, population {args.tell_population:,}, {args.tell_dim:,} params"
+        b = ms["base"]
+        rows.append(f"| {what} | gradient {gradient} | {b:.1f} | {ms['asktell']:.1f} | "
+                    f"{ms['asktell'] / b:.2f}x |")
         print(rows[-1], flush=True)
+        if "dask" in ms:
+            rows.append(f"| {what}, noise sum on {args.dask_workers} loopback Dask workers "
+                        f"(`DaskWeightedSum`) | gradient {gradient} (driver) | {b:.1f} | "
+                        f"{ms['dask']:.1f} | {ms['dask'] / b:.2f}x |")
+            print(rows[-1], flush=True)
     header = (
         f"Medians over {args.repeats} x {args.generations - 2} generations (after 2 warm-up "
         f"generations per repeat), the sides alternating generation by generation; tell: "
@@ -317,6 +356,22 @@ print(X is buffer, X.dtype)   # True float32
 
 The float64 default gives the same bits as before this change; float32 rows are the same
 formula in float32 arithmetic (`Distribution.decode`'s docstring).
+
+## Summing the gradient on the Dask workers (opt-in)
+
+At the paper's scale the driver's `tell` is the serial part of a generation: the gradient
+reads population/2 noise rows. Dask workers already hold the noise table, so an OpenAI-ES
+strategy can hand that sum to them: `es.noise_sum = DaskWeightedSum(client, parts=2)`
+(`asktell.evaluators._dask_tell`; `client` is a `distributed.Client`, e.g. a
+`DaskEvaluator`'s `.client`). The `(weights, keys)` sequence is cut into `parts` contiguous
+parts, each worker sums one with the same `NoiseTable.weighted_sum` and returns one vector,
+and the driver adds them in part order: the same bits for a given `parts` on any cluster,
+and last bits that differ from the local sum (the float32 accumulation groups restart at
+each part). The hook is not part of a checkpoint; set it again after resuming. The last
+row of the table above (when present) times it on loopback worker processes of this same
+machine: with no core to spare, the parts cannot run faster than the driver alone, and the
+row measures the hook's own cost (shipping keys and weights out and one float64 vector a
+part back); the gain needs workers on other cores or machines.
 
 ## What each side does
 

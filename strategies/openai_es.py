@@ -121,6 +121,13 @@ class OpenAIES(BaseStrategy):
 
     name = "openai_es"
     capabilities = frozenset({"antithetic"})
+    #: Opt-in hook computing the gradient's noise sum elsewhere: a callable
+    #: ``(noise, weights, keys, num_params) -> float64 (num_params,)`` used instead of
+    #: ``noise.weighted_sum(weights, keys, num_params)``, e.g.
+    #: :class:`~asktell.evaluators._dask_tell.DaskWeightedSum` (sums on the Dask workers,
+    #: which already hold the noise table). Not part of the state: set it again after
+    #: resuming. ``None``: summed here.
+    noise_sum: Any = None
 
     def _setup(self, cfg: OpenAIESConfig) -> None:
         self.sigma = cfg.sigma
@@ -141,7 +148,10 @@ class OpenAIES(BaseStrategy):
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         weights = self._shape(returns)
         keys, coef = fold_weights(seeds, weights)
-        grad = self.noise.weighted_sum(coef, keys, self.num_params)
+        if self.noise_sum is None:
+            grad = self.noise.weighted_sum(coef, keys, self.num_params)
+        else:
+            grad = self.noise_sum(self.noise, coef, keys, self.num_params)
         grad *= 1.0 / (returns.size * self.sigma)
         if self.weight_decay:
             grad -= self.weight_decay * self._center

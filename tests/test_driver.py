@@ -269,3 +269,84 @@ def test_long_vector_norm_is_the_blockwise_sum():
     blocks = [x[i : i + _NORM_BLOCK] for i in range(0, x.size, _NORM_BLOCK)]
     assert _norm(x) == np.sqrt(sum(float(b.dot(b)) for b in blocks))
     assert _norm(x) == pytest.approx(float(np.linalg.norm(x)), rel=1e-12)
+
+
+# ------------------------------------------------------------------ distributed noise sum
+
+@pytest.fixture(scope="module")
+def two_workers():
+    """Two single-threaded worker processes on loopback, shut down after this module."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+def check_part_order_sum(hook, parts: int) -> None:
+    """The documented result: each contiguous part summed by the noise source, the parts
+    added in part order (bitwise), close to the local sum."""
+    dim = _LONG_ROW
+    keys = TABLE.sample_keys(np.random.default_rng(8), 101, dim)
+    weights = np.random.default_rng(9).standard_normal(101)
+    cuts = [101 * i // parts for i in range(parts + 1)]
+    want = np.zeros(dim)
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        want += TABLE.weighted_sum(weights[a:b], keys[a:b], dim)
+    got = hook(TABLE, weights, keys, dim)
+    np.testing.assert_array_equal(got, want)
+    local = TABLE.weighted_sum(weights, keys, dim)
+    np.testing.assert_allclose(got, local, rtol=0, atol=1e-5 * np.abs(local).max())
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_dask_weighted_sum_adds_parts_in_part_order(two_workers, parts):
+    from asktell.evaluators._dask_tell import DaskWeightedSum
+
+    check_part_order_sum(DaskWeightedSum(two_workers, parts=parts), parts)
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_part_order_check_catches_a_lost_part(two_workers, parts):
+    from asktell.evaluators._dask_tell import DaskWeightedSum
+
+    class OffByOne(DaskWeightedSum):  # the last part's future never gathered
+        def __call__(self, noise, weights, keys, dim):
+            cuts = [keys.size * i // self.parts for i in range(self.parts + 1)]
+            total = np.zeros(dim)
+            for a, b in zip(cuts[:-2], cuts[1:-1]):
+                total += noise.weighted_sum(weights[a:b], keys[a:b], dim)
+            return total
+
+    with pytest.raises(AssertionError):
+        check_part_order_sum(OffByOne(two_workers, parts=parts), parts)
+
+
+def test_openai_es_noise_sum_hook_follows_the_local_run(two_workers):
+    from asktell.evaluators._dask_tell import DaskWeightedSum
+
+    dim = _LONG_ROW
+    local = OpenAIES(dim, 16, 0.05, 0.01, noise=TABLE, seed=4)
+    remote = OpenAIES(dim, 16, 0.05, 0.01, noise=TABLE, seed=4)
+    remote.noise_sum = DaskWeightedSum(two_workers)  # parts: the 2 workers
+    assert remote.noise_sum.parts == 2
+    gen = np.random.default_rng(10)
+    for _ in range(3):
+        returns = gen.standard_normal(16)
+        np.testing.assert_array_equal(local.ask(), remote.ask())
+        local.tell(returns)
+        remote.tell(returns)
+    np.testing.assert_allclose(remote.center, local.center, rtol=1e-4, atol=1e-9)
+
+
+def test_dask_weighted_sum_refuses_bad_parts(two_workers):
+    from asktell.evaluators._dask_tell import DaskWeightedSum
+
+    with pytest.raises(ConfigError, match="'parts' must be an int >= 1; got 0"):
+        DaskWeightedSum(two_workers, parts=0)
+    with pytest.raises(ConfigError, match="one weight per key"):
+        DaskWeightedSum(two_workers, parts=2)(TABLE, np.ones(3), np.arange(4), 10)
