@@ -239,8 +239,8 @@ class Distribution:
 
 #: Rows at least this long decode row by row straight from table views (no gathered copy of
 #: the noise rows); shorter rows are gathered with one fancy index, which costs fewer
-#: Python-level calls. Set by benchmarks/overhead.py-style measurement (see
-#: docs/benchmarks-overhead.md); either path gives the same bits.
+#: Python-level calls. The two meet near 2048 values for 256 seeds (``python
+#: benchmarks/overhead.py --switch-points``); either path gives the same bits.
 _ROW_BY_ROW_MIN = 2048
 
 

@@ -131,9 +131,11 @@ def _unscaled(total: np.ndarray, exponent: int) -> np.ndarray:
 
 
 #: Rows at least this long are summed by per-row axpy over table views
-#: (:meth:`NoiseTable.weighted_sum`); shorter ones by gather + gemv. Measured with
-#: benchmarks/overhead.py's micro-benchmark (docs/benchmarks-overhead.md).
-_LONG_ROW = 8192
+#: (:meth:`NoiseTable.weighted_sum`); shorter ones by gather + gemv, which is faster for
+#: short rows. From ``python benchmarks/overhead.py --switch-points`` on the shared 2-core
+#: machine: with single-threaded BLAS the two meet near 8192 values for 128 rows and below
+#: 2048 for 5,000 rows; with OpenBLAS threads on a busy machine the gemv stalls from 4096.
+_LONG_ROW = 4096
 #: Rows summed in the float32 accumulator before it is added into the float64 total.
 _AXPY_GROUP = 64
 

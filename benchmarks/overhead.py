@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from asktell.noise import NoiseTable
+from asktell.noise import NoiseTable, mirrored
 from asktell.strategies import OpenAIES
 
 POPULATION = 256
@@ -260,6 +260,46 @@ def loopback_cluster(workers: int):
     return cluster, distributed.Client(cluster, set_as_default=False)
 
 
+def switch_points(noise: NoiseTable, repeats: int = 9) -> list[str]:
+    """asktell's two paths timed against each other by row length, alternating: decode
+    (gathered block vs row by row, 256 mirrored seeds, float64) and the weighted sum (gather
+    + gemv vs per-row axpy, 128 and 5,000 rows). What ``_ROW_BY_ROW_MIN`` and ``_LONG_ROW``
+    were set from."""
+    import asktell.distribution as D
+    import asktell.noise as N
+
+    saved = D._ROW_BY_ROW_MIN, N._LONG_ROW
+    rng = np.random.default_rng(0)
+    lines = ["| row length | decode: gather / rows (ms) | sum of 128 rows: gemv / axpy (ms) "
+             "| sum of 5,000 rows: gemv / axpy (ms) |", "|---:|---:|---:|---:|"]
+    try:
+        for dim in [512, 1024, 2048, 4096, 8192, 16384, 32768]:
+            dist = D.Distribution(rng.standard_normal(dim), SIGMA, noise)
+            out = np.empty((POPULATION, dim))
+            cells = []
+            for label, run, rows in [("decode", None, POPULATION), ("sum", None, 128),
+                                     ("sum", None, 5000)]:
+                t: dict[bool, list[float]] = {False: [], True: []}
+                for r in range(repeats):
+                    keys = noise.sample_keys(rng, rows // 2 if label == "decode" else rows, dim)
+                    weights = rng.standard_normal(keys.size)
+                    for new_path in (False, True) if r % 2 else (True, False):
+                        D._ROW_BY_ROW_MIN = 0 if new_path else 1 << 62
+                        N._LONG_ROW = 0 if new_path else 1 << 62
+                        start = time.perf_counter()
+                        if label == "decode":
+                            dist.decode(mirrored(keys), out=out)
+                        else:
+                            noise.weighted_sum(weights, keys, dim)
+                        t[new_path].append((time.perf_counter() - start) * 1e3)
+                cells.append(f"{statistics.median(t[False]):.3f} / {statistics.median(t[True]):.3f}")
+            lines.append(f"| {dim:,} | " + " | ".join(cells) + " |")
+            print(lines[-1], flush=True)
+    finally:
+        D._ROW_BY_ROW_MIN, N._LONG_ROW = saved
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generations", type=int, default=40)
@@ -270,10 +310,15 @@ def main() -> None:
     parser.add_argument("--tell-repeats", type=int, default=5)
     parser.add_argument("--dask-workers", type=int, default=0,
                         help="also time tell with the noise sum on this many loopback workers")
+    parser.add_argument("--switch-points", action="store_true",
+                        help="only time asktell's short- and long-row paths by row length")
     parser.add_argument("--out", default=None, help="also write the table to this markdown file")
     args = parser.parse_args()
     noise = NoiseTable()  # the default shared table: seed 0, 2**25 float32
     noise.table  # build it outside the timings
+    if args.switch_points:
+        switch_points(noise)
+        return
     rows = ["| measurement | baseline variant | careful numpy (ms) | asktell (ms) | ratio |",
             "|---|---|---:|---:|---:|"]
     for dim in args.dims:
@@ -345,7 +390,7 @@ worker, reused every generation) and can produce float32 rows directly:
 
 ```python
 import numpy as np
-from asktell.noise import NoiseTable
+from asktell.noise import NoiseTable, mirrored
 from asktell.strategies import OpenAIES
 
 es = OpenAIES(num_params=3000, population_size=8, noise=NoiseTable(seed=0, size=1 << 20))
@@ -403,11 +448,14 @@ mean, standard deviation, max and min).
 - Long rows (100,000 and 200,000 parameters) cost memory traffic. asktell decodes row by
   row straight from table views (`Distribution.decode`, rows of 2048 values or more; one
   product per mirrored pair) and sums the gradient with one float32 axpy per noise-row view
-  (`NoiseTable.weighted_sum`, rows of 8192 or more), so no noise row is copied; that is the
+  (`NoiseTable.weighted_sum`, rows of 4096 or more), so no noise row is copied; that is the
   baseline's own method, hence a ratio near 1. The float64 default of `decode` has the same
   bits as before (tests/test_driver.py); the long-row gradient's summation order is stated
   in `NoiseTable.weighted_sum`'s docstring (its last bits differ from the former
   gather + gemv; short rows keep the gather + gemv and their bits).
+- The row lengths where asktell switches path (decode at 2048 values, the sum at 4096)
+  come from `python benchmarks/overhead.py --switch-points`, which times both paths of
+  each by row length, alternating.
 - BLAS threads: on a busy machine a multi-threaded OpenBLAS call can wait tens of
   milliseconds for its threads to be scheduled. The metrics' norms of 100,000-value
   vectors (three `dot` calls) cost more than the whole gradient that way (timed step by
