@@ -58,10 +58,11 @@ def _norm(x: np.ndarray) -> float:
     """The Euclidean norm of a 1-D float64 vector, for the metrics.
 
     Up to ``_NORM_BLOCK`` values: ``sqrt(x.dot(x))``, bitwise what ``np.linalg.norm``
-    computes. Longer: the blocks' dot products summed in order, each block small enough for
-    OpenBLAS to compute on the calling thread (it threads ``dot`` from 10,000 values), so
-    the metric does not depend on BLAS's thread count, and a busy machine does not make
-    ``tell`` wait for BLAS threads to be scheduled (docs/benchmarks-overhead.md).
+    computes. Longer: the blocks' dot products summed in order, each block short enough for
+    OpenBLAS to compute on the calling thread (with OPENBLAS_NUM_THREADS 1 and 2, ``dot``
+    gives the same bits up to 10,001 values and different ones at 20,000), so the metric
+    does not depend on BLAS's thread count, and a busy machine does not make ``tell`` wait
+    for BLAS threads to be scheduled (docs/benchmarks-overhead.md).
     """
     if x.size <= _NORM_BLOCK:
         return math.sqrt(x.dot(x))
