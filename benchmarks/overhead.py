@@ -469,12 +469,12 @@ mean, standard deviation, max and min).
   `OpenAIES` now sums long norms over 8192-value blocks,
   which OpenBLAS computes on the calling thread. The baseline's fastest variants use no
   BLAS at these sizes either.
-- Short rows (100 parameters) cost Python calls: the baseline's generation is about fifteen
-  numpy calls. asktell makes several times as many (seed and returns validation, a frozen
-  `Distribution` per generation, the metrics, best candidate and stopping history above);
-  they were trimmed (bitwise-equal fast paths for mean/std, median, norms and centred
-  ranks; one product per mirrored pair in decode), but what remains is that bookkeeping,
-  which the 1.15x goal does not meet at this size.
+- Short rows (100 parameters) cost Python calls: the baseline's generation is under thirty
+  numpy calls (count them in `CarefulLoop`). asktell makes several times as many (seed
+  and returns validation, a frozen `Distribution` per generation, the metrics, best
+  candidate and stopping history above). They were trimmed (bitwise-equal fast paths for
+  mean/std, median, norms and centred ranks; one product per mirrored pair in decode), but
+  that bookkeeping remains and keeps asktell short of the 1.15x goal at this size.
 - Float32 decoding is for callers that feed float32 models. Evaluators still decode float64
   and their policies round to float32 (asktell/gym/policies.py, asktell/atari/policy.py);
   decoding float32 there (`evaluators/_common.py`'s chunk loop, with one reused `out` buffer
