@@ -261,7 +261,22 @@ class GenerationRound:
             )
 
     def submit(self, bounds: list[Range], what: str) -> dict[Any, Range]:
-        """Submit one chunk task per range; returns ``{future: range}``."""
+        """Submit one chunk task per range; returns ``{future: range}``.
+
+        Node mode (``link.node``): chunk ``i`` is placed on node ``i`` (loosely: it runs
+        elsewhere if that node is gone); Dask alone would queue them all on the node holding
+        their inputs."""
+        nodes = self.link.node_addresses() if self.link.node is not None else []
+        if self.allowed is not None:
+            nodes = [w for w in nodes if w in self.allowed]
+        if len(bounds) > 1 and len(nodes) > 1:
+            placed: dict[Any, Range] = {}
+            for i, rng in enumerate(bounds):
+                placed.update(self._map([rng], what, [nodes[i % len(nodes)]], loose=True))
+            return placed
+        return self._map(bounds, what, self.allowed)
+
+    def _map(self, bounds: list[Range], what: str, workers: Any, loose: bool = False) -> dict[Any, Range]:
         # One graph for all chunks (``map``): about half the client and scheduler CPU of
         # one ``submit`` per chunk.
         keys = [f"asktell-{what}-{self.tag}-{a}-{b}" for a, b in bounds]
@@ -271,7 +286,8 @@ class GenerationRound:
             keys,
             key=keys,
             pure=False,
-            workers=self.allowed,
+            workers=workers,
+            allow_other_workers=loose,
             retries=self.retries,  # Dask's: for errors outside any rollout
             shipped_task=self.task_future,
             distribution=self.dist_future,

@@ -127,6 +127,16 @@ class DaskEvaluatorConfig(PluginConfig):
         "only stragglers fail. Unset: wait for all.",
     )
     candidate_timeout_seconds: CandidateTimeout = None
+    node_processes: Annotated[Int, Field(ge=1)] | Literal["auto"] | None = Field(
+        None,
+        description="Node mode: each Dask worker stands for a machine and runs its chunk on "
+        "this many local processes ('auto': the worker machine's usable cores), with one "
+        "noise table per machine in shared memory; one chunk per worker and generation "
+        "(chunks_per_worker: per worker, 'auto' = 1). The embedded cluster then has "
+        "num_workers=1 by default and non-daemonic workers; a connected cluster's workers "
+        "must be non-daemonic (docs/dask.md 'Node-level mode'). Unset: one chunk or more "
+        "per worker thread, run in the thread.",
+    )
     dashboard: Dashboard = Field(
         False,
         description="Embedded cluster: serve Dask's dashboard on 127.0.0.1:8787 (true; a "
@@ -230,6 +240,13 @@ class DaskEvaluatorConfig(PluginConfig):
         return DaskEvaluator(task, **self.options())
 
 
+def _node_spec(cfg: DaskEvaluatorConfig) -> tuple | None:
+    """Node mode's settings as shipped with the task (see :mod:`._dask_node`)."""
+    if cfg.node_processes is None:
+        return None
+    return (cfg.node_processes, cfg.candidate_timeout_seconds)
+
+
 # ----------------------------------------------------------------------------- evaluator
 
 
@@ -300,6 +317,7 @@ class DaskEvaluator:
         self.connect_timeout = cfg.connect_timeout
         self.scheduler_timeout = cfg.scheduler_timeout
         self.worker_timeout = cfg.worker_timeout
+        self.node_processes = cfg.node_processes
         self._auto_chunks = AUTO_MAX_CHUNKS
         #: The cluster and its client (see :class:`~asktell.evaluators._dask_link.ClusterLink`).
         self.link = ClusterLink(
@@ -313,6 +331,7 @@ class DaskEvaluator:
             connect_timeout=cfg.connect_timeout,
             scheduler_timeout=cfg.scheduler_timeout,
             worker_timeout=cfg.worker_timeout,
+            node=_node_spec(cfg),
         )
         self._uid = uuid.uuid4().hex[:12]
         self._calls = 0
@@ -342,7 +361,10 @@ class DaskEvaluator:
 
     @property
     def next_chunks_per_worker(self) -> int:
-        """Chunks per worker thread the next generation will be cut into."""
+        """Chunks per worker thread (node mode: per worker) the next generation will be cut
+        into."""
+        if self.chunks_per_worker == "auto" and self.node_processes is not None:
+            return 1
         if self.chunks_per_worker == "auto":
             return self._auto_chunks
         return self.chunks_per_worker
@@ -376,6 +398,7 @@ class DaskEvaluator:
             return assemble(seeds, [], generation, self.on_failure)
         self._calls += 1
         try:
+            self.link.check_nodes()
             with GenerationRound(
                 self.link,
                 self.task,
@@ -387,10 +410,13 @@ class DaskEvaluator:
                 deadline_seconds=self.deadline_seconds,
                 candidate_timeout=self.candidate_timeout_seconds,
             ) as run:
-                threads = self.link.num_threads()
+                if self.node_processes is None:
+                    threads = self.link.num_threads()
+                else:  # node mode: chunks per node, each split on its node
+                    threads = self.link.num_nodes()
                 bounds = chunk_bounds(seeds.size, threads * self.next_chunks_per_worker)
                 work = run.run(bounds)
-                if work is not None:
+                if work is not None and self.node_processes is None:
                     self._auto_chunks = auto_chunks(work, threads)
                 run.find_culprits()
                 run.rerun_late()
