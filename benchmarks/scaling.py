@@ -152,6 +152,9 @@ def episodes_main(args) -> None:
             flush=True,
         )
     out["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    if args.quick and args.episodes_out == str(EPISODES_JSON):
+        print("--quick: the stored episode times are left as they are (give --episodes-out)")
+        return
     path = Path(args.episodes_out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
