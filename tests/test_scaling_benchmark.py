@@ -96,6 +96,7 @@ def test_quick_run_measures_validates_and_projects(tmp_path):
     assert pr["workers"] == 1440 and pr["population"] == 10_000
     assert {r["regime"] for r in pr["rows"]} == {"humanoid_falls", "humanoid_full"}
     assert sum("per node" in r["mode"] for r in pr["rows"]) == 6
+    assert sum("per core" in r["mode"] for r in pr["rows"]) == 6
     for r in pr["rows"]:
         assert r["efficiency"] == pytest.approx(r["useful_s"] / (1440 * r["terms"]["total"]))
         assert 0 < r["efficiency"] <= r["efficiency_evaluate_only"]
@@ -121,3 +122,7 @@ def test_a_quorum_drops_the_latest_nodes():
     assert half < full
     assert s.expected_rollouts([2.0], 1000, 100, nodes=10, quorum=0.5, trials=2) == \
         s.expected_rollouts([2.0], 1000, 100, nodes=10, trials=2)
+    # Per core: 4 chunks of 2 candidates (1 s each) on 2 workers finish at 2, 2, 4, 4 s;
+    # half the population is back at 2 s.
+    assert s.expected_rollouts([1.0], 8, 2, chunks=4, quorum=0.5, trials=1) == 2.0
+    assert s.expected_rollouts([1.0], 8, 2, chunks=4, trials=1) == 4.0
