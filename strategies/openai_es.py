@@ -95,7 +95,7 @@ class OpenAIES(BaseStrategy):
     """
 
     name = "openai_es"
-    capabilities = frozenset({"antithetic"})
+    capabilities = frozenset({"antithetic", "partial_tell"})
 
     def _setup(self, cfg: OpenAIESConfig) -> None:
         self.sigma = cfg.sigma
