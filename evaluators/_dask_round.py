@@ -153,6 +153,7 @@ class GenerationRound:
         self.dropped: list[Range] = []  # not back when the quorum closed the generation
         self._slots: dict[str | None, int] = {}  # a quorum round: threads per free worker
         self._where: dict[Any, str | None] = {}  # and the worker each pulled chunk went to
+        self._bounds: list[Range] = []  # a quorum round's chunks
         self.watch = link.watch()
         link.ensure_running()
         self.allowed = link.hung.allowed_workers(refresh=True)
@@ -183,7 +184,7 @@ class GenerationRound:
             # Pulled, one chunk per free thread (as the paper's workers pull work): a chunk
             # never waits in a queue behind a straggler, where Dask's work stealing would
             # take seconds to move it and the quorum would wait for it.
-            queue = list(bounds)
+            queue, self._bounds = list(bounds), list(bounds)
             self._slots = self._free_slots()
             parts, self.killed = self.collect(self._pull(queue, {}), waiting=queue)
         self.parts += parts
@@ -315,7 +316,22 @@ class GenerationRound:
             w: int(v.get("nthreads", 1)) for w, v in info.items()
             if w in allowed and w not in self.link.hung.avoided
         }
-        return slots or {None: max(1, self.link.num_threads())}
+        if not slots:
+            return {None: max(1, self.link.num_threads())}
+        # A chunk more than threads on some workers: the next is there when a thread comes
+        # free (no idle round trip). One may wait behind a straggler, so only as many as
+        # half the candidates the quorum can do without (min_candidates alone) get one:
+        # the quorum never needs a chunk stuck that way.
+        for w in sorted(slots)[: self._prefetch_slots()]:
+            slots[w] += 1
+        return slots
+
+    def _prefetch_slots(self) -> int:
+        q = self.quorum
+        if q is None or q.min_candidates is None or q.min_episodes or q.min_timesteps:
+            return 0
+        chunk = max((b - a for a, b in self._bounds), default=1)
+        return (self.seeds.size - q.min_candidates) // (2 * chunk)
 
     def _pull(self, queue: list[Range], pending: dict[Any, Range]) -> dict[Any, Range]:
         """Submit ranges from ``queue`` to the free threads of a quorum round, one chunk per
