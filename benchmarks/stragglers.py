@@ -130,8 +130,13 @@ def hopper(args: argparse.Namespace) -> str:
     es = OpenAIES(task.num_params, population_size=args.hopper_population, sigma=0.05,
                   learning_rate=0.02, seed=0, noise=NoiseTable(0, 1 << 22),
                   x0=task.initial_params(0))
+    from asktell.shaping import get_shaping
+
+    shape = get_shaping(es.config.shaping)
+    rng = np.random.default_rng(0)
     fractions = (0.5, 0.8, 0.9)
     rows, pooled = [], {k: [] for k in fractions}
+    cosines = {k: ([], []) for k in fractions}  # first-k vs all, random-k vs all
     start = time.perf_counter()
     with SerialEvaluator(task) as ev:
         step = GenerationStep(es, ev, task)
@@ -140,6 +145,14 @@ def hopper(args: argparse.Namespace) -> str:
             returns = record.evaluation.returns
             steps = record.evaluation.steps.astype(np.float64)
             order = np.argsort(steps, kind="stable")  # first to finish = fewest steps
+            dist = record.distribution
+            eps = (dist.decode(record.seeds) - dist.center) / dist.sigma
+
+            def direction(idx: np.ndarray) -> np.ndarray:
+                # the OpenAI-ES gradient estimate from the candidates idx alone
+                return shape(returns[idx]) @ eps[idx] / idx.size
+
+            full = direction(np.arange(returns.size))
             cells = []
             for k in fractions:
                 first = order[: int(round(k * returns.size))]
@@ -147,6 +160,12 @@ def hopper(args: argparse.Namespace) -> str:
                 gap_length = steps[first].mean() / steps.mean()
                 pooled[k].append((gap_return / max(returns.std(), 1e-12), gap_length))
                 cells.append(f"{returns[first].mean():.1f} / {steps[first].mean():.0f}")
+                rand = rng.permutation(returns.size)[: first.size]
+                for j, idx in enumerate((first, rand)):
+                    d = direction(idx)
+                    cosines[k][j].append(
+                        float(d @ full / (np.linalg.norm(d) * np.linalg.norm(full) + 1e-300))
+                    )
             if g in args.hopper_show:
                 rows.append(
                     f"| {g} | {returns.mean():.1f} / {steps.mean():.0f} | " + " | ".join(cells) + " |"
@@ -154,7 +173,8 @@ def hopper(args: argparse.Namespace) -> str:
     seconds = time.perf_counter() - start
     summary = [
         f"| {k:.0%} | {np.mean([p[0] for p in pooled[k]]):+.2f} | "
-        f"{np.mean([p[1] for p in pooled[k]]):.2f} |"
+        f"{np.mean([p[1] for p in pooled[k]]):.2f} | {np.mean(cosines[k][0]):.2f} | "
+        f"{np.mean(cosines[k][1]):.2f} |"
         for k in fractions
     ]
     return "\n".join([
@@ -168,11 +188,14 @@ def hopper(args: argparse.Namespace) -> str:
         *rows,
         "",
         f"Over all {args.hopper_generations} generations (mean): the told subset's mean "
-        "return minus the population's, in population standard deviations, and its mean "
-        "episode length relative to the population's.",
+        "return minus the population's, in population standard deviations; its mean "
+        "episode length relative to the population's; and the cosine between the OpenAI-ES "
+        "gradient estimate from the subset and from the whole population, for the first "
+        "k% to finish and for a random k% (what an unbiased quorum would tell).",
         "",
-        "| quorum k | return gap (std) | episode length ratio |",
-        "|---:|---:|---:|",
+        "| quorum k | return gap (std) | episode length ratio | cos(first k, all) | "
+        "cos(random k, all) |",
+        "|---:|---:|---:|---:|---:|",
         *summary,
     ])
 
@@ -186,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quorum", type=float, default=0.9)
     parser.add_argument("--generations", type=int, default=7)
     parser.add_argument("--hopper-population", type=int, default=64)
-    parser.add_argument("--hopper-generations", type=int, default=20)
-    parser.add_argument("--hopper-show", type=int, nargs="*", default=[0, 9, 19])
+    parser.add_argument("--hopper-generations", type=int, default=40)
+    parser.add_argument("--hopper-show", type=int, nargs="*", default=[0, 9, 19, 29, 39])
     parser.add_argument("--out", type=Path, help="write the tables into this docs page")
     args = parser.parse_args(argv)
     parts = []

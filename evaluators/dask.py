@@ -308,8 +308,8 @@ class DaskEvaluatorConfig(PluginConfig):
         need = self.stragglers.min_candidates
         if size is not None and need is not None and need > size:
             raise ValueError(
-                f"stragglers.min_candidates={need} exceeds strategy {kind!r}'s "
-                f"population_size={size}: a generation could never close early; use at "
+                f"stragglers.min_candidates={need} exceeds the population_size={size} of "
+                f"strategy {kind!r}: a generation never has that many candidates; use at "
                 f"most {size}"
             )
 

@@ -260,7 +260,7 @@ def test_stragglers_options_are_validated():
     from asktell.evaluators import DaskEvaluator, DaskEvaluatorConfig
 
     task = {"kind": "function", "name": "sphere", "num_params": 3}
-    with pytest.raises(ConfigError, match="min_candidates=12 exceeds.*population_size=8.*at most 8"):
+    with pytest.raises(ConfigError, match="min_candidates=12 exceeds the population_size=8 of strategy 'openai_es'.*at most 8"):
         config_from_dict({
             "budget": {"generations": 1},
             "strategy": {"kind": "openai_es", "population_size": 8},
