@@ -167,9 +167,8 @@ def hopper(args: argparse.Namespace) -> str:
                         float(d @ full / (np.linalg.norm(d) * np.linalg.norm(full) + 1e-300))
                     )
             if g in args.hopper_show:
-                rows.append(
-                    f"| {g} | {returns.mean():.1f} / {steps.mean():.0f} | " + " | ".join(cells) + " |"
-                )
+                head = f"| {g} | {returns.mean():.1f} / {steps.mean():.0f} | "
+                rows.append(head + " | ".join(cells) + " |")
     seconds = time.perf_counter() - start
     summary = [
         f"| {k:.0%} | {np.mean([p[0] for p in pooled[k]]):+.2f} | "
@@ -179,8 +178,8 @@ def hopper(args: argparse.Namespace) -> str:
     ]
     return "\n".join([
         f"Hopper-v5, linear policy, OpenAI-ES population {args.hopper_population}, "
-        f"{args.hopper_generations} generations through SerialEvaluator ({seconds:.0f} s of "
-        "CPU on a shared machine). Cells: mean return / mean episode length (steps) of the "
+        f"{args.hopper_generations} generations through SerialEvaluator ({seconds:.0f} s "
+        "wall on a shared machine). Cells: mean return / mean episode length (steps) of the "
         "first k% of candidates to finish (ordered by episode length) and of all.",
         "",
         "| generation | all | first 50% | first 80% | first 90% |",
@@ -218,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(("stragglers-slow-node", slow_node(args)))
     if args.what in ("hopper", "all"):
         parts.append(("stragglers-hopper", hopper(args)))
-    machine = f"({platform.machine()}, {platform.python_version()}, a 2-core machine shared with other jobs)"
+    machine = (
+        f"({platform.machine()}, {platform.python_version()}, a 2-core machine shared with "
+        "other jobs)"
+    )
     for name, text in parts:
         print(text + "\n\n" + machine + "\n")
         if args.out is not None:

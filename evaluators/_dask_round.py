@@ -424,7 +424,9 @@ class GenerationRound:
             # a failed chunk or a lost worker is still seen within it.
             # A quorum is checked as each chunk comes back, so the first completion wakes
             # the loop (one fetch per chunk: the price of closing at chunk granularity).
-            self.link.wait_all(list(state.pending), self._poll_timeout(), first=self.quorum is not None)
+            self.link.wait_all(
+                list(state.pending), self._poll_timeout(), first=self.quorum is not None
+            )
             ready = [f for f in state.pending if f.done()]
             if ready:
                 self._take(ready, state)

@@ -260,7 +260,8 @@ def test_stragglers_options_are_validated():
     from asktell.evaluators import DaskEvaluator, DaskEvaluatorConfig
 
     task = {"kind": "function", "name": "sphere", "num_params": 3}
-    with pytest.raises(ConfigError, match="min_candidates=12 exceeds the population_size=8 of strategy 'openai_es'.*at most 8"):
+    message = "min_candidates=12 exceeds the population_size=8 of strategy 'openai_es'.*at most 8"
+    with pytest.raises(ConfigError, match=message):
         config_from_dict({
             "budget": {"generations": 1},
             "strategy": {"kind": "openai_es", "population_size": 8},
@@ -305,8 +306,86 @@ def test_min_timesteps_and_episodes_close_on_the_told_sums(client):
 
 def test_dropped_merges_through_place():
     whole = Evaluation.empty(6)
-    part = Evaluation(np.ones(3), np.ones(3, dtype=np.int64), dropped=np.array([False, True, False]))
+    mask = np.array([False, True, False])
+    part = Evaluation(np.ones(3), np.ones(3, dtype=np.int64), dropped=mask)
     whole.place(slice(2, 5), part)
     assert whole.dropped.tolist() == [False, False, False, True, False, False]
     assert whole.told_mask.sum() == 5
     assert json.loads(json.dumps(whole.told_mask.tolist()))  # plain bools
+
+
+def _partial_strategies():
+    from asktell.registry import STRATEGIES
+
+    return sorted(n for n in STRATEGIES.names()
+                  if "partial_tell" in getattr(STRATEGIES.get(n), "capabilities", ()))
+
+
+def test_the_strategies_that_declare_partial_tell():
+    assert {"openai_es", "snes", "xnes"} <= set(_partial_strategies())
+
+
+@pytest.mark.parametrize("name", _partial_strategies())
+def test_dropped_candidates_do_not_reach_the_update(name):
+    """Whatever value a dropped candidate carries (NaN, a huge return, a tiny one), the
+    strategy's state after tell is the same: it learns from the told ones only. A strategy
+    that ranked dropped candidates (as NaN-worst, say) would fail this."""
+    from asktell.registry import STRATEGIES
+
+    cls = STRATEGIES.get(name)
+    states = []
+    dropped = np.zeros(10, dtype=bool)
+    dropped[[1, 4, 9]] = True
+    for filler in (np.nan, 1e9, -1e9):
+        es = cls(4, population_size=10, seed=5, noise=NoiseTable(0, 4096))
+        seeds = es.ask()
+        returns = -np.sum(es.distribution.decode(seeds) ** 2, axis=1)
+        metrics = es.tell(np.where(dropped, filler, returns), dropped=dropped)
+        assert metrics["told"] == 7 and metrics["num_nonfinite"] == 0
+        states.append(es.state_dict())
+    for other in states[1:]:
+        for key, value in states[0].items():
+            assert np.array_equal(np.asarray(value), np.asarray(other[key])), key
+
+
+def test_resuming_mid_generation_says_the_told_subset_is_decided_again(tmp_path, capsys):
+    """A checkpoint taken after ask (``gen-N-asked``) holds the asked seeds but no results:
+    the resumed run evaluates the same seeds, closes on a new quorum, says so, and logs
+    the subset it told."""
+    from asktell import runner
+    from asktell.checkpoint import load_checkpoint
+    from asktell.config import config_from_dict
+    from asktell.run_loop import Runner
+    from asktell.runlog import read_log
+
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        config = {
+            "strategy": {"kind": "openai_es", "population_size": 8},
+            "evaluator": {"kind": "dask", "address": cluster.scheduler_address,
+                          "stragglers": {"min_candidates": 6}},
+            "task": {"kind": "function", "name": "sphere", "num_params": 3},
+            "budget": {"generations": 2},
+            "output": {"log_format": "plain"},
+        }
+        run_dir = runner.run(config, out=tmp_path / "run").run_dir
+        # Interrupted after the next generation's ask: the checkpoint Ctrl-C would write.
+        cfg = config_from_dict({**config, "budget": {"generations": 3},
+                                "output": {"log_format": "none", "dir": str(run_dir)}})
+        with cfg.build() as built:
+            interrupted = Runner(cfg, run_dir, built)
+            interrupted.load_state(load_checkpoint(run_dir).state)
+            asked = built.strategy.ask()
+            saved = interrupted.checkpoint(asked=True)
+        assert np.array_equal(load_checkpoint(saved).state["strategy"]["pending"], asked)
+        capsys.readouterr()
+        runner.resume(run_dir, overrides=["budget.generations=3"])
+    said = capsys.readouterr().out
+    assert "resumed in the middle of generation 2" in said
+    assert "told subset may differ" in said
+    rows = read_log(run_dir)
+    assert [r["generation"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["told"] >= 6 and "dropped" in rows[-1]
+    final = load_checkpoint(run_dir)
+    assert final.generation == 3 and final.state["runner"]["last_dropped"]["generation"] == 3
