@@ -28,7 +28,7 @@ The evaluator is three pieces with one idea each, imported in one direction::
   :mod:`._dask_address` (an address probed before any client exists) and
   :mod:`._dask_hung` (workers stuck in a late candidate: restarted or avoided).
 * :mod:`._dask_round`: :class:`GenerationRound`, one generation (submit chunks, wait, absorb
-  failures, find poison candidates, deadline, gather, build the ``Evaluation``).
+  failures, find poison candidates, deadline or quorum, gather, build the ``Evaluation``).
 
 This module holds the options (:class:`DaskEvaluatorConfig`, their one declaration) and
 composes the pieces through their public methods.
@@ -357,6 +357,10 @@ class DaskEvaluator:
       cancelled; the candidate each was running is marked failed (whatever ``on_failure``
       says) and the others run again one per task (so a straggler's chunk-mates and the
       chunks queued behind it get their exact returns); one late again alone fails too;
+    * straggler-tolerant generations: with ``stragglers``, a generation (``evaluate(...,
+      partial=True)``, what the generation step passes) closes when its thresholds are met;
+      the candidates not back are marked in ``Evaluation.dropped`` and the strategy learns
+      from the rest (``docs/stragglers.md``);
     * a candidate that never returns: with ``candidate_timeout_seconds``, the generation's
       deadline is the limit times the candidates per thread (plus a second), then as for
       stragglers: the candidate a late chunk has run past the limit fails (``on_failure``
