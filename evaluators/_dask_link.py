@@ -37,6 +37,7 @@ from asktell.protocol import Task
 
 from ._dask_address import probe_scheduler
 from ._dask_hung import HungWorkers
+from ._dask_node import DAEMON_FIX, NodeSpec, close_pools, is_daemonic
 from ._dask_worker import identity
 
 __all__ = [
@@ -142,6 +143,10 @@ class ClusterLink:
     ``client`` given: used as is and left open by :meth:`close`. Else ``address`` given:
     a client connected to it. Neither: an embedded ``LocalCluster`` of ``num_workers``
     worker processes (default: one per core) bound to ``127.0.0.1``, closed by :meth:`close`.
+
+    ``node`` (node mode, ``(processes, time limit)``): each worker is a node running its
+    chunk on a local pool; the embedded cluster's workers are non-daemonic (default: one),
+    and a connected cluster's are checked to be (:meth:`check_nodes`).
     """
 
     def __init__(
@@ -157,7 +162,11 @@ class ClusterLink:
         connect_timeout: float = 30.0,
         scheduler_timeout: float = 30.0,
         worker_timeout: float | None = 300.0,
+        node: NodeSpec | None = None,
     ):
+        self.node = node
+        self._nodes_checked = False
+        self._digest: str | None = None  # node mode: the task whose pools close() stops
         self.distributed = require("distributed", "DaskEvaluator")
         self.connect_timeout = connect_timeout
         self.scheduler_timeout = scheduler_timeout
@@ -170,12 +179,15 @@ class ClusterLink:
         self.task_future: Any = None
         self._task_shipped: Any = None
         self._task_ships = 0
-        self._threads = 0
+        self._threads = self._workers = 0
+        self._addresses: list[str] = []
         self._threads_at = -np.inf
         #: Workers whose thread is stuck in a late candidate (restarted or avoided).
         self.hung = HungWorkers(self)
         if client is None and address is None:
-            if num_workers is None:
+            if num_workers is None and node is not None:
+                self.num_workers = 1  # this machine is the node
+            elif num_workers is None:
                 from dask.system import CPU_COUNT  # cores this process may use (cgroups too)
 
                 self.num_workers = max(1, CPU_COUNT // threads_per_worker)
@@ -200,6 +212,8 @@ class ClusterLink:
         if security is not None:
             kwargs["security"] = security
             kwargs["protocol"] = "tls://"
+        if self.node is not None:
+            kwargs["worker_class"] = _non_daemonic_nanny()
         try:
             with dask.config.set(overrides), _workers_ignore_ctrl_c():
                 return self.distributed.LocalCluster(
@@ -257,6 +271,12 @@ class ClusterLink:
     def close(self) -> None:
         """Drop the shipped task; close the client and cluster this link started."""
         self.task_future = self._task_shipped = None
+        digest, self._digest = self._digest, None
+        if digest is not None and self.client.status == "running":
+            try:  # stop this task's node pools and unlink their tables (a kept cluster too)
+                self.client.run(close_pools, digest, wait=True, on_error="ignore")
+            except Exception:  # noqa: BLE001 - best effort; a worker's exit does it too
+                pass
         if self.owns_client:
             try:
                 self.client.close(timeout=self.connect_timeout)
@@ -274,13 +294,13 @@ class ClusterLink:
         if self.client.status != "running":
             raise SchedulerLost(f"the client is {self.client.status!r}")
 
-    def identity(self) -> dict:
-        """Ask the scheduler about itself, within ``scheduler_timeout``."""
+    def identity(self, workers: bool = False) -> dict:
+        """Ask the scheduler about itself (``workers``: and them), within ``scheduler_timeout``."""
         self.ensure_running()
         try:
             return self.client.sync(
                 self.client.scheduler.identity,
-                n_workers=0,
+                n_workers=-1 if workers else 0,
                 callback_timeout=self.scheduler_timeout,
             )
         except Exception as exc:  # noqa: BLE001 - timeout, closed comm, OSError
@@ -291,11 +311,47 @@ class ClusterLink:
 
     def num_threads(self) -> int:
         """Worker threads in the cluster (asked at most every couple of seconds)."""
+        self._ask_size()
+        return max(1, self._threads)
+
+    def num_nodes(self) -> int:
+        """Workers in the cluster, the nodes of node mode (asked like :meth:`num_threads`)."""
+        self._ask_size()
+        return max(1, self._workers)
+
+    def node_addresses(self) -> list[str]:
+        """Node mode: the workers' addresses, sorted (asked like :meth:`num_threads`)."""
+        self._ask_size()
+        return self._addresses
+
+    def _ask_size(self) -> None:
         now = time.monotonic()
         if now - self._threads_at > _THREADS_TTL:
-            self._threads = int(self.identity().get("total_threads", 0))
+            info = self.identity(workers=self.node is not None)
+            self._threads = int(info.get("total_threads", 0))
+            self._workers = int(info.get("n_workers", 0))
+            self._addresses = sorted(info.get("workers") or ())
             self._threads_at = now
-        return max(1, self._threads)
+
+    def check_nodes(self) -> None:
+        """Node mode: refuse a cluster whose workers are daemonic (they may not start the
+        node's processes), naming the fix; asked once, of the workers there then (a worker
+        joining later reports the same error from its first chunk)."""
+        if self.node is None or self._nodes_checked:
+            return
+        self.ensure_running()
+        try:
+            daemonic = self.client.run(is_daemonic, on_error="ignore")
+        except Exception as exc:  # noqa: BLE001 - the round reports a lost scheduler
+            raise SchedulerLost(describe(exc)) from None
+        bad = sorted(w for w, flag in daemonic.items() if flag is True)
+        if bad:
+            raise ConfigError(
+                f"DaskEvaluator node_processes={self.node[0]!r}: the Dask workers "
+                f"{', '.join(bad)} are daemonic processes, which may not start the node's "
+                f"local processes; {DAEMON_FIX}"
+            )
+        self._nodes_checked = bool(daemonic)
 
     def watch(self) -> ClusterWatch:
         """A fresh watch on the workers, for one generation."""
@@ -327,9 +383,12 @@ class ClusterLink:
             ) from exc
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
         self._task_ships += 1  # a fresh key: an erred task's key is not computed again
+        shipped = (digest, payload) if self.node is None else (digest, payload, self.node)
+        if self.node is not None:
+            self._digest = digest
         self.task_future = self.client.submit(
             identity,
-            (digest, payload),
+            shipped,
             key=f"asktell-task-{digest}-{self._task_ships}",
             pure=False,
             workers=self.hung.allowed_workers(),
@@ -412,6 +471,66 @@ class ClusterWatch:
                 f"{generation}; start workers (e.g. `dask worker "
                 f"{link.address}`) or raise worker_timeout"
             )
+
+
+_DAEMON_KEY = "distributed.worker.daemon"
+_daemon_off_count = 0
+_daemon_saved: Any = True
+_daemon_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _daemon_off():
+    """``distributed.worker.daemon: False`` while any node-mode nanny starts its worker.
+
+    The nanny reads the flag from this process's Dask config when it (re)starts its worker
+    process, after awaits; a counted switch (not nested ``dask.config.set`` contexts, which
+    restore each other's saved values out of order) keeps it off while any is starting."""
+    import dask
+
+    global _daemon_off_count, _daemon_saved
+    with _daemon_lock:
+        if _daemon_off_count == 0:
+            _daemon_saved = dask.config.get(_DAEMON_KEY, default=True)
+            dask.config.set({_DAEMON_KEY: False})
+        _daemon_off_count += 1
+    try:
+        yield
+    finally:
+        with _daemon_lock:
+            _daemon_off_count -= 1
+            if _daemon_off_count == 0:
+                dask.config.set({_DAEMON_KEY: _daemon_saved})
+
+
+_NANNY: Any = None
+
+
+def _non_daemonic_nanny() -> type:
+    """A ``Nanny`` whose worker process is not daemonic, so it may start the node's pool
+    (Python forbids children to daemonic processes); also when it restarts a dead worker."""
+    global _NANNY
+    if _NANNY is None:
+        from distributed import Nanny
+
+        from asktell._shared_table import unlink_tables_of
+
+        class NodeNanny(Nanny):
+            _worker_pid: int | None = None
+
+            async def instantiate(self):  # type: ignore[override]
+                with _daemon_off():
+                    status = await super().instantiate()
+                self._worker_pid = self.pid
+                return status
+
+            def _on_worker_exit_sync(self, exitcode):  # type: ignore[override]
+                # A worker killed outright left its node's noise table in shared memory.
+                unlink_tables_of(self._worker_pid)
+                return super()._on_worker_exit_sync(exitcode)
+
+        _NANNY = NodeNanny
+    return _NANNY
 
 
 @contextlib.contextmanager

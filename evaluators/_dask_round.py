@@ -344,19 +344,33 @@ class GenerationRound:
                 busy[self._where[f]] = busy.get(self._where[f], 0) + 1
         for worker, threads in self._slots.items():
             while queue and busy.get(worker, 0) < threads:
-                placed = self.submit(
-                    [queue.pop(0)], "chunk", workers=None if worker is None else [worker]
-                )
+                rng = [queue.pop(0)]
+                if worker is None:
+                    placed = self.submit(rng, "chunk")
+                else:
+                    placed = self._map(rng, "chunk", [worker], loose=True)
                 self._where.update(dict.fromkeys(placed, worker))
                 pending.update(placed)
                 busy[worker] = busy.get(worker, 0) + 1
         return pending
 
-    def submit(
-        self, bounds: list[Range], what: str, workers: list[str] | None = None
-    ) -> dict[Any, Range]:
-        """Submit one chunk task per range; returns ``{future: range}``. ``workers``: where
-        they should run (loosely), instead of wherever allowed."""
+    def submit(self, bounds: list[Range], what: str) -> dict[Any, Range]:
+        """Submit one chunk task per range; returns ``{future: range}``.
+
+        Node mode (``link.node``): chunk ``i`` is placed on node ``i`` (loosely: it runs
+        elsewhere if that node is gone); Dask alone would queue them all on the node holding
+        their inputs."""
+        nodes = self.link.node_addresses() if self.link.node is not None else []
+        if self.allowed is not None:
+            nodes = [w for w in nodes if w in self.allowed]
+        if len(bounds) > 1 and len(nodes) > 1:
+            placed: dict[Any, Range] = {}
+            for i, rng in enumerate(bounds):
+                placed.update(self._map([rng], what, [nodes[i % len(nodes)]], loose=True))
+            return placed
+        return self._map(bounds, what, self.allowed)
+
+    def _map(self, bounds: list[Range], what: str, workers: Any, loose: bool = False) -> dict[Any, Range]:
         # One graph for all chunks (``map``): about half the client and scheduler CPU of
         # one ``submit`` per chunk.
         keys = [f"asktell-{what}-{self.tag}-{a}-{b}" for a, b in bounds]
@@ -366,8 +380,8 @@ class GenerationRound:
             keys,
             key=keys,
             pure=False,
-            workers=self.allowed if workers is None else workers,
-            allow_other_workers=workers is not None,
+            workers=workers,
+            allow_other_workers=loose,
             retries=self.retries,  # Dask's: for errors outside any rollout
             shipped_task=self.task_future,
             distribution=self.dist_future,

@@ -13,6 +13,9 @@ runs, so returns are bitwise equal to it. The task arrives as ``(digest, payload
 pickled task and its hash (packed by :meth:`asktell.evaluators._dask_link.ClusterLink.ship_task`);
 each worker *thread* unpickles it once and keeps it, so a task that keeps environments open
 never shares them between threads.
+
+In node mode the shipped task carries a third item, the node settings, and the chunk goes to
+the worker's local pool instead (:mod:`._dask_node`).
 """
 
 from __future__ import annotations
@@ -58,9 +61,9 @@ def running_candidates(dask_worker: Any = None) -> dict[str, tuple[int, float]]:
     return {name: (i, now - started) for name, (i, started) in list(_RUNNING.items())}
 
 
-def task_for_thread(shipped: tuple[str, bytes]) -> Task:
+def task_for_thread(shipped: tuple) -> Task:
     """This thread's copy of the task, unpickled on first use and kept (LRU, by digest)."""
-    digest, payload = shipped
+    digest, payload = shipped[:2]
     cache = getattr(_LOCAL, "tasks", None)
     if cache is None:
         cache = _LOCAL.tasks = OrderedDict()
@@ -79,7 +82,7 @@ def run_chunk(
     seeds: np.ndarray,
     name: str = "",
     *,
-    shipped_task: tuple[str, bytes],
+    shipped_task: tuple,
     distribution: Distribution,
     candidate_retries: int,
     one_at_a_time: bool = False,
@@ -88,8 +91,15 @@ def run_chunk(
 
     ``one_at_a_time`` (a time limit is set): each candidate alone, its start noted under
     ``name``, so that a chunk past its deadline tells which candidate it is stuck in (the
-    returns are the same: a candidate's value does not depend on its chunk)."""
+    returns are the same: a candidate's value does not depend on its chunk). In node mode
+    the node's pool enforces the time limit instead, killing the local process."""
     start = time.perf_counter()
+    if len(shipped_task) > 2 and shipped_task[2] is not None:
+        from ._dask_node import run_node_chunk
+
+        part = run_node_chunk(shipped_task, distribution, seeds, candidate_retries)
+        part.seconds = time.perf_counter() - start
+        return part
     task = task_for_thread(shipped_task)
     if not one_at_a_time:
         part = evaluate_chunk(task, distribution, seeds, candidate_retries)

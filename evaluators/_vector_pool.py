@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import time
 import traceback
@@ -22,7 +23,7 @@ from asktell.distribution import Distribution
 from asktell.errors import EvaluationError
 from asktell.protocol import Evaluation, Failure, hooks_of
 
-from ._common import timeout_message
+from ._common import evaluate_chunk, timeout_message
 
 __all__ = ["WorkerPool", "empty_block"]
 
@@ -36,11 +37,32 @@ def empty_block(n: int) -> Evaluation:
 
 
 
+class ChunkEngine:
+    """The batch runner of a task that has none: :func:`evaluate_chunk`, as the serial
+    evaluator runs it (the Dask evaluator's node mode runs any task in a pool)."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int = 0) -> Evaluation:
+        return evaluate_chunk(self.task, distribution, seeds, retries)
+
+    def close(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------------- worker processes
-def _worker_main(conn, task, num_envs: int | None, mode: str, worker: int) -> None:
+def _worker_main(conn, task, num_envs: int | None, mode: str, worker: int, tables=()) -> None:
     # Ctrl-C goes to the whole process group; the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    engine = hooks_of(task).batch_runner(num_envs, mode, worker)
+    if isinstance(task, bytes):  # pickled by cloudpickle (a task shipped through Dask)
+        task = pickle.loads(task)
+    if tables:  # the node's noise tables in shared memory (see asktell._shared_table)
+        from asktell._shared_table import attach_table
+
+        for seed, size, name in tables:
+            attach_table(seed, size, name)
+    engine = hooks_of(task).batch_runner(num_envs, mode, worker) or ChunkEngine(task)
     conn.send(("ready", os.getpid()))
     try:
         while True:
@@ -95,7 +117,11 @@ def _single_threaded_blas():
 
 class WorkerPool:
     """Worker processes, each running the task's batch runner on one block of seeds per
-    batch."""
+    batch.
+
+    ``task`` may be the task's pickle (bytes), unpickled in each worker; ``tables`` are
+    ``(seed, size, shared-memory name)`` noise tables every worker adopts; ``label`` names
+    the workers in failure messages."""
 
     def __init__(
         self,
@@ -105,10 +131,14 @@ class WorkerPool:
         mode: str,
         start_method: str,
         timeout: float | None = None,
+        tables: tuple = (),
+        label: str = "vector-env worker",
     ):
         import multiprocessing
 
         self.task = task
+        self.tables = tuple(tables)
+        self.label = label
         self.timeout = timeout
         self.num_envs = num_envs
         self.mode = mode
@@ -119,7 +149,7 @@ class WorkerPool:
         parent, child = self.ctx.Pipe()
         process = self.ctx.Process(
             target=_worker_main,
-            args=(child, self.task, self.num_envs, self.mode, w),
+            args=(child, self.task, self.num_envs, self.mode, w, self.tables),
             name=f"asktell-vector-{w}",
             daemon=True,
         )
@@ -146,13 +176,13 @@ class WorkerPool:
                 process.join(5)
                 self.close()
                 raise EvaluationError(
-                    f"a vector-env worker process died while starting (exit code "
+                    f"a {self.label} process died while starting (exit code "
                     f"{process.exitcode}); the task must be picklable and importable in a new "
                     "process, and a script using the 'spawn' start method must guard its entry "
                     "point with `if __name__ == '__main__':`"
                 ) from None
             if message[0] != "ready":  # pragma: no cover - protocol guard
-                raise EvaluationError(f"vector-env worker {w} sent {message!r} instead of 'ready'")
+                raise EvaluationError(f"{self.label} {w} sent {message!r} instead of 'ready'")
 
     def _receive(self, w: int, candidates: int = 0) -> Evaluation:
         """The worker's answer; with a time limit, :class:`_WorkerLate` once ``candidates``
@@ -167,7 +197,7 @@ class WorkerPool:
             process.join(5)
             raise _WorkerDied(f"exit code {process.exitcode}") from None
         if status == "error":
-            raise EvaluationError(f"vector-env worker {w} failed:\n{payload}")
+            raise EvaluationError(f"{self.label} {w} failed:\n{payload}")
         return payload
 
     def run(self, distribution: Distribution, seeds: np.ndarray, retries: int):
@@ -232,7 +262,7 @@ class WorkerPool:
                 if isinstance(exc, _WorkerLate):
                     error = timeout_message(self.timeout)
                 else:
-                    error = f"the vector-env worker process died while evaluating it ({exc})"
+                    error = f"the {self.label} process died while evaluating it ({exc})"
                 out.failures.append(Failure(i, int(seeds[i]), error, distribution.generation))
         return out
 

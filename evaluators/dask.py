@@ -180,6 +180,16 @@ class DaskEvaluatorConfig(PluginConfig):
         "subset depends on timing and is recorded in the log and checkpoints; see "
         "docs/stragglers.md. Unset: wait for every candidate.",
     )
+    node_processes: Annotated[Int, Field(ge=1)] | Literal["auto"] | None = Field(
+        None,
+        description="Node mode: each Dask worker stands for a machine and runs its chunk on "
+        "this many local processes ('auto': the worker machine's usable cores), with one "
+        "noise table per machine in shared memory; one chunk per worker and generation "
+        "(chunks_per_worker: per worker, 'auto' = 1). The embedded cluster then has "
+        "num_workers=1 by default and non-daemonic workers; a connected cluster's workers "
+        "must be non-daemonic (docs/dask.md 'Node-level mode'). Unset: one chunk or more "
+        "per worker thread, run in the thread.",
+    )
     dashboard: Dashboard = Field(
         False,
         description="Embedded cluster: serve Dask's dashboard on 127.0.0.1:8787 (true; a "
@@ -270,17 +280,20 @@ class DaskEvaluatorConfig(PluginConfig):
     @model_validator(mode="after")
     def _stragglers_alone(self) -> DaskEvaluatorConfig:
         """`stragglers` closes a generation on a quorum; `deadline_seconds` and
-        `candidate_timeout_seconds` rerun late candidates to get every return: not both."""
+        `candidate_timeout_seconds` rerun late candidates to get every return: not both.
+        Node mode (`node_processes`, one chunk per node) is not combined with it yet."""
         if self.stragglers is not None:
             given = [
-                name for name in ("deadline_seconds", "candidate_timeout_seconds")
+                name for name in ("deadline_seconds", "candidate_timeout_seconds",
+                                  "node_processes")
                 if getattr(self, name) is not None
             ]
             if given:
                 raise ValueError(
                     f"'stragglers' cannot be combined with {' or '.join(map(repr, given))} "
                     "(a straggler-tolerant generation drops late candidates instead of "
-                    "rerunning them); remove one"
+                    "rerunning them, and pulls small chunks per thread, not one per node); "
+                    "remove one"
                 )
         return self
 
@@ -327,6 +340,13 @@ class DaskEvaluatorConfig(PluginConfig):
 
     def build(self, task: Task) -> DaskEvaluator:
         return DaskEvaluator(task, **self.options())
+
+
+def _node_spec(cfg: DaskEvaluatorConfig) -> tuple | None:
+    """Node mode's settings as shipped with the task (see :mod:`._dask_node`)."""
+    if cfg.node_processes is None:
+        return None
+    return (cfg.node_processes, cfg.candidate_timeout_seconds)
 
 
 # ----------------------------------------------------------------------------- evaluator
@@ -405,6 +425,7 @@ class DaskEvaluator:
         self.connect_timeout = cfg.connect_timeout
         self.scheduler_timeout = cfg.scheduler_timeout
         self.worker_timeout = cfg.worker_timeout
+        self.node_processes = cfg.node_processes
         self._auto_chunks = AUTO_MAX_CHUNKS
         #: The cluster and its client (see :class:`~asktell.evaluators._dask_link.ClusterLink`).
         self.link = ClusterLink(
@@ -418,6 +439,7 @@ class DaskEvaluator:
             connect_timeout=cfg.connect_timeout,
             scheduler_timeout=cfg.scheduler_timeout,
             worker_timeout=cfg.worker_timeout,
+            node=_node_spec(cfg),
         )
         self._uid = uuid.uuid4().hex[:12]
         self._calls = 0
@@ -447,7 +469,10 @@ class DaskEvaluator:
 
     @property
     def next_chunks_per_worker(self) -> int:
-        """Chunks per worker thread the next generation will be cut into."""
+        """Chunks per worker thread (node mode: per worker) the next generation will be cut
+        into."""
+        if self.chunks_per_worker == "auto" and self.node_processes is not None:
+            return 1
         if self.chunks_per_worker == "auto":
             return self._auto_chunks
         return self.chunks_per_worker
@@ -489,6 +514,7 @@ class DaskEvaluator:
         quorum = self._quorum(seeds.size, generation) if partial else None
         self._calls += 1
         try:
+            self.link.check_nodes()
             with GenerationRound(
                 self.link,
                 self.task,
@@ -501,13 +527,16 @@ class DaskEvaluator:
                 candidate_timeout=self.candidate_timeout_seconds,
                 quorum=quorum,
             ) as run:
-                threads = self.link.num_threads()
+                if self.node_processes is None:
+                    threads = self.link.num_threads()
+                else:  # node mode: chunks per node, each split on its node
+                    threads = self.link.num_nodes()
                 per_thread = self.next_chunks_per_worker
                 if quorum is not None and self.chunks_per_worker == "auto":
                     per_thread = STRAGGLER_CHUNKS
                 bounds = chunk_bounds(seeds.size, threads * per_thread)
                 work = run.run(bounds)
-                if work is not None and quorum is None:
+                if work is not None and self.node_processes is None and quorum is None:
                     self._auto_chunks = auto_chunks(work, threads)
                 run.find_culprits()
                 run.rerun_late()

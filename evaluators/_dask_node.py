@@ -1,0 +1,147 @@
+"""Node mode's worker side: one Dask worker per machine, its chunk split over a local pool.
+
+With ``DaskEvaluator(node_processes=...)`` each Dask worker stands for a machine. The
+scheduler and the driver then handle one task per node and generation, not one per core
+(Dask costs about 2 ms of wall time per task, see ``docs/dask.md``). On the node, the chunk
+is cut into one contiguous block per local process (:class:`~._vector_pool.WorkerPool`, the
+vector evaluator's pool): each process keeps the unpickled task and, when the task has one,
+its batch runner (a Gym task's slot engine; else :func:`~._common.evaluate_chunk`, what the
+serial evaluator runs), so returns are bitwise the serial evaluator's. The node's noise
+table lives once in shared memory (:mod:`asktell._shared_table`), adopted by every process.
+
+A pool is kept per (task, processes, time limit, noise table) in the worker process, across
+generations (the four most recent), and closed, with its shared table unlinked, by
+:func:`close_pools` (the evaluator's ``close()`` runs it on every worker for its task) or at
+the worker's exit.
+
+This module runs inside Dask workers and imports nothing client-side (nor dask itself).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.util
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from asktell.distribution import Distribution
+from asktell.errors import EvaluationError
+from asktell.noise import NoiseTable
+from asktell.protocol import Evaluation
+
+__all__ = ["NodeSpec", "run_node_chunk", "close_pools", "usable_cores", "is_daemonic", "DAEMON_FIX"]
+
+#: Node settings travelling with the shipped task: ``(processes or "auto", time limit)``.
+NodeSpec = tuple[Any, "float | None"]
+
+#: What a cluster whose workers are daemonic processes needs (they may not start children).
+DAEMON_FIX = (
+    "start its workers as non-daemonic processes: `DASK_DISTRIBUTED__WORKER__DAEMON=False "
+    "dask worker ADDRESS --nthreads 1` (the config distributed.worker.daemon: false; "
+    "dask-jobqueue: job_script_prologue=['export DASK_DISTRIBUTED__WORKER__DAEMON=False']), "
+    "or `dask worker ADDRESS --no-nanny --nthreads 1`"
+)
+
+# Pools kept per worker process (a few evaluators may share a cluster, each its own task).
+_MAX_POOLS = 4
+_POOLS: OrderedDict[tuple, _NodePool] = OrderedDict()
+_LOCK = threading.Lock()
+_FINALIZER: Any = None
+
+
+def usable_cores() -> int:
+    """Cores this process may use (CPU affinity and cgroup quota, as Dask counts them)."""
+    try:
+        from dask.system import CPU_COUNT
+
+        return max(1, int(CPU_COUNT))
+    except ImportError:  # pragma: no cover - workers have dask
+        return max(1, len(os.sched_getaffinity(0)))
+
+
+def is_daemonic(dask_worker: Any = None) -> bool:
+    """Is this (worker) process daemonic, so unable to start the node's pool?"""
+    return bool(multiprocessing.current_process().daemon)
+
+
+class _NodePool:
+    """The local processes of one (task, processes, limit, table), and the shared table."""
+
+    def __init__(self, payload: bytes, processes: int, timeout: float | None, noise: Any):
+        from ._vector_pool import WorkerPool
+        from asktell._shared_table import SharedTable
+
+        self.table = SharedTable(noise.seed, noise.size) if isinstance(noise, NoiseTable) else None
+        self.pool = WorkerPool(
+            payload, processes, None, "sync", "spawn", timeout,
+            tables=(self.table.spec,) if self.table is not None else (),
+            label="node-local worker",
+        )
+        # A node worker with several threads runs its chunks one after the other here.
+        self.lock = threading.Lock()
+
+    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int) -> Evaluation:
+        with self.lock:
+            parts = self.pool.run(distribution, seeds, retries)
+        return Evaluation.concatenate(parts, seeds.size)
+
+    def close(self) -> None:
+        with self.lock:
+            try:
+                self.pool.close()
+            finally:
+                if self.table is not None:
+                    self.table.close()
+
+
+def _pool_for(shipped: tuple[str, bytes, NodeSpec], noise: Any) -> _NodePool:
+    global _FINALIZER
+    digest, payload, (processes, timeout) = shipped
+    if processes == "auto":
+        processes = usable_cores()
+    noise_key = (noise.seed, noise.size) if isinstance(noise, NoiseTable) else None
+    key = (digest, int(processes), timeout, noise_key)
+    with _LOCK:
+        pool = _POOLS.get(key)
+        if pool is not None:
+            _POOLS.move_to_end(key)
+            return pool
+        if is_daemonic():
+            raise EvaluationError(
+                f"DaskEvaluator node mode: this Dask worker (pid {os.getpid()}) is a daemonic "
+                f"process and may not start its {processes} local processes; {DAEMON_FIX}"
+            )
+        if _FINALIZER is None:  # the worker's exit closes the pools and unlinks the tables
+            _FINALIZER = multiprocessing.util.Finalize(None, close_pools, exitpriority=50)
+        pool = _POOLS[key] = _NodePool(payload, int(processes), timeout, noise)
+        old = []
+        while len(_POOLS) > _MAX_POOLS:
+            old.append(_POOLS.popitem(last=False)[1])
+    for stale in old:
+        stale.close()
+    return pool
+
+
+def run_node_chunk(
+    shipped: tuple[str, bytes, NodeSpec],
+    distribution: Distribution,
+    seeds: np.ndarray,
+    retries: int,
+) -> Evaluation:
+    """One node's chunk, split over its local processes; in seed order, failures recorded."""
+    return _pool_for(shipped, distribution.noise).run(distribution, seeds, retries)
+
+
+def close_pools(digest: str | None = None, dask_worker: Any = None) -> int:
+    """Stop this worker's node pools (of the task ``digest``; ``None``: all) and unlink
+    their shared tables; how many there were."""
+    with _LOCK:
+        keys = [k for k in _POOLS if digest is None or k[0] == digest]
+        pools = [_POOLS.pop(k) for k in keys]
+    for pool in pools:
+        pool.close()
+    return len(pools)
