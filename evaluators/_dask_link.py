@@ -131,6 +131,10 @@ def heal_cluster(cluster: Any, num_workers: int) -> None:
     cluster.scale(num_workers)
 
 
+def _node_tag(node: NodeSpec | None) -> str:
+    return "" if node is None else f"-node-{node[0]}-{node[1]}"
+
+
 def _dashboard_address(dashboard: bool | str) -> str | None:
     if dashboard is True:
         return "127.0.0.1:8787"
@@ -389,7 +393,9 @@ class ClusterLink:
         self.task_future = self.client.submit(
             identity,
             shipped,
-            key=f"asktell-task-{digest}-{self._task_ships}",
+            # The node settings are part of the key: evaluators sharing a cluster and a task
+            # but not the settings must not share the future (Dask dedupes by key).
+            key=f"asktell-task-{digest}-{self._task_ships}{_node_tag(self.node)}",
             pure=False,
             workers=self.hung.allowed_workers(),
         )

@@ -194,3 +194,20 @@ def test_shared_table_is_bitwise_the_built_one_and_unlinked_on_close():
         table.close()
     assert table.name not in _segments()
     table.close()  # idempotent
+
+
+class Pid:
+    def __call__(self, x: np.ndarray) -> float:
+        return float(os.getpid())
+
+
+def test_evaluators_sharing_a_cluster_and_task_keep_their_own_node_settings(node_cluster):
+    # Dask dedupes futures by key: the node settings travel with the task, so two evaluators
+    # of one task with different settings must not share its future.
+    dist, seeds = _problem(n=8)
+    task = FunctionTask(Pid())
+    with DaskEvaluator(task, node_cluster.client, node_processes=1) as one, DaskEvaluator(
+        task, node_cluster.client, node_processes=2
+    ) as two:
+        assert len(set(one.evaluate(dist, seeds).returns)) == 2  # 2 nodes x 1 process
+        assert len(set(two.evaluate(dist, seeds).returns)) == 4  # 2 nodes x 2 processes
