@@ -157,12 +157,13 @@ def test_node_death_mid_generation_same_returns(node_cluster, tmp_path):
 
 
 def test_close_leaves_no_shared_memory():
-    before = _segments()
-    with DaskEvaluator(FunctionTask.named("sphere"), num_workers=1, node_processes=1) as ev:
+    with DaskEvaluator(FunctionTask.named("sphere"), num_workers=1, node_processes=2) as ev:
         dist, seeds = _problem(n=4)
         ev.evaluate(dist, seeds)
-        assert len(_segments() - before) == 1  # one table for the node
-    assert _segments() - before == set()
+        (pid,) = ev.client.run(os.getpid).values()
+        mine = {n for n in _segments() if n.startswith(f"{SEGMENT_PREFIX}{pid}-")}
+        assert len(mine) == 1  # one table for the node, not one per process
+    assert not mine & _segments()
 
 
 def test_daemonic_workers_are_refused_naming_the_fix():
