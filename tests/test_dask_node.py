@@ -212,3 +212,29 @@ def test_evaluators_sharing_a_cluster_and_task_keep_their_own_node_settings(node
     ) as two:
         assert len(set(one.evaluate(dist, seeds).returns)) == 2  # 2 nodes x 1 process
         assert len(set(two.evaluate(dist, seeds).returns)) == 4  # 2 nodes x 2 processes
+
+
+class Hangs:
+    """Returns ``x[0]``; ``x[0] == target`` never returns (in a local process)."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def __call__(self, x: np.ndarray) -> float:
+        if x[0] == self.target and _in_local_process():
+            time.sleep(3600)
+        return float(x[0])
+
+
+def test_hung_candidate_fails_alone_within_the_limit(node_cluster):
+    dist, seeds = _problem(n=8)
+    target = float(dist.decode(seeds[1:2])[0, 0])
+    task = FunctionTask(Hangs(target))
+    with DaskEvaluator(
+        task, node_cluster.client, node_processes=2, candidate_timeout_seconds=1.0, on_failure="mark"
+    ) as ev:
+        got = ev.evaluate(dist, seeds)
+    assert [f.index for f in got.failures] == [1]
+    assert "candidate_timeout_seconds=1" in got.failures[0].error
+    ok = np.arange(8) != 1
+    assert np.array_equal(got.returns[ok], dist.decode(seeds)[ok, 0])
