@@ -412,7 +412,11 @@ class DaskEvaluator:
                 retries=self.retries,
                 on_failure=self.on_failure,
                 deadline_seconds=self.deadline_seconds,
-                candidate_timeout=self.candidate_timeout_seconds,
+                # Node mode: the node's pool enforces the limit (it kills the local process
+                # running a hung candidate), so the Dask thread is never the one stuck.
+                candidate_timeout=(
+                    self.candidate_timeout_seconds if self.node_processes is None else None
+                ),
             ) as run:
                 if self.node_processes is None:
                     threads = self.link.num_threads()
