@@ -22,6 +22,13 @@ boundary handling). Each is written here from its formula:
 
 With every method the strategy's update uses the unrepaired samples (its seeds), which is
 what pycma does with CMA-ES: the repair changes what is evaluated, never the sample.
+
+Integer coordinates (the ``integer_variables`` option of CMA-ES and sep-CMA-ES, pycma's
+option of that name) are one more elementwise step of the same repair: after the box repair
+they are rounded to the nearest integer (``np.round``, halves to even, as pycma rounds) and
+kept within ``[ceil(lower), floor(upper)]``, so a rounded value never leaves the box. A box
+that holds no integer in an integer coordinate is refused. Without box bounds, a
+:class:`Bounds` with infinite limits and only integer coordinates does the rounding.
 """
 
 from __future__ import annotations
@@ -111,6 +118,8 @@ class Bounds:
     lower: np.ndarray
     upper: np.ndarray
     method: str = "transform"
+    #: Indices of the integer coordinates, rounded after the box repair (empty: none).
+    integer: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
         for name in ("lower", "upper"):
@@ -119,11 +128,48 @@ class Bounds:
             object.__setattr__(self, name, a)
         if self.method not in BOUND_METHODS:
             raise ConfigError(f"bounds 'method' must be one of {BOUND_METHODS}; got {self.method!r}")
+        # A box at all (an infinite one only carries integer coordinates; its repair is the
+        # identity, so the box arithmetic is skipped and no bit of x changes).
+        boxed = bool(np.isfinite(self.lower).any() or np.isfinite(self.upper).any())
+        object.__setattr__(self, "_boxed", boxed)
+        self._set_integer()
         # pycma's margins of the quadratic pieces: a twentieth of (1 + |bound|), at most half
         # the width, so both pieces fit in the interval.
         half = (self.upper - self.lower) / 2
         object.__setattr__(self, "_al", np.minimum(half, (1 + np.abs(self.lower)) / 20))
         object.__setattr__(self, "_au", np.minimum(half, (1 + np.abs(self.upper)) / 20))
+
+    def _set_integer(self) -> None:
+        """Validate the integer indices and the integer range each one keeps."""
+        index = np.array(self.integer, dtype=np.int64).reshape(-1)
+        n = self.lower.size
+        if index.size and (index.min() < 0 or index.max() >= n or np.unique(index).size != index.size):
+            raise ConfigError(
+                f"'integer_variables' must be distinct indices in [0, {n}); got {index.tolist()}"
+            )
+        index.flags.writeable = False
+        object.__setattr__(self, "integer", index)
+        low, high = np.ceil(self.lower[index]), np.floor(self.upper[index])
+        empty = np.flatnonzero(low > high)
+        if empty.size:
+            i = int(index[empty[0]])
+            raise ConfigError(
+                f"'integer_variables' coordinate {i} has bounds [{self.lower[i]}, "
+                f"{self.upper[i]}], which hold no integer; widen them or drop the coordinate"
+            )
+        object.__setattr__(self, "_integer_low", low)
+        object.__setattr__(self, "_integer_high", high)
+
+    @classmethod
+    def with_integer(cls, bounds: Bounds | None, integer: Any, num_params: int) -> Bounds | None:
+        """``bounds`` (``None``: no box) with the coordinates ``integer`` rounded as well;
+        ``bounds`` itself when ``integer`` is empty."""
+        if integer is None or len(integer) == 0:
+            return bounds
+        if bounds is None:
+            inf = np.full(num_params, np.inf)
+            return cls(-inf, inf, "clip", integer)
+        return cls(bounds.lower, bounds.upper, bounds.method, integer)
 
     def check_point(self, x: np.ndarray, owner: str, name: str = "x0") -> None:
         """Refuse a point outside the box, naming the first coordinate that is."""
@@ -136,8 +182,18 @@ class Bounds:
             )
 
     def repair(self, x: np.ndarray) -> np.ndarray:
-        """The bounded rows of ``x`` (n, num_params); elementwise, so a row's value never
-        depends on the other rows of the batch."""
+        """The bounded rows of ``x`` (n, num_params), integer coordinates rounded;
+        elementwise, so a row's value never depends on the other rows of the batch. ``x``
+        may be changed in place."""
+        if self._boxed:
+            x = self._repair_box(x)
+        if self.integer.size:
+            i = self.integer
+            # + 0.0 turns the -0.0 that rounding gives (-0.3 -> -0.0) into 0.0.
+            x[..., i] = np.clip(np.round(x[..., i]), self._integer_low, self._integer_high) + 0.0
+        return x
+
+    def _repair_box(self, x: np.ndarray) -> np.ndarray:
         lo, up = self.lower, self.upper
         if self.method in ("clip", "penalty"):
             return np.clip(x, lo, up, out=x)
@@ -175,4 +231,7 @@ class Bounds:
         return (2.0 * scale / max(step_variance, 1e-300)) * distance
 
     def spec(self) -> dict[str, Any]:
-        return {"lower": self.lower.tolist(), "upper": self.upper.tolist(), "method": self.method}
+        spec = {"lower": self.lower.tolist(), "upper": self.upper.tolist(), "method": self.method}
+        if self.integer.size:
+            spec["integer"] = self.integer.tolist()
+        return spec

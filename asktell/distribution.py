@@ -11,7 +11,7 @@ import numpy as np
 from asktell.bounds import Bounds
 from asktell.config_base import short_repr
 from asktell.errors import ConfigError
-from asktell.noise import NoiseSource, split_seeds
+from asktell.noise import NoiseSource, NoiseTable, split_seeds
 
 __all__ = ["Distribution", "INJECT_BASE"]
 
@@ -33,6 +33,8 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 def _seed_array(seeds: Any) -> np.ndarray:
     """``seeds`` as a 1-D int64 array, strictly: integers only (``1.5``, ``"1"`` and
     ``True`` used to decode as seed 1), in the int64 range."""
+    if type(seeds) is np.ndarray and seeds.dtype == np.int64 and seeds.ndim == 1:
+        return seeds  # what ask() returns: nothing to check or convert
     try:
         arr = np.atleast_1d(np.asarray(seeds))
     except (ValueError, TypeError) as exc:  # ragged nesting
@@ -125,22 +127,80 @@ class Distribution:
             z = out
         return z
 
-    def decode(self, seeds: np.ndarray) -> np.ndarray:
-        """Candidate parameters for ``seeds``: float64 array of shape ``(len(seeds), num_params)``
-        (repaired into ``bounds`` when the distribution has bounds)."""
+    def decode(
+        self, seeds: np.ndarray, *, dtype: Any = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Candidate parameters for ``seeds``, shape ``(len(seeds), num_params)`` (repaired
+        into ``bounds`` when the distribution has bounds).
+
+        Args:
+            seeds: 1-D integer seeds.
+            dtype: ``np.float64`` (the default, or ``out``'s dtype when ``out`` is given) or
+                ``np.float32``. Float64 rows are ``center + (sign * sigma) * float64(eps)``,
+                bitwise the same however they are computed. Float32 rows, for callers that
+                feed a float32 model (a worker's policy forward pass), are the same formula
+                in float32 arithmetic, ``float32(center) + float32(sign * sigma) * eps``, for
+                scalar or per-parameter ``sigma``; with a ``factor``, ``bounds`` or injected
+                candidates they are the float64 rows rounded to float32.
+            out: a C-contiguous ``(len(seeds), num_params)`` array of that dtype to write
+                into (returned); reusing one buffer per worker avoids a large allocation
+                per generation.
+        """
         seeds = _seed_array(seeds)
-        if self.injected is not None:
-            return self._decode_with_injected(seeds)
-        keys, signs = split_seeds(seeds)
-        z = self._unit_rows(keys)
-        # x = center + (sign * sigma) * z: sign is +-1, so this is bitwise the same as
-        # center + sign * (sigma * z), whichever rows share the call.
-        if np.ndim(self.sigma) == 0:
-            z *= (signs * self.sigma)[:, None]
-        else:
-            z *= signs[:, None] * self.sigma
-        z += self.center
-        return z if self.bounds is None else self.bounds.repair(z)
+        dtype = self._decode_dtype(seeds.size, dtype, out)
+        if self.injected is not None or self.factor is not None or (
+            self.bounds is not None
+        ):
+            if self.injected is not None:
+                result = self._decode_with_injected(seeds)
+            else:
+                keys, signs = split_seeds(seeds)
+                z = self._unit_rows(keys)
+                # x = center + (sign * sigma) * z: sign is +-1, so this is bitwise the same
+                # as center + sign * (sigma * z), whichever rows share the call.
+                if np.ndim(self.sigma) == 0:
+                    z *= (signs * self.sigma)[:, None]
+                else:
+                    z *= signs[:, None] * self.sigma
+                z += self.center
+                result = z if self.bounds is None else self.bounds.repair(z)
+            if out is None and dtype == np.float64:
+                return result
+            out = np.empty(result.shape, dtype) if out is None else out
+            np.copyto(out, result, casting="same_kind")
+            return out
+        if out is None:
+            out = np.empty((seeds.size, self.num_params), dtype)
+        _decode_plain(self.noise, seeds, self.center, self.sigma, out)
+        return out
+
+    def _decode_dtype(self, count: int, dtype: Any, out: np.ndarray | None) -> np.dtype:
+        if dtype is None:
+            dtype = np.float64 if out is None else out.dtype
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in (np.float64, np.float32):
+            raise ConfigError(f"decode() 'dtype' must be float64 or float32; got {dtype!r}")
+        if out is not None:
+            shape = (count, self.num_params)
+            if (
+                not isinstance(out, np.ndarray)
+                or out.dtype != dtype
+                or out.shape != shape
+                or not out.flags.c_contiguous
+                or not out.flags.writeable
+            ):
+                what = (
+                    f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray)
+                    else type(out).__name__
+                )
+                raise ConfigError(
+                    f"decode() 'out' must be a writeable C-contiguous {dtype} array of shape "
+                    f"{shape}; got {what}"
+                )
+        return dtype
 
     def _decode_with_injected(self, seeds: np.ndarray) -> np.ndarray:
         """Rows of injected seeds are the explicit vectors; the others decode as usual (a
@@ -175,3 +235,70 @@ class Distribution:
     def decode_one(self, seed: int) -> np.ndarray:
         """Parameters of one candidate, ``(num_params,)``."""
         return self.decode([seed])[0]
+
+
+#: Rows at least this long decode row by row straight from table views (no gathered copy of
+#: the noise rows); shorter rows are gathered with one fancy index, which costs fewer
+#: Python-level calls. The two meet near 2048 values for 256 seeds (``python
+#: benchmarks/overhead.py --switch-points``); either path gives the same bits.
+_ROW_BY_ROW_MIN = 2048
+
+
+def _decode_plain(
+    noise: NoiseSource,
+    seeds: np.ndarray,
+    center: np.ndarray,
+    sigma: float | np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[i] = center + (sign_i * sigma) * eps(key_i)`` in ``out``'s dtype, no factor,
+    bounds or injected rows.
+
+    Float64: each element is ``float64(eps) * (sign * sigma) + center``, exactly the
+    arithmetic of the gathered form (``sign * sigma`` is ``sigma`` or ``-sigma``, exact; a
+    mirrored row ``center - sigma * eps`` is the same number as ``(-sigma) * eps + center``).
+    Float32: the same formula with every operand rounded to float32 first.
+    """
+    dtype = out.dtype
+    scalar = isinstance(sigma, float)  # __post_init__ makes a scalar sigma a float
+    if dtype == np.float32:
+        c = center.astype(np.float32)
+        s = np.float32(sigma) if scalar else np.asarray(sigma, dtype=np.float32)
+    else:
+        c = center
+        s = np.float64(sigma) if scalar else np.asarray(sigma, dtype=np.float64)
+    dim = center.shape[0]
+    table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
+    first = seeds[0::2]
+    if (
+        seeds.size
+        and seeds.size % 2 == 0
+        and np.array_equal(seeds[1::2], ~first)
+        and int(first.min()) >= 0
+    ):
+        # Interleaved mirrored pairs (what ask() produces): one product per pair,
+        # ``center + p`` and ``center - p``.
+        if table is None:
+            p = np.multiply(noise.rows(first, dim), s, dtype=dtype)
+            np.add(p, c, out=out[0::2])
+            np.subtract(c, p, out=out[1::2])
+            return
+        tmp = np.empty(dim, dtype)
+        for j, k in enumerate(noise._checked(first, dim).tolist()):  # type: ignore[attr-defined]
+            np.multiply(table[k : k + dim], s, out=tmp)
+            np.add(tmp, c, out=out[2 * j])
+            np.subtract(c, tmp, out=out[2 * j + 1])
+        return
+    keys, signs = split_seeds(seeds)
+    if table is not None:
+        neg = -s
+        key_list = noise._checked(keys, dim).tolist()  # type: ignore[attr-defined]
+        for i, (k, negative) in enumerate(zip(key_list, (signs < 0).tolist())):
+            row = out[i]
+            np.multiply(table[k : k + dim], neg if negative else s, out=row)
+            np.add(row, c, out=row)
+        return
+    z = noise.rows(keys, dim)  # float32 (n, dim)
+    scale = (signs * sigma)[:, None] if scalar else signs[:, None] * sigma
+    np.multiply(z, scale.astype(dtype, copy=False), out=out)
+    out += c

@@ -120,7 +120,10 @@ def minimize(
             fire (Auger & Hansen 2005; Hansen 2009; see ``docs/strategies.md``), with a
             larger population (IPOP) or alternating large and small ones (BIPOP), until the
             budget is spent; ``None`` (the default): one run.
-        **strategy_options: passed to the strategy (``sigma``, ``learning_rate``, ...);
+        **strategy_options: passed to the strategy (``sigma``, ``learning_rate``,
+            ``integer_variables=[0, 3]`` for CMA-ES and sep-CMA-ES: those coordinates of
+            every evaluated point, ``x`` and ``center`` are integers, see
+            docs/bounds-and-constraints.md, ...);
             an unknown name is refused with a did-you-mean. The strategy's stopping rules
             (``tolfun``, ``tolx``, ... see ``docs/strategies.md``) are on unless
             ``stop_rules=False``; a fired rule ends the search with ``stop_reason``

@@ -115,6 +115,8 @@ _FLOAT32_SAFE = 2.0**100
 def _float32_safe(weights: np.ndarray) -> tuple[np.ndarray, int]:
     """Weights scaled by an exact power of two ``2**-exponent`` so their float32 cast cannot
     overflow (ordinary weights: unchanged, exponent 0, so results stay bitwise the same)."""
+    if not weights.size or float(np.abs(weights).max()) <= _FLOAT32_SAFE:
+        return weights, 0  # the common case, one pass (NaN/inf fall through)
     finite = weights[np.isfinite(weights)]
     largest = float(np.max(np.abs(finite))) if finite.size else 0.0
     if largest <= _FLOAT32_SAFE:
@@ -126,6 +128,33 @@ def _float32_safe(weights: np.ndarray) -> tuple[np.ndarray, int]:
 def _unscaled(total: np.ndarray, exponent: int) -> np.ndarray:
     """Undo :func:`_float32_safe`'s scaling, in float64."""
     return np.ldexp(total, exponent) if exponent else total
+
+
+#: Rows at least this long are summed by per-row axpy over table views
+#: (:meth:`NoiseTable.weighted_sum`); shorter ones by gather + gemv, which is faster for
+#: short rows. From ``python benchmarks/overhead.py --switch-points`` on the shared 2-core
+#: machine: with single-threaded BLAS the two meet near 8192 values for 128 rows and below
+#: 2048 for 5,000 rows; with OpenBLAS threads on a busy machine the gemv stalls from 4096.
+_LONG_ROW = 4096
+#: Rows summed in the float32 accumulator before it is added into the float64 total.
+_AXPY_GROUP = 64
+
+
+def _axpy_sum(table: np.ndarray, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
+    """``sum_i weights[i] * table[keys[i] : keys[i] + dim]`` straight from table views, in
+    key order: float32 products and accumulator, flushed into float64 every _AXPY_GROUP rows."""
+    total = np.zeros(dim)
+    acc = np.zeros(dim, dtype=np.float32)
+    tmp = np.empty(dim, dtype=np.float32)
+    coefs = weights.astype(np.float32)
+    key_list = keys.tolist()
+    for start in range(0, len(key_list), _AXPY_GROUP):
+        for k, c in zip(key_list[start : start + _AXPY_GROUP], coefs[start : start + _AXPY_GROUP]):
+            np.multiply(table[k : k + dim], c, out=tmp)
+            acc += tmp
+        total += acc
+        acc[:] = 0.0
+    return total
 
 
 def _chunk_rows(dim: int, budget_floats: int = 1 << 22) -> int:
@@ -321,8 +350,23 @@ class NoiseTable:
         return self.windows(dim)[self._checked(keys, dim)]
 
     def weighted_sum(self, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
+        """``sum_i weights[i] * eps(keys[i])`` as float64 ``(dim,)``, no noise row copied
+        for long rows.
+
+        The weights are rounded to float32 (after an exact power-of-two scaling when they
+        are beyond float32's range). Short rows (``dim < _LONG_ROW``) are gathered in chunks
+        of at most 4M floats, each chunk one float32 matrix-vector product (BLAS), the
+        chunk sums added in float64 in key order. Long rows are read in place, one axpy per
+        row: the summation order is **key order**, each product ``w_i * eps_i`` rounded to
+        float32 and added to a float32 accumulator that is added into the float64 total
+        (and reset) after every ``_AXPY_GROUP`` rows. Either way the result is a function
+        of the ``(weights, keys)`` sequence alone, so it does not depend on how the seeds
+        were split across workers.
+        """
         weights, exponent = _float32_safe(np.asarray(weights, dtype=np.float64))
         keys = self._checked(keys, dim)
+        if dim >= _LONG_ROW:
+            return _unscaled(_axpy_sum(self.table, weights, keys, dim), exponent)
         windows = self.windows(dim)
         total = np.zeros(dim, dtype=np.float64)
         step = _chunk_rows(dim)

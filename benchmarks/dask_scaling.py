@@ -13,7 +13,9 @@ perfect split of the serial work.
 
 ``tasks``: a tiny problem cut into more and more chunks; the slope of generation time
 against the number of chunks is the cost of one Dask task, which with the fixed cost
-projects scaling to machines we did not run on (``--project 16``).
+projects scaling to machines we did not run on (``--project 16``; a simple Amdahl-style
+sketch: ``benchmarks/scaling.py`` and ``docs/scaling.md`` have the model with the broadcast,
+the driver, stragglers and node mode, checked against a loopback simulation).
 
 ``halfcheetah``: ``asktell.gym.GymTask("HalfCheetah-v5")`` (MLP policy) when that module is
 available, else ``--task builtin``: a self-contained linear-policy HalfCheetah rollout,

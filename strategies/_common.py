@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from asktell.noise import NoiseSource, split_seeds
-from asktell.shaping import tame
+from asktell.shaping import TAME_LIMIT, tame
 
 __all__ = [
     "default_population_size",
@@ -127,6 +127,14 @@ def mean_std(values: np.ndarray) -> tuple[float, float]:
     (computed on power-of-two-scaled values; ordinary returns are not scaled at all)."""
     if not values.size:
         return float("nan"), float("nan")
+    if float(np.abs(values).max()) <= TAME_LIMIT:
+        # numpy's mean and std, bitwise (the same pairwise sums and divisions), without
+        # their Python layers: this runs every generation (ask/tell overhead at small dims).
+        n = values.size
+        mean = np.add.reduce(values) / n
+        dev = values - mean
+        dev *= dev
+        return float(mean), math.sqrt(np.add.reduce(dev) / n)
     scaled = tame(values)
     if scaled is values:
         return float(values.mean()), float(values.std())

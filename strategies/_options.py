@@ -10,10 +10,14 @@ strategies' Config models inherit it.
   coordinate (pycma's ``CMA_stds``) for the strategies that keep per-coordinate steps.
 * :class:`FactorMemoryConfig`: the memory cap of the full-covariance strategies (xNES,
   CMA-ES), one rule with one message.
+* :class:`IntegerVariablesConfig`: pycma's ``integer_variables`` (coordinates rounded in
+  ``decode``, their steps kept above :func:`integer_step_floor`), for CMA-ES and sep-CMA-ES.
 """
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
 from typing import Annotated, Any
 
 import numpy as np
@@ -34,6 +38,8 @@ __all__ = [
     "GradientConfig",
     "FactorMemoryConfig",
     "PerCoordinateSigmaConfig",
+    "IntegerVariablesConfig",
+    "integer_step_floor",
     "initial_steps",
     "per_coordinate",
     "DEFAULT_MAX_FACTOR_BYTES",
@@ -212,3 +218,65 @@ def per_coordinate(sigma: float | list[float], num_params: int) -> np.ndarray:
     if isinstance(sigma, list):
         return np.array(sigma, dtype=np.float64)
     return np.full(num_params, sigma)
+
+
+class IntegerVariablesConfig(StrategyConfig):
+    """Integer coordinates (pycma's ``integer_variables``), for a strategy that keeps their
+    steps above :func:`integer_step_floor` (CMA-ES and sep-CMA-ES)."""
+
+    integer_variables: Annotated[list[Int], BeforeValidator(_array_to_list)] = Field(
+        default_factory=list,
+        description="Indices of the integer coordinates (pycma's integer_variables): "
+        "distinct, in [0, num_params). Candidates are rounded there inside "
+        "Distribution.decode (after any bounds repair, kept inside the bounds), and the "
+        "standard deviation of those coordinates is kept >= pycma's floor min(0.2, "
+        "mu_eff / num_params, 1 / (2 |Phi^-1(p / 2)|)), p = 2 / (2 + num_params + "
+        "their number); see docs/bounds-and-constraints.md.",
+    )
+
+    @field_validator("integer_variables")
+    @classmethod
+    def _indices_fit(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        """`integer_variables` must be distinct indices in [0, num_params)."""
+        num_params = (info.context or {}).get("num_params")
+        seen: set[int] = set()
+        for i in value:
+            if i < 0 or (num_params is not None and i >= num_params):
+                top = "num_params" if num_params is None else f"num_params={num_params}"
+                raise ValueError(
+                    f"integer_variables must be indices in [0, {top}); got {i} in {value}"
+                )
+            if i in seen:
+                raise ValueError(f"integer_variables must be distinct; {i} repeats in {value}")
+            seen.add(i)
+        return value
+
+    @model_validator(mode="after")
+    def _integers_in_bounds(self) -> Any:
+        """With `bounds`, each integer coordinate's [lower, upper] must hold an integer
+        (a rounded candidate must stay inside the box)."""
+        if self.bounds is None or not self.integer_variables:
+            return self
+        lower, upper = np.atleast_1d(self.bounds.lower), np.atleast_1d(self.bounds.upper)
+        for i in self.integer_variables:
+            if max(lower.size, upper.size) <= i:
+                continue  # a length mismatch is refused when the bounds are built
+            lo = float(lower[0 if lower.size == 1 else i])
+            up = float(upper[0 if upper.size == 1 else i])
+            if math.ceil(lo) > math.floor(up):
+                raise ValueError(
+                    f"integer_variables coordinate {i} has bounds [{lo}, {up}], which hold no "
+                    "integer; widen them or drop the coordinate"
+                )
+        return self
+
+
+def integer_step_floor(num_params: int, mu_eff: float, num_integer: int) -> float:
+    """pycma's lower bound on the standard deviation of an integer coordinate (pycma 4.5's
+    ``integer_std_lower_bound``, Marty et al., "LB+IC-CMA-ES", PPSN 2024):
+    ``min(0.2, mu_eff / N, 1 / (2 |Phi^-1(p / 2)|))`` with ``p = 2 / (2 + N + N_int)``, the
+    step at which a candidate leaves its integer (half a unit away) with probability about
+    ``p``. pycma approximates the normal quantile ``Phi^-1``; this uses the exact one."""
+    p = 2.0 / (2.0 + num_params + num_integer)
+    quantile = -NormalDist().inv_cdf(p / 2.0)
+    return min(0.2, mu_eff / num_params, 0.5 / quantile)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from asktell.bounds import Bounds
 from asktell.config_base import Bool, Float, declare_options
 from asktell.errors import ConfigError
 from asktell.distribution import Distribution
@@ -36,7 +37,10 @@ from asktell.shaping import rank_weights
 from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
-from ._options import FactorMemoryConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig, initial_steps
+from ._options import (
+    FactorMemoryConfig, IntegerVariablesConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig,
+    initial_steps, integer_step_floor,
+)
 from ._stopping import CMAStoppingConfig, covariance_stops
 
 __all__ = ["CMAES", "CMAESConfig", "CMAConfig", "CMAParameters", "PRESETS", "cma_parameters",
@@ -212,7 +216,8 @@ def cma_rank_weights(returns: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
 _RATE_HELP = "; default (null) from the `parameters` preset."
 
 
-class CMAConfig(CMAStoppingConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig):
+class CMAConfig(CMAStoppingConfig, IntegerVariablesConfig, PerCoordinateSigmaConfig,
+                SelfAdaptingConfig):
     """Options of both CMA-ES strategies: the preset of strategy parameters and per-parameter
     overrides (``None``: the preset's value)."""
 
@@ -353,6 +358,9 @@ class CMAES(BaseStrategy):
         self.eigen_generation = 0
         p = self.params
         self._eigen_gap = max(1, int(p.population_size / ((p.c_1 + p.c_mu) * d * 10.0)))
+        self.integer, self.step_floor = integer_setup(self, cfg)
+        if self.integer.size:
+            self._floor_integer_steps(0)
 
     def _default_population_size(self) -> int:
         # one per recombination weight when those are given
@@ -399,9 +407,30 @@ class CMAES(BaseStrategy):
         # after a degenerate generation; inactive in normal operation).
         sigma = self.sigma * math.exp(min(1.0, p.c_sigma / p.d_sigma * (ps_norm / p.chi_n - 1)))
         self._center, self.sigma, self.path_sigma, self.path_c, self.C = center, sigma, ps, pc, C
+        if self.integer.size:
+            self._floor_integer_steps(g)
         if g - self.eigen_generation >= self._eigen_gap:
             self._decompose(g)
         return {"sigma": sigma, "axis_ratio": float(self.D.max() / self.D.min())}
+
+    def _floor_integer_steps(self, generation: int) -> None:
+        """Keep ``sigma * sqrt(C_ii) >= step_floor`` on the integer coordinates (pycma's
+        ``minstd``): ``C <- S C S`` and ``p_c <- S p_c`` with ``S = diag(max(1, floor /
+        std_i))`` (pycma scales those coordinates and their path likewise), and a fresh
+        eigendecomposition when a step was raised or the factor candidates are drawn from
+        (refreshed lazily) still gives a step below the floor."""
+        i, floor = self.integer, self.step_floor
+        std = self.sigma * np.sqrt(np.diag(self.C)[i])
+        scale = np.ones(self.num_params)
+        scale[i] = np.maximum(1.0, floor / std)
+        raised = bool((scale > 1.0).any())
+        if raised:
+            self.C = self.C * np.outer(scale, scale)
+            self.path_c = self.path_c * scale
+        drawn = self.sigma * np.linalg.norm((self.B * self.D)[i], axis=1)
+        # A relative slack, so rounding in the decomposition does not force one each time.
+        if raised or bool((drawn < floor * (1.0 - 1e-9)).any()):
+            self._decompose(generation)
 
     def _decompose(self, generation: int) -> None:
         C = np.triu(self.C) + np.triu(self.C, 1).T
@@ -446,6 +475,16 @@ class CMAES(BaseStrategy):
         self.path_sigma = np.array(state["path_sigma"], dtype=np.float64)
         self.path_c = np.array(state["path_c"], dtype=np.float64)
         self.eigen_generation = int(state["eigen_generation"])
+
+
+def integer_setup(es: BaseStrategy, cfg: Any) -> tuple[np.ndarray, float]:
+    """Round ``cfg.integer_variables`` in ``decode`` (added to the strategy's bounds) and
+    return their indices and pycma's floor on their standard deviation (0 when none)."""
+    index = np.array(cfg.integer_variables, dtype=np.int64)
+    if not index.size:
+        return index, 0.0
+    es.bounds = Bounds.with_integer(es.bounds, index, es.num_params)
+    return index, integer_step_floor(es.num_params, es.params.mu_eff, int(index.size))
 
 
 def _covariance_problem(c: np.ndarray, sizes: Any) -> str | None:

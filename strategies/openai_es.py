@@ -7,13 +7,16 @@ into centred ranks, and estimates the gradient of the expected return as::
 
     g = 1 / (n * sigma) * sum_i w_i * eps_i  -  weight_decay * center
 
-assembled as one (chunked) matrix-vector product of the weights with the noise rows; mirror
-pairs are folded first (``(w+ - w-) eps``), halving the rows read. The centre then takes an
-optimiser step (Adam by default, as in the paper).
+assembled by :meth:`NoiseTable.weighted_sum <asktell.noise.NoiseTable.weighted_sum>`: chunked
+matrix-vector products for short rows, one axpy per noise-row view for long ones (no row
+copied; the summation order is in its docstring). Mirror pairs are folded first
+(``(w+ - w-) eps``), halving the rows read. The centre then takes an optimiser step (Adam by
+default, as in the paper).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -45,6 +48,29 @@ def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
     unique, inverse = np.unique(keys, return_inverse=True)
     coef = np.bincount(inverse, weights=weights * signs, minlength=unique.size)
     return unique, coef
+
+
+#: Vectors longer than this have their norm summed over blocks of this length.
+_NORM_BLOCK = 8192
+
+
+def _norm(x: np.ndarray) -> float:
+    """The Euclidean norm of a 1-D float64 vector, for the metrics.
+
+    Up to ``_NORM_BLOCK`` values: ``sqrt(x.dot(x))``, bitwise what ``np.linalg.norm``
+    computes. Longer: the blocks' dot products summed in order, each block short enough for
+    OpenBLAS to compute on the calling thread (with OPENBLAS_NUM_THREADS 1 and 2, ``dot``
+    gives the same bits up to 10,001 values and different ones at 20,000), so the metric
+    does not depend on BLAS's thread count, and a busy machine does not make ``tell`` wait
+    for BLAS threads to be scheduled (docs/benchmarks-overhead.md).
+    """
+    if x.size <= _NORM_BLOCK:
+        return math.sqrt(x.dot(x))
+    total = 0.0
+    for start in range(0, x.size, _NORM_BLOCK):
+        block = x[start : start + _NORM_BLOCK]
+        total += float(block.dot(block))
+    return math.sqrt(total)
 
 
 class OpenAIESConfig(GradientConfig, PairedConfig):
@@ -96,6 +122,13 @@ class OpenAIES(BaseStrategy):
 
     name = "openai_es"
     capabilities = frozenset({"antithetic"})
+    #: Opt-in hook computing the gradient's noise sum elsewhere: a callable
+    #: ``(noise, weights, keys, num_params) -> float64 (num_params,)`` used instead of
+    #: ``noise.weighted_sum(weights, keys, num_params)``, e.g.
+    #: :class:`~asktell.evaluators._dask_tell.DaskWeightedSum` (sums on the Dask workers,
+    #: which already hold the noise table). Not part of the state: set it again after
+    #: resuming. ``None``: summed here.
+    noise_sum: Any = None
 
     def _setup(self, cfg: OpenAIESConfig) -> None:
         self.sigma = cfg.sigma
@@ -116,16 +149,19 @@ class OpenAIES(BaseStrategy):
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         weights = self._shape(returns)
         keys, coef = fold_weights(seeds, weights)
-        grad = self.noise.weighted_sum(coef, keys, self.num_params)
+        if self.noise_sum is None:
+            grad = self.noise.weighted_sum(coef, keys, self.num_params)
+        else:
+            grad = self.noise_sum(self.noise, coef, keys, self.num_params)
         grad *= 1.0 / (returns.size * self.sigma)
         if self.weight_decay:
             grad -= self.weight_decay * self._center
         update = self.optimizer.step(grad)
         self._center = self._center + update
-        center_norm = float(np.linalg.norm(self._center))
-        update_norm = float(np.linalg.norm(update))
+        center_norm = _norm(self._center)
+        update_norm = _norm(update)
         return {
-            "grad_norm": float(np.linalg.norm(grad)),
+            "grad_norm": _norm(grad),
             "update_norm": update_norm,
             "update_ratio": update_norm / center_norm if center_norm > 0 else float("inf"),
             "center_norm": center_norm,

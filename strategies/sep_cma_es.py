@@ -29,7 +29,7 @@ from ._base import BaseStrategy
 from ._common import noise_moments, row_sq_norms
 from ._options import initial_steps
 from ._stopping import covariance_stops
-from .cma_es import CMAConfig, cma_rank_weights
+from .cma_es import CMAConfig, cma_rank_weights, integer_setup
 
 __all__ = ["SepCMAES", "SepCMAESConfig"]
 
@@ -77,6 +77,9 @@ class SepCMAES(BaseStrategy):
         self.C = steps**2  # a vector sigma: pycma's CMA_stds as the initial diagonal
         self.path_sigma = np.zeros(d)
         self.path_c = np.zeros(d)
+        self.integer, self.step_floor = integer_setup(self, cfg)
+        if self.integer.size:
+            _floor_integer_steps(self.integer, self.step_floor, self.sigma, self.C, self.path_c)
 
     def _default_population_size(self) -> int:
         # one per recombination weight when those are given
@@ -129,6 +132,8 @@ class SepCMAES(BaseStrategy):
         # Keep the diagonal positive and bounded away from zero relative to its largest entry.
         C = np.maximum(C, max(float(C.max()), 1e-300) * 1e-20)
         sigma = self.sigma * math.exp(min(1.0, p.c_sigma / p.d_sigma * (ps_norm / p.chi_n - 1)))
+        if self.integer.size:
+            _floor_integer_steps(self.integer, self.step_floor, sigma, C, pc)
         self._center, self.sigma, self.path_sigma, self.path_c, self.C = center, sigma, ps, pc, C
         sd = np.sqrt(C)
         return {"sigma": sigma, "axis_ratio": float(sd.max() / sd.min())}
@@ -159,3 +164,13 @@ class SepCMAES(BaseStrategy):
         self.C = np.array(state["C"], dtype=np.float64)
         self.path_sigma = np.array(state["path_sigma"], dtype=np.float64)
         self.path_c = np.array(state["path_c"], dtype=np.float64)
+
+
+def _floor_integer_steps(
+    index: np.ndarray, floor: float, sigma: float, C: np.ndarray, path_c: np.ndarray
+) -> None:
+    """pycma's ``minstd`` on the integer coordinates, in place: ``sigma sqrt(c_i) >= floor``,
+    the rank-one path scaled with the step (as pycma scales its path)."""
+    scale = np.maximum(1.0, floor / (sigma * np.sqrt(C[index])))
+    C[index] = np.where(scale > 1.0, (floor / sigma) ** 2, C[index])
+    path_c[index] *= scale

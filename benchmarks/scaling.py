@@ -1,0 +1,843 @@
+"""Measure and project: how a generation's time grows from 2 workers to the paper's 1,440.
+
+    python benchmarks/scaling.py episodes   # real Hopper/Humanoid rollouts -> benchmarks/data/episode_times.json
+    python benchmarks/scaling.py all        # constants, loopback simulation, validation, projection
+    python benchmarks/scaling.py all --quick --json out.json   # seconds; for tests and docs checks
+    python benchmarks/scaling.py project    # the projection again from a stored run's constants
+
+Salimans et al. 2017 report a near-linear speed-up to 1,440 CPU cores (80 machines x 18)
+on Humanoid. This script does not have 1,440 cores; it measures the pieces of a generation
+on this machine and puts them together in a model (``docs/scaling.md``):
+
+1. ``episodes``: per-episode wall time and steps of real MuJoCo rollouts (``GymTask``,
+   the default 2x64 tanh MLP, episode cap 1000) of perturbed policies around the policy's
+   initial centre, in two regimes: episodes that end when the robot falls (early training)
+   and episodes that always run to the 1000-step cap (``terminate_when_unhealthy=False``: the
+   cost of a policy that stays up, late training).
+2. constants: Dask's fixed cost per generation and cost per task (no-op generations through
+   ``DaskEvaluator``), the distribution's broadcast (bytes per fetch), the driver's
+   ask + tell (``OpenAIES`` directly), a local process pool's cost per candidate.
+3. a loopback simulation: ``DaskEvaluator`` on an embedded ``LocalCluster`` with W worker
+   threads whose candidates only ``time.sleep`` for episode times drawn from (1), scaled down
+   so a generation takes a fraction of a second; wall time, the ideal, overhead, efficiency.
+4. validation: the model's prediction (constants from 2, never fitted to 3) against 3.
+5. projection to 1,440 workers: one Dask task per core, and one per node (80 x 18).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import pickle
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "benchmarks" / "data"
+EPISODES_JSON = DATA / "episode_times.json"
+RESULTS_JSON = DATA / "scaling_results.json"
+
+#: The paper's Humanoid run, as the public code for the paper configures it
+#: (openai/evolution-strategies-starter, configurations/humanoid.json): a generation is at
+#: least 10,000 episodes (5,000 mirrored pairs) and 100,000 steps; a 2x256 tanh MLP; the
+#: environment's own episode limit (1000 steps). 1,440 cores = 80 machines x 18.
+PAPER = {
+    "population": 10_000,
+    "hidden_sizes": [256, 256],
+    "episode_cap": 1000,
+    "workers": 1440,
+    "nodes": 80,
+    "cores_per_node": 18,
+}
+#: Assumed for the projection, not measured here: the bandwidth at which one worker (or
+#: node) serves the distribution to the others (10 Gbit/s Ethernet).
+ASSUMED_LINK_BYTES_PER_S = 1.25e9
+
+
+def _machine() -> dict:
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+# ------------------------------------------------------------------ 1. episode times
+
+
+def measure_episodes(env_id: str, terminate: bool, count: int, seed: int = 0) -> dict:
+    """Per-episode wall time and steps of ``count`` perturbed policies, one at a time."""
+    from asktell.evaluators import SerialEvaluator
+    from asktell.gym import GymTask
+    from asktell.noise import NoiseTable
+    from asktell.strategies import OpenAIES
+
+    kwargs = {} if terminate else {"terminate_when_unhealthy": False}
+    task = GymTask(env_id, env_kwargs=kwargs, step_cap="fixed", max_episode_steps=1000)
+    es = OpenAIES(
+        num_params=task.num_params,
+        population_size=count + count % 2,
+        x0=task.initial_params(seed),
+        seed=seed,
+        noise=NoiseTable(seed=seed, size=1 << 24),
+    )
+    seeds = es.ask()[:count]
+    dist = es.distribution.replace(context=task.context())
+    times, cpu, steps = [], [], []
+    with SerialEvaluator(task) as ev:
+        ev.evaluate(dist, seeds[:1])  # warm-up: the environment is made, imports done
+        for s in seeds:
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            result = ev.evaluate(dist, np.array([s]))
+            cpu.append(time.thread_time() - start_cpu)
+            times.append(time.perf_counter() - start)
+            steps.append(int(result.steps[0]))
+    return {
+        "env_id": env_id,
+        "env_kwargs": kwargs,
+        "regime": "falls end episodes" if terminate else "every episode runs to the cap",
+        "num_params": task.num_params,
+        "seconds": [round(t, 6) for t in times],
+        "cpu_seconds": [round(t, 6) for t in cpu],
+        "steps": steps,
+        "mean_seconds": statistics.fmean(times),
+        "mean_cpu_seconds": statistics.fmean(cpu),
+        "seconds_per_step": sum(times) / sum(steps),
+        "quantiles_seconds": {
+            q: float(np.quantile(times, float(q))) for q in ("0.1", "0.5", "0.9", "0.99")
+        },
+        "quantiles_cpu_seconds": {
+            q: float(np.quantile(cpu, float(q))) for q in ("0.1", "0.5", "0.9", "0.99")
+        },
+    }
+
+
+def episodes_main(args) -> None:
+    plan = [("Hopper-v5", True, 200), ("Hopper-v5", False, 60),
+            ("Humanoid-v5", True, 200), ("Humanoid-v5", False, 40)]
+    if args.quick:
+        plan = [(env, term, 4) for env, term, _ in plan[:1]]
+    machine = _machine()
+    out = {
+        "how": "benchmarks/scaling.py episodes: GymTask(env, step_cap='fixed', "
+        "max_episode_steps=1000), default policy (MLP 2x64 tanh, float32, observation "
+        "normalisation with empty statistics), perturbations of the policy's initial centre "
+        "(OpenAIES sigma 0.02), one candidate per SerialEvaluator.evaluate call, wall time "
+        "per call (time.perf_counter) and its CPU time (time.thread_time: what the episode costs a "
+        "core it has to itself; wall time also counts waiting for a core). One process, the 2-core machine shared with other "
+        "work: load average at the start is recorded.",
+        "machine": machine,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "samples": {},
+    }
+    for env_id, terminate, count in plan:
+        key = f"{env_id.split('-')[0].lower()}_{'falls' if terminate else 'full'}"
+        s = measure_episodes(env_id, terminate, count)
+        out["samples"][key] = s
+        print(
+            f"{key:16s} n={count:3d} mean {s['mean_seconds'] * 1e3:8.2f} ms  "
+            f"median steps {int(np.median(s['steps'])):5d}  "
+            f"{s['seconds_per_step'] * 1e6:6.1f} us/step  CPU mean "
+            f"{s['mean_cpu_seconds'] * 1e3:8.2f} ms",
+            flush=True,
+        )
+    out["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    if args.quick and args.episodes_out == str(EPISODES_JSON):
+        print("--quick: the stored episode times are left as they are (give --episodes-out)")
+        return
+    path = Path(args.episodes_out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+# ------------------------------------------------------------------ 2. the model
+
+
+def list_schedule(chunk_seconds, workers: int) -> float:
+    """Makespan when chunks go, in order, to whichever worker frees up first.
+
+    Dask's scheduler queues tasks and hands the next one to the first free thread
+    (``distributed.scheduler.worker-saturation``), so a generation's chunks are list-scheduled.
+    """
+    if len(chunk_seconds) <= workers:
+        return float(max(chunk_seconds, default=0.0))
+    free = [0.0] * workers
+    for t in chunk_seconds:
+        heapq.heapreplace(free, free[0] + t)
+    return max(free)
+
+
+def _finish_times(chunk_seconds, workers: int) -> np.ndarray:
+    """When each chunk finishes under :func:`list_schedule`."""
+    free = [(0.0, w) for w in range(workers)]
+    done = np.empty(len(chunk_seconds))
+    for i, t in enumerate(chunk_seconds):
+        start, w = heapq.heappop(free)
+        done[i] = start + t
+        heapq.heappush(free, (done[i], w))
+    return done
+
+
+def chunk_starts(population: int, num_chunks: int) -> np.ndarray:
+    """Where ``DaskEvaluator`` cuts a generation (mirrored pairs stay together)."""
+    from asktell.evaluators.dask import chunk_bounds
+
+    return np.array([a for a, _ in chunk_bounds(population, num_chunks)])
+
+
+def expected_rollouts(
+    samples: np.ndarray,
+    population: int,
+    workers: int,
+    *,
+    chunks: int | None = None,
+    nodes: int | None = None,
+    local: str = "blocks",
+    dispatch: float = 0.0,
+    setup: float = 0.0,
+    quorum: float = 1.0,
+    trials: int = 50,
+    seed: int = 0,
+) -> float:
+    """Mean over ``trials`` of the generation's rollout makespan (Monte Carlo).
+
+    Per core (``chunks`` tasks): each chunk's time is the sum of its candidates' episode
+    times drawn from ``samples``; the chunks are list-scheduled onto ``workers`` threads.
+
+    Per node (``nodes`` tasks, ``workers / nodes`` local processes each): ``local="blocks"``
+    is what node mode does (the node's chunk cut into one contiguous block per process,
+    ``np.array_split``; the node waits for its slowest block, plus ``dispatch`` per block
+    sent); ``local="queue"`` is the alternative of a work queue on the node (candidates one
+    at a time to whichever process is free, ``dispatch`` each). Either way the node first
+    spends ``setup`` (the distribution to its processes). The generation waits for the
+    slowest node or, with ``quorum`` < 1, closes once the finished nodes hold that share of
+    the population (a straggler-tolerant generation that drops whole late nodes). Per core,
+    ``quorum`` likewise closes once the finished chunks hold that share.
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(np.asarray(samples, dtype=float), size=(trials, population))
+    out = []
+    if nodes is None:
+        starts = chunk_starts(population, chunks or workers)
+        sizes = np.diff([*starts, population])
+        for sums in np.add.reduceat(draws, starts, axis=1):
+            if quorum >= 1:
+                out.append(list_schedule(sums, workers))
+                continue
+            done = _finish_times(sums, workers)
+            order = np.argsort(done)
+            last = int(np.searchsorted(np.cumsum(sizes[order]), quorum * population - 1e-9))
+            out.append(done[order[min(last, len(order) - 1)]])
+        return float(np.mean(out))
+    cores = workers // nodes
+    starts = chunk_starts(population, nodes)
+    bounds = list(zip(starts, [*starts[1:], population]))
+    for row in draws:
+        if local == "blocks":
+            node_times = [max(b.sum() for b in np.array_split(row[a:z], cores)) + cores * dispatch
+                          for a, z in bounds]
+        else:
+            node_times = [list_schedule(row[a:z] + dispatch, cores) for a, z in bounds]
+        order = np.argsort(node_times)
+        held = np.cumsum(np.diff([*starts, population])[order])
+        last = min(int(np.searchsorted(held, quorum * population - 1e-9)), len(order) - 1)
+        out.append(node_times[order[last]] + setup)
+    return float(np.mean(out))
+
+
+def predict(constants: dict, *, tasks: int, fetchers: int, dist_bytes: int,
+            rollouts: float, driver: float = 0.0, link_bytes_per_s: float | None = None) -> dict:
+    """Generation time = fixed + per_task x tasks + broadcast + rollouts + driver.
+
+    The broadcast moves the pickled distribution client -> scheduler -> one worker, then to
+    each other fetching process from that holder (an upper bound: Dask may also fetch from
+    workers that got it already).
+    """
+    per_byte = 1.0 / link_bytes_per_s if link_bytes_per_s else constants["broadcast_s_per_byte"]
+    terms = {
+        "fixed": constants["fixed_s"],
+        "tasks": constants["per_task_s"] * tasks,
+        "broadcast": per_byte * dist_bytes * (2 + fetchers),
+        "rollouts": rollouts,
+        "driver": driver,
+    }
+    return {**terms, "total": sum(terms.values())}
+
+
+# ------------------------------------------------------------------ 3. simulation
+
+
+def sleep_seconds(samples, seeds: np.ndarray, scale: float) -> np.ndarray:
+    """Each seed's episode time: a sample chosen by a hash of the seed, times ``scale``."""
+    samples = np.asarray(samples, dtype=float)
+    if samples.size == 0 or scale == 0:
+        return np.zeros(len(seeds))
+    mixed = np.asarray(seeds, dtype=np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return samples[(mixed >> np.uint64(33)) % np.uint64(samples.size)] * scale
+
+
+class SleepTask:
+    """Candidates that only sleep, for the episode times :func:`sleep_seconds` gives them.
+
+    The regime (which samples) and the scale come in ``Distribution.context``; without a
+    regime a candidate costs nothing (the no-op generations that measure Dask's costs).
+    Sleeping threads hold no core, so many workers fit on a small machine.
+    """
+
+    num_params = None
+
+    def __init__(self, samples: dict[str, list[float]]):
+        self.samples = {k: np.asarray(v, dtype=float) for k, v in samples.items()}
+
+    def evaluate(self, params, seeds, distribution):
+        from asktell.protocol import TaskResult
+
+        ctx = distribution.context
+        times = sleep_seconds(self.samples.get(ctx.get("regime"), []), seeds, ctx.get("scale", 0))
+        # One sleep for the batch, not one per candidate: on a loaded machine every wake-up
+        # waits for a core (measured here: 4 processes sleeping 8 x 25 ms took 450-610 ms),
+        # a cost a CPU-bound rollout does not pay between its episodes.
+        time.sleep(float(times.sum()))
+        return TaskResult(np.zeros(len(seeds)), np.ones(len(seeds), dtype=np.int64))
+
+
+def _noise():
+    from asktell.noise import NoiseTable
+
+    return NoiseTable(seed=0, size=1 << 22)
+
+
+def _node_time(times: np.ndarray, nodes: int, cores: int) -> float:
+    """Node mode's makespan for these episode times: each node's chunk in one contiguous
+    block per local process; the slowest block of the slowest node."""
+    starts = chunk_starts(times.size, nodes)
+    return max(max(b.sum() for b in np.array_split(chunk, cores))
+               for chunk in np.split(times, starts[1:]))
+
+
+def _generations(ev, task, workers, *, population, num_params, regime, scale, chunks_per_worker,
+                 generations, nodes=None) -> dict:
+    """``generations`` timed generations (after one warm-up); medians, and each one's ideal.
+
+    ``nodes``: ``ev`` runs node mode on that many nodes of ``workers / nodes`` processes."""
+    from asktell import Distribution
+    from asktell.noise import mirrored
+
+    noise = _noise()
+    ev.chunks_per_worker = chunks_per_worker
+    walls, cpus, useful, scheduled = [], [], [], []
+    for g in range(generations + 1):
+        rng = np.random.default_rng(1000 * g + 7)
+        seeds = mirrored(noise.sample_keys(rng, population // 2, num_params))
+        context = {"regime": regime, "scale": scale} if regime else {}
+        dist = Distribution(np.zeros(num_params), 0.02, noise, generation=g, context=context)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        ev.evaluate(dist, seeds)
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - start_cpu
+        if g == 0:
+            continue  # warm-up: the task shipped, each worker's noise table built
+        times = sleep_seconds(task.samples.get(regime, []), seeds, scale)
+        walls.append(wall)
+        cpus.append(cpu)
+        useful.append(float(times.sum()))
+        if nodes is None:
+            starts = chunk_starts(population, workers * chunks_per_worker)
+            scheduled.append(list_schedule(np.add.reduceat(times, starts), workers))
+        else:
+            scheduled.append(_node_time(times, nodes, workers // nodes))
+    wall = statistics.median(walls)
+    return {
+        "mode": "core" if nodes is None else "node",
+        "nodes": nodes,
+        "workers": workers,
+        "regime": regime or "no-op",
+        "scale": scale,
+        "population": population,
+        "num_params": num_params,
+        "chunks_per_worker": chunks_per_worker,
+        "tasks": (nodes or workers) * chunks_per_worker,
+        "wall_s": wall,
+        "walls_s": walls,
+        # CPU of this process: the client and the embedded scheduler (a LocalCluster's
+        # scheduler runs in the process that starts it)
+        "driver_cpu_s": statistics.median(cpus),
+        "useful_s": statistics.median(useful),
+        "balanced_s": statistics.median(useful) / workers,
+        "scheduled_s": statistics.median(scheduled),
+        "overhead_s": statistics.median(np.subtract(walls, scheduled)),
+        "efficiency": statistics.median(np.divide(useful, np.multiply(walls, workers))),
+    }
+
+
+def simulate(samples: dict, regimes: dict, args) -> tuple[list[dict], list[dict], dict]:
+    """No-op and sleeping generations on loopback clusters of each size in ``args.workers``.
+
+    Returns the no-op points, the sleep points and the broadcast measurement."""
+    import cloudpickle
+
+    from asktell.evaluators import DaskEvaluator
+
+    if __name__ != "__main__":  # imported by a test: workers cannot import this file
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    task = SleepTask(samples)
+    noop, sleeps, broadcast = [], [], {}
+    G, N = args.generations, args.num_params
+    for W in args.workers:
+        procs = min(W, args.max_processes)
+        with DaskEvaluator(task, num_workers=procs, threads_per_worker=W // procs) as ev:
+            for cpw in args.noop_chunks:
+                noop.append(_generations(ev, task, W, population=max(2 * W * cpw, 2 * W),
+                                         num_params=N, regime=None, scale=0.0,
+                                         chunks_per_worker=cpw, generations=G))
+                _show("no-op", noop[-1])
+            for regime, scale in regimes.items():
+                for cpw in args.sim_chunks:
+                    sleeps.append(_generations(ev, task, W, population=args.per_worker * W,
+                                               num_params=N, regime=regime, scale=scale,
+                                               chunks_per_worker=cpw, generations=G))
+                    sleeps[-1]["processes"] = procs
+                    _show("sleep", sleeps[-1])
+            if W == args.workers[-1]:
+                broadcast = _measure_broadcast(ev, procs, args)
+    sleeps += _simulate_nodes(task, regimes, args)
+    return noop, sleeps, broadcast
+
+
+def _simulate_nodes(task, regimes: dict, args) -> list[dict]:
+    """Node mode (``node_processes``) on ``args.nodes`` loopback nodes, an embedded cluster
+    per local pool size; empty when this asktell has no node mode.
+
+    (Not one cluster shared by evaluators of each size: a second node-mode evaluator on
+    the first one's client was measured here at 845 ms per generation where its own
+    cluster took 229 ms, 8 processes x 2 nodes, 25 ms candidates; reported, not explained.)"""
+    from asktell.evaluators import DaskEvaluator
+    from asktell.evaluators.dask import DaskEvaluatorConfig
+
+    if "node_processes" not in DaskEvaluatorConfig.model_fields or not args.node_processes:
+        return []
+    points = []
+    for k in args.node_processes:
+        W = args.nodes * k
+        with DaskEvaluator(task, num_workers=args.nodes, node_processes=k) as ev:
+            for regime, scale in regimes.items():
+                points.append(_generations(ev, task, W, population=args.per_worker * W,
+                                           num_params=args.num_params, regime=regime,
+                                           scale=scale, chunks_per_worker=1,
+                                           generations=args.generations, nodes=args.nodes))
+                points[-1]["processes"] = args.nodes
+                _show("node", points[-1])
+    return points
+
+
+def _measure_broadcast(ev, procs, args) -> dict:
+    """Seconds per byte to ship a distribution as ``DaskEvaluator`` does (the argument of a
+    tiny task, client -> scheduler -> one worker) and have every worker process fetch it (one
+    task per process that depends on it); a big centre against a small one."""
+    from asktell import Distribution
+    from asktell.evaluators._dask_worker import identity
+
+    client = ev.client
+    workers = list(client.scheduler_info()["workers"])
+    small, big = args.num_params, args.broadcast_params
+    walls: dict[int, list[float]] = {small: [], big: []}
+    for g in range(2 * (args.generations + 1)):
+        n = (small, big)[g % 2]
+        dist = Distribution(np.zeros(n), 0.02, _noise(), generation=g)
+        start = time.perf_counter()
+        with warnings.catch_warnings():  # a big graph, on purpose (as DaskEvaluator does)
+            warnings.filterwarnings("ignore", message="Sending large graph")
+            held = client.submit(identity, dist, pure=False)
+        uses = [client.submit(_num_params, held, workers=[w], pure=False) for w in workers]
+        client.gather(uses)
+        if g >= 2:  # the first of each size is a warm-up
+            walls[n].append(time.perf_counter() - start)
+        del held, uses
+    sizes = {n: len(pickle.dumps(Distribution(np.zeros(n), 0.02, _noise()))) for n in walls}
+    moved = (sizes[big] - sizes[small]) * (2 + len(workers))
+    extra = statistics.median(walls[big]) - statistics.median(walls[small])
+    out = {"processes": len(workers), "bytes": sizes, "extra_wall_s": extra,
+           "broadcast_s_per_byte": max(extra, 0.0) / moved}
+    print(f"broadcast: {sizes[big]:,} B distribution to {len(workers)} processes: "
+          f"+{extra * 1e3:.1f} ms -> {1 / max(out['broadcast_s_per_byte'], 1e-12) / 1e6:,.0f} "
+          "MB/s", flush=True)
+    return out
+
+
+def _num_params(distribution) -> int:
+    return distribution.num_params
+
+
+def _show(what, p) -> None:
+    print(f"{what:5s} W={p['workers']:3d} nodes={p['nodes'] or '-'} {p['regime']:15s} chunks/worker={p['chunks_per_worker']:2d} "
+          f"tasks={p['tasks']:4d} wall {p['wall_s'] * 1e3:8.1f} ms  scheduled "
+          f"{p['scheduled_s'] * 1e3:7.1f} ms  efficiency {p['efficiency']:.3f}", flush=True)
+
+
+# ------------------------------------------------------------------ other constants
+
+
+def measure_driver(sizes, repeats: int) -> dict:
+    """``OpenAIES`` ask + tell + pickling the distribution (what the driver does per
+    generation besides waiting), timed at each ``(population, num_params)``."""
+    from asktell.noise import NoiseTable
+    from asktell.strategies import OpenAIES
+
+    noise = NoiseTable(seed=0)
+    noise.table  # noqa: B018 - build it before timing
+    rng = np.random.default_rng(0)
+    points = []
+    for P, N in sizes:
+        es = OpenAIES(num_params=N, population_size=P, noise=noise, seed=0)
+        totals = []
+        es.ask()  # warm-up: first-call costs (imports, the optimiser's buffers)
+        es.tell(rng.standard_normal(P))
+        for _ in range(repeats):
+            start = time.perf_counter()
+            es.ask()
+            pickle.dumps(es.distribution)
+            es.tell(rng.standard_normal(P))
+            totals.append(time.perf_counter() - start)
+        # the fastest repeat: the machine is shared, and contention only ever adds time
+        points.append({"population": P, "num_params": N, "seconds": min(totals)})
+        print(f"driver P={P:6d} N={N:7d}: {points[-1]['seconds'] * 1e3:8.1f} ms", flush=True)
+    x = np.array([p["population"] * p["num_params"] for p in points], dtype=float)
+    y = np.array([p["seconds"] for p in points])
+    per_pn, intercept = np.polyfit(x, y, 1) if len(points) > 1 else (y[0] / x[0], 0.0)
+    return {"points": points, "intercept_s": max(float(intercept), 0.0),
+            "s_per_pop_param": max(float(per_pn), 0.0)}
+
+
+def driver_seconds(driver: dict, population: int, num_params: int) -> tuple[float, str]:
+    """Measured at that size if it was, else the straight-line fit."""
+    for p in driver["points"]:
+        if (p["population"], p["num_params"]) == (population, num_params):
+            return p["seconds"], "measured"
+    return driver["intercept_s"] + driver["s_per_pop_param"] * population * num_params, "fit"
+
+
+def _noop(_):
+    return None
+
+
+def measure_pool(items: int) -> float:
+    """Seconds per candidate a plain ``multiprocessing`` pool adds (no-op items, one at a time):
+    the stand-in for node mode's local dispatch."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool.map(_noop, range(8))
+        start = time.perf_counter()
+        for _ in pool.imap_unordered(_noop, range(items), chunksize=1):
+            pass
+        return (time.perf_counter() - start) / items
+
+
+# ------------------------------------------------------------------ 4-5. fit, validate, project
+
+
+def fit_dask(noop: list[dict], key: str = "wall_s") -> tuple[float, float]:
+    """No-op generations: ``key`` (wall, or the driver process's CPU) = fixed + per_task x
+    tasks (least squares)."""
+    tasks = np.array([p["tasks"] for p in noop], dtype=float)
+    walls = np.array([p[key] for p in noop])
+    if np.ptp(tasks) == 0:
+        return float(walls.mean()), 0.0
+    # Weighted by 1/value, i.e. least relative error: on a shared machine the noise scales
+    # with the time measured (contention slows a long generation as much as a short one), so
+    # plain least squares lets the longest no-op generations set the fixed cost. (The first
+    # full run fitted unweighted: fixed 86 ms where 2-task generations took 24 ms.)
+    per_task, fixed = np.polyfit(tasks, walls, 1, w=1 / np.maximum(walls, 1e-6))
+    # Noise on a shared machine can tilt a short fit below zero; a cost is never negative.
+    return max(float(fixed), 0.0), max(float(per_task), 0.0)
+
+
+def _dist_bytes(num_params: int) -> int:
+    from asktell import Distribution
+
+    return len(pickle.dumps(Distribution(np.zeros(num_params), 0.02, _noise())))
+
+
+def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, trials: int):
+    """The model's prediction for each simulated point, from constants not fitted to it."""
+    for p in sleeps:
+        scaled = np.asarray(samples[p["regime"]]) * regimes[p["regime"]]
+        if p["mode"] == "node":
+            rollouts = expected_rollouts(scaled, p["population"], p["workers"], nodes=p["nodes"],
+                                         dispatch=constants["pool_per_candidate_s"],
+                                         trials=trials)
+        else:
+            rollouts = expected_rollouts(scaled, p["population"], p["workers"],
+                                         chunks=p["tasks"], trials=trials)
+        pred = predict(constants, tasks=p["tasks"], fetchers=p["processes"],
+                       dist_bytes=_dist_bytes(p["num_params"]), rollouts=rollouts)
+        p["predicted_s"] = pred["total"]
+        p["predicted_terms"] = pred
+        p["error"] = pred["total"] / p["wall_s"] - 1
+        # The same model with this run's own draws instead of the expectation: how well the
+        # overhead terms alone predict.
+        p["error_own_draws"] = (pred["total"] - rollouts + p["scheduled_s"]) / p["wall_s"] - 1
+    errors = [abs(p["error"]) for p in sleeps]
+    return {
+        "median_abs_error": float(np.median(errors)),
+        "max_abs_error": float(np.max(errors)),
+        "median_abs_error_own_draws": float(np.median([abs(p["error_own_draws"]) for p in sleeps])),
+    }
+
+
+def project(constants: dict, samples: dict, driver: dict, trials: int) -> dict:
+    """Generation time and efficiency of the paper's Humanoid generation on 1,440 workers."""
+    from asktell.evaluators.dask import auto_chunks
+    from asktell.gym import GymTask
+
+    P, W, nodes = PAPER["population"], PAPER["workers"], PAPER["nodes"]
+    # A scheduler with a core of its own: what a task costs is the CPU the client and the
+    # scheduler spend on it (measured), not this shared machine's wall time.
+    constants = {**constants, "per_task_s": constants["per_task_cpu_s"]}
+    num_params = GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params
+    size = _dist_bytes(num_params)
+    drive, how = driver_seconds(driver, P, num_params)
+    rows = []
+    for regime in ("humanoid_falls", "humanoid_full"):
+        times = np.asarray(samples[regime])
+        useful = P * float(times.mean())
+        cpw_auto = auto_chunks(useful, W)
+        # On the node, the distribution goes to each local process through a pipe (at the
+        # loopback rate measured here), then each block or candidate costs a pool item.
+        local = {"nodes": nodes, "dispatch": constants["pool_per_candidate_s"],
+                 "setup": PAPER["cores_per_node"] * size * constants["broadcast_s_per_byte"]}
+        modes = [("per core, 1 chunk per core", W, W, {"chunks": W}),
+                 ("per core, 1 chunk per core, closing on 95% (what-if)", W, W,
+                  {"chunks": W, "quorum": 0.95}),
+                 (f"per core, 'auto': {cpw_auto} chunk(s) per core", W * cpw_auto, W,
+                  {"chunks": W * cpw_auto}),
+                 (f"per node ({nodes} x {PAPER['cores_per_node']}): a block per process",
+                  nodes, nodes, local),
+                 (f"per node ({nodes} x {PAPER['cores_per_node']}): a work queue (not built)",
+                  nodes, nodes, {**local, "local": "queue"}),
+                 (f"per node ({nodes} x {PAPER['cores_per_node']}): blocks, closing on 95% "
+                  "(what-if)", nodes, nodes, {**local, "quorum": 0.95})]
+        for name, tasks, fetchers, kw in modes:
+            rollouts = expected_rollouts(times, P, W, trials=trials, **kw)
+            told = kw.get("quorum", 1.0)  # candidates dropped are not useful work
+            pred = predict(constants, tasks=tasks, fetchers=fetchers, dist_bytes=size,
+                           rollouts=rollouts, driver=drive,
+                           link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)
+            rows.append({
+                "regime": regime, "mode": name, "tasks": tasks, "terms": pred,
+                "useful_s": useful * told, "ideal_s": useful / W,
+                "efficiency": useful * told / (W * pred["total"]),
+                "efficiency_evaluate_only": useful * told / (W * (pred["total"] - drive)),
+            })
+    return {"population": P, "workers": W, "num_params": num_params, "dist_bytes": size,
+            "driver_s": drive, "driver_from": how, "rows": rows}
+
+
+# ------------------------------------------------------------------ report
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:,.1f}"
+
+
+def _mode(p: dict) -> str:
+    return "per core" if p["mode"] == "core" else f"{p['nodes']} nodes x {p['workers'] // p['nodes']}"
+
+
+def report(res: dict) -> str:
+    c, v = res["constants"], res["validation"]
+    lines = [
+        "### Constants (measured on this machine)", "",
+        "| constant | value | from |", "|---|---|---|",
+        f"| fixed cost per generation | {_ms(c['fixed_s'])} ms | no-op generations, fit |",
+        f"| cost per Dask task, wall | {c['per_task_s'] * 1e3:.3f} ms | no-op generations, fit "
+        "(validation) |",
+        f"| cost per Dask task, CPU of client + scheduler | {c['per_task_cpu_s'] * 1e3:.3f} ms "
+        "| no-op generations, fit (projection) |",
+        f"| broadcast, loopback | {1 / max(c['broadcast_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s "
+        "| big vs small distribution |",
+        f"| local pool, per candidate | {c['pool_per_candidate_s'] * 1e3:.3f} ms "
+        "| multiprocessing.Pool(2), no-op items |",
+        f"| driver ask+tell | {c['driver']['intercept_s'] * 1e3:.2f} ms + "
+        f"{c['driver']['s_per_pop_param'] * 1e9:.3f} ns x population x params | OpenAIES, fit |",
+        "", "No-op generations (the fit's points):", "",
+        "| workers | tasks | wall (ms) | fit (ms) | client + scheduler CPU (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    for p in res["noop"]:
+        lines.append(f"| {p['workers']} | {p['tasks']} | {_ms(p['wall_s'])} | "
+                     f"{_ms(c['fixed_s'] + c['per_task_s'] * p['tasks'])} | "
+                     f"{_ms(p['driver_cpu_s'])} |")
+    lines += ["", "Driver (OpenAIES ask + tell + pickling the distribution):", "",
+              "| population | params | ms |", "|---|---|---|"]
+    lines += [f"| {p['population']:,} | {p['num_params']:,} | {_ms(p['seconds'])} |"
+              for p in c["driver"]["points"]]
+    lines += [
+        "", "### Loopback simulation and validation", "",
+        "| mode | workers (processes) | regime | scale | population | tasks | wall (ms) | "
+        "scheduled ideal (ms) | balanced ideal (ms) | overhead (ms) | efficiency | predicted "
+        "(ms) | error |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in res["simulation"]:
+        lines.append(
+            f"| {_mode(p)} | {p['workers']} ({p['processes']}) | {p['regime']} | {p['scale']:.3g} | "
+            f"{p['population']} | {p['tasks']} | {_ms(p['wall_s'])} | {_ms(p['scheduled_s'])} | "
+            f"{_ms(p['balanced_s'])} | {_ms(p['overhead_s'])} | {p['efficiency']:.3f} | "
+            f"{_ms(p['predicted_s'])} | {p['error']:+.1%} |")
+    lines += ["", f"Validation: median |error| {v['median_abs_error']:.1%}, max "
+              f"{v['max_abs_error']:.1%} (with each run's own draws instead of the expected "
+              f"rollout time: median {v['median_abs_error_own_draws']:.1%}).", ""]
+    pr = res["projection"]
+    lines += [
+        f"### Projection: population {pr['population']:,}, {pr['num_params']:,} parameters "
+        f"({pr['dist_bytes']:,} B distribution), {pr['workers']:,} workers", "",
+        f"Driver {_ms(pr['driver_s'])} ms ({pr['driver_from']}); "
+        f"{c['per_task_cpu_s'] * 1e3:.3f} ms per task (CPU); broadcast at an assumed "
+        f"{ASSUMED_LINK_BYTES_PER_S * 8 / 1e9:g} Gbit/s.", "",
+        "| regime | mode | tasks | fixed+tasks (s) | broadcast (s) | rollouts (s) | ideal (s) "
+        "| driver (s) | generation (s) | efficiency | without driver |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in pr["rows"]:
+        t = r["terms"]
+        lines.append(
+            f"| {r['regime']} | {r['mode']} | {r['tasks']:,} | {t['fixed'] + t['tasks']:.3f} | "
+            f"{t['broadcast']:.3f} | {t['rollouts']:.3f} | {r['ideal_s']:.3f} | "
+            f"{t['driver']:.3f} | {t['total']:.3f} | {r['efficiency']:.2f} | "
+            f"{r['efficiency_evaluate_only']:.2f} |")
+    return "\n".join(lines)
+
+
+def _driver_sizes(quick: bool) -> list[tuple[int, int]]:
+    """(population, parameters) at which the driver is timed: the paper's generation and
+    smaller ones (the 2x64 policy's 27,601 parameters, a tenth of the population)."""
+    if quick:
+        return [(100, 1000), (200, 2000)]
+    from asktell.gym import GymTask
+
+    paper_n = GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params
+    return [(1000, 27601), (1000, paper_n), (10_000, 27601), (10_000, paper_n)]
+
+
+def all_main(args) -> dict:
+    episodes = json.loads(Path(args.episodes_in).read_text())
+    key = "cpu_seconds" if args.episode_time == "cpu" else "seconds"
+    samples = {k: s[key] for k, s in episodes["samples"].items()}
+    regimes = {r: args.mean_sleep / float(np.mean(samples[r])) for r in args.regimes}
+    start = time.perf_counter()
+    machine = _machine()
+    noop, sleeps, broadcast = simulate(samples, regimes, args)
+    fixed, per_task = fit_dask(noop)
+    cpu_fixed, cpu_per_task = fit_dask(noop, "driver_cpu_s")
+    constants = {
+        "fixed_s": fixed,
+        "per_task_s": per_task,
+        "cpu_fixed_s": cpu_fixed,
+        "per_task_cpu_s": cpu_per_task,
+        "broadcast_s_per_byte": broadcast["broadcast_s_per_byte"],
+        "broadcast": broadcast,
+        "pool_per_candidate_s": measure_pool(200 if args.quick else 2000),
+        "driver": measure_driver(_driver_sizes(args.quick), 2 if args.quick else 3),
+    }
+    res = {
+        "command": "python benchmarks/scaling.py " + " ".join(args.argv),
+        "machine": machine,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "settings": {k: v for k, v in vars(args).items() if k != "argv"},
+        "episodes_from": {"file": str(args.episodes_in), "date_utc": episodes["date_utc"]},
+        "regime_scales": regimes,
+        "constants": constants,
+        "noop": noop,
+        "simulation": sleeps,
+    }
+    res["validation"] = validate(constants, sleeps, regimes, samples, args.trials * 4)
+    res["projection"] = project(constants, samples, constants["driver"], args.trials)
+    res["seconds"] = time.perf_counter() - start
+    res["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
+    res["report"] = report(res)
+    print("\n" + res["report"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1, default=float) + "\n")
+    return res
+
+
+def project_main(args) -> dict:
+    """The projection again, from the constants of a stored full run (no measuring)."""
+    path = Path(args.json or RESULTS_JSON)
+    res = json.loads(path.read_text())
+    episodes = json.loads(Path(args.episodes_in).read_text())
+    key = "cpu_seconds" if res["settings"]["episode_time"] == "cpu" else "seconds"
+    samples = {k: s[key] for k, s in episodes["samples"].items()}
+    if args.remeasure_driver:  # e.g. after a faster driver is merged
+        res["constants"]["driver"] = measure_driver(_driver_sizes(args.quick), 2 if args.quick else 3)
+        res["driver_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    res["projection"] = project(res["constants"], samples, res["constants"]["driver"],
+                                args.trials)
+    res["report"] = report(res)
+    print(res["report"])
+    path.write_text(json.dumps(res, indent=1, default=float) + "\n")
+    return res
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["episodes", "all", "project"])
+    parser.add_argument("--quick", action="store_true",
+                        help="a few seconds: 2 workers, 2 generations, small sizes (for tests)")
+    parser.add_argument("--episodes-in", default=str(EPISODES_JSON))
+    parser.add_argument("--episodes-out", default=str(EPISODES_JSON))
+    parser.add_argument("--json", default=None,
+                        help=f"write the results here (default for a full run: {RESULTS_JSON})")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 4, 8, 16, 32])
+    parser.add_argument("--max-processes", type=int, default=4,
+                        help="worker processes at most; more workers are threads in them")
+    parser.add_argument("--generations", type=int, default=5)
+    parser.add_argument("--per-worker", type=int, default=8, help="candidates per worker")
+    parser.add_argument("--mean-sleep", type=float, default=0.025,
+                        help="episode times are scaled so their mean is this many seconds")
+    parser.add_argument("--episode-time", choices=["cpu", "wall"], default="cpu",
+                        help="episode times to use: CPU time (a core of its own) or wall time "
+                        "(this shared machine)")
+    parser.add_argument("--regimes", nargs="+", default=["humanoid_falls", "humanoid_full"])
+    parser.add_argument("--noop-chunks", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--sim-chunks", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--nodes", type=int, default=2, help="node mode: loopback nodes")
+    parser.add_argument("--node-processes", type=int, nargs="*", default=[2, 4, 8],
+                        help="node mode: local processes per node to simulate (none: skip)")
+    parser.add_argument("--num-params", type=int, default=1000)
+    parser.add_argument("--broadcast-params", type=int, default=1 << 21)
+    parser.add_argument("--trials", type=int, default=50, help="Monte Carlo trials")
+    parser.add_argument("--remeasure-driver", action="store_true",
+                        help="project: time the driver again (the rest from the stored run)")
+    args = parser.parse_args(argv)
+    args.argv = argv
+    if args.quick:
+        args.workers, args.max_processes, args.generations = [2], 1, 2
+        args.per_worker, args.regimes, args.noop_chunks = 4, ["humanoid_falls"], [1, 4]
+        args.sim_chunks, args.broadcast_params, args.trials = [1], 1 << 16, 5
+        args.nodes, args.node_processes = 1, [2]
+    elif args.what == "all" and args.json is None:
+        args.json = str(RESULTS_JSON)
+    if args.what == "episodes":
+        episodes_main(args)
+    elif args.what == "project":
+        project_main(args)
+    else:
+        all_main(args)
+
+
+if __name__ == "__main__":
+    main()
