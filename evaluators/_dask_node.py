@@ -87,6 +87,8 @@ class _NodePool:
         from asktell._shared_table import SharedTable
 
         self.table = SharedTable(noise.seed, noise.size) if isinstance(noise, NoiseTable) else None
+        if self.table is not None:  # the worker itself reads the node's copy too
+            self.table.adopt()
         self.pool = WorkerPool(
             payload, processes, None, "sync", "spawn", timeout,
             tables=(self.table.spec,) if self.table is not None else (),

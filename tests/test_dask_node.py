@@ -99,10 +99,19 @@ def test_node_returns_bitwise_serial_and_one_chunk_per_node(node_cluster):
     assert len(_segments()) >= 2
 
 
+def _worker_table_is_shared() -> bool:
+    from asktell.noise import _CACHE
+
+    table = _CACHE._tables.get((NOISE.seed, NOISE.size))
+    return table is not None and isinstance(table.base, mmap.mmap)
+
+
 def test_node_processes_adopt_the_shared_table(node_cluster):
     dist, seeds = _problem(n=8)
     with DaskEvaluator(FunctionTask(TableIsShared()), node_cluster.client, node_processes=2) as ev:
         assert ev.evaluate(dist, seeds).returns.tolist() == [1.0] * 8
+        # the Dask worker too (a distributed weighted sum reads the node's copy)
+        assert all(ev.client.run(_worker_table_is_shared).values())
 
 
 def test_cartpole_bitwise_serial(node_cluster):
