@@ -177,7 +177,11 @@ def test_close_leaves_no_shared_memory():
 
 def test_daemonic_workers_are_refused_naming_the_fix():
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        n_workers=1,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
     ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
         with DaskEvaluator(FunctionTask.named("sphere"), client, node_processes=1) as ev:
             dist, seeds = _problem(n=4)
