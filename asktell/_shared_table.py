@@ -42,11 +42,16 @@ class SharedTable:
             name=self.name, create=True, size=4 * self.size
         )
         try:
-            array = np.ndarray((self.size,), dtype=np.float32, buffer=self._block.buf)
-            build_table_into(self.seed, self.size, array)
+            self.array = np.ndarray((self.size,), dtype=np.float32, buffer=self._block.buf)
+            build_table_into(self.seed, self.size, self.array)
         except BaseException:
             self.close()
             raise
+
+    def adopt(self) -> None:
+        """Make it this process's ``NoiseTable(seed, size)`` too (e.g. a Dask worker's
+        distributed weighted sums then read the node's copy instead of building one)."""
+        adopt_table(self.seed, self.size, self.array)
 
     @property
     def spec(self) -> tuple[int, int, str]:
@@ -59,14 +64,15 @@ class SharedTable:
         block, self._block = self._block, None
         if block is None:
             return
+        self.array = None  # this process's cache may keep its adopted view: still valid
         try:
             block.unlink()
         except FileNotFoundError:
             pass
         try:
             block.close()
-        except BufferError:  # a view of it is still alive in this process: freed with it
-            pass
+        except BufferError:  # this process still reads it (adopted): kept mapped till exit
+            _ATTACHED[self.name] = block
 
 
 def attach_table(seed: int, size: int, name: str) -> np.ndarray:

@@ -5,14 +5,19 @@ node-mode evaluators with 1, 2, 4 and 8 local processes per node; beside them th
 mode on 2 workers with as many threads (sleeping candidates release the GIL, so a thread
 stands for a core): the same cores, one task per thread instead of one per node.
 
-Candidates only ``time.sleep(--sleep)`` (a FunctionTask), so a generation's ideal time is
-``ceil(population / cores) * sleep``; overhead = wall time of ``evaluate`` - that ideal:
-Dask's round trip and per-task cost, the node's pipes and the local processes' wake-ups.
-Rows are measured in ``--rounds`` interleaved rounds of ``--generations`` generations each
+Candidates only ``time.sleep(--sleep)`` (a FunctionTask), ``--per-process`` of them per local
+process (the population grows with the processes: 2 nodes x 8 processes x 4 = 64), so every
+row's ideal generation is the same ``per_process * sleep`` (and the sleeps' own overshoot
+on a busy machine is the same in every row); overhead = wall time of ``evaluate`` - that
+ideal: Dask's round trip and per-task cost, the node's pipes, the processes' wake-ups.
+*driver CPU* is the CPU time of this process, which runs the client and the embedded
+scheduler: the per-generation work that grows with tasks, and which other programs sharing
+the cores do not inflate the way they do wall time (it also holds the idle background work
+of the other rows' clusters, the same in every row). Rows are measured in ``--rounds`` interleaved rounds of ``--generations`` generations each
 (the first generation of each evaluator, which starts the pools, is excluded); the table
 reports each row's median over all its generations.
 
-    python benchmarks/node_mode.py                    # population 64, sleep 5 ms
+    python benchmarks/node_mode.py                    # 4 candidates of 20 ms per process
     python benchmarks/node_mode.py --rounds 5 --json out.json
 """
 
@@ -20,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 
@@ -44,8 +48,8 @@ def main() -> None:
     )
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--nodes", type=int, default=2)
-    parser.add_argument("--population", type=int, default=64)
-    parser.add_argument("--sleep", type=float, default=0.005, help="seconds per candidate")
+    parser.add_argument("--per-process", type=int, default=4, help="candidates per process")
+    parser.add_argument("--sleep", type=float, default=0.02, help="seconds per candidate")
     parser.add_argument("--generations", type=int, default=10, help="per row and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-per-core", action="store_true", help="node mode rows only")
@@ -62,44 +66,56 @@ def main() -> None:
     noise = NoiseTable(0, 1 << 20)
     rng = np.random.default_rng(0)
     dist = Distribution(np.zeros(8), 0.1, noise, generation=1)
-    seeds = mirrored(noise.sample_keys(rng, args.population // 2, 8))
     task = FunctionTask(Sleep(args.sleep))
-    rows: dict[str, tuple[DaskEvaluator, int]] = {}
+    ideal = args.per_process * args.sleep
+
+    def population(cores: int) -> np.ndarray:
+        return mirrored(noise.sample_keys(rng, cores * args.per_process // 2, 8))
+
+    rows: dict[str, tuple[DaskEvaluator, np.ndarray]] = {}
     host = DaskEvaluator(task, num_workers=args.nodes, node_processes=args.processes[0])
     for k in args.processes:
         ev = host if k == args.processes[0] else DaskEvaluator(task, host.client, node_processes=k)
-        rows[f"node x{k} processes"] = (ev, args.nodes * k)
+        rows[f"node x{k} processes"] = (ev, population(args.nodes * k))
     if not args.no_per_core:
         for k in args.processes:
             ev = DaskEvaluator(task, num_workers=args.nodes, threads_per_worker=k)
-            rows[f"per-core x{k} threads"] = (ev, args.nodes * k)
+            rows[f"per-core x{k} threads"] = (ev, population(args.nodes * k))
     try:
-        for ev, _ in rows.values():
+        for ev, seeds in rows.values():
             ev.evaluate(dist, seeds)  # start-up: pools, task shipped
         samples: dict[str, list[float]] = {name: [] for name in rows}
+        cpu: dict[str, list[float]] = {name: [] for name in rows}
         for _ in range(args.rounds):
-            for name, (ev, cores) in rows.items():
-                ideal = math.ceil(args.population / cores) * args.sleep
+            for name, (ev, seeds) in rows.items():
                 for _ in range(args.generations):
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     ev.evaluate(dist, seeds)
                     samples[name].append(time.perf_counter() - start - ideal)
+                    cpu[name].append(time.process_time() - start_cpu)
     finally:
         for ev, _ in reversed(list(rows.values())):
             ev.close()
     print(
-        f"\n{args.nodes} nodes, population {args.population}, {args.sleep * 1e3:g} ms per "
-        f"candidate, {args.rounds} rounds x {args.generations} generations per row"
+        f"\n{args.nodes} nodes, {args.per_process} candidates of {args.sleep * 1e3:g} ms per "
+        f"process (ideal {ideal * 1e3:g} ms), {args.rounds} rounds x {args.generations} "
+        "generations per row"
     )
-    print(f"{'row':>22} {'cores':>5} {'ideal ms':>9} {'overhead ms (median)':>21} {'p10..p90':>14}")
-    for name, (ev, cores) in rows.items():
-        values = np.array(samples[name]) * 1e3
-        ideal = math.ceil(args.population / cores) * args.sleep * 1e3
-        p10, p50, p90 = np.percentile(values, [10, 50, 90])
-        print(f"{name:>22} {cores:>5} {ideal:>9.1f} {p50:>21.1f} {p10:>6.1f}..{p90:<6.1f}")
+    print(
+        f"{'row':>22} {'population':>10} {'overhead ms (median)':>21} {'p10..p90':>14} "
+        f"{'driver CPU ms (median)':>23}"
+    )
+    for name, (ev, seeds) in rows.items():
+        p10, p50, p90 = np.percentile(np.array(samples[name]) * 1e3, [10, 50, 90])
+        driver = np.median(cpu[name]) * 1e3
+        print(f"{name:>22} {seeds.size:>10} {p50:>21.1f} {p10:>6.1f}..{p90:<6.1f} {driver:>23.1f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), "samples_seconds": samples, "load": os.getloadavg()}, f)
+            json.dump(
+                {"args": vars(args), "overhead_seconds": samples, "driver_cpu_seconds": cpu,
+                 "load": os.getloadavg()},
+                f,
+            )
 
 
 if __name__ == "__main__":

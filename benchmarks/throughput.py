@@ -7,6 +7,12 @@ For each environment, in one run, side by side:
 * ``serial``: :class:`SerialEvaluator` (one env, one candidate at a time);
 * ``vector``: :class:`VectorEnvEvaluator` in this process (``sync``, one vector env);
 * ``vector xP``: ``P`` worker processes, each with its own vector env and batched policy;
+* ``dask node xP``: :class:`DaskEvaluator` in node mode, one node (an embedded worker) whose
+  ``P`` local processes run the same batch runner as ``vector xP``: what Dask adds per
+  generation (one task per node, the round trip, the node's pool); ``--skip-dask`` drops it;
+  ``--pairs N`` also times it generation by generation against ``vector xP``, alternating,
+  and reports the median of the N ratios (``--pairs-only``: that alone), which a shared
+  machine's drifting load disturbs less than the rows' 4-second blocks;
 * ``async``: the evaluator on a plain ``AsyncVectorEnv`` (one process per env, a pipe round
   trip per step): the reference for per-step inter-process traffic;
 * for CartPole: ``vector_entry_point`` (Gymnasium's numpy ``CartPoleVectorEnv``).
@@ -84,6 +90,19 @@ def evaluator_rate(task, evaluator, distribution, seeds, seconds: float) -> tupl
             return steps / elapsed, batches
 
 
+def paired_ratios(a, b, distribution, seeds, pairs: int) -> list[float]:
+    """Steps/s of ``a`` over ``b``, one generation each, alternating (who goes first too)."""
+    ratios = []
+    for i in range(pairs):
+        rate = {}
+        for name, ev in ((("a", a), ("b", b)) if i % 2 == 0 else (("b", b), ("a", a))):
+            start = time.perf_counter()
+            steps = ev.evaluate(distribution, seeds).total_steps
+            rate[name] = steps / (time.perf_counter() - start)
+        ratios.append(rate["a"] / rate["b"])
+    return ratios
+
+
 def run_env(env_id: str, args) -> dict:
     from asktell.evaluators import SerialEvaluator, VectorEnvEvaluator
     from asktell.gym import GymTask
@@ -119,6 +138,10 @@ def run_env(env_id: str, args) -> dict:
         "vector (1 process)": VectorEnvEvaluator(task, mode="sync"),
         f"vector x{P} workers": VectorEnvEvaluator(task, mode="sync", num_workers=P),
     }
+    if not args.skip_dask:
+        from asktell.evaluators import DaskEvaluator
+
+        evaluators[f"dask node x{P}"] = DaskEvaluator(task, num_workers=1, node_processes=P)
     if not args.skip_async:
         evaluators[f"async ({P} env procs)"] = VectorEnvEvaluator(task, mode="async", num_envs=P)
     if cartpole:
@@ -133,18 +156,34 @@ def run_env(env_id: str, args) -> dict:
     # Rounds interleave the rows, and each row keeps its best round: on a shared machine
     # the least-disturbed sample is the closest to what the code can do.
     samples: dict[str, list[float]] = {name: [] for name in measures}
-    for _ in range(args.rounds):
+    for _ in range(0 if args.pairs_only else args.rounds):
         for name, measure in measures.items():
             samples[name].append(measure())
-    for ev in evaluators.values():
-        ev.close()
     row: dict = {"env": env_id, "population": population, "num_params": task.num_params,
                  "rounds": args.rounds, "samples": samples}
+    dask_row, vector_row = f"dask node x{P}", f"vector x{P} workers"
+    if args.pairs and dask_row in evaluators:
+        ratios = paired_ratios(
+            evaluators[dask_row], evaluators[vector_row], distribution, seeds, args.pairs
+        )
+        row["paired_ratios"] = ratios
+        print(
+            f"{dask_row} / {vector_row}, {args.pairs} alternating generations: median "
+            f"{np.median(ratios):.3f}x (min {min(ratios):.3f}, max {max(ratios):.3f})",
+            flush=True,
+        )
+    for ev in evaluators.values():
+        ev.close()
+    if args.pairs_only:
+        return row
     base = max(samples[f"raw x{P}"])
     for name, values in samples.items():
         best = max(values)
         row[name] = best
         extra = f"  ({best / max(samples['serial']):.1f}x serial)" if name == "vector_entry_point" else ""
+        if name.startswith("dask node"):
+            ratios = [d / v for d, v in zip(values, samples[f"vector x{P} workers"])]
+            extra = f"  (round by round: {', '.join(f'{r:.3f}' for r in ratios)}x vector x{P})"
         print(
             f"{name:>24}: {best:10.0f} steps/s  ({best / base:.2f}x raw x{P})  "
             f"rounds: {', '.join(f'{v:.0f}' for v in values)}{extra}",
@@ -162,6 +201,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="measuring time per sample")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved samples per row (best kept)")
     parser.add_argument("--skip-async", action="store_true")
+    parser.add_argument("--skip-dask", action="store_true", help="no 'dask node' row")
+    parser.add_argument("--pairs", type=int, default=0, help="dask node vs vector, by generation")
+    parser.add_argument("--pairs-only", action="store_true", help="only the --pairs comparison")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")

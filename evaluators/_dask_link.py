@@ -12,8 +12,11 @@ once, and closes what it started. Every call into ``distributed``'s own private 
 what it accepts (a live client, a security object, the dashboard setting) are declared here
 too, as field types of :class:`~asktell.evaluators.dask.DaskEvaluatorConfig`.
 
-(Just past 400 lines: everything that talks to the client, with a timeout on each call,
-stays in this one module so no other reaches into the client.)
+Node mode (:mod:`._dask_node`) adds the node settings to the shipped task, the workers'
+addresses, a check that connected workers are not daemonic and closing the node pools.
+
+(Near 500 lines: everything that talks to the client, with a timeout on each call, stays in
+this one module so no other reaches into the client.)
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from asktell.protocol import Task
 
 from ._dask_address import probe_scheduler
 from ._dask_hung import HungWorkers
-from ._dask_node import DAEMON_FIX, NodeSpec, close_pools, is_daemonic
+from ._dask_node import DAEMON_FIX, NodeSpec, close_pools, is_daemonic, non_daemonic_nanny
 from ._dask_worker import identity
 
 __all__ = [
@@ -131,6 +134,10 @@ def heal_cluster(cluster: Any, num_workers: int) -> None:
     cluster.scale(num_workers)
 
 
+def _node_tag(node: NodeSpec | None) -> str:
+    return "" if node is None else f"-node-{node[0]}-{node[1]}"
+
+
 def _dashboard_address(dashboard: bool | str) -> str | None:
     if dashboard is True:
         return "127.0.0.1:8787"
@@ -213,7 +220,7 @@ class ClusterLink:
             kwargs["security"] = security
             kwargs["protocol"] = "tls://"
         if self.node is not None:
-            kwargs["worker_class"] = _non_daemonic_nanny()
+            kwargs["worker_class"] = non_daemonic_nanny()
         try:
             with dask.config.set(overrides), _workers_ignore_ctrl_c():
                 return self.distributed.LocalCluster(
@@ -389,7 +396,9 @@ class ClusterLink:
         self.task_future = self.client.submit(
             identity,
             shipped,
-            key=f"asktell-task-{digest}-{self._task_ships}",
+            # The node settings are part of the key: evaluators sharing a cluster and a task
+            # but not the settings must not share the future (Dask dedupes by key).
+            key=f"asktell-task-{digest}-{self._task_ships}{_node_tag(self.node)}",
             pure=False,
             workers=self.hung.allowed_workers(),
         )
@@ -471,66 +480,6 @@ class ClusterWatch:
                 f"{generation}; start workers (e.g. `dask worker "
                 f"{link.address}`) or raise worker_timeout"
             )
-
-
-_DAEMON_KEY = "distributed.worker.daemon"
-_daemon_off_count = 0
-_daemon_saved: Any = True
-_daemon_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _daemon_off():
-    """``distributed.worker.daemon: False`` while any node-mode nanny starts its worker.
-
-    The nanny reads the flag from this process's Dask config when it (re)starts its worker
-    process, after awaits; a counted switch (not nested ``dask.config.set`` contexts, which
-    restore each other's saved values out of order) keeps it off while any is starting."""
-    import dask
-
-    global _daemon_off_count, _daemon_saved
-    with _daemon_lock:
-        if _daemon_off_count == 0:
-            _daemon_saved = dask.config.get(_DAEMON_KEY, default=True)
-            dask.config.set({_DAEMON_KEY: False})
-        _daemon_off_count += 1
-    try:
-        yield
-    finally:
-        with _daemon_lock:
-            _daemon_off_count -= 1
-            if _daemon_off_count == 0:
-                dask.config.set({_DAEMON_KEY: _daemon_saved})
-
-
-_NANNY: Any = None
-
-
-def _non_daemonic_nanny() -> type:
-    """A ``Nanny`` whose worker process is not daemonic, so it may start the node's pool
-    (Python forbids children to daemonic processes); also when it restarts a dead worker."""
-    global _NANNY
-    if _NANNY is None:
-        from distributed import Nanny
-
-        from asktell._shared_table import unlink_tables_of
-
-        class NodeNanny(Nanny):
-            _worker_pid: int | None = None
-
-            async def instantiate(self):  # type: ignore[override]
-                with _daemon_off():
-                    status = await super().instantiate()
-                self._worker_pid = self.pid
-                return status
-
-            def _on_worker_exit_sync(self, exitcode):  # type: ignore[override]
-                # A worker killed outright left its node's noise table in shared memory.
-                unlink_tables_of(self._worker_pid)
-                return super()._on_worker_exit_sync(exitcode)
-
-        _NANNY = NodeNanny
-    return _NANNY
 
 
 @contextlib.contextmanager

@@ -13,6 +13,10 @@ thread, each run by :func:`asktell.evaluators._common.evaluate_chunk`, the very 
 :class:`~asktell.evaluators.SerialEvaluator` runs, so returns are bitwise identical; the
 noise table once per worker process.
 
+Node mode (``node_processes``): each Dask worker stands for a machine, gets one chunk per
+generation and splits it over a local process pool with one shared-memory noise table
+(:mod:`._dask_node`), so the scheduler's and driver's work grows with nodes, not cores.
+
 Faults and the policy for each are described on :class:`DaskEvaluator` and in
 ``docs/dask.md``.
 
@@ -524,7 +528,11 @@ class DaskEvaluator:
                 retries=self.retries,
                 on_failure=self.on_failure,
                 deadline_seconds=self.deadline_seconds,
-                candidate_timeout=self.candidate_timeout_seconds,
+                # Node mode: the node's pool enforces the limit (it kills the local process
+                # running a hung candidate), so the Dask thread is never the one stuck.
+                candidate_timeout=(
+                    self.candidate_timeout_seconds if self.node_processes is None else None
+                ),
                 quorum=quorum,
             ) as run:
                 if self.node_processes is None:

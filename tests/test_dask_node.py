@@ -99,10 +99,19 @@ def test_node_returns_bitwise_serial_and_one_chunk_per_node(node_cluster):
     assert len(_segments()) >= 2
 
 
+def _worker_table_is_shared() -> bool:
+    from asktell.noise import _CACHE
+
+    table = _CACHE._tables.get((NOISE.seed, NOISE.size))
+    return table is not None and isinstance(table.base, mmap.mmap)
+
+
 def test_node_processes_adopt_the_shared_table(node_cluster):
     dist, seeds = _problem(n=8)
     with DaskEvaluator(FunctionTask(TableIsShared()), node_cluster.client, node_processes=2) as ev:
         assert ev.evaluate(dist, seeds).returns.tolist() == [1.0] * 8
+        # the Dask worker too (a distributed weighted sum reads the node's copy)
+        assert all(ev.client.run(_worker_table_is_shared).values())
 
 
 def test_cartpole_bitwise_serial(node_cluster):
@@ -157,17 +166,22 @@ def test_node_death_mid_generation_same_returns(node_cluster, tmp_path):
 
 
 def test_close_leaves_no_shared_memory():
-    before = _segments()
-    with DaskEvaluator(FunctionTask.named("sphere"), num_workers=1, node_processes=1) as ev:
+    with DaskEvaluator(FunctionTask.named("sphere"), num_workers=1, node_processes=2) as ev:
         dist, seeds = _problem(n=4)
         ev.evaluate(dist, seeds)
-        assert len(_segments() - before) == 1  # one table for the node
-    assert _segments() - before == set()
+        (pid,) = ev.client.run(os.getpid).values()
+        mine = {n for n in _segments() if n.startswith(f"{SEGMENT_PREFIX}{pid}-")}
+        assert len(mine) == 1  # one table for the node, not one per process
+    assert not mine & _segments()
 
 
 def test_daemonic_workers_are_refused_naming_the_fix():
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+        n_workers=1,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
     ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
         with DaskEvaluator(FunctionTask.named("sphere"), client, node_processes=1) as ev:
             dist, seeds = _problem(n=4)
@@ -194,3 +208,46 @@ def test_shared_table_is_bitwise_the_built_one_and_unlinked_on_close():
         table.close()
     assert table.name not in _segments()
     table.close()  # idempotent
+
+
+class Pid:
+    def __call__(self, x: np.ndarray) -> float:
+        return float(os.getpid())
+
+
+def test_evaluators_sharing_a_cluster_and_task_keep_their_own_node_settings(node_cluster):
+    # Dask dedupes futures by key: the node settings travel with the task, so two evaluators
+    # of one task with different settings must not share its future.
+    dist, seeds = _problem(n=8)
+    task = FunctionTask(Pid())
+    with DaskEvaluator(task, node_cluster.client, node_processes=1) as one, DaskEvaluator(
+        task, node_cluster.client, node_processes=2
+    ) as two:
+        assert len(set(one.evaluate(dist, seeds).returns)) == 2  # 2 nodes x 1 process
+        assert len(set(two.evaluate(dist, seeds).returns)) == 4  # 2 nodes x 2 processes
+
+
+class Hangs:
+    """Returns ``x[0]``; ``x[0] == target`` never returns (in a local process)."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def __call__(self, x: np.ndarray) -> float:
+        if x[0] == self.target and _in_local_process():
+            time.sleep(3600)
+        return float(x[0])
+
+
+def test_hung_candidate_fails_alone_within_the_limit(node_cluster):
+    dist, seeds = _problem(n=8)
+    target = float(dist.decode(seeds[1:2])[0, 0])
+    task = FunctionTask(Hangs(target))
+    with DaskEvaluator(
+        task, node_cluster.client, node_processes=2, candidate_timeout_seconds=1.0, on_failure="mark"
+    ) as ev:
+        got = ev.evaluate(dist, seeds)
+    assert [f.index for f in got.failures] == [1]
+    assert "candidate_timeout_seconds=1" in got.failures[0].error
+    ok = np.arange(8) != 1
+    assert np.array_equal(got.returns[ok], dist.decode(seeds)[ok, 0])
