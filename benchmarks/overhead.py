@@ -258,6 +258,7 @@ def loopback_cluster(workers: int):
     cluster = distributed.LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
     )
     return cluster, distributed.Client(cluster, set_as_default=False)
 

@@ -283,6 +283,7 @@ def two_workers():
         processes=True,
         host="127.0.0.1",
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
     ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
         yield client
 

@@ -57,7 +57,8 @@ class SlowSeedsTask(TaskHooks):
 def client():
     RELEASED["now"] = False
     with distributed.LocalCluster(
-        n_workers=4, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=4, threads_per_worker=1, processes=False, dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
     ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
         try:
             yield c
@@ -359,7 +360,8 @@ def test_resuming_mid_generation_says_the_told_subset_is_decided_again(tmp_path,
     from asktell.runlog import read_log
 
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
     ) as cluster:
         config = {
             "strategy": {"kind": "openai_es", "population_size": 8},
