@@ -40,6 +40,20 @@ def dask_factory():
         yield lambda task, **options: DaskEvaluator(task, client=client, **options)
 
 
+@pytest.fixture(scope="module")
+def dask_node_factory():
+    """DaskEvaluator in node mode: one embedded node (a non-daemonic worker) running its
+    chunk on 2 local processes, the cluster shared by the suite."""
+    pytest.importorskip("distributed")
+    from asktell.evaluators import DaskEvaluator
+    from asktell.tasks import FunctionTask
+
+    with DaskEvaluator(FunctionTask.named("sphere"), num_workers=1, node_processes=2) as host:
+        yield lambda task, **options: DaskEvaluator(
+            task, client=host.client, node_processes=2, **options
+        )
+
+
 # How the suite builds each evaluator: a factory ``make(task, **options)``, or the name of a
 # fixture returning one (for evaluators that need a server). Every registered evaluator
 # must appear (see the test below).
@@ -56,14 +70,18 @@ EVALUATOR_FACTORIES = {
 }
 
 
+#: Modes of a registered evaluator that change how it runs candidates, checked as well.
+EVALUATOR_MODES = {"dask-node": "dask_node_factory"}
+
+
 def test_every_evaluator_has_a_factory():
     assert sorted(EVALUATOR_FACTORIES) == EVALUATORS.names()
 
 
 @pytest.mark.parametrize("check", EVALUATOR_CHECKS, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("name", sorted(EVALUATOR_FACTORIES))
+@pytest.mark.parametrize("name", sorted(EVALUATOR_FACTORIES) + sorted(EVALUATOR_MODES))
 def test_evaluator_conformance(name, check, request):
-    make = EVALUATOR_FACTORIES[name]
+    make = {**EVALUATOR_FACTORIES, **EVALUATOR_MODES}[name]
     if isinstance(make, str):
         make = request.getfixturevalue(make)
     check(make)
