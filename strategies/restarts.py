@@ -64,9 +64,6 @@ from ._state import state_rows
 
 __all__ = ["Restarts", "RestartsConfig"]
 
-#: Local stand-ins for the inner strategy's stopping rules until every strategy has
-#: ``stop()`` (pycma's tolx and tolfun, absolute; no improvement in this many generations).
-
 _DERIVED = ("generation", "num_nonfinite", "return_mean", "return_std", "return_max", "return_min")
 _REGIMES = ("first", "large", "small")
 #: "No return yet" as a finite float (a state holds no infinities: checkpoints are JSON).
