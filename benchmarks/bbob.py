@@ -198,10 +198,12 @@ def render(results: dict) -> str:
         "before asktell had stopping rules or the pycma parameter preset: without restarts "
         "pycma ended a stalled run on its termination criteria while asktell spent the whole "
         "budget, so part of asktell's lead in those fractions may come from evaluations pycma "
-        "chose not to spend. The `bipop-*` sections compare BIPOP restarts on both sides "
-        "(asktell with its stopping rules and the pycma preset), which spend the budget alike: "
-        "the fair comparison. CPU per evaluation averages over different mixes of "
-        "generations. f_opt is f at the optimum COCO reports (`Problem._best_parameter`).",
+        "chose not to spend. The `bipop-*` and `ipop-*` sections compare restarts on both "
+        "sides (asktell's `restarts` strategy with its stopping rules and the pycma preset, "
+        "pycma's `fmin2(restarts=9, bipop=True)` or `incpopsize=2`), which spend the budget "
+        "alike: the fair comparison; under each, the problems only one side solved. CPU per "
+        "evaluation averages over different mixes of generations. f_opt is f at the optimum "
+        "COCO reports (`Problem._best_parameter`).",
         "",
         "The full table (f1-f24, D = 2, 5, 10, 20, instances 1-5, 10^4·D): "
         "`python benchmarks/bbob.py --jobs N` (add `--restarts bipop` or `ipop`).",
@@ -227,7 +229,22 @@ def render(results: dict) -> str:
                     f"{s['reached'][f'{t:g}']:.0%}" for t in TARGETS)
                     + f" | {ratio} | {s['cpu_us_per_eval']:.0f} |")
         lines.append("")
+        if m["restarts"] != "none" and res.get("records"):
+            lines += [f"Reached 1e-8 by one side only: {_one_side_only(res['records'])}", ""]
     return "\n".join(lines)
+
+
+def _one_side_only(records: list[dict]) -> str:
+    """'asktell only: f3 D5 i2, ...; pycma only: ...' for the target 1e-8."""
+    key = f"{TARGETS[-1]:g}"
+    solved = {(r["solver"], r["f"], r["dim"], r["instance"]) for r in records if key in r["hits"]}
+    parts = []
+    for solver, other in (("asktell", "pycma"), ("pycma", "asktell")):
+        only = sorted((d, f, i) for s, f, d, i in solved
+                      if s == solver and (other, f, d, i) not in solved)
+        parts.append(f"{solver} only ({len(only)}): "
+                     + (", ".join(f"f{f} D{d} i{i}" for d, f, i in only) or "none"))
+    return "; ".join(parts) + "."
 
 
 class _NoPool:
