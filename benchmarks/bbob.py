@@ -138,7 +138,7 @@ def one_problem(job: tuple[int, int, int, int, str]) -> list[dict]:
     """Both solvers on one (function, dimension, instance); a record per solver."""
     import cocoex
 
-    fid, dim, inst, budget_factor, restarts = job
+    fid, dim, inst, budget_factor, restarts, seed = job
     suite = cocoex.Suite("bbob", "", f"function_indices:{fid} dimensions:{dim} "
                          f"instance_indices:{inst}")
     problem = next(iter(suite))
@@ -148,13 +148,18 @@ def one_problem(job: tuple[int, int, int, int, str]) -> list[dict]:
     for solver, runner in (("asktell", run_asktell), ("pycma", run_pycma)):
         rec = TargetRecorder(problem, f_opt, budget_factor * dim)
         start = time.process_time()
-        reason = runner(rec, dim, x0, inst, restarts)
+        reason = runner(rec, dim, x0, seed, restarts)
         cpu = time.process_time() - start
-        out.append({"solver": solver, "f": fid, "dim": dim, "instance": inst,
+        out.append({"solver": solver, "f": fid, "dim": dim, "instance": inst, "seed": seed,
                     "evaluations": rec.evaluations, "cpu_seconds": cpu, "final": rec.best,
                     "hits": {f"{t:g}": n for t, n in rec.hits.items()}, "stop": reason})
     problem.free()
     return out
+
+
+def _problem(record: dict) -> tuple[int, int, int, int]:
+    """(f, dim, instance, seed); records from before --seeds ran with seed = instance."""
+    return (record["f"], record["dim"], record["instance"], record.get("seed", record["instance"]))
 
 
 def summarise(records: list[dict]) -> dict:
@@ -172,10 +177,10 @@ def summarise(records: list[dict]) -> dict:
                 / max(1, sum(r["evaluations"] for r in rs)),
             }
         key = f"{TARGETS[-1]:g}"
-        pycma_by = {(r["f"], r["instance"]): r for r in rows["pycma"]}
-        ratios = [r["hits"][key] / pycma_by[(r["f"], r["instance"])]["hits"][key]
+        pycma_by = {_problem(r): r for r in rows["pycma"]}
+        ratios = [r["hits"][key] / pycma_by[_problem(r)]["hits"][key]
                   for r in rows["asktell"] if key in r["hits"]
-                  and key in pycma_by[(r["f"], r["instance"])]["hits"]]
+                  and key in pycma_by[_problem(r)]["hits"]]
         entry["both_solved"] = len(ratios)
         entry["median_eval_ratio"] = statistics.median(ratios) if ratios else None
         table[str(dim)] = entry
@@ -212,7 +217,8 @@ def render(results: dict) -> str:
     for label, res in results.items():
         m = res["meta"]
         lines += [f"## {label}", "",
-                  f"`{m['command']}`: functions {m['functions']}, instances {m['instances']}, "
+                  f"`{m['command']}`: functions {m['functions']}, instances {m['instances']}"
+                  + (f" x {m['seeds']} seeds" if m.get("seeds", 1) > 1 else "") + ", "
                   f"budget {m['budget_factor']}·D, restarts {m['restarts']}; {m['jobs']} "
                   f"worker(s), wall {m['wall_seconds']:.0f} s on {m['machine']} "
                   f"(asktell {m['asktell']}, pycma {m['pycma']}, cocoex {m['cocoex']}).", "",
@@ -237,13 +243,14 @@ def render(results: dict) -> str:
 def _one_side_only(records: list[dict]) -> str:
     """'asktell only: f3 D5 i2, ...; pycma only: ...' for the target 1e-8."""
     key = f"{TARGETS[-1]:g}"
-    solved = {(r["solver"], r["f"], r["dim"], r["instance"]) for r in records if key in r["hits"]}
+    solved = {(r["solver"], *_problem(r)) for r in records if key in r["hits"]}
+    seeded = any(r.get("seed", r["instance"]) != r["instance"] for r in records)
     parts = []
     for solver, other in (("asktell", "pycma"), ("pycma", "asktell")):
-        only = sorted((d, f, i) for s, f, d, i in solved
-                      if s == solver and (other, f, d, i) not in solved)
-        parts.append(f"{solver} only ({len(only)}): "
-                     + (", ".join(f"f{f} D{d} i{i}" for d, f, i in only) or "none"))
+        only = sorted((d, f, i, s) for who, f, d, i, s in solved
+                      if who == solver and (other, f, d, i, s) not in solved)
+        parts.append(f"{solver} only ({len(only)}): " + (", ".join(
+            f"f{f} D{d} i{i}" + (f" s{s}" if seeded else "") for d, f, i, s in only) or "none"))
     return "; ".join(parts) + "."
 
 
@@ -263,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instances", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--budget-factor", type=int, default=10_000, help="evaluations per dimension")
     p.add_argument("--restarts", choices=["none", "ipop", "bipop"], default="none")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="runs per problem and solver, seeds instance + 1000 k (k = 0, 1, ...): "
+                   "one seed per problem decides a multimodal problem by luck")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--label", default=None)
     p.add_argument("--out-dir", type=Path, default=DOCS)
@@ -273,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         strategy_for(2, np.zeros(2), 0, a.restarts)  # refuses now, not in a worker later
     label = a.label or ("quick" if a.quick else f"D={','.join(map(str, a.dims))}") + (
         "" if a.restarts == "none" else f", {a.restarts}")
-    jobs = [(f, d, i, a.budget_factor, a.restarts) for d in a.dims for f in a.functions
-            for i in a.instances]
+    jobs = [(f, d, i, a.budget_factor, a.restarts, i + 1000 * k) for d in a.dims
+            for f in a.functions for i in a.instances for k in range(a.seeds)]
     start = time.perf_counter()
     records: list[dict] = []
     # One job runs in this process: no pool to start, and the script also runs when loaded
@@ -298,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             else " ".join(f"f{f}" for f in a.functions),
             "dims": a.dims, "instances": f"{min(a.instances)}-{max(a.instances)}",
             "budget_factor": a.budget_factor, "restarts": a.restarts, "jobs": a.jobs,
+            "seeds": a.seeds,
             "wall_seconds": wall, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "asktell": asktell.__version__, "pycma": cma.__version__,
             "cocoex": getattr(cocoex, "__version__", "?")}
