@@ -304,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     import asktell
 
     meta = {"command": "python benchmarks/bbob.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "functions": f"f{min(a.functions)}-f{max(a.functions)}" if len(a.functions) > 5
+            "functions": f"f{min(a.functions)}-f{max(a.functions)}"
+            if len(a.functions) > 5 and sorted(a.functions) == list(
+                range(min(a.functions), max(a.functions) + 1))
             else " ".join(f"f{f}" for f in a.functions),
             "dims": a.dims, "instances": f"{min(a.instances)}-{max(a.instances)}",
             "budget_factor": a.budget_factor, "restarts": a.restarts, "jobs": a.jobs,
