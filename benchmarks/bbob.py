@@ -206,7 +206,9 @@ def render(results: dict) -> str:
         "chose not to spend. The `bipop-*` and `ipop-*` sections compare restarts on both "
         "sides (asktell's `restarts` strategy with its stopping rules and the pycma preset, "
         "pycma's `fmin2(restarts=9, bipop=True)` or `incpopsize=2`), which spend the budget "
-        "alike: the fair comparison; under each, the problems only one side solved. CPU per "
+        "alike: the fair comparison; under each, the problems only one side solved. One seed "
+        "per problem decides a multimodal problem (f3, f4, f15-f24) partly by luck: a "
+        "section run with `--seeds k` repeats each problem with k seeds. CPU per "
         "evaluation averages over different mixes of generations. f_opt is f at the optimum "
         "COCO reports (`Problem._best_parameter`).",
         "",
