@@ -24,6 +24,7 @@ The evaluator is three pieces with one idea each, imported in one direction::
 
     dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
                                  ->  _dask_worker.py
+                                                    ->  _dask_node_link.py  ->  _dask_node.py
 
 * :mod:`._dask_worker`: what runs inside a worker (the per-thread task cache, one chunk
   through ``evaluate_chunk``, its timing); imports nothing client-side.
@@ -31,6 +32,9 @@ The evaluator is three pieces with one idea each, imported in one direction::
   connect, health and healing, shipping the task once, close); with
   :mod:`._dask_address` (an address probed before any client exists) and
   :mod:`._dask_hung` (workers stuck in a late candidate: restarted or avoided).
+  Node mode's client side is :mod:`._dask_node_link` (the embedded cluster's non-daemonic
+  nanny, the daemonic check's verdict, the task key's tag); its worker side, run by
+  ``_dask_worker.py`` by name, is :mod:`._dask_node` (the local pools, the shared table).
 * :mod:`._dask_round`: :class:`GenerationRound`, one generation (submit chunks, wait, absorb
   failures, find poison candidates, deadline or quorum, gather, build the ``Evaluation``).
 
