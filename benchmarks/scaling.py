@@ -22,12 +22,14 @@ on this machine and puts them together in a model (``docs/scaling.md``):
    so a generation takes a fraction of a second; wall time, the ideal, overhead, efficiency.
 4. validation: the model's prediction (constants from 2, never fitted to 3) against 3.
 5. projection to 1,440 workers: one Dask task per core, and one per node (80 x 18).
+
+This script measures (1-3) and runs the steps; the model's rules, the validation and the
+projection are in ``_scaling_model.py``, the Markdown report in ``_scaling_report.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import os
 import pickle
@@ -45,21 +47,12 @@ DATA = ROOT / "benchmarks" / "data"
 EPISODES_JSON = DATA / "episode_times.json"
 RESULTS_JSON = DATA / "scaling_results.json"
 
-#: The paper's Humanoid run, as the public code for the paper configures it
-#: (openai/evolution-strategies-starter, configurations/humanoid.json): a generation is at
-#: least 10,000 episodes (5,000 mirrored pairs) and 100,000 steps; a 2x256 tanh MLP; the
-#: environment's own episode limit (1000 steps). 1,440 cores = 80 machines x 18.
-PAPER = {
-    "population": 10_000,
-    "hidden_sizes": [256, 256],
-    "episode_cap": 1000,
-    "workers": 1440,
-    "nodes": 80,
-    "cores_per_node": 18,
-}
-#: Assumed for the projection, not measured here: the bandwidth at which one worker (or
-#: node) serves the distribution to the others (10 Gbit/s Ethernet).
-ASSUMED_LINK_BYTES_PER_S = 1.25e9
+# The model and the report are modules beside this script (run as a script or loaded by path).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scaling_model import (  # noqa: E402
+    PAPER, bench_noise, chunk_starts, fit_dask, list_schedule, node_makespan, project, validate,
+)
+from _scaling_report import report  # noqa: E402
 
 
 def _machine() -> dict:
@@ -161,121 +154,7 @@ def episodes_main(args) -> None:
     print(f"wrote {path}")
 
 
-# ------------------------------------------------------------------ 2. the model
-
-
-def list_schedule(chunk_seconds, workers: int) -> float:
-    """Makespan when chunks go, in order, to whichever worker frees up first.
-
-    Dask's scheduler queues tasks and hands the next one to the first free thread
-    (``distributed.scheduler.worker-saturation``), so a generation's chunks are list-scheduled.
-    """
-    if len(chunk_seconds) <= workers:
-        return float(max(chunk_seconds, default=0.0))
-    free = [0.0] * workers
-    for t in chunk_seconds:
-        heapq.heapreplace(free, free[0] + t)
-    return max(free)
-
-
-def _finish_times(chunk_seconds, workers: int) -> np.ndarray:
-    """When each chunk finishes under :func:`list_schedule`."""
-    free = [(0.0, w) for w in range(workers)]
-    done = np.empty(len(chunk_seconds))
-    for i, t in enumerate(chunk_seconds):
-        start, w = heapq.heappop(free)
-        done[i] = start + t
-        heapq.heappush(free, (done[i], w))
-    return done
-
-
-def chunk_starts(population: int, num_chunks: int) -> np.ndarray:
-    """Where ``DaskEvaluator`` cuts a generation (mirrored pairs stay together)."""
-    from asktell.evaluators.dask import chunk_bounds
-
-    return np.array([a for a, _ in chunk_bounds(population, num_chunks)])
-
-
-def expected_rollouts(
-    samples: np.ndarray,
-    population: int,
-    workers: int,
-    *,
-    chunks: int | None = None,
-    nodes: int | None = None,
-    local: str = "blocks",
-    dispatch: float = 0.0,
-    setup: float = 0.0,
-    quorum: float = 1.0,
-    trials: int = 50,
-    seed: int = 0,
-) -> float:
-    """Mean over ``trials`` of the generation's rollout makespan (Monte Carlo).
-
-    Per core (``chunks`` tasks): each chunk's time is the sum of its candidates' episode
-    times drawn from ``samples``; the chunks are list-scheduled onto ``workers`` threads.
-
-    Per node (``nodes`` tasks, ``workers / nodes`` local processes each): ``local="blocks"``
-    is what node mode does (the node's chunk cut into one contiguous block per process,
-    ``np.array_split``; the node waits for its slowest block, plus ``dispatch`` per block
-    sent); ``local="queue"`` is the alternative of a work queue on the node (candidates one
-    at a time to whichever process is free, ``dispatch`` each). Either way the node first
-    spends ``setup`` (the distribution to its processes). The generation waits for the
-    slowest node or, with ``quorum`` < 1, closes once the finished nodes hold that share of
-    the population (a straggler-tolerant generation that drops whole late nodes). Per core,
-    ``quorum`` likewise closes once the finished chunks hold that share.
-    """
-    rng = np.random.default_rng(seed)
-    draws = rng.choice(np.asarray(samples, dtype=float), size=(trials, population))
-    out = []
-    if nodes is None:
-        starts = chunk_starts(population, chunks or workers)
-        sizes = np.diff([*starts, population])
-        for sums in np.add.reduceat(draws, starts, axis=1):
-            if quorum >= 1:
-                out.append(list_schedule(sums, workers))
-                continue
-            done = _finish_times(sums, workers)
-            order = np.argsort(done)
-            last = int(np.searchsorted(np.cumsum(sizes[order]), quorum * population - 1e-9))
-            out.append(done[order[min(last, len(order) - 1)]])
-        return float(np.mean(out))
-    cores = workers // nodes
-    starts = chunk_starts(population, nodes)
-    bounds = list(zip(starts, [*starts[1:], population]))
-    for row in draws:
-        if local == "blocks":
-            node_times = [max(b.sum() for b in np.array_split(row[a:z], cores)) + cores * dispatch
-                          for a, z in bounds]
-        else:
-            node_times = [list_schedule(row[a:z] + dispatch, cores) for a, z in bounds]
-        order = np.argsort(node_times)
-        held = np.cumsum(np.diff([*starts, population])[order])
-        last = min(int(np.searchsorted(held, quorum * population - 1e-9)), len(order) - 1)
-        out.append(node_times[order[last]] + setup)
-    return float(np.mean(out))
-
-
-def predict(constants: dict, *, tasks: int, fetchers: int, dist_bytes: int,
-            rollouts: float, driver: float = 0.0, link_bytes_per_s: float | None = None) -> dict:
-    """Generation time = fixed + per_task x tasks + broadcast + rollouts + driver.
-
-    The broadcast moves the pickled distribution client -> scheduler -> one worker, then to
-    each other fetching process from that holder (an upper bound: Dask may also fetch from
-    workers that got it already).
-    """
-    per_byte = 1.0 / link_bytes_per_s if link_bytes_per_s else constants["broadcast_s_per_byte"]
-    terms = {
-        "fixed": constants["fixed_s"],
-        "tasks": constants["per_task_s"] * tasks,
-        "broadcast": per_byte * dist_bytes * (2 + fetchers),
-        "rollouts": rollouts,
-        "driver": driver,
-    }
-    return {**terms, "total": sum(terms.values())}
-
-
-# ------------------------------------------------------------------ 3. simulation
+# ------------------------------------------------------------------ 2. simulation
 
 
 def sleep_seconds(samples, seeds: np.ndarray, scale: float) -> np.ndarray:
@@ -312,20 +191,6 @@ class SleepTask:
         return TaskResult(np.zeros(len(seeds)), np.ones(len(seeds), dtype=np.int64))
 
 
-def _noise():
-    from asktell.noise import NoiseTable
-
-    return NoiseTable(seed=0, size=1 << 22)
-
-
-def _node_time(times: np.ndarray, nodes: int, cores: int) -> float:
-    """Node mode's makespan for these episode times: each node's chunk in one contiguous
-    block per local process; the slowest block of the slowest node."""
-    starts = chunk_starts(times.size, nodes)
-    return max(max(b.sum() for b in np.array_split(chunk, cores))
-               for chunk in np.split(times, starts[1:]))
-
-
 def _generations(ev, task, workers, *, population, num_params, regime, scale, chunks_per_worker,
                  generations, nodes=None) -> dict:
     """``generations`` timed generations (after one warm-up); medians, and each one's ideal.
@@ -334,7 +199,7 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
     from asktell import Distribution
     from asktell.noise import mirrored
 
-    noise = _noise()
+    noise = bench_noise()
     ev.chunks_per_worker = chunks_per_worker
     walls, cpus, useful, scheduled = [], [], [], []
     for g in range(generations + 1):
@@ -356,7 +221,7 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
             starts = chunk_starts(population, workers * chunks_per_worker)
             scheduled.append(list_schedule(np.add.reduceat(times, starts), workers))
         else:
-            scheduled.append(_node_time(times, nodes, workers // nodes))
+            scheduled.append(node_makespan(times, nodes, workers // nodes))
     wall = statistics.median(walls)
     return {
         "mode": "core" if nodes is None else "node",
@@ -454,7 +319,7 @@ def _measure_broadcast(ev, procs, args) -> dict:
     walls: dict[int, list[float]] = {small: [], big: []}
     for g in range(2 * (args.generations + 1)):
         n = (small, big)[g % 2]
-        dist = Distribution(np.zeros(n), 0.02, _noise(), generation=g)
+        dist = Distribution(np.zeros(n), 0.02, bench_noise(), generation=g)
         start = time.perf_counter()
         with warnings.catch_warnings():  # a big graph, on purpose (as DaskEvaluator does)
             warnings.filterwarnings("ignore", message="Sending large graph")
@@ -464,7 +329,7 @@ def _measure_broadcast(ev, procs, args) -> dict:
         if g >= 2:  # the first of each size is a warm-up
             walls[n].append(time.perf_counter() - start)
         del held, uses
-    sizes = {n: len(pickle.dumps(Distribution(np.zeros(n), 0.02, _noise()))) for n in walls}
+    sizes = {n: len(pickle.dumps(Distribution(np.zeros(n), 0.02, bench_noise()))) for n in walls}
     moved = (sizes[big] - sizes[small]) * (2 + len(workers))
     extra = statistics.median(walls[big]) - statistics.median(walls[small])
     out = {"processes": len(workers), "bytes": sizes, "extra_wall_s": extra,
@@ -485,7 +350,7 @@ def _show(what, p) -> None:
           f"{p['scheduled_s'] * 1e3:7.1f} ms  efficiency {p['efficiency']:.3f}", flush=True)
 
 
-# ------------------------------------------------------------------ other constants
+# ------------------------------------------------------------------ 3. other constants
 
 
 def measure_driver(sizes, repeats: int) -> dict:
@@ -519,14 +384,6 @@ def measure_driver(sizes, repeats: int) -> dict:
             "s_per_pop_param": max(float(per_pn), 0.0)}
 
 
-def driver_seconds(driver: dict, population: int, num_params: int) -> tuple[float, str]:
-    """Measured at that size if it was, else the straight-line fit."""
-    for p in driver["points"]:
-        if (p["population"], p["num_params"]) == (population, num_params):
-            return p["seconds"], "measured"
-    return driver["intercept_s"] + driver["s_per_pop_param"] * population * num_params, "fit"
-
-
 def _noop(_):
     return None
 
@@ -544,180 +401,7 @@ def measure_pool(items: int) -> float:
         return (time.perf_counter() - start) / items
 
 
-# ------------------------------------------------------------------ 4-5. fit, validate, project
-
-
-def fit_dask(noop: list[dict], key: str = "wall_s") -> tuple[float, float]:
-    """No-op generations: ``key`` (wall, or the driver process's CPU) = fixed + per_task x
-    tasks (least squares)."""
-    tasks = np.array([p["tasks"] for p in noop], dtype=float)
-    walls = np.array([p[key] for p in noop])
-    if np.ptp(tasks) == 0:
-        return float(walls.mean()), 0.0
-    # Weighted by 1/value, i.e. least relative error: on a shared machine the noise scales
-    # with the time measured (contention slows a long generation as much as a short one), so
-    # plain least squares lets the longest no-op generations set the fixed cost. (The first
-    # full run fitted unweighted: fixed 86 ms where 2-task generations took 24 ms.)
-    per_task, fixed = np.polyfit(tasks, walls, 1, w=1 / np.maximum(walls, 1e-6))
-    # Noise on a shared machine can tilt a short fit below zero; a cost is never negative.
-    return max(float(fixed), 0.0), max(float(per_task), 0.0)
-
-
-def _dist_bytes(num_params: int) -> int:
-    from asktell import Distribution
-
-    return len(pickle.dumps(Distribution(np.zeros(num_params), 0.02, _noise())))
-
-
-def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, trials: int):
-    """The model's prediction for each simulated point, from constants not fitted to it."""
-    for p in sleeps:
-        scaled = np.asarray(samples[p["regime"]]) * regimes[p["regime"]]
-        if p["mode"] == "node":
-            rollouts = expected_rollouts(scaled, p["population"], p["workers"], nodes=p["nodes"],
-                                         dispatch=constants["pool_per_candidate_s"],
-                                         trials=trials)
-        else:
-            rollouts = expected_rollouts(scaled, p["population"], p["workers"],
-                                         chunks=p["tasks"], trials=trials)
-        pred = predict(constants, tasks=p["tasks"], fetchers=p["processes"],
-                       dist_bytes=_dist_bytes(p["num_params"]), rollouts=rollouts)
-        p["predicted_s"] = pred["total"]
-        p["predicted_terms"] = pred
-        p["error"] = pred["total"] / p["wall_s"] - 1
-        # The same model with this run's own draws instead of the expectation: how well the
-        # overhead terms alone predict.
-        p["error_own_draws"] = (pred["total"] - rollouts + p["scheduled_s"]) / p["wall_s"] - 1
-    errors = [abs(p["error"]) for p in sleeps]
-    return {
-        "median_abs_error": float(np.median(errors)),
-        "max_abs_error": float(np.max(errors)),
-        "median_abs_error_own_draws": float(np.median([abs(p["error_own_draws"]) for p in sleeps])),
-    }
-
-
-def project(constants: dict, samples: dict, driver: dict, trials: int) -> dict:
-    """Generation time and efficiency of the paper's Humanoid generation on 1,440 workers."""
-    from asktell.evaluators.dask import auto_chunks
-    from asktell.gym import GymTask
-
-    P, W, nodes = PAPER["population"], PAPER["workers"], PAPER["nodes"]
-    # A scheduler with a core of its own: what a task costs is the CPU the client and the
-    # scheduler spend on it (measured), not this shared machine's wall time.
-    constants = {**constants, "per_task_s": constants["per_task_cpu_s"]}
-    num_params = GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params
-    size = _dist_bytes(num_params)
-    drive, how = driver_seconds(driver, P, num_params)
-    rows = []
-    for regime in ("humanoid_falls", "humanoid_full"):
-        times = np.asarray(samples[regime])
-        useful = P * float(times.mean())
-        cpw_auto = auto_chunks(useful, W)
-        # On the node, the distribution goes to each local process through a pipe (at the
-        # loopback rate measured here), then each block or candidate costs a pool item.
-        local = {"nodes": nodes, "dispatch": constants["pool_per_candidate_s"],
-                 "setup": PAPER["cores_per_node"] * size * constants["broadcast_s_per_byte"]}
-        modes = [("per core, 1 chunk per core", W, W, {"chunks": W}),
-                 ("per core, 1 chunk per core, closing on 95% (what-if)", W, W,
-                  {"chunks": W, "quorum": 0.95}),
-                 (f"per core, 'auto': {cpw_auto} chunk(s) per core", W * cpw_auto, W,
-                  {"chunks": W * cpw_auto}),
-                 (f"per node ({nodes} x {PAPER['cores_per_node']}): a block per process",
-                  nodes, nodes, local),
-                 (f"per node ({nodes} x {PAPER['cores_per_node']}): a work queue (not built)",
-                  nodes, nodes, {**local, "local": "queue"}),
-                 (f"per node ({nodes} x {PAPER['cores_per_node']}): blocks, closing on 95% "
-                  "(what-if)", nodes, nodes, {**local, "quorum": 0.95})]
-        for name, tasks, fetchers, kw in modes:
-            rollouts = expected_rollouts(times, P, W, trials=trials, **kw)
-            told = kw.get("quorum", 1.0)  # candidates dropped are not useful work
-            pred = predict(constants, tasks=tasks, fetchers=fetchers, dist_bytes=size,
-                           rollouts=rollouts, driver=drive,
-                           link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)
-            rows.append({
-                "regime": regime, "mode": name, "tasks": tasks, "terms": pred,
-                "useful_s": useful * told, "ideal_s": useful / W,
-                "efficiency": useful * told / (W * pred["total"]),
-                "efficiency_evaluate_only": useful * told / (W * (pred["total"] - drive)),
-            })
-    return {"population": P, "workers": W, "num_params": num_params, "dist_bytes": size,
-            "driver_s": drive, "driver_from": how, "rows": rows}
-
-
-# ------------------------------------------------------------------ report
-
-
-def _ms(x: float) -> str:
-    return f"{x * 1e3:,.1f}"
-
-
-def _mode(p: dict) -> str:
-    return "per core" if p["mode"] == "core" else f"{p['nodes']} nodes x {p['workers'] // p['nodes']}"
-
-
-def report(res: dict) -> str:
-    c, v = res["constants"], res["validation"]
-    lines = [
-        "### Constants (measured on this machine)", "",
-        "| constant | value | from |", "|---|---|---|",
-        f"| fixed cost per generation | {_ms(c['fixed_s'])} ms | no-op generations, fit |",
-        f"| cost per Dask task, wall | {c['per_task_s'] * 1e3:.3f} ms | no-op generations, fit "
-        "(validation) |",
-        f"| cost per Dask task, CPU of client + scheduler | {c['per_task_cpu_s'] * 1e3:.3f} ms "
-        "| no-op generations, fit (projection) |",
-        f"| broadcast, loopback | {1 / max(c['broadcast_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s "
-        "| big vs small distribution |",
-        f"| local pool, per candidate | {c['pool_per_candidate_s'] * 1e3:.3f} ms "
-        "| multiprocessing.Pool(2), no-op items |",
-        f"| driver ask+tell | {c['driver']['intercept_s'] * 1e3:.2f} ms + "
-        f"{c['driver']['s_per_pop_param'] * 1e9:.3f} ns x population x params | OpenAIES, fit |",
-        "", "No-op generations (the fit's points):", "",
-        "| workers | tasks | wall (ms) | fit (ms) | client + scheduler CPU (ms) |",
-        "|---|---|---|---|---|",
-    ]
-    for p in res["noop"]:
-        lines.append(f"| {p['workers']} | {p['tasks']} | {_ms(p['wall_s'])} | "
-                     f"{_ms(c['fixed_s'] + c['per_task_s'] * p['tasks'])} | "
-                     f"{_ms(p['driver_cpu_s'])} |")
-    lines += ["", "Driver (OpenAIES ask + tell + pickling the distribution):", "",
-              "| population | params | ms |", "|---|---|---|"]
-    lines += [f"| {p['population']:,} | {p['num_params']:,} | {_ms(p['seconds'])} |"
-              for p in c["driver"]["points"]]
-    lines += [
-        "", "### Loopback simulation and validation", "",
-        "| mode | workers (processes) | regime | scale | population | tasks | wall (ms) | "
-        "scheduled ideal (ms) | balanced ideal (ms) | overhead (ms) | efficiency | predicted "
-        "(ms) | error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for p in res["simulation"]:
-        lines.append(
-            f"| {_mode(p)} | {p['workers']} ({p['processes']}) | {p['regime']} | {p['scale']:.3g} | "
-            f"{p['population']} | {p['tasks']} | {_ms(p['wall_s'])} | {_ms(p['scheduled_s'])} | "
-            f"{_ms(p['balanced_s'])} | {_ms(p['overhead_s'])} | {p['efficiency']:.3f} | "
-            f"{_ms(p['predicted_s'])} | {p['error']:+.1%} |")
-    lines += ["", f"Validation: median |error| {v['median_abs_error']:.1%}, max "
-              f"{v['max_abs_error']:.1%} (with each run's own draws instead of the expected "
-              f"rollout time: median {v['median_abs_error_own_draws']:.1%}).", ""]
-    pr = res["projection"]
-    lines += [
-        f"### Projection: population {pr['population']:,}, {pr['num_params']:,} parameters "
-        f"({pr['dist_bytes']:,} B distribution), {pr['workers']:,} workers", "",
-        f"Driver {_ms(pr['driver_s'])} ms ({pr['driver_from']}); "
-        f"{c['per_task_cpu_s'] * 1e3:.3f} ms per task (CPU); broadcast at an assumed "
-        f"{ASSUMED_LINK_BYTES_PER_S * 8 / 1e9:g} Gbit/s.", "",
-        "| regime | mode | tasks | fixed+tasks (s) | broadcast (s) | rollouts (s) | ideal (s) "
-        "| driver (s) | generation (s) | efficiency | without driver |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in pr["rows"]:
-        t = r["terms"]
-        lines.append(
-            f"| {r['regime']} | {r['mode']} | {r['tasks']:,} | {t['fixed'] + t['tasks']:.3f} | "
-            f"{t['broadcast']:.3f} | {t['rollouts']:.3f} | {r['ideal_s']:.3f} | "
-            f"{t['driver']:.3f} | {t['total']:.3f} | {r['efficiency']:.2f} | "
-            f"{r['efficiency_evaluate_only']:.2f} |")
-    return "\n".join(lines)
+# ------------------------------------------------------------------ 4. run and report
 
 
 def _driver_sizes(quick: bool) -> list[tuple[int, int]]:

@@ -1,8 +1,9 @@
 """The Dask evaluator's link to its cluster: start or reach it, watch it, ship the task, close.
 
-Import direction (see :mod:`asktell.evaluators._dask_worker`)::
+Import direction (see :mod:`asktell.evaluators.dask`)::
 
     dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
+                                                    ->  _dask_node_link.py  ->  _dask_node.py
 
 :class:`ClusterLink` owns the ``distributed.Client``: it starts an embedded ``LocalCluster``
 on loopback or connects to an address (or adopts a given client), answers the round's
@@ -12,11 +13,13 @@ once, and closes what it started. Every call into ``distributed``'s own private 
 what it accepts (a live client, a security object, the dashboard setting) are declared here
 too, as field types of :class:`~asktell.evaluators.dask.DaskEvaluatorConfig`.
 
-Node mode (:mod:`._dask_node`) adds the node settings to the shipped task, the workers'
-addresses, a check that connected workers are not daemonic and closing the node pools.
+Node mode adds the node settings to the shipped task, the workers' addresses, a check that
+connected workers are not daemonic and closing the node pools: the calls to the client are
+here, the node-only rules (the non-daemonic nanny, the check's verdict, the key's tag) in
+:mod:`._dask_node_link`, and what runs on the workers in :mod:`._dask_node`.
 
-(Near 500 lines: everything that talks to the client, with a timeout on each call, stays in
-this one module so no other reaches into the client.)
+(Everything that talks to the client, with a timeout on each call, stays in this one module
+so no other reaches into the client.)
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from asktell.protocol import Task
 
 from ._dask_address import probe_scheduler
 from ._dask_hung import HungWorkers
-from ._dask_node import DAEMON_FIX, NodeSpec, close_pools, is_daemonic, non_daemonic_nanny
+from ._dask_node import NodeSpec, close_pools, is_daemonic
+from ._dask_node_link import check_not_daemonic, node_tag, non_daemonic_nanny
 from ._dask_worker import identity
 
 __all__ = [
@@ -132,10 +136,6 @@ def heal_cluster(cluster: Any, num_workers: int) -> None:
         if process is None or not process.is_alive():
             cluster.worker_spec.pop(name, None)
     cluster.scale(num_workers)
-
-
-def _node_tag(node: NodeSpec | None) -> str:
-    return "" if node is None else f"-node-{node[0]}-{node[1]}"
 
 
 def _dashboard_address(dashboard: bool | str) -> str | None:
@@ -351,14 +351,7 @@ class ClusterLink:
             daemonic = self.client.run(is_daemonic, on_error="ignore")
         except Exception as exc:  # noqa: BLE001 - the round reports a lost scheduler
             raise SchedulerLost(describe(exc)) from None
-        bad = sorted(w for w, flag in daemonic.items() if flag is True)
-        if bad:
-            raise ConfigError(
-                f"DaskEvaluator node_processes={self.node[0]!r}: the Dask workers "
-                f"{', '.join(bad)} are daemonic processes, which may not start the node's "
-                f"local processes; {DAEMON_FIX}"
-            )
-        self._nodes_checked = bool(daemonic)
+        self._nodes_checked = check_not_daemonic(daemonic, self.node)
 
     def watch(self) -> ClusterWatch:
         """A fresh watch on the workers, for one generation."""
@@ -396,9 +389,7 @@ class ClusterLink:
         self.task_future = self.client.submit(
             identity,
             shipped,
-            # The node settings are part of the key: evaluators sharing a cluster and a task
-            # but not the settings must not share the future (Dask dedupes by key).
-            key=f"asktell-task-{digest}-{self._task_ships}{_node_tag(self.node)}",
+            key=f"asktell-task-{digest}-{self._task_ships}{node_tag(self.node)}",
             pure=False,
             workers=self.hung.allowed_workers(),
         )

@@ -15,13 +15,12 @@ generations (the four most recent), and closed, with its shared table unlinked, 
 the worker's exit.
 
 This module runs inside Dask workers and imports nothing client-side (nor dask itself, at
-import). Its last part is the one client-side piece of node mode, kept beside the rest: the
-``Nanny`` whose worker process is not daemonic, for the embedded cluster.
+import). Node mode's client side (the non-daemonic ``Nanny`` of the embedded cluster, the
+daemonic check of a connected one) is :mod:`._dask_node_link`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import multiprocessing.util
 import os
@@ -42,7 +41,6 @@ __all__ = [
     "close_pools",
     "usable_cores",
     "is_daemonic",
-    "non_daemonic_nanny",
     "DAEMON_FIX",
 ]
 
@@ -158,66 +156,3 @@ def close_pools(digest: str | None = None, dask_worker: Any = None) -> int:
     for pool in pools:
         pool.close()
     return len(pools)
-
-
-# -- client side: the embedded cluster's non-daemonic workers ------------------------
-
-
-_DAEMON_KEY = "distributed.worker.daemon"
-_daemon_off_count = 0
-_daemon_saved: Any = True
-_daemon_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _daemon_off():
-    """``distributed.worker.daemon: False`` while any node-mode nanny starts its worker.
-
-    The nanny reads the flag from this process's Dask config when it (re)starts its worker
-    process, after awaits; a counted switch (not nested ``dask.config.set`` contexts, which
-    restore each other's saved values out of order) keeps it off while any is starting."""
-    import dask
-
-    global _daemon_off_count, _daemon_saved
-    with _daemon_lock:
-        if _daemon_off_count == 0:
-            _daemon_saved = dask.config.get(_DAEMON_KEY, default=True)
-            dask.config.set({_DAEMON_KEY: False})
-        _daemon_off_count += 1
-    try:
-        yield
-    finally:
-        with _daemon_lock:
-            _daemon_off_count -= 1
-            if _daemon_off_count == 0:
-                dask.config.set({_DAEMON_KEY: _daemon_saved})
-
-
-_NANNY: Any = None  # the class, made on first use (distributed imported then)
-
-
-def non_daemonic_nanny() -> type:
-    """A ``Nanny`` whose worker process is not daemonic, so it may start the node's pool
-    (Python forbids children to daemonic processes); also when it restarts a dead worker."""
-    global _NANNY
-    if _NANNY is None:
-        from distributed import Nanny
-
-        from asktell._shared_table import unlink_tables_of
-
-        class NodeNanny(Nanny):
-            _worker_pid: int | None = None
-
-            async def instantiate(self):  # type: ignore[override]
-                with _daemon_off():
-                    status = await super().instantiate()
-                self._worker_pid = self.pid
-                return status
-
-            def _on_worker_exit_sync(self, exitcode):  # type: ignore[override]
-                # A worker killed outright left its node's noise table in shared memory.
-                unlink_tables_of(self._worker_pid)
-                return super()._on_worker_exit_sync(exitcode)
-
-        _NANNY = NodeNanny
-    return _NANNY

@@ -24,6 +24,7 @@ The evaluator is three pieces with one idea each, imported in one direction::
 
     dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
                                  ->  _dask_worker.py
+                                                    ->  _dask_node_link.py  ->  _dask_node.py
 
 * :mod:`._dask_worker`: what runs inside a worker (the per-thread task cache, one chunk
   through ``evaluate_chunk``, its timing); imports nothing client-side.
@@ -31,6 +32,9 @@ The evaluator is three pieces with one idea each, imported in one direction::
   connect, health and healing, shipping the task once, close); with
   :mod:`._dask_address` (an address probed before any client exists) and
   :mod:`._dask_hung` (workers stuck in a late candidate: restarted or avoided).
+  Node mode's client side is :mod:`._dask_node_link` (the embedded cluster's non-daemonic
+  nanny, the daemonic check's verdict, the task key's tag); its worker side, run by
+  ``_dask_worker.py`` by name, is :mod:`._dask_node` (the local pools, the shared table).
 * :mod:`._dask_round`: :class:`GenerationRound`, one generation (submit chunks, wait, absorb
   failures, find poison candidates, deadline or quorum, gather, build the ``Evaluation``).
 
@@ -71,14 +75,32 @@ __all__ = [
 #: cost per task, measured in docs/dask.md, is then a few percent of it) ...
 AUTO_CHUNK_SECONDS = 0.05
 #: ... and at most this many chunks per thread (enough to balance uneven rollouts; the
-#: first generation, with nothing measured yet, uses it).
+#: first generation, with nothing measured yet, uses it) ...
 AUTO_MAX_CHUNKS = 4
+#: ... and the generation's tasks at most what keeps the scheduler's share small. Dask's
+#: scheduler handles a generation's tasks one after the other, about this many seconds of
+#: client + scheduler CPU each (0.405 ms fitted on no-op generations, docs/scaling.md), so
+#: T tasks cost T times it whatever the cluster's size (5,760 tasks at 1,440 threads: 2.3 s)
+#: ...
+AUTO_TASK_SECONDS = 0.0004
+#: ... which "auto" keeps under this share of the generation's compute spread over the
+#: threads (its ideal wall time), never going below one chunk per thread.
+AUTO_SCHEDULER_SHARE = 0.05
 
 
 def auto_chunks(compute_seconds: float, threads: int) -> int:
-    """Chunks per worker thread for a generation of ``compute_seconds`` of work."""
-    per_thread = compute_seconds / max(threads, 1)
-    return int(min(AUTO_MAX_CHUNKS, max(1, per_thread // AUTO_CHUNK_SECONDS)))
+    """Chunks per worker thread for a generation of ``compute_seconds`` of work.
+
+    One per :data:`AUTO_CHUNK_SECONDS` of work per thread, 1 to :data:`AUTO_MAX_CHUNKS`,
+    and no more than keeps ``threads x chunks x AUTO_TASK_SECONDS`` (the scheduler's time)
+    within :data:`AUTO_SCHEDULER_SHARE` of ``compute_seconds / threads``: at 1,440 threads
+    with 6 s of work each that is 770 tasks, so one chunk per thread, not four.
+    """
+    threads = max(threads, 1)
+    per_thread = compute_seconds / threads
+    chunks = min(AUTO_MAX_CHUNKS, per_thread // AUTO_CHUNK_SECONDS)
+    max_tasks = AUTO_SCHEDULER_SHARE * per_thread / AUTO_TASK_SECONDS
+    return int(max(1, min(chunks, max_tasks // threads)))
 
 
 #: Straggler-tolerant generations with ``chunks_per_worker="auto"``: chunks per worker
@@ -158,7 +180,9 @@ class DaskEvaluatorConfig(PluginConfig):
         "auto",
         description="Chunks of seeds per worker thread and generation: more balances uneven "
         "rollouts, fewer pays less of Dask's ~1.5 ms per task. 'auto': from the previous "
-        "generation's compute time, one chunk per 50 ms of work per thread, 1 to 4.",
+        "generation's compute time, one chunk per 50 ms of work per thread, 1 to 4, and "
+        "no more than keeps the scheduler's time (~0.4 ms per task) within 5% of the "
+        "generation's compute per thread (at least 1).",
     )
     retries: Int = Field(0, ge=0, description="Extra attempts for a candidate that raised.")
     on_failure: Literal["raise", "mark"] = Field(

@@ -25,7 +25,14 @@ cloudpickle = pytest.importorskip("cloudpickle")
 from asktell import CandidateFailedError, Distribution, EvaluationError, FunctionTask, NoiseTable
 from asktell.errors import ConfigError, MissingDependencyError
 from asktell.evaluators import DaskEvaluator, DaskEvaluatorConfig, SerialEvaluator
-from asktell.evaluators.dask import AUTO_CHUNK_SECONDS, AUTO_MAX_CHUNKS, auto_chunks, chunk_bounds
+from asktell.evaluators.dask import (
+    AUTO_CHUNK_SECONDS,
+    AUTO_MAX_CHUNKS,
+    AUTO_SCHEDULER_SHARE,
+    AUTO_TASK_SECONDS,
+    auto_chunks,
+    chunk_bounds,
+)
 from asktell.noise import mirrored
 from asktell.registry import EVALUATORS
 from asktell.testing.evaluator_suite import first_coordinate, rastrigin_return
@@ -276,6 +283,28 @@ def test_auto_chunks_rule():
     assert auto_chunks(0.0, 2) == 1
     assert auto_chunks(2 * AUTO_CHUNK_SECONDS * 2.5, 2) == 2
     assert auto_chunks(100.0, 16) == AUTO_MAX_CHUNKS
+
+
+def test_auto_chunks_cap_the_scheduler_time_at_scale():
+    """The scheduler handles a generation's tasks one at a time: at the paper's 1,440
+    threads with 6.157 s of work each (docs/scaling.md, Humanoid episodes to the cap) the
+    50 ms rule alone picks 4 chunks per thread, 5,760 tasks, ~2.3 s of scheduler CPU (38% of
+    the generation). The cap allows 5% x 6.157 s / 0.4 ms = 770 tasks: one per thread."""
+    assert AUTO_SCHEDULER_SHARE == 0.05 and AUTO_TASK_SECONDS == 0.0004
+    assert 6.157 // AUTO_CHUNK_SECONDS >= AUTO_MAX_CHUNKS  # what the 50 ms rule alone gives
+    assert auto_chunks(1440 * 6.157, 1440) == 1
+    # 4 per thread again once 4 x 1,440 tasks x 0.4 ms fit in 5% of each thread's work (46 s)
+    assert auto_chunks(1440 * 47.0, 1440) == AUTO_MAX_CHUNKS
+    assert auto_chunks(1440 * 30.0, 1440) == 2  # 5% x 30 s / 0.4 ms = 3,750 tasks
+    # The rule at every size: 1 to 4 per thread, and past one per thread the scheduler's
+    # time stays within its share of the generation's compute per thread.
+    for threads in (1, 2, 7, 64, 1440):
+        for per_thread in np.geomspace(1e-3, 1e3, 61):
+            chunks = auto_chunks(per_thread * threads, threads)
+            assert 1 <= chunks <= AUTO_MAX_CHUNKS
+            if chunks > 1:
+                scheduler = threads * chunks * AUTO_TASK_SECONDS
+                assert scheduler <= AUTO_SCHEDULER_SHARE * per_thread * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("chunks_per_worker", [1, 5])

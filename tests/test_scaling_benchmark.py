@@ -1,5 +1,6 @@
-"""benchmarks/scaling.py: the generation-time model's pieces follow their rules, and a
-``--quick`` run measures, validates and projects (its structure, never its timings).
+"""benchmarks/scaling.py: the generation-time model's pieces (``_scaling_model.py``) follow
+their rules, and a ``--quick`` run measures, validates and projects (its structure, never
+its timings).
 
 The numbers themselves are docs/scaling.md's business.
 """
@@ -26,8 +27,18 @@ def _scaling():
     return mod
 
 
+def _model():
+    """The model's pure rules (``benchmarks/_scaling_model.py``)."""
+    spec = importlib.util.spec_from_file_location(
+        "scaling_model", ROOT / "benchmarks" / "_scaling_model.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_chunks_are_list_scheduled_onto_the_first_free_worker():
-    s = _scaling()
+    s = _model()
     # 3 and 3 start; the 2s go to whichever is free first: 5, 5, then 7.
     assert s.list_schedule([3, 3, 2, 2, 2], 2) == 7
     assert s.list_schedule([1, 4], 8) == 4  # fewer chunks than workers: the longest
@@ -37,14 +48,14 @@ def test_chunks_are_list_scheduled_onto_the_first_free_worker():
 def test_per_core_rollouts_pay_for_mirrored_pairs_riding_together():
     """10,000 candidates on 1,440 cores, one chunk each: chunks of 3 or 4 mirrored pairs, so
     with equal episodes the slowest core runs 8 of them, not 10,000 / 1,440 = 6.9."""
-    s = _scaling()
+    s = _model()
     assert s.expected_rollouts([1.0], 10_000, 1440, chunks=1440, trials=2) == pytest.approx(8.0)
 
 
 def test_per_node_rollouts_wait_for_the_fullest_block():
     """10,000 candidates on 80 nodes: chunks of 124 or 126 (mirrored pairs together), cut
     into 18 blocks of at most 7 on the node; each block sent costs the dispatch time."""
-    s = _scaling()
+    s = _model()
     got = s.expected_rollouts([1.0], 10_000, 1440, nodes=80, dispatch=0.01, trials=2)
     assert got == pytest.approx(7 + 18 * 0.01)
     # A work queue: 7 rounds of 18 single candidates, each paying its dispatch.
@@ -54,7 +65,7 @@ def test_per_node_rollouts_wait_for_the_fullest_block():
 
 
 def test_prediction_is_the_sum_of_its_terms():
-    s = _scaling()
+    s = _model()
     c = {"fixed_s": 0.01, "per_task_s": 0.001, "broadcast_s_per_byte": 1e-9}
     p = s.predict(c, tasks=100, fetchers=8, dist_bytes=1000, rollouts=2.0, driver=0.5)
     assert p["tasks"] == pytest.approx(0.1)
@@ -116,7 +127,7 @@ def test_quick_run_measures_validates_and_projects(tmp_path):
 def test_a_quorum_drops_the_latest_nodes():
     """Two kinds of episode (1 s and 3 s): waiting for every node waits for one that drew
     3 s episodes; closing on half the population never waits longer."""
-    s = _scaling()
+    s = _model()
     full = s.expected_rollouts([1.0, 3.0], 1000, 100, nodes=10, trials=5)
     half = s.expected_rollouts([1.0, 3.0], 1000, 100, nodes=10, quorum=0.5, trials=5)
     assert half < full
