@@ -4,9 +4,11 @@ A :class:`GenerationStep` runs one generation the same way for every caller:
 
 1. ``ask`` the strategy and build the generation's distribution with the task's
    ``context()`` (frozen observation statistics, the step cap);
-2. ``evaluate`` the seeds through the evaluator;
+2. ``evaluate`` the seeds through the evaluator (with ``partial=True`` for an evaluator
+   declaring the ``partial_evaluation`` capability: a straggler-tolerant one may then close
+   the generation early and mark the rest ``dropped``; centre evaluations are always whole);
 3. ``tell`` the strategy, then ``observe`` the evaluation (the task folds in its statistics),
-   and count the candidates' environment steps and episodes in :class:`Progress`;
+   and count the told candidates' environment steps and episodes in :class:`Progress`;
 4. optionally evaluate the noise-free centre **through the same evaluator**, with the plan
    the task gives (:meth:`~asktell.protocol.TaskHooks.center_plan`); these evaluations are
    neither counted in ``env_steps`` nor observed.
@@ -181,8 +183,10 @@ class Progress:
     def count(self, evaluation: Evaluation) -> tuple[int, int]:
         """Add a told generation's steps, episodes and best return; returns its
         ``(steps, episodes)``."""
+        # Dropped candidates (a straggler-tolerant generation closed without them) hold 0
+        # steps and 0 episodes: only the told candidates count.
         steps = int(np.sum(evaluation.steps))
-        n = len(evaluation.returns)
+        n = int(evaluation.told_mask.sum())
         episodes = int(np.sum(evaluation.episodes)) if evaluation.episodes is not None else n
         self.env_steps += steps
         self.episodes += episodes
@@ -383,12 +387,14 @@ class GenerationStep:
             seeds = strategy.ask()
             distribution = self.distribution()
         t1 = time.perf_counter()
-        if self.on_progress is not None and "progress" in getattr(
-            self.evaluator, "capabilities", ()
-        ):
-            evaluation = self.evaluator.evaluate(distribution, seeds, on_progress=self.on_progress)
-        else:
-            evaluation = self.evaluator.evaluate(distribution, seeds)
+        capabilities = getattr(self.evaluator, "capabilities", ())
+        options: dict[str, Any] = {}
+        if self.on_progress is not None and "progress" in capabilities:
+            options["on_progress"] = self.on_progress
+        if "partial_evaluation" in capabilities:
+            # a generation (never a centre evaluation) may close on a quorum
+            options["partial"] = True
+        evaluation = self.evaluator.evaluate(distribution, seeds, **options)
         t2 = time.perf_counter()
         with self.critical():
             metrics = strategy.tell(evaluation)

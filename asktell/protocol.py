@@ -184,6 +184,10 @@ class Evaluation:
             workers); 0 otherwise.
         violations: float64 ``(n, m)`` constraint values ``g_j(x)`` (``<= 0`` is
             feasible), if the task has constraints; NaN rows for failed candidates.
+        dropped: bool ``(n,)``: True for a candidate not evaluated because its generation
+            closed before it came back (a straggler-tolerant evaluator, see
+            ``docs/stragglers.md``); its return is NaN and its steps 0, and a strategy
+            learns from the others only. ``None``: every candidate was evaluated.
 
     Every field after ``steps`` is keyword-only (the old ``TaskResult`` and ``Evaluation``
     orders differed; a positional third argument would be ambiguous).
@@ -198,6 +202,7 @@ class Evaluation:
     truncated: np.ndarray | None = None
     seconds: float = 0.0
     violations: np.ndarray | None = None
+    dropped: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n: int) -> Evaluation:
@@ -207,6 +212,13 @@ class Evaluation:
     @property
     def total_steps(self) -> int:
         return int(np.sum(self.steps))
+
+    @property
+    def told_mask(self) -> np.ndarray:
+        """bool ``(n,)``: the candidates evaluated (not :attr:`dropped`)."""
+        if self.dropped is None:
+            return np.ones(len(self.returns), dtype=bool)
+        return ~np.asarray(self.dropped, dtype=bool)
 
     @property
     def failed_mask(self) -> np.ndarray:
@@ -222,7 +234,8 @@ class Evaluation:
         The one merge of results: per-candidate arrays are copied into place (``episodes``
         and ``truncated`` are allocated here, zeros, the first time a part has them), the
         part's failures are re-indexed to their positions here, observation statistics are
-        merged (exactly, so in any order) and compute seconds add up. ``part.obs_stats``
+        merged (exactly, so in any order) and compute seconds add up; ``dropped`` is
+        allocated (all False) the first time a part has it. ``part.obs_stats``
         may become this record's statistics object (not copied).
         """
         n = len(self.returns)
@@ -235,6 +248,10 @@ class Evaluation:
                 if getattr(self, name) is None:
                     setattr(self, name, np.zeros(n, dtype=np.int64))
                 getattr(self, name)[positions] = value
+        if part.dropped is not None:
+            if self.dropped is None:
+                self.dropped = np.zeros(n, dtype=bool)
+            self.dropped[positions] = part.dropped
         if part.violations is not None:
             if self.violations is None:
                 self.violations = np.full((n, part.violations.shape[1]), np.nan)

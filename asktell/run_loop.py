@@ -105,6 +105,9 @@ class Runner:
         # True when the in-memory state is one a checkpoint may capture: between generations,
         # or asked and waiting for returns. False from tell() until the row is logged.
         self._consistent = True
+        # Straggler-tolerant runs: the last told generation's dropped candidates as
+        # [start, stop) ranges (None: the run's evaluator never drops), kept in checkpoints.
+        self.last_dropped: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -127,6 +130,7 @@ class Runner:
                 "log_bytes": self.log.size,
                 "log_rows": self.log.rows,
                 "log_sha256": self.log.digest,
+                **({} if self.last_dropped is None else {"last_dropped": self.last_dropped}),
             },
         }
 
@@ -145,6 +149,7 @@ class Runner:
         self.best_center = BestCenter.from_state(r)
         p.solved = TargetCheck.from_state(r.get("solved"))
         self.log = LogChain(int(r.get("log_rows", -1)), int(r["log_bytes"]), r.get("log_sha256"))
+        self.last_dropped = r.get("last_dropped")
 
     def stop_reason(self) -> str | None:
         return next(iter(self.step.stop_reasons().values()), None)
@@ -190,7 +195,7 @@ class Runner:
             self.step.fraction_done(), title, elapsed=self.progress.wall_offset,
             target=self.step.budget.target_return,
         )
-        for note in self.notes:
+        for note in self.notes + self._straggler_notes():
             self.display.message(note)
         if self.warnings is not None:
             self.warnings.bind(self.run_dir)
@@ -240,6 +245,24 @@ class Runner:
             checkpoint=self.last_checkpoint,
         )
 
+    def _straggler_notes(self) -> list[str]:
+        """Said when a straggler-tolerant run resumes from a checkpoint taken after ``ask``:
+        the asked seeds are the same, but which of them are told is decided again (the
+        results received before the interruption were not kept)."""
+        evaluator = self.built.evaluator
+        if not (
+            self.resumed
+            and getattr(self.built.strategy, "pending", False)
+            and getattr(evaluator, "stragglers", None) is not None
+        ):
+            return []
+        return [
+            f"resumed in the middle of generation {self.generation}: its asked seeds are "
+            "evaluated again and, with [evaluator.stragglers], the generation closes on a "
+            "new quorum, so its told subset may differ from the interrupted session's (the "
+            "log row records the one told; see docs/stragglers.md)"
+        ]
+
     def _open_loggers(self) -> LoggerSet:
         """The configured loggers, opened after the run directory and log exist (see
         :mod:`asktell.loggers._set` for what happens when one fails)."""
@@ -268,6 +291,8 @@ class Runner:
         record = self.step(center_episodes=self._center_episodes, on_told=self._told)
         with self.interrupts.critical():
             row = log_row(record, self.progress)
+            if "dropped" in row:
+                self.last_dropped = {"generation": record.generation, "ranges": row["dropped"]}
             if record.center_returns is not None:
                 self.best_center.offer(
                     record.center_returns, self.built.strategy.center, record.generation,

@@ -23,7 +23,7 @@ from asktell.errors import CheckpointError, ConfigError
 
 __all__ = [
     "LOG_FILE", "LOG_FIELDS", "TIMING_FIELDS", "read_log", "read_log_lines", "jsonable",
-    "LogChain", "verify_log",
+    "LogChain", "verify_log", "index_ranges", "mask_of_ranges",
 ]
 
 LOG_FILE = "log.jsonl"
@@ -68,6 +68,9 @@ LOG_FIELDS = {
     "fraction_truncated": "fraction of episodes ended by the step cap",
     "num_failed": "candidates whose evaluation raised",
     "num_nonfinite": "candidates with NaN/inf returns (ranked worst)",
+    "told": "candidates the strategy learnt from (straggler-tolerant runs only)",
+    "dropped": "[start, stop) index ranges of the candidates dropped when the generation "
+    "closed early (straggler-tolerant runs only; [] when none)",
     "obs_count": "observations gathered this generation for normalisation",
     "seconds_ask": "time in ask()",
     "seconds_evaluate": "time evaluating candidates",
@@ -170,6 +173,22 @@ def verify_log(path: Path, expected: LogChain, generation: int) -> None:
         )
 
 
+def index_ranges(mask: np.ndarray) -> list[list[int]]:
+    """The True positions of ``mask`` as ``[start, stop)`` ranges, in order: a few pairs
+    for a population of 10,000 whose dropped candidates are whole chunks."""
+    m = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(m))
+    return [[int(a), int(b)] for a, b in zip(edges[0::2], edges[1::2])]
+
+
+def mask_of_ranges(ranges: Any, n: int) -> np.ndarray:
+    """The bool mask of ``n`` candidates that :func:`index_ranges` wrote as ``ranges``."""
+    mask = np.zeros(n, dtype=bool)
+    for a, b in ranges:
+        mask[int(a):int(b)] = True
+    return mask
+
+
 def log_row(record: Any, p: Any) -> dict[str, Any]:
     """A generation's log row (see :data:`LOG_FIELDS`), JSON-ready: the step's ``record``
     and the run's ``Progress`` ``p`` after it."""
@@ -196,11 +215,13 @@ def log_row(record: Any, p: Any) -> dict[str, Any]:
     for key, value in record.metrics.items():
         if key != "generation" and np.ndim(value) == 0:
             row[key] = value
+    if evaluation.dropped is not None:  # a straggler-tolerant generation: what was told
+        row["dropped"] = index_ranges(evaluation.dropped)
     if record.center_returns is not None:
         center = record.center_returns
         row["center_return_mean"] = float(center.mean())
         row["center_return_std"] = float(center.std())
-        finite = evaluation.returns[np.isfinite(evaluation.returns)]
+        finite = evaluation.returns[np.isfinite(evaluation.returns)]  # told ones only
         row["center_rank"] = (
             float(np.mean(finite < row["center_return_mean"])) if finite.size else None
         )

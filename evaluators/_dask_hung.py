@@ -76,6 +76,12 @@ class HungWorkers:
         self.avoided |= workers
         self._allowed = None
 
+    def avoid(self, workers: set[str]) -> None:
+        """Send nothing to ``workers`` (busy with stale rollouts of a generation closed
+        early) until :meth:`allowed_workers` finds their threads free again."""
+        self.avoided |= set(workers)
+        self._allowed = None
+
     def allowed_workers(self, refresh: bool = False) -> list[str] | None:
         """Workers tasks may go to: ``None`` (any) unless some are avoided; re-checked
         (avoided workers whose threads are free again come back) when ``refresh``."""

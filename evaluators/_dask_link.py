@@ -396,18 +396,21 @@ class ClusterLink:
         self._task_shipped = task
         return self.task_future
 
-    def wait_all(self, futures: list[Any], timeout: float) -> None:
-        """Block until all of ``futures`` are done, or ``timeout``, on the client's loop."""
+    def wait_all(self, futures: list[Any], timeout: float, first: bool = False) -> None:
+        """Block until all of ``futures`` (``first``: one of them) are done, or ``timeout``,
+        on the client's loop."""
         if timeout <= 0:
             return
         waiter = getattr(self.distributed.client, "_wait", None)
         if waiter is None:  # pragma: no cover - a distributed without it: poll
             stop = time.monotonic() + timeout
-            while time.monotonic() < stop and not all(f.done() for f in futures):
+            done = any if first else all
+            while time.monotonic() < stop and not done(f.done() for f in futures):
                 time.sleep(0.005)
             return
         try:
-            self.client.sync(waiter, futures, timeout=timeout, return_when="ALL_COMPLETED")
+            when = "FIRST_COMPLETED" if first else "ALL_COMPLETED"
+            self.client.sync(waiter, futures, timeout=timeout, return_when=when)
         except Exception:  # noqa: BLE001 - timeouts, cancellations: the futures tell
             pass
 

@@ -32,7 +32,7 @@ from ._common import ChunkResult, assemble, timeout_message
 from ._dask_link import GATHER_SECONDS, ClusterLink, SchedulerLost, describe
 from ._dask_worker import identity, run_chunk
 
-__all__ = ["GenerationRound", "chunk_bounds"]
+__all__ = ["GenerationRound", "Quorum", "chunk_bounds"]
 
 # How often the collecting loop wakes up when nothing finished, to check the scheduler and
 # the workers are still there and the deadline has not passed.
@@ -83,6 +83,29 @@ def _killed_part(exc: Any) -> ChunkResult:
     return part
 
 
+@dataclasses.dataclass(frozen=True)
+class Quorum:
+    """When a straggler-tolerant generation may close: every threshold given is met by the
+    candidates back so far (failed ones count: they were evaluated). ``None``: no rule."""
+
+    min_candidates: int | None = None
+    min_episodes: int | None = None
+    min_timesteps: int | None = None
+
+    def met(self, parts: list[Part]) -> bool:
+        candidates = episodes = steps = 0
+        for _, part in parts:
+            n = len(part.returns)
+            candidates += n
+            episodes += int(np.sum(part.episodes)) if part.episodes is not None else n
+            steps += int(np.sum(part.steps))
+        return (
+            (self.min_candidates is None or candidates >= self.min_candidates)
+            and (self.min_episodes is None or episodes >= self.min_episodes)
+            and (self.min_timesteps is None or steps >= self.min_timesteps)
+        )
+
+
 @dataclasses.dataclass
 class _Collecting:
     """What one :meth:`GenerationRound.collect` call still waits for and has got so far."""
@@ -112,6 +135,7 @@ class GenerationRound:
         on_failure: str,
         deadline_seconds: float | None,
         candidate_timeout: float | None = None,
+        quorum: Quorum | None = None,
     ):
         self.link = link
         self.client = link.client
@@ -125,6 +149,11 @@ class GenerationRound:
         self.deadline_seconds = deadline_seconds
         self.candidate_timeout = candidate_timeout
         self.stragglers: list[Range] = []  # late again when re-run alone: they fail
+        self.quorum = quorum
+        self.dropped: list[Range] = []  # not back when the quorum closed the generation
+        self._slots: dict[str | None, int] = {}  # a quorum round: threads per free worker
+        self._where: dict[Any, str | None] = {}  # and the worker each pulled chunk went to
+        self._bounds: list[Range] = []  # a quorum round's chunks
         self.watch = link.watch()
         link.ensure_running()
         self.allowed = link.hung.allowed_workers(refresh=True)
@@ -149,8 +178,19 @@ class GenerationRound:
 
     def run(self, bounds: list[Range]) -> float | None:
         """Run the chunks ``bounds``; their compute seconds if every one came back."""
-        parts, self.killed = self.collect(self.submit(bounds, "chunk"))
+        if self.quorum is None:
+            parts, self.killed = self.collect(self.submit(bounds, "chunk"))
+        else:
+            # Pulled, one chunk per free thread (as the paper's workers pull work): a chunk
+            # never waits in a queue behind a straggler, where Dask's work stealing would
+            # take seconds to move it and the quorum would wait for it.
+            queue, self._bounds = list(bounds), list(bounds)
+            self._slots = self._free_slots()
+            parts, self.killed = self.collect(self._pull(queue, {}), waiting=queue)
         self.parts += parts
+        if self.dropped:  # closed on the quorum: chunks whose workers died are dropped too
+            self.dropped += [(a, b) for a, b, _ in self.killed]
+            self.killed = []
         if parts and len(parts) == len(bounds):
             return sum(part.seconds for _, part in parts)
         return None
@@ -225,6 +265,10 @@ class GenerationRound:
                 parts.append((a, part))
             parts.sort(key=lambda p: p[0])
         evaluation = assemble(self.seeds, parts, self.generation, self.on_failure)
+        if self.quorum is not None:
+            evaluation.dropped = np.zeros(self.seeds.size, dtype=bool)
+            for a, b in self.dropped:
+                evaluation.dropped[a:b] = True
         if self.candidate_timeout is None:  # the deadline drops stragglers whatever the policy
             for a, b in late:
                 for i in range(a, b):
@@ -259,6 +303,56 @@ class GenerationRound:
                 pure=False,
                 workers=self.link.hung.allowed_workers(),
             )
+
+    def _free_slots(self) -> dict[str | None, int]:
+        """Threads per worker a quorum round may fill: workers not avoided (busy with a
+        stale rollout); ``{None: threads}`` (anywhere) when the scheduler cannot say."""
+        try:
+            info = self.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # noqa: BLE001 - unknown: let Dask place them
+            info = {}
+        allowed = set(self.allowed) if self.allowed is not None else set(info)
+        slots: dict[str | None, int] = {
+            w: int(v.get("nthreads", 1)) for w, v in info.items()
+            if w in allowed and w not in self.link.hung.avoided
+        }
+        if not slots:
+            return {None: max(1, self.link.num_threads())}
+        # A chunk more than threads on some workers: the next is there when a thread comes
+        # free (no idle round trip). One may wait behind a straggler, so only as many as
+        # half the candidates the quorum can do without (min_candidates alone) get one:
+        # the quorum never needs a chunk stuck that way.
+        for w in sorted(slots)[: self._prefetch_slots()]:
+            slots[w] += 1
+        return slots
+
+    def _prefetch_slots(self) -> int:
+        q = self.quorum
+        if q is None or q.min_candidates is None or q.min_episodes or q.min_timesteps:
+            return 0
+        chunk = max((b - a for a, b in self._bounds), default=1)
+        return (self.seeds.size - q.min_candidates) // (2 * chunk)
+
+    def _pull(self, queue: list[Range], pending: dict[Any, Range]) -> dict[Any, Range]:
+        """Submit ranges from ``queue`` to the free threads of a quorum round, one chunk per
+        thread, each restricted to its worker (loosely: elsewhere if that worker is gone).
+        Dask would otherwise place a chunk behind a straggler (it sees a thread running a
+        task of the group it expects to be short) and steal it only seconds later."""
+        busy: dict[str | None, int] = {}
+        for f in pending:
+            if f in self._where:
+                busy[self._where[f]] = busy.get(self._where[f], 0) + 1
+        for worker, threads in self._slots.items():
+            while queue and busy.get(worker, 0) < threads:
+                rng = [queue.pop(0)]
+                if worker is None:
+                    placed = self.submit(rng, "chunk")
+                else:
+                    placed = self._map(rng, "chunk", [worker], loose=True)
+                self._where.update(dict.fromkeys(placed, worker))
+                pending.update(placed)
+                busy[worker] = busy.get(worker, 0) + 1
+        return pending
 
     def submit(self, bounds: list[Range], what: str) -> dict[Any, Range]:
         """Submit one chunk task per range; returns ``{future: range}``.
@@ -325,29 +419,54 @@ class GenerationRound:
 
     # -- collecting ----------------------------------------------------------------------
 
-    def collect(self, pending: dict[Any, Range]) -> tuple[list[Part], list[Killed]]:
+    def collect(
+        self, pending: dict[Any, Range], waiting: list[Range] | None = None
+    ) -> tuple[list[Part], list[Killed]]:
         """Wait for ``pending``; returns finished parts and the ranges whose workers died.
 
         What is ready is read from the futures, so a result lost with its worker (status
         ``lost``) simply stays pending until Dask has recomputed it. Ranges still pending
-        at the deadline go to ``late``.
+        at the deadline go to ``late``. ``waiting`` (a quorum round): ranges not submitted
+        yet, pulled by threads as they come free (:meth:`_pull`).
         """
         state = _Collecting(dict(pending))
+        queue = waiting if waiting is not None else []
         while state.pending:
             # Waiting for all (not the first) lets one gather fetch the whole generation:
             # one round trip per worker instead of one per chunk, and a third less client
             # and scheduler CPU at 4 chunks per worker. The poll period bounds the wait, so
             # a failed chunk or a lost worker is still seen within it.
-            self.link.wait_all(list(state.pending), self._poll_timeout())
+            # A quorum is checked as each chunk comes back, so the first completion wakes
+            # the loop (one fetch per chunk: the price of closing at chunk granularity).
+            self.link.wait_all(
+                list(state.pending), self._poll_timeout(), first=self.quorum is not None
+            )
             ready = [f for f in state.pending if f.done()]
             if ready:
                 self._take(ready, state)
+            if self.quorum is not None and (state.pending or queue):
+                if self.quorum.met(self.parts + state.parts):
+                    self._close(state.pending, queue)
+                    break
+                self._pull(queue, state.pending)
             if state.pending and self._past_deadline():
                 self._drop_late(state.pending)
                 break
             if not ready:
                 self.watch.check(self.generation)
         return state.parts, state.killed
+
+    def _close(self, pending: dict[Any, Range], queue: list[Range]) -> None:
+        """The quorum is met: the chunks not back are cancelled and their candidates dropped.
+        Those queued never run; a rollout already running finishes in its thread and its
+        result is released unread (stale: the next generation has another distribution),
+        and its worker gets no task until it is free (checked when a generation starts)."""
+        busy = self.link.hung.workers_running({str(f.key) for f in pending})
+        self.link.cancel(list(pending))
+        # Their threads are taken until those rollouts end: the next generation's tasks
+        # (and its distribution) go to the other workers, not into a queue behind them.
+        self.link.hung.avoid(busy)
+        self.dropped += sorted([*pending.values(), *queue])
 
     def _drop_late(self, pending: dict[Any, Range]) -> None:
         """Late chunks: cancelled, and the workers running them taken out of the way (a

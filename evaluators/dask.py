@@ -28,7 +28,7 @@ The evaluator is three pieces with one idea each, imported in one direction::
   :mod:`._dask_address` (an address probed before any client exists) and
   :mod:`._dask_hung` (workers stuck in a late candidate: restarted or avoided).
 * :mod:`._dask_round`: :class:`GenerationRound`, one generation (submit chunks, wait, absorb
-  failures, find poison candidates, deadline, gather, build the ``Evaluation``).
+  failures, find poison candidates, deadline or quorum, gather, build the ``Evaluation``).
 
 This module holds the options (:class:`DaskEvaluatorConfig`, their one declaration) and
 composes the pieces through their public methods.
@@ -45,17 +45,21 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from asktell._extras import require
-from asktell.config_base import Float, Int, PluginConfig, collect_options, declare_options
+from asktell.config_base import (
+    Float, Int, PluginConfig, StrictModel, collect_options, declare_options,
+)
 from asktell.distribution import Distribution
-from asktell.errors import EvaluationError
+from asktell.errors import ConfigError, EvaluationError
 from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
 from ._common import CandidateTimeout, assemble
 from ._dask_link import ClusterLink, Dashboard, DaskClient, DaskSecurity, SchedulerLost
-from ._dask_round import GenerationRound, chunk_bounds
+from ._dask_round import GenerationRound, Quorum, chunk_bounds
 
-__all__ = ["DaskEvaluator", "DaskEvaluatorConfig", "auto_chunks", "chunk_bounds"]
+__all__ = [
+    "DaskEvaluator", "DaskEvaluatorConfig", "StragglersConfig", "auto_chunks", "chunk_bounds",
+]
 
 
 #: ``chunks_per_worker="auto"``: chunks per worker thread are chosen from the previous
@@ -73,7 +77,47 @@ def auto_chunks(compute_seconds: float, threads: int) -> int:
     return int(min(AUTO_MAX_CHUNKS, max(1, per_thread // AUTO_CHUNK_SECONDS)))
 
 
+#: Straggler-tolerant generations with ``chunks_per_worker="auto"``: chunks per worker
+#: thread, so a generation closes within about 1/8 of a thread's share of the population.
+STRAGGLER_CHUNKS = 8
+
+
 # --------------------------------------------------------------------------- options
+
+
+class StragglersConfig(StrictModel):
+    """``[evaluator.stragglers]``: close a generation when enough has come back.
+
+    The generation closes as soon as every threshold given is met by the candidates back
+    (failed ones count); the chunks still out are cancelled, a rollout already running
+    finishes and is ignored (stale), and the strategy learns from the candidates told
+    only. See ``docs/stragglers.md`` for what this gives up.
+    """
+
+    min_candidates: Int | None = Field(
+        None, ge=1, description="Close once this many candidates are back (at most the "
+        "population; checked with the run)."
+    )
+    min_episodes: Int | None = Field(
+        None, ge=1, description="Close once the candidates back ran this many episodes."
+    )
+    min_timesteps: Int | None = Field(
+        None, ge=1, description="Close once the candidates back used this many environment "
+        "steps (Salimans et al. 2017 pair it with min_episodes)."
+    )
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> StragglersConfig:
+        """At least one of `min_candidates`, `min_episodes`, `min_timesteps` is given."""
+        if self.min_candidates is None and self.min_episodes is None and self.min_timesteps is None:
+            raise ValueError(
+                "give at least one of min_candidates, min_episodes, min_timesteps (the "
+                "generation closes when every one given is met); got none"
+            )
+        return self
+
+    def quorum(self) -> Quorum:
+        return Quorum(self.min_candidates, self.min_episodes, self.min_timesteps)
 
 
 #: Options that configure the embedded cluster, with the value meaning "not given".
@@ -127,6 +171,15 @@ class DaskEvaluatorConfig(PluginConfig):
         "only stragglers fail. Unset: wait for all.",
     )
     candidate_timeout_seconds: CandidateTimeout = None
+    stragglers: StragglersConfig | None = Field(
+        None,
+        description="Straggler-tolerant generations: close a generation when the thresholds "
+        "given (min_candidates, min_episodes, min_timesteps) are met, drop the rest and "
+        "tell the strategy the candidates back only (it needs 'partial_tell': openai_es, "
+        "snes, xnes). Chunks are then small (chunks_per_worker 'auto' means 8). The told "
+        "subset depends on timing and is recorded in the log and checkpoints; see "
+        "docs/stragglers.md. Unset: wait for every candidate.",
+    )
     node_processes: Annotated[Int, Field(ge=1)] | Literal["auto"] | None = Field(
         None,
         description="Node mode: each Dask worker stands for a machine and runs its chunk on "
@@ -224,6 +277,55 @@ class DaskEvaluatorConfig(PluginConfig):
             raise ValueError("give the tls_* files or a 'security', not both")
         return self
 
+    @model_validator(mode="after")
+    def _stragglers_alone(self) -> DaskEvaluatorConfig:
+        """`stragglers` closes a generation on a quorum; `deadline_seconds` and
+        `candidate_timeout_seconds` rerun late candidates to get every return: not both.
+        Node mode (`node_processes`, one chunk per node) is not combined with it yet."""
+        if self.stragglers is not None:
+            given = [
+                name for name in ("deadline_seconds", "candidate_timeout_seconds",
+                                  "node_processes")
+                if getattr(self, name) is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"'stragglers' cannot be combined with {' or '.join(map(repr, given))} "
+                    "(a straggler-tolerant generation drops late candidates instead of "
+                    "rerunning them, and pulls small chunks per thread, not one per node); "
+                    "remove one"
+                )
+        return self
+
+    def check_run(self, run: Any) -> None:
+        """With `stragglers`: the run's strategy must learn from a subset
+        ('partial_tell'), and `min_candidates` must not exceed its population."""
+        if self.stragglers is None:
+            return
+        from asktell.registry import STRATEGIES
+
+        kind = run.strategy.kind
+        cls = STRATEGIES.get(kind)
+        if "partial_tell" not in getattr(cls, "capabilities", ()):
+            able = sorted(
+                name for name in STRATEGIES.names()
+                if "partial_tell" in getattr(STRATEGIES.get(name), "capabilities", ())
+            )
+            raise ValueError(
+                f"'stragglers' drops the late candidates of a generation, but strategy "
+                f"{kind!r} cannot learn from a subset of its population (no 'partial_tell' "
+                f"capability); use one that can ({', '.join(map(repr, able))}) or remove "
+                "[evaluator.stragglers]"
+            )
+        size = getattr(run.strategy, "population_size", None)
+        need = self.stragglers.min_candidates
+        if size is not None and need is not None and need > size:
+            raise ValueError(
+                f"stragglers.min_candidates={need} exceeds the population_size={size} of "
+                f"strategy {kind!r}: a generation never has that many candidates; use at "
+                f"most {size}"
+            )
+
     def security_object(self) -> Any:
         """The ``distributed.Security`` to use: ``security``, or one built from the files."""
         if self.security is not None or self.tls_ca_file is None:
@@ -275,6 +377,10 @@ class DaskEvaluator:
       cancelled; the candidate each was running is marked failed (whatever ``on_failure``
       says) and the others run again one per task (so a straggler's chunk-mates and the
       chunks queued behind it get their exact returns); one late again alone fails too;
+    * straggler-tolerant generations: with ``stragglers``, a generation (``evaluate(...,
+      partial=True)``, what the generation step passes) closes when its thresholds are met;
+      the candidates not back are marked in ``Evaluation.dropped`` and the strategy learns
+      from the rest (``docs/stragglers.md``);
     * a candidate that never returns: with ``candidate_timeout_seconds``, the generation's
       deadline is the limit times the candidates per thread (plus a second), then as for
       stragglers: the candidate a late chunk has run past the limit fails (``on_failure``
@@ -300,7 +406,7 @@ class DaskEvaluator:
         (8,)
     """
 
-    capabilities = frozenset({"bitwise_serial", "candidate_timeout"})
+    capabilities = frozenset({"bitwise_serial", "candidate_timeout", "partial_evaluation"})
     config_class: type[DaskEvaluatorConfig]
 
     def __init__(self, task: Task, *args: Any, **options: Any):
@@ -314,6 +420,8 @@ class DaskEvaluator:
         self.chunks_per_worker = cfg.chunks_per_worker
         self.deadline_seconds = cfg.deadline_seconds
         self.candidate_timeout_seconds = cfg.candidate_timeout_seconds
+        #: The straggler-tolerant rule (:class:`StragglersConfig`), or ``None``.
+        self.stragglers = cfg.stragglers
         self.connect_timeout = cfg.connect_timeout
         self.scheduler_timeout = cfg.scheduler_timeout
         self.worker_timeout = cfg.worker_timeout
@@ -388,14 +496,22 @@ class DaskEvaluator:
 
     # -- evaluation -------------------------------------------------------------------
 
-    def evaluate(self, distribution: Distribution, seeds: np.ndarray) -> Evaluation:
-        """Returns, steps and failures for ``seeds``, in seed order."""
+    def evaluate(
+        self, distribution: Distribution, seeds: np.ndarray, *, partial: bool = False
+    ) -> Evaluation:
+        """Returns, steps and failures for ``seeds``, in seed order.
+
+        ``partial=True`` (what the generation step passes; centre evaluations never do):
+        with ``stragglers`` set, close when its thresholds are met; the candidates not back
+        are marked in the result's ``dropped`` (all False when none was).
+        """
         if self.closed:
             raise RuntimeError("DaskEvaluator.evaluate() called after close()")
         seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
         generation = distribution.generation
         if seeds.size == 0:
             return assemble(seeds, [], generation, self.on_failure)
+        quorum = self._quorum(seeds.size, generation) if partial else None
         self._calls += 1
         try:
             self.link.check_nodes()
@@ -409,14 +525,18 @@ class DaskEvaluator:
                 on_failure=self.on_failure,
                 deadline_seconds=self.deadline_seconds,
                 candidate_timeout=self.candidate_timeout_seconds,
+                quorum=quorum,
             ) as run:
                 if self.node_processes is None:
                     threads = self.link.num_threads()
                 else:  # node mode: chunks per node, each split on its node
                     threads = self.link.num_nodes()
-                bounds = chunk_bounds(seeds.size, threads * self.next_chunks_per_worker)
+                per_thread = self.next_chunks_per_worker
+                if quorum is not None and self.chunks_per_worker == "auto":
+                    per_thread = STRAGGLER_CHUNKS
+                bounds = chunk_bounds(seeds.size, threads * per_thread)
                 work = run.run(bounds)
-                if work is not None and self.node_processes is None:
+                if work is not None and self.node_processes is None and quorum is None:
                     self._auto_chunks = auto_chunks(work, threads)
                 run.find_culprits()
                 run.rerun_late()
@@ -428,3 +548,15 @@ class DaskEvaluator:
                 "and resume the run"
             ) from None
         return run.evaluation()
+
+    def _quorum(self, n: int, generation: int) -> Quorum | None:
+        """The closing rule for a generation of ``n`` candidates (``None``: wait for all)."""
+        rule = self.stragglers
+        if rule is None:
+            return None
+        if rule.min_candidates is not None and rule.min_candidates > n:
+            raise ConfigError(
+                f"DaskEvaluator stragglers.min_candidates={rule.min_candidates} exceeds the "
+                f"{n} candidates of generation {generation}; use at most {n}"
+            )
+        return rule.quorum()

@@ -128,6 +128,8 @@ class BaseStrategy(StateMixin, InjectMixin):
     #: Capabilities that the conformance suite reads instead of branching on names.
     #: ``antithetic``: seeds come in mirrored pairs (needs an even population when on).
     #: ``inject``: :meth:`inject` is supported (the update learns from explicit points).
+    #: ``partial_tell``: ``tell`` accepts ``dropped`` candidates and learns from the rest
+    #: (its ``_update`` is well defined on any subset of the asked seeds).
     capabilities: ClassVar[frozenset[str]] = frozenset()
     #: The smallest population the method can work with (the Config's rule).
     min_population_size: ClassVar[int] = _MinPopulation()  # type: ignore[assignment]
@@ -270,13 +272,18 @@ class BaseStrategy(StateMixin, InjectMixin):
             self._pending = seeds
         return self._pending.copy()
 
-    def tell(self, returns: Any, violations: Any = None) -> dict[str, Any]:
+    def tell(self, returns: Any, violations: Any = None, dropped: Any = None) -> dict[str, Any]:
         """Learn from one return per asked seed (same order). Returns a dict of metrics.
 
         Accepts a sequence, a 1-D array, or an :class:`~asktell.protocol.Evaluation`.
         Constraint values ``g_j(x)`` (``<= 0`` feasible), ``(population_size, m)``, come in
         ``violations`` or in the Evaluation's ``violations``; the strategy then learns from
         Deb's feasibility-first order (:mod:`asktell.constraints`).
+        ``dropped`` (bool, one per asked seed, or the Evaluation's ``dropped``): candidates
+        not evaluated because a straggler-tolerant generation closed early. The strategy
+        learns from the others only (they are left out of the update, not ranked), and
+        the metrics then include ``told``, the number learnt from; a strategy needs the
+        ``"partial_tell"`` capability to accept any dropped candidate.
         Raises :class:`~asktell.errors.AskTellOrderError` without an outstanding ``ask`` and
         :class:`~asktell.errors.ReturnsError` for a wrong count, shape or type; in both
         cases the strategy is unchanged.
@@ -291,27 +298,33 @@ class BaseStrategy(StateMixin, InjectMixin):
             violations = returns.violations
         if violations is not None:
             violations = as_violations(violations, self._pending.size, "tell() violations")
+        if dropped is None and isinstance(returns, Evaluation):
+            dropped = returns.dropped
+        told = None if dropped is None else self._told_mask(dropped)
+        seeds = self._pending
+        if told is not None and not told.all():
+            seeds, r = seeds[told], r[told]
+            violations = None if violations is None else violations[told]
         finite = np.isfinite(r)
         num_bad = int(r.size - finite.sum())
         if num_bad:
             if self.nonfinite == "raise":
                 bad = np.flatnonzero(~finite)
-                shown = ", ".join(
-                    f"#{i} (seed {int(self._pending[i])}): {r[i]}" for i in bad[:10]
-                )
+                shown = ", ".join(f"#{i} (seed {int(seeds[i])}): {r[i]}" for i in bad[:10])
                 more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+                where = " (indices among the told candidates)" if seeds is not self._pending else ""
                 raise ReturnsError(
-                    f"tell() got {num_bad} non-finite returns in generation {self.generation}: "
-                    f"{shown}{more}; pass nonfinite='worst' to rank them last instead"
+                    f"tell() got {num_bad} non-finite returns in generation {self.generation}"
+                    f"{where}: {shown}{more}; pass nonfinite='worst' to rank them last instead"
                 )
             r = rank_nonfinite_worst(r, finite)
-        self._note_best(self._pending, r, finite)
+        self._note_best(seeds, r, finite)
         learn = r
         if self.bounds is not None and self.bounds.method == "penalty":
-            learn = self._penalised(r)
+            learn = self._penalised(r, seeds)
         if violations is not None:
             learn = feasibility_first(learn, violations)
-        metrics = dict(self._update(self._pending, learn) or {})
+        metrics = dict(self._update(seeds, learn) or {})
         if finite.any():
             self._stop_history.record(r[finite], self.generation + 1)
         self._pending = None
@@ -328,7 +341,33 @@ class BaseStrategy(StateMixin, InjectMixin):
             return_max=float(fin.max()) if fin.size else float("nan"),
             return_min=float(fin.min()) if fin.size else float("nan"),
         )
+        if told is not None:
+            metrics["told"] = int(told.sum())
         return metrics
+
+    def _told_mask(self, dropped: Any) -> np.ndarray:
+        """The candidates told (``~dropped``), validated: one bool per asked seed, at least
+        one told, and a dropped one only for a strategy with ``"partial_tell"``."""
+        n, name = self._pending.size, type(self).__name__  # type: ignore[union-attr]
+        mask = np.asarray(dropped)
+        if mask.dtype != bool or mask.shape != (n,):
+            raise ReturnsError(
+                f"tell() 'dropped' must be a bool array of shape ({n},), one per asked seed "
+                f"(generation {self.generation}); got dtype {mask.dtype}, shape {mask.shape}"
+            )
+        if mask.all():
+            raise ReturnsError(
+                f"tell() got 'dropped' marking all {n} candidates of generation "
+                f"{self.generation}; at least one must be told"
+            )
+        if mask.any() and "partial_tell" not in self.capabilities:
+            raise ReturnsError(
+                f"{name} cannot learn from a subset of its population (it lacks the "
+                f"'partial_tell' capability) but tell() got {int(mask.sum())} dropped "
+                f"candidate(s) of {n} in generation {self.generation}; use a strategy that "
+                "has it (e.g. openai_es) or turn off the evaluator's 'stragglers' option"
+            )
+        return ~mask
 
     def _note_best(self, seeds: np.ndarray, r: np.ndarray, finite: np.ndarray) -> None:
         """Keep the generation's best finite candidate if it beats the best so far (decoded

@@ -92,9 +92,10 @@ class InjectMixin:
         z[~plain] = y
         return z
 
-    def _penalised(self, r: np.ndarray) -> np.ndarray:
-        """``r`` minus the bounds penalty of each pending candidate (``method='penalty'``):
-        the distance from its unrepaired sample to the box, scaled by the returns' spread."""
-        raw = self.distribution.decode_unbounded(self._pending)
+    def _penalised(self, r: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
+        """``r`` minus the bounds penalty of each pending candidate (``method='penalty'``),
+        or of ``seeds`` (the told ones): the distance from its unrepaired sample to the box,
+        scaled by the returns' spread."""
+        raw = self.distribution.decode_unbounded(self._pending if seeds is None else seeds)
         step_variance = float(np.mean((raw - self._center) ** 2))
         return r - self.bounds.penalty(raw, r, step_variance)  # type: ignore[union-attr]

@@ -107,7 +107,7 @@ class SNES(BaseStrategy):
     """
 
     name = "snes"
-    capabilities = frozenset({"per_parameter_sigma"})
+    capabilities = frozenset({"per_parameter_sigma", "partial_tell"})
     suite_options = {"sigma": 0.5}
     stops_by_default = True
 
@@ -191,7 +191,7 @@ class XNES(BaseStrategy):
     """
 
     name = "xnes"
-    capabilities = frozenset({"full_covariance"})
+    capabilities = frozenset({"full_covariance", "partial_tell"})
     suite_options = {"sigma": 0.5}
     stops_by_default = True
 

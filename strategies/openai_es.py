@@ -121,7 +121,7 @@ class OpenAIES(BaseStrategy):
     """
 
     name = "openai_es"
-    capabilities = frozenset({"antithetic"})
+    capabilities = frozenset({"antithetic", "partial_tell"})
     #: Opt-in hook computing the gradient's noise sum elsewhere: a callable
     #: ``(noise, weights, keys, num_params) -> float64 (num_params,)`` used instead of
     #: ``noise.weighted_sum(weights, keys, num_params)``, e.g.

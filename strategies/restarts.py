@@ -221,7 +221,8 @@ class Restarts(BaseStrategy):
         self.restart_sigma = self.sigma0
         self.done = ""
         self.inner = self._build_inner(self.population_size, self.sigma0, self.x0, self.seed)
-        self.capabilities = self.inner.capabilities
+        # its _update tells the inner strategy a full population: no partial tell
+        self.capabilities = self.inner.capabilities - {"partial_tell"}
 
     # ------------------------------------------------------------------ runs
     def _run_seed(self, restart: int) -> int:
