@@ -142,17 +142,21 @@ class StopHistory:
         self.best_ever = -math.inf
         self.best_generation = 0  # the generation the best so far was last improved in
 
-    def record(self, returns: np.ndarray, generation: int) -> None:
-        """Take one generation's (finite, worst-ranked) returns; ``generation`` counts from 1."""
+    def record(self, returns: np.ndarray, generation: int) -> tuple[float, float]:
+        """Take one generation's (finite, worst-ranked) returns; ``generation`` counts from 1.
+
+        Returns their max and min (``tell`` reports them in its metrics)."""
         best = float(returns.max())
+        worst = float(returns.min())
         median = _median(returns)
         slot = self.count % self.length
         self.best[slot], self.median[slot] = best, median
         self.count += 1
-        self.spread = best - float(returns.min())
+        self.spread = best - worst
         self.flat = self.flat + 1 if best == median else 0
         if best > self.best_ever:
             self.best_ever, self.best_generation = best, generation
+        return best, worst
 
     def recent_best(self) -> np.ndarray:
         return self.best[: min(self.count, self.length)]
