@@ -25,6 +25,17 @@ _FACTOR_BLOCK_FLOATS = 1 << 17
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only float64 array the snapshot can keep: shared when it is already a
+    read-only float64 array owning its data (a strategy that replaces its centre each
+    generation instead of writing into it, like OpenAI-ES, hands out such an array, so no
+    copy is made per generation); otherwise a read-only copy."""
+    if (
+        type(a) is np.ndarray
+        and a.dtype == np.float64
+        and a.base is None
+        and not a.flags.writeable
+    ):
+        return a
     a = np.array(a, dtype=np.float64, copy=True)
     a.flags.writeable = False
     return a
@@ -86,7 +97,9 @@ class Distribution:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "center", _readonly(self.center))
-        if np.ndim(self.sigma) == 0:
+        if type(self.sigma) is float:
+            pass  # already what the branch below makes of a scalar
+        elif np.ndim(self.sigma) == 0:
             object.__setattr__(self, "sigma", float(self.sigma))
         else:
             object.__setattr__(self, "sigma", _readonly(self.sigma))
