@@ -286,13 +286,19 @@ def _decode_plain(
     if (
         seeds.size
         and seeds.size % 2 == 0
-        and np.array_equal(seeds[1::2], ~first)
+        and (seeds[1::2] == ~first).all()
         and int(first.min()) >= 0
     ):
         # Interleaved mirrored pairs (what ask() produces): one product per pair,
         # ``center + p`` and ``center - p``.
         if table is None:
-            p = np.multiply(noise.rows(first, dim), s, dtype=dtype)
+            if type(noise) is NoiseTable and int(first.max()) <= noise.size - dim:
+                # The keys are known non-negative and checked against the table's end: the
+                # gather NoiseTable.rows makes after its own (min and max) check.
+                rows = noise.windows(dim)[first]
+            else:
+                rows = noise.rows(first, dim)
+            p = np.multiply(rows, s, dtype=dtype)
             np.add(p, c, out=out[0::2])
             np.subtract(c, p, out=out[1::2])
             return
