@@ -336,7 +336,7 @@ class BaseStrategy(StateMixin, InjectMixin):
         self._injected = None
         self.generation += 1
         self._changed()
-        mean, std = mean_std(fin)
+        mean, std = mean_std(fin, max(abs(top), abs(bottom)) if fin.size else None)
         metrics.update(
             generation=self.generation,
             num_nonfinite=num_bad,
