@@ -283,22 +283,25 @@ def _decode_plain(
     dim = center.shape[0]
     table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
     first = seeds[0::2]
+    pairs = bool(seeds.size and seeds.size % 2 == 0 and (seeds[1::2] == ~first).all())
     if (
-        seeds.size
-        and seeds.size % 2 == 0
-        and (seeds[1::2] == ~first).all()
-        and int(first.min()) >= 0
+        pairs
+        and table is None
+        and type(noise) is NoiseTable
+        and int(first.view(np.uint64).max()) <= noise.size - dim
     ):
+        # Interleaved mirrored pairs of short rows, every key in [0, size - dim] (one
+        # unsigned max: a negative key reads as 2**63 or more): the table gather
+        # NoiseTable.rows makes after its own min and max check, then the pair form below.
+        p = np.multiply(noise.windows(dim)[first], s, dtype=dtype)
+        np.add(p, c, out=out[0::2])
+        np.subtract(c, p, out=out[1::2])
+        return
+    if pairs and int(first.min()) >= 0:
         # Interleaved mirrored pairs (what ask() produces): one product per pair,
         # ``center + p`` and ``center - p``.
         if table is None:
-            if type(noise) is NoiseTable and int(first.max()) <= noise.size - dim:
-                # The keys are known non-negative and checked against the table's end: the
-                # gather NoiseTable.rows makes after its own (min and max) check.
-                rows = noise.windows(dim)[first]
-            else:
-                rows = noise.rows(first, dim)
-            p = np.multiply(rows, s, dtype=dtype)
+            p = np.multiply(noise.rows(first, dim), s, dtype=dtype)
             np.add(p, c, out=out[0::2])
             np.subtract(c, p, out=out[1::2])
             return

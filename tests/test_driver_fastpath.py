@@ -133,3 +133,14 @@ def test_decode_fast_path_still_checks_keys_against_the_table():
     assert np.array_equal(rows[0], (np.float32(0.1) * NOISE.table[:dim]))
     with pytest.raises(ConfigError, match="noise keys must lie in"):
         dist.decode(mirrored(np.array([0, NOISE.size - dim + 1])))
+
+
+def test_decode_pairs_in_either_order_give_the_rows_decoded_one_by_one():
+    dim = 8
+    dist = Distribution(np.linspace(-1, 1, dim), 0.1, NOISE)
+    keys = np.array([5, 900, 17])
+    for seeds in (mirrored(keys), ~mirrored(keys)):  # (k, ~k) pairs and (~k, k) pairs
+        for dtype in (np.float64, np.float32):
+            rows = dist.decode(seeds, dtype=dtype)
+            one = np.stack([dist.decode(seeds[i : i + 1], dtype=dtype)[0] for i in range(6)])
+            assert np.array_equal(rows, one)
