@@ -138,7 +138,7 @@ def one_problem(job: tuple[int, int, int, int, str]) -> list[dict]:
     """Both solvers on one (function, dimension, instance); a record per solver."""
     import cocoex
 
-    fid, dim, inst, budget_factor, restarts = job
+    fid, dim, inst, budget_factor, restarts, seed = job
     suite = cocoex.Suite("bbob", "", f"function_indices:{fid} dimensions:{dim} "
                          f"instance_indices:{inst}")
     problem = next(iter(suite))
@@ -148,13 +148,18 @@ def one_problem(job: tuple[int, int, int, int, str]) -> list[dict]:
     for solver, runner in (("asktell", run_asktell), ("pycma", run_pycma)):
         rec = TargetRecorder(problem, f_opt, budget_factor * dim)
         start = time.process_time()
-        reason = runner(rec, dim, x0, inst, restarts)
+        reason = runner(rec, dim, x0, seed, restarts)
         cpu = time.process_time() - start
-        out.append({"solver": solver, "f": fid, "dim": dim, "instance": inst,
+        out.append({"solver": solver, "f": fid, "dim": dim, "instance": inst, "seed": seed,
                     "evaluations": rec.evaluations, "cpu_seconds": cpu, "final": rec.best,
                     "hits": {f"{t:g}": n for t, n in rec.hits.items()}, "stop": reason})
     problem.free()
     return out
+
+
+def _problem(record: dict) -> tuple[int, int, int, int]:
+    """(f, dim, instance, seed); records from before --seeds ran with seed = instance."""
+    return (record["f"], record["dim"], record["instance"], record.get("seed", record["instance"]))
 
 
 def summarise(records: list[dict]) -> dict:
@@ -172,10 +177,10 @@ def summarise(records: list[dict]) -> dict:
                 / max(1, sum(r["evaluations"] for r in rs)),
             }
         key = f"{TARGETS[-1]:g}"
-        pycma_by = {(r["f"], r["instance"]): r for r in rows["pycma"]}
-        ratios = [r["hits"][key] / pycma_by[(r["f"], r["instance"])]["hits"][key]
+        pycma_by = {_problem(r): r for r in rows["pycma"]}
+        ratios = [r["hits"][key] / pycma_by[_problem(r)]["hits"][key]
                   for r in rows["asktell"] if key in r["hits"]
-                  and key in pycma_by[(r["f"], r["instance"])]["hits"]]
+                  and key in pycma_by[_problem(r)]["hits"]]
         entry["both_solved"] = len(ratios)
         entry["median_eval_ratio"] = statistics.median(ratios) if ratios else None
         table[str(dim)] = entry
@@ -198,10 +203,14 @@ def render(results: dict) -> str:
         "before asktell had stopping rules or the pycma parameter preset: without restarts "
         "pycma ended a stalled run on its termination criteria while asktell spent the whole "
         "budget, so part of asktell's lead in those fractions may come from evaluations pycma "
-        "chose not to spend. The `bipop-*` sections compare BIPOP restarts on both sides "
-        "(asktell with its stopping rules and the pycma preset), which spend the budget alike: "
-        "the fair comparison. CPU per evaluation averages over different mixes of "
-        "generations. f_opt is f at the optimum COCO reports (`Problem._best_parameter`).",
+        "chose not to spend. The `bipop-*` and `ipop-*` sections compare restarts on both "
+        "sides (asktell's `restarts` strategy with its stopping rules and the pycma preset, "
+        "pycma's `fmin2(restarts=9, bipop=True)` or `incpopsize=2`), which spend the budget "
+        "alike: the fair comparison; under each, the problems only one side solved. One seed "
+        "per problem decides a multimodal problem (f3, f4, f15-f24) partly by luck: a "
+        "section run with `--seeds k` repeats each problem with k seeds. CPU per "
+        "evaluation averages over different mixes of generations. f_opt is f at the optimum "
+        "COCO reports (`Problem._best_parameter`).",
         "",
         "The full table (f1-f24, D = 2, 5, 10, 20, instances 1-5, 10^4·D): "
         "`python benchmarks/bbob.py --jobs N` (add `--restarts bipop` or `ipop`).",
@@ -210,7 +219,8 @@ def render(results: dict) -> str:
     for label, res in results.items():
         m = res["meta"]
         lines += [f"## {label}", "",
-                  f"`{m['command']}`: functions {m['functions']}, instances {m['instances']}, "
+                  f"`{m['command']}`: functions {m['functions']}, instances {m['instances']}"
+                  + (f" x {m['seeds']} seeds" if m.get("seeds", 1) > 1 else "") + ", "
                   f"budget {m['budget_factor']}·D, restarts {m['restarts']}; {m['jobs']} "
                   f"worker(s), wall {m['wall_seconds']:.0f} s on {m['machine']} "
                   f"(asktell {m['asktell']}, pycma {m['pycma']}, cocoex {m['cocoex']}).", "",
@@ -227,7 +237,23 @@ def render(results: dict) -> str:
                     f"{s['reached'][f'{t:g}']:.0%}" for t in TARGETS)
                     + f" | {ratio} | {s['cpu_us_per_eval']:.0f} |")
         lines.append("")
+        if m["restarts"] != "none" and res.get("records"):
+            lines += [f"Reached 1e-8 by one side only: {_one_side_only(res['records'])}", ""]
     return "\n".join(lines)
+
+
+def _one_side_only(records: list[dict]) -> str:
+    """'asktell only: f3 D5 i2, ...; pycma only: ...' for the target 1e-8."""
+    key = f"{TARGETS[-1]:g}"
+    solved = {(r["solver"], *_problem(r)) for r in records if key in r["hits"]}
+    seeded = any(r.get("seed", r["instance"]) != r["instance"] for r in records)
+    parts = []
+    for solver, other in (("asktell", "pycma"), ("pycma", "asktell")):
+        only = sorted((d, f, i, s) for who, f, d, i, s in solved
+                      if who == solver and (other, f, d, i, s) not in solved)
+        parts.append(f"{solver} only ({len(only)}): " + (", ".join(
+            f"f{f} D{d} i{i}" + (f" s{s}" if seeded else "") for d, f, i, s in only) or "none"))
+    return "; ".join(parts) + "."
 
 
 class _NoPool:
@@ -246,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instances", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--budget-factor", type=int, default=10_000, help="evaluations per dimension")
     p.add_argument("--restarts", choices=["none", "ipop", "bipop"], default="none")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="runs per problem and solver, seeds instance + 1000 k (k = 0, 1, ...): "
+                   "one seed per problem decides a multimodal problem by luck")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--label", default=None)
     p.add_argument("--out-dir", type=Path, default=DOCS)
@@ -256,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         strategy_for(2, np.zeros(2), 0, a.restarts)  # refuses now, not in a worker later
     label = a.label or ("quick" if a.quick else f"D={','.join(map(str, a.dims))}") + (
         "" if a.restarts == "none" else f", {a.restarts}")
-    jobs = [(f, d, i, a.budget_factor, a.restarts) for d in a.dims for f in a.functions
-            for i in a.instances]
+    jobs = [(f, d, i, a.budget_factor, a.restarts, i + 1000 * k) for d in a.dims
+            for f in a.functions for i in a.instances for k in range(a.seeds)]
     start = time.perf_counter()
     records: list[dict] = []
     # One job runs in this process: no pool to start, and the script also runs when loaded
@@ -277,10 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     import asktell
 
     meta = {"command": "python benchmarks/bbob.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "functions": f"f{min(a.functions)}-f{max(a.functions)}" if len(a.functions) > 5
+            "functions": f"f{min(a.functions)}-f{max(a.functions)}"
+            if len(a.functions) > 5 and sorted(a.functions) == list(
+                range(min(a.functions), max(a.functions) + 1))
             else " ".join(f"f{f}" for f in a.functions),
             "dims": a.dims, "instances": f"{min(a.instances)}-{max(a.instances)}",
             "budget_factor": a.budget_factor, "restarts": a.restarts, "jobs": a.jobs,
+            "seeds": a.seeds,
             "wall_seconds": wall, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "asktell": asktell.__version__, "pycma": cma.__version__,
             "cocoex": getattr(cocoex, "__version__", "?")}

@@ -12,8 +12,10 @@ carry over; ``None`` or 0 switches one off):
 * ``tolfun``: the spread of this generation's returns *and* of the best returns of the
   last ``10 + ceil(30 n / lambda)`` generations is below ``tolfun``.
 * ``tolfunhist``: the spread of those best returns alone is below ``tolfunhist``.
-* ``tolflatfitness``: the best and the median return of a generation were equal in
-  ``tolflatfitness`` consecutive generations (a plateau the ranking cannot see across).
+* ``tolflatfitness``: the best return of a generation equalled its 75th-percentile one
+  (at least a quarter of the candidates tie with the best) in more than
+  ``tolflatfitness`` consecutive generations (a plateau the ranking cannot see across;
+  pycma's rule and count).
 * ``tolstagnation``: the best return so far has not improved in ``tolstagnation``
   generations (default ``100 + 100 n**1.5 / lambda``, pycma's). pycma compares medians
   of the recent and the older best returns; the best-so-far is the simpler reading and
@@ -82,8 +84,9 @@ class StoppingConfig(PluginConfig):
     tolflatfitness: Int | None = Field(
         1,
         ge=0,
-        description="Stop after this many consecutive generations whose best and median "
-        "returns are equal (pycma's tolflatfitness). null or 0: off.",
+        description="Generations tolerated with a flat fitness: stop after more than this "
+        "many consecutive generations whose best return equals the 75th-percentile one "
+        "(pycma's tolflatfitness and rule). null or 0: off.",
     )
 
 
@@ -138,7 +141,7 @@ class StopHistory:
         self.median = np.zeros(length)
         self.count = 0
         self.spread = math.inf  # the last generation's max - min return
-        self.flat = 0  # consecutive generations with best == median
+        self.flat = 0  # consecutive generations whose best ties the 75th-percentile return
         self.best_ever = -math.inf
         self.best_generation = 0  # the generation the best so far was last improved in
 
@@ -153,7 +156,11 @@ class StopHistory:
         self.best[slot], self.median[slot] = best, median
         self.count += 1
         self.spread = best - worst
-        self.flat = self.flat + 1 if best == median else 0
+        # pycma: sorted losses f, flat when f[0] == f[int(0.75 lambda)]. In ascending
+        # returns that entry is the one at n - 1 - int(0.75 n); it equals the best exactly
+        # when more than int(0.75 n) returns reach the best (a count, no sort).
+        ties = int(np.count_nonzero(returns >= best))
+        self.flat = self.flat + 1 if ties > int(0.75 * returns.size) else 0
         if best > self.best_ever:
             self.best_ever, self.best_generation = best, generation
         return best, worst
@@ -180,10 +187,10 @@ class StopHistory:
             )
         if cfg.tolx and float(stds.max()) < cfg.tolx:
             out["tolx"] = f"largest standard deviation {float(stds.max()):.3g} < tolx={cfg.tolx:g}"
-        if cfg.tolflatfitness and self.flat >= cfg.tolflatfitness:
+        if cfg.tolflatfitness and self.flat > cfg.tolflatfitness:
             out["tolflatfitness"] = (
-                f"best == median return in {self.flat} consecutive generations "
-                f"(tolflatfitness={cfg.tolflatfitness})"
+                f"best == 75th-percentile return in {self.flat} consecutive generations "
+                f"(> tolflatfitness={cfg.tolflatfitness})"
             )
         limit = default_stagnation if cfg.tolstagnation is None else cfg.tolstagnation
         if limit and generation - self.best_generation > limit:

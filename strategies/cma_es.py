@@ -358,6 +358,10 @@ class CMAES(BaseStrategy):
         self.eigen_generation = 0
         p = self.params
         self._eigen_gap = max(1, int(p.population_size / ((p.c_1 + p.c_mu) * d * 10.0)))
+        # At most half of C renewed between decompositions: the active update normalises its
+        # negative steps with the last decomposition, and a staler one can leave C indefinite
+        # (large populations, where c_1 + c_mu nears 1).
+        self._eigen_gap = min(self._eigen_gap, max(1, int(0.5 / (p.c_1 + p.c_mu))))
         self.integer, self.step_floor = integer_setup(self, cfg)
         if self.integer.size:
             self._floor_integer_steps(0)

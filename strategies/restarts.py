@@ -11,10 +11,18 @@ inner strategy says it is done:
 * **BIPOP**: two interleaved regimes, chosen at each restart by the evaluations each has
   spent (the first run counts as a small one, as in pycma): the *large* regime is IPOP's
   (``lambda_def * factor**i`` after ``i`` large restarts, the initial ``sigma``); the
-  *small* regime draws ``lambda_s = floor(lambda_def * (lambda_l / (2 lambda_def))**(U**2))``
-  and ``sigma_s = sigma_0 * 10**(-2 U')`` (``lambda_l``: the last large population; U, U'
-  uniform in [0, 1]) and may spend at most half the large regime's evaluations per run. A
-  small restart runs while the small regime has spent fewer evaluations than the large.
+  *small* regime draws ``lambda_s = floor(lambda_def * (lambda_l / lambda_def)**(U**2))``
+  (``small_population = "pycma"``; ``"paper"``: Hansen 2009's ``lambda_l / 2`` in place of
+  ``lambda_l``) and ``sigma_s = sigma_0 * 10**(-2 U')`` (``lambda_l``: the last large
+  population, ``lambda_def`` for none yet; U, U' uniform in [0, 1]) and may spend at most
+  half the large regime's evaluations per run (``ceil(evals_large / (2 lambda_s))``
+  generations). A small restart runs while the small regime has spent fewer evaluations
+  than the large.
+
+Populations are ``floor(lambda_def * factor**k)`` with ``lambda_def`` the
+``population_base`` option; by default the first run's population, except that the CMA
+family's default ``4 + floor(3 ln n)`` is taken unrounded, ``4 + 3 ln n``, as pycma's
+``fmin`` does (so in 5-D: 8, then 17, 35, 70, 141, ... rather than 16, 32, 64, 128).
 
 Each run restarts from ``x0`` (``restart_from = "x0"``, what pycma does with a fixed
 ``x0``) or, as the papers' BBOB experiments do, from a point drawn uniformly in the box of
@@ -56,9 +64,6 @@ from ._state import state_rows
 
 __all__ = ["Restarts", "RestartsConfig"]
 
-#: Local stand-ins for the inner strategy's stopping rules until every strategy has
-#: ``stop()`` (pycma's tolx and tolfun, absolute; no improvement in this many generations).
-
 _DERIVED = ("generation", "num_nonfinite", "return_mean", "return_std", "return_max", "return_min")
 _REGIMES = ("first", "large", "small")
 #: "No return yet" as a finite float (a state holds no infinities: checkpoints are JSON).
@@ -92,6 +97,19 @@ class RestartsConfig(StrategyConfig):
         None, ge=2,
         description="Population of the first run (lambda_def); default (null) the inner "
         "strategy's.",
+    )
+    population_base: Float | None = Field(
+        None, gt=0,
+        description="lambda_def, the population that restart populations are multiples "
+        "of (floor(population_base * population_factor**k)); default (null) the first "
+        "run's population, unrounded (4 + 3 ln num_params, as pycma) when that is the CMA "
+        "default 4 + floor(3 ln num_params).",
+    )
+    small_population: Literal["pycma", "paper"] = Field(
+        "pycma",
+        description="bipop's small-regime population draw floor(lambda_def * (L / "
+        "lambda_def)**(U**2)), U uniform in [0, 1]: 'pycma' L = the last large population "
+        "(what pycma's fmin does), 'paper' L = half of it (Hansen 2009's formula).",
     )
     sigma: Float | None = Field(
         None, gt=0,
@@ -167,7 +185,8 @@ class RestartsConfig(StrategyConfig):
     def population_for(self, num_params: int) -> int:
         """The largest population a restart can reach (what the memory check sizes)."""
         first = self.inner_config().population_for(num_params)
-        return int(math.ceil(first * self.population_factor**self.max_restarts)) + 1
+        base = self.population_base or max(first, 4.0 + 3.0 * math.log(max(num_params, 1)))
+        return int(math.ceil(max(first, base) * self.population_factor**self.max_restarts)) + 1
 
     def estimate_bytes(self, context: Any) -> list[Any]:
         return self.inner_config().estimate_bytes(context)
@@ -207,7 +226,7 @@ class Restarts(BaseStrategy):
 
     def _setup(self, cfg: RestartsConfig) -> None:
         first = cfg.inner_config(self.population_size)
-        self.base_population = self.population_size
+        self.base_population = self._population_base(cfg)
         self.sigma0 = float(first.sigma)
         self.x0 = self._center.copy()
         # The regime draws and random starts: a stream apart from every run's own seed.
@@ -225,6 +244,17 @@ class Restarts(BaseStrategy):
         self.capabilities = self.inner.capabilities - {"partial_tell"}
 
     # ------------------------------------------------------------------ runs
+    def _population_base(self, cfg: RestartsConfig) -> float:
+        """lambda_def: the option, else the first population (unrounded CMA default)."""
+        if cfg.population_base is not None:
+            return float(cfg.population_base)
+        n = self.num_params
+        given = cfg.population_size is not None or cfg.strategy.get("population_size") is not None
+        cma_default = 4 + math.floor(3 * math.log(n)) if n > 1 else None
+        if not given and self.population_size == cma_default:
+            return 4.0 + 3.0 * math.log(n)
+        return float(self.population_size)
+
     def _run_seed(self, restart: int) -> int:
         if restart == 0:
             return self.seed
@@ -249,13 +279,15 @@ class Restarts(BaseStrategy):
         small = cfg.mode == "bipop" and self.evals_small < max(1, self.evals_large)
         if small:
             u_size, u_sigma = self.rng.random(2)
-            large = base * cfg.population_factor**self.large_runs
-            population = math.floor(base * (0.5 * large / base) ** (u_size**2))
+            reach = cfg.population_factor**self.large_runs  # lambda_l / lambda_def
+            if cfg.small_population == "paper":
+                reach *= 0.5
+            population = math.floor(base * reach ** (u_size**2))
             sigma = self.sigma0 * 10.0 ** (-2.0 * u_sigma)
             regime = "small"
         else:
             self.large_runs += 1
-            population = round(base * cfg.population_factor**self.large_runs)
+            population = math.floor(base * cfg.population_factor**self.large_runs)
             sigma, regime = self.sigma0, "large"
         population = self._fit_population(population)
         start = self.x0
@@ -265,9 +297,10 @@ class Restarts(BaseStrategy):
         self.restart += 1
         self.inner = self._build_inner(population, sigma, start, self._run_seed(self.restart))
         self.regime, self.population_size, self.restart_sigma = regime, population, sigma
-        # Hansen 2009: a small run may spend at most half of the large regime's evaluations.
+        # Hansen 2009: a small run may spend at most half of the large regime's evaluations
+        # (pycma's maxiter = evals_large / (2 lambda_s), a run stops once it reaches it).
         self.max_generations = (
-            max(1, int(0.5 * self.evals_large / population)) if small else 0
+            max(1, math.ceil(0.5 * self.evals_large / population)) if small else 0
         )
         return (
             f"restart {self.restart} ({cfg.mode}, {regime}): {', '.join(fired)}; "

@@ -47,6 +47,19 @@ def test_tiny_run_writes_tables_consistent_with_its_records(tmp_path):
     assert "| 2 | asktell |" in md and "| 2 | pycma |" in md
 
 
+def test_seeds_repeat_each_problem_with_seeds_apart(tmp_path):
+    """--seeds k: k runs per problem and solver (seeds instance + 1000 j), each compared
+    with the other solver's run of the same seed."""
+    bbob = _bbob()
+    bbob.main(["--functions", "1", "--dims", "2", "--instances", "1", "--seeds", "2",
+               "--budget-factor", "300", "--jobs", "1", "--out-dir", str(tmp_path)])
+    (res,) = json.loads((tmp_path / "bbob.json").read_text()).values()
+    assert sorted((r["solver"], r["seed"]) for r in res["records"]) == [
+        ("asktell", 1), ("asktell", 1001), ("pycma", 1), ("pycma", 1001)]
+    assert res["table"]["2"]["problems"] == 2 and res["table"]["2"]["both_solved"] == 2
+    assert "instances 1-1 x 2 seeds" in (tmp_path / "bbob.md").read_text()
+
+
 def test_restarts_without_a_registered_strategy_is_refused_clearly(tmp_path):
     bbob = _bbob()
     from asktell.registry import STRATEGIES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -54,9 +56,23 @@ def test_ipop_doubles_the_population_at_each_restart():
             seen.append(es.population_size)
         if len(seen) == 3:
             break
-    base = CMAES(num_params=4).population_size
-    assert seen == [2 * base, 4 * base, 8 * base]
-    assert es.ask().shape == (8 * base,)
+    # pycma's fmin: multiples of the unrounded default 4 + 3 ln n, floored (8.16 in 4-D).
+    base = 4 + 3 * math.log(4)
+    assert CMAES(num_params=4).population_size == 8
+    assert seen == [math.floor(base * 2**k) for k in (1, 2, 3)] == [16, 32, 65]
+    assert es.ask().shape == (65,)
+
+
+def test_a_given_population_is_doubled_exactly():
+    for options in ({"population_size": 8}, {"population_base": 8.0}):
+        es = _make(mode="ipop", **options)
+        seen = []
+        for _ in range(2000):
+            if _step(es)["restart_event"]:
+                seen.append(es.population_size)
+            if len(seen) == 3:
+                break
+        assert seen == [16, 32, 64], options
 
 
 def test_bipop_interleaves_small_and_large_regimes():
@@ -69,12 +85,32 @@ def test_bipop_interleaves_small_and_large_regimes():
             break
     kinds = [r[0] for r in regimes]
     assert kinds[0] == "large" and "small" in kinds
-    base = CMAES(num_params=4).population_size
+    base = 4 + 3 * math.log(4)
+    last_large = base
     for regime, population, sigma in regimes:
-        if regime == "small":
-            assert population <= base * 2 and 0.02 <= sigma <= 2.0
+        if regime == "small":  # pycma: up to the last large population
+            assert math.floor(base) <= population <= last_large and 0.02 <= sigma <= 2.0
         else:
-            assert sigma == 2.0 and population >= 2 * base
+            assert sigma == 2.0 and population >= 2 * math.floor(base)
+            last_large = population
+
+
+def test_bipop_small_populations_reach_the_last_large_one():
+    """pycma draws floor(lambda_def * (lambda_l / lambda_def)**(U**2)): over many draws the
+    small populations span up to the last large one; 'paper' halves that reach."""
+    def small_sizes(rule):
+        es = _make(mode="bipop", small_population=rule)
+        es.large_runs = 3  # as after three large restarts: lambda_l = floor(8.16 * 8) = 65
+        es.evals_large = 10**6
+        sizes = []
+        for _ in range(300):
+            es._restart(["test"])
+            es.large_runs = 3
+            sizes.append(es.population_size)
+        return sizes
+    pycma, paper = small_sizes("pycma"), small_sizes("paper")
+    assert min(pycma) == 8 and 50 < max(pycma) <= 65
+    assert min(paper) == 8 and 25 < max(paper) <= 32
 
 
 def test_a_run_resumed_mid_second_restart_equals_the_straight_run_bitwise():
@@ -214,3 +250,28 @@ def test_the_display_line_shows_a_restart():
            "restart_event": "restart 1 (ipop, large): tolx; population 16, sigma 2"}
     assert "restart 1 (ipop, large)" in summary(row)
     assert "restart" not in summary({**row, "restart_event": ""})
+
+
+def test_large_restart_populations_keep_the_covariance_positive_definite():
+    """With lambda = 128 in 5-D, c_1 + c_mu is about 0.8: a decomposition kept for several
+    generations is too stale to normalise the active (negative) update, C turned indefinite
+    and tolconditioncov ended IPOP/BIPOP's large runs early (BBOB f3, f15 in 5-D). The
+    decomposition is refreshed before half of C is renewed."""
+    q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((5, 5)))
+    scale = np.sqrt(10.0) ** (np.arange(5) / 4)
+
+    def f(x):  # a rotated, scaled Rastrigin
+        return rastrigin(((x - 0.7) @ q.T) * scale)
+
+    es = CMAES(num_params=5, population_size=128, sigma=2.0, seed=0, noise=NOISE)
+    p = es.params
+    assert es._eigen_gap == 1 and p.c_1 + p.c_mu > 0.5
+    for _ in range(200):
+        es.tell(-f(es.distribution.decode(es.ask())))
+        assert np.linalg.eigvalsh(es.C).min() > 0, es.generation
+        if es.stop():
+            break
+    assert list(es.stop()) == ["tolfun"] and es.generation < 100
+    # Small populations keep the lazy gap (the golden logs' CMA-ES case: 6-D, lambda 9).
+    golden = CMAES(num_params=6, parameters="tutorial", noise=NOISE)
+    assert golden._eigen_gap == 2

@@ -57,12 +57,31 @@ def test_no_rule_fires_while_the_search_improves(name):
 
 @pytest.mark.parametrize("name", OWN_RULES)
 def test_flat_fitness_fires_on_a_plateau(name):
+    """pycma's rule: more than tolflatfitness (1) generations in a row whose best return
+    ties the 75th-percentile one."""
     es = _strategy(name)
+    _tell(es, np.full(es.population_size, 2.0))
+    assert "tolflatfitness" not in es.stop()  # one flat generation is tolerated
     _tell(es, np.full(es.population_size, 2.0))
     assert list(es.stop()) == ["tolflatfitness"] or "tolflatfitness" in es.stop()
     off = _strategy(name, tolflatfitness=None)
-    _tell(off, np.full(off.population_size, 2.0))
+    for _ in range(3):
+        _tell(off, np.full(off.population_size, 2.0))
     assert "tolflatfitness" not in off.stop()
+
+
+@pytest.mark.parametrize("name", ["cma_es", "snes"])
+def test_flat_fitness_needs_three_quarters_tied_with_the_best(name):
+    """Best tied with the median but not with the 75th-percentile return is no plateau
+    (the ranking still sees the worst quarter); with rank int(0.75 lambda) tied it is."""
+    half = _strategy(name)  # population 8: the 75th percentile is rank 6 (best first)
+    for _ in range(3):
+        _tell(half, [2.0, 2.0, 2.0, 2.0, 2.0, 1.0, 0.0, -1.0])
+    assert "tolflatfitness" not in half.stop()
+    most = _strategy(name)
+    for _ in range(2):
+        _tell(most, [2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, -1.0])
+    assert "tolflatfitness" in most.stop()
 
 
 @pytest.mark.parametrize("name", OWN_RULES)
