@@ -144,3 +144,21 @@ def test_decode_pairs_in_either_order_give_the_rows_decoded_one_by_one():
             rows = dist.decode(seeds, dtype=dtype)
             one = np.stack([dist.decode(seeds[i : i + 1], dtype=dtype)[0] for i in range(6)])
             assert np.array_equal(rows, one)
+
+
+def test_flat_count_equals_pycmas_sorted_rule_on_tie_heavy_returns():
+    from asktell.strategies._stopping import StopHistory
+
+    rng = np.random.default_rng(4)
+    history = StopHistory(5)
+    flat = 0
+    for _ in range(400):
+        n = int(rng.integers(1, 30))
+        r = rng.integers(-2, 3, n).astype(np.float64) * rng.choice([1.0, 0.0])
+        if rng.random() < 0.3:
+            r[r == 0] = -0.0  # signed zeros tie with +0.0 in both forms
+        best = float(r.max())
+        flat = flat + 1 if best <= float(np.sort(r)[::-1][int(0.75 * n)]) else 0
+        top, bottom = history.record(r, 1)
+        assert history.flat == flat
+        assert (top, bottom) == (float(r.max()), float(r.min()))
