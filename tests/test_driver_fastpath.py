@@ -146,19 +146,22 @@ def test_decode_pairs_in_either_order_give_the_rows_decoded_one_by_one():
             assert np.array_equal(rows, one)
 
 
-def test_flat_count_equals_pycmas_sorted_rule_on_tie_heavy_returns():
+def test_record_is_bitwise_max_min_median_and_pycmas_flat_rule():
     from asktell.strategies._stopping import StopHistory
 
     rng = np.random.default_rng(4)
     history = StopHistory(5)
     flat = 0
-    for _ in range(400):
+    for _ in range(2000):
         n = int(rng.integers(1, 30))
-        r = rng.integers(-2, 3, n).astype(np.float64) * rng.choice([1.0, 0.0])
+        r = rng.integers(-2, 3, n).astype(np.float64) * rng.choice([1.0, 0.0, 0.37])
         if rng.random() < 0.3:
             r[r == 0] = -0.0  # signed zeros tie with +0.0 in both forms
         best = float(r.max())
         flat = flat + 1 if best <= float(np.sort(r)[::-1][int(0.75 * n)]) else 0
         top, bottom = history.record(r, 1)
         assert history.flat == flat
-        assert (top, bottom) == (float(r.max()), float(r.min()))
+        # Bitwise, signed zeros included: max, min and np.median's own bits.
+        want = (float(r.max()), float(r.min()), float(np.median(r)))
+        got = (top, bottom, float(history.median[(history.count - 1) % history.length]))
+        assert [np.float64(x).tobytes() for x in got] == [np.float64(x).tobytes() for x in want]
