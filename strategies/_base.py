@@ -327,8 +327,8 @@ class BaseStrategy(StateMixin, InjectMixin):
         metrics = dict(self._update(seeds, learn) or {})
         fin = r[finite] if num_bad else r
         if fin.size:
-            # The history computes the max and min the metrics report (the same calls on
-            # the same values), so they are not computed twice.
+            # The history computes the max and min the metrics report (bitwise what
+            # fin.max() and fin.min() give), so they are not computed twice.
             top, bottom = self._stop_history.record(fin, self.generation + 1)
         else:
             top = bottom = float("nan")
