@@ -143,25 +143,14 @@ class OpenAIES(BaseStrategy):
             cfg.optimizer, self.num_params, self.learning_rate, **cfg.optimizer_options
         )
 
-    #: The last seeds ``_sample`` drew as interleaved mirrored pairs (what ``ask`` keeps as
-    #: its pending seeds, never handed out or written into).
-    _mirrored_sample: np.ndarray | None = None
-
     def _sample(self, count: int) -> np.ndarray:
         if self.antithetic:
-            seeds = mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))
-            self._mirrored_sample = seeds
-            return seeds
+            return mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))
         return self.noise.sample_keys(self.rng, count, self.num_params)
 
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         weights = self._shape(returns)
-        if seeds is self._mirrored_sample:
-            # Exactly the pairs _sample drew (not a subset of a partial tell, not seeds
-            # restored from a state): fold_weights' pair branch, without re-checking them.
-            keys, coef = seeds[0::2], weights[0::2] - weights[1::2]
-        else:
-            keys, coef = fold_weights(seeds, weights)
+        keys, coef = fold_weights(seeds, weights)
         if self.noise_sum is None:
             grad = self.noise.weighted_sum(coef, keys, self.num_params)
         else:

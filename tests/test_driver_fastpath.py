@@ -165,18 +165,3 @@ def test_record_is_bitwise_max_min_median_and_pycmas_flat_rule():
         want = (float(r.max()), float(r.min()), float(np.median(r)))
         got = (top, bottom, float(history.median[(history.count - 1) % history.length]))
         assert [np.float64(x).tobytes() for x in got] == [np.float64(x).tobytes() for x in want]
-
-
-def test_openai_es_update_is_the_same_whether_its_pairs_are_trusted_or_checked():
-    """The update from the seeds ask() drew (pairs trusted) equals the one from the same
-    seeds restored from a state (pairs checked by fold_weights), bitwise."""
-    rng = np.random.default_rng(5)
-    a, b = _es(), _es()
-    for _ in range(3):
-        a.ask()
-        b.ask()
-        b.load_state_dict(b.state_dict())  # pending seeds become a restored copy
-        assert a._pending is a._mirrored_sample and b._pending is not b._mirrored_sample
-        r = rng.standard_normal(10)
-        assert a.tell(r) == b.tell(r)
-        assert np.array_equal(a.center, b.center)
