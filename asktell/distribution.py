@@ -25,6 +25,17 @@ _FACTOR_BLOCK_FLOATS = 1 << 17
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only float64 array the snapshot can keep: shared when it is already a
+    read-only float64 array owning its data (a strategy that replaces its centre each
+    generation instead of writing into it, like OpenAI-ES, hands out such an array, so no
+    copy is made per generation); otherwise a read-only copy."""
+    if (
+        type(a) is np.ndarray
+        and a.dtype == np.float64
+        and a.base is None
+        and not a.flags.writeable
+    ):
+        return a
     a = np.array(a, dtype=np.float64, copy=True)
     a.flags.writeable = False
     return a
@@ -86,7 +97,9 @@ class Distribution:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "center", _readonly(self.center))
-        if np.ndim(self.sigma) == 0:
+        if type(self.sigma) is float:
+            pass  # already what the branch below makes of a scalar
+        elif np.ndim(self.sigma) == 0:
             object.__setattr__(self, "sigma", float(self.sigma))
         else:
             object.__setattr__(self, "sigma", _readonly(self.sigma))
@@ -270,12 +283,21 @@ def _decode_plain(
     dim = center.shape[0]
     table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
     first = seeds[0::2]
+    pairs = bool(seeds.size and seeds.size % 2 == 0 and (seeds[1::2] == ~first).all())
     if (
-        seeds.size
-        and seeds.size % 2 == 0
-        and np.array_equal(seeds[1::2], ~first)
-        and int(first.min()) >= 0
+        pairs
+        and table is None
+        and type(noise) is NoiseTable
+        and int(first.view(np.uint64).max()) <= noise.size - dim
     ):
+        # Interleaved mirrored pairs of short rows, every key in [0, size - dim] (one
+        # unsigned max: a negative key reads as 2**63 or more): the table gather
+        # NoiseTable.rows makes after its own min and max check, then the pair form below.
+        p = np.multiply(noise.windows(dim)[first], s, dtype=dtype)
+        np.add(p, c, out=out[0::2])
+        np.subtract(c, p, out=out[1::2])
+        return
+    if pairs and int(first.min()) >= 0:
         # Interleaved mirrored pairs (what ask() produces): one product per pair,
         # ``center + p`` and ``center - p``.
         if table is None:

@@ -165,14 +165,33 @@ class Adam(Optimizer):
         self.epsilon = self.options.epsilon
         self.m = np.zeros(self.num_params)
         self.v = np.zeros(self.num_params)
+        self._scratch: np.ndarray | None = None
 
     def step(self, gradient: np.ndarray) -> np.ndarray:
+        # m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g g and the update
+        # a m / (sqrt(v) + eps), each element computed by the same operations in the same
+        # order as the plain expressions (bitwise), but in place: m and v are the
+        # optimiser's own arrays (state_dict hands out copies), and one scratch vector
+        # serves every temporary, so a step allocates only the update it returns.
         self.t += 1
         g = np.asarray(gradient, dtype=np.float64)
-        self.m = self.beta1 * self.m + (1.0 - self.beta1) * g
-        self.v = self.beta2 * self.v + (1.0 - self.beta2) * (g * g)
+        m, v = self.m, self.v
+        tmp = self._scratch
+        if tmp is None or tmp.shape != m.shape:
+            tmp = self._scratch = np.empty_like(m)
+        m *= self.beta1
+        np.multiply(g, 1.0 - self.beta1, out=tmp)
+        m += tmp
+        v *= self.beta2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.beta2
+        v += tmp
         a = self.learning_rate * math.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
-        return a * self.m / (np.sqrt(self.v) + self.epsilon)
+        update = np.multiply(m, a)
+        np.sqrt(v, out=tmp)
+        tmp += self.epsilon
+        update /= tmp
+        return update
 
     def state_dict(self) -> dict[str, Any]:
         return {"t": self.t, "m": self.m.copy(), "v": self.v.copy()}

@@ -303,6 +303,15 @@ def as_returns(returns: Any, *, expected: int, generation: int) -> np.ndarray:
 
     if isinstance(returns, Evaluation):
         returns = returns.returns
+    if (
+        type(returns) is np.ndarray
+        and returns.dtype == np.float64
+        and returns.ndim == 1
+        and returns.size == expected
+    ):
+        # The common case (a float64 vector of the right length): nothing to refuse, so
+        # skip the generic checks; a copy, as below, so the caller's array is never shared.
+        return returns.copy()
     try:
         arr = np.asarray(returns)
     except (ValueError, TypeError) as exc:  # ragged nested sequences

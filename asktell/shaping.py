@@ -106,18 +106,34 @@ def _all_equal(x: np.ndarray) -> bool:
     return x.size == 0 or bool(np.all(x == x[0]))
 
 
+_LINEAR_CACHE: dict[int, np.ndarray] = {}
+
+
+def _centered_linear(n: int) -> np.ndarray:
+    """``arange(n) / (n - 1) - 0.5``, read-only, computed once per ``n`` (a few sizes per
+    process: the populations in use)."""
+    cached = _LINEAR_CACHE.get(n)
+    if cached is None:
+        cached = np.arange(n, dtype=np.float64) / (n - 1) - 0.5
+        cached.flags.writeable = False
+        if len(_LINEAR_CACHE) < 64:
+            _LINEAR_CACHE[n] = cached
+    return cached
+
+
 def centered_ranks(returns: np.ndarray) -> np.ndarray:
     """The paper's centred ranks: ranks scaled to ``[-0.5, 0.5]`` (Salimans et al. 2017)."""
     r = np.asarray(returns, dtype=np.float64).reshape(-1)
     if r.size < 2:
         return np.zeros(r.size)
-    order = np.argsort(r)
+    order = r.argsort()
     sorted_r = r[order]
-    if np.all(sorted_r[1:] != sorted_r[:-1]):
+    if (sorted_r[1:] != sorted_r[:-1]).all():
         # No ties (the common case): rank i gets i / (n - 1) - 0.5, the same arithmetic as
-        # below, done on the ranks before they are scattered (one pass fewer per generation).
+        # below, done on the ranks before they are scattered (one pass fewer per generation;
+        # the values per n are computed once and kept).
         out = np.empty(r.size)
-        out[order] = np.arange(r.size, dtype=np.float64) / (r.size - 1) - 0.5
+        out[order] = _centered_linear(r.size)
         return out
     if _all_equal(r):
         return np.zeros(r.size)

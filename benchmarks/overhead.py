@@ -385,10 +385,12 @@ Regenerate with:
 
 The machine is shared: the same command's figures move by tens of percent between runs
 while other jobs run; read the ratios, each measured with both sides alternating. Other runs
-of this benchmark while this page was written gave 1.00x-1.07x for the 100,000-parameter
-row, 2.4x-2.8x for the 100-parameter row and 0.96x-1.28x for the tell row (the highest
-while the benchmark's own Dask workers were alive beside it); timed step by step, the
-weighted sum, which is nearly all of that `tell`, costs the same on both sides.
+of this benchmark gave 1.00x-1.07x for the 100,000-parameter row and 0.96x-1.28x for the
+tell row (the highest while the benchmark's own Dask workers were alive beside it); timed
+step by step, the weighted sum, which is nearly all of that `tell`, costs the same on both
+sides. For the 100-parameter row, `python benchmarks/overhead.py --dims 100 --tell-repeats 0
+--generations 400 --repeats 5` gave 1.92x, 1.93x and 1.91x in three runs (2.39x-2.41x with
+the code before issue 14's bookkeeping cuts, the same command in the same session).
 
 ## Decoding into a reused float32 buffer
 
@@ -471,11 +473,21 @@ mean, standard deviation, max and min).
   which OpenBLAS computes on the calling thread. The baseline's fastest variants use no
   BLAS at these sizes either.
 - Short rows (100 parameters) cost Python calls: the baseline's generation is under thirty
-  numpy calls (count them in `CarefulLoop`). asktell makes several times as many (seed
-  and returns validation, a frozen `Distribution` per generation, the metrics, best
-  candidate and stopping history above). They were trimmed (bitwise-equal fast paths for
-  mean/std, median, norms and centred ranks; one product per mirrored pair in decode), but
-  that bookkeeping remains and keeps asktell short of the 1.15x goal at this size.
+  numpy calls (count them in `CarefulLoop`). asktell makes about twice as many (seed and
+  returns validation, a frozen `Distribution` per generation, the metrics, best candidate
+  and stopping history above). They were trimmed, every output bitwise the same
+  (`tests/test_driver_fastpath.py`): mean/std, median, norms and centred ranks without
+  numpy's generic layers; one product per mirrored pair in decode and one check of its
+  keys; returns taken as they are when they are already a float64 vector; the centre
+  shared read-only with the `Distribution` instead of copied; one sort of the returns for
+  the stopping history's max, min, median and flat-fitness rule. What remains is that
+  bookkeeping, about 48 us a generation on this machine, spread over many steps of 1-7 us
+  each; `python benchmarks/overhead_breakdown.py` times every step on both sides (one run:
+  asktell 100 us, the loop 53 us; ask 9.7 us against the loop's 6.0 us draw, the
+  `Distribution` 3.5 us, decode 38.1 us against 28.1 us; in `tell`: centred ranks 7.2 us
+  and the pair fold 3.3 us against the loop's 3.7 us rank-and-fold, the weighted sum 13.8
+  us against the loop's 8.6 us gradient, the stopping history 6.5 us, mean/std 3.5 us, the
+  returns check 2.5 us), which keeps asktell short of the 1.15x goal at this size.
 - Float32 decoding is for callers that feed float32 models. Evaluators still decode float64
   and their policies round to float32 (asktell/gym/policies.py, asktell/atari/policy.py);
   decoding float32 there (`evaluators/_common.py`'s chunk loop, with one reused `out` buffer

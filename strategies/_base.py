@@ -306,7 +306,7 @@ class BaseStrategy(StateMixin, InjectMixin):
             seeds, r = seeds[told], r[told]
             violations = None if violations is None else violations[told]
         finite = np.isfinite(r)
-        num_bad = int(r.size - finite.sum())
+        num_bad = r.size - int(np.count_nonzero(finite))
         if num_bad:
             if self.nonfinite == "raise":
                 bad = np.flatnonzero(~finite)
@@ -318,28 +318,32 @@ class BaseStrategy(StateMixin, InjectMixin):
                     f"{where}: {shown}{more}; pass nonfinite='worst' to rank them last instead"
                 )
             r = rank_nonfinite_worst(r, finite)
-        self._note_best(seeds, r, finite)
+        self._note_best(seeds, r, finite, num_bad)
         learn = r
         if self.bounds is not None and self.bounds.method == "penalty":
             learn = self._penalised(r, seeds)
         if violations is not None:
             learn = feasibility_first(learn, violations)
         metrics = dict(self._update(seeds, learn) or {})
-        if finite.any():
-            self._stop_history.record(r[finite], self.generation + 1)
+        fin = r[finite] if num_bad else r
+        if fin.size:
+            # The history computes the max and min the metrics report (bitwise what
+            # fin.max() and fin.min() give), so they are not computed twice.
+            top, bottom = self._stop_history.record(fin, self.generation + 1)
+        else:
+            top = bottom = float("nan")
         self._pending = None
         self._injected = None
         self.generation += 1
         self._changed()
-        fin = r[finite] if num_bad else r
-        mean, std = mean_std(fin)
+        mean, std = mean_std(fin, max(abs(top), abs(bottom)) if fin.size else None)
         metrics.update(
             generation=self.generation,
             num_nonfinite=num_bad,
             return_mean=mean,
             return_std=std,
-            return_max=float(fin.max()) if fin.size else float("nan"),
-            return_min=float(fin.min()) if fin.size else float("nan"),
+            return_max=top,
+            return_min=bottom,
         )
         if told is not None:
             metrics["told"] = int(told.sum())
@@ -369,12 +373,18 @@ class BaseStrategy(StateMixin, InjectMixin):
             )
         return ~mask
 
-    def _note_best(self, seeds: np.ndarray, r: np.ndarray, finite: np.ndarray) -> None:
+    def _note_best(
+        self, seeds: np.ndarray, r: np.ndarray, finite: np.ndarray, num_bad: int | None = None
+    ) -> None:
         """Keep the generation's best finite candidate if it beats the best so far (decoded
-        with this generation's distribution, before the update moves it)."""
-        if not finite.any():
+        with this generation's distribution, before the update moves it). ``num_bad``: the
+        count of non-finite returns when the caller knows it (0: ``r`` is all finite)."""
+        if num_bad == 0:
+            i = int(r.argmax())  # all finite: the same first maximum as below
+        elif not finite.any():
             return
-        i = int(np.argmax(np.where(finite, r, -np.inf)))
+        else:
+            i = int(np.argmax(np.where(finite, r, -np.inf)))
         if self.best is None or r[i] > self.best.value:
             x = np.array(self.distribution.decode_one(seeds[i]), dtype=np.float64)
             self.best = Best(int(seeds[i]), float(r[i]), x, self.generation)

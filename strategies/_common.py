@@ -122,12 +122,15 @@ def expm_sym(m: np.ndarray) -> np.ndarray:
     return (v * np.exp(w)) @ v.T
 
 
-def mean_std(values: np.ndarray) -> tuple[float, float]:
+def mean_std(values: np.ndarray, largest: float | None = None) -> tuple[float, float]:
     """Mean and standard deviation that do not overflow for returns near the float64 limit
-    (computed on power-of-two-scaled values; ordinary returns are not scaled at all)."""
+    (computed on power-of-two-scaled values; ordinary returns are not scaled at all).
+    ``largest``: ``max |values|`` when the caller already has it (``max(|max|, |min|)``)."""
     if not values.size:
         return float("nan"), float("nan")
-    if float(np.abs(values).max()) <= TAME_LIMIT:
+    if largest is None:
+        largest = float(np.abs(values).max())
+    if largest <= TAME_LIMIT:
         # numpy's mean and std, bitwise (the same pairwise sums and divisions), without
         # their Python layers: this runs every generation (ask/tell overhead at small dims).
         n = values.size

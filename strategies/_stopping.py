@@ -145,19 +145,41 @@ class StopHistory:
         self.best_ever = -math.inf
         self.best_generation = 0  # the generation the best so far was last improved in
 
-    def record(self, returns: np.ndarray, generation: int) -> None:
-        """Take one generation's (finite, worst-ranked) returns; ``generation`` counts from 1."""
-        best = float(returns.max())
-        median = _median(returns)
+    def record(self, returns: np.ndarray, generation: int) -> tuple[float, float]:
+        """Take one generation's (finite, worst-ranked) returns; ``generation`` counts from 1.
+
+        Returns their max and min (``tell`` reports them in its metrics).
+
+        One sort gives the max, the min, the median and pycma's flat-fitness entry. They
+        are bitwise what ``max()``, ``min()`` and :func:`_median` give: finite values that
+        compare equal have the same bits except +0.0 and -0.0, so where a zero is the
+        value read, the generic call (whose choice between the two zeros this keeps)
+        gives it instead.
+        """
+        ordered = np.sort(returns)
+        n = ordered.size
+        best, worst = float(ordered[-1]), float(ordered[0])
+        if best == 0.0:
+            best = float(returns.max())
+        if worst == 0.0:
+            worst = float(returns.min())
+        half = n // 2
+        middle = ordered[half : half + 1] if n % 2 else ordered[half - 1 : half + 1]
+        if (middle == 0.0).any():
+            median = _median(returns)
+        else:
+            median = float(np.add.reduce(middle, axis=0) / middle.size)
         slot = self.count % self.length
         self.best[slot], self.median[slot] = best, median
         self.count += 1
-        self.spread = best - float(returns.min())
-        # pycma: sorted losses f, flat when f[0] == f[int(0.75 lambda)].
-        quantile = float(np.sort(returns)[::-1][int(0.75 * returns.size)])
+        self.spread = best - worst
+        # pycma: sorted losses f, flat when f[0] == f[int(0.75 lambda)] (the returns in
+        # descending order; a comparison, so the sign of a zero does not matter).
+        quantile = float(ordered[n - 1 - int(0.75 * n)])
         self.flat = self.flat + 1 if best <= quantile else 0
         if best > self.best_ever:
             self.best_ever, self.best_generation = best, generation
+        return best, worst
 
     def recent_best(self) -> np.ndarray:
         return self.best[: min(self.count, self.length)]

@@ -40,7 +40,9 @@ def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np
 
     A mirrored pair ``(k, ~k)`` reads ``eps(k)`` once with weight ``w(k) - w(~k)``.
     """
-    if seeds.size % 2 == 0 and seeds.size and np.array_equal(seeds[1::2], ~seeds[0::2]):
+    # ``(a == b).all()`` on the equal-length halves: np.array_equal's answer without its
+    # generic shape and dtype layers (this runs every generation).
+    if seeds.size % 2 == 0 and seeds.size and (seeds[1::2] == ~seeds[0::2]).all():
         # Interleaved antithetic pairs (what ask() produces). A key drawn twice just appears
         # twice, which the weighted sum handles the same as one summed coefficient.
         return seeds[0::2], weights[0::2] - weights[1::2]
@@ -157,7 +159,11 @@ class OpenAIES(BaseStrategy):
         if self.weight_decay:
             grad -= self.weight_decay * self._center
         update = self.optimizer.step(grad)
-        self._center = self._center + update
+        center = self._center + update
+        # A new array each generation, never written into: read-only, the Distribution
+        # snapshot shares it instead of copying it (asktell.distribution._readonly).
+        center.flags.writeable = False
+        self._center = center
         center_norm = _norm(self._center)
         update_norm = _norm(update)
         return {

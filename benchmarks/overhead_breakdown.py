@@ -1,0 +1,110 @@
+"""Where one generation's microseconds go at 100 parameters: asktell's ask, distribution,
+decode and tell (and tell's parts) next to the careful numpy loop's steps.
+
+    python benchmarks/overhead_breakdown.py [--generations 10000] [--dim 100]
+
+Both sides run every generation, which one goes first alternating, each step timed with
+``time.perf_counter_ns``; figures are medians in microseconds. tell's parts are timed by
+wrapping the functions tell calls (a wrapper adds a fraction of a microsecond to each), so
+they add up to a little more than the unwrapped tell, which is timed in a separate pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+
+import numpy as np
+
+import asktell.strategies._base as base_module
+import asktell.strategies.openai_es as openai_module
+from asktell.noise import NoiseTable
+from asktell.strategies import OpenAIES
+from asktell.strategies._stopping import StopHistory
+from overhead import POPULATION, SIGMA, LR, CarefulLoop
+
+TIMES: dict[str, list[int]] = defaultdict(list)
+
+
+def _wrap(owner, name: str, label: str) -> None:
+    inner = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter_ns()
+        result = inner(*args, **kwargs)
+        TIMES[label].append(time.perf_counter_ns() - start)
+        return result
+
+    setattr(owner, name, timed)
+
+
+def _run(noise: NoiseTable, dim: int, generations: int, parts: bool) -> None:
+    es = OpenAIES(dim, POPULATION, SIGMA, LR, seed=0, noise=noise)
+    if parts:
+        _wrap(base_module, "as_returns", "  tell: as_returns")
+        _wrap(base_module.BaseStrategy, "_note_best", "  tell: _note_best")
+        _wrap(openai_module.OpenAIES, "_update", "  tell: _update")
+        _wrap(StopHistory, "record", "  tell: StopHistory.record")
+        _wrap(base_module, "mean_std", "  tell: mean_std")
+        _wrap(openai_module, "fold_weights", "    _update: fold_weights")
+        _wrap(openai_module, "_norm", "    _update: one norm")
+        _wrap(es, "_shape", "    _update: centered_ranks")
+        _wrap(es.optimizer, "step", "    _update: Adam step")
+        _wrap(noise, "weighted_sum", "    _update: weighted_sum")
+    loop = CarefulLoop(noise, dim, POPULATION, 0, "gather", "gemv")
+    out = np.empty((POPULATION, dim), np.float32)
+    rng = np.random.default_rng(0)
+    clock = time.perf_counter_ns
+    suffix = " (parts wrapped)" if parts else ""
+    for g in range(generations):
+        returns = rng.standard_normal(POPULATION)
+        for side in ("asktell", "base") if g % 2 == 0 else ("base", "asktell"):
+            if side == "asktell":
+                t0 = clock()
+                seeds = es.ask()
+                t1 = clock()
+                dist = es.distribution
+                t2 = clock()
+                dist.decode(seeds, dtype=np.float32, out=out)
+                t3 = clock()
+                es.tell(returns)
+                t4 = clock()
+                for label, ns in [("asktell ask", t1 - t0), ("asktell distribution", t2 - t1),
+                                  ("asktell decode", t3 - t2), ("asktell tell" + suffix, t4 - t3),
+                                  ("asktell total" + suffix, t4 - t0)]:
+                    TIMES[label].append(ns)
+            elif not parts:
+                t0 = clock()
+                keys = loop.sample()
+                t1 = clock()
+                loop.decode(keys)
+                t2 = clock()
+                weights = loop.rank_weights(returns)
+                t3 = clock()
+                grad = loop.gradient(keys, weights)
+                t4 = clock()
+                loop.adam(grad)
+                t5 = clock()
+                for label, ns in [("base sample", t1 - t0), ("base decode", t2 - t1),
+                                  ("base rank_weights", t3 - t2), ("base gradient", t4 - t3),
+                                  ("base adam", t5 - t4), ("base total", t5 - t0)]:
+                    TIMES[label].append(ns)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generations", type=int, default=10_000)
+    parser.add_argument("--dim", type=int, default=100)
+    args = parser.parse_args()
+    noise = NoiseTable()
+    noise.table
+    _run(noise, args.dim, args.generations, parts=False)
+    _run(noise, args.dim, args.generations, parts=True)
+    for label, ns in TIMES.items():
+        print(f"{label:36s} {statistics.median(ns) / 1e3:8.2f} us")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The driver's per-generation fast paths (issue 14) keep every result and every check:
+the shortcuts in tell, as_returns, Distribution, centred ranks, Adam and decode give the
+same bits as the plain expressions they replace and refuse the same bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from asktell.distribution import Distribution
+from asktell.errors import ConfigError, ReturnsError
+from asktell.noise import NoiseTable, mirrored
+from asktell.optim import Adam
+from asktell.protocol import as_returns
+from asktell.shaping import centered_ranks
+from asktell.strategies import OpenAIES
+
+NOISE = NoiseTable(seed=0, size=1 << 16)
+
+
+def _es(**kw):
+    return OpenAIES(num_params=7, population_size=10, sigma=0.1, learning_rate=0.05,
+                    noise=NOISE, seed=3, **kw)
+
+
+def test_as_returns_fast_path_copies_and_still_refuses_wrong_size():
+    r = np.arange(5, dtype=np.float64)
+    out = as_returns(r, expected=5, generation=0)
+    assert out is not r and np.array_equal(out, r)
+    r[0] = 99.0
+    assert out[0] == 0.0  # the caller's array is never shared
+    with pytest.raises(ReturnsError, match="got 4 returns for 5 asked seeds"):
+        as_returns(np.zeros(4), expected=5, generation=0)
+    with pytest.raises(ReturnsError, match="1-D"):
+        as_returns(np.zeros((5, 1)), expected=5, generation=0)
+
+
+def test_tell_metrics_equal_numpy_bitwise_with_and_without_nonfinite():
+    rng = np.random.default_rng(0)
+    for bad in (False, True):
+        es = _es()
+        for _ in range(4):
+            es.ask()
+            r = rng.standard_normal(10) * 1e3
+            if bad:
+                r[[1, 6]] = [np.nan, np.inf]
+            fin = r[np.isfinite(r)]
+            m = es.tell(r)
+            assert m["return_max"] == float(fin.max()) and m["return_min"] == float(fin.min())
+            assert m["return_mean"] == float(fin.mean()) and m["return_std"] == float(fin.std())
+            assert m["num_nonfinite"] == (2 if bad else 0)
+        assert es.best is not None and math.isfinite(es.best.value)
+
+
+def test_best_is_the_first_maximum_and_decodes_with_the_told_generation():
+    es = _es()
+    seeds = es.ask()
+    dist = es.distribution
+    r = np.zeros(10)
+    r[[3, 8]] = 5.0  # a tie: the first one is kept
+    es.tell(r)
+    assert es.best.seed == int(seeds[3]) and es.best.generation == 0
+    assert np.array_equal(es.best.parameters, dist.decode(seeds[3:4])[0])
+
+
+def test_distribution_shares_openai_es_read_only_centre_and_stays_frozen():
+    es = _es()
+    for _ in range(2):
+        es.ask()
+        es.tell(np.arange(10.0))
+    dist = es.distribution
+    assert dist.center is es._center  # shared, not copied
+    assert not dist.center.flags.writeable
+    before = dist.center.copy()
+    es.ask()
+    es.tell(np.arange(10.0)[::-1].copy())
+    assert np.array_equal(dist.center, before)  # the update made a new array
+    assert not np.array_equal(es.center, before)
+
+
+def test_distribution_copies_arrays_it_cannot_own():
+    writeable = np.arange(4.0)
+    d = Distribution(writeable, 0.1, NOISE)
+    assert d.center is not writeable
+    writeable[0] = 50.0
+    assert d.center[0] == 0.0
+    base = np.arange(4.0)
+    view = base[:]
+    view.flags.writeable = False  # read-only view of a writeable array: still copied
+    d = Distribution(view, 0.1, NOISE)
+    base[1] = 50.0
+    assert d.center[1] == 1.0 and not d.center.flags.writeable
+
+
+def test_centered_ranks_match_the_formula_and_the_cache_is_not_exposed():
+    rng = np.random.default_rng(1)
+    r = rng.standard_normal(33)
+    expected = np.empty(33)
+    expected[np.argsort(r)] = np.arange(33, dtype=np.float64) / 32 - 0.5
+    w = centered_ranks(r)
+    assert np.array_equal(w, expected)
+    w[:] = 7.0  # the caller's weights are its own
+    assert np.array_equal(centered_ranks(r), expected)
+    assert np.array_equal(centered_ranks(np.array([1.0, 1.0, 2.0])), [-0.25, -0.25, 0.5])
+
+
+def test_adam_in_place_is_bitwise_the_plain_formula_and_state_is_copied():
+    rng = np.random.default_rng(2)
+    opt = Adam(6, 0.01)
+    m, v = np.zeros(6), np.zeros(6)
+    saved = None
+    for t in range(1, 6):
+        g = rng.standard_normal(6)
+        m = 0.9 * m + (1.0 - 0.9) * g
+        v = 0.999 * v + (1.0 - 0.999) * (g * g)
+        a = 0.01 * math.sqrt(1.0 - 0.999**t) / (1.0 - 0.9**t)
+        want = a * m / (np.sqrt(v) + 1e-8)
+        got = opt.step(g)
+        assert np.array_equal(got, want) and np.array_equal(opt.m, m) and np.array_equal(opt.v, v)
+        if t == 2:
+            saved = opt.state_dict()
+            kept = saved["m"].copy()
+    assert np.array_equal(saved["m"], kept)  # later in-place steps do not reach a state_dict
+
+
+def test_decode_fast_path_still_checks_keys_against_the_table():
+    dim = 8
+    dist = Distribution(np.zeros(dim), 0.1, NOISE)
+    ok = mirrored(np.array([0, NOISE.size - dim]))
+    rows = dist.decode(ok, dtype=np.float32, out=np.empty((4, dim), np.float32))
+    assert np.array_equal(rows[0], (np.float32(0.1) * NOISE.table[:dim]))
+    with pytest.raises(ConfigError, match="noise keys must lie in"):
+        dist.decode(mirrored(np.array([0, NOISE.size - dim + 1])))
+
+
+def test_decode_pairs_in_either_order_give_the_rows_decoded_one_by_one():
+    dim = 8
+    dist = Distribution(np.linspace(-1, 1, dim), 0.1, NOISE)
+    keys = np.array([5, 900, 17])
+    for seeds in (mirrored(keys), ~mirrored(keys)):  # (k, ~k) pairs and (~k, k) pairs
+        for dtype in (np.float64, np.float32):
+            rows = dist.decode(seeds, dtype=dtype)
+            one = np.stack([dist.decode(seeds[i : i + 1], dtype=dtype)[0] for i in range(6)])
+            assert np.array_equal(rows, one)
+
+
+def test_record_is_bitwise_max_min_median_and_pycmas_flat_rule():
+    from asktell.strategies._stopping import StopHistory
+
+    rng = np.random.default_rng(4)
+    history = StopHistory(5)
+    flat = 0
+    for _ in range(2000):
+        n = int(rng.integers(1, 30))
+        r = rng.integers(-2, 3, n).astype(np.float64) * rng.choice([1.0, 0.0, 0.37])
+        if rng.random() < 0.3:
+            r[r == 0] = -0.0  # signed zeros tie with +0.0 in both forms
+        best = float(r.max())
+        flat = flat + 1 if best <= float(np.sort(r)[::-1][int(0.75 * n)]) else 0
+        top, bottom = history.record(r, 1)
+        assert history.flat == flat
+        # Bitwise, signed zeros included: max, min and np.median's own bits.
+        want = (float(r.max()), float(r.min()), float(np.median(r)))
+        got = (top, bottom, float(history.median[(history.count - 1) % history.length]))
+        assert [np.float64(x).tobytes() for x in got] == [np.float64(x).tobytes() for x in want]
