@@ -1,18 +1,21 @@
 """One generation's round on Dask: submit the chunks, collect them through faults, build the result.
 
-Import direction (see :mod:`asktell.evaluators._dask_worker`)::
+Import direction (see :mod:`asktell.evaluators.dask`)::
 
-    dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
+    dask.py  ->  _dask_round.py  ->  _dask_quorum.py  ->  _dask_link.py
+                                 ->  _dask_link.py    ->  _dask_worker.py
                                  ->  _dask_worker.py
 
 :class:`GenerationRound` holds the futures of one ``DaskEvaluator.evaluate`` call. It talks
 to the cluster only through the public methods of
 :class:`~asktell.evaluators._dask_link.ClusterLink`, and submits the worker-side
 :func:`~asktell.evaluators._dask_worker.run_chunk`. The fault policy it carries out is the
-table in ``docs/dask.md``.
+table in ``docs/dask.md``. A straggler-tolerant generation (a :class:`Quorum`) runs the same
+collecting loop; which chunk goes to which free thread, and closing on the quorum, is
+:class:`~asktell.evaluators._dask_quorum.QuorumPull`'s.
 
-(Just past 400 lines: submitting, waiting, absorbing failures and re-running late chunks
-are the phases of one round and share its bookkeeping.)
+(Near 480 lines: submitting, waiting, absorbing failures and re-running late chunks are the
+phases of one round and share its bookkeeping.)
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from asktell.protocol import Evaluation, Failure, Task
 
 from ._common import ChunkResult, assemble, timeout_message
 from ._dask_link import GATHER_SECONDS, ClusterLink, SchedulerLost, describe
+from ._dask_quorum import Part, Quorum, QuorumPull, Range
 from ._dask_worker import identity, run_chunk
 
-__all__ = ["GenerationRound", "Quorum", "chunk_bounds"]
+__all__ = ["GenerationRound", "chunk_bounds"]
 
 # How often the collecting loop wakes up when nothing finished, to check the scheduler and
 # the workers are still there and the deadline has not passed.
@@ -47,8 +51,6 @@ _RERUN_LIMIT = 50
 # candidate's compute: Dask's per-task costs, shipping the task, a worker's first noise table.
 _TIMEOUT_SLACK = 1.0
 
-Range = tuple[int, int]
-Part = tuple[int, ChunkResult]
 Killed = tuple[int, int, BaseException]
 
 
@@ -81,29 +83,6 @@ def _killed_part(exc: Any) -> ChunkResult:
         )
     )
     return part
-
-
-@dataclasses.dataclass(frozen=True)
-class Quorum:
-    """When a straggler-tolerant generation may close: every threshold given is met by the
-    candidates back so far (failed ones count: they were evaluated). ``None``: no rule."""
-
-    min_candidates: int | None = None
-    min_episodes: int | None = None
-    min_timesteps: int | None = None
-
-    def met(self, parts: list[Part]) -> bool:
-        candidates = episodes = steps = 0
-        for _, part in parts:
-            n = len(part.returns)
-            candidates += n
-            episodes += int(np.sum(part.episodes)) if part.episodes is not None else n
-            steps += int(np.sum(part.steps))
-        return (
-            (self.min_candidates is None or candidates >= self.min_candidates)
-            and (self.min_episodes is None or episodes >= self.min_episodes)
-            and (self.min_timesteps is None or steps >= self.min_timesteps)
-        )
 
 
 @dataclasses.dataclass
@@ -151,9 +130,7 @@ class GenerationRound:
         self.stragglers: list[Range] = []  # late again when re-run alone: they fail
         self.quorum = quorum
         self.dropped: list[Range] = []  # not back when the quorum closed the generation
-        self._slots: dict[str | None, int] = {}  # a quorum round: threads per free worker
-        self._where: dict[Any, str | None] = {}  # and the worker each pulled chunk went to
-        self._bounds: list[Range] = []  # a quorum round's chunks
+        self.pulling: QuorumPull | None = None  # a quorum round's chunks, pulled
         self.watch = link.watch()
         link.ensure_running()
         self.allowed = link.hung.allowed_workers(refresh=True)
@@ -180,13 +157,12 @@ class GenerationRound:
         """Run the chunks ``bounds``; their compute seconds if every one came back."""
         if self.quorum is None:
             parts, self.killed = self.collect(self.submit(bounds, "chunk"))
-        else:
-            # Pulled, one chunk per free thread (as the paper's workers pull work): a chunk
-            # never waits in a queue behind a straggler, where Dask's work stealing would
-            # take seconds to move it and the quorum would wait for it.
-            queue, self._bounds = list(bounds), list(bounds)
-            self._slots = self._free_slots()
-            parts, self.killed = self.collect(self._pull(queue, {}), waiting=queue)
+        else:  # pulled by the threads as they come free (:class:`QuorumPull`)
+            queue = list(bounds)
+            self.pulling = QuorumPull(
+                self.quorum, self.link, self.allowed, self.seeds.size, bounds, self._submit_to
+            )
+            parts, self.killed = self.collect(self.pulling.pull(queue, {}), waiting=queue)
         self.parts += parts
         if self.dropped:  # closed on the quorum: chunks whose workers died are dropped too
             self.dropped += [(a, b) for a, b, _ in self.killed]
@@ -304,56 +280,6 @@ class GenerationRound:
                 workers=self.link.hung.allowed_workers(),
             )
 
-    def _free_slots(self) -> dict[str | None, int]:
-        """Threads per worker a quorum round may fill: workers not avoided (busy with a
-        stale rollout); ``{None: threads}`` (anywhere) when the scheduler cannot say."""
-        try:
-            info = self.client.scheduler_info(n_workers=-1)["workers"]
-        except Exception:  # noqa: BLE001 - unknown: let Dask place them
-            info = {}
-        allowed = set(self.allowed) if self.allowed is not None else set(info)
-        slots: dict[str | None, int] = {
-            w: int(v.get("nthreads", 1)) for w, v in info.items()
-            if w in allowed and w not in self.link.hung.avoided
-        }
-        if not slots:
-            return {None: max(1, self.link.num_threads())}
-        # A chunk more than threads on some workers: the next is there when a thread comes
-        # free (no idle round trip). One may wait behind a straggler, so only as many as
-        # half the candidates the quorum can do without (min_candidates alone) get one:
-        # the quorum never needs a chunk stuck that way.
-        for w in sorted(slots)[: self._prefetch_slots()]:
-            slots[w] += 1
-        return slots
-
-    def _prefetch_slots(self) -> int:
-        q = self.quorum
-        if q is None or q.min_candidates is None or q.min_episodes or q.min_timesteps:
-            return 0
-        chunk = max((b - a for a, b in self._bounds), default=1)
-        return (self.seeds.size - q.min_candidates) // (2 * chunk)
-
-    def _pull(self, queue: list[Range], pending: dict[Any, Range]) -> dict[Any, Range]:
-        """Submit ranges from ``queue`` to the free threads of a quorum round, one chunk per
-        thread, each restricted to its worker (loosely: elsewhere if that worker is gone).
-        Dask would otherwise place a chunk behind a straggler (it sees a thread running a
-        task of the group it expects to be short) and steal it only seconds later."""
-        busy: dict[str | None, int] = {}
-        for f in pending:
-            if f in self._where:
-                busy[self._where[f]] = busy.get(self._where[f], 0) + 1
-        for worker, threads in self._slots.items():
-            while queue and busy.get(worker, 0) < threads:
-                rng = [queue.pop(0)]
-                if worker is None:
-                    placed = self.submit(rng, "chunk")
-                else:
-                    placed = self._map(rng, "chunk", [worker], loose=True)
-                self._where.update(dict.fromkeys(placed, worker))
-                pending.update(placed)
-                busy[worker] = busy.get(worker, 0) + 1
-        return pending
-
     def submit(self, bounds: list[Range], what: str) -> dict[Any, Range]:
         """Submit one chunk task per range; returns ``{future: range}``.
 
@@ -369,6 +295,12 @@ class GenerationRound:
                 placed.update(self._map([rng], what, [nodes[i % len(nodes)]], loose=True))
             return placed
         return self._map(bounds, what, self.allowed)
+
+    def _submit_to(self, rng: Range, worker: str | None) -> dict[Any, Range]:
+        """A quorum round's chunk, on ``worker`` (loosely) or, ``None``, anywhere."""
+        if worker is None:
+            return self.submit([rng], "chunk")
+        return self._map([rng], "chunk", [worker], loose=True)
 
     def _map(self, bounds: list[Range], what: str, workers: Any, loose: bool = False) -> dict[Any, Range]:
         # One graph for all chunks (``map``): about half the client and scheduler CPU of
@@ -427,7 +359,7 @@ class GenerationRound:
         What is ready is read from the futures, so a result lost with its worker (status
         ``lost``) simply stays pending until Dask has recomputed it. Ranges still pending
         at the deadline go to ``late``. ``waiting`` (a quorum round): ranges not submitted
-        yet, pulled by threads as they come free (:meth:`_pull`).
+        yet, pulled by threads as they come free (:meth:`QuorumPull.pull`).
         """
         state = _Collecting(dict(pending))
         queue = waiting if waiting is not None else []
@@ -444,29 +376,17 @@ class GenerationRound:
             ready = [f for f in state.pending if f.done()]
             if ready:
                 self._take(ready, state)
-            if self.quorum is not None and (state.pending or queue):
-                if self.quorum.met(self.parts + state.parts):
-                    self._close(state.pending, queue)
+            if self.pulling is not None and (state.pending or queue):  # a quorum round
+                if self.pulling.quorum.met(self.parts + state.parts):
+                    self.dropped += self.pulling.close(state.pending, queue)
                     break
-                self._pull(queue, state.pending)
+                self.pulling.pull(queue, state.pending)
             if state.pending and self._past_deadline():
                 self._drop_late(state.pending)
                 break
             if not ready:
                 self.watch.check(self.generation)
         return state.parts, state.killed
-
-    def _close(self, pending: dict[Any, Range], queue: list[Range]) -> None:
-        """The quorum is met: the chunks not back are cancelled and their candidates dropped.
-        Those queued never run; a rollout already running finishes in its thread and its
-        result is released unread (stale: the next generation has another distribution),
-        and its worker gets no task until it is free (checked when a generation starts)."""
-        busy = self.link.hung.workers_running({str(f.key) for f in pending})
-        self.link.cancel(list(pending))
-        # Their threads are taken until those rollouts end: the next generation's tasks
-        # (and its distribution) go to the other workers, not into a queue behind them.
-        self.link.hung.avoid(busy)
-        self.dropped += sorted([*pending.values(), *queue])
 
     def _drop_late(self, pending: dict[Any, Range]) -> None:
         """Late chunks: cancelled, and the workers running them taken out of the way (a

@@ -1,0 +1,151 @@
+"""A straggler-tolerant generation on Dask: chunks pulled by free threads, closed on a quorum.
+
+Import direction (see :mod:`asktell.evaluators.dask`)::
+
+    dask.py  ->  _dask_options.py  ->  _dask_quorum.py
+             ->  _dask_round.py    ->  _dask_quorum.py  ->  _dask_link.py
+
+:class:`Quorum` is the closing rule (``[evaluator.stragglers]``); :class:`QuorumPull` hands a
+generation's chunks to the worker threads as they come free, one each (plus a bounded
+prefetch), and closes the generation when the rule is met: the chunks not back are
+cancelled and their ranges dropped. :class:`~asktell.evaluators._dask_round.GenerationRound`
+runs its collecting loop and gives it the one way to submit a chunk (``submit``); this
+module knows nothing of the round and talks to the cluster only through the public methods
+of :class:`~asktell.evaluators._dask_link.ClusterLink`. What a quorum gives up is in
+``docs/stragglers.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ._common import ChunkResult
+from ._dask_link import ClusterLink
+
+__all__ = ["Part", "Quorum", "QuorumPull", "Range"]
+
+#: A chunk: the ``(start, stop)`` offsets of its seeds in the generation.
+Range = tuple[int, int]
+#: A finished chunk: its start offset and its result.
+Part = tuple[int, ChunkResult]
+
+
+@dataclasses.dataclass(frozen=True)
+class Quorum:
+    """When a straggler-tolerant generation may close: every threshold given is met by the
+    candidates back so far (failed ones count: they were evaluated). ``None``: no rule."""
+
+    min_candidates: int | None = None
+    min_episodes: int | None = None
+    min_timesteps: int | None = None
+
+    def met(self, parts: list[Part]) -> bool:
+        candidates = episodes = steps = 0
+        for _, part in parts:
+            n = len(part.returns)
+            candidates += n
+            episodes += int(np.sum(part.episodes)) if part.episodes is not None else n
+            steps += int(np.sum(part.steps))
+        return (
+            (self.min_candidates is None or candidates >= self.min_candidates)
+            and (self.min_episodes is None or episodes >= self.min_episodes)
+            and (self.min_timesteps is None or steps >= self.min_timesteps)
+        )
+
+
+class QuorumPull:
+    """Where a quorum round's chunks go: one per free worker thread, each to its worker.
+
+    Pulled, one chunk per free thread (as the paper's workers pull work): a chunk never
+    waits in a queue behind a straggler, where Dask's work stealing would take seconds to
+    move it and the quorum would wait for it.
+
+    Args:
+        quorum: the closing rule.
+        link: the cluster (its workers' threads, the hung workers to keep clear of).
+        allowed: the workers a task may go to (``None``: any).
+        num_seeds: the generation's candidates.
+        bounds: the generation's chunks.
+        submit: ``submit(range, worker)`` submits one chunk, to ``worker`` (loosely:
+            elsewhere if it is gone) or anywhere (``None``); returns ``{future: range}``.
+    """
+
+    def __init__(
+        self,
+        quorum: Quorum,
+        link: ClusterLink,
+        allowed: list[str] | None,
+        num_seeds: int,
+        bounds: list[Range],
+        submit: Callable[[Range, str | None], dict[Any, Range]],
+    ):
+        self.quorum = quorum
+        self.link = link
+        self.allowed = allowed
+        self.num_seeds = num_seeds
+        self.bounds = list(bounds)
+        self.submit = submit
+        self.where: dict[Any, str | None] = {}  # the worker each pulled chunk went to
+        self.slots = self._free_slots()  # threads per free worker
+
+    def _free_slots(self) -> dict[str | None, int]:
+        """Threads per worker a quorum round may fill: workers not avoided (busy with a
+        stale rollout); ``{None: threads}`` (anywhere) when the scheduler cannot say."""
+        try:
+            info = self.link.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # noqa: BLE001 - unknown: let Dask place them
+            info = {}
+        allowed = set(self.allowed) if self.allowed is not None else set(info)
+        slots: dict[str | None, int] = {
+            w: int(v.get("nthreads", 1)) for w, v in info.items()
+            if w in allowed and w not in self.link.hung.avoided
+        }
+        if not slots:
+            return {None: max(1, self.link.num_threads())}
+        # A chunk more than threads on some workers: the next is there when a thread comes
+        # free (no idle round trip). One may wait behind a straggler, so only as many as
+        # half the candidates the quorum can do without (min_candidates alone) get one:
+        # the quorum never needs a chunk stuck that way.
+        for w in sorted(slots)[: self._prefetch_slots()]:
+            slots[w] += 1
+        return slots
+
+    def _prefetch_slots(self) -> int:
+        q = self.quorum
+        if q.min_candidates is None or q.min_episodes or q.min_timesteps:
+            return 0
+        chunk = max((b - a for a, b in self.bounds), default=1)
+        return (self.num_seeds - q.min_candidates) // (2 * chunk)
+
+    def pull(self, queue: list[Range], pending: dict[Any, Range]) -> dict[Any, Range]:
+        """Submit ranges from ``queue`` to the free threads, one chunk per thread, each
+        restricted to its worker (loosely: elsewhere if that worker is gone). Dask would
+        otherwise place a chunk behind a straggler (it sees a thread running a task of the
+        group it expects to be short) and steal it only seconds later."""
+        busy: dict[str | None, int] = {}
+        for f in pending:
+            if f in self.where:
+                busy[self.where[f]] = busy.get(self.where[f], 0) + 1
+        for worker, threads in self.slots.items():
+            while queue and busy.get(worker, 0) < threads:
+                placed = self.submit(queue.pop(0), worker)
+                self.where.update(dict.fromkeys(placed, worker))
+                pending.update(placed)
+                busy[worker] = busy.get(worker, 0) + 1
+        return pending
+
+    def close(self, pending: dict[Any, Range], queue: list[Range]) -> list[Range]:
+        """The quorum is met: the chunks not back are cancelled; returns the ranges dropped.
+        Those queued never run; a rollout already running finishes in its thread and its
+        result is released unread (stale: the next generation has another distribution),
+        and its worker gets no task until it is free (checked when a generation starts)."""
+        busy = self.link.hung.workers_running({str(f.key) for f in pending})
+        self.link.cancel(list(pending))
+        # Their threads are taken until those rollouts end: the next generation's tasks
+        # (and its distribution) go to the other workers, not into a queue behind them.
+        self.link.hung.avoid(busy)
+        return sorted([*pending.values(), *queue])
