@@ -2,8 +2,9 @@
 
 Import direction (see :mod:`asktell.evaluators.dask`)::
 
-    dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
-                                                    ->  _dask_node_link.py  ->  _dask_node.py
+    dask.py, _dask_options.py, _dask_round.py, _dask_quorum.py  ->  _dask_link.py
+    _dask_link.py  ->  _dask_worker.py
+                   ->  _dask_node_link.py  ->  _dask_node.py
 
 :class:`ClusterLink` owns the ``distributed.Client``: it starts an embedded ``LocalCluster``
 on loopback or connects to an address (or adopts a given client), answers the round's
@@ -11,7 +12,7 @@ questions about the scheduler within ``scheduler_timeout`` (never a hang), ships
 once, and closes what it started. Every call into ``distributed``'s own private coroutines
 (``_wait``, ``_gather``, ``_cancel``, to bound them by a timeout) lives here. The types of
 what it accepts (a live client, a security object, the dashboard setting) are declared here
-too, as field types of :class:`~asktell.evaluators.dask.DaskEvaluatorConfig`.
+too, as field types of :class:`~asktell.evaluators._dask_options.DaskEvaluatorConfig`.
 
 Node mode adds the node settings to the shipped task, the workers' addresses, a check that
 connected workers are not daemonic and closing the node pools: the calls to the client are

@@ -1,9 +1,10 @@
 """The Dask evaluator's worker side: what runs inside a Dask worker.
 
-Import direction (the three pieces of :mod:`asktell.evaluators.dask`)::
+Import direction (the pieces of :mod:`asktell.evaluators.dask`)::
 
     dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
                                  ->  _dask_worker.py
+    (_dask_options.py and _dask_quorum.py import _dask_link.py, never this module)
 
 This module imports nothing client-side and not dask itself: workers import it by name to
 run a chunk, and it must stay importable without ``distributed``.
