@@ -239,7 +239,62 @@ def render(results: dict) -> str:
         lines.append("")
         if m["restarts"] != "none" and res.get("records"):
             lines += [f"Reached 1e-8 by one side only: {_one_side_only(res['records'])}", ""]
+            lines += _comparison_lines(res["records"])
     return "\n".join(lines)
+
+
+def paired_comparison(records: list[dict], dim: int, *, resamples: int = 2000) -> dict:
+    """Paired outcomes at 1e-8 in dimension ``dim``: each (function, instance, seed) solved by
+    both, by neither, or by one side only.
+
+    ``p_value``: exact two-sided sign (McNemar) test on the discordant pairs, treating runs
+    as independent; ``interval``: a 95% bootstrap interval of asktell's solved fraction minus
+    pycma's, resampling whole functions (a function's runs succeed or fail together more
+    than independent runs would, so this interval is the wider, more honest one); fixed
+    resampling seed, so the stored tables are reproducible. ``per_function``: f -> (asktell
+    solved, pycma solved, runs)."""
+    key = f"{TARGETS[-1]:g}"
+    solved = {s: {_problem(r): key in r["hits"] for r in records
+                  if r["solver"] == s and r["dim"] == dim} for s in ("asktell", "pycma")}
+    pairs = sorted(set(solved["asktell"]) & set(solved["pycma"]))
+    a_only = sum(solved["asktell"][q] and not solved["pycma"][q] for q in pairs)
+    p_only = sum(solved["pycma"][q] and not solved["asktell"][q] for q in pairs)
+    n, k = a_only + p_only, min(a_only, p_only)
+    p_value = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    functions = sorted({q[0] for q in pairs})
+    per_function = {f: (sum(solved["asktell"][q] for q in pairs if q[0] == f),
+                        sum(solved["pycma"][q] for q in pairs if q[0] == f),
+                        sum(q[0] == f for q in pairs)) for f in functions}
+    rng = np.random.default_rng(0)
+    diffs = []
+    for _ in range(resamples):
+        pick = rng.choice(functions, size=len(functions))
+        a, b, runs = (sum(per_function[f][i] for f in pick) for i in range(3))
+        diffs.append((a - b) / runs)
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return {"pairs": len(pairs), "asktell_only": a_only, "pycma_only": p_only,
+            "difference": (a_only - p_only) / len(pairs) if pairs else 0.0,
+            "p_value": p_value, "interval": (float(low), float(high)),
+            "per_function": per_function}
+
+
+def _comparison_lines(records: list[dict]) -> list[str]:
+    """Per dimension: the functions where the sides' 1e-8 counts differ and the statistics
+    of :func:`paired_comparison` (sections with more than one run per function)."""
+    lines = []
+    for dim in sorted({r["dim"] for r in records}):
+        c = paired_comparison(records, dim)
+        if c["pairs"] <= len(c["per_function"]):
+            continue  # one run per function: nothing to resample
+        differ = ", ".join(f"f{f} {a}/{n} vs {b}/{n}" for f, (a, b, n) in
+                           c["per_function"].items() if a != b) or "none"
+        lines += [f"D={dim}, runs reaching 1e-8 per function where the sides differ "
+                  f"(asktell vs pycma): {differ}. Paired runs: {c['pairs']}, asktell only "
+                  f"{c['asktell_only']}, pycma only {c['pycma_only']}; difference in solved "
+                  f"fraction {c['difference']:+.1%}, 95% interval resampling functions "
+                  f"[{c['interval'][0]:+.1%}, {c['interval'][1]:+.1%}], exact sign test on "
+                  f"the discordant runs p = {c['p_value']:.2g}.", ""]
+    return lines
 
 
 def _one_side_only(records: list[dict]) -> str:
