@@ -11,7 +11,9 @@ sides call the same C function once per candidate).
 Restarts: ``--restarts none`` compares one CMA-ES run with pycma's ``fmin2(restarts=0)``
 (which stops early on its own termination criteria); ``ipop`` / ``bipop`` compare asktell's
 ``restarts`` strategy (when registered) with ``fmin2(restarts=9, incpopsize=2)`` /
-``fmin2(restarts=9, bipop=True)``.
+``fmin2(restarts=9, bipop=True)``. ``--population N`` (with ``--restarts none``) gives both
+the same population, to compare single runs at one of the restart schedules' populations;
+``--first-seed k`` adds seeds to a set already run.
 
     python benchmarks/bbob.py --quick --jobs 1              # f1 f2 f8 f10 f15, D=2,5, 2 inst.
     python benchmarks/bbob.py --dims 2 5 --jobs 2           # f1-f24, instances 1-5
@@ -88,14 +90,16 @@ def f_opt_of(problem) -> float:
     return value
 
 
-def strategy_for(dim: int, x0, seed: int, restarts: str):
-    """asktell's CMA-ES, or its ``restarts`` strategy over CMA-ES (refused if not registered)."""
+def strategy_for(dim: int, x0, seed: int, restarts: str, population: int | None = None):
+    """asktell's CMA-ES (``population``: its population, default CMA-ES's), or its
+    ``restarts`` strategy over CMA-ES (refused if not registered)."""
     from asktell.noise import NoiseTable
     from asktell.registry import STRATEGIES
 
     noise = NoiseTable(seed=seed, size=1 << 20)
     if restarts == "none":
-        return STRATEGIES.get("cma_es")(num_params=dim, sigma=SIGMA0, x0=x0, seed=seed, noise=noise)
+        return STRATEGIES.get("cma_es")(num_params=dim, sigma=SIGMA0, x0=x0, seed=seed,
+                                        noise=noise, population_size=population)
     if "restarts" not in STRATEGIES:
         raise SystemExit(
             f"--restarts {restarts}: this asktell has no 'restarts' strategy registered (known: "
@@ -107,8 +111,9 @@ def strategy_for(dim: int, x0, seed: int, restarts: str):
     )
 
 
-def run_asktell(rec: TargetRecorder, dim: int, x0, seed: int, restarts: str) -> str:
-    es = strategy_for(dim, x0, seed, restarts)
+def run_asktell(rec: TargetRecorder, dim: int, x0, seed: int, restarts: str,
+                population: int | None = None) -> str:
+    es = strategy_for(dim, x0, seed, restarts, population)
     while not rec.done:
         seeds = es.ask()
         X = es.distribution.decode(seeds)
@@ -120,11 +125,14 @@ def run_asktell(rec: TargetRecorder, dim: int, x0, seed: int, restarts: str) -> 
     return "target" if TARGETS[-1] in rec.hits else "budget"
 
 
-def run_pycma(rec: TargetRecorder, dim: int, x0, seed: int, restarts: str) -> str:
+def run_pycma(rec: TargetRecorder, dim: int, x0, seed: int, restarts: str,
+              population: int | None = None) -> str:
     import cma
 
     options = {"seed": seed, "verbose": -9, "maxfevals": rec.budget,
                "ftarget": rec.f_opt + TARGETS[-1]}
+    if population is not None:
+        options["popsize"] = population
     kwargs = {"restarts": 0} if restarts == "none" else {"restarts": 9}
     if restarts == "bipop":
         kwargs["bipop"] = True
@@ -134,11 +142,12 @@ def run_pycma(rec: TargetRecorder, dim: int, x0, seed: int, restarts: str) -> st
     return ",".join(sorted(es.stop())) if es is not None else "?"
 
 
-def one_problem(job: tuple[int, int, int, int, str]) -> list[dict]:
+def one_problem(job: tuple) -> list[dict]:
     """Both solvers on one (function, dimension, instance); a record per solver."""
     import cocoex
 
-    fid, dim, inst, budget_factor, restarts, seed = job
+    fid, dim, inst, budget_factor, restarts, seed, *rest = job
+    population = rest[0] if rest else None  # --population (single runs only)
     suite = cocoex.Suite("bbob", "", f"function_indices:{fid} dimensions:{dim} "
                          f"instance_indices:{inst}")
     problem = next(iter(suite))
@@ -148,7 +157,7 @@ def one_problem(job: tuple[int, int, int, int, str]) -> list[dict]:
     for solver, runner in (("asktell", run_asktell), ("pycma", run_pycma)):
         rec = TargetRecorder(problem, f_opt, budget_factor * dim)
         start = time.process_time()
-        reason = runner(rec, dim, x0, seed, restarts)
+        reason = runner(rec, dim, x0, seed, restarts, population)
         cpu = time.process_time() - start
         out.append({"solver": solver, "f": fid, "dim": dim, "instance": inst, "seed": seed,
                     "evaluations": rec.evaluations, "cpu_seconds": cpu, "final": rec.best,
@@ -220,8 +229,11 @@ def render(results: dict) -> str:
         m = res["meta"]
         lines += [f"## {label}", "",
                   f"`{m['command']}`: functions {m['functions']}, instances {m['instances']}"
-                  + (f" x {m['seeds']} seeds" if m.get("seeds", 1) > 1 else "") + ", "
-                  f"budget {m['budget_factor']}·D, restarts {m['restarts']}; {m['jobs']} "
+                  + (f" x {m['seeds']} seeds" if m.get("seeds", 1) > 1 else "")
+                  + (f" (k from {m['first_seed']})" if m.get("first_seed") else "") + ", "
+                  f"budget {m['budget_factor']}·D, restarts {m['restarts']}"
+                  + (f", population {m['population']}" if m.get("population") else "")
+                  + f"; {m['jobs']} "
                   f"worker(s), wall {m['wall_seconds']:.0f} s on {m['machine']} "
                   f"(asktell {m['asktell']}, pycma {m['pycma']}, cocoex {m['cocoex']}).", "",
                   "| D | solver | " + " | ".join(f"{t:g}" for t in TARGETS)
@@ -237,7 +249,7 @@ def render(results: dict) -> str:
                     f"{s['reached'][f'{t:g}']:.0%}" for t in TARGETS)
                     + f" | {ratio} | {s['cpu_us_per_eval']:.0f} |")
         lines.append("")
-        if m["restarts"] != "none" and res.get("records"):
+        if (m["restarts"] != "none" or m.get("population")) and res.get("records"):
             lines += [f"Reached 1e-8 by one side only: {_one_side_only(res['records'])}", ""]
             lines += _comparison_lines(res["records"])
     return "\n".join(lines)
@@ -327,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instances", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     p.add_argument("--budget-factor", type=int, default=10_000, help="evaluations per dimension")
     p.add_argument("--restarts", choices=["none", "ipop", "bipop"], default="none")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="k of the first seed (more seeds for a set already run)")
+    p.add_argument("--population", type=int, default=None,
+                   help="with --restarts none: both solvers' population (default: CMA-ES's)")
     p.add_argument("--seeds", type=int, default=1,
                    help="runs per problem and solver, seeds instance + 1000 k (k = 0, 1, ...): "
                    "one seed per problem decides a multimodal problem by luck")
@@ -338,10 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         a.functions, a.dims, a.instances, a.budget_factor = [1, 2, 8, 10, 15], [2, 5], [1, 2], 1000
     if a.restarts != "none":
         strategy_for(2, np.zeros(2), 0, a.restarts)  # refuses now, not in a worker later
+        if a.population is not None:
+            raise SystemExit(f"--population {a.population}: only with --restarts none (a "
+                             "restart schedule sets its own populations)")
     label = a.label or ("quick" if a.quick else f"D={','.join(map(str, a.dims))}") + (
         "" if a.restarts == "none" else f", {a.restarts}")
-    jobs = [(f, d, i, a.budget_factor, a.restarts, i + 1000 * k) for d in a.dims
-            for f in a.functions for i in a.instances for k in range(a.seeds)]
+    jobs = [(f, d, i, a.budget_factor, a.restarts, i + 1000 * k, a.population) for d in a.dims
+            for f in a.functions for i in a.instances
+            for k in range(a.first_seed, a.first_seed + a.seeds)]
     start = time.perf_counter()
     records: list[dict] = []
     # One job runs in this process: no pool to start, and the script also runs when loaded
@@ -367,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             else " ".join(f"f{f}" for f in a.functions),
             "dims": a.dims, "instances": f"{min(a.instances)}-{max(a.instances)}",
             "budget_factor": a.budget_factor, "restarts": a.restarts, "jobs": a.jobs,
-            "seeds": a.seeds,
+            "seeds": a.seeds, "first_seed": a.first_seed, "population": a.population,
             "wall_seconds": wall, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "asktell": asktell.__version__, "pycma": cma.__version__,
             "cocoex": getattr(cocoex, "__version__", "?")}
