@@ -292,6 +292,18 @@ def paired_comparison(records: list[dict], dim: int, *, resamples: int = 2000) -
             "per_function": per_function}
 
 
+#: Fewer functions than this: no bootstrap interval over functions (it would resample a
+#: handful of clusters and look surer than it is).
+MIN_FUNCTIONS_TO_RESAMPLE = 6
+
+
+def _interval_text(c: dict) -> str:
+    if len(c["per_function"]) < MIN_FUNCTIONS_TO_RESAMPLE:
+        return f"no interval over {len(c['per_function'])} functions (too few to resample)"
+    return (f"95% interval resampling functions [{c['interval'][0]:+.1%}, "
+            f"{c['interval'][1]:+.1%}]")
+
+
 def _summary(results: dict) -> list[str]:
     """The target of issue 13 (restarts on both sides: asktell solves at least as many
     problems as pycma in every dimension), per section and dimension, with the paired
@@ -341,9 +353,8 @@ def _comparison_lines(records: list[dict]) -> list[str]:
         lines += [f"D={dim}, runs reaching 1e-8 per function where the sides differ "
                   f"(asktell vs pycma): {differ}. Paired runs: {c['pairs']}, asktell only "
                   f"{c['asktell_only']}, pycma only {c['pycma_only']}; difference in solved "
-                  f"fraction {c['difference']:+.1%}, 95% interval resampling functions "
-                  f"[{c['interval'][0]:+.1%}, {c['interval'][1]:+.1%}], exact sign test on "
-                  f"the discordant runs p = {c['p_value']:.2g}.", ""]
+                  f"fraction {c['difference']:+.1%}, " + _interval_text(c) + ", exact sign "
+                  f"test on the discordant runs p = {c['p_value']:.2g}.", ""]
     return lines
 
 

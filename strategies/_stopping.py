@@ -10,7 +10,8 @@ The rules (returns are maximised; pycma's names and meaning, its defaults where 
 carry over; ``None`` or 0 switches one off):
 
 * ``tolfun``: the spread of this generation's returns *and* of the best returns of the
-  last ``10 + ceil(30 n / lambda)`` generations is below ``tolfun``.
+  last ``10 + floor(30 n / lambda)`` generations is below ``tolfun`` (pycma keeps that
+  many: it drops the oldest once more than ``10 + 30 n / lambda`` are held).
 * ``tolfunhist``: the spread of those best returns alone is below ``tolfunhist``.
 * ``tolflatfitness``: the best return of a generation equalled its 75th-percentile one
   (at least a quarter of the candidates tie with the best) in more than
@@ -60,7 +61,7 @@ class StoppingConfig(PluginConfig):
         1e-11,
         ge=0,
         description="Stop when the spread of the generation's returns and of the recent "
-        "generations' best returns (10 + ceil(30 num_params / population_size) of them) is "
+        "generations' best returns (10 + floor(30 num_params / population_size) of them) is "
         "below this (pycma's tolfun). null or 0: off.",
     )
     tolfunhist: Float | None = Field(
@@ -112,8 +113,10 @@ class CMAStoppingConfig(StoppingConfig):
 
 
 def history_length(num_params: int, population_size: int) -> int:
-    """Generations the tolfun/tolfunhist rules look back over (pycma's rule)."""
-    return 10 + math.ceil(30 * num_params / population_size)
+    """Generations the tolfun/tolfunhist rules look back over: pycma's history drops its
+    oldest value once it holds more than ``10 + 30 n / lambda``, so it holds the floor of
+    that (one more, the ceiling, kept every run going a generation longer than pycma's)."""
+    return 10 + math.floor(30 * num_params / population_size)
 
 
 def _median(values: np.ndarray) -> float:

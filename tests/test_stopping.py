@@ -288,3 +288,18 @@ def test_the_runner_stops_on_a_rule_where_the_strategy_says_so():
     assert _run({**flat, "stop_rules": True}, generations=5).stop_reason.startswith(
         "strategy stopped: tolx"
     )
+
+
+@pytest.mark.parametrize("dim, popsize", [(5, 8), (5, 141), (10, 10), (3, 7)])
+def test_tolfun_looks_back_as_many_generations_as_pycma_keeps(dim, popsize):
+    """pycma's tolfun/tolfunhist history holds 10 + floor(30 n / lambda) best values (it drops
+    the oldest once it holds more than 10 + 30 n / lambda); one more kept every run going a
+    generation longer than pycma's, at every restart."""
+    cma = pytest.importorskip("cma")
+    es = cma.CMAEvolutionStrategy(np.ones(dim), 1.0, {"popsize": popsize, "verbose": -9,
+                                                      "seed": 1})
+    for _ in range(60):
+        X = es.ask()
+        es.tell(X, [float(np.sum(np.square(x))) for x in X])
+    ours = CMAES(num_params=dim, population_size=popsize, seed=0)
+    assert ours._stop_history.length == len(es.fit.hist)
