@@ -10,7 +10,8 @@ The rules (returns are maximised; pycma's names and meaning, its defaults where 
 carry over; ``None`` or 0 switches one off):
 
 * ``tolfun``: the spread of this generation's returns *and* of the best returns of the
-  last ``10 + ceil(30 n / lambda)`` generations is below ``tolfun``.
+  last ``10 + floor(30 n / lambda)`` generations is below ``tolfun`` (pycma keeps that
+  many: it drops the oldest once more than ``10 + 30 n / lambda`` are held).
 * ``tolfunhist``: the spread of those best returns alone is below ``tolfunhist``.
 * ``tolflatfitness``: the best return of a generation equalled its 75th-percentile one
   (at least a quarter of the candidates tie with the best) in more than
@@ -25,7 +26,10 @@ carry over; ``None`` or 0 switches one off):
 * CMA-ES only (:class:`CMAStoppingConfig`): ``tolconditioncov`` (condition number of the
   covariance above it), ``noeffectaxis`` (adding a tenth of a standard deviation along a
   principal axis leaves the centre unchanged), ``noeffectcoord`` (adding a fifth of a
-  coordinate's standard deviation leaves that coordinate unchanged).
+  coordinate's standard deviation leaves that coordinate unchanged), ``tolupsigma``
+  (sigma over the largest axis of the covariance's square root grew past ``tolupsigma``
+  times the initial sigma: a creeping run; pycma's rule, which ends such runs early and so
+  leaves restarts more of the budget, e.g. on BBOB f19).
 
 Whether a run *acts* on a fired rule is the ``stop_rules`` option (see
 ``docs/strategies.md``): ``es.stop()`` always reports.
@@ -60,7 +64,7 @@ class StoppingConfig(PluginConfig):
         1e-11,
         ge=0,
         description="Stop when the spread of the generation's returns and of the recent "
-        "generations' best returns (10 + ceil(30 num_params / population_size) of them) is "
+        "generations' best returns (10 + floor(30 num_params / population_size) of them) is "
         "below this (pycma's tolfun). null or 0: off.",
     )
     tolfunhist: Float | None = Field(
@@ -99,6 +103,13 @@ class CMAStoppingConfig(StoppingConfig):
         description="Stop when the condition number of the covariance exceeds this "
         "(pycma's tolconditioncov). null: off.",
     )
+    tolupsigma: Float | None = Field(
+        1e20,
+        gt=0,
+        description="Stop when sigma / (largest axis of the covariance's square root) "
+        "exceeds this times the initial sigma: sigma grows while the covariance shrinks, "
+        "a run creeping with little progress (pycma's tolupsigma). null: off.",
+    )
     noeffectaxis: Bool = Field(
         True,
         description="Stop when a tenth of a standard deviation along a principal axis "
@@ -112,8 +123,10 @@ class CMAStoppingConfig(StoppingConfig):
 
 
 def history_length(num_params: int, population_size: int) -> int:
-    """Generations the tolfun/tolfunhist rules look back over (pycma's rule)."""
-    return 10 + math.ceil(30 * num_params / population_size)
+    """Generations the tolfun/tolfunhist rules look back over: pycma's history drops its
+    oldest value once it holds more than ``10 + 30 n / lambda``, so it holds the floor of
+    that (one more, the ceiling, kept every run going a generation longer than pycma's)."""
+    return 10 + math.floor(30 * num_params / population_size)
 
 
 def _median(values: np.ndarray) -> float:
@@ -266,6 +279,7 @@ def covariance_stops(
     axis_sds: np.ndarray,
     axes: np.ndarray | None,
     generation: int,
+    sigma0: float | None = None,
 ) -> dict[str, str]:
     """CMA-ES's covariance rules (pycma's ``tolconditioncov``, ``noeffectaxis``,
     ``noeffectcoord``) for ``N(center, sigma**2 C)``.
@@ -274,12 +288,19 @@ def covariance_stops(
         axis_sds: the square roots of C's eigenvalues (the diagonal for sep-CMA-ES).
         axes: C's eigenvectors as columns, or ``None`` for a diagonal C.
         generation: picks the axis tested (one a generation, in turn, as pycma does).
+        sigma0: the initial sigma, for ``tolupsigma`` (None: that rule is not checked).
     """
     out: dict[str, str] = {}
     ratio = float(axis_sds.max() / axis_sds.min())
     if cfg.tolconditioncov and ratio**2 > cfg.tolconditioncov:
         out["tolconditioncov"] = (
             f"covariance condition number {ratio**2:.3g} > tolconditioncov={cfg.tolconditioncov:g}"
+        )
+    creep = float(sigma / axis_sds.max())
+    if cfg.tolupsigma and sigma0 is not None and creep > sigma0 * cfg.tolupsigma:
+        out["tolupsigma"] = (
+            f"sigma / largest axis {creep:.3g} > tolupsigma={cfg.tolupsigma:g} x initial "
+            f"sigma {sigma0:g}: sigma grows while the covariance shrinks"
         )
     n = center.size
     if cfg.noeffectaxis:

@@ -346,6 +346,7 @@ class CMAES(BaseStrategy):
         # A vector sigma is a diagonal initial covariance (pycma's CMA_stds), scaled so
         # that sigma is the largest initial step.
         self.sigma, steps = initial_steps(cfg.sigma, self.num_params)
+        self.sigma0 = self.sigma  # for tolupsigma (from the config, so not part of the state)
         self.active = cfg.active
         self.max_factor_bytes = cfg.max_factor_bytes
         self.params = cfg.cma_parameters(self.num_params, self.population_size)
@@ -447,7 +448,8 @@ class CMAES(BaseStrategy):
         self.eigen_generation = generation
 
     def _stop_extra(self) -> dict[str, str]:
-        return covariance_stops(self.config, self._center, self.sigma, self.D, self.B, self.generation)
+        return covariance_stops(self.config, self._center, self.sigma, self.D, self.B,
+                                self.generation, self.sigma0)
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -69,6 +69,7 @@ class SepCMAES(BaseStrategy):
 
     def _setup(self, cfg: SepCMAESConfig) -> None:
         self.sigma, steps = initial_steps(cfg.sigma, self.num_params)
+        self.sigma0 = self.sigma  # for tolupsigma (from the config, not state)
         self.active = cfg.active
         d = self.num_params
         self.params = cfg.cma_parameters(
@@ -140,7 +141,8 @@ class SepCMAES(BaseStrategy):
 
     def _stop_extra(self) -> dict[str, str]:
         return covariance_stops(
-            self.config, self._center, self.sigma, np.sqrt(self.C), None, self.generation
+            self.config, self._center, self.sigma, np.sqrt(self.C), None, self.generation,
+            self.sigma0,
         )
 
     def _state(self) -> dict[str, Any]:

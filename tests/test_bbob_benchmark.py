@@ -79,3 +79,26 @@ def test_f_opt_is_the_minimum_cocoex_reports():
     # the sphere's value at any other point is above f_opt; COCO's f1 instance 1 has f_opt 79.48
     assert f_opt == pytest.approx(79.48)
     assert problem([0.0, 0.0]) > f_opt
+
+
+def test_paired_comparison_counts_discordant_runs_and_tests_them():
+    """The statistics under each restarts section: per-function counts, the runs only one
+    side solved, an exact two-sided sign test on those, and a bootstrap interval over
+    functions that contains the observed difference."""
+    bbob = _bbob()
+
+    def rec(solver, f, seed, solved):
+        return {"solver": solver, "f": f, "dim": 5, "instance": 1, "seed": seed,
+                "hits": {"1e-08": 10} if solved else {}}
+
+    records = []
+    for seed in range(10):  # f3: pycma solves 8 runs asktell does not; f1: both solve all
+        records += [rec("asktell", 3, seed, seed < 1), rec("pycma", 3, seed, seed < 9),
+                    rec("asktell", 1, seed, True), rec("pycma", 1, seed, True)]
+    c = bbob.paired_comparison(records, 5)
+    assert (c["pairs"], c["asktell_only"], c["pycma_only"]) == (20, 0, 8)
+    assert c["per_function"] == {1: (10, 10, 10), 3: (1, 9, 10)}
+    assert c["difference"] == -0.4
+    assert c["p_value"] == 2 / 2**8  # both tails of 8 fair coin flips all landing one way
+    assert c["interval"][0] <= -0.4 <= c["interval"][1] <= 0.0
+    assert "f3 1/10 vs 9/10" in bbob._comparison_lines(records)[0]

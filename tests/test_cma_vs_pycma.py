@@ -34,10 +34,13 @@ def test_median_evaluations_within_1_5x_of_pycma(variant, function):
 
 
 # ----------------------------------------------------------------- the parameter presets
-@pytest.mark.parametrize("dim, popsize", [(2, None), (5, None), (10, None), (10, 40), (3, 12)])
+@pytest.mark.parametrize("dim, popsize", [(2, None), (5, None), (10, None), (10, 40), (3, 12),
+                                          (5, 141), (5, 282), (2, 200)])
 def test_the_pycma_preset_gives_pycmas_own_values(dim, popsize):
     """Expected values come from pycma itself, not from our formulas (populations of 6
-    and more: below 6 pycma also mirrors samples, which changes its damping)."""
+    and more: below 6 pycma also mirrors samples, which changes its damping). The large
+    populations are BIPOP's in 5-D, where c_mu nears 1 - c_1 and the positive-definiteness
+    cap shrinks the negative weights (to zero at 282)."""
     import cma
 
     from asktell.strategies import CMAES
@@ -86,3 +89,48 @@ def test_recombination_weights_set_the_population_and_the_weights():
     es = SepCMAES(num_params=3, recombination_weights=[3.0, 1.0, 0.0, -1.0], active=False)
     assert es.population_size == 4 and es.ask().shape == (4,)
     assert np.allclose(es.params.weights, [0.75, 0.25, 0.0, 0.0])
+
+
+def _rotated_ellipsoid_evals(library: str, dim: int, popsize: int, seed: int) -> int:
+    """Evaluations to f < 1e-8 on a rotated ellipsoid (condition 1e6), one run, no restarts."""
+    import cma
+
+    from asktell.strategies import CMAES
+
+    Q, _ = np.linalg.qr(np.random.default_rng(7).standard_normal((dim, dim)))
+    scale = 1e6 ** (np.arange(dim) / (dim - 1))
+
+    def f(X):
+        return np.sum(scale * (np.atleast_2d(X) @ Q.T) ** 2, axis=1)
+
+    x0, evals = np.full(dim, 1.0), 0
+    if library == "asktell":
+        es = CMAES(num_params=dim, population_size=popsize, sigma=1.0, x0=x0, seed=seed)
+        while evals < 200 * popsize:
+            values = f(es.distribution.decode(es.ask()))
+            evals += values.size
+            if values.min() < 1e-8:
+                return evals
+            es.tell(-values)
+    else:
+        es = cma.CMAEvolutionStrategy(x0, 1.0, {"popsize": popsize, "seed": seed + 1,
+                                                "verbose": -9})
+        while evals < 200 * popsize:
+            X = es.ask()
+            values = f(np.array(X))
+            evals += values.size
+            if values.min() < 1e-8:
+                return evals
+            es.tell(X, list(values))
+    raise AssertionError(f"{library} did not reach 1e-8 in {evals} evaluations")
+
+
+def test_a_large_population_learns_as_fast_as_pycmas():
+    """BIPOP's large populations in 5-D (c_mu near 1, negative weights capped): generations
+    to 1e-8 on a rotated ellipsoid within 15% of pycma's (median of 3 seeds; measured
+    0.96-1.0x over 6 seeds). A covariance update that mis-weights the rank-mu or the negative
+    part at large mu_eff fails it: without the positive-definiteness cap on the negative
+    weights the run never reaches 1e-8; with c_mu 30% low it needs 1.36x."""
+    ours = statistics.median(_rotated_ellipsoid_evals("asktell", 5, 141, s) for s in SEEDS)
+    theirs = statistics.median(_rotated_ellipsoid_evals("pycma", 5, 141, s) for s in SEEDS)
+    assert 1 / 1.15 <= ours / theirs <= 1.15, (ours, theirs)

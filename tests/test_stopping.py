@@ -288,3 +288,30 @@ def test_the_runner_stops_on_a_rule_where_the_strategy_says_so():
     assert _run({**flat, "stop_rules": True}, generations=5).stop_reason.startswith(
         "strategy stopped: tolx"
     )
+
+
+@pytest.mark.parametrize("dim, popsize", [(5, 8), (5, 141), (10, 10), (3, 7)])
+def test_tolfun_looks_back_as_many_generations_as_pycma_keeps(dim, popsize):
+    """pycma's tolfun/tolfunhist history holds 10 + floor(30 n / lambda) best values (it drops
+    the oldest once it holds more than 10 + 30 n / lambda); one more kept every run going a
+    generation longer than pycma's, at every restart."""
+    cma = pytest.importorskip("cma")
+    es = cma.CMAEvolutionStrategy(np.ones(dim), 1.0, {"popsize": popsize, "verbose": -9,
+                                                      "seed": 1})
+    for _ in range(60):
+        X = es.ask()
+        es.tell(X, [float(np.sum(np.square(x))) for x in X])
+    ours = CMAES(num_params=dim, population_size=popsize, seed=0)
+    assert ours._stop_history.length == len(es.fit.hist)
+
+
+def test_tolupsigma_fires_when_sigma_grows_while_the_covariance_shrinks():
+    """pycma's tolupsigma: sigma / (largest axis of C^1/2) above tolupsigma x sigma0 is a
+    creeping run; it fires for CMA-ES and sep-CMA-ES and not on a run that is fine."""
+    for cls in (CMAES, SepCMAES):
+        es = cls(num_params=3, sigma=0.5, seed=0, **{**ALL_OFF, "tolupsigma": 1e3})
+        _tell(es, -sphere(es.distribution.decode(es.ask())))
+        assert "tolupsigma" not in es.stop()
+        es.sigma = 0.5 * 1e3 * 2.0 * float(np.sqrt(np.max(es.C)))  # past the limit
+        assert "tolupsigma" in es.stop(), cls
+        assert "tolupsigma" not in cls(num_params=3, sigma=0.5, seed=0, tolupsigma=None).stop()
