@@ -25,6 +25,7 @@ from pydantic import BeforeValidator, Field, field_validator, ValidationError, V
 
 from pydantic_core import PydanticCustomError
 
+from asktell.bounds import Bounds
 from asktell.config_base import Float, Int, format_validation_error, option_names
 from asktell.optim import OPTIMIZERS, Optimizer
 from asktell.shaping import ShapingChoice
@@ -40,6 +41,7 @@ __all__ = [
     "PerCoordinateSigmaConfig",
     "IntegerVariablesConfig",
     "integer_step_floor",
+    "integer_setup",
     "initial_steps",
     "per_coordinate",
     "DEFAULT_MAX_FACTOR_BYTES",
@@ -280,3 +282,13 @@ def integer_step_floor(num_params: int, mu_eff: float, num_integer: int) -> floa
     p = 2.0 / (2.0 + num_params + num_integer)
     quantile = -NormalDist().inv_cdf(p / 2.0)
     return min(0.2, mu_eff / num_params, 0.5 / quantile)
+
+
+def integer_setup(es: Any, cfg: Any) -> tuple[np.ndarray, float]:
+    """Round ``cfg.integer_variables`` in ``decode`` (added to the strategy's bounds) and
+    return their indices and pycma's floor on their standard deviation (0 when none)."""
+    index = np.array(cfg.integer_variables, dtype=np.int64)
+    if not index.size:
+        return index, 0.0
+    es.bounds = Bounds.with_integer(es.bounds, index, es.num_params)
+    return index, integer_step_floor(es.num_params, es.params.mu_eff, int(index.size))

@@ -28,7 +28,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from asktell.bounds import Bounds
 from asktell.config_base import Bool, Float, declare_options
 from asktell.errors import ConfigError
 from asktell.distribution import Distribution
@@ -39,7 +38,7 @@ from asktell.state_schema import Entry
 from ._base import BaseStrategy
 from ._options import (
     FactorMemoryConfig, IntegerVariablesConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig,
-    initial_steps, integer_step_floor,
+    initial_steps, integer_setup,
 )
 from ._stopping import CMAStoppingConfig, covariance_stops
 
@@ -481,16 +480,6 @@ class CMAES(BaseStrategy):
         self.path_sigma = np.array(state["path_sigma"], dtype=np.float64)
         self.path_c = np.array(state["path_c"], dtype=np.float64)
         self.eigen_generation = int(state["eigen_generation"])
-
-
-def integer_setup(es: BaseStrategy, cfg: Any) -> tuple[np.ndarray, float]:
-    """Round ``cfg.integer_variables`` in ``decode`` (added to the strategy's bounds) and
-    return their indices and pycma's floor on their standard deviation (0 when none)."""
-    index = np.array(cfg.integer_variables, dtype=np.int64)
-    if not index.size:
-        return index, 0.0
-    es.bounds = Bounds.with_integer(es.bounds, index, es.num_params)
-    return index, integer_step_floor(es.num_params, es.params.mu_eff, int(index.size))
 
 
 def _covariance_problem(c: np.ndarray, sizes: Any) -> str | None:

@@ -29,7 +29,8 @@ from ._base import BaseStrategy
 from ._common import noise_moments, row_sq_norms
 from ._options import initial_steps
 from ._stopping import covariance_stops
-from .cma_es import CMAConfig, cma_rank_weights, integer_setup
+from ._options import integer_setup
+from .cma_es import CMAConfig, cma_rank_weights
 
 __all__ = ["SepCMAES", "SepCMAESConfig"]
 
