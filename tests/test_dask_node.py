@@ -58,9 +58,9 @@ class TableIsShared:
     0.0 where the process built its own."""
 
     def __call__(self, x: np.ndarray) -> float:
-        from asktell.noise import _CACHE
+        from asktell._table_cache import TABLES
 
-        table = _CACHE.get(NOISE.seed, NOISE.size)
+        table = TABLES.get(NOISE.seed, NOISE.size)
         return float(isinstance(table.base, mmap.mmap))
 
 
@@ -100,9 +100,9 @@ def test_node_returns_bitwise_serial_and_one_chunk_per_node(node_cluster):
 
 
 def _worker_table_is_shared() -> bool:
-    from asktell.noise import _CACHE
+    from asktell._table_cache import TABLES
 
-    table = _CACHE._tables.get((NOISE.seed, NOISE.size))
+    table = TABLES._tables.get((NOISE.seed, NOISE.size))
     return table is not None and isinstance(table.base, mmap.mmap)
 
 

@@ -19,9 +19,9 @@ def test_table_is_deterministic_float32_and_read_only():
     assert a.dtype == np.float32 and a.shape == (100_003,)
     assert a is b  # cached: built once per process
     assert not a.flags.writeable
-    from asktell.noise import _build_table
+    from asktell._table_cache import build_table
 
-    assert np.array_equal(_build_table(3, 100_003), a)  # rebuilding gives the same table
+    assert np.array_equal(build_table(3, 100_003), a)  # rebuilding gives the same table
     assert not np.array_equal(NoiseTable(seed=4, size=100_003).table[:100], a[:100])
 
 
