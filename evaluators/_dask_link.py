@@ -11,8 +11,8 @@ on loopback or connects to an address (or adopts a given client), answers the ro
 questions about the scheduler within ``scheduler_timeout`` (never a hang), ships the task
 once, and closes what it started. Every call into ``distributed``'s own private coroutines
 (``_wait``, ``_gather``, ``_cancel``, to bound them by a timeout) lives here. The types of
-what it accepts (a live client, a security object, the dashboard setting) are declared here
-too, as field types of :class:`~asktell.evaluators._dask_options.DaskEvaluatorConfig`.
+what it accepts (a live client, a security object, the dashboard setting) are option types,
+declared with :class:`~asktell.evaluators._dask_options.DaskEvaluatorConfig`.
 
 Node mode adds the node settings to the shipped task, the workers' addresses, a check that
 connected workers are not daemonic and closing the node pools: the calls to the client are
@@ -28,15 +28,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import pickle
-import re
 import signal
 import threading
 import time
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BeforeValidator, WithJsonSchema
-from pydantic_core import PydanticCustomError
 
 from asktell._extras import require
 from asktell.errors import ConfigError, EvaluationError
@@ -54,9 +51,6 @@ __all__ = [
     "SchedulerLost",
     "describe",
     "GATHER_SECONDS",
-    "DaskClient",
-    "DaskSecurity",
-    "Dashboard",
 ]
 
 # How long the cached thread count is trusted before it is asked for again.
@@ -67,50 +61,6 @@ _HEAL_SECONDS = 5.0
 #: holder that died meanwhile (distributed retries a refused connection for its whole
 #: connect timeout, 30 s by default), so give up and try again once Dask knows.
 GATHER_SECONDS = 10.0
-
-
-# -- what a link accepts (field types of DaskEvaluatorConfig) ---------------------------
-
-
-def _distributed_object(class_name: str) -> BeforeValidator:
-    """A live ``distributed.<class_name>`` (Python only); distributed imported when one is given."""
-
-    def check(value: Any) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, getattr(require("distributed", "DaskEvaluator"), class_name)):
-            raise PydanticCustomError(
-                "distributed_object", "Input should be a distributed.{name}", {"name": class_name}
-            )
-        return value
-
-    return BeforeValidator(check)
-
-
-#: An existing ``distributed.Client`` (Python only; a run file names its ``address``).
-DaskClient = Annotated[
-    Any,
-    _distributed_object("Client"),
-    WithJsonSchema({"description": "a distributed.Client (Python only)"}),
-]
-#: A ``distributed.Security`` (Python only; a run file gives the ``tls_*`` files).
-DaskSecurity = Annotated[
-    Any,
-    _distributed_object("Security"),
-    WithJsonSchema({"description": "a distributed.Security (Python only)"}),
-]
-
-
-def _dashboard(value: Any) -> Any:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, str) and re.fullmatch(r"[^\s:]*:\d+", value):
-        return value
-    raise PydanticCustomError("dashboard", "Input should be true, false or a 'host:port' address")
-
-
-#: The embedded cluster's dashboard: on (at 127.0.0.1:8787), off, or at ``host:port``.
-Dashboard = Annotated[bool | str, BeforeValidator(_dashboard)]
 
 
 # -- the link ---------------------------------------------------------------------------

@@ -15,19 +15,66 @@ the rules against the rest of a run file. Nothing here starts or reaches a clust
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+import numpy as np
+from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 from asktell._extras import require
 from asktell.config_base import Float, Int, PluginConfig, StrictModel
 from asktell.protocol import Task
 
 from ._common import CandidateTimeout
-from ._dask_link import Dashboard, DaskClient, DaskSecurity
 from ._dask_quorum import Quorum
 
 __all__ = ["DaskEvaluatorConfig", "StragglersConfig"]
+
+
+
+# -- field types that need distributed objects or addresses ---------------------------
+
+
+def _distributed_object(class_name: str) -> BeforeValidator:
+    """A live ``distributed.<class_name>`` (Python only); distributed imported when one is given."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, getattr(require("distributed", "DaskEvaluator"), class_name)):
+            raise PydanticCustomError(
+                "distributed_object", "Input should be a distributed.{name}", {"name": class_name}
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+#: An existing ``distributed.Client`` (Python only; a run file names its ``address``).
+DaskClient = Annotated[
+    Any,
+    _distributed_object("Client"),
+    WithJsonSchema({"description": "a distributed.Client (Python only)"}),
+]
+#: A ``distributed.Security`` (Python only; a run file gives the ``tls_*`` files).
+DaskSecurity = Annotated[
+    Any,
+    _distributed_object("Security"),
+    WithJsonSchema({"description": "a distributed.Security (Python only)"}),
+]
+
+
+def _dashboard(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and re.fullmatch(r"[^\s:]*:\d+", value):
+        return value
+    raise PydanticCustomError("dashboard", "Input should be true, false or a 'host:port' address")
+
+
+#: The embedded cluster's dashboard: on (at 127.0.0.1:8787), off, or at ``host:port``.
+Dashboard = Annotated[bool | str, BeforeValidator(_dashboard)]
 
 
 class StragglersConfig(StrictModel):
