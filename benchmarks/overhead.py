@@ -255,11 +255,9 @@ def loopback_cluster(workers: int):
     """A LocalCluster of single-threaded worker processes on 127.0.0.1, and its client."""
     import distributed
 
-    cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
-    )
+    from asktell.testing.dask_cluster import loopback_cluster
+
+    cluster = loopback_cluster(workers)
     return cluster, distributed.Client(cluster, set_as_default=False)
 
 

@@ -76,12 +76,10 @@ def slow_node(args: argparse.Namespace) -> str:
     es = OpenAIES(8, population_size=args.population, sigma=0.1, noise=NoiseTable(0, 1 << 16))
     times: dict[str, list[float]] = {"fast": [], "barrier": [], "stragglers": []}
     told: list[int] = []
-    cluster_kw = dict(
-        threads_per_worker=1, processes=False, dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
-    )
-    with distributed.LocalCluster(n_workers=n - 1, **cluster_kw) as fast_cluster, \
-            distributed.LocalCluster(n_workers=n, **cluster_kw) as cluster, \
+    from asktell.testing.dask_cluster import loopback_cluster
+
+    with loopback_cluster(n - 1, processes=False) as fast_cluster, \
+            loopback_cluster(n, processes=False) as cluster, \
             distributed.Client(fast_cluster, set_as_default=False) as fast_client, \
             distributed.Client(cluster, set_as_default=False) as client:
         slow = str(n - 1)  # LocalCluster names its workers 0 .. n-1

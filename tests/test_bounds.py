@@ -17,6 +17,7 @@ from asktell.evaluators import SerialEvaluator
 from asktell.noise import NoiseTable, mirrored
 from asktell.strategies import CMAES, SNES, OpenAIES, SepCMAES
 from asktell.tasks import FunctionTask
+from asktell.testing.dask_cluster import loopback_cluster
 
 NOISE = NoiseTable(0, 1 << 18)
 METHODS = ["clip", "mirror", "transform", "penalty"]
@@ -107,10 +108,8 @@ def test_serial_and_dask_evaluate_the_same_bounded_candidates_bitwise():
     task = FunctionTask(weighted_sum)
     with SerialEvaluator(task) as ev:
         serial = ev.evaluate(dist, seeds).returns
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with loopback_cluster(1) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
         with DaskEvaluator(task, client=client) as ev:
             dask = ev.evaluate(dist, seeds).returns
     assert np.array_equal(serial, dask)

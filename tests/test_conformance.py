@@ -9,6 +9,7 @@ import pytest
 from asktell.registry import EVALUATORS, STRATEGIES
 from asktell.testing.evaluator_suite import EVALUATOR_CHECKS
 from asktell.testing.strategy_suite import STRATEGY_CHECKS
+from asktell.testing.dask_cluster import loopback_cluster
 
 STRATEGY_NAMES = STRATEGIES.names()
 
@@ -29,14 +30,8 @@ def dask_factory():
     distributed = pytest.importorskip("distributed")
     from asktell.evaluators import DaskEvaluator
 
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API: a free port
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with loopback_cluster(2) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
         yield lambda task, **options: DaskEvaluator(task, client=client, **options)
 
 

@@ -16,6 +16,7 @@ from asktell.noise import NoiseTable, mirrored
 from asktell.protocol import Evaluation
 from asktell.strategies import CMAES
 from asktell.tasks import FunctionTask
+from asktell.testing.dask_cluster import loopback_cluster
 
 
 def sphere(x):
@@ -87,10 +88,8 @@ def test_evaluators_carry_violations_in_seed_order():
         serial = ev.evaluate(dist, seeds)
     expected = np.stack([two_constraints(x) for x in dist.decode(seeds)])
     assert np.array_equal(serial.violations, expected)
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with loopback_cluster(1) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
         with DaskEvaluator(task, client=client, chunks_per_worker=3) as ev:
             dask = ev.evaluate(dist, seeds)
     assert np.array_equal(dask.violations, expected)

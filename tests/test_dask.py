@@ -36,6 +36,7 @@ from asktell.evaluators.dask import (
 from asktell.noise import mirrored
 from asktell.registry import EVALUATORS
 from asktell.testing.evaluator_suite import first_coordinate, rastrigin_return
+from asktell.testing.dask_cluster import loopback_cluster
 
 # The fault-injecting objectives below live in this test module, which workers cannot
 # import; ship them by value.
@@ -170,14 +171,8 @@ def _table_address(seed: int, size: int) -> int:
 @pytest.fixture(scope="module")
 def client():
     """Two single-threaded worker processes on loopback, shared by this module."""
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API: a free port
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+    with loopback_cluster(2) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as c:
         yield c
 
 

@@ -26,6 +26,7 @@ from asktell._shared_table import SEGMENT_PREFIX, SharedTable, attach_table
 from asktell.errors import ConfigError
 from asktell.evaluators import DaskEvaluator, SerialEvaluator
 from asktell.noise import mirrored
+from asktell.testing.dask_cluster import loopback_cluster
 
 # The objectives below live in this test module, which the node's processes cannot import.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -176,13 +177,8 @@ def test_close_leaves_no_shared_memory():
 
 
 def test_daemonic_workers_are_refused_naming_the_fix():
-    with distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with loopback_cluster(1) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
         with DaskEvaluator(FunctionTask.named("sphere"), client, node_processes=1) as ev:
             dist, seeds = _problem(n=4)
             with pytest.raises(ConfigError, match="daemonic.*DASK_DISTRIBUTED__WORKER__DAEMON=False"):

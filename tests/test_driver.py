@@ -16,6 +16,7 @@ from asktell.bounds import Bounds
 from asktell.distribution import INJECT_BASE, Distribution, _ROW_BY_ROW_MIN
 from asktell.noise import _AXPY_GROUP, _LONG_ROW, mirrored, split_seeds
 from asktell.strategies import OpenAIES
+from asktell.testing.dask_cluster import loopback_cluster
 
 TABLE = NoiseTable(seed=0, size=1 << 20)
 SHORT, LONG = 7, max(_ROW_BY_ROW_MIN, 2500)
@@ -277,14 +278,8 @@ def test_long_vector_norm_is_the_blockwise_sum():
 def two_workers():
     """Two single-threaded worker processes on loopback, shut down after this module."""
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with loopback_cluster(2) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
         yield client
 
 

@@ -21,6 +21,7 @@ from asktell.config import config_from_dict as load_config
 from asktell.errors import ConfigError
 from asktell.runner import read_log, resume, run
 from asktell.tasks.function import FunctionTask
+from asktell.testing.dask_cluster import loopback_cluster
 
 _COUNTER = itertools.count()
 
@@ -156,10 +157,8 @@ def test_dask_worker_processes_import_the_function_by_path(tmp_path, monkeypatch
     distributed = pytest.importorskip("distributed")
     # The cluster starts before the chdir, so its workers neither run in the module's
     # directory nor have it on sys.path: only the pickled path can lead them there.
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with loopback_cluster(1) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
         name = _module(tmp_path)
         monkeypatch.chdir(tmp_path)
         cfg = _config(name)

@@ -19,6 +19,7 @@ from asktell.gym import GymTask
 from asktell.noise import NoiseTable, mirrored
 from asktell.registry import EVALUATORS
 from asktell.testing.gym_envs import DRIFT_ID
+from asktell.testing.dask_cluster import loopback_cluster
 
 NOISE = NoiseTable(0, 1 << 18)
 SEEDS = mirrored(np.arange(0, 1400, 100))  # 28 candidates
@@ -266,14 +267,8 @@ def test_the_centre_plan_through_dask_gives_evaluate_centres_returns(cartpole):
 
     dist = generation_of(cartpole, generation=5)
     expected = cartpole.evaluate_center(dist, 5)
-    with distributed.LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as client:
+    with loopback_cluster(1) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
         with DaskEvaluator(cartpole, client) as ev:
             got = ev.evaluate(*cartpole.center_plan(dist, 5))
     assert np.array_equal(got.returns, expected)

@@ -12,6 +12,7 @@ from asktell.functions import rastrigin, sphere
 from asktell.noise import NoiseTable
 from asktell.strategies import CMAES, Restarts
 from asktell.testing.strategy_suite import roundtrip_state
+from asktell.testing.dask_cluster import loopback_cluster
 
 NOISE = NoiseTable(seed=0, size=1 << 16)
 
@@ -200,9 +201,7 @@ def test_restarts_through_dask_equal_serial():
 
     task = FunctionTask.named("rastrigin", num_params=3)
     centres = []
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None,  # its HTTP API on loopback:
-                                  scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster, \
+    with loopback_cluster(1, processes=False) as cluster, \
             distributed.Client(cluster, set_as_default=False) as client:
         for make_ev in (lambda: SerialEvaluator(task), lambda: DaskEvaluator(task, client=client)):
             es = _make(num_params=3, mode="ipop", seed=2)

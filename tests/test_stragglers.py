@@ -19,6 +19,7 @@ from asktell.errors import ConfigError, ReturnsError
 from asktell.noise import NoiseTable
 from asktell.protocol import Evaluation, TaskHooks
 from asktell.strategies import CMAES, OpenAIES
+from asktell.testing.dask_cluster import loopback_cluster
 
 distributed = pytest.importorskip("distributed")
 
@@ -56,10 +57,8 @@ class SlowSeedsTask(TaskHooks):
 @pytest.fixture
 def client():
     RELEASED["now"] = False
-    with distributed.LocalCluster(
-        n_workers=4, threads_per_worker=1, processes=False, dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
-    ) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+    with loopback_cluster(4, processes=False) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as c:
         try:
             yield c
         finally:
@@ -359,10 +358,7 @@ def test_resuming_mid_generation_says_the_told_subset_is_decided_again(tmp_path,
     from asktell.run_loop import Runner
     from asktell.runlog import read_log
 
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP API on loopback
-    ) as cluster:
+    with loopback_cluster(2, processes=False) as cluster:
         config = {
             "strategy": {"kind": "openai_es", "population_size": 8},
             "evaluator": {"kind": "dask", "address": cluster.scheduler_address,
