@@ -1,6 +1,7 @@
 """Straggler-tolerant generations: what they save with a slow node, and the bias they bring.
 
     python benchmarks/stragglers.py slow-node   # generation time: 1 node 10x slower
+    python benchmarks/stragglers.py slow-node-mode --quorum 0.8   # the same, node mode
     python benchmarks/stragglers.py hopper      # closing early favours short episodes
     python benchmarks/stragglers.py all [--out docs/stragglers.md]
 
@@ -122,6 +123,84 @@ def slow_node(args: argparse.Namespace) -> str:
     ])
 
 
+class NodeSleepTask(TaskHooks):
+    """Node mode: each candidate sleeps ``seconds`` in a node's local process,
+    ``SLOW_FACTOR`` times that on the node whose Dask worker has the pid ``slow_pid``."""
+
+    num_params = 8
+
+    def __init__(self, seconds: float, slow_pid: int | None):
+        self.seconds, self.slow_pid = seconds, slow_pid
+
+    def evaluate(self, params, seeds, distribution):
+        import os
+
+        factor = SLOW_FACTOR if os.getppid() == self.slow_pid else 1
+        time.sleep(self.seconds * factor * len(seeds))
+        returns = -np.sum(np.asarray(params) ** 2, axis=1)
+        return Evaluation(returns, np.ones(len(seeds), dtype=np.int64))
+
+
+def slow_node_mode(args: argparse.Namespace) -> str:
+    """``slow-node-mode``: the same comparison in node mode (``node_processes``): embedded
+    node clusters of ``--nodes`` nodes (and ``--nodes - 1`` for the yardstick), each with
+    ``--node-processes`` local processes; one node's processes 10x slower."""
+    import os
+
+    from asktell import FunctionTask
+    from asktell.evaluators import DaskEvaluator
+
+    n, k = args.nodes, args.node_processes
+    need = int(round(args.quorum * args.population))
+    es = OpenAIES(8, population_size=args.population, sigma=0.1, noise=NoiseTable(0, 1 << 16))
+    times: dict[str, list[float]] = {"fast": [], "barrier": [], "stragglers": []}
+    told: list[int] = []
+    idle = FunctionTask.named("sphere")
+    with DaskEvaluator(idle, num_workers=n - 1, node_processes=k) as fast_host, \
+            DaskEvaluator(idle, num_workers=n, node_processes=k) as host:
+        pids = host.client.run(os.getpid)
+        slow_pid = pids[sorted(pids)[-1]]
+        task = NodeSleepTask(args.sleep, slow_pid)
+        with DaskEvaluator(NodeSleepTask(args.sleep, None), fast_host.client,
+                           node_processes=k) as fast, \
+                DaskEvaluator(task, host.client, node_processes=k) as barrier, \
+                DaskEvaluator(task, host.client, node_processes=k,
+                              stragglers={"min_candidates": need}) as tolerant:
+            runs = {"fast": fast, "barrier": barrier, "stragglers": tolerant}
+            for g in range(args.generations + 1):  # the first is a warm-up
+                seeds, dist = es.ask(), es.distribution
+                for name, ev in runs.items():
+                    t0 = time.perf_counter()
+                    out = ev.evaluate(dist, seeds, partial=True)
+                    if g:
+                        times[name].append(time.perf_counter() - t0)
+                    if name == "stragglers" and g:
+                        told.append(int(out.told_mask.sum()))
+                    # let the slow node's stale pieces end before the next evaluator runs
+                    time.sleep(args.sleep * SLOW_FACTOR + 0.05)
+                es.tell(np.zeros(args.population))
+    med = {key: statistics.median(v) for key, v in times.items()}
+    ratio = med["stragglers"] / med["fast"]
+    return "\n".join([
+        f"Slow node, node mode: {n} nodes (embedded, loopback) of {k} local process"
+        f"{'es' if k > 1 else ''}, one node's processes {SLOW_FACTOR}x slower; population "
+        f"{args.population}, {args.sleep * 1e3:g} ms per candidate "
+        f"({args.sleep * SLOW_FACTOR * 1e3:g} ms on the slow node); quorum min_candidates = "
+        f"{need} ({args.quorum:.0%}); median of {args.generations} generations, interleaved.",
+        "",
+        "| evaluator | generation (s) | vs. barrier without the slow node |",
+        "|---|---:|---:|",
+        f"| barrier, {n - 1} fast nodes (no slow node) | {med['fast']:.3f} | 1.00x |",
+        f"| barrier, {n} nodes incl. the slow one | {med['barrier']:.3f} | "
+        f"{med['barrier'] / med['fast']:.2f}x |",
+        f"| stragglers, {n} nodes incl. the slow one | {med['stragglers']:.3f} | "
+        f"**{ratio:.2f}x** |",
+        "",
+        f"Candidates told per straggler-tolerant generation: median {statistics.median(told):g} "
+        f"(min {min(told)}, max {max(told)}) of {args.population}.",
+    ])
+
+
 def hopper(args: argparse.Namespace) -> str:
     from asktell.evaluators import SerialEvaluator
     from asktell.gym import GymTask
@@ -202,7 +281,9 @@ def hopper(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["slow-node", "hopper", "all"])
+    parser.add_argument("what", choices=["slow-node", "slow-node-mode", "hopper", "all"])
+    parser.add_argument("--nodes", type=int, default=8, help="slow-node-mode")
+    parser.add_argument("--node-processes", type=int, default=1, help="slow-node-mode")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--population", type=int, default=256)
     parser.add_argument("--sleep", type=float, default=0.01)
@@ -216,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = []
     if args.what in ("slow-node", "all"):
         parts.append(("stragglers-slow-node", slow_node(args)))
+    if args.what in ("slow-node-mode", "all"):
+        parts.append(("stragglers-slow-node-mode", slow_node_mode(args)))
     if args.what in ("hopper", "all"):
         parts.append(("stragglers-hopper", hopper(args)))
     machine = (

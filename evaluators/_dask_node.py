@@ -198,10 +198,11 @@ def run_node_chunk(
                 _STOPPED.pop(round_tag, None)
 
 
-def stop_round(round_tag: str, dask_worker: Any = None) -> bool:
+async def stop_round(round_tag: str, dask_worker: Any = None) -> bool:
     """The driver closed the generation ``round_tag``: this node's chunk of it returns at
     once (``Client.run`` calls it on the worker's event loop, while the chunk runs in a
-    thread). Remembered for a short while, in case the chunk has not started yet."""
+    thread; a coroutine function, so the driver need not wait: ``wait=False`` takes only
+    those). Remembered for a short while, in case the chunk has not started yet."""
     with _LOCK:
         _STOPPED[round_tag] = None
         while len(_STOPPED) > _MAX_STOPPED:

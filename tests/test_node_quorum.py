@@ -230,6 +230,18 @@ def test_nodes_close_on_their_share_dropping_only_the_held_candidates(nodes, tmp
     assert np.isnan(got.returns[expected]).all() and not got.failures
 
 
+def _threads_free(client, within: float) -> bool:
+    """Do all the workers' threads become free (no task executing) within ``within`` s?"""
+    from asktell.evaluators._dask_worker import executing_count
+
+    stop = time.monotonic() + within
+    while time.monotonic() < stop:
+        if not any(client.run(executing_count).values()):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_driver_closes_on_the_quorum_and_stops_the_stuck_node(nodes, tmp_path):
     """Both processes of one node are held: the other node's chunk meets the quorum, the
     driver closes and stops the held node; its stale pieces never reach the next
@@ -244,8 +256,13 @@ def test_driver_closes_on_the_quorum_and_stops_the_stuck_node(nodes, tmp_path):
             t0 = time.monotonic()
             got = ev.evaluate(dist, seeds, partial=True)
             took = time.monotonic() - t0
+            # the stopped node's Dask thread is free at once, its pieces still held (with
+            # the stop not delivered, e.g. Client.run(wait=False) of a plain function, which
+            # distributed refuses on the worker, it stayed busy until the release: checked)
+            free = _threads_free(ev.client, within=10.0)
         finally:
             release.touch()
+        assert free
         assert took < 30
         back = ~got.dropped
         assert back.sum() >= 6 and got.dropped[:8].all()
