@@ -8,14 +8,14 @@ pieces from a work queue as they come free (about :data:`PIECES_PER_PROCESS` per
 single candidates once candidates are measured to be expensive); each process keeps the
 unpickled task and, when the task has one, its batch runner (a Gym task's slot engine; else
 :func:`~._common.evaluate_chunk`, what the serial evaluator runs), so returns are bitwise the
-serial evaluator's.
+serial evaluator's. The node's noise table lives once in shared memory
+(:mod:`asktell._shared_table`), adopted by every process.
 
 A straggler-tolerant generation (``[evaluator.stragglers]``) sends each node its share of
 the quorum: the node returns once its share is back and no piece is left unstarted, and
 returns at once when the driver closes the generation (:func:`stop_round`); the candidates
 not back are marked ``dropped``, their pieces finish in the background and are discarded
-(``docs/stragglers.md`` "In node mode"). The node's noise
-table lives once in shared memory (:mod:`asktell._shared_table`), adopted by every process.
+(``docs/stragglers.md`` "In node mode").
 
 A pool is kept per (task, processes, time limit, noise table) in the worker process, across
 generations (the four most recent), and closed, with its shared table unlinked, by

@@ -170,7 +170,8 @@ class DaskEvaluatorConfig(PluginConfig):
         description="Straggler-tolerant generations: close a generation when the thresholds "
         "given (min_candidates, min_episodes, min_timesteps) are met, drop the rest and "
         "tell the strategy the candidates back only (it needs 'partial_tell': openai_es, "
-        "snes, xnes). Chunks are then small (chunks_per_worker 'auto' means 8). The told "
+        "snes, xnes). Chunks are then small (chunks_per_worker 'auto' means 8); in node mode "
+        "each node closes on its share of the thresholds (docs/stragglers.md). The told "
         "subset depends on timing and is recorded in the log and checkpoints; see "
         "docs/stragglers.md. Unset: wait for every candidate.",
     )

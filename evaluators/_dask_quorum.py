@@ -57,7 +57,6 @@ class Quorum:
             and (self.min_timesteps is None or steps >= self.min_timesteps)
         )
 
-
     def node_share(self, n: int) -> tuple:
         """What a node's chunk of a generation of ``n`` carries (node mode): the thresholds
         and ``n``; the node closes on ``ceil(threshold * chunk / n)`` of each given."""
