@@ -25,7 +25,8 @@ those pools only); *queue*, the work queue (pieces handed out as processes come 
 population (``evaluate(..., partial=True)``, as a generation step calls it; its
 "overhead" can be negative: it closes before the ideal when it drops candidates).
 ``--uneven``: candidates sleep from 0.25x to 1.75x ``--sleep`` (by their first
-coordinate; mean ``--sleep``), so the rows show the rollout tail a fixed block waits for.
+coordinate's magnitude, so a mirrored pair takes one time; mean ``--sleep``), so the rows
+show the rollout tail a fixed block waits for.
 
     python benchmarks/node_mode.py                    # 4 candidates of 20 ms per process
     python benchmarks/node_mode.py --uneven           # the same, times spread
