@@ -37,6 +37,9 @@ __all__ = [
     "split_seeds",
     "mirrored",
     "noise_from_spec",
+    "part_bounds",
+    "add_parts",
+    "weighted_sum_in_parts",
     "DEFAULT_TABLE_SIZE",
     "adopt_table",
     "build_table_into",
@@ -350,6 +353,45 @@ class CounterNoise:
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "seed": self.seed}
+
+
+def part_bounds(count: int, parts: int) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` ranges of ``parts`` contiguous parts of ``count`` rows, cut at
+    ``count * i // parts`` (empty parts left out): how a parted weighted sum is cut."""
+    cuts = [count * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def add_parts(sums: list[np.ndarray], dim: int) -> np.ndarray:
+    """The part sums added in part order, in float64 (the first part as it is: one part is
+    bitwise the unparted sum)."""
+    if not sums:
+        return np.zeros(dim)
+    total = np.array(sums[0], dtype=np.float64)
+    for part in sums[1:]:
+        total += part
+    return total
+
+
+def weighted_sum_in_parts(
+    noise: NoiseSource, weights: np.ndarray, keys: np.ndarray, dim: int, parts: int
+) -> np.ndarray:
+    """``sum_i weights[i] * eps(keys[i])`` cut into ``parts`` contiguous parts
+    (:func:`part_bounds`), each part ``noise.weighted_sum``, added in part order
+    (:func:`add_parts`).
+
+    The result's bits are a function of ``(weights, keys, parts)``: a strategy's
+    ``gradient_parts`` fixes ``parts``, so a distributed tell (each part summed on the
+    worker that holds the noise, :mod:`asktell.evaluators._dask_tell`) and this local sum
+    give the same bits. ``parts=1`` is ``noise.weighted_sum`` itself; more parts differ
+    from it in the last bits (each part restarts the float32 accumulation).
+    """
+    if parts == 1:
+        return noise.weighted_sum(weights, keys, dim)
+    return add_parts(
+        [noise.weighted_sum(weights[a:b], keys[a:b], dim) for a, b in part_bounds(keys.size, parts)],
+        dim,
+    )
 
 
 def noise_from_spec(spec: dict[str, Any]) -> NoiseSource:

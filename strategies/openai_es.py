@@ -31,6 +31,7 @@ from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._options import GradientConfig, PairedConfig
+from ._parts import PARTS_CAPABILITY, GradientPartsConfig, parted_sum
 
 __all__ = ["OpenAIES", "OpenAIESConfig", "fold_weights"]
 
@@ -75,7 +76,7 @@ def _norm(x: np.ndarray) -> float:
     return math.sqrt(total)
 
 
-class OpenAIESConfig(GradientConfig, PairedConfig):
+class OpenAIESConfig(GradientConfig, PairedConfig, GradientPartsConfig):
     """Run-file settings of :class:`OpenAIES` (``kind = "openai_es"``)."""
 
     kind: Literal["openai_es"] = "openai_es"
@@ -123,16 +124,18 @@ class OpenAIES(BaseStrategy):
     """
 
     name = "openai_es"
-    capabilities = frozenset({"antithetic", "partial_tell"})
-    #: Opt-in hook computing the gradient's noise sum elsewhere: a callable
-    #: ``(noise, weights, keys, num_params) -> float64 (num_params,)`` used instead of
-    #: ``noise.weighted_sum(weights, keys, num_params)``, e.g.
+    capabilities = frozenset({"antithetic", "partial_tell", PARTS_CAPABILITY})
+    #: Hook computing the gradient's noise sum elsewhere: a callable
+    #: ``(noise, weights, keys, num_params, parts=gradient_parts) -> float64 (num_params,)``
+    #: returning the bits of :func:`asktell.noise.weighted_sum_in_parts`, e.g.
     #: :class:`~asktell.evaluators._dask_tell.DaskWeightedSum` (sums on the Dask workers,
-    #: which already hold the noise table). Not part of the state: set it again after
-    #: resuming. ``None``: summed here.
+    #: which already hold the noise table). Set by the generation step from a
+    #: ``DaskEvaluator(remote_tell=True)`` (so again on resume); not part of the state.
+    #: ``None``: summed here.
     noise_sum: Any = None
 
     def _setup(self, cfg: OpenAIESConfig) -> None:
+        self.gradient_parts = cfg.gradient_parts
         self.sigma = cfg.sigma
         self.learning_rate = cfg.learning_rate
         self.weight_decay = cfg.weight_decay
@@ -151,10 +154,7 @@ class OpenAIES(BaseStrategy):
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         weights = self._shape(returns)
         keys, coef = fold_weights(seeds, weights)
-        if self.noise_sum is None:
-            grad = self.noise.weighted_sum(coef, keys, self.num_params)
-        else:
-            grad = self.noise_sum(self.noise, coef, keys, self.num_params)
+        grad = parted_sum(self, coef, keys)
         grad *= 1.0 / (returns.size * self.sigma)
         if self.weight_decay:
             grad -= self.weight_decay * self._center
