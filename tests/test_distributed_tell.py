@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -191,7 +192,7 @@ def _in_dask_worker() -> bool:
 
 class FaultyTable(NoiseTable):
     """NoiseTable whose ``weighted_sum`` misbehaves in a Dask worker: ``"kill"`` the worker
-    process, ``"raise"``; with a ``marker`` only the first time. Never in the driver."""
+    process, ``"raise"``, ``"sleep"`` (2 s); with a ``marker`` only the first time. Never in the driver."""
 
     def __init__(self, fault: str, marker: str | None = None):
         super().__init__(TABLE.seed, TABLE.size)
@@ -211,7 +212,10 @@ class FaultyTable(NoiseTable):
                 Path(self.marker).touch()
             if self.fault == "kill":
                 os._exit(1)
-            raise RuntimeError("injected part failure")
+            if self.fault == "sleep":
+                time.sleep(2.0)
+            else:
+                raise RuntimeError("injected part failure")
         return super().weighted_sum(weights, keys, dim)
 
 
@@ -249,3 +253,51 @@ def test_a_strategy_keeps_its_run_through_a_failing_remote_sum(cluster):
             local.tell(returns)
             remote.tell(returns)
     assert remote.center.tobytes() == local.center.tobytes()
+
+
+def test_parts_not_back_within_the_timeout_are_summed_on_the_driver(cluster):
+    weights, keys = _problem()
+    hook = DaskWeightedSum(cluster[1], timeout=0.3)
+    with pytest.warns(RuntimeWarning, match="summed on the driver .*TimeoutError"):
+        got = hook(FaultyTable("sleep"), weights, keys, DIM, parts=2)
+    assert hook.fallbacks == 2
+    np.testing.assert_array_equal(got, weighted_sum_in_parts(TABLE, weights, keys, DIM, 2))
+
+
+# ------------------------------------------------------------------ node mode
+
+def _reads_the_node_table(seed: int, size: int, dask_worker=None) -> bool:
+    """On a node-mode worker: is this process's table (what part_sum reads) the node's
+    shared-memory block?"""
+    from asktell._table_cache import TABLES
+    from asktell.evaluators import _dask_node
+
+    table = TABLES.get(seed, size)
+    return any(
+        pool.table is not None and np.shares_memory(pool.table.array, table)
+        for pool in _dask_node._POOLS.values()
+    )
+
+
+def test_node_mode_sums_the_parts_on_the_node_from_its_shared_table():
+    from asktell.evaluators import SerialEvaluator
+
+    task = FunctionTask.named("sphere", num_params=DIM)
+
+    def centre(evaluator):
+        es = OpenAIES(DIM, 16, noise=TABLE, seed=6, gradient_parts=2)
+        step = GenerationStep(es, evaluator, task)
+        for _ in range(2):
+            step()
+        return es
+
+    with SerialEvaluator(task) as ev:
+        want = centre(ev).center
+    with DaskEvaluator(task, num_workers=1, node_processes=1, remote_tell=True) as ev, \
+            distributed.get_task_stream(ev.client) as stream:
+        es = centre(ev)
+        assert es.noise_sum is ev.noise_sum and ev.noise_sum.fallbacks == 0
+        shared = ev.client.run(_reads_the_node_table, TABLE.seed, TABLE.size)
+    assert _remote_parts(stream) == 2 * 2
+    assert list(shared.values()) == [True]
+    assert es.center.tobytes() == want.tobytes()
