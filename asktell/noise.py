@@ -113,7 +113,8 @@ _FLOAT32_SAFE = 2.0**100
 def _float32_safe(weights: np.ndarray) -> tuple[np.ndarray, int]:
     """Weights scaled by an exact power of two ``2**-exponent`` so their float32 cast cannot
     overflow (ordinary weights: unchanged, exponent 0, so results stay bitwise the same)."""
-    if not weights.size or float(np.abs(weights).max()) <= _FLOAT32_SAFE:
+    # np.maximum.reduce: what .max() calls, without its Python layer (every generation).
+    if not weights.size or float(np.maximum.reduce(np.abs(weights))) <= _FLOAT32_SAFE:
         return weights, 0  # the common case, one pass (NaN/inf fall through)
     finite = weights[np.isfinite(weights)]
     largest = float(np.max(np.abs(finite))) if finite.size else 0.0
@@ -247,7 +248,8 @@ class NoiseTable:
 
     def _checked(self, keys: np.ndarray, dim: int) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64).reshape(-1)
-        if keys.size and (keys.min() < 0 or keys.max() > self.size - dim):
+        # One unsigned max checks both ends: a negative key reads as 2**63 or more.
+        if keys.size and int(np.maximum.reduce(keys.view(np.uint64))) > self.size - dim:
             raise ConfigError(
                 f"noise keys must lie in [0, {self.size - dim}] for dim={dim} and table "
                 f"size={self.size}; got keys in [{keys.min()}, {keys.max()}]"
@@ -277,8 +279,14 @@ class NoiseTable:
         if dim >= _LONG_ROW:
             return _unscaled(_axpy_sum(self.table, weights, keys, dim), exponent)
         windows = self.windows(dim)
-        total = np.zeros(dim, dtype=np.float64)
         step = _chunk_rows(dim)
+        if keys.size <= step:
+            # One chunk (every population at short rows): the loop's one product added to
+            # float64 zeros, written as float64(product) + 0.0, the same IEEE sum (a -0.0
+            # becomes +0.0 either way), without the zeros and the in-place pass.
+            product = weights[: keys.size].astype(np.float32) @ windows[keys]
+            return _unscaled(np.add(product, 0.0, dtype=np.float64), exponent)
+        total = np.zeros(dim, dtype=np.float64)
         for start in range(0, keys.size, step):
             chunk = keys[start : start + step]
             # Fancy indexing gathers the rows in C without copying the strided view

@@ -26,7 +26,7 @@ from asktell.config_base import Bool, Float, Int, declare_options
 from asktell.noise import mirrored, split_seeds
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
-from asktell.shaping import get_shaping
+from asktell.shaping import centered_ranks, centered_ranks_sorted, get_shaping
 from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
@@ -36,14 +36,20 @@ from ._parts import PARTS_CAPABILITY, GradientPartsConfig, parted_sum
 __all__ = ["OpenAIES", "OpenAIESConfig", "fold_weights"]
 
 
-def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fold_weights(
+    seeds: np.ndarray, weights: np.ndarray, pairs: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Combine per-seed weights into per-key coefficients: ``sum_i w_i sign_i`` per key.
 
     A mirrored pair ``(k, ~k)`` reads ``eps(k)`` once with weight ``w(k) - w(~k)``.
+    ``pairs=True``: the caller made ``seeds`` as interleaved mirrored pairs (``mirrored``),
+    so the check is skipped; ``None``: checked here.
     """
     # ``(a == b).all()`` on the equal-length halves: np.array_equal's answer without its
     # generic shape and dtype layers (this runs every generation).
-    if seeds.size % 2 == 0 and seeds.size and (seeds[1::2] == ~seeds[0::2]).all():
+    if pairs is None:
+        pairs = bool(seeds.size % 2 == 0 and seeds.size and (seeds[1::2] == ~seeds[0::2]).all())
+    if pairs:
         # Interleaved antithetic pairs (what ask() produces). A key drawn twice just appears
         # twice, which the weighted sum handles the same as one summed coefficient.
         return seeds[0::2], weights[0::2] - weights[1::2]
@@ -146,14 +152,25 @@ class OpenAIES(BaseStrategy):
             cfg.optimizer, self.num_params, self.learning_rate, **cfg.optimizer_options
         )
 
+    #: The last seeds ``_sample`` made as interleaved mirrored pairs: ``tell`` folds them
+    #: without checking the pairs again when it learns from that very array (``ask`` keeps
+    #: it as the pending seeds and hands out copies).
+    _asked_pairs: np.ndarray | None = None
+
     def _sample(self, count: int) -> np.ndarray:
         if self.antithetic:
-            return mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))
+            seeds = mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))
+            self._asked_pairs = seeds
+            return seeds
         return self.noise.sample_keys(self.rng, count, self.num_params)
 
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
-        weights = self._shape(returns)
-        keys, coef = fold_weights(seeds, weights)
+        ranked = self._sorted_returns
+        if ranked is not None and ranked.values is returns and self._shape is centered_ranks:
+            weights = centered_ranks_sorted(returns, ranked.order, ranked.ordered)
+        else:
+            weights = self._shape(returns)
+        keys, coef = fold_weights(seeds, weights, pairs=seeds is self._asked_pairs or None)
         grad = parted_sum(self, coef, keys)
         grad *= 1.0 / (returns.size * self.sigma)
         if self.weight_decay:
