@@ -10,7 +10,9 @@ into centred ranks, and estimates the gradient of the expected return as::
 assembled by :meth:`NoiseTable.weighted_sum <asktell.noise.NoiseTable.weighted_sum>`: chunked
 matrix-vector products for short rows, one axpy per noise-row view for long ones (no row
 copied; the summation order is in its docstring). Mirror pairs are folded first
-(``(w+ - w-) eps``), halving the rows read. The centre then takes an optimiser step (Adam by
+(``(w+ - w-) eps``), halving the rows read. With ``gradient_parts = k`` the sum is cut
+into ``k`` parts added in order (:mod:`._parts`), which a Dask evaluator with
+``remote_tell`` sums on its workers with the same bits (docs/distributed-tell.md). The centre then takes an optimiser step (Adam by
 default, as in the paper).
 """
 
