@@ -12,8 +12,8 @@ matrix-vector products for short rows, one axpy per noise-row view for long ones
 copied; the summation order is in its docstring). Mirror pairs are folded first
 (``(w+ - w-) eps``), halving the rows read. With ``gradient_parts = k`` the sum is cut
 into ``k`` parts added in order (:mod:`._parts`), which a Dask evaluator with
-``remote_tell`` sums on its workers with the same bits (docs/distributed-tell.md). The centre then takes an optimiser step (Adam by
-default, as in the paper).
+``remote_tell`` sums on its workers with the same bits (docs/distributed-tell.md). The
+centre then takes an optimiser step (Adam by default, as in the paper).
 """
 
 from __future__ import annotations
