@@ -126,3 +126,16 @@ def test_a_raised_budget_continues_and_the_log_matches_a_straight_run(tmp_path):
     # the first stop's record went with the resume: one record, at the end, as if never stopped
     assert untimed(tmp_path / "r") == untimed(tmp_path / "straight")
     assert read_stop(tmp_path / "r")["generation"] == 8
+
+
+def test_a_stop_record_lost_in_a_crash_is_read_from_the_checkpoint_and_rewritten(tmp_path):
+    run(config(generations=5), out=tmp_path / "r")
+    log = tmp_path / "r" / LOG_FILE
+    whole = log.read_bytes()
+    lines = whole.splitlines(keepends=True)
+    for cut in (b"".join(lines[:-1]), b"".join(lines[:-1]) + lines[-1][:30]):  # lost, torn
+        log.write_bytes(cut)
+        assert read_stop(tmp_path / "r") is None
+        assert "stopped: generations budget reached (5) (rule: generations)" in status(tmp_path / "r")
+        resume(tmp_path / "r", log_format="none")
+        assert log.read_bytes() == whole
