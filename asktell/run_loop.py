@@ -218,6 +218,7 @@ class Runner:
             self.step.fraction_done(), title, elapsed=self.progress.wall_offset,
             target=self.step.budget.target_return,
         )
+        self.display.view.generation = self.generation  # a resumed run's, until its first row
         for note in self.notes + self._straggler_notes():
             self.display.message(note)
         if self.warnings is not None:
@@ -338,7 +339,8 @@ class Runner:
                 self.checkpoint()
         self.loggers.log(row)  # after the row is committed: a logger cannot change the run
         self.display.update(row, self.step.fraction_done())
-        if reason is None and self.callback is not None and self.callback(row) is True:
+        # the callback sees every row; when a rule stopped the run too, that rule is the reason
+        if self.callback is not None and self.callback(row) is True and reason is None:
             reason = "stopped by callback"
             self.stopped = ("callback", reason)
         return reason

@@ -139,3 +139,11 @@ def test_a_stop_record_lost_in_a_crash_is_read_from_the_checkpoint_and_rewritten
         assert "stopped: generations budget reached (5) (rule: generations)" in status(tmp_path / "r")
         resume(tmp_path / "r", log_format="none")
         assert log.read_bytes() == whole
+
+
+def test_resuming_a_stopped_run_says_the_generation_it_stopped_at(tmp_path, capsys):
+    run(config(generations=5), out=tmp_path / "r")
+    capsys.readouterr()
+    resume(tmp_path / "r", log_format="plain")
+    out = capsys.readouterr().out
+    assert "stopped: generations budget reached (5) (generation 5," in out, out
