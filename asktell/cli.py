@@ -224,13 +224,38 @@ def status(run_dir: str) -> None:
         click.echo("no generation logged yet")
     if skipped:
         click.echo(f"skipped {len(skipped)} log line(s): " + "; ".join(skipped))
+    running = _running(run_dir)
     if stop is not None:
         click.echo(f"stopped: {stop['stop_reason']} (rule: {stop['stop_rule']})")
+    elif running is not None:
+        click.echo(f"running: {running}")
     else:
         click.echo(
-            "not stopped: no stop is recorded (the run is still going, was interrupted, or "
-            f"died); continue it with: asktell resume {run_dir}"
+            "not stopped: no stop is recorded (the run was interrupted or died); continue "
+            f"it with: asktell resume {run_dir}"
         )
+
+
+def _running(run_dir: str) -> str | None:
+    """Who holds the run directory's lock, when that process is alive on this host."""
+    import os
+    import socket
+
+    from asktell._lock import RunLock
+
+    holder = RunLock(run_dir).holder()
+    pid, host = holder.get("pid"), holder.get("host")
+    if not isinstance(pid, int) or host is None:
+        return None  # released (the file is emptied) or never held
+    if host != socket.gethostname():
+        return f"held by process {pid} on {host} (another machine: running, unless it died)"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a killed holder's record
+    except PermissionError:
+        pass  # alive, another user's
+    return f"process {pid} holds the run directory"
 
 
 def _number(name: str, value: Any) -> str:

@@ -5,6 +5,7 @@ a resume checks the rules again."""
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from click.testing import CliRunner
@@ -101,6 +102,10 @@ def test_an_interrupted_run_records_no_stop_and_says_how_to_continue(tmp_path):
     stop, saved, said = recorded(tmp_path / "r")
     assert stop is None and saved == (None, None)
     assert "not stopped" in said and f"asktell resume {tmp_path / 'r'}" in said
+    # the lock record of a process that died (SIGKILL leaves it) does not read as running
+    dead = json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()})
+    (tmp_path / "r" / ".lock").write_text(dead)
+    assert "not stopped" in status(tmp_path / "r")
 
 
 def test_resume_of_a_stopped_run_runs_nothing_and_leaves_the_log_as_it_was(tmp_path):
@@ -147,3 +152,16 @@ def test_resuming_a_stopped_run_says_the_generation_it_stopped_at(tmp_path, caps
     resume(tmp_path / "r", log_format="plain")
     out = capsys.readouterr().out
     assert "stopped: generations budget reached (5) (generation 5," in out, out
+
+
+def test_status_of_a_run_in_progress_says_it_is_running(tmp_path):
+    import os
+
+    def look(row):
+        if row["generation"] == 2:
+            seen.append(status(tmp_path / "r"))
+
+    seen = []
+    run(config(generations=3), out=tmp_path / "r", callback=look)
+    assert f"running: process {os.getpid()} holds the run directory" in seen[0], seen
+    assert "stopped: generations budget reached (3)" in status(tmp_path / "r")
