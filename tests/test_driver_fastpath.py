@@ -165,3 +165,21 @@ def test_record_is_bitwise_max_min_median_and_pycmas_flat_rule():
         want = (float(r.max()), float(r.min()), float(np.median(r)))
         got = (top, bottom, float(history.median[(history.count - 1) % history.length]))
         assert [np.float64(x).tobytes() for x in got] == [np.float64(x).tobytes() for x in want]
+
+
+def test_tell_finds_every_kind_of_non_finite_return_from_its_one_sort():
+    # tell reads finiteness from the ends of its sorted returns (-inf sorts first, +inf and
+    # NaN last): each kind alone, anywhere, must still be counted and ranked worst, and
+    # huge finite returns (whose sum would overflow) must not be.
+    rng = np.random.default_rng(5)
+    for bad in (np.nan, np.inf, -np.inf, None):
+        for where in (0, 4, 9):
+            es = _es()
+            es.ask()
+            r = rng.uniform(-1.0, 1.0, 10) * 1.7e308
+            r[where] = 1.7e308 if bad is None else bad
+            m = es.tell(r)
+            assert m["num_nonfinite"] == (0 if bad is None else 1)
+            fin = r[np.isfinite(r)]
+            assert m["return_max"] == fin.max() and m["return_min"] == fin.min()
+            assert es.best.value == fin.max()
