@@ -118,6 +118,30 @@ class Distribution:
                 )
             object.__setattr__(self, "injected", injected)
 
+    @classmethod
+    def _plain(
+        cls, center: np.ndarray, sigma: Any, noise: NoiseSource, generation: int
+    ) -> Distribution:
+        """``Distribution(center, sigma, noise, generation)``, built without the dataclass's
+        generic ``__init__`` when ``sigma`` is a Python float (every field then gets what
+        ``__init__`` and ``__post_init__`` would give it: no factor, context, bounds or
+        injected points); a strategy builds one every generation."""
+        if type(sigma) is not float:
+            return cls(center, sigma, noise, generation)
+        dist = object.__new__(cls)
+        # Frozen: assignment is refused, so the fields go into the instance dict directly.
+        dist.__dict__.update(
+            center=_readonly(center),
+            sigma=sigma,
+            noise=noise,
+            generation=generation,
+            factor=None,
+            context={},
+            bounds=None,
+            injected=None,
+        )
+        return dist
+
     @property
     def num_params(self) -> int:
         return int(self.center.shape[0])

@@ -227,7 +227,7 @@ class BaseStrategy(StateMixin, InjectMixin):
         raise NotImplementedError
 
     def _make_distribution(self) -> Distribution:
-        return Distribution(self._center, self.sigma, self.noise, self.generation)
+        return Distribution._plain(self._center, self.sigma, self.noise, self.generation)
 
     def _state(self) -> dict[str, Any]:
         return {}

@@ -183,3 +183,27 @@ def test_tell_finds_every_kind_of_non_finite_return_from_its_one_sort():
             fin = r[np.isfinite(r)]
             assert m["return_max"] == fin.max() and m["return_min"] == fin.min()
             assert es.best.value == fin.max()
+
+
+def test_plain_snapshot_is_the_constructors_distribution_frozen_and_picklable():
+    import dataclasses
+    import pickle
+
+    centre = np.linspace(-1.0, 1.0, 7).copy()  # owns its data
+    centre.flags.writeable = False
+    built = Distribution(centre, 0.1, NOISE, 4)
+    fast = Distribution._plain(centre, 0.1, NOISE, 4)
+    for field in dataclasses.fields(Distribution):
+        a, b = getattr(built, field.name), getattr(fast, field.name)
+        assert type(a) is type(b) and (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b)
+    assert fast.center is centre  # shared read-only, as the constructor does
+    assert fast.context is not Distribution._plain(centre, 0.1, NOISE, 4).context
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.sigma = 0.2  # type: ignore[misc]
+    again = pickle.loads(pickle.dumps(fast))
+    assert np.array_equal(again.decode([3, ~3]), built.decode([3, ~3]))
+    assert fast.replace(generation=5).generation == 5
+    # A non-float sigma takes the constructor (which converts or validates it).
+    assert Distribution._plain(centre, np.float64(0.1), NOISE, 4).sigma == 0.1
+    writeable = np.zeros(7)
+    assert Distribution._plain(writeable, 0.1, NOISE, 0).center is not writeable
