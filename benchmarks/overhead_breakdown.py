@@ -50,7 +50,7 @@ def _run(noise: NoiseTable, dim: int, generations: int, parts: bool) -> None:
         _wrap(base_module, "mean_std", "  tell: mean_std")
         _wrap(openai_module, "fold_weights", "    _update: fold_weights")
         _wrap(openai_module, "_norm", "    _update: one norm")
-        _wrap(es, "_shape", "    _update: centered_ranks")
+        _wrap(openai_module, "centered_ranks_sorted", "    _update: centered_ranks_sorted")
         _wrap(es.optimizer, "step", "    _update: Adam step")
         _wrap(noise, "weighted_sum", "    _update: weighted_sum")
     loop = CarefulLoop(noise, dim, POPULATION, 0, "gather", "gemv")

@@ -207,3 +207,32 @@ def test_plain_snapshot_is_the_constructors_distribution_frozen_and_picklable():
     assert Distribution._plain(centre, np.float64(0.1), NOISE, 4).sigma == 0.1
     writeable = np.zeros(7)
     assert Distribution._plain(writeable, 0.1, NOISE, 0).center is not writeable
+
+
+def _short_row_rule(weights, keys, dim, step):
+    """NoiseTable.weighted_sum's short-row rule written out: float32 weights (scaled by a
+    power of two when beyond 2**100), one float32 product per chunk of rows, chunk sums
+    added into float64 zeros in key order."""
+    largest = float(np.max(np.abs(weights)))
+    exponent = 0 if largest <= 2.0**100 else math.frexp(largest)[1] - 100
+    w32 = np.ldexp(weights, -exponent).astype(np.float32)
+    total = np.zeros(dim)
+    windows = NOISE.windows(dim)
+    for a in range(0, keys.size, step):
+        total += w32[a : a + step] @ windows[keys[a : a + step]]
+    return np.ldexp(total, exponent)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**99.9, 2.0**120, 0.0])
+def test_short_row_weighted_sum_is_its_rule_bitwise_in_one_chunk_or_many(scale):
+    rng = np.random.default_rng(6)
+    for dim, count in [(100, 128), (2000, 2200)]:  # one chunk; two chunks of 2097 rows
+        keys = rng.integers(0, NOISE.size - dim + 1, count)
+        weights = rng.uniform(-1.0, 1.0, count) * scale
+        got = NOISE.weighted_sum(weights, keys, dim)
+        want = _short_row_rule(weights, keys, dim, (1 << 22) // dim)
+        assert got.tobytes() == want.tobytes()  # signed zeros included
+    with pytest.raises(ConfigError, match="noise keys must lie in"):
+        NOISE.weighted_sum(np.ones(2), np.array([0, -1]), 100)
+    with pytest.raises(ConfigError, match="noise keys must lie in"):
+        NOISE.weighted_sum(np.ones(2), np.array([0, NOISE.size - 99]), 100)
