@@ -66,7 +66,7 @@ def mirrored(keys: np.ndarray) -> np.ndarray:
     keys = np.asarray(keys, dtype=np.int64)
     out = np.empty(2 * keys.size, dtype=np.int64)
     out[0::2] = keys
-    out[1::2] = ~keys
+    np.invert(keys, out=out[1::2])  # ~keys written in place, no temporary
     return out
 
 
