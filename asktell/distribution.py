@@ -217,15 +217,20 @@ class Distribution:
 
     def _decode_dtype(self, count: int, dtype: Any, out: np.ndarray | None) -> np.dtype:
         if dtype is None:
-            dtype = np.float64 if out is None else out.dtype
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            dtype = None
+            dtype = _F64 if out is None else out.dtype
+        elif dtype is np.float32:
+            dtype = _F32  # np.dtype(np.float32), without the call
+        elif dtype is not np.float64:
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                dtype = None
+        else:
+            dtype = _F64
         if dtype not in (_F64, _F32):
             raise ConfigError(f"decode() 'dtype' must be float64 or float32; got {dtype!r}")
         if out is not None:
-            shape = (count, self.num_params)
+            shape = (count, self.center.shape[0])
             flags = getattr(out, "flags", None)
             if (
                 not isinstance(out, np.ndarray)
