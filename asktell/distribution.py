@@ -224,7 +224,11 @@ class Distribution:
             try:
                 dtype = np.dtype(dtype)
             except TypeError:
-                dtype = None
+                # Not a dtype at all ('x'), refused here: set to None it would pass the
+                # check below, numpy reading dtype == None as float64.
+                raise ConfigError(
+                    f"decode() 'dtype' must be float64 or float32; got {dtype!r}"
+                ) from None
         else:
             dtype = _F64
         if dtype not in (_F64, _F32):

@@ -236,3 +236,11 @@ def test_short_row_weighted_sum_is_its_rule_bitwise_in_one_chunk_or_many(scale):
         NOISE.weighted_sum(np.ones(2), np.array([0, -1]), 100)
     with pytest.raises(ConfigError, match="noise keys must lie in"):
         NOISE.weighted_sum(np.ones(2), np.array([0, NOISE.size - 99]), 100)
+
+
+def test_decode_refuses_a_dtype_that_is_not_float32_or_float64():
+    dist = Distribution(np.zeros(3), 0.1, NOISE)
+    assert dist.decode([1, ~1], dtype="float32").dtype == np.float32
+    for bad in ("x", np.float16, int):  # 'x' used to decode as float64
+        with pytest.raises(ConfigError, match="'dtype' must be float64 or float32"):
+            dist.decode([1], dtype=bad)
