@@ -315,7 +315,8 @@ class BaseStrategy(StateMixin, InjectMixin):
         # +inf and NaN last, so finite ends mean finite returns throughout), the stopping
         # history and, when the strategy learns from these very returns, its centred ranks
         # (``self._sorted_returns``, read by the update); none of them sorts again. Only
-        # a generation with a non-finite return needs the per-candidate mask.
+        # a generation with a non-finite return needs the per-candidate mask. (No update
+        # writes into the returns it is given, so the sort made before it stays true.)
         order = r.argsort()
         ordered = r[order]
         if math.isfinite(ordered.item(0)) and math.isfinite(ordered.item(-1)):
