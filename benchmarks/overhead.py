@@ -483,8 +483,8 @@ mean, standard deviation, max and min).
   serves the finiteness check (a sort puts -inf first and +inf and NaN last), the centred
   ranks and the stopping history (its max, min, median and flat-fitness entry read from
   the sorted values as Python floats); the pair fold trusts the seeds `ask` itself
-  mirrored instead of checking them again; decode checks the pairs with one xor and one
-  AND-reduction and the keys with one unsigned max, the weighted sum checks its keys the
+  mirrored instead of checking them again; decode checks the pairs by comparing the two
+  halves' bytes and the keys with one unsigned max, the weighted sum checks its keys the
   same way and its weights' float32 range with one dot product, and a one-chunk sum skips
   its zeros; the per-generation `Distribution` skips the dataclass's generic constructor.
 - What the remaining difference buys, from `python benchmarks/overhead_breakdown.py`
@@ -496,8 +496,8 @@ mean, standard deviation, max and min).
   - `es.distribution`, 2.3 us: the frozen snapshot evaluators ship.
   - decode, 36.9 us against 26.8 us: the argument checks (int64 seeds, dtype, `out`'s
     shape and layout), under 1 us; then, in `_decode_plain` (36.2 us), the mirrored-pair
-    and key-range checks (four numpy calls) and the float32 centre around the same gather,
-    product and two sums as the loop's.
+    and key-range checks and the float32 centre around the same gather, product and two
+    sums as the loop's.
   - `tell`, 39.7 us against the loop's 18.6 us (rank-and-fold 4.0, gradient 8.3, Adam
     6.3): the weighted sum 11.8 us (its key-range and float32-range checks of the
     weights); the sort, centred ranks (2.9 us) and fold (1.3 us); Adam 6.2 us; then what

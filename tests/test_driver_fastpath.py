@@ -244,3 +244,23 @@ def test_decode_refuses_a_dtype_that_is_not_float32_or_float64():
     for bad in ("x", np.float16, int):  # 'x' used to decode as float64
         with pytest.raises(ConfigError, match="'dtype' must be float64 or float32"):
             dist.decode([1], dtype=bad)
+
+
+def test_shared_sort_and_trusted_pairs_give_the_plain_paths_bits():
+    # tell's one sort feeds OpenAI-ES's centred ranks, and the fold trusts the pairs its own
+    # _sample mirrored; the same run through the plain shaping and the checked fold (the
+    # shaping wrapped, the pending seeds copied) must give the same bits, ties included.
+    fast, plain = _es(), _es()
+    plain._shape = lambda r: centered_ranks(r)
+    rng = np.random.default_rng(7)
+    for g in range(12):
+        seeds = fast.ask()
+        assert np.array_equal(seeds, plain.ask())
+        plain._pending = plain._pending.copy()  # no longer the array _sample made
+        r = rng.standard_normal(10) if g % 3 else rng.integers(0, 3, 10).astype(np.float64)
+        m_fast, m_plain = fast.tell(r), plain.tell(r.copy())
+        assert fast.center.tobytes() == plain.center.tobytes()
+        assert m_fast == m_plain
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    for key, value in fast.state_dict().items():
+        assert np.array_equal(value, plain.state_dict()[key])
