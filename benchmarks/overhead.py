@@ -387,7 +387,7 @@ of this benchmark gave 1.00x-1.07x for the 100,000-parameter row and 0.96x-1.28x
 tell row (the highest while the benchmark's own Dask workers were alive beside it); timed
 step by step, the weighted sum, which is nearly all of that `tell`, costs the same on both
 sides. For the 100-parameter row, `python benchmarks/overhead.py --dims 100 --tell-repeats 0
---generations 400 --repeats 5` gave 1.68x, 1.67x and 1.68x in three runs after issue 14's
+--generations 400 --repeats 5` gave 1.67x, 1.65x and 1.62x in three runs after issue 14's
 second pass (1.91x before it, the same command in the same session; the first pass had
 brought it from 2.39x-2.41x).
 
@@ -488,22 +488,22 @@ mean, standard deviation, max and min).
   same way and its weights' float32 range with one dot product, and a one-chunk sum skips
   its zeros; the per-generation `Distribution` skips the dataclass's generic constructor.
 - What the remaining difference buys, from `python benchmarks/overhead_breakdown.py`
-  (each figure the median of three runs' medians: asktell 83.9 us a generation, the loop
-  50.4 us):
-  - `ask`, 9.6 us against the loop's 5.8 us draw: the pairs interleaved into one seed
+  (each figure the median of three runs' medians: asktell 82.5 us a generation, the loop
+  49.4 us):
+  - `ask`, 9.5 us against the loop's 5.8 us draw: the pairs interleaved into one seed
     array, its int64 and shape checks, and the copy handed out (the pending seeds stay the
     strategy's own).
   - `es.distribution`, 2.3 us: the frozen snapshot evaluators ship.
-  - decode, 36.9 us against 26.8 us: the argument checks (int64 seeds, dtype, `out`'s
-    shape and layout), under 1 us; then, in `_decode_plain` (36.2 us), the mirrored-pair
+  - decode, 34.8 us against 25.9 us: the argument checks (int64 seeds, dtype, `out`'s
+    shape and layout), about 1 us; then, in `_decode_plain` (33.8 us), the mirrored-pair
     and key-range checks and the float32 centre around the same gather, product and two
     sums as the loop's.
-  - `tell`, 39.7 us against the loop's 18.6 us (rank-and-fold 4.0, gradient 8.3, Adam
-    6.3): the weighted sum 11.8 us (its key-range and float32-range checks of the
-    weights); the sort, centred ranks (2.9 us) and fold (1.3 us); Adam 6.2 us; then what
-    the loop does not do: the metrics' three norms (1.8 us) and mean/std (3.6 us), the best
-    candidate (1.1 us), the stopping history (1.7 us), the returns check (1.2 us), and
-    about 8 us of `tell`'s and the update's own lines (the sort and finiteness check, the
+  - `tell`, 39.6 us against the loop's 18.2 us (rank-and-fold 3.7, gradient 8.3, Adam
+    6.2): the weighted sum 11.4 us (its key-range and float32-range checks of the
+    weights); the sort, centred ranks (2.8 us) and fold (1.3 us); Adam 6.0 us; then what
+    the loop does not do: the metrics' three norms (1.7 us) and mean/std (3.6 us), the best
+    candidate (1.0 us), the stopping history (1.7 us), the returns check (1.2 us), and
+    about 9 us of `tell`'s and the update's own lines (the sort and finiteness check, the
     read-only centre, the metrics dict; the parts are timed through wrappers, so this
     remainder is if anything an underestimate).
   This bookkeeping, spread over these steps, keeps asktell short of the 1.15x goal at this
