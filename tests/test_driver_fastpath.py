@@ -264,3 +264,17 @@ def test_shared_sort_and_trusted_pairs_give_the_plain_paths_bits():
     assert fast.state_dict().keys() == plain.state_dict().keys()
     for key, value in fast.state_dict().items():
         assert np.array_equal(value, plain.state_dict()[key])
+
+
+def test_a_partial_tell_of_one_candidate_ranks_it_zero_through_the_shared_sort():
+    # One told candidate: centred ranks are all zero (no ranking), so the centre stays; the
+    # shared-sort path once divided by n - 1 = 0 here and made the centre NaN.
+    es = _es()
+    es.ask()
+    before = es.center
+    dropped = np.ones(10, dtype=bool)
+    dropped[4] = False
+    with np.errstate(all="raise"):
+        m = es.tell(np.arange(10.0), dropped=dropped)
+    assert m["told"] == 1 and np.array_equal(es.center, before)
+    assert np.array_equal(centered_ranks(np.array([3.0])), [0.0])
