@@ -118,6 +118,30 @@ class Distribution:
                 )
             object.__setattr__(self, "injected", injected)
 
+    @classmethod
+    def _plain(
+        cls, center: np.ndarray, sigma: Any, noise: NoiseSource, generation: int
+    ) -> Distribution:
+        """``Distribution(center, sigma, noise, generation)``, built without the dataclass's
+        generic ``__init__`` when ``sigma`` is a Python float (every field then gets what
+        ``__init__`` and ``__post_init__`` would give it: no factor, context, bounds or
+        injected points); a strategy builds one every generation."""
+        if type(sigma) is not float:
+            return cls(center, sigma, noise, generation)
+        dist = object.__new__(cls)
+        # Frozen: assignment is refused, so the fields go into the instance dict directly.
+        dist.__dict__.update(
+            center=_readonly(center),
+            sigma=sigma,
+            noise=noise,
+            generation=generation,
+            factor=None,
+            context={},
+            bounds=None,
+            injected=None,
+        )
+        return dist
+
     @property
     def num_params(self) -> int:
         return int(self.center.shape[0])
@@ -193,15 +217,24 @@ class Distribution:
 
     def _decode_dtype(self, count: int, dtype: Any, out: np.ndarray | None) -> np.dtype:
         if dtype is None:
-            dtype = np.float64 if out is None else out.dtype
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            dtype = None
+            dtype = _F64 if out is None else out.dtype
+        elif dtype is np.float32:
+            dtype = _F32  # np.dtype(np.float32), without the call
+        elif dtype is not np.float64:
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                # Not a dtype at all ('x'), refused here: set to None it would pass the
+                # check below, numpy reading dtype == None as float64.
+                raise ConfigError(
+                    f"decode() 'dtype' must be float64 or float32; got {dtype!r}"
+                ) from None
+        else:
+            dtype = _F64
         if dtype not in (_F64, _F32):
             raise ConfigError(f"decode() 'dtype' must be float64 or float32; got {dtype!r}")
         if out is not None:
-            shape = (count, self.num_params)
+            shape = (count, self.center.shape[0])
             flags = getattr(out, "flags", None)
             if (
                 not isinstance(out, np.ndarray)
@@ -288,13 +321,13 @@ def _decode_plain(
     dim = center.shape[0]
     table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
     first = seeds[0::2]
-    # Pairs (k, ~k): k ^ ~k has every bit set (-1), and k ^ m == -1 only for m == ~k, so one
-    # xor and one AND-reduction answer (seeds[1::2] == ~first).all() (ufuncs called
-    # directly: this runs every generation).
+    # Pairs (k, ~k): (seeds[1::2] == ~first).all() answered by comparing the two halves'
+    # bytes (native int64 both: equal bytes, equal values), one ufunc call and a memcmp
+    # instead of three numpy calls (this runs every generation).
     pairs = bool(
         seeds.size
         and seeds.size % 2 == 0
-        and np.bitwise_and.reduce(np.bitwise_xor(first, seeds[1::2])) == -1
+        and first.tobytes() == np.invert(seeds[1::2]).tobytes()
     )
     if (
         pairs

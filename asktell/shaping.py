@@ -142,11 +142,14 @@ class SortedReturns(NamedTuple):
 
 
 def centered_ranks_sorted(r: np.ndarray, order: np.ndarray, sorted_r: np.ndarray) -> np.ndarray:
-    """:func:`centered_ranks` of a 1-D float64 ``r`` of at least 2 values whose
-    ``r.argsort()`` (``order``) and ``r[order]`` (``sorted_r``) the caller already has
-    (``tell`` sorts the returns once for this and the stopping history); bitwise the same.
+    """:func:`centered_ranks` of a 1-D float64 ``r`` whose ``r.argsort()`` (``order``) and
+    ``r[order]`` (``sorted_r``) the caller already has (``tell`` sorts the returns once for
+    this and the stopping history); bitwise the same.
     """
-    if (sorted_r[1:] != sorted_r[:-1]).all():
+    if r.size < 2:
+        return np.zeros(r.size)  # one candidate (a partial tell): no ranking, no step
+    # No two neighbours equal (count_nonzero: one C call, where .all() adds a Python layer).
+    if not np.count_nonzero(np.equal(sorted_r[1:], sorted_r[:-1])):
         # No ties (the common case): rank i gets i / (n - 1) - 0.5, the same arithmetic as
         # below, done on the ranks before they are scattered (one pass fewer per generation;
         # the values per n are computed once and kept).
