@@ -34,12 +34,13 @@ that holds no integer in an integer coordinate is refused. Without box bounds, a
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from asktell.config_base import Float, StrictModel
+from asktell.config_base import Float, StrictModel, short_repr
 from asktell.errors import ConfigError
 
 __all__ = ["Bounds", "BoundsConfig", "BOUND_METHODS"]
@@ -47,13 +48,41 @@ __all__ = ["Bounds", "BoundsConfig", "BOUND_METHODS"]
 BOUND_METHODS = ("clip", "mirror", "transform", "penalty")
 
 
+def _finite_number_problem(value: Any) -> str | None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        return "must be a number"
+    return None if math.isfinite(value) else "must be a finite number"
+
+
+def _number_or_numbers(value: Any) -> Any:
+    """One number, or one per coordinate: a bad value is one error naming its coordinate
+    (the union would otherwise report each member's complaint, the first misleading)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        values = list(np.asarray(value).tolist() if isinstance(value, np.ndarray) else value)
+        for i, v in enumerate(values):
+            problem = _finite_number_problem(v)
+            if problem is not None:
+                raise ValueError(f"coordinate {i} {problem}; got {short_repr(v)}")
+        return [float(v) for v in values]
+    problem = _finite_number_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem} or a list of numbers; got {short_repr(value)}")
+    return float(value)
+
+
+#: One number for every coordinate, or one per coordinate.
+NumberOrNumbers = Annotated[Float | list[Float], BeforeValidator(_number_or_numbers)]
+
+
 class BoundsConfig(StrictModel):
     """Box bounds on the parameters (the ``bounds`` option of every strategy)."""
 
-    lower: Float | list[Float] = Field(
+    lower: NumberOrNumbers = Field(
         description="Lower bound: one number for every coordinate, or one per coordinate."
     )
-    upper: Float | list[Float] = Field(
+    upper: NumberOrNumbers = Field(
         description="Upper bound: one number for every coordinate, or one per coordinate."
     )
     method: Literal["clip", "mirror", "transform", "penalty"] = Field(

@@ -1,4 +1,4 @@
-"""The ``asktell`` command: run, resume, eval, plot, export, list, schema, check.
+"""The ``asktell`` command: run, resume, status, eval, plot, export, list, schema, check.
 
 Every command validates its input completely before it starts anything; errors print the
 field path, the rule and the value, and exit with status 2 (bad input) or 1 (a failure while
@@ -184,6 +184,82 @@ def _print_result(result: Any, with_dir: bool = False, json_mode: bool = False) 
     )
     if with_dir:
         click.echo(f"run directory: {result.run_dir}", err=json_mode)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def status(run_dir: str) -> None:
+    """Say how far RUN_DIR got and why it stopped (or that it has not stopped).
+
+    Reads the run's log.jsonl (its last row and its stop record) and, when the log records
+    no stop, the newest checkpoint; starts nothing.
+    """
+    from asktell.checkpoint import load_checkpoint
+    from asktell.runlog import read_log_lines, read_stop
+
+    try:
+        rows, skipped = read_log_lines(run_dir)
+        stop = read_stop(run_dir)
+    except AsktellError as exc:
+        _fail(exc)
+    if stop is None:  # killed between the final checkpoint and the stop record
+        try:
+            runner = load_checkpoint(run_dir).state["runner"]
+        except AsktellError:
+            runner = {}
+        if "stop_reason" in runner:
+            stop = {"generation": None, **runner}
+    click.echo(f"run directory: {run_dir}")
+    if rows:
+        last = rows[-1]
+        centres = [r["center_return_mean"] for r in rows if r.get("center_return_mean") is not None]
+        parts = [
+            f"generation {last.get('generation')}",
+            f"env steps {last.get('env_steps')}",
+            _number("best population return", last.get("best_return")),
+            _number("last centre return", centres[-1] if centres else None),
+        ]
+        click.echo(", ".join(p for p in parts if p))
+    else:
+        click.echo("no generation logged yet")
+    if skipped:
+        click.echo(f"skipped {len(skipped)} log line(s): " + "; ".join(skipped))
+    running = _running(run_dir)
+    if stop is not None:
+        click.echo(f"stopped: {stop['stop_reason']} (rule: {stop['stop_rule']})")
+    elif running is not None:
+        click.echo(f"running: {running}")
+    else:
+        click.echo(
+            "not stopped: no stop is recorded (the run was interrupted or died); continue "
+            f"it with: asktell resume {run_dir}"
+        )
+
+
+def _running(run_dir: str) -> str | None:
+    """Who holds the run directory's lock, when that process is alive on this host."""
+    import os
+    import socket
+
+    from asktell._lock import RunLock
+
+    holder = RunLock(run_dir).holder()
+    pid, host = holder.get("pid"), holder.get("host")
+    if not isinstance(pid, int) or host is None:
+        return None  # released (the file is emptied) or never held
+    if host != socket.gethostname():
+        return f"held by process {pid} on {host} (another machine: running, unless it died)"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a killed holder's record
+    except PermissionError:
+        pass  # alive, another user's
+    return f"process {pid} holds the run directory"
+
+
+def _number(name: str, value: Any) -> str:
+    return f"{name} {value:.6g}" if isinstance(value, (int, float)) else ""
 
 
 @cli.command(name="eval")

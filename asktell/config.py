@@ -39,7 +39,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 
 from asktell._files import apply_overrides, dump_toml, read_mapping
 from asktell._memory import Allocation, MemoryContext, check_memory
-from asktell.config_base import Int, StrictModel
+from asktell.config_base import Int, StrictModel, fields_at
 from asktell.config_base import _dotted as dotted_location
 from asktell.config_base import format_validation_error as _format_validation_error
 from asktell.errors import ConfigError
@@ -309,28 +309,17 @@ def format_validation_error(exc: ValidationError, source: str = "run config") ->
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the model at ``loc`` (for did-you-mean on unknown keys)."""
-    model: Any = RunConfig
+    """Field names of the table at ``loc`` (for did-you-mean on unknown keys, at any depth)."""
     parts = list(loc)
-    while parts:
-        part = parts.pop(0)
-        if isinstance(part, str) and part in FAMILIES and model is RunConfig:
-            configs = plugin_configs(part)
-            if parts and parts[0] in configs:
-                model = configs[parts.pop(0)]
-                continue
-            if len(configs) == 1:  # a one-member union puts no tag in the location
-                model = next(iter(configs.values()))
-                continue
-            return []
-        fields = getattr(model, "model_fields", {})
-        if part not in fields:
-            return []
-        annotation = fields[part].annotation
-        model = annotation if isinstance(annotation, type) else None
-        if model is None or not hasattr(model, "model_fields"):
-            return []
-    return list(getattr(model, "model_fields", {}))
+    if parts and parts[0] in FAMILIES:
+        # the plugin families are looked up now: a plugin registered after RunConfig was built
+        configs = plugin_configs(parts.pop(0))
+        if parts and parts[0] in configs:
+            return fields_at(configs[parts[0]], tuple(parts[1:]))
+        if len(configs) == 1:  # a one-member union puts no tag in the location
+            return fields_at(next(iter(configs.values())), tuple(parts))
+        return []
+    return fields_at(RunConfig, loc)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -30,7 +30,8 @@ import difflib
 import inspect
 import textwrap
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, ClassVar, TypeVar
+import types
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -181,7 +182,8 @@ class PluginConfig(StrictModel):
             fields = option_names(cls)
             raise ConfigError(
                 format_validation_error(
-                    exc, f"{owner} arguments", known_keys=lambda loc: fields if not loc else []
+                    exc, f"{owner} arguments",
+                    known_keys=lambda loc: fields if not loc else fields_at(cls, loc),
                 )
             ) from None
 
@@ -209,6 +211,42 @@ class PluginConfig(StrictModel):
     def options(self) -> dict[str, Any]:
         """The validated options as keyword arguments (``kind`` left out)."""
         return {name: getattr(self, name) for name in option_names(type(self))}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models a field's annotation may hold (through Optional, unions,
+    Annotated and lists)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _models_in(get_args(annotation)[0])
+    if origin in (Union, types.UnionType, list, tuple):
+        return [m for arg in get_args(annotation) for m in _models_in(arg)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _kind_of(model: type[BaseModel]) -> Any:
+    field = model.model_fields.get("kind")
+    return None if field is None else field.default
+
+
+def fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the table at ``loc`` inside ``model`` (empty when ``loc`` leads
+    to no model), for did-you-mean on an unknown key at any depth. ``loc`` is a pydantic
+    error location: list indices and the tags tagged unions insert are followed too."""
+    models: list[type[BaseModel]] = [model]
+    for part in loc:
+        if isinstance(part, int):  # an index into a list of tables
+            continue
+        tagged = [m for m in models if _kind_of(m) == part]
+        if len(models) > 1 and tagged:  # a tagged union's member
+            models = tagged
+            continue
+        if len(models) != 1 or part not in models[0].model_fields:
+            return []
+        models = _models_in(models[0].model_fields[part].annotation)
+    return list(models[0].model_fields) if len(models) == 1 else []
 
 
 def option_names(config_class: type) -> list[str]:

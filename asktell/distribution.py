@@ -20,6 +20,10 @@ __all__ = ["Distribution", "INJECT_BASE"]
 #: CounterNoise's below 2**62), so the range never collides with a sampled candidate.
 INJECT_BASE = 1 << 62
 
+#: The two dtypes decode writes (dtype objects: comparing with them skips numpy's
+#: conversion of a type argument on every call).
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+
 # Floats of the factor applied to every candidate at a time (1 MiB: fits in L2 caches).
 _FACTOR_BLOCK_FLOATS = 1 << 17
 
@@ -114,6 +118,30 @@ class Distribution:
                 )
             object.__setattr__(self, "injected", injected)
 
+    @classmethod
+    def _plain(
+        cls, center: np.ndarray, sigma: Any, noise: NoiseSource, generation: int
+    ) -> Distribution:
+        """``Distribution(center, sigma, noise, generation)``, built without the dataclass's
+        generic ``__init__`` when ``sigma`` is a Python float (every field then gets what
+        ``__init__`` and ``__post_init__`` would give it: no factor, context, bounds or
+        injected points); a strategy builds one every generation."""
+        if type(sigma) is not float:
+            return cls(center, sigma, noise, generation)
+        dist = object.__new__(cls)
+        # Frozen: assignment is refused, so the fields go into the instance dict directly.
+        dist.__dict__.update(
+            center=_readonly(center),
+            sigma=sigma,
+            noise=noise,
+            generation=generation,
+            factor=None,
+            context={},
+            bounds=None,
+            injected=None,
+        )
+        return dist
+
     @property
     def num_params(self) -> int:
         return int(self.center.shape[0])
@@ -177,7 +205,7 @@ class Distribution:
                     z *= signs[:, None] * self.sigma
                 z += self.center
                 result = z if self.bounds is None else self.bounds.repair(z)
-            if out is None and dtype == np.float64:
+            if out is None and dtype == _F64:
                 return result
             out = np.empty(result.shape, dtype) if out is None else out
             np.copyto(out, result, casting="same_kind")
@@ -189,21 +217,31 @@ class Distribution:
 
     def _decode_dtype(self, count: int, dtype: Any, out: np.ndarray | None) -> np.dtype:
         if dtype is None:
-            dtype = np.float64 if out is None else out.dtype
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            dtype = None
-        if dtype not in (np.float64, np.float32):
+            dtype = _F64 if out is None else out.dtype
+        elif dtype is np.float32:
+            dtype = _F32  # np.dtype(np.float32), without the call
+        elif dtype is not np.float64:
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                # Not a dtype at all ('x'), refused here: set to None it would pass the
+                # check below, numpy reading dtype == None as float64.
+                raise ConfigError(
+                    f"decode() 'dtype' must be float64 or float32; got {dtype!r}"
+                ) from None
+        else:
+            dtype = _F64
+        if dtype not in (_F64, _F32):
             raise ConfigError(f"decode() 'dtype' must be float64 or float32; got {dtype!r}")
         if out is not None:
-            shape = (count, self.num_params)
+            shape = (count, self.center.shape[0])
+            flags = getattr(out, "flags", None)
             if (
                 not isinstance(out, np.ndarray)
                 or out.dtype != dtype
                 or out.shape != shape
-                or not out.flags.c_contiguous
-                or not out.flags.writeable
+                or not flags.c_contiguous
+                or not flags.writeable
             ):
                 what = (
                     f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray)
@@ -274,7 +312,7 @@ def _decode_plain(
     """
     dtype = out.dtype
     scalar = isinstance(sigma, float)  # __post_init__ makes a scalar sigma a float
-    if dtype == np.float32:
+    if dtype == _F32:
         c = center.astype(np.float32)
         s = np.float32(sigma) if scalar else np.asarray(sigma, dtype=np.float32)
     else:
@@ -283,12 +321,19 @@ def _decode_plain(
     dim = center.shape[0]
     table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
     first = seeds[0::2]
-    pairs = bool(seeds.size and seeds.size % 2 == 0 and (seeds[1::2] == ~first).all())
+    # Pairs (k, ~k): (seeds[1::2] == ~first).all() answered by comparing the two halves'
+    # bytes (native int64 both: equal bytes, equal values), one ufunc call and a memcmp
+    # instead of three numpy calls (this runs every generation).
+    pairs = bool(
+        seeds.size
+        and seeds.size % 2 == 0
+        and first.tobytes() == np.invert(seeds[1::2]).tobytes()
+    )
     if (
         pairs
         and table is None
         and type(noise) is NoiseTable
-        and int(first.view(np.uint64).max()) <= noise.size - dim
+        and int(np.maximum.reduce(first.view(np.uint64))) <= noise.size - dim
     ):
         # Interleaved mirrored pairs of short rows, every key in [0, size - dim] (one
         # unsigned max: a negative key reads as 2**63 or more): the table gather

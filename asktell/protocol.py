@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from asktell.distribution import Distribution
+from asktell.errors import ReturnsError
 from asktell.stats import RunningStat
 
 __all__ = [
@@ -299,8 +300,6 @@ def as_returns(returns: Any, *, expected: int, generation: int) -> np.ndarray:
     Accepts an :class:`Evaluation`, a sequence or a 1-D array of real numbers. Raises
     :class:`~asktell.errors.ReturnsError` naming what was expected and what came.
     """
-    from asktell.errors import ReturnsError
-
     if isinstance(returns, Evaluation):
         returns = returns.returns
     if (

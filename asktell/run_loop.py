@@ -27,7 +27,7 @@ from asktell.config import Built
 from asktell.loggers import LoggerSet, Resume
 from asktell.loop import Budget, GenerationRecord, GenerationStep, TargetCheck
 from asktell.best_center import BestCenter
-from asktell.runlog import LOG_FILE, LogChain, log_row
+from asktell.runlog import LOG_FILE, LogChain, log_row, stop_record
 
 __all__ = ["Runner", "RunResult"]
 
@@ -45,8 +45,11 @@ class RunResult:
         wall_seconds: wall time over all sessions.
         best_return: the best population return seen.
         center_return: the last centre evaluation's mean return (None if never evaluated).
-        stop_reason: which budget stopped the run (or the callback).
+        stop_reason: why the run stopped (the message; also in the log's stop record and
+            the final checkpoint).
         checkpoint: the last checkpoint written.
+        stop_rule: which rule stopped it: ``generations``, ``env_steps``, ``wall_seconds``,
+            ``target_return``, ``strategy`` or ``callback``.
     """
 
     run_dir: Path
@@ -59,6 +62,7 @@ class RunResult:
     center_return: float | None
     stop_reason: str
     checkpoint: Path | None
+    stop_rule: str | None = None
 
 
 class Runner:
@@ -108,6 +112,10 @@ class Runner:
         # Straggler-tolerant runs: the last told generation's dropped candidates as
         # [start, stop) ranges (None: the run's evaluator never drops), kept in checkpoints.
         self.last_dropped: dict[str, Any] | None = None
+        # (rule, message) once the run has stopped; recorded in the checkpoint written then
+        # (``_saved_stop``: what the last checkpoint recorded) and in the log's stop record.
+        self.stopped: tuple[str, str] | None = None
+        self._saved_stop: tuple[str, str] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -131,6 +139,9 @@ class Runner:
                 "log_rows": self.log.rows,
                 "log_sha256": self.log.digest,
                 **({} if self.last_dropped is None else {"last_dropped": self.last_dropped}),
+                **({} if self.stopped is None else dict(
+                    zip(("stop_rule", "stop_reason"), self.stopped)
+                )),
             },
         }
 
@@ -150,9 +161,17 @@ class Runner:
         p.solved = TargetCheck.from_state(r.get("solved"))
         self.log = LogChain(int(r.get("log_rows", -1)), int(r["log_bytes"]), r.get("log_sha256"))
         self.last_dropped = r.get("last_dropped")
+        # Why the run had stopped is only a record: resuming checks the rules again (a raised
+        # budget continues; a callback's stop is not remembered).
+        self._saved_stop = (r["stop_rule"], r["stop_reason"]) if "stop_reason" in r else None
 
     def stop_reason(self) -> str | None:
-        return next(iter(self.step.stop_reasons().values()), None)
+        stop = self._stop()
+        return None if stop is None else stop[1]
+
+    def _stop(self) -> tuple[str, str] | None:
+        """The first rule that says stop, as ``(rule, message)``, or None."""
+        return next(iter(self.step.stop_reasons().items()), None)
 
     # ------------------------------------------------------------------ files
     @property
@@ -171,7 +190,9 @@ class Runner:
     def checkpoint(self, asked: bool = False) -> Path:
         name = checkpoint_name(self.generation, asked)
         existing = self.run_dir / "checkpoints" / f"{name}.json"
-        if existing.exists() and self.last_checkpoint == existing:
+        if existing.exists() and self.last_checkpoint == existing and (
+            self._saved_stop == self.stopped
+        ):
             return existing
         meta = {
             "generation": self.generation,
@@ -179,6 +200,7 @@ class Runner:
             "config": self.config.model_dump(mode="json"),
         }
         self.last_checkpoint = save_checkpoint(self.run_dir, name, self.state(), meta)
+        self._saved_stop = self.stopped
         prune_checkpoints(self.run_dir, self.config.output.keep_checkpoints)
         return self.last_checkpoint
 
@@ -186,7 +208,8 @@ class Runner:
     def run(self) -> RunResult:
         """Run until a budget is reached (or the callback returns True)."""
         self.progress.started = time.perf_counter()
-        reason = self.stop_reason()
+        self.stopped = self._stop()
+        reason = None if self.stopped is None else self.stopped[1]
         title = (
             f"asktell: {self.config.strategy.kind} on {self.config.task.kind}, run directory "
             f"{self.run_dir}" + (f" (resuming at generation {self.generation})" if self.generation else "")
@@ -195,6 +218,7 @@ class Runner:
             self.step.fraction_done(), title, elapsed=self.progress.wall_offset,
             target=self.step.budget.target_return,
         )
+        self.display.view.generation = self.generation  # a resumed run's, until its first row
         for note in self.notes + self._straggler_notes():
             self.display.message(note)
         if self.warnings is not None:
@@ -210,7 +234,11 @@ class Runner:
                         reason = self._generation(log)
                     with interrupts.critical():
                         os.fsync(log.fileno())
-                        self.checkpoint()
+                        self.checkpoint()  # records the stop (again, if the callback stopped)
+                        # after the checkpoint, outside its rows: a resume drops it
+                        log.write(stop_record(self.generation, *self.stopped))
+                        log.flush()
+                        os.fsync(log.fileno())
                     ended = reason
                     self.display.finish(reason)
                 except KeyboardInterrupt as exc:
@@ -243,6 +271,7 @@ class Runner:
             center_return=p.center_return,
             stop_reason=reason,
             checkpoint=self.last_checkpoint,
+            stop_rule=self.stopped[0],
         )
 
     def _straggler_notes(self) -> list[str]:
@@ -303,14 +332,17 @@ class Runner:
             log.flush()
             self.log.add(data)
             self._consistent = True
-            reason = self.stop_reason()
+            self.stopped = self._stop()
+            reason = None if self.stopped is None else self.stopped[1]
             if reason is not None or self.generation % self.config.output.checkpoint_every == 0:
                 os.fsync(log.fileno())
                 self.checkpoint()
         self.loggers.log(row)  # after the row is committed: a logger cannot change the run
         self.display.update(row, self.step.fraction_done())
-        if self.callback is not None and self.callback(row) is True:
+        # the callback sees every row; when a rule stopped the run too, that rule is the reason
+        if self.callback is not None and self.callback(row) is True and reason is None:
             reason = "stopped by callback"
+            self.stopped = ("callback", reason)
         return reason
 
     def _on_interrupt(self, log: Any, exc: BaseException) -> None:

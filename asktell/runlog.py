@@ -23,7 +23,8 @@ from asktell.errors import CheckpointError, ConfigError
 
 __all__ = [
     "LOG_FILE", "LOG_FIELDS", "TIMING_FIELDS", "read_log", "read_log_lines", "jsonable",
-    "LogChain", "verify_log", "index_ranges", "mask_of_ranges",
+    "LogChain", "verify_log", "index_ranges", "mask_of_ranges", "STOP_FIELDS", "stop_record",
+    "read_stop",
 ]
 
 LOG_FILE = "log.jsonl"
@@ -81,6 +82,22 @@ LOG_FIELDS = {
     "time": "Unix time the row was written",
 }
 
+#: The fields of the stop record: the one line after the last generation row of a run that
+#: stopped (a budget, a target, a strategy's stopping rule or the callback; an interrupted
+#: run has none, since it resumes). It is written after the final checkpoint and is not one
+#: of the rows the checkpoint counts, so ``resume`` drops it like any line written after the
+#: checkpoint and writes it again when the run stops again; its bytes depend on nothing
+#: timed, so a resume that finds nothing to do leaves the log byte for byte as it was.
+STOP_FIELDS = {
+    "event": '"stop" (what tells this record from a generation row)',
+    "generation": "generations completed when the run stopped",
+    "stop_rule": "which rule stopped it: generations, env_steps, wall_seconds, "
+    "target_return, strategy or callback",
+    "stop_reason": "the message the run ended with (the one `asktell run` prints)",
+}
+
+STOP_EVENT = "stop"
+
 
 def jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
@@ -92,14 +109,37 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def stop_record(generation: int, rule: str, reason: str) -> bytes:
+    """The stop record's line (see :data:`STOP_FIELDS`)."""
+    record = {"event": STOP_EVENT, "generation": int(generation), "stop_rule": rule,
+              "stop_reason": reason}
+    return (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
+
+
 def read_log(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a run's ``log.jsonl`` (lines that do not parse, such as a torn last line
-    from a crash, are skipped; :func:`read_log_lines` says which)."""
+    """The generation rows of a run's ``log.jsonl`` (lines that do not parse, such as a
+    torn last line from a crash, are skipped, :func:`read_log_lines` says which; the stop
+    record is :func:`read_stop`'s)."""
     return read_log_lines(run_dir)[0]
 
 
+def read_stop(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Why the run stopped: its stop record (:data:`STOP_FIELDS`), or ``None`` when the log
+    has none (the run is going, was interrupted, or died)."""
+    return _read_records(run_dir)[1]
+
+
 def read_log_lines(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows of a run's ``log.jsonl`` and, for each line skipped, why (``line 7: ...``)."""
+    """The generation rows of a run's ``log.jsonl`` and, for each line skipped, why
+    (``line 7: ...``)."""
+    rows, _, skipped = _read_records(run_dir)
+    return rows, skipped
+
+
+def _read_records(
+    run_dir: str | os.PathLike,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """The generation rows, the stop record if it is the last record, and the skipped lines."""
     directory = Path(run_dir)
     if not directory.exists():
         raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
@@ -108,6 +148,7 @@ def read_log_lines(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], li
         raise ConfigError(f"{str(run_dir)!r} is not a run directory: it has no {LOG_FILE}")
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
+    stop: dict[str, Any] | None = None
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -121,8 +162,12 @@ def read_log_lines(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], li
             if not isinstance(row, dict):
                 skipped.append(f"line {number}: not a JSON object")
                 continue
+            if "event" in row:  # not a generation row
+                stop = row if row["event"] == STOP_EVENT else stop
+                continue
+            stop = None  # a stop record counts only as the last record
             rows.append(row)
-    return rows, skipped
+    return rows, stop, skipped
 
 
 class LogChain:

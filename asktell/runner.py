@@ -9,7 +9,8 @@ bitwise the same centre as an uninterrupted run.
 A run directory holds:
 
 * ``config.toml``: the resolved configuration (every default filled in);
-* ``log.jsonl``: one JSON object per generation (see :data:`LOG_FIELDS`);
+* ``log.jsonl``: one JSON object per generation (see :data:`LOG_FIELDS`), then, once the
+  run has stopped, the stop record saying why (:data:`~asktell.runlog.STOP_FIELDS`);
 * ``checkpoints/gen-NNNNNN.{json,npz}``: see :mod:`asktell.checkpoint`.
 
 Ctrl-C, SIGTERM and SIGHUP: the state is only mutated inside short critical sections during

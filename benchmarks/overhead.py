@@ -228,8 +228,11 @@ def measure_tell(noise: NoiseTable, dim: int, population: int, repeats: int, cli
     else:
         from asktell.evaluators._dask_tell import DaskWeightedSum
 
-        remote = OpenAIES(dim, population, SIGMA, LR, seed=0, noise=noise)
-        remote.noise_sum = DaskWeightedSum(client)
+        hook = DaskWeightedSum(client)  # parts: one per worker
+        remote = OpenAIES(
+            dim, population, SIGMA, LR, seed=0, noise=noise, gradient_parts=hook.parts
+        )
+        remote.noise_sum = hook
         remote.ask()
         remote.tell(np.zeros(population))  # the workers build their tables outside the timings
         sides["dask"] = remote
@@ -387,8 +390,9 @@ of this benchmark gave 1.00x-1.07x for the 100,000-parameter row and 0.96x-1.28x
 tell row (the highest while the benchmark's own Dask workers were alive beside it); timed
 step by step, the weighted sum, which is nearly all of that `tell`, costs the same on both
 sides. For the 100-parameter row, `python benchmarks/overhead.py --dims 100 --tell-repeats 0
---generations 400 --repeats 5` gave 1.92x, 1.93x and 1.91x in three runs (2.39x-2.41x with
-the code before issue 14's bookkeeping cuts, the same command in the same session).
+--generations 400 --repeats 5` gave 1.67x, 1.65x and 1.62x in three runs after issue 14's
+second pass (1.91x before it, the same command in the same session; the first pass had
+brought it from 2.39x-2.41x).
 
 ## Decoding into a reused float32 buffer
 
@@ -413,13 +417,12 @@ formula in float32 arithmetic (`Distribution.decode`'s docstring).
 
 At the paper's scale the driver's `tell` is the serial part of a generation: the gradient
 reads population/2 noise rows. Dask workers already hold the noise table, so an OpenAI-ES
-strategy can hand that sum to them: `es.noise_sum = DaskWeightedSum(client, parts=2)`
-(`asktell.evaluators._dask_tell`; `client` is a `distributed.Client`, e.g. a
-`DaskEvaluator`'s `.client`). The `(weights, keys)` sequence is cut into `parts` contiguous
+strategy with `gradient_parts = k` (k >= 2) can hand that sum to them: `remote_tell =
+true` in a Dask `[evaluator]`, or in Python `es.noise_sum = DaskWeightedSum(client)`
+(`asktell.evaluators._dask_tell`). The `(weights, keys)` sequence is cut into `k` contiguous
 parts, each worker sums one with the same `NoiseTable.weighted_sum` and returns one vector,
-and the driver adds them in part order: the same bits for a given `parts` on any cluster,
-and last bits that differ from the local sum (the float32 accumulation groups restart at
-each part). The hook is not part of a checkpoint; set it again after resuming. The last
+and the driver adds them in part order: the same bits as the local sum of the same `k`
+parts (docs/distributed-tell.md). The last
 row of the table above (when present) times it on loopback worker processes of this same
 machine: with no core to spare, the parts cannot run faster than the driver alone, and the
 row measures the hook's own cost (shipping keys and weights out and one float64 vector a
@@ -470,22 +473,43 @@ mean, standard deviation, max and min).
   `OpenAIES` now sums long norms over 8192-value blocks,
   which OpenBLAS computes on the calling thread. The baseline's fastest variants use no
   BLAS at these sizes either.
-- Short rows (100 parameters) cost Python calls: the baseline's generation is under thirty
-  numpy calls (count them in `CarefulLoop`). asktell makes about twice as many (seed and
+- Short rows (100 parameters) cost Python-level numpy calls. The baseline's generation is
+  under thirty numpy calls (count them in `CarefulLoop`); asktell makes more (seed and
   returns validation, a frozen `Distribution` per generation, the metrics, best candidate
-  and stopping history above). They were trimmed, every output bitwise the same
-  (`tests/test_driver_fastpath.py`): mean/std, median, norms and centred ranks without
-  numpy's generic layers; one product per mirrored pair in decode and one check of its
-  keys; returns taken as they are when they are already a float64 vector; the centre
-  shared read-only with the `Distribution` instead of copied; one sort of the returns for
-  the stopping history's max, min, median and flat-fitness rule. What remains is that
-  bookkeeping, about 48 us a generation on this machine, spread over many steps of 1-7 us
-  each; `python benchmarks/overhead_breakdown.py` times every step on both sides (one run:
-  asktell 100 us, the loop 53 us; ask 9.7 us against the loop's 6.0 us draw, the
-  `Distribution` 3.5 us, decode 38.1 us against 28.1 us; in `tell`: centred ranks 7.2 us
-  and the pair fold 3.3 us against the loop's 3.7 us rank-and-fold, the weighted sum 13.8
-  us against the loop's 8.6 us gradient, the stopping history 6.5 us, mean/std 3.5 us, the
-  returns check 2.5 us), which keeps asktell short of the 1.15x goal at this size.
+  and stopping history above).
+  Two passes trimmed them, every output bitwise the same (`tests/test_driver_fastpath.py`,
+  and the golden logs). The first: mean/std, median, norms and centred ranks without
+  numpy's generic layers; one product per mirrored pair in decode; returns taken as they
+  are when they are already a float64 vector; the centre shared read-only with the
+  `Distribution` instead of copied. The second: one argsort of the returns per `tell`
+  serves the finiteness check (a sort puts -inf first and +inf and NaN last), the centred
+  ranks and the stopping history (its max, min, median and flat-fitness entry read from
+  the sorted values as Python floats); the pair fold trusts the seeds `ask` itself
+  mirrored instead of checking them again; decode checks the pairs by comparing the two
+  halves' bytes and the keys with one unsigned max, the weighted sum checks its keys the
+  same way and its weights' float32 range with one dot product, and a one-chunk sum skips
+  its zeros; the per-generation `Distribution` skips the dataclass's generic constructor.
+- What the remaining difference buys, from `python benchmarks/overhead_breakdown.py`
+  (each figure the median of three runs' medians: asktell 82.5 us a generation, the loop
+  49.4 us):
+  - `ask`, 9.5 us against the loop's 5.8 us draw: the pairs interleaved into one seed
+    array, its int64 and shape checks, and the copy handed out (the pending seeds stay the
+    strategy's own).
+  - `es.distribution`, 2.3 us: the frozen snapshot evaluators ship.
+  - decode, 34.8 us against 25.9 us: the argument checks (int64 seeds, dtype, `out`'s
+    shape and layout), about 1 us; then, in `_decode_plain` (33.8 us), the mirrored-pair
+    and key-range checks and the float32 centre around the same gather, product and two
+    sums as the loop's.
+  - `tell`, 39.6 us against the loop's 18.2 us (rank-and-fold 3.7, gradient 8.3, Adam
+    6.2): the weighted sum 11.4 us (its key-range and float32-range checks of the
+    weights); the sort, centred ranks (2.8 us) and fold (1.3 us); Adam 6.0 us; then what
+    the loop does not do: the metrics' three norms (1.7 us) and mean/std (3.6 us), the best
+    candidate (1.0 us), the stopping history (1.7 us), the returns check (1.2 us), and
+    about 9 us of `tell`'s and the update's own lines (the sort and finiteness check, the
+    read-only centre, the metrics dict; the parts are timed through wrappers, so this
+    remainder is if anything an underestimate).
+  This bookkeeping, spread over these steps, keeps asktell short of the 1.15x goal at this
+  size.
 - Float32 decoding is for callers that feed float32 models. Evaluators still decode float64
   and their policies round to float32 (asktell/gym/policies.py, asktell/atari/policy.py);
   decoding float32 there (`evaluators/_common.py`'s chunk loop, with one reused `out` buffer

@@ -7,6 +7,9 @@ Both sides run every generation, which one goes first alternating, each step tim
 ``time.perf_counter_ns``; figures are medians in microseconds. tell's parts are timed by
 wrapping the functions tell calls (a wrapper adds a fraction of a microsecond to each), so
 they add up to a little more than the unwrapped tell, which is timed in a separate pass.
+decode's part ``_decode_plain`` is its arithmetic and the key and pair checks, after the
+argument checks. tell's own lines (its one sort of the returns, the finiteness check, the
+metrics dict) are what tell's total holds beyond the parts listed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 
+import asktell.distribution as distribution_module
 import asktell.strategies._base as base_module
 import asktell.strategies.openai_es as openai_module
 from asktell.noise import NoiseTable
@@ -43,6 +47,7 @@ def _wrap(owner, name: str, label: str) -> None:
 def _run(noise: NoiseTable, dim: int, generations: int, parts: bool) -> None:
     es = OpenAIES(dim, POPULATION, SIGMA, LR, seed=0, noise=noise)
     if parts:
+        _wrap(distribution_module, "_decode_plain", "  decode: _decode_plain")
         _wrap(base_module, "as_returns", "  tell: as_returns")
         _wrap(base_module.BaseStrategy, "_note_best", "  tell: _note_best")
         _wrap(openai_module.OpenAIES, "_update", "  tell: _update")
@@ -50,7 +55,7 @@ def _run(noise: NoiseTable, dim: int, generations: int, parts: bool) -> None:
         _wrap(base_module, "mean_std", "  tell: mean_std")
         _wrap(openai_module, "fold_weights", "    _update: fold_weights")
         _wrap(openai_module, "_norm", "    _update: one norm")
-        _wrap(es, "_shape", "    _update: centered_ranks")
+        _wrap(openai_module, "centered_ranks_sorted", "    _update: centered_ranks_sorted")
         _wrap(es.optimizer, "step", "    _update: Adam step")
         _wrap(noise, "weighted_sum", "    _update: weighted_sum")
     loop = CarefulLoop(noise, dim, POPULATION, 0, "gather", "gemv")

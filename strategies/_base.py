@@ -26,6 +26,7 @@ penalty are :mod:`._inject`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -38,6 +39,7 @@ from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, ConfigError, ReturnsError
 from asktell.constraints import as_violations, feasibility_first
 from asktell.protocol import Evaluation, as_returns
+from asktell.shaping import SortedReturns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
 from ._common import default_population_size, mean_std
@@ -200,6 +202,10 @@ class BaseStrategy(StateMixin, InjectMixin):
         self._inject_queue = np.zeros((0, self.num_params))
         self._injected: np.ndarray | None = None
         self._dist_cache: Distribution | None = None
+        #: This tell's returns sorted once (set only while ``_update`` runs; ``None``
+        #: otherwise): an update whose shaping sorts the returns it was given may take the
+        #: sort from here when ``values`` is that very array.
+        self._sorted_returns: SortedReturns | None = None
         self.best: Best | None = None
         self._setup(self.config)
         self._stop_history = StopHistory(history_length(self.num_params, self.population_size))
@@ -221,7 +227,7 @@ class BaseStrategy(StateMixin, InjectMixin):
         raise NotImplementedError
 
     def _make_distribution(self) -> Distribution:
-        return Distribution(self._center, self.sigma, self.noise, self.generation)
+        return Distribution._plain(self._center, self.sigma, self.noise, self.generation)
 
     def _state(self) -> dict[str, Any]:
         return {}
@@ -305,8 +311,19 @@ class BaseStrategy(StateMixin, InjectMixin):
         if told is not None and not told.all():
             seeds, r = seeds[told], r[told]
             violations = None if violations is None else violations[told]
-        finite = np.isfinite(r)
-        num_bad = r.size - int(np.count_nonzero(finite))
+        # One sort of the returns serves the finiteness check (a sort puts -inf first and
+        # +inf and NaN last, so finite ends mean finite returns throughout), the stopping
+        # history and, when the strategy learns from these very returns, its centred ranks
+        # (``self._sorted_returns``, read by the update); none of them sorts again. Only
+        # a generation with a non-finite return needs the per-candidate mask. (No update
+        # writes into the returns it is given, so the sort made before it stays true.)
+        order = r.argsort()
+        ordered = r[order]
+        if math.isfinite(ordered.item(0)) and math.isfinite(ordered.item(-1)):
+            finite, num_bad = None, 0
+        else:
+            finite = np.isfinite(r)
+            num_bad = r.size - int(np.count_nonzero(finite))
         if num_bad:
             if self.nonfinite == "raise":
                 bad = np.flatnonzero(~finite)
@@ -317,19 +334,28 @@ class BaseStrategy(StateMixin, InjectMixin):
                     f"tell() got {num_bad} non-finite returns in generation {self.generation}"
                     f"{where}: {shown}{more}; pass nonfinite='worst' to rank them last instead"
                 )
-            r = rank_nonfinite_worst(r, finite)
+            r = rank_nonfinite_worst(r, finite)  # type: ignore[arg-type]
         self._note_best(seeds, r, finite, num_bad)
         learn = r
         if self.bounds is not None and self.bounds.method == "penalty":
             learn = self._penalised(r, seeds)
         if violations is not None:
             learn = feasibility_first(learn, violations)
-        metrics = dict(self._update(seeds, learn) or {})
-        fin = r[finite] if num_bad else r
+        fin = r
+        if num_bad:
+            fin = r[finite]
+            order = fin.argsort()
+            ordered = fin[order]
+        if learn is fin and fin.size:
+            self._sorted_returns = SortedReturns(fin, order, ordered)
+        try:
+            metrics = dict(self._update(seeds, learn) or {})
+        finally:
+            self._sorted_returns = None
         if fin.size:
             # The history computes the max and min the metrics report (bitwise what
             # fin.max() and fin.min() give), so they are not computed twice.
-            top, bottom = self._stop_history.record(fin, self.generation + 1)
+            top, bottom = self._stop_history.record(fin, self.generation + 1, ordered)
         else:
             top = bottom = float("nan")
         self._pending = None
@@ -374,11 +400,16 @@ class BaseStrategy(StateMixin, InjectMixin):
         return ~mask
 
     def _note_best(
-        self, seeds: np.ndarray, r: np.ndarray, finite: np.ndarray, num_bad: int | None = None
+        self,
+        seeds: np.ndarray,
+        r: np.ndarray,
+        finite: np.ndarray | None,
+        num_bad: int | None = None,
     ) -> None:
         """Keep the generation's best finite candidate if it beats the best so far (decoded
         with this generation's distribution, before the update moves it). ``num_bad``: the
-        count of non-finite returns when the caller knows it (0: ``r`` is all finite)."""
+        count of non-finite returns when the caller knows it (0: ``r`` is all finite, and
+        ``finite`` may then be ``None``)."""
         if num_bad == 0:
             i = int(r.argmax())  # all finite: the same first maximum as below
         elif not finite.any():

@@ -53,7 +53,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
-from asktell.config_base import Float, Int, declare_options, format_validation_error, option_names
+from asktell.config_base import (
+    Float, Int, declare_options, fields_at, format_validation_error, option_names,
+)
 from asktell.distribution import Distribution
 from asktell.errors import CheckpointError, ConfigError
 from asktell.registry import STRATEGIES
@@ -177,7 +179,9 @@ class RestartsConfig(StrategyConfig):
         try:
             return config_class.model_validate({"kind": kind, **table}, context=context)
         except ValidationError as exc:
-            text = format_validation_error(exc, "strategy")
+            text = format_validation_error(
+                exc, "strategy", known_keys=lambda loc: fields_at(config_class, loc)
+            )
             raise ValueError("; ".join(
                 "strategy." + line.strip() for line in text.splitlines()[1:]
             )) from None

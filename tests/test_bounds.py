@@ -142,8 +142,10 @@ def test_serial_and_vector_evaluate_the_same_bounded_gym_candidates_bitwise():
     [
         (([0, 0, 2], 1), None, "coordinate 2 has lower=2.0 and upper=1.0"),
         (([0, 0], 1), None, "bounds.lower' must be one number or num_params=3 numbers; got 2"),
-        (([0, 0, float("nan")], 1), None, r"bounds.lower.2: Input should be a finite number"),
-        ((0, [1, 1, float("inf")]), None, r"bounds.upper.2: Input should be a finite number"),
+        (([0, 0, float("nan")], 1), None,
+         r"invalid CMAES arguments:\n  bounds.lower: coordinate 2 must be a finite number; got nan$"),
+        ((0, [1, 1, float("inf")]), None,
+         r"invalid CMAES arguments:\n  bounds.upper: coordinate 2 must be a finite number; got inf$"),
         ((0, 1), [0.5, 1.5, 0.5], "'x0' must lie within bounds; coordinate 1 is 1.5"),
         ({"lower": 0, "upper": 1, "method": "reflect"}, None, "bounds.method"),
     ],

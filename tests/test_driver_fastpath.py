@@ -165,3 +165,116 @@ def test_record_is_bitwise_max_min_median_and_pycmas_flat_rule():
         want = (float(r.max()), float(r.min()), float(np.median(r)))
         got = (top, bottom, float(history.median[(history.count - 1) % history.length]))
         assert [np.float64(x).tobytes() for x in got] == [np.float64(x).tobytes() for x in want]
+
+
+def test_tell_finds_every_kind_of_non_finite_return_from_its_one_sort():
+    # tell reads finiteness from the ends of its sorted returns (-inf sorts first, +inf and
+    # NaN last): each kind alone, anywhere, must still be counted and ranked worst, and
+    # huge finite returns (whose sum would overflow) must not be.
+    rng = np.random.default_rng(5)
+    for bad in (np.nan, np.inf, -np.inf, None):
+        for where in (0, 4, 9):
+            es = _es()
+            es.ask()
+            r = rng.uniform(-1.0, 1.0, 10) * 1.7e308
+            r[where] = 1.7e308 if bad is None else bad
+            m = es.tell(r)
+            assert m["num_nonfinite"] == (0 if bad is None else 1)
+            fin = r[np.isfinite(r)]
+            assert m["return_max"] == fin.max() and m["return_min"] == fin.min()
+            assert es.best.value == fin.max()
+
+
+def test_plain_snapshot_is_the_constructors_distribution_frozen_and_picklable():
+    import dataclasses
+    import pickle
+
+    centre = np.linspace(-1.0, 1.0, 7).copy()  # owns its data
+    centre.flags.writeable = False
+    built = Distribution(centre, 0.1, NOISE, 4)
+    fast = Distribution._plain(centre, 0.1, NOISE, 4)
+    for field in dataclasses.fields(Distribution):
+        a, b = getattr(built, field.name), getattr(fast, field.name)
+        assert type(a) is type(b) and (np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b)
+    assert fast.center is centre  # shared read-only, as the constructor does
+    assert fast.context is not Distribution._plain(centre, 0.1, NOISE, 4).context
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.sigma = 0.2  # type: ignore[misc]
+    again = pickle.loads(pickle.dumps(fast))
+    assert np.array_equal(again.decode([3, ~3]), built.decode([3, ~3]))
+    assert fast.replace(generation=5).generation == 5
+    # A non-float sigma takes the constructor (which converts or validates it).
+    assert Distribution._plain(centre, np.float64(0.1), NOISE, 4).sigma == 0.1
+    writeable = np.zeros(7)
+    assert Distribution._plain(writeable, 0.1, NOISE, 0).center is not writeable
+
+
+def _short_row_rule(weights, keys, dim, step):
+    """NoiseTable.weighted_sum's short-row rule written out: float32 weights (scaled by a
+    power of two when beyond 2**100), one float32 product per chunk of rows, chunk sums
+    added into float64 zeros in key order."""
+    largest = float(np.max(np.abs(weights)))
+    exponent = 0 if largest <= 2.0**100 else math.frexp(largest)[1] - 100
+    w32 = np.ldexp(weights, -exponent).astype(np.float32)
+    total = np.zeros(dim)
+    windows = NOISE.windows(dim)
+    for a in range(0, keys.size, step):
+        total += w32[a : a + step] @ windows[keys[a : a + step]]
+    return np.ldexp(total, exponent)
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0**99.9, 2.0**120, 0.0])
+def test_short_row_weighted_sum_is_its_rule_bitwise_in_one_chunk_or_many(scale):
+    rng = np.random.default_rng(6)
+    for dim, count in [(100, 128), (2000, 2200)]:  # one chunk; two chunks of 2097 rows
+        keys = rng.integers(0, NOISE.size - dim + 1, count)
+        weights = rng.uniform(-1.0, 1.0, count) * scale
+        got = NOISE.weighted_sum(weights, keys, dim)
+        want = _short_row_rule(weights, keys, dim, (1 << 22) // dim)
+        assert got.tobytes() == want.tobytes()  # signed zeros included
+    with pytest.raises(ConfigError, match="noise keys must lie in"):
+        NOISE.weighted_sum(np.ones(2), np.array([0, -1]), 100)
+    with pytest.raises(ConfigError, match="noise keys must lie in"):
+        NOISE.weighted_sum(np.ones(2), np.array([0, NOISE.size - 99]), 100)
+
+
+def test_decode_refuses_a_dtype_that_is_not_float32_or_float64():
+    dist = Distribution(np.zeros(3), 0.1, NOISE)
+    assert dist.decode([1, ~1], dtype="float32").dtype == np.float32
+    for bad in ("x", np.float16, int):  # 'x' used to decode as float64
+        with pytest.raises(ConfigError, match="'dtype' must be float64 or float32"):
+            dist.decode([1], dtype=bad)
+
+
+def test_shared_sort_and_trusted_pairs_give_the_plain_paths_bits():
+    # tell's one sort feeds OpenAI-ES's centred ranks, and the fold trusts the pairs its own
+    # _sample mirrored; the same run through the plain shaping and the checked fold (the
+    # shaping wrapped, the pending seeds copied) must give the same bits, ties included.
+    fast, plain = _es(), _es()
+    plain._shape = lambda r: centered_ranks(r)
+    rng = np.random.default_rng(7)
+    for g in range(12):
+        seeds = fast.ask()
+        assert np.array_equal(seeds, plain.ask())
+        plain._pending = plain._pending.copy()  # no longer the array _sample made
+        r = rng.standard_normal(10) if g % 3 else rng.integers(0, 3, 10).astype(np.float64)
+        m_fast, m_plain = fast.tell(r), plain.tell(r.copy())
+        assert fast.center.tobytes() == plain.center.tobytes()
+        assert m_fast == m_plain
+    assert fast.state_dict().keys() == plain.state_dict().keys()
+    for key, value in fast.state_dict().items():
+        assert np.array_equal(value, plain.state_dict()[key])
+
+
+def test_a_partial_tell_of_one_candidate_ranks_it_zero_through_the_shared_sort():
+    # One told candidate: centred ranks are all zero (no ranking), so the centre stays; the
+    # shared-sort path once divided by n - 1 = 0 here and made the centre NaN.
+    es = _es()
+    es.ask()
+    before = es.center
+    dropped = np.ones(10, dtype=bool)
+    dropped[4] = False
+    with np.errstate(all="raise"):
+        m = es.tell(np.arange(10.0), dropped=dropped)
+    assert m["told"] == 1 and np.array_equal(es.center, before)
+    assert np.array_equal(centered_ranks(np.array([3.0])), [0.0])

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from asktell._imports import ImportedObject, check_import_path
 from asktell.config_base import Bool, Float, Int, PluginConfig, short_repr
@@ -120,6 +120,17 @@ class FunctionTaskConfig(PluginConfig):
         # __dict__: an assignment would re-run this validator (validate_assignment).
         self.__dict__["function_dir"] = ImportedObject(self.function, self.function_dir).base_dir
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: Any) -> Any:
+        # With `function`, `name` and `shift` hold their unused defaults: a resolved config
+        # (`asktell check`, the run's config.toml) that printed name = "sphere" beside
+        # function = "mypkg.mod:fn" would read as if the standard sphere were minimised.
+        data = handler(self)
+        if self.function is not None and isinstance(data, dict):
+            data.pop("name", None)
+            data.pop("shift", None)
+        return data
 
     def build(self) -> FunctionTask:
         if self.function is not None:
