@@ -53,6 +53,7 @@ from _scaling_model import (  # noqa: E402
     PAPER, bench_noise, chunk_starts, fit_dask, list_schedule, node_makespan, project, validate,
 )
 from _scaling_report import report  # noqa: E402
+from _scaling_tell import measure_tell  # noqa: E402
 
 
 def _machine() -> dict:
@@ -446,8 +447,10 @@ def all_main(args) -> dict:
         "noop": noop,
         "simulation": sleeps,
     }
+    constants["tell"] = _measure_tell(constants, args.quick)
     res["validation"] = validate(constants, sleeps, regimes, samples, args.trials * 4)
-    res["projection"] = project(constants, samples, constants["driver"], args.trials)
+    res["projection"] = project(constants, samples, constants["tell"], args.trials,
+                                piece=args.piece)
     res["seconds"] = time.perf_counter() - start
     res["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     res["report"] = report(res)
@@ -455,6 +458,21 @@ def all_main(args) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float) + "\n")
     return res
+
+
+def _measure_tell(constants: dict, quick: bool) -> dict:
+    """The distributed tell's constants (``_scaling_tell``) at the paper's generation, with
+    the date, the load average and the loopback broadcast rate (its model's check)."""
+    from asktell.gym import GymTask
+
+    load = os.getloadavg()[0]
+    size = (200, 2000) if quick else (
+        PAPER["population"], GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params)
+    tell = measure_tell(*size, quick=quick)
+    tell["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    tell["load_average_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+    tell["loopback_bytes_per_s"] = 1 / max(constants["broadcast_s_per_byte"], 1e-12)
+    return tell
 
 
 def project_main(args) -> dict:
@@ -467,8 +485,10 @@ def project_main(args) -> dict:
     if args.remeasure_driver:  # e.g. after a faster driver is merged
         res["constants"]["driver"] = measure_driver(_driver_sizes(args.quick), 2 if args.quick else 3)
         res["driver_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    res["projection"] = project(res["constants"], samples, res["constants"]["driver"],
-                                args.trials)
+    if args.remeasure_tell or "tell" not in res["constants"]:
+        res["constants"]["tell"] = _measure_tell(res["constants"], args.quick)
+    res["projection"] = project(res["constants"], samples, res["constants"]["tell"],
+                                args.trials, piece=args.piece)
     res["report"] = report(res)
     print(res["report"])
     path.write_text(json.dumps(res, indent=1, default=float) + "\n")
@@ -506,6 +526,10 @@ def main(argv=None) -> None:
     parser.add_argument("--trials", type=int, default=50, help="Monte Carlo trials")
     parser.add_argument("--remeasure-driver", action="store_true",
                         help="project: time the driver again (the rest from the stored run)")
+    parser.add_argument("--remeasure-tell", action="store_true",
+                        help="project: measure the distributed tell's constants again")
+    parser.add_argument("--piece", type=int, default=1,
+                        help="projection: candidates per piece of node mode's work queue")
     args = parser.parse_args(argv)
     args.argv = argv
     if args.quick:
