@@ -39,6 +39,7 @@ __all__ = [
     "NodeSpec",
     "run_node_chunk",
     "close_pools",
+    "stop_round",
     "usable_cores",
     "is_daemonic",
     "DAEMON_FIX",
@@ -60,6 +61,12 @@ _MAX_POOLS = 4
 _POOLS: OrderedDict[tuple, _NodePool] = OrderedDict()
 _LOCK = threading.Lock()
 _FINALIZER: Any = None
+#: Pieces per local process in the node's work queue (fewer when a candidate is expensive:
+#: see :func:`~._vector_pool.piece_bounds`).
+PIECES_PER_PROCESS = 4
+#: Rounds the driver closed (:func:`stop_round`), most recent last.
+_STOPPED: dict[str, None] = {}
+_MAX_STOPPED = 64
 
 
 def usable_cores() -> int:
@@ -91,14 +98,31 @@ class _NodePool:
             payload, processes, None, "sync", "spawn", timeout,
             tables=(self.table.spec,) if self.table is not None else (),
             label="node-local worker",
+            pieces_per_worker=PIECES_PER_PROCESS,
         )
         # A node worker with several threads runs its chunks one after the other here.
         self.lock = threading.Lock()
 
-    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int) -> Evaluation:
+    def run(
+        self,
+        distribution: Distribution,
+        seeds: np.ndarray,
+        retries: int,
+        share: tuple | None = None,
+        round_tag: str | None = None,
+    ) -> Evaluation:
+        stop = None
+        if round_tag is not None:
+            stop = lambda: round_tag in _STOPPED  # noqa: E731
         with self.lock:
-            parts = self.pool.run(distribution, seeds, retries)
-        return Evaluation.concatenate(parts, seeds.size)
+            parts = self.pool.run(distribution, seeds, retries, share=share, stop=stop)
+            dropped = self.pool.dropped
+        out = Evaluation.concatenate(parts, seeds.size)
+        if share is not None or round_tag is not None:
+            out.dropped = np.zeros(seeds.size, dtype=bool)
+            for a, b in dropped:
+                out.dropped[a:b] = True
+        return out
 
     def close(self) -> None:
         with self.lock:
@@ -142,9 +166,38 @@ def run_node_chunk(
     distribution: Distribution,
     seeds: np.ndarray,
     retries: int,
+    share: tuple | None = None,
+    round_tag: str | None = None,
 ) -> Evaluation:
-    """One node's chunk, split over its local processes; in seed order, failures recorded."""
-    return _pool_for(shipped, distribution.noise).run(distribution, seeds, retries)
+    """One node's chunk, run by its local processes from a work queue; in seed order,
+    failures recorded.
+
+    ``share`` ``(candidates, episodes, steps)`` (a straggler-tolerant generation): return
+    once the chunk's candidates back meet it and no piece is left unstarted; ``round_tag``:
+    return at once when :func:`stop_round` names it (the driver closed the generation). The
+    candidates not back are marked in ``dropped``; their pieces finish in the background and
+    their results are discarded (tagged with their round)."""
+    pool = _pool_for(shipped, distribution.noise)
+    if share is not None:  # (rule..., n): this chunk's share, ceil(rule * chunk / n)
+        *rule, n = share
+        share = tuple(None if r is None else -(-r * seeds.size // n) for r in rule)
+    try:
+        return pool.run(distribution, seeds, retries, share, round_tag)
+    finally:
+        if round_tag is not None:
+            with _LOCK:
+                _STOPPED.pop(round_tag, None)
+
+
+def stop_round(round_tag: str, dask_worker: Any = None) -> bool:
+    """The driver closed the generation ``round_tag``: this node's chunk of it returns at
+    once (``Client.run`` calls it on the worker's event loop, while the chunk runs in a
+    thread). Remembered for a short while, in case the chunk has not started yet."""
+    with _LOCK:
+        _STOPPED[round_tag] = None
+        while len(_STOPPED) > _MAX_STOPPED:
+            _STOPPED.pop(next(iter(_STOPPED)))
+    return True
 
 
 def close_pools(digest: str | None = None, dask_worker: Any = None) -> int:

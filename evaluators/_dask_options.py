@@ -275,19 +275,17 @@ class DaskEvaluatorConfig(PluginConfig):
     def _stragglers_alone(self) -> DaskEvaluatorConfig:
         """`stragglers` closes a generation on a quorum; `deadline_seconds` and
         `candidate_timeout_seconds` rerun late candidates to get every return: not both.
-        Node mode (`node_processes`, one chunk per node) is not combined with it yet."""
+        With `node_processes`, each node closes on its share of the quorum."""
         if self.stragglers is not None:
             given = [
-                name for name in ("deadline_seconds", "candidate_timeout_seconds",
-                                  "node_processes")
+                name for name in ("deadline_seconds", "candidate_timeout_seconds")
                 if getattr(self, name) is not None
             ]
             if given:
                 raise ValueError(
                     f"'stragglers' cannot be combined with {' or '.join(map(repr, given))} "
                     "(a straggler-tolerant generation drops late candidates instead of "
-                    "rerunning them, and pulls small chunks per thread, not one per node); "
-                    "remove one"
+                    "rerunning them); remove one"
                 )
         return self
 

@@ -45,11 +45,12 @@ class Quorum:
 
     def met(self, parts: list[Part]) -> bool:
         candidates = episodes = steps = 0
-        for _, part in parts:
-            n = len(part.returns)
+        for _, part in parts:  # a node's part may mark candidates it dropped
+            back = part.told_mask
+            n = int(np.sum(back))
             candidates += n
-            episodes += int(np.sum(part.episodes)) if part.episodes is not None else n
-            steps += int(np.sum(part.steps))
+            episodes += int(np.sum(part.episodes[back])) if part.episodes is not None else n
+            steps += int(np.sum(part.steps[back]))
         return (
             (self.min_candidates is None or candidates >= self.min_candidates)
             and (self.min_episodes is None or episodes >= self.min_episodes)

@@ -71,6 +71,12 @@ def chunk_bounds(n: int, num_chunks: int) -> list[Range]:
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
+def _ranges_of(mask: np.ndarray, offset: int) -> list[Range]:
+    """The ``(start, stop)`` runs of True in ``mask``, shifted by ``offset``."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return [(offset + int(a), offset + int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def _killed_part(exc: Any) -> ChunkResult:
     """A one-candidate result naming the candidate that killed its worker every time."""
     tries = exc.allowed_failures + 1
@@ -155,7 +161,8 @@ class GenerationRound:
 
     def run(self, bounds: list[Range]) -> float | None:
         """Run the chunks ``bounds``; their compute seconds if every one came back."""
-        if self.quorum is None:
+        if self.quorum is None or self.link.node is not None:
+            # Node mode: one chunk per node, each closing on its share of the quorum.
             parts, self.killed = self.collect(self.submit(bounds, "chunk"))
         else:  # pulled by the threads as they come free (:class:`QuorumPull`)
             queue = list(bounds)
@@ -319,9 +326,14 @@ class GenerationRound:
             distribution=self.dist_future,
             candidate_retries=self.retries,
             one_at_a_time=self._stuck_after() is not None,
+            **self._node_kwargs(),
         )
         self.futures.extend(futures)
         return dict(zip(futures, bounds))
+
+    def _node_kwargs(self) -> dict:
+        share = self._node_share()
+        return {} if share is None else {"node_share": share, "node_round": self.tag}
 
     def _resubmit(self, ranges: list[Range]) -> dict[Any, Range]:
         """Rerun chunks that failed because an input died with the workers holding it.
@@ -376,6 +388,10 @@ class GenerationRound:
             ready = [f for f in state.pending if f.done()]
             if ready:
                 self._take(ready, state)
+            if self.quorum is not None and self.pulling is None and state.pending:
+                if self.quorum.met(self.parts + state.parts):  # node mode's quorum
+                    self._close_nodes(state.pending)
+                    break
             if self.pulling is not None and (state.pending or queue):  # a quorum round
                 if self.pulling.quorum.met(self.parts + state.parts):
                     self.dropped += self.pulling.close(state.pending, queue)
@@ -387,6 +403,28 @@ class GenerationRound:
             if not ready:
                 self.watch.check(self.generation)
         return state.parts, state.killed
+
+    def _close_nodes(self, pending: dict[Any, Range]) -> None:
+        """Node mode's quorum is met: the nodes still running this generation's chunks are
+        told to return at once (:func:`~._dask_node.stop_round`; their local pieces in
+        flight finish in the background and are discarded there), their tasks are
+        cancelled and their ranges dropped."""
+        from ._dask_node import stop_round
+
+        try:
+            self.client.run(stop_round, self.tag, wait=False, on_error="ignore")
+        except Exception:  # noqa: BLE001 - best effort: the next round discards them anyway
+            pass
+        self.link.cancel(list(pending))
+        self.dropped += sorted(pending.values())
+
+    def _node_share(self) -> tuple | None:
+        """What a node's chunk needs to close on its share (node mode, a quorum): the rule
+        and the generation's size, so each node computes ``ceil(rule * chunk / n)``."""
+        if self.quorum is None or self.link.node is None:
+            return None
+        q = self.quorum
+        return (q.min_candidates, q.min_episodes, q.min_timesteps, int(self.seeds.size))
 
     def _drop_late(self, pending: dict[Any, Range]) -> None:
         """Late chunks: cancelled, and the workers running them taken out of the way (a
@@ -452,7 +490,10 @@ class GenerationRound:
             self.link.ensure_running()
             return False
         for f, result in zip(finished, results):
-            state.parts.append((state.pending.pop(f)[0], result))
+            offset = state.pending.pop(f)[0]
+            state.parts.append((offset, result))
+            if result.dropped is not None:  # a node closed on its share: what it dropped
+                self.dropped += _ranges_of(result.dropped, offset)
         return True
 
     def _take_failed(self, ready: list[Any], state: _Collecting) -> list[Range]:

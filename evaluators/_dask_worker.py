@@ -87,18 +87,23 @@ def run_chunk(
     distribution: Distribution,
     candidate_retries: int,
     one_at_a_time: bool = False,
+    node_share: tuple | None = None,
+    node_round: str | None = None,
 ) -> ChunkResult:
     """Evaluate one chunk of seeds; ``seconds`` is its compute time (for ``"auto"`` chunks).
 
     ``one_at_a_time`` (a time limit is set): each candidate alone, its start noted under
     ``name``, so that a chunk past its deadline tells which candidate it is stuck in (the
     returns are the same: a candidate's value does not depend on its chunk). In node mode
-    the node's pool enforces the time limit instead, killing the local process."""
+    the node's pool enforces the time limit instead, killing the local process, and
+    ``node_share``/``node_round`` close a straggler-tolerant generation on the node."""
     start = time.perf_counter()
     if len(shipped_task) > 2 and shipped_task[2] is not None:
         from ._dask_node import run_node_chunk
 
-        part = run_node_chunk(shipped_task, distribution, seeds, candidate_retries)
+        part = run_node_chunk(
+            shipped_task, distribution, seeds, candidate_retries, node_share, node_round
+        )
         part.seconds = time.perf_counter() - start
         return part
     task = task_for_thread(shipped_task)

@@ -1,19 +1,32 @@
-"""The vector evaluator's worker processes: each keeps its own batch runner, so only seeds go
-in and results come out, once per batch (see :mod:`asktell.evaluators.vector`).
+"""Worker processes that each keep their own batch runner, so only seeds go in and results
+come out: the vector evaluator's (see :mod:`asktell.evaluators.vector`) and a Dask node's
+local pool (:mod:`asktell.evaluators._dask_node`).
+
+A round (:meth:`WorkerPool.run`) sends the distribution to each worker once, pickled once,
+then pieces that carry only ``(round, offset, seeds)``: one fixed block per worker (the
+vector evaluator), or a work queue of small pieces handed to workers as they come free
+(node mode: a worker that draws slow candidates takes fewer pieces). Every answer carries
+its round: a piece of a round already returned (a straggler-tolerant round closes on its
+share with pieces in flight) is discarded when it arrives, never placed in a later round.
 
 A worker that dies, or runs past its deadline (``candidate_timeout_seconds`` times the
-candidates it was sent), is killed and restarted, and its block re-run one candidate per
-message: only the candidate that kills it again, or runs past the limit alone, fails.
+candidates of its piece), is killed and restarted, and its piece's candidates go back to the
+front of the queue one per piece: only the candidate that kills its worker again, or runs
+past the limit alone, fails.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import dataclasses
 import os
 import pickle
 import signal
 import time
 import traceback
+import typing
+from collections.abc import Callable
 from multiprocessing import connection
 from typing import Any
 
@@ -25,7 +38,7 @@ from asktell.protocol import Evaluation, Failure, hooks_of
 
 from ._common import evaluate_chunk, timeout_message
 
-__all__ = ["WorkerPool", "empty_block"]
+__all__ = ["WorkerPool", "empty_block", "piece_bounds"]
 
 
 def empty_block(n: int) -> Evaluation:
@@ -64,6 +77,7 @@ def _worker_main(conn, task, num_envs: int | None, mode: str, worker: int, table
             attach_table(seed, size, name)
     engine = hooks_of(task).batch_runner(num_envs, mode, worker) or ChunkEngine(task)
     conn.send(("ready", os.getpid()))
+    distribution, dist_round = None, None
     try:
         while True:
             try:
@@ -72,27 +86,30 @@ def _worker_main(conn, task, num_envs: int | None, mode: str, worker: int, table
                 break
             if message[0] == "close":
                 break
-            _, distribution, seeds, retries = message
+            if message[0] == "dist":  # once per round: the pieces carry only seeds
+                _, dist_round, payload = message
+                distribution = pickle.loads(payload)
+                continue
+            _, round_id, offset, seeds, retries = message
             try:
-                conn.send(("ok", engine.run(distribution, seeds, retries)))
+                if round_id != dist_round:  # pragma: no cover - protocol guard
+                    raise EvaluationError(f"piece of round {round_id} without its distribution")
+                conn.send(("ok", round_id, offset, engine.run(distribution, seeds, retries)))
             except Exception:  # noqa: BLE001 - reported to the parent, which raises
-                conn.send(("error", traceback.format_exc()))
+                conn.send(("error", round_id, offset, traceback.format_exc()))
     finally:
         engine.close()
         conn.close()
 
 
-class _WorkerDied(Exception):
-    pass
-
-
-class _WorkerLate(Exception):
-    """A worker is past its deadline (candidate_timeout_seconds times the candidates it has)."""
-
-
-#: Seconds added to a worker's deadline for sending the batch and its results through the
-#: pipe (the limit is the candidates' compute time, not the transfer's).
+#: Seconds added to a piece's deadline for sending it and its results through the pipe (the
+#: limit is the candidates' compute time, not the transfer's).
 _PIPE_SLACK = 0.5
+#: Work queue (node mode): a piece holds at least this much work once a candidate's time is
+#: known (a message costs about 0.1 ms), and there are about ``pieces_per_worker`` per process.
+PIECE_SECONDS = 0.02
+#: How often a round with a ``stop`` callable wakes up to ask it.
+_STOP_POLL = 0.05
 
 
 _BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -115,13 +132,78 @@ def _single_threaded_blas():
                 os.environ.pop(k, None)
 
 
+def piece_bounds(n: int, workers: int, per_worker: int | None, max_size: int | None = None):
+    """The ``(offset, size)`` pieces of a round of ``n`` seeds.
+
+    ``per_worker=None``: one contiguous block per worker (the vector evaluator). Else about
+    ``per_worker`` pieces per worker, each of at most ``max_size`` candidates (when a
+    candidate's time is known, see :data:`PIECE_SECONDS`); an even size when ``n`` is even
+    and a piece holds more than one, so mirrored pairs ``[k, ~k]`` stay together."""
+    if per_worker is None:
+        return [
+            (int(b[0]), b.size) for b in np.array_split(np.arange(n), workers) if b.size
+        ]
+    size = -(-n // max(1, workers * per_worker))
+    if max_size is not None:
+        size = min(size, max_size)
+    size = max(1, size)
+    if n % 2 == 0 and size > 1 and size % 2:
+        size += 1
+    return [(a, min(size, n - a)) for a in range(0, n, size)]
+
+
+@dataclasses.dataclass
+class Round:
+    """One :meth:`WorkerPool.run` call's bookkeeping."""
+
+    id: int
+    seeds: np.ndarray
+    retries: int
+    generation: int
+    payload: bytes  # the distribution, pickled once
+    queue: collections.deque  # (offset, size, alone) not started yet
+    parts: list = dataclasses.field(default_factory=list)
+    done: int = 0
+    episodes: int = 0
+    steps: int = 0
+
+    def take(self, offset: int, part: Evaluation) -> None:
+        self.parts.append((offset, part))
+        n = len(part.returns)
+        self.done += n
+        self.episodes += int(np.sum(part.episodes)) if part.episodes is not None else n
+        self.steps += int(np.sum(part.steps))
+
+    def share_met(self, share) -> bool:
+        """Has this round done its ``share`` ``(candidates, episodes, steps)`` (``None``s
+        are no rule)?"""
+        c, e, s = share
+        return (
+            (c is None or self.done >= c)
+            and (e is None or self.episodes >= e)
+            and (s is None or self.steps >= s)
+        )
+
+
+class _Busy(typing.NamedTuple):
+    """The piece a worker is running: of which round, where, until when."""
+
+    round: int
+    offset: int
+    size: int
+    alone: bool
+    started: float
+    deadline: float | None
+
+
 class WorkerPool:
-    """Worker processes, each running the task's batch runner on one block of seeds per
-    batch.
+    """Worker processes, each running the task's batch runner on pieces of seeds.
 
     ``task`` may be the task's pickle (bytes), unpickled in each worker; ``tables`` are
     ``(seed, size, shared-memory name)`` noise tables every worker adopts; ``label`` names
-    the workers in failure messages."""
+    the workers in failure messages. ``pieces_per_worker=None``: one fixed block per worker
+    (the vector evaluator); a number: a work queue of about that many pieces per worker,
+    handed out as workers come free (node mode)."""
 
     def __init__(
         self,
@@ -133,6 +215,7 @@ class WorkerPool:
         timeout: float | None = None,
         tables: tuple = (),
         label: str = "vector-env worker",
+        pieces_per_worker: int | None = None,
     ):
         import multiprocessing
 
@@ -142,8 +225,18 @@ class WorkerPool:
         self.timeout = timeout
         self.num_envs = num_envs
         self.mode = mode
+        self.pieces_per_worker = pieces_per_worker
         self.ctx = multiprocessing.get_context(start_method)
         self.workers: list[tuple[Any, Any] | None] = [None] * num_workers
+        self.rounds = 0
+        #: The piece each worker is running (kept across rounds: a round closed on its share
+        #: leaves pieces running, whose results are discarded when they arrive).
+        self.busy: dict[int, _Busy] = {}
+        self.has_round: dict[int, int] = {}  # the round whose distribution a worker holds
+        #: Seconds per candidate (wall, in a worker), measured: sizes the next pieces.
+        self.candidate_seconds: float | None = None
+        #: Stale results discarded so far (pieces of a round already returned).
+        self.discarded = 0
 
     def _start(self, w: int) -> None:
         parent, child = self.ctx.Pipe()
@@ -157,6 +250,7 @@ class WorkerPool:
             process.start()
         child.close()
         self.workers[w] = (process, parent)
+        self.has_round.pop(w, None)
 
     def _ensure(self, ws: list[int]) -> None:
         """Start the workers ``ws`` that are not running, and wait until they are ready."""
@@ -184,87 +278,132 @@ class WorkerPool:
             if message[0] != "ready":  # pragma: no cover - protocol guard
                 raise EvaluationError(f"{self.label} {w} sent {message!r} instead of 'ready'")
 
-    def _receive(self, w: int, candidates: int = 0) -> Evaluation:
-        """The worker's answer; with a time limit, :class:`_WorkerLate` once ``candidates``
-        times the limit have passed without one."""
-        process, conn = self.workers[w]
-        if self.timeout is not None and candidates:
-            if not conn.poll(self.timeout * candidates + _PIPE_SLACK):
-                raise _WorkerLate()
-        try:
-            status, payload = conn.recv()
-        except (EOFError, OSError):
-            process.join(5)
-            raise _WorkerDied(f"exit code {process.exitcode}") from None
-        if status == "error":
-            raise EvaluationError(f"{self.label} {w} failed:\n{payload}")
-        return payload
+    def _max_piece(self) -> int | None:
+        if self.candidate_seconds is None or self.candidate_seconds <= 0:
+            return None
+        return max(1, int(PIECE_SECONDS / self.candidate_seconds))
 
-    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int):
-        blocks = [
-            (int(b[0]), b.size)
-            for b in np.array_split(np.arange(seeds.size), len(self.workers))
-            if b.size
-        ]
+    def run(
+        self,
+        distribution: Distribution,
+        seeds: np.ndarray,
+        retries: int,
+        share: tuple | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> list[tuple[int, Evaluation]]:
+        """Evaluate ``seeds``; the parts ``(offset, record)`` in seed order.
+
+        ``share`` ``(candidates, episodes, steps)``: return once it is met and no piece is
+        left unstarted; ``stop()`` true: return at once. The candidates then not back are
+        in :attr:`dropped` (ranges); their pieces keep running and are discarded later."""
+        self.rounds += 1
+        bounds = piece_bounds(
+            seeds.size, len(self.workers), self.pieces_per_worker, self._max_piece()
+        )
+        rnd = Round(
+            self.rounds, seeds, retries, distribution.generation,
+            pickle.dumps(distribution, protocol=pickle.HIGHEST_PROTOCOL),
+            collections.deque((a, s, False) for a, s in bounds),
+        )
+        self.dropped: list[tuple[int, int]] = []
         completed = False
         try:
-            waiting = {}
-            self._ensure(list(range(len(blocks))))
-            deadlines = {}
-            for w, (offset, size) in enumerate(blocks):
-                process, conn = self.workers[w]
-                conn.send(("run", distribution, seeds[offset : offset + size], retries))
-                waiting[conn] = w
-                if self.timeout is not None:
-                    deadlines[conn] = time.monotonic() + self.timeout * size + _PIPE_SLACK
-            parts: list[tuple[int, Evaluation]] = []
-            while waiting:
-                wait_for = None
-                if deadlines:
-                    wait_for = max(0.0, min(deadlines[c] for c in waiting) - time.monotonic())
-                ready = connection.wait(list(waiting), wait_for)
-                if not ready:  # some worker is past its deadline: only it is rescued
-                    ready = [c for c in waiting if deadlines[c] <= time.monotonic()]
-                for conn in ready:
-                    w = waiting.pop(conn)
-                    offset, size = blocks[w]
-                    block = seeds[offset : offset + size]
-                    try:
-                        part = self._receive(w) if conn.poll() else self._late(w)
-                    except (_WorkerDied, _WorkerLate):
-                        part = self._rescue(w, distribution, block, retries)
-                    parts.append((offset, part))
+            # started together (a spawned process takes a while to be ready)
+            self._ensure([w for w in range(min(len(bounds), len(self.workers)))
+                          if w not in self.busy])
+            while True:
+                self._dispatch(rnd)
+                mine = [b for b in self.busy.values() if b.round == rnd.id]
+                if not rnd.queue and not mine:
+                    break  # everything done
+                closing = share is not None and not rnd.queue and rnd.share_met(share)
+                if closing or (stop is not None and stop()):
+                    self.dropped = sorted(
+                        [(b.offset, b.offset + b.size) for b in mine]
+                        + [(a, a + s) for a, s, _ in rnd.queue]
+                    )
+                    break
+                self._wait(rnd, stop is not None)
             completed = True
-            return sorted(parts, key=lambda p: p[0])
+            return sorted(rnd.parts, key=lambda p: p[0])
         finally:
             if not completed:
                 # Results may still be in flight in the pipes: start afresh next time.
                 self.close()
 
-    def _late(self, w: int) -> Evaluation:
-        self._kill(w)
-        raise _WorkerLate()
-
-    def _rescue(self, w, distribution, seeds, retries) -> Evaluation:
-        """A worker died or ran past its deadline: re-run its block one candidate at a time
-        in a fresh worker; a candidate that kills the worker again, or runs past the time
-        limit alone, is a failed candidate (the others get their exact returns)."""
-        self._stop(w)
-        out = empty_block(seeds.size)
-        for i in range(seeds.size):
+    def _dispatch(self, rnd: Round) -> None:
+        """Hand the next pieces to the workers that are free (the distribution first)."""
+        for w in range(len(self.workers)):
+            if not rnd.queue:
+                return
+            if w in self.busy:
+                continue
             self._ensure([w])
-            process, conn = self.workers[w]
-            conn.send(("run", distribution, seeds[i : i + 1], retries))
+            offset, size, alone = rnd.queue.popleft()
+            conn = self.workers[w][1]
+            if self.has_round.get(w) != rnd.id:
+                conn.send(("dist", rnd.id, rnd.payload))
+                self.has_round[w] = rnd.id
+            conn.send(("run", rnd.id, offset, rnd.seeds[offset : offset + size], rnd.retries))
+            now = time.monotonic()
+            deadline = None
+            if self.timeout is not None:
+                deadline = now + self.timeout * size + _PIPE_SLACK
+            self.busy[w] = _Busy(rnd.id, offset, size, alone, now, deadline)
+
+    def _wait(self, rnd: Round, polling: bool) -> None:
+        """Wait for an answer (or a deadline); take results, discard stale ones, rescue."""
+        conns = {self.workers[w][1]: w for w in self.busy}
+        deadlines = [b.deadline for b in self.busy.values() if b.deadline is not None]
+        wait_for = None
+        if deadlines:
+            wait_for = max(0.0, min(deadlines) - time.monotonic())
+        if polling:
+            wait_for = _STOP_POLL if wait_for is None else min(wait_for, _STOP_POLL)
+        ready = connection.wait(list(conns), wait_for)
+        for conn in ready:
+            w = conns[conn]
+            piece = self.busy.pop(w)
+            process = self.workers[w][0]
             try:
-                out.place(i, self._receive(w, candidates=1))
-            except (_WorkerDied, _WorkerLate) as exc:
+                status, round_id, offset, payload = conn.recv()
+            except (EOFError, OSError):
+                process.join(5)
+                self._stop(w)
+                self._lost(rnd, piece, f"the {self.label} process died while evaluating it "
+                           f"(exit code {process.exitcode})")
+                continue
+            if round_id != rnd.id or piece.round != rnd.id:
+                self.discarded += 1  # a piece of a round already returned: stale
+                continue
+            if status == "error":
+                raise EvaluationError(f"{self.label} {w} failed:\n{payload}")
+            took = (time.monotonic() - piece.started) / max(1, piece.size)
+            self.candidate_seconds = took if self.candidate_seconds is None else (
+                0.5 * self.candidate_seconds + 0.5 * took
+            )
+            rnd.take(offset, payload)
+        now = time.monotonic()
+        for w, piece in list(self.busy.items()):
+            if piece.deadline is not None and piece.deadline <= now:
+                del self.busy[w]
                 self._kill(w)
-                if isinstance(exc, _WorkerLate):
-                    error = timeout_message(self.timeout)
-                else:
-                    error = f"the {self.label} process died while evaluating it ({exc})"
-                out.failures.append(Failure(i, int(seeds[i]), error, distribution.generation))
-        return out
+                self._lost(rnd, piece, timeout_message(self.timeout))
+
+    def _lost(self, rnd: Round, piece: _Busy, error: str) -> None:
+        """A worker died or ran past its deadline: its piece's candidates run again one per
+        piece, first in the queue (each in a worker of its own); a candidate that kills its
+        worker again, or runs past the limit alone, fails. A stale piece is forgotten."""
+        if piece.round != rnd.id:
+            return
+        if piece.alone:
+            out = empty_block(1)
+            seed = int(rnd.seeds[piece.offset])
+            out.failures.append(Failure(0, seed, error, rnd.generation))
+            rnd.take(piece.offset, out)
+            return
+        for i in reversed(range(piece.offset, piece.offset + piece.size)):
+            rnd.queue.appendleft((i, 1, True))
 
     def _kill(self, w: int) -> None:
         """Stop a worker that may be hung, without waiting for it to answer."""
@@ -275,6 +414,8 @@ class WorkerPool:
 
     def _stop(self, w: int) -> None:
         worker, self.workers[w] = self.workers[w], None
+        self.busy.pop(w, None)
+        self.has_round.pop(w, None)
         if worker is None:
             return
         process, conn = worker

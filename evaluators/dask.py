@@ -304,7 +304,8 @@ class DaskEvaluator:
                 else:  # node mode: chunks per node, each split on its node
                     threads = self.link.num_nodes()
                 per_thread = self.next_chunks_per_worker
-                if quorum is not None and self.chunks_per_worker == "auto":
+                if (quorum is not None and self.chunks_per_worker == "auto"
+                        and self.node_processes is None):
                     per_thread = STRAGGLER_CHUNKS
                 bounds = chunk_bounds(seeds.size, threads * per_thread)
                 work = run.run(bounds)
