@@ -230,7 +230,9 @@ def queue_generations(
     Returns the means of ``rollouts`` (the chunks' arrival to the driver's close),
     ``told_s`` (episode time of the candidates told) and ``told`` (their count), and
     ``late_s``: how late, on average, a process starts a generation's first piece because
-    a stale one still runs (0 without a quorum).
+    a stale one still runs (0 without a quorum), and ``wasted_s``: the core time before the
+    close spent on episodes not told (the rest of ``workers x rollouts`` beside ``told_s``
+    is idle or dispatch).
 
     ``late_told=True`` is a what-if (not built): a node's pieces still running when it
     returns are told too if they finish before the driver closes the generation.
@@ -243,7 +245,7 @@ def queue_generations(
     quotas = [None if min_candidates is None else quota_of(z - a, population, min_candidates)
               for a, z in bounds]
     carry = np.zeros((nodes, cores))  # when each process is free, from the chunk's arrival
-    out = {"rollouts": [], "told_s": [], "told": [], "late_s": []}
+    out = {"rollouts": [], "told_s": [], "told": [], "late_s": [], "wasted_s": []}
     for g in range(generations + warmup):
         times = rng.choice(samples, size=population)
         runs = [_node_queue(times[a:z], np.maximum(carry[n], setup), piece, dispatch,
@@ -268,6 +270,22 @@ def queue_generations(
                 out["told_s"].append(float(sum(runs[n][1] for n in accepted)))
                 out["told"].append(int(counts[accepted].sum()))
             out["late_s"].append(float(np.mean(np.maximum(carry - setup, 0.0))))
+            # core time before the close spent on what is not told: the previous
+            # generation's pieces running on, and this one's pieces not told
+            told_pieces = set(told) if late_told else None
+            wasted = float(np.minimum(carry, close).sum())
+            for n, r in enumerate(runs):
+                keep = n in set(accepted.tolist())
+                for start, end, a, z, _ in r[3]:
+                    if start >= close:
+                        continue
+                    if late_told:
+                        kept = keep and (bounds[n][0] + a, bounds[n][0] + z) in told_pieces
+                    else:
+                        kept = keep and end <= backs[n]
+                    if not kept:
+                        wasted += min(end, close) - start
+            out["wasted_s"].append(wasted)
         # A node not back at the close is told to stop: its task returns at once, no new
         # piece starts, and the pieces running go on. Everything still running delays the
         # next generation on its process by what is left of it after the gap.
@@ -490,6 +508,10 @@ def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: i
                     q = queue_generations(times, pop, W, nodes, piece=piece, gap=gap,
                                           generations=max(4, trials // 5), **local, **kw)
                     told, told_s = round(q["told"]), q["told_s"]
+                    row.setdefault("split", {})[how] = {
+                        k: v / (W * q["rollouts"]) for k, v in
+                        (("told", told_s), ("wasted", q["wasted_s"]),
+                         ("idle", W * q["rollouts"] - told_s - q["wasted_s"]))}
                     drive = _tell(tell, told, num_params, how, link)
                     pred = predict(constants, tasks=tasks, fetchers=tasks, dist_bytes=size,
                                    rollouts=q["rollouts"], driver=drive["total"],

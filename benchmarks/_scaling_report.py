@@ -91,6 +91,15 @@ def report(res: dict) -> str:
             f"{lo['efficiency']:.2f} | {di['terms']['driver']:.3f} [{di['tell']['parts']}] | "
             f"{di['terms']['total']:.3f} | {di['efficiency']:.2f} | "
             f"{di['efficiency_evaluate_only']:.2f} |")
+    lines += ["", "The work queue's rows: the cores' time from the chunks' arrival to the "
+              "close (*rollouts* x workers), local tell:", "",
+              "| regime | mode | told | wasted (episodes not told) | idle or dispatch |",
+              "|---|---|---|---|---|"]
+    for r in pr["rows"]:
+        if "split" in r:
+            x = r["split"]["local"]
+            lines.append(f"| {r['regime']} | {r['mode']} | {x['told']:.1%} | "
+                         f"{x['wasted']:.1%} | {x['idle']:.1%} |")
     return "\n".join(lines)
 
 

@@ -50,7 +50,8 @@ RESULTS_JSON = DATA / "scaling_results.json"
 # The model and the report are modules beside this script (run as a script or loaded by path).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scaling_model import (  # noqa: E402
-    PAPER, bench_noise, chunk_starts, fit_dask, list_schedule, node_makespan, project, validate,
+    PAPER, bench_noise, chunk_starts, fit_dask, list_schedule, node_makespan, project,
+    queue_makespan, validate,
 )
 from _scaling_report import report  # noqa: E402
 from _scaling_tell import measure_tell  # noqa: E402
@@ -193,23 +194,25 @@ class SleepTask:
 
 
 def _generations(ev, task, workers, *, population, num_params, regime, scale, chunks_per_worker,
-                 generations, nodes=None) -> dict:
+                 generations, nodes=None, node_local="blocks", min_candidates=None) -> dict:
     """``generations`` timed generations (after one warm-up); medians, and each one's ideal.
 
-    ``nodes``: ``ev`` runs node mode on that many nodes of ``workers / nodes`` processes."""
+    ``nodes``: ``ev`` runs node mode on that many nodes of ``workers / nodes`` processes,
+    each node's chunk cut into a block per process (``node_local="blocks"``) or handed out
+    in a work queue (``"queue"``), closing on ``min_candidates`` (``ev``'s stragglers)."""
     from asktell import Distribution
     from asktell.noise import mirrored
 
     noise = bench_noise()
     ev.chunks_per_worker = chunks_per_worker
-    walls, cpus, useful, scheduled = [], [], [], []
+    walls, cpus, useful, scheduled, told = [], [], [], [], []
     for g in range(generations + 1):
         rng = np.random.default_rng(1000 * g + 7)
         seeds = mirrored(noise.sample_keys(rng, population // 2, num_params))
         context = {"regime": regime, "scale": scale} if regime else {}
         dist = Distribution(np.zeros(num_params), 0.02, noise, generation=g, context=context)
         start, start_cpu = time.perf_counter(), time.process_time()
-        ev.evaluate(dist, seeds)
+        result = ev.evaluate(dist, seeds)
         wall = time.perf_counter() - start
         cpu = time.process_time() - start_cpu
         if g == 0:
@@ -217,10 +220,15 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
         times = sleep_seconds(task.samples.get(regime, []), seeds, scale)
         walls.append(wall)
         cpus.append(cpu)
-        useful.append(float(times.sum()))
+        # the useful work: the candidates told (a quorum drops the others)
+        useful.append(float(times[result.told_mask].sum()))
+        told.append(int(result.told_mask.sum()))
         if nodes is None:
             starts = chunk_starts(population, workers * chunks_per_worker)
             scheduled.append(list_schedule(np.add.reduceat(times, starts), workers))
+        elif node_local == "queue":
+            scheduled.append(queue_makespan(times, nodes, workers // nodes,
+                                            min_candidates=min_candidates)[0])
         else:
             scheduled.append(node_makespan(times, nodes, workers // nodes))
     wall = statistics.median(walls)
@@ -244,6 +252,9 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
         "scheduled_s": statistics.median(scheduled),
         "overhead_s": statistics.median(np.subtract(walls, scheduled)),
         "efficiency": statistics.median(np.divide(useful, np.multiply(walls, workers))),
+        **({} if nodes is None else {"node_local": node_local, "piece": 1}),
+        **({} if min_candidates is None else {"min_candidates": min_candidates,
+                                             "told": statistics.median(told)}),
     }
 
 
@@ -283,7 +294,12 @@ def simulate(samples: dict, regimes: dict, args) -> tuple[list[dict], list[dict]
 
 def _simulate_nodes(task, regimes: dict, args) -> list[dict]:
     """Node mode (``node_processes``) on ``args.nodes`` loopback nodes, an embedded cluster
-    per local pool size; empty when this asktell has no node mode.
+    per local pool size, and with ``args.node_quorum`` one more per size closing on that
+    share of the population; empty when this asktell has no node mode.
+
+    The work queue hands a node's local processes one candidate at a time here: nodeq's
+    ``piece_bounds`` takes pieces of at most 20 ms of work (``PIECE_SECONDS``) once a
+    candidate's time is known, and the candidates sleep 25 ms on average.
 
     (Not one cluster shared by evaluators of each size: a second node-mode evaluator on
     the first one's client was measured here at 845 ms per generation where its own
@@ -293,17 +309,29 @@ def _simulate_nodes(task, regimes: dict, args) -> list[dict]:
 
     if "node_processes" not in DaskEvaluatorConfig.model_fields or not args.node_processes:
         return []
+    try:  # nodeq's work queue
+        from asktell.evaluators._vector_pool import piece_bounds  # noqa: F401
+
+        local = "queue"
+    except ImportError:
+        local = "blocks"
     points = []
+    quorums = [None] + ([args.node_quorum] if args.node_quorum and local == "queue" else [])
     for k in args.node_processes:
         W = args.nodes * k
-        with DaskEvaluator(task, num_workers=args.nodes, node_processes=k) as ev:
-            for regime, scale in regimes.items():
-                points.append(_generations(ev, task, W, population=args.per_worker * W,
-                                           num_params=args.num_params, regime=regime,
-                                           scale=scale, chunks_per_worker=1,
-                                           generations=args.generations, nodes=args.nodes))
-                points[-1]["processes"] = args.nodes
-                _show("node", points[-1])
+        population = args.per_worker * W
+        for share in quorums:
+            need = None if share is None else max(1, round(share * population))
+            extra = {} if need is None else {"stragglers": {"min_candidates": need}}
+            with DaskEvaluator(task, num_workers=args.nodes, node_processes=k, **extra) as ev:
+                for regime, scale in regimes.items():
+                    points.append(_generations(
+                        ev, task, W, population=population, num_params=args.num_params,
+                        regime=regime, scale=scale, chunks_per_worker=1,
+                        generations=args.generations, nodes=args.nodes, node_local=local,
+                        min_candidates=need))
+                    points[-1]["processes"] = args.nodes
+                    _show("node", points[-1])
     return points
 
 
@@ -521,6 +549,9 @@ def main(argv=None) -> None:
     parser.add_argument("--nodes", type=int, default=2, help="node mode: loopback nodes")
     parser.add_argument("--node-processes", type=int, nargs="*", default=[2, 4, 8],
                         help="node mode: local processes per node to simulate (none: skip)")
+    parser.add_argument("--node-quorum", type=float, default=0.9,
+                        help="node mode with a work queue: also simulate closing on this share "
+                        "of the population (0: skip)")
     parser.add_argument("--num-params", type=int, default=1000)
     parser.add_argument("--broadcast-params", type=int, default=1 << 21)
     parser.add_argument("--trials", type=int, default=50, help="Monte Carlo trials")
@@ -536,7 +567,7 @@ def main(argv=None) -> None:
         args.workers, args.max_processes, args.generations = [2], 1, 2
         args.per_worker, args.regimes, args.noop_chunks = 4, ["humanoid_falls"], [1, 4]
         args.sim_chunks, args.broadcast_params, args.trials = [1], 1 << 16, 5
-        args.nodes, args.node_processes = 1, [2]
+        args.nodes, args.node_processes, args.node_quorum = 1, [2], 0.75
     elif args.what == "all" and args.json is None:
         args.json = str(RESULTS_JSON)
     if args.what == "episodes":
