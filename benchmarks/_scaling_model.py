@@ -512,6 +512,7 @@ def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: i
                         k: v / (W * q["rollouts"]) for k, v in
                         (("told", told_s), ("wasted", q["wasted_s"]),
                          ("idle", W * q["rollouts"] - told_s - q["wasted_s"]))}
+                    row.setdefault("late_s", {})[how] = q["late_s"]
                     drive = _tell(tell, told, num_params, how, link)
                     pred = predict(constants, tasks=tasks, fetchers=tasks, dist_bytes=size,
                                    rollouts=q["rollouts"], driver=drive["total"],

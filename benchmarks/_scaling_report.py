@@ -91,15 +91,17 @@ def report(res: dict) -> str:
             f"{lo['efficiency']:.2f} | {di['terms']['driver']:.3f} [{di['tell']['parts']}] | "
             f"{di['terms']['total']:.3f} | {di['efficiency']:.2f} | "
             f"{di['efficiency_evaluate_only']:.2f} |")
-    lines += ["", "The work queue's rows: the cores' time from the chunks' arrival to the "
-              "close (*rollouts* x workers), local tell:", "",
-              "| regime | mode | told | wasted (episodes not told) | idle or dispatch |",
-              "|---|---|---|---|---|"]
+    lines += ["", "The work queue's rows, distributed tell: the cores' time from the chunks' "
+              "arrival to the close (*rollouts* x workers), and how late a process starts a "
+              "generation on average because a piece of the previous one still runs:", "",
+              "| regime | mode | told | wasted (episodes not told) | idle or dispatch "
+              "| late start (ms) |", "|---|---|---|---|---|---|"]
     for r in pr["rows"]:
         if "split" in r:
-            x = r["split"]["local"]
+            x = r["split"]["distributed"]
             lines.append(f"| {r['regime']} | {r['mode']} | {x['told']:.1%} | "
-                         f"{x['wasted']:.1%} | {x['idle']:.1%} |")
+                         f"{x['wasted']:.1%} | {x['idle']:.1%} | "
+                         f"{_ms(r['late_s']['distributed'])} |")
     return "\n".join(lines)
 
 
