@@ -27,14 +27,19 @@ def _scaling():
     return mod
 
 
-def _model():
-    """The model's pure rules (``benchmarks/_scaling_model.py``)."""
-    spec = importlib.util.spec_from_file_location(
-        "scaling_model", ROOT / "benchmarks" / "_scaling_model.py"
-    )
+def _model(name: str = "_scaling_model"):
+    """The model's pure rules (``benchmarks/_scaling_model.py``; node mode's work queue:
+    ``_scaling_queue.py``). They import each other as scripts beside each other do."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _queue():
+    return _model("_scaling_queue")
 
 
 def test_chunks_are_list_scheduled_onto_the_first_free_worker():
@@ -158,7 +163,7 @@ def test_node_queue_returns_on_its_share_and_carries_what_runs_on():
     (2 done), the third piece has started, so the node returns at 1 s with 2 told; the
     third runs to 2 s, 0.5 s past the gap of 0.5 s, so the next generation's first piece on
     that process starts 0.5 s late: the node returns at 1.5 s. Then nothing runs over."""
-    s = _model()
+    s = _queue()
     got = s.queue_generations([1.0], 3, 2, 1, min_candidates=2, gap=0.5, generations=2,
                               warmup=0)
     assert got["rollouts"] == pytest.approx((1.0 + 1.5) / 2)
@@ -177,7 +182,7 @@ def test_node_queue_returns_on_its_share_and_carries_what_runs_on():
 def test_node_queue_without_quorum_is_the_queue_makespan():
     """10,000 equal episodes on 80 nodes x 18: chunks of at most 126, 7 rounds, each piece
     paying its dispatch; the same whether from one generation or the steady state."""
-    s = _model()
+    s = _queue()
     got = s.queue_generations([1.0], 10_000, 1440, 80, dispatch=0.01, generations=2)
     assert got["rollouts"] == pytest.approx(7 * 1.01)
     assert got["told"] == 10_000
@@ -189,7 +194,7 @@ def test_late_nodes_are_dropped_whole_and_stopped():
     """2 nodes x 4 processes, quorum 4 of 8: the first node is back at 1 s with all 4 of its
     candidates, which meet the quorum alone, so the node that drew 5 s episodes is dropped;
     on a stopped node the running pieces go on and nothing new starts."""
-    s = _model()
+    s = _queue()
     close, told = s.queue_makespan(np.array([1.0] * 4 + [5.0] * 4), 2, 4, min_candidates=4)
     assert close == 1 and told == 4
     pieces = s._node_queue(np.array([1.0, 1.0, 1.0]), np.zeros(1), 1, 0.0, None)[3]
