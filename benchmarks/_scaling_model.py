@@ -309,10 +309,12 @@ def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: i
     for regime in ("humanoid_falls", "humanoid_full"):
         times = np.asarray(samples[regime])
         cpw_auto = auto_chunks(P * float(times.mean()), W)
-        # On the node, the distribution goes to each local process through a pipe (at the
-        # loopback rate measured here), then each block or piece costs a pool item.
-        local = {"dispatch": constants["pool_per_candidate_s"],
-                 "setup": cores * size * constants["broadcast_s_per_byte"]}
+        # On the node, the distribution goes to each local process through a pipe, one after
+        # the other, then each block or piece costs a pool item: the node pool's dispatcher
+        # CPU per byte and per piece, as measured (a core of its own, as for a Dask task).
+        pipe = constants.get("node_pipe_cpu_s_per_byte", constants["broadcast_s_per_byte"])
+        piece_s = constants.get("pool_per_candidate_cpu_s", constants["pool_per_candidate_s"])
+        local = {"dispatch": piece_s, "setup": cores * size * pipe}
         auto = "'auto' picks the same" if cpw_auto == 1 else f"'auto' picks {cpw_auto}"
         modes = [(f"per core, 1 chunk per core ({auto})", W, P, None, {"chunks": W}),
                  (f"node ({nodes} x {cores}): a block per process", nodes, P, None,

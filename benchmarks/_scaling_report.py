@@ -32,8 +32,21 @@ def report(res: dict) -> str:
         "| no-op generations, fit (projection) |",
         f"| broadcast, loopback | {1 / max(c['broadcast_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s "
         "| big vs small distribution |",
-        f"| local pool, per candidate | {c['pool_per_candidate_s'] * 1e3:.3f} ms "
-        "| multiprocessing.Pool(2), no-op items |",
+        *([f"| node pool, per piece, wall | {c['pool_per_candidate_s'] * 1e3:.3f} ms | nodeq's "
+           f"WorkerPool, 2 processes, {c['node_pool']['items']} one-candidate pieces of no "
+           f"cost: {c['node_pool']['per_piece_s'] * 1e3:.3f} ms a piece, so 2 x that a "
+           "piece on each process (validation) |",
+           f"| node pool, per piece, CPU of the dispatcher | "
+           f"{c['pool_per_candidate_cpu_s'] * 1e3:.3f} ms | the same rounds (projection) |",
+           f"| node pool, distribution to a process, wall | "
+           f"{1 / max(c['node_pipe_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s | the same pool, "
+           f"a {c['node_pool']['big_params']:,}-parameter distribution against a 1,000 one |",
+           f"| node pool, distribution to a process, CPU of the dispatcher | "
+           f"{1 / max(c['node_pipe_cpu_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s | the same "
+           "rounds (projection) |"]
+          if "node_pool" in c else
+          [f"| local pool, per candidate | {c['pool_per_candidate_s'] * 1e3:.3f} ms "
+           "| multiprocessing.Pool(2), no-op items |"]),
         f"| driver ask+tell | {c['driver']['intercept_s'] * 1e3:.2f} ms + "
         f"{c['driver']['s_per_pop_param'] * 1e9:.3f} ns x population x params | OpenAIES, fit |",
         "", "No-op generations (the fit's points):", "",

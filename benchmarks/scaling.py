@@ -55,6 +55,7 @@ from _scaling_model import (  # noqa: E402
 )
 from _scaling_report import report  # noqa: E402
 from _scaling_episodes import episodes_main  # noqa: E402
+from _scaling_pool import measure_node_pool  # noqa: E402
 from _scaling_tell import measure_tell  # noqa: E402
 
 
@@ -342,6 +343,25 @@ def measure_pool(items: int) -> float:
         return (time.perf_counter() - start) / items
 
 
+def _pool_constants(quick: bool) -> dict:
+    """Node mode's local dispatch: ``pool_per_candidate_s``, what a piece adds to its
+    process's time, and ``node_pipe_s_per_byte``, the distribution's pipe to a process;
+    from ``nodeq``'s pool where it has a work queue, else a plain ``multiprocessing.Pool``."""
+    from asktell.evaluators._vector_pool import WorkerPool
+
+    if "pieces_per_worker" not in WorkerPool.__init__.__code__.co_varnames:
+        return {"pool_per_candidate_s": measure_pool(200 if quick else 2000)}
+    pool = measure_node_pool(40 if quick else 400, 20_000 if quick else 159_505,
+                             2 if quick else 5)
+    # With 2 processes, a piece every per_piece_s of wall means each process waits
+    # 2 x per_piece_s per piece (validation). The projection charges a piece the CPU the
+    # node's dispatcher spends on it, and the pipe its CPU per byte (a core of its own).
+    return {"node_pool": pool, "pool_per_candidate_s": pool["per_piece_s"] * pool["processes"],
+            "pool_per_candidate_cpu_s": pool["per_piece_cpu_s"],
+            "node_pipe_s_per_byte": pool["s_per_byte"],
+            "node_pipe_cpu_s_per_byte": pool["cpu_s_per_byte"]}
+
+
 # ------------------------------------------------------------------ 4. run and report
 
 
@@ -373,7 +393,7 @@ def all_main(args) -> dict:
         "per_task_cpu_s": cpu_per_task,
         "broadcast_s_per_byte": broadcast["broadcast_s_per_byte"],
         "broadcast": broadcast,
-        "pool_per_candidate_s": measure_pool(200 if args.quick else 2000),
+        **_pool_constants(args.quick),
         "driver": measure_driver(_driver_sizes(args.quick), 2 if args.quick else 3),
     }
     res = {
@@ -427,6 +447,12 @@ def project_main(args) -> dict:
         res["driver_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     if args.remeasure_tell or "tell" not in res["constants"]:
         res["constants"]["tell"] = _measure_tell(res["constants"], args.quick)
+    if args.remeasure_pool:  # e.g. once node mode has a work queue: validate again too
+        res["constants"].update(_pool_constants(args.quick))
+        res["pool_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        res["pool_remeasured_load_average_1min"] = round(os.getloadavg()[0], 2)
+        res["validation"] = validate(res["constants"], res["simulation"], res["regime_scales"],
+                                     samples, args.trials * 4)
     res["projection"] = project(res["constants"], samples, res["constants"]["tell"],
                                 args.trials, piece=args.piece)
     res["report"] = report(res)
@@ -471,6 +497,8 @@ def main(argv=None) -> None:
                         help="project: time the driver again (the rest from the stored run)")
     parser.add_argument("--remeasure-tell", action="store_true",
                         help="project: measure the distributed tell's constants again")
+    parser.add_argument("--remeasure-pool", action="store_true",
+                        help="project: measure node mode's local pool again, and validate again")
     parser.add_argument("--piece", type=int, default=1,
                         help="projection: candidates per piece of node mode's work queue")
     args = parser.parse_args(argv)
