@@ -20,6 +20,10 @@ __all__ = ["Distribution", "INJECT_BASE"]
 #: CounterNoise's below 2**62), so the range never collides with a sampled candidate.
 INJECT_BASE = 1 << 62
 
+#: The two dtypes decode writes (dtype objects: comparing with them skips numpy's
+#: conversion of a type argument on every call).
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+
 # Floats of the factor applied to every candidate at a time (1 MiB: fits in L2 caches).
 _FACTOR_BLOCK_FLOATS = 1 << 17
 
@@ -177,7 +181,7 @@ class Distribution:
                     z *= signs[:, None] * self.sigma
                 z += self.center
                 result = z if self.bounds is None else self.bounds.repair(z)
-            if out is None and dtype == np.float64:
+            if out is None and dtype == _F64:
                 return result
             out = np.empty(result.shape, dtype) if out is None else out
             np.copyto(out, result, casting="same_kind")
@@ -194,16 +198,17 @@ class Distribution:
             dtype = np.dtype(dtype)
         except TypeError:
             dtype = None
-        if dtype not in (np.float64, np.float32):
+        if dtype not in (_F64, _F32):
             raise ConfigError(f"decode() 'dtype' must be float64 or float32; got {dtype!r}")
         if out is not None:
             shape = (count, self.num_params)
+            flags = getattr(out, "flags", None)
             if (
                 not isinstance(out, np.ndarray)
                 or out.dtype != dtype
                 or out.shape != shape
-                or not out.flags.c_contiguous
-                or not out.flags.writeable
+                or not flags.c_contiguous
+                or not flags.writeable
             ):
                 what = (
                     f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray)
@@ -274,7 +279,7 @@ def _decode_plain(
     """
     dtype = out.dtype
     scalar = isinstance(sigma, float)  # __post_init__ makes a scalar sigma a float
-    if dtype == np.float32:
+    if dtype == _F32:
         c = center.astype(np.float32)
         s = np.float32(sigma) if scalar else np.asarray(sigma, dtype=np.float32)
     else:
@@ -283,12 +288,19 @@ def _decode_plain(
     dim = center.shape[0]
     table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
     first = seeds[0::2]
-    pairs = bool(seeds.size and seeds.size % 2 == 0 and (seeds[1::2] == ~first).all())
+    # Pairs (k, ~k): k ^ ~k has every bit set (-1), and k ^ m == -1 only for m == ~k, so one
+    # xor and one AND-reduction answer (seeds[1::2] == ~first).all() (ufuncs called
+    # directly: this runs every generation).
+    pairs = bool(
+        seeds.size
+        and seeds.size % 2 == 0
+        and np.bitwise_and.reduce(np.bitwise_xor(first, seeds[1::2])) == -1
+    )
     if (
         pairs
         and table is None
         and type(noise) is NoiseTable
-        and int(first.view(np.uint64).max()) <= noise.size - dim
+        and int(np.maximum.reduce(first.view(np.uint64))) <= noise.size - dim
     ):
         # Interleaved mirrored pairs of short rows, every key in [0, size - dim] (one
         # unsigned max: a negative key reads as 2**63 or more): the table gather

@@ -300,6 +300,10 @@ class GenerationStep:
         # A strategy without stop() (a protocol-only one) has no rules to act on.
         self.stop_rules = stop_rules and callable(getattr(strategy, "stop", None))
         self.on_progress = on_progress
+        if "remote_tell" in getattr(evaluator, "capabilities", ()):
+            # a distributed tell (docs/distributed-tell.md): the evaluator lends the strategy
+            # its noise-sum hook, here, so a resumed run gets it again
+            evaluator.lend_noise_sum(strategy)
 
     def distribution(self) -> Distribution:
         """The strategy's current distribution with the task's context."""

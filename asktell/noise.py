@@ -37,6 +37,9 @@ __all__ = [
     "split_seeds",
     "mirrored",
     "noise_from_spec",
+    "part_bounds",
+    "add_parts",
+    "weighted_sum_in_parts",
     "DEFAULT_TABLE_SIZE",
     "adopt_table",
     "build_table_into",
@@ -110,7 +113,8 @@ _FLOAT32_SAFE = 2.0**100
 def _float32_safe(weights: np.ndarray) -> tuple[np.ndarray, int]:
     """Weights scaled by an exact power of two ``2**-exponent`` so their float32 cast cannot
     overflow (ordinary weights: unchanged, exponent 0, so results stay bitwise the same)."""
-    if not weights.size or float(np.abs(weights).max()) <= _FLOAT32_SAFE:
+    # np.maximum.reduce: what .max() calls, without its Python layer (every generation).
+    if not weights.size or float(np.maximum.reduce(np.abs(weights))) <= _FLOAT32_SAFE:
         return weights, 0  # the common case, one pass (NaN/inf fall through)
     finite = weights[np.isfinite(weights)]
     largest = float(np.max(np.abs(finite))) if finite.size else 0.0
@@ -244,7 +248,8 @@ class NoiseTable:
 
     def _checked(self, keys: np.ndarray, dim: int) -> np.ndarray:
         keys = np.asarray(keys, dtype=np.int64).reshape(-1)
-        if keys.size and (keys.min() < 0 or keys.max() > self.size - dim):
+        # One unsigned max checks both ends: a negative key reads as 2**63 or more.
+        if keys.size and int(np.maximum.reduce(keys.view(np.uint64))) > self.size - dim:
             raise ConfigError(
                 f"noise keys must lie in [0, {self.size - dim}] for dim={dim} and table "
                 f"size={self.size}; got keys in [{keys.min()}, {keys.max()}]"
@@ -274,8 +279,14 @@ class NoiseTable:
         if dim >= _LONG_ROW:
             return _unscaled(_axpy_sum(self.table, weights, keys, dim), exponent)
         windows = self.windows(dim)
-        total = np.zeros(dim, dtype=np.float64)
         step = _chunk_rows(dim)
+        if keys.size <= step:
+            # One chunk (every population at short rows): the loop's one product added to
+            # float64 zeros, written as float64(product) + 0.0, the same IEEE sum (a -0.0
+            # becomes +0.0 either way), without the zeros and the in-place pass.
+            product = weights[: keys.size].astype(np.float32) @ windows[keys]
+            return _unscaled(np.add(product, 0.0, dtype=np.float64), exponent)
+        total = np.zeros(dim, dtype=np.float64)
         for start in range(0, keys.size, step):
             chunk = keys[start : start + step]
             # Fancy indexing gathers the rows in C without copying the strided view
@@ -350,6 +361,45 @@ class CounterNoise:
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "seed": self.seed}
+
+
+def part_bounds(count: int, parts: int) -> list[tuple[int, int]]:
+    """The ``[start, stop)`` ranges of ``parts`` contiguous parts of ``count`` rows, cut at
+    ``count * i // parts`` (empty parts left out): how a parted weighted sum is cut."""
+    cuts = [count * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def add_parts(sums: list[np.ndarray], dim: int) -> np.ndarray:
+    """The part sums added in part order, in float64 (the first part as it is: one part is
+    bitwise the unparted sum)."""
+    if not sums:
+        return np.zeros(dim)
+    total = np.array(sums[0], dtype=np.float64)
+    for part in sums[1:]:
+        total += part
+    return total
+
+
+def weighted_sum_in_parts(
+    noise: NoiseSource, weights: np.ndarray, keys: np.ndarray, dim: int, parts: int
+) -> np.ndarray:
+    """``sum_i weights[i] * eps(keys[i])`` cut into ``parts`` contiguous parts
+    (:func:`part_bounds`), each part ``noise.weighted_sum``, added in part order
+    (:func:`add_parts`).
+
+    The result's bits are a function of ``(weights, keys, parts)``: a strategy's
+    ``gradient_parts`` fixes ``parts``, so a distributed tell (each part summed on the
+    worker that holds the noise, :mod:`asktell.evaluators._dask_tell`) and this local sum
+    give the same bits. ``parts=1`` is ``noise.weighted_sum`` itself; more parts differ
+    from it in the last bits (each part restarts the float32 accumulation).
+    """
+    if parts == 1:
+        return noise.weighted_sum(weights, keys, dim)
+    return add_parts(
+        [noise.weighted_sum(weights[a:b], keys[a:b], dim) for a, b in part_bounds(keys.size, parts)],
+        dim,
+    )
 
 
 def noise_from_spec(spec: dict[str, Any]) -> NoiseSource:

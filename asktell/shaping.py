@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -25,6 +25,8 @@ __all__ = [
     "average_ranks",
     "rank_weights",
     "centered_ranks",
+    "centered_ranks_sorted",
+    "SortedReturns",
     "z_score",
     "nes_utilities",
     "raw",
@@ -127,7 +129,23 @@ def centered_ranks(returns: np.ndarray) -> np.ndarray:
     if r.size < 2:
         return np.zeros(r.size)
     order = r.argsort()
-    sorted_r = r[order]
+    return centered_ranks_sorted(r, order, r[order])
+
+
+class SortedReturns(NamedTuple):
+    """A 1-D float64 array of returns with its ``values.argsort()`` (``order``) and
+    ``values[order]`` (``ordered``), computed once per generation and shared."""
+
+    values: np.ndarray
+    order: np.ndarray
+    ordered: np.ndarray
+
+
+def centered_ranks_sorted(r: np.ndarray, order: np.ndarray, sorted_r: np.ndarray) -> np.ndarray:
+    """:func:`centered_ranks` of a 1-D float64 ``r`` of at least 2 values whose
+    ``r.argsort()`` (``order``) and ``r[order]`` (``sorted_r``) the caller already has
+    (``tell`` sorts the returns once for this and the stopping history); bitwise the same.
+    """
     if (sorted_r[1:] != sorted_r[:-1]).all():
         # No ties (the common case): rank i gets i / (n - 1) - 0.5, the same arithmetic as
         # below, done on the ranks before they are scattered (one pass fewer per generation;

@@ -228,8 +228,11 @@ def measure_tell(noise: NoiseTable, dim: int, population: int, repeats: int, cli
     else:
         from asktell.evaluators._dask_tell import DaskWeightedSum
 
-        remote = OpenAIES(dim, population, SIGMA, LR, seed=0, noise=noise)
-        remote.noise_sum = DaskWeightedSum(client)
+        hook = DaskWeightedSum(client)  # parts: one per worker
+        remote = OpenAIES(
+            dim, population, SIGMA, LR, seed=0, noise=noise, gradient_parts=hook.parts
+        )
+        remote.noise_sum = hook
         remote.ask()
         remote.tell(np.zeros(population))  # the workers build their tables outside the timings
         sides["dask"] = remote
@@ -413,13 +416,12 @@ formula in float32 arithmetic (`Distribution.decode`'s docstring).
 
 At the paper's scale the driver's `tell` is the serial part of a generation: the gradient
 reads population/2 noise rows. Dask workers already hold the noise table, so an OpenAI-ES
-strategy can hand that sum to them: `es.noise_sum = DaskWeightedSum(client, parts=2)`
-(`asktell.evaluators._dask_tell`; `client` is a `distributed.Client`, e.g. a
-`DaskEvaluator`'s `.client`). The `(weights, keys)` sequence is cut into `parts` contiguous
+strategy with `gradient_parts = k` (k >= 2) can hand that sum to them: `remote_tell =
+true` in a Dask `[evaluator]`, or in Python `es.noise_sum = DaskWeightedSum(client)`
+(`asktell.evaluators._dask_tell`). The `(weights, keys)` sequence is cut into `k` contiguous
 parts, each worker sums one with the same `NoiseTable.weighted_sum` and returns one vector,
-and the driver adds them in part order: the same bits for a given `parts` on any cluster,
-and last bits that differ from the local sum (the float32 accumulation groups restart at
-each part). The hook is not part of a checkpoint; set it again after resuming. The last
+and the driver adds them in part order: the same bits as the local sum of the same `k`
+parts (docs/distributed-tell.md). The last
 row of the table above (when present) times it on loopback worker processes of this same
 machine: with no core to spare, the parts cannot run faster than the driver alone, and the
 row measures the hook's own cost (shipping keys and weights out and one float64 vector a

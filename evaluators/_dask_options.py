@@ -23,7 +23,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from asktell._extras import require
-from asktell.config_base import Float, Int, PluginConfig, StrictModel
+from asktell.config_base import Bool, Float, Int, PluginConfig, StrictModel
 from asktell.protocol import Task
 
 from ._common import CandidateTimeout
@@ -184,6 +184,14 @@ class DaskEvaluatorConfig(PluginConfig):
         "must be non-daemonic (docs/dask.md 'Node-level mode'). Unset: one chunk or more "
         "per worker thread, run in the thread.",
     )
+    remote_tell: Bool = Field(
+        False,
+        description="Distributed tell: the strategy's update sum of noise rows is summed on "
+        "the workers, which hold the noise table, one part each of its gradient_parts "
+        "(>= 2; openai_es, ars), the driver adding the parts in order: the same bits as "
+        "the run on any evaluator. A part that fails is summed on the driver (same bits). "
+        "See docs/distributed-tell.md.",
+    )
     dashboard: Dashboard = Field(
         False,
         description="Embedded cluster: serve Dask's dashboard on 127.0.0.1:8787 (true; a "
@@ -291,7 +299,9 @@ class DaskEvaluatorConfig(PluginConfig):
 
     def check_run(self, run: Any) -> None:
         """With `stragglers`: the run's strategy must learn from a subset
-        ('partial_tell'), and `min_candidates` must not exceed its population."""
+        ('partial_tell'), and `min_candidates` must not exceed its population. With
+        `remote_tell`: the strategy has `gradient_parts` >= 2."""
+        _check_remote_tell(self, run)
         if self.stragglers is None:
             return
         from asktell.registry import STRATEGIES
@@ -335,3 +345,18 @@ class DaskEvaluatorConfig(PluginConfig):
         are declared for, set by ``declare_options``: no import back)."""
         return self.plugin(task, **self.options())
 
+
+
+def _check_remote_tell(cfg: DaskEvaluatorConfig, run: Any) -> None:
+    """`remote_tell` needs a strategy with the `gradient_parts` option set to 2 or more."""
+    if not cfg.remote_tell:
+        return
+    from asktell.registry import STRATEGIES
+
+    from ._dask_tell import remote_tell_refusal
+
+    kind = run.strategy.kind
+    capabilities = getattr(STRATEGIES.get(kind), "capabilities", ())
+    refusal = remote_tell_refusal(kind, capabilities, getattr(run.strategy, "gradient_parts", None))
+    if refusal is not None:
+        raise ValueError(refusal)

@@ -66,6 +66,7 @@ from ._dask_link import ClusterLink, SchedulerLost
 from ._dask_options import DaskEvaluatorConfig, StragglersConfig
 from ._dask_quorum import Quorum
 from ._dask_round import GenerationRound, chunk_bounds
+from ._dask_tell import DaskWeightedSum, remote_tell_refusal
 
 __all__ = [
     "DaskEvaluator", "DaskEvaluatorConfig", "StragglersConfig", "auto_chunks", "chunk_bounds",
@@ -174,7 +175,9 @@ class DaskEvaluator:
         (8,)
     """
 
-    capabilities = frozenset({"bitwise_serial", "candidate_timeout", "partial_evaluation"})
+    capabilities = frozenset(
+        {"bitwise_serial", "candidate_timeout", "partial_evaluation", "remote_tell"}
+    )
     config_class: type[DaskEvaluatorConfig]
 
     def __init__(self, task: Task, *args: Any, **options: Any):
@@ -211,6 +214,11 @@ class DaskEvaluator:
         )
         self._uid = uuid.uuid4().hex[:12]
         self._calls = 0
+        #: ``remote_tell``: the hook lent to the strategy (:meth:`lend_noise_sum`), else None.
+        self.noise_sum = (
+            DaskWeightedSum(self.link.client, parts=1, timeout=cfg.scheduler_timeout)
+            if cfg.remote_tell else None
+        )
         self.closed = False
 
     # -- the cluster ------------------------------------------------------------------
@@ -250,6 +258,8 @@ class DaskEvaluator:
         if self.closed:
             return
         self.closed = True
+        if self.noise_sum is not None:
+            self.noise_sum.release()  # a strategy that outlives us sums here again
         self.link.close()
 
     def __enter__(self) -> DaskEvaluator:
@@ -261,6 +271,22 @@ class DaskEvaluator:
     def __repr__(self) -> str:
         where = "embedded LocalCluster" if self.cluster is not None else self.address
         return f"DaskEvaluator({self.task!r}, {where})"
+
+    def lend_noise_sum(self, strategy: Any) -> None:
+        """With ``remote_tell``: set ``strategy.noise_sum`` to this evaluator's
+        :class:`~asktell.evaluators._dask_tell.DaskWeightedSum` (the generation step calls
+        it, so a resumed run gets it again); a strategy without ``gradient_parts`` >= 2 is
+        refused. Without ``remote_tell``: nothing."""
+        if self.noise_sum is None:
+            return
+        refusal = remote_tell_refusal(
+            getattr(strategy, "name", type(strategy).__name__),
+            getattr(strategy, "capabilities", ()),
+            getattr(strategy, "gradient_parts", None),
+        )
+        if refusal is not None:
+            raise ConfigError(f"DaskEvaluator: {refusal}")
+        strategy.noise_sum = self.noise_sum
 
     # -- evaluation -------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ from asktell.distribution import Distribution
 from asktell.errors import AskTellOrderError, ConfigError, ReturnsError
 from asktell.constraints import as_violations, feasibility_first
 from asktell.protocol import Evaluation, as_returns
+from asktell.shaping import SortedReturns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
 from ._common import default_population_size, mean_std
@@ -200,6 +201,10 @@ class BaseStrategy(StateMixin, InjectMixin):
         self._inject_queue = np.zeros((0, self.num_params))
         self._injected: np.ndarray | None = None
         self._dist_cache: Distribution | None = None
+        #: This tell's returns sorted once (set only while ``_update`` runs; ``None``
+        #: otherwise): an update whose shaping sorts the returns it was given may take the
+        #: sort from here when ``values`` is that very array.
+        self._sorted_returns: SortedReturns | None = None
         self.best: Best | None = None
         self._setup(self.config)
         self._stop_history = StopHistory(history_length(self.num_params, self.population_size))
@@ -324,12 +329,24 @@ class BaseStrategy(StateMixin, InjectMixin):
             learn = self._penalised(r, seeds)
         if violations is not None:
             learn = feasibility_first(learn, violations)
-        metrics = dict(self._update(seeds, learn) or {})
         fin = r[finite] if num_bad else r
+        ordered = None
         if fin.size:
+            # One sort of the finite returns serves the stopping history and, when the
+            # strategy learns from these very returns, its centred ranks
+            # (``self._sorted_returns``, read by the update); neither sorts again.
+            order = fin.argsort()
+            ordered = fin[order]
+            if learn is fin:
+                self._sorted_returns = SortedReturns(fin, order, ordered)
+        try:
+            metrics = dict(self._update(seeds, learn) or {})
+        finally:
+            self._sorted_returns = None
+        if ordered is not None:
             # The history computes the max and min the metrics report (bitwise what
             # fin.max() and fin.min() give), so they are not computed twice.
-            top, bottom = self._stop_history.record(fin, self.generation + 1)
+            top, bottom = self._stop_history.record(fin, self.generation + 1, ordered)
         else:
             top = bottom = float("nan")
         self._pending = None

@@ -158,37 +158,51 @@ class StopHistory:
         self.best_ever = -math.inf
         self.best_generation = 0  # the generation the best so far was last improved in
 
-    def record(self, returns: np.ndarray, generation: int) -> tuple[float, float]:
+    def record(
+        self, returns: np.ndarray, generation: int, ordered: np.ndarray | None = None
+    ) -> tuple[float, float]:
         """Take one generation's (finite, worst-ranked) returns; ``generation`` counts from 1.
 
         Returns their max and min (``tell`` reports them in its metrics).
+
+        ``ordered``: ``returns`` sorted ascending when the caller has already sorted them
+        (``tell`` sorts once for this and the centred ranks); any ascending arrangement
+        serves, since the values read below do not depend on how equal values are ordered.
 
         One sort gives the max, the min, the median and pycma's flat-fitness entry. They
         are bitwise what ``max()``, ``min()`` and :func:`_median` give: finite values that
         compare equal have the same bits except +0.0 and -0.0, so where a zero is the
         value read, the generic call (whose choice between the two zeros this keeps)
-        gives it instead.
+        gives it instead. The median of an even count is ``(a + b) / 2`` in Python floats:
+        numpy's sum of a two-value slice adds the two (neither zero here) and divides by
+        2, the same IEEE operations.
         """
-        ordered = np.sort(returns)
+        if ordered is None:
+            ordered = np.sort(returns)
         n = ordered.size
-        best, worst = float(ordered[-1]), float(ordered[0])
+        # .item(): Python floats straight from the buffer, with no numpy scalar between.
+        best, worst = ordered.item(-1), ordered.item(0)
         if best == 0.0:
             best = float(returns.max())
         if worst == 0.0:
             worst = float(returns.min())
         half = n // 2
-        middle = ordered[half : half + 1] if n % 2 else ordered[half - 1 : half + 1]
-        if (middle == 0.0).any():
-            median = _median(returns)
+        if n % 2:
+            median = ordered.item(half)
+            zero = median == 0.0
         else:
-            median = float(np.add.reduce(middle, axis=0) / middle.size)
+            low, high = ordered.item(half - 1), ordered.item(half)
+            zero = low == 0.0 or high == 0.0
+            median = (low + high) / 2
+        if zero:
+            median = _median(returns)
         slot = self.count % self.length
         self.best[slot], self.median[slot] = best, median
         self.count += 1
         self.spread = best - worst
         # pycma: sorted losses f, flat when f[0] == f[int(0.75 lambda)] (the returns in
         # descending order; a comparison, so the sign of a zero does not matter).
-        quantile = float(ordered[n - 1 - int(0.75 * n)])
+        quantile = ordered.item(n - 1 - int(0.75 * n))
         self.flat = self.flat + 1 if best <= quantile else 0
         if best > self.best_ever:
             self.best_ever, self.best_generation = best, generation

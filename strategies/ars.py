@@ -33,11 +33,12 @@ from asktell.shaping import tame
 
 from ._base import BaseStrategy
 from ._options import PairedConfig
+from ._parts import PARTS_CAPABILITY, GradientPartsConfig, parted_sum
 
 __all__ = ["ARS", "ARSConfig"]
 
 
-class ARSConfig(PairedConfig):
+class ARSConfig(PairedConfig, GradientPartsConfig):
     """Run-file settings of :class:`ARS` (``kind = "ars"``)."""
 
     kind: Literal["ars"] = "ars"
@@ -120,11 +121,15 @@ class ARS(BaseStrategy):
     """
 
     name = "ars"
-    capabilities = frozenset({"antithetic"})
+    capabilities = frozenset({"antithetic", PARTS_CAPABILITY})
+    #: The step's noise sum computed elsewhere (see :attr:`OpenAIES.noise_sum
+    #: <asktell.strategies.OpenAIES.noise_sum>`); ``None``: summed here.
+    noise_sum: Any = None
     suite_options = {"learning_rate": 0.05, "sigma": 0.05}
 
     def _setup(self, cfg: ARSConfig) -> None:
         self.num_directions = self.population_size // 2
+        self.gradient_parts = cfg.gradient_parts
         self.learning_rate = cfg.learning_rate
         self.sigma = cfg.sigma
         self.top_directions = (
@@ -147,6 +152,6 @@ class ARS(BaseStrategy):
             # Every return used is equal: the step has no direction.
             return {"reward_std": 0.0, "update_norm": 0.0}
         coef = (r_plus[order] - r_minus[order]) * (self.learning_rate / (b * reward_std))
-        step = self.noise.weighted_sum(coef, keys[order], self.num_params)
+        step = parted_sum(self, coef, keys[order])
         self._center = self._center + step
         return {"reward_std": reward_std, "update_norm": float(np.linalg.norm(step))}

@@ -10,8 +10,10 @@ into centred ranks, and estimates the gradient of the expected return as::
 assembled by :meth:`NoiseTable.weighted_sum <asktell.noise.NoiseTable.weighted_sum>`: chunked
 matrix-vector products for short rows, one axpy per noise-row view for long ones (no row
 copied; the summation order is in its docstring). Mirror pairs are folded first
-(``(w+ - w-) eps``), halving the rows read. The centre then takes an optimiser step (Adam by
-default, as in the paper).
+(``(w+ - w-) eps``), halving the rows read. With ``gradient_parts = k`` the sum is cut
+into ``k`` parts added in order (:mod:`._parts`), which a Dask evaluator with
+``remote_tell`` sums on its workers with the same bits (docs/distributed-tell.md). The
+centre then takes an optimiser step (Adam by default, as in the paper).
 """
 
 from __future__ import annotations
@@ -26,23 +28,30 @@ from asktell.config_base import Bool, Float, Int, declare_options
 from asktell.noise import mirrored, split_seeds
 from asktell.optim import OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
-from asktell.shaping import get_shaping
+from asktell.shaping import centered_ranks, centered_ranks_sorted, get_shaping
 from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
 from ._options import GradientConfig, PairedConfig
+from ._parts import PARTS_CAPABILITY, GradientPartsConfig, parted_sum
 
 __all__ = ["OpenAIES", "OpenAIESConfig", "fold_weights"]
 
 
-def fold_weights(seeds: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fold_weights(
+    seeds: np.ndarray, weights: np.ndarray, pairs: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Combine per-seed weights into per-key coefficients: ``sum_i w_i sign_i`` per key.
 
     A mirrored pair ``(k, ~k)`` reads ``eps(k)`` once with weight ``w(k) - w(~k)``.
+    ``pairs=True``: the caller made ``seeds`` as interleaved mirrored pairs (``mirrored``),
+    so the check is skipped; ``None``: checked here.
     """
     # ``(a == b).all()`` on the equal-length halves: np.array_equal's answer without its
     # generic shape and dtype layers (this runs every generation).
-    if seeds.size % 2 == 0 and seeds.size and (seeds[1::2] == ~seeds[0::2]).all():
+    if pairs is None:
+        pairs = bool(seeds.size % 2 == 0 and seeds.size and (seeds[1::2] == ~seeds[0::2]).all())
+    if pairs:
         # Interleaved antithetic pairs (what ask() produces). A key drawn twice just appears
         # twice, which the weighted sum handles the same as one summed coefficient.
         return seeds[0::2], weights[0::2] - weights[1::2]
@@ -75,7 +84,7 @@ def _norm(x: np.ndarray) -> float:
     return math.sqrt(total)
 
 
-class OpenAIESConfig(GradientConfig, PairedConfig):
+class OpenAIESConfig(GradientConfig, PairedConfig, GradientPartsConfig):
     """Run-file settings of :class:`OpenAIES` (``kind = "openai_es"``)."""
 
     kind: Literal["openai_es"] = "openai_es"
@@ -123,16 +132,18 @@ class OpenAIES(BaseStrategy):
     """
 
     name = "openai_es"
-    capabilities = frozenset({"antithetic", "partial_tell"})
-    #: Opt-in hook computing the gradient's noise sum elsewhere: a callable
-    #: ``(noise, weights, keys, num_params) -> float64 (num_params,)`` used instead of
-    #: ``noise.weighted_sum(weights, keys, num_params)``, e.g.
+    capabilities = frozenset({"antithetic", "partial_tell", PARTS_CAPABILITY})
+    #: Hook computing the gradient's noise sum elsewhere: a callable
+    #: ``(noise, weights, keys, num_params, parts=gradient_parts) -> float64 (num_params,)``
+    #: returning the bits of :func:`asktell.noise.weighted_sum_in_parts`, e.g.
     #: :class:`~asktell.evaluators._dask_tell.DaskWeightedSum` (sums on the Dask workers,
-    #: which already hold the noise table). Not part of the state: set it again after
-    #: resuming. ``None``: summed here.
+    #: which already hold the noise table). Set by the generation step from a
+    #: ``DaskEvaluator(remote_tell=True)`` (so again on resume); not part of the state.
+    #: ``None``: summed here.
     noise_sum: Any = None
 
     def _setup(self, cfg: OpenAIESConfig) -> None:
+        self.gradient_parts = cfg.gradient_parts
         self.sigma = cfg.sigma
         self.learning_rate = cfg.learning_rate
         self.weight_decay = cfg.weight_decay
@@ -143,18 +154,26 @@ class OpenAIES(BaseStrategy):
             cfg.optimizer, self.num_params, self.learning_rate, **cfg.optimizer_options
         )
 
+    #: The last seeds ``_sample`` made as interleaved mirrored pairs: ``tell`` folds them
+    #: without checking the pairs again when it learns from that very array (``ask`` keeps
+    #: it as the pending seeds and hands out copies).
+    _asked_pairs: np.ndarray | None = None
+
     def _sample(self, count: int) -> np.ndarray:
         if self.antithetic:
-            return mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))
+            seeds = mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))
+            self._asked_pairs = seeds
+            return seeds
         return self.noise.sample_keys(self.rng, count, self.num_params)
 
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
-        weights = self._shape(returns)
-        keys, coef = fold_weights(seeds, weights)
-        if self.noise_sum is None:
-            grad = self.noise.weighted_sum(coef, keys, self.num_params)
+        ranked = self._sorted_returns
+        if ranked is not None and ranked.values is returns and self._shape is centered_ranks:
+            weights = centered_ranks_sorted(returns, ranked.order, ranked.ordered)
         else:
-            grad = self.noise_sum(self.noise, coef, keys, self.num_params)
+            weights = self._shape(returns)
+        keys, coef = fold_weights(seeds, weights, pairs=seeds is self._asked_pairs or None)
+        grad = parted_sum(self, coef, keys)
         grad *= 1.0 / (returns.size * self.sigma)
         if self.weight_decay:
             grad -= self.weight_decay * self._center

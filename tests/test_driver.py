@@ -236,7 +236,7 @@ def test_openai_es_long_row_gradient_matches_float64_rule(break_sign, monkeypatc
         import asktell.strategies.openai_es as O
 
         real = O.fold_weights
-        monkeypatch.setattr(O, "fold_weights", lambda s, ww: (real(s, ww)[0], ww[0::2] + ww[1::2]))
+        monkeypatch.setattr(O, "fold_weights", lambda s, ww, **kw: (real(s, ww)[0], ww[0::2] + ww[1::2]))
     es.tell(returns)
     close = np.allclose(es.center, lr * grad, rtol=0, atol=1e-5 * np.abs(lr * grad).max())
     assert close != break_sign
