@@ -143,8 +143,9 @@ def tell_report(tell: dict, num_params: int) -> list[str]:
         f"{rem['num_params']:,} (the paper's generation), against the model with the loopback "
         "constants (a part's wall cost above, the parts taking turns on 2 workers, the "
         "loopback broadcast rate):", "",
-        "| parts | remote (ms) | local sum, same run (ms) | model (ms) | error |",
-        "|---|---|---|---|---|",
+        "| parts | remote (ms) | local sum, same run (ms) | model (ms) | error | client + "
+        "scheduler CPU (ms) | the same, one row per part (ms) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in rem["points"]:
         pred = tell_seconds(tell, rem["rows"], rem["num_params"], parts=p["parts"],
@@ -152,7 +153,9 @@ def tell_report(tell: dict, num_params: int) -> list[str]:
                             link_bytes_per_s=tell["loopback_bytes_per_s"])
         model = pred["total"] - pred["rest"]
         lines.append(f"| {p['parts']} | {_ms(p['seconds'])} | {_ms(p['local_s'])} | "
-                     f"{_ms(model)} | {model / p['seconds'] - 1:+.1%} |")
+                     f"{_ms(model)} | {model / p['seconds'] - 1:+.1%} | "
+                     f"{_ms(p['cpu_s']) if 'cpu_s' in p else 'not measured'} | "
+                     f"{_ms(p['one_row_per_part_cpu_s'])} |")
     rows = tell["driver"]["population"] // 2
     link = {"per_part_s": tell["part_overhead_cpu_s"], "link_bytes_per_s": ASSUMED_LINK_BYTES_PER_S}
     local = tell_seconds(tell, rows, num_params, parts=None, **link)["total"]

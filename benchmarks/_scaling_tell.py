@@ -63,7 +63,7 @@ def measure_driver_split(noise, population: int, num_params: int, repeats: int) 
     """ask + pickle + tell with the local sum, and with a hook that skips it (interleaved)."""
     from asktell.strategies import OpenAIES
 
-    def zeros(_noise, _weights, _keys, dim):
+    def zeros(_noise, _weights, _keys, dim, parts=None):
         return np.zeros(dim)
 
     rng = np.random.default_rng(0)
@@ -102,11 +102,13 @@ def measure_remote(noise, num_params: int, rows: int, parts: list[int], repeats:
         DaskWeightedSum(client, parts=2)(noise, weights[:2], keys[:2], num_params)
         for k in parts:
             hook = DaskWeightedSum(client, parts=k)
-            full = _fastest(lambda: hook(noise, weights, keys, num_params), repeats)
+            full, full_cpu = _fastest(lambda: hook(noise, weights, keys, num_params), repeats,
+                                      cpu=True)
             one, one_cpu = _fastest(lambda: hook(noise, weights[:k], keys[:k], num_params),
                                     repeats, cpu=True)
             local = _fastest(lambda: noise.weighted_sum(weights, keys, num_params), repeats)
-            out["points"].append({"parts": k, "seconds": full, "one_row_per_part_s": one,
+            out["points"].append({"parts": k, "seconds": full, "cpu_s": full_cpu,
+                                  "one_row_per_part_s": one,
                                   "one_row_per_part_cpu_s": one_cpu, "local_s": local})
             print(f"remote sum: {rows} rows x {num_params:,} in {k} parts: {full * 1e3:.1f} ms "
                   f"(local {local * 1e3:.1f} ms); 1 row per part: {one * 1e3:.1f} ms, "
