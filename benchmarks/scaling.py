@@ -453,6 +453,12 @@ def project_main(args) -> dict:
         res["pool_remeasured_load_average_1min"] = round(os.getloadavg()[0], 2)
         res["validation"] = validate(res["constants"], res["simulation"], res["regime_scales"],
                                      samples, args.trials * 4)
+    if args.spread != 1.0:  # a what-if: episode times closer to (or further from) their mean
+        if path == RESULTS_JSON:
+            raise SystemExit("--spread is a what-if: give --json a copy of the stored results")
+        samples = {k: float(np.mean(v)) + args.spread * (np.asarray(v) - np.mean(v))
+                   for k, v in samples.items()}
+        res["projection_spread"] = args.spread
     res["projection"] = project(res["constants"], samples, res["constants"]["tell"],
                                 args.trials, piece=args.piece)
     res["report"] = report(res)
@@ -499,6 +505,9 @@ def main(argv=None) -> None:
                         help="project: measure the distributed tell's constants again")
     parser.add_argument("--remeasure-pool", action="store_true",
                         help="project: measure node mode's local pool again, and validate again")
+    parser.add_argument("--spread", type=float, default=1.0,
+                        help="project (what-if, into a copy given by --json): scale each "
+                        "episode time's distance from the mean by this")
     parser.add_argument("--piece", type=int, default=1,
                         help="projection: candidates per piece of node mode's work queue")
     args = parser.parse_args(argv)
