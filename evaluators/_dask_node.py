@@ -2,11 +2,19 @@
 
 With ``DaskEvaluator(node_processes=...)`` each Dask worker stands for a machine. The
 scheduler and the driver then handle one task per node and generation, not one per core
-(Dask costs about 2 ms of wall time per task, see ``docs/dask.md``). On the node, the chunk
-is cut into one contiguous block per local process (:class:`~._vector_pool.WorkerPool`, the
-vector evaluator's pool): each process keeps the unpickled task and, when the task has one,
-its batch runner (a Gym task's slot engine; else :func:`~._common.evaluate_chunk`, what the
-serial evaluator runs), so returns are bitwise the serial evaluator's. The node's noise
+(Dask costs about 2 ms of wall time per task, see ``docs/dask.md``). On the node, the local
+processes (:class:`~._vector_pool.WorkerPool`, the vector evaluator's pool) take the chunk's
+pieces from a work queue as they come free (about :data:`PIECES_PER_PROCESS` per process,
+single candidates once candidates are measured to be expensive); each process keeps the
+unpickled task and, when the task has one, its batch runner (a Gym task's slot engine; else
+:func:`~._common.evaluate_chunk`, what the serial evaluator runs), so returns are bitwise the
+serial evaluator's.
+
+A straggler-tolerant generation (``[evaluator.stragglers]``) sends each node its share of
+the quorum: the node returns once its share is back and no piece is left unstarted, and
+returns at once when the driver closes the generation (:func:`stop_round`); the candidates
+not back are marked ``dropped``, their pieces finish in the background and are discarded
+(``docs/stragglers.md`` "In node mode"). The node's noise
 table lives once in shared memory (:mod:`asktell._shared_table`), adopted by every process.
 
 A pool is kept per (task, processes, time limit, noise table) in the worker process, across
@@ -36,13 +44,13 @@ from asktell.noise import NoiseTable
 from asktell.protocol import Evaluation
 
 __all__ = [
+    "DAEMON_FIX",
     "NodeSpec",
-    "run_node_chunk",
     "close_pools",
+    "is_daemonic",
+    "run_node_chunk",
     "stop_round",
     "usable_cores",
-    "is_daemonic",
-    "DAEMON_FIX",
 ]
 
 #: Node settings travelling with the shipped task: ``(processes or "auto", time limit)``.
@@ -88,8 +96,9 @@ class _NodePool:
     """The local processes of one (task, processes, limit, table), and the shared table."""
 
     def __init__(self, payload: bytes, processes: int, timeout: float | None, noise: Any):
-        from ._vector_pool import WorkerPool
         from asktell._shared_table import SharedTable
+
+        from ._vector_pool import WorkerPool
 
         self.table = SharedTable(noise.seed, noise.size) if isinstance(noise, NoiseTable) else None
         if self.table is not None:  # the worker itself reads the node's copy too
@@ -113,7 +122,7 @@ class _NodePool:
     ) -> Evaluation:
         stop = None
         if round_tag is not None:
-            stop = lambda: round_tag in _STOPPED  # noqa: E731
+            stop = lambda: round_tag in _STOPPED
         with self.lock:
             parts = self.pool.run(distribution, seeds, retries, share=share, stop=stop)
             dropped = self.pool.dropped

@@ -26,7 +26,7 @@ import numpy as np
 from ._common import ChunkResult
 from ._dask_link import ClusterLink
 
-__all__ = ["Part", "Quorum", "QuorumPull", "Range"]
+__all__ = ["Part", "Quorum", "QuorumPull", "Range", "ranges_of"]
 
 #: A chunk: the ``(start, stop)`` offsets of its seeds in the generation.
 Range = tuple[int, int]
@@ -56,6 +56,18 @@ class Quorum:
             and (self.min_episodes is None or episodes >= self.min_episodes)
             and (self.min_timesteps is None or steps >= self.min_timesteps)
         )
+
+
+    def node_share(self, n: int) -> tuple:
+        """What a node's chunk of a generation of ``n`` carries (node mode): the thresholds
+        and ``n``; the node closes on ``ceil(threshold * chunk / n)`` of each given."""
+        return (self.min_candidates, self.min_episodes, self.min_timesteps, int(n))
+
+
+def ranges_of(mask: np.ndarray, offset: int = 0) -> list[Range]:
+    """The ``(start, stop)`` runs of True in ``mask``, shifted by ``offset``."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return [(offset + int(a), offset + int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 class QuorumPull:

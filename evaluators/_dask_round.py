@@ -12,9 +12,11 @@ to the cluster only through the public methods of
 :func:`~asktell.evaluators._dask_worker.run_chunk`. The fault policy it carries out is the
 table in ``docs/dask.md``. A straggler-tolerant generation (a :class:`Quorum`) runs the same
 collecting loop; which chunk goes to which free thread, and closing on the quorum, is
-:class:`~asktell.evaluators._dask_quorum.QuorumPull`'s.
+:class:`~asktell.evaluators._dask_quorum.QuorumPull`'s. In node mode the chunks (one per
+node) carry their share of the quorum, the nodes close on it, and the round closes on the
+global rule and stops the nodes still running (:meth:`GenerationRound._close_nodes`).
 
-(Near 480 lines: submitting, waiting, absorbing failures and re-running late chunks are the
+(Near 500 lines: submitting, waiting, absorbing failures and re-running late chunks are the
 phases of one round and share its bookkeeping.)
 """
 
@@ -33,7 +35,7 @@ from asktell.protocol import Evaluation, Failure, Task
 
 from ._common import ChunkResult, assemble, timeout_message
 from ._dask_link import GATHER_SECONDS, ClusterLink, SchedulerLost, describe
-from ._dask_quorum import Part, Quorum, QuorumPull, Range
+from ._dask_quorum import Part, Quorum, QuorumPull, Range, ranges_of
 from ._dask_worker import identity, run_chunk
 
 __all__ = ["GenerationRound", "chunk_bounds"]
@@ -69,12 +71,6 @@ def chunk_bounds(n: int, num_chunks: int) -> list[Range]:
     else:
         edges = [(n * i) // num_chunks for i in range(num_chunks + 1)]
     return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-
-
-def _ranges_of(mask: np.ndarray, offset: int) -> list[Range]:
-    """The ``(start, stop)`` runs of True in ``mask``, shifted by ``offset``."""
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
-    return [(offset + int(a), offset + int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def _killed_part(exc: Any) -> ChunkResult:
@@ -332,8 +328,11 @@ class GenerationRound:
         return dict(zip(futures, bounds))
 
     def _node_kwargs(self) -> dict:
-        share = self._node_share()
-        return {} if share is None else {"node_share": share, "node_round": self.tag}
+        """Node mode with a quorum: each chunk closes on its share (:meth:`Quorum.node_share`)
+        and returns at once when :meth:`_close_nodes` stops the round ``tag``."""
+        if self.quorum is None or self.link.node is None:
+            return {}
+        return {"node_share": self.quorum.node_share(self.seeds.size), "node_round": self.tag}
 
     def _resubmit(self, ranges: list[Range]) -> dict[Any, Range]:
         """Rerun chunks that failed because an input died with the workers holding it.
@@ -418,14 +417,6 @@ class GenerationRound:
         self.link.cancel(list(pending))
         self.dropped += sorted(pending.values())
 
-    def _node_share(self) -> tuple | None:
-        """What a node's chunk needs to close on its share (node mode, a quorum): the rule
-        and the generation's size, so each node computes ``ceil(rule * chunk / n)``."""
-        if self.quorum is None or self.link.node is None:
-            return None
-        q = self.quorum
-        return (q.min_candidates, q.min_episodes, q.min_timesteps, int(self.seeds.size))
-
     def _drop_late(self, pending: dict[Any, Range]) -> None:
         """Late chunks: cancelled, and the workers running them taken out of the way (a
         rollout already running cannot be stopped in its thread; see
@@ -493,7 +484,7 @@ class GenerationRound:
             offset = state.pending.pop(f)[0]
             state.parts.append((offset, result))
             if result.dropped is not None:  # a node closed on its share: what it dropped
-                self.dropped += _ranges_of(result.dropped, offset)
+                self.dropped += ranges_of(result.dropped, offset)
         return True
 
     def _take_failed(self, ready: list[Any], state: _Collecting) -> list[Range]:

@@ -95,7 +95,7 @@ def _worker_main(conn, task, num_envs: int | None, mode: str, worker: int, table
                 if round_id != dist_round:  # pragma: no cover - protocol guard
                     raise EvaluationError(f"piece of round {round_id} without its distribution")
                 conn.send(("ok", round_id, offset, engine.run(distribution, seeds, retries)))
-            except Exception:  # noqa: BLE001 - reported to the parent, which raises
+            except Exception:
                 conn.send(("error", round_id, offset, traceback.format_exc()))
     finally:
         engine.close()
@@ -237,6 +237,8 @@ class WorkerPool:
         self.candidate_seconds: float | None = None
         #: Stale results discarded so far (pieces of a round already returned).
         self.discarded = 0
+        #: The last round's candidates not back when it returned, as ``(start, stop)``.
+        self.dropped: list[tuple[int, int]] = []
 
     def _start(self, w: int) -> None:
         parent, child = self.ctx.Pipe()
@@ -305,7 +307,7 @@ class WorkerPool:
             pickle.dumps(distribution, protocol=pickle.HIGHEST_PROTOCOL),
             collections.deque((a, s, False) for a, s in bounds),
         )
-        self.dropped: list[tuple[int, int]] = []
+        self.dropped = []
         completed = False
         try:
             # started together (a spawned process takes a while to be ready)

@@ -14,8 +14,9 @@ thread, each run by :func:`asktell.evaluators._common.evaluate_chunk`, the very 
 noise table once per worker process.
 
 Node mode (``node_processes``): each Dask worker stands for a machine, gets one chunk per
-generation and splits it over a local process pool with one shared-memory noise table
-(:mod:`._dask_node`), so the scheduler's and driver's work grows with nodes, not cores.
+generation and runs it from a work queue over a local process pool with one shared-memory
+noise table (:mod:`._dask_node`), so the scheduler's and driver's work grows with nodes, not
+cores; with ``stragglers`` each node closes on its share of the quorum.
 
 Faults and the policy for each are described on :class:`DaskEvaluator` and in
 ``docs/dask.md``.

@@ -27,13 +27,14 @@ import pytest
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
 
-from asktell import Distribution, FunctionTask, NoiseTable
-from asktell.checkpoint import load_checkpoint, save_checkpoint
 from asktell.evaluators import DaskEvaluator, DaskEvaluatorConfig, SerialEvaluator
 from asktell.evaluators._vector_pool import WorkerPool, piece_bounds
+from asktell.strategies import OpenAIES
+
+from asktell import Distribution, FunctionTask, NoiseTable
+from asktell.checkpoint import load_checkpoint, save_checkpoint
 from asktell.noise import mirrored
 from asktell.protocol import Evaluation, TaskHooks
-from asktell.strategies import OpenAIES
 
 # The tasks below live in this test module, which the node's processes cannot import.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
