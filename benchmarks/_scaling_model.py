@@ -280,7 +280,8 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
 #: The node quorums projected: (population, min_candidates). The first is the paper's
 #: population closing on 95% of it; the others oversize the population so that 10,000 are
 #: told (the paper's generation is at least 10,000 episodes).
-NODE_QUORUMS = ((10_000, 9_500), (11_000, 10_000), (12_000, 10_000))
+NODE_QUORUMS = ((10_000, 9_500), (10_500, 10_000), (11_000, 10_000), (11_500, 10_000),
+                (12_000, 10_000))
 #: What-ifs beyond the paper's settings and asktell's code: a quorum whose nodes' in-flight
 #: pieces are told if they finish before the close (not built), and a bigger generation.
 NODE_WHAT_IFS = (((10_000, 9_500), ", pieces in flight told if back before the close "

@@ -118,7 +118,7 @@ def test_quick_run_measures_validates_and_projects(tmp_path):
     pr = res["projection"]
     assert pr["workers"] == 1440 and pr["population"] == 10_000
     assert {r["regime"] for r in pr["rows"]} == {"humanoid_falls", "humanoid_full"}
-    assert sum(r["mode"].startswith("node") for r in pr["rows"]) == 14
+    assert sum(r["mode"].startswith("node") for r in pr["rows"]) == 18
     assert sum(r["mode"].startswith("per core") for r in pr["rows"]) == 2
     for r in pr["rows"]:
         for how in ("local", "distributed"):
