@@ -11,9 +11,12 @@ worker threads, or of node mode's blocks per local process (:func:`expected_roll
 from __future__ import annotations
 
 import heapq
+import math
 import pickle
 
 import numpy as np
+
+from _scaling_queue import chunk_starts, queue_generations, queue_makespan  # noqa: F401
 
 #: The paper's Humanoid run, as the public code for the paper configures it
 #: (openai/evolution-strategies-starter, configurations/humanoid.json): a generation is at
@@ -65,13 +68,6 @@ def _finish_times(chunk_seconds, workers: int) -> np.ndarray:
         done[i] = start + t
         heapq.heappush(free, (done[i], w))
     return done
-
-
-def chunk_starts(population: int, num_chunks: int) -> np.ndarray:
-    """Where ``DaskEvaluator`` cuts a generation (mirrored pairs stay together)."""
-    from asktell.evaluators.dask import chunk_bounds
-
-    return np.array([a for a, _ in chunk_bounds(population, num_chunks)])
 
 
 def expected_rollouts(
@@ -132,6 +128,53 @@ def expected_rollouts(
         last = min(int(np.searchsorted(held, quorum * population - 1e-9)), len(order) - 1)
         out.append(node_times[order[last]] + setup)
     return float(np.mean(out))
+
+
+#: Parts the distributed tell may be cut into (``DaskWeightedSum(parts=k)``): the projection
+#: reports the fastest, up to one per node (the bits depend on k, so a run fixes it).
+TELL_PARTS = (1, 2, 4, 5, 8, 10, 16, 20, 40, 80)
+
+
+def tell_seconds(tell: dict, rows: int, num_params: int, *, parts: int | None,
+                 per_part_s: float, link_bytes_per_s: float, vector_bytes: int = 8,
+                 workers: int | None = None, tree: bool = False) -> dict:
+    """The driver's ask + tell with the noise-row sum here (``parts=None``) or cut into
+    ``parts`` summed on the workers (``DaskWeightedSum``).
+
+    ``rest``: ask, pickling, ranking and the optimiser (measured without the sum). Remote:
+    the keys and weights go out through the driver's one link (16 B a row); each part costs
+    the driver and scheduler ``per_part_s`` (its task, receiving and adding its vector); the
+    slowest part's rows are summed on a worker (``workers`` fewer than ``parts``: they take
+    turns); each part's ``(num_params,)`` vector (``vector_bytes`` a value: float64 today)
+    comes back through the driver's link, one after the other. ``tree=True`` is the
+    alternative (not built) of adding the parts pairwise on the workers: twice the tasks,
+    ceil(log2 parts) rounds of one vector over a link and one add, then one vector to the
+    driver.
+    """
+    value_s = tell["row_s_per_value"]
+    terms = {"rest": tell["driver_rest_s"]}
+    if parts is None:
+        terms["sum"] = rows * num_params * value_s
+        return {**terms, "total": sum(terms.values())}
+    vector = num_params * vector_bytes / link_bytes_per_s
+    turns = math.ceil(parts / workers) if workers else 1
+    terms["ship"] = rows * 16 / link_bytes_per_s
+    terms["parts"] = per_part_s * parts * (2 if tree and parts > 1 else 1)
+    terms["part_sum"] = turns * math.ceil(rows / parts) * num_params * value_s
+    if tree:
+        rounds = math.ceil(math.log2(parts)) if parts > 1 else 0
+        terms["back"] = rounds * (vector + num_params * tell["add_s_per_value"]) + vector
+    else:
+        terms["back"] = parts * vector
+    return {**terms, "total": sum(terms.values())}
+
+
+def best_tell(tell: dict, rows: int, num_params: int, **kw) -> tuple[int, dict]:
+    """The fastest number of parts in :data:`TELL_PARTS`, and its terms."""
+    options = [(tell_seconds(tell, rows, num_params, parts=k, **kw)["total"], k)
+               for k in TELL_PARTS]
+    k = min(options)[1]
+    return k, tell_seconds(tell, rows, num_params, parts=k, **kw)
 
 
 def predict(constants: dict, *, tasks: int, fetchers: int, dist_bytes: int,
@@ -198,7 +241,19 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
     """The model's prediction for each simulated point, from constants not fitted to it."""
     for p in sleeps:
         scaled = np.asarray(samples[p["regime"]]) * regimes[p["regime"]]
-        if p["mode"] == "node":
+        size = dist_bytes(p["num_params"])
+        useful = p["population"] * float(scaled.mean())
+        if p["mode"] == "node" and p.get("node_local", "blocks") == "queue":
+            # node mode's work queue (and quorum): consecutive generations, what is still
+            # running at a close carried into the next (the gap: the Dask costs around it)
+            gap = predict(constants, tasks=p["tasks"], fetchers=p["processes"],
+                          dist_bytes=size, rollouts=0.0)["total"]
+            q = queue_generations(scaled, p["population"], p["workers"], p["nodes"],
+                                  piece=p.get("piece", 1), gap=gap,
+                                  dispatch=constants["pool_per_candidate_s"],
+                                  min_candidates=p.get("min_candidates"), generations=trials)
+            rollouts, useful = q["rollouts"], q["told_s"]
+        elif p["mode"] == "node":
             rollouts = expected_rollouts(scaled, p["population"], p["workers"], nodes=p["nodes"],
                                          dispatch=constants["pool_per_candidate_s"],
                                          trials=trials)
@@ -206,8 +261,9 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
             rollouts = expected_rollouts(scaled, p["population"], p["workers"],
                                          chunks=p["tasks"], trials=trials)
         pred = predict(constants, tasks=p["tasks"], fetchers=p["processes"],
-                       dist_bytes=dist_bytes(p["num_params"]), rollouts=rollouts)
+                       dist_bytes=size, rollouts=rollouts)
         p["predicted_s"] = pred["total"]
+        p["predicted_efficiency"] = useful / (p["workers"] * pred["total"])
         p["predicted_terms"] = pred
         p["error"] = pred["total"] / p["wall_s"] - 1
         # The same model with this run's own draws instead of the expectation: how well the
@@ -221,49 +277,100 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
     }
 
 
-def project(constants: dict, samples: dict, driver: dict, trials: int) -> dict:
-    """Generation time and efficiency of the paper's Humanoid generation on 1,440 workers."""
+#: The node quorums projected: (population, min_candidates). The first is the paper's
+#: population closing on 95% of it; the others oversize the population so that 10,000 are
+#: told (the paper's generation is at least 10,000 episodes).
+NODE_QUORUMS = ((10_000, 9_500), (10_500, 10_000), (11_000, 10_000), (11_500, 10_000),
+                (12_000, 10_000))
+#: What-ifs beyond the paper's settings and asktell's code: a quorum whose nodes' in-flight
+#: pieces are told if they finish before the close (not built), and a bigger generation.
+NODE_WHAT_IFS = (((10_000, 9_500), ", pieces in flight told if back before the close "
+                  "(what-if, not built)", {"late_told": True}),
+                 ((15_000, 14_250), " (a generation 1.5 x the paper's)", {}))
+
+
+def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: int = 1) -> dict:
+    """Generation time and efficiency of the paper's Humanoid generation on 1,440 workers,
+    for each mode, with the tell's noise sum on the driver and distributed
+    (:func:`best_tell`). ``tell``: the distributed tell's constants (``_scaling_tell``);
+    ``piece``: candidates per piece of node mode's work queue."""
     from asktell.evaluators.dask import auto_chunks
     from asktell.gym import GymTask
 
     P, W, nodes = PAPER["population"], PAPER["workers"], PAPER["nodes"]
+    cores = PAPER["cores_per_node"]
     # A scheduler with a core of its own: what a task costs is the CPU the client and the
     # scheduler spend on it (measured), not this shared machine's wall time.
     constants = {**constants, "per_task_s": constants["per_task_cpu_s"]}
     num_params = GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params
     size = dist_bytes(num_params)
-    drive, how = driver_seconds(driver, P, num_params)
+    link = {"per_part_s": tell["part_overhead_cpu_s"],
+            "link_bytes_per_s": ASSUMED_LINK_BYTES_PER_S}
     rows = []
     for regime in ("humanoid_falls", "humanoid_full"):
         times = np.asarray(samples[regime])
-        useful = P * float(times.mean())
-        cpw_auto = auto_chunks(useful, W)
-        # On the node, the distribution goes to each local process through a pipe (at the
-        # loopback rate measured here), then each block or candidate costs a pool item.
-        local = {"nodes": nodes, "dispatch": constants["pool_per_candidate_s"],
-                 "setup": PAPER["cores_per_node"] * size * constants["broadcast_s_per_byte"]}
-        modes = [("per core, 1 chunk per core", W, W, {"chunks": W}),
-                 ("per core, 1 chunk per core, closing on 95% (what-if)", W, W,
-                  {"chunks": W, "quorum": 0.95}),
-                 (f"per core, 'auto': {cpw_auto} chunk(s) per core", W * cpw_auto, W,
-                  {"chunks": W * cpw_auto}),
-                 (f"per node ({nodes} x {PAPER['cores_per_node']}): a block per process",
-                  nodes, nodes, local),
-                 (f"per node ({nodes} x {PAPER['cores_per_node']}): a work queue (not built)",
-                  nodes, nodes, {**local, "local": "queue"}),
-                 (f"per node ({nodes} x {PAPER['cores_per_node']}): blocks, closing on 95% "
-                  "(what-if)", nodes, nodes, {**local, "quorum": 0.95})]
-        for name, tasks, fetchers, kw in modes:
-            rollouts = expected_rollouts(times, P, W, trials=trials, **kw)
-            told = kw.get("quorum", 1.0)  # candidates dropped are not useful work
-            pred = predict(constants, tasks=tasks, fetchers=fetchers, dist_bytes=size,
-                           rollouts=rollouts, driver=drive,
-                           link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)
-            rows.append({
-                "regime": regime, "mode": name, "tasks": tasks, "terms": pred,
-                "useful_s": useful * told, "ideal_s": useful / W,
-                "efficiency": useful * told / (W * pred["total"]),
-                "efficiency_evaluate_only": useful * told / (W * (pred["total"] - drive)),
-            })
+        cpw_auto = auto_chunks(P * float(times.mean()), W)
+        # On the node, the distribution goes to each local process through a pipe, one after
+        # the other, then each block or piece costs a pool item: the node pool's dispatcher
+        # CPU per byte and per piece, as measured (a core of its own, as for a Dask task).
+        pipe = constants.get("node_pipe_cpu_s_per_byte", constants["broadcast_s_per_byte"])
+        piece_s = constants.get("pool_per_candidate_cpu_s", constants["pool_per_candidate_s"])
+        local = {"dispatch": piece_s, "setup": cores * size * pipe}
+        auto = "'auto' picks the same" if cpw_auto == 1 else f"'auto' picks {cpw_auto}"
+        modes = [(f"per core, 1 chunk per core ({auto})", W, P, None, {"chunks": W}),
+                 (f"node ({nodes} x {cores}): a block per process", nodes, P, None,
+                  {"nodes": nodes, **local}),
+                 (f"node ({nodes} x {cores}): work queue", nodes, P, "queue", {}),
+                 *[(f"node ({nodes} x {cores}): work queue + quorum {m:,} of {pop:,}",
+                    nodes, pop, "queue", {"min_candidates": m}) for pop, m in NODE_QUORUMS],
+                 *[(f"node ({nodes} x {cores}): work queue + quorum {m:,} of {pop:,}{what}",
+                    nodes, pop, "queue", {"min_candidates": m, **extra})
+                   for (pop, m), what, extra in NODE_WHAT_IFS]]
+        for name, tasks, pop, kind, kw in modes:
+            row = {"regime": regime, "mode": name, "tasks": tasks, "population": pop}
+            for how in ("local", "distributed"):
+                if kind is None:
+                    rollouts = expected_rollouts(times, pop, W, trials=trials, **kw)
+                    told, told_s = pop, pop * float(times.mean())
+                    drive = _tell(tell, told, num_params, how, link)
+                    pred = predict(constants, tasks=tasks, fetchers=tasks, dist_bytes=size,
+                                   rollouts=rollouts, driver=drive["total"],
+                                   link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)
+                else:
+                    # The gap from the driver's close to the next chunks' arrival includes
+                    # the tell, whose time depends on what is told: taken at the quorum
+                    # (the candidates told exceed it by < 1%, the tell's time by ~2 ms).
+                    drive = _tell(tell, kw.get("min_candidates", pop), num_params, how, link)
+                    gap = predict(constants, tasks=tasks, fetchers=tasks, dist_bytes=size,
+                                  rollouts=0.0, driver=drive["total"],
+                                  link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)["total"]
+                    q = queue_generations(times, pop, W, nodes, piece=piece, gap=gap,
+                                          generations=max(4, trials // 5), **local, **kw)
+                    told, told_s = round(q["told"]), q["told_s"]
+                    row.setdefault("split", {})[how] = {
+                        k: v / (W * q["rollouts"]) for k, v in
+                        (("told", told_s), ("wasted", q["wasted_s"]),
+                         ("idle", W * q["rollouts"] - told_s - q["wasted_s"]))}
+                    row.setdefault("late_s", {})[how] = q["late_s"]
+                    drive = _tell(tell, told, num_params, how, link)
+                    pred = predict(constants, tasks=tasks, fetchers=tasks, dist_bytes=size,
+                                   rollouts=q["rollouts"], driver=drive["total"],
+                                   link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)
+                row[how] = {"terms": pred, "tell": drive, "told": told, "told_s": told_s,
+                            "ideal_s": told_s / W,
+                            "efficiency": told_s / (W * pred["total"]),
+                            "efficiency_evaluate_only":
+                                told_s / (W * (pred["total"] - pred["driver"]))}
+            rows.append(row)
     return {"population": P, "workers": W, "num_params": num_params, "dist_bytes": size,
-            "driver_s": drive, "driver_from": how, "rows": rows}
+            "piece": piece, "rows": rows}
+
+
+def _tell(tell: dict, told: int, num_params: int, how: str, link: dict) -> dict:
+    """The driver's ask + tell for ``told`` candidates (a row per mirrored pair)."""
+    rows = -(-told // 2)
+    if how == "local":
+        return {**tell_seconds(tell, rows, num_params, parts=None, **link), "parts": None}
+    parts, terms = best_tell(tell, rows, num_params, **link)
+    tree_parts, tree = best_tell(tell, rows, num_params, tree=True, **link)
+    return {**terms, "parts": parts, "tree_parts": tree_parts, "tree_total": tree["total"]}

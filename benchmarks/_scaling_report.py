@@ -10,7 +10,14 @@ def _ms(x: float) -> str:
 
 
 def _mode(p: dict) -> str:
-    return "per core" if p["mode"] == "core" else f"{p['nodes']} nodes x {p['workers'] // p['nodes']}"
+    if p["mode"] == "core":
+        return "per core"
+    name = f"{p['nodes']} nodes x {p['workers'] // p['nodes']}"
+    if p.get("node_local") == "queue":
+        name += ", queue"
+    if p.get("min_candidates"):
+        name += f", quorum {p['min_candidates']} of {p['population']}"
+    return name
 
 
 def report(res: dict) -> str:
@@ -25,8 +32,21 @@ def report(res: dict) -> str:
         "| no-op generations, fit (projection) |",
         f"| broadcast, loopback | {1 / max(c['broadcast_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s "
         "| big vs small distribution |",
-        f"| local pool, per candidate | {c['pool_per_candidate_s'] * 1e3:.3f} ms "
-        "| multiprocessing.Pool(2), no-op items |",
+        *([f"| node pool, per piece, wall | {c['pool_per_candidate_s'] * 1e3:.3f} ms | nodeq's "
+           f"WorkerPool, 2 processes, {c['node_pool']['items']} one-candidate pieces of no "
+           f"cost: {c['node_pool']['per_piece_s'] * 1e3:.3f} ms a piece, so 2 x that a "
+           "piece on each process (validation) |",
+           f"| node pool, per piece, CPU of the dispatcher | "
+           f"{c['pool_per_candidate_cpu_s'] * 1e3:.3f} ms | the same rounds (projection) |",
+           f"| node pool, distribution to a process, wall | "
+           f"{1 / max(c['node_pipe_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s | the same pool, "
+           f"a {c['node_pool']['big_params']:,}-parameter distribution against a 1,000 one |",
+           f"| node pool, distribution to a process, CPU of the dispatcher | "
+           f"{1 / max(c['node_pipe_cpu_s_per_byte'], 1e-12) / 1e6:,.0f} MB/s | the same "
+           "rounds (projection) |"]
+          if "node_pool" in c else
+          [f"| local pool, per candidate | {c['pool_per_candidate_s'] * 1e3:.3f} ms "
+           "| multiprocessing.Pool(2), no-op items |"]),
         f"| driver ask+tell | {c['driver']['intercept_s'] * 1e3:.2f} ms + "
         f"{c['driver']['s_per_pop_param'] * 1e9:.3f} ns x population x params | OpenAIES, fit |",
         "", "No-op generations (the fit's points):", "",
@@ -45,34 +65,111 @@ def report(res: dict) -> str:
         "", "### Loopback simulation and validation", "",
         "| mode | workers (processes) | regime | scale | population | tasks | wall (ms) | "
         "scheduled ideal (ms) | balanced ideal (ms) | overhead (ms) | efficiency | predicted "
-        "(ms) | error |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "(ms) | error | efficiency, predicted |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in res["simulation"]:
         lines.append(
             f"| {_mode(p)} | {p['workers']} ({p['processes']}) | {p['regime']} | {p['scale']:.3g} | "
             f"{p['population']} | {p['tasks']} | {_ms(p['wall_s'])} | {_ms(p['scheduled_s'])} | "
             f"{_ms(p['balanced_s'])} | {_ms(p['overhead_s'])} | {p['efficiency']:.3f} | "
-            f"{_ms(p['predicted_s'])} | {p['error']:+.1%} |")
+            f"{_ms(p['predicted_s'])} | {p['error']:+.1%} | "
+            f"{p.get('predicted_efficiency', float('nan')):.3f} |")
     lines += ["", f"Validation: median |error| {v['median_abs_error']:.1%}, max "
               f"{v['max_abs_error']:.1%} (with each run's own draws instead of the expected "
               f"rollout time: median {v['median_abs_error_own_draws']:.1%}).", ""]
+    if "tell" in c:
+        lines += tell_report(c["tell"], res["projection"]["num_params"])
     pr = res["projection"]
     lines += [
         f"### Projection: population {pr['population']:,}, {pr['num_params']:,} parameters "
         f"({pr['dist_bytes']:,} B distribution), {pr['workers']:,} workers", "",
-        f"Driver {_ms(pr['driver_s'])} ms ({pr['driver_from']}); "
         f"{c['per_task_cpu_s'] * 1e3:.3f} ms per task (CPU); broadcast at an assumed "
-        f"{ASSUMED_LINK_BYTES_PER_S * 8 / 1e9:g} Gbit/s.", "",
-        "| regime | mode | tasks | fixed+tasks (s) | broadcast (s) | rollouts (s) | ideal (s) "
-        "| driver (s) | generation (s) | efficiency | without driver |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"{ASSUMED_LINK_BYTES_PER_S * 8 / 1e9:g} Gbit/s; node mode's work queue in pieces of "
+        f"{pr['piece']} candidate(s). *local*: the tell's noise sum on the driver; "
+        "*distributed*: cut into the fastest number of parts (in brackets).", "",
+        "| regime | mode | told | tasks | fixed+tasks (s) | broadcast (s) | rollouts (s) "
+        "| ideal (s) | driver, local (s) | generation, local (s) | efficiency, local "
+        "| driver, distributed (s) | generation, distributed (s) | efficiency, distributed "
+        "| without driver |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in pr["rows"]:
-        t = r["terms"]
+        lo, di = r["local"], r["distributed"]
+        t = lo["terms"]
         lines.append(
-            f"| {r['regime']} | {r['mode']} | {r['tasks']:,} | {t['fixed'] + t['tasks']:.3f} | "
-            f"{t['broadcast']:.3f} | {t['rollouts']:.3f} | {r['ideal_s']:.3f} | "
-            f"{t['driver']:.3f} | {t['total']:.3f} | {r['efficiency']:.2f} | "
-            f"{r['efficiency_evaluate_only']:.2f} |")
+            f"| {r['regime']} | {r['mode']} | {lo['told']:,} | {r['tasks']:,} | "
+            f"{t['fixed'] + t['tasks']:.3f} | {t['broadcast']:.3f} | {t['rollouts']:.3f} | "
+            f"{lo['ideal_s']:.3f} | {t['driver']:.3f} | {t['total']:.3f} | "
+            f"{lo['efficiency']:.2f} | {di['terms']['driver']:.3f} [{di['tell']['parts']}] | "
+            f"{di['terms']['total']:.3f} | {di['efficiency']:.2f} | "
+            f"{di['efficiency_evaluate_only']:.2f} |")
+    lines += ["", "The work queue's rows, distributed tell: the cores' time from the chunks' "
+              "arrival to the close (*rollouts* x workers), and how late a process starts a "
+              "generation on average because a piece of the previous one still runs:", "",
+              "| regime | mode | told | wasted (episodes not told) | idle or dispatch "
+              "| late start (ms) |", "|---|---|---|---|---|---|"]
+    for r in pr["rows"]:
+        if "split" in r:
+            x = r["split"]["distributed"]
+            lines.append(f"| {r['regime']} | {r['mode']} | {x['told']:.1%} | "
+                         f"{x['wasted']:.1%} | {x['idle']:.1%} | "
+                         f"{_ms(r['late_s']['distributed'])} |")
     return "\n".join(lines)
+
+
+def tell_report(tell: dict, num_params: int) -> list[str]:
+    """The distributed tell's constants, its loopback check, and its model at the paper's
+    size for each number of parts."""
+    from _scaling_model import TELL_PARTS, tell_seconds
+
+    rem = tell["remote"]
+    lines = [
+        "", "### The tell: constants", "",
+        "| constant | value | from |", "|---|---|---|",
+        f"| noise-row sum, per value | {tell['row_s_per_value'] * 1e9:.3f} ns | "
+        f"`NoiseTable.weighted_sum`, {', '.join(str(p['rows']) for p in tell['row_sum']['points'])}"
+        f" rows x {num_params:,}, fit |",
+        f"| driver without the sum | {_ms(tell['driver_rest_s'])} ms | OpenAIES ask + pickle + "
+        f"tell, population {tell['driver']['population']:,}, `noise_sum` returning zeros "
+        f"(with the local sum: {_ms(tell['driver']['local_s'])} ms) |",
+        f"| a part, wall on loopback | {_ms(tell['part_overhead_s'])} ms | "
+        "`DaskWeightedSum`, one row per part, 2 workers |",
+        f"| a part, CPU of client + scheduler | {_ms(tell['part_overhead_cpu_s'])} ms | the "
+        "same calls (projection) |",
+        f"| adding a part's vector | {tell['add_s_per_value'] * 1e9:.3f} ns per value | "
+        "`np.add` float64 |",
+        "", f"`DaskWeightedSum` on 2 loopback workers, {rem['rows']:,} rows x "
+        f"{rem['num_params']:,} (the paper's generation), against the model with the loopback "
+        "constants (a part's wall cost above, the parts taking turns on 2 workers, the "
+        "loopback broadcast rate):", "",
+        "| parts | remote (ms) | local sum, same run (ms) | model (ms) | error | client + "
+        "scheduler CPU (ms) | the same, one row per part (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in rem["points"]:
+        pred = tell_seconds(tell, rem["rows"], rem["num_params"], parts=p["parts"],
+                            per_part_s=tell["part_overhead_s"], workers=rem["workers"],
+                            link_bytes_per_s=tell["loopback_bytes_per_s"])
+        model = pred["total"] - pred["rest"]
+        lines.append(f"| {p['parts']} | {_ms(p['seconds'])} | {_ms(p['local_s'])} | "
+                     f"{_ms(model)} | {model / p['seconds'] - 1:+.1%} | "
+                     f"{_ms(p['cpu_s']) if 'cpu_s' in p else 'not measured'} | "
+                     f"{_ms(p['one_row_per_part_cpu_s'])} |")
+    rows = tell["driver"]["population"] // 2
+    link = {"per_part_s": tell["part_overhead_cpu_s"], "link_bytes_per_s": ASSUMED_LINK_BYTES_PER_S}
+    local = tell_seconds(tell, rows, num_params, parts=None, **link)["total"]
+    lines += ["", f"The driver's ask + tell at {rows:,} rows x {num_params:,}, projected "
+              f"(a part on a node of its own, {ASSUMED_LINK_BYTES_PER_S * 8 / 1e9:g} Gbit/s "
+              f"to the driver); the local sum: {_ms(local)} ms.", "",
+              "| parts | ship (ms) | parts' tasks (ms) | slowest part's sum (ms) | vectors back "
+              "(ms) | total (ms) | tree of parts, not built (ms) | float32 vectors (ms) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for k in TELL_PARTS:
+        t = tell_seconds(tell, rows, num_params, parts=k, **link)
+        tree = tell_seconds(tell, rows, num_params, parts=k, tree=True, **link)
+        f32 = tell_seconds(tell, rows, num_params, parts=k, vector_bytes=4, **link)
+        lines.append(f"| {k} | {_ms(t['ship'])} | {_ms(t['parts'])} | {_ms(t['part_sum'])} | "
+                     f"{_ms(t['back'])} | {_ms(t['total'])} | {_ms(tree['total'])} | "
+                     f"{_ms(f32['total'])} |")
+    return lines + [""]

@@ -50,9 +50,13 @@ RESULTS_JSON = DATA / "scaling_results.json"
 # The model and the report are modules beside this script (run as a script or loaded by path).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scaling_model import (  # noqa: E402
-    PAPER, bench_noise, chunk_starts, fit_dask, list_schedule, node_makespan, project, validate,
+    PAPER, bench_noise, chunk_starts, fit_dask, list_schedule, node_makespan, project,
+    queue_makespan, validate,
 )
 from _scaling_report import report  # noqa: E402
+from _scaling_episodes import episodes_main  # noqa: E402
+from _scaling_pool import measure_node_pool  # noqa: E402
+from _scaling_tell import measure_tell  # noqa: E402
 
 
 def _machine() -> dict:
@@ -63,95 +67,6 @@ def _machine() -> dict:
         "numpy": np.__version__,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
-
-
-# ------------------------------------------------------------------ 1. episode times
-
-
-def measure_episodes(env_id: str, terminate: bool, count: int, seed: int = 0) -> dict:
-    """Per-episode wall time and steps of ``count`` perturbed policies, one at a time."""
-    from asktell.evaluators import SerialEvaluator
-    from asktell.gym import GymTask
-    from asktell.noise import NoiseTable
-    from asktell.strategies import OpenAIES
-
-    kwargs = {} if terminate else {"terminate_when_unhealthy": False}
-    task = GymTask(env_id, env_kwargs=kwargs, step_cap="fixed", max_episode_steps=1000)
-    es = OpenAIES(
-        num_params=task.num_params,
-        population_size=count + count % 2,
-        x0=task.initial_params(seed),
-        seed=seed,
-        noise=NoiseTable(seed=seed, size=1 << 24),
-    )
-    seeds = es.ask()[:count]
-    dist = es.distribution.replace(context=task.context())
-    times, cpu, steps = [], [], []
-    with SerialEvaluator(task) as ev:
-        ev.evaluate(dist, seeds[:1])  # warm-up: the environment is made, imports done
-        for s in seeds:
-            start, start_cpu = time.perf_counter(), time.thread_time()
-            result = ev.evaluate(dist, np.array([s]))
-            cpu.append(time.thread_time() - start_cpu)
-            times.append(time.perf_counter() - start)
-            steps.append(int(result.steps[0]))
-    return {
-        "env_id": env_id,
-        "env_kwargs": kwargs,
-        "regime": "falls end episodes" if terminate else "every episode runs to the cap",
-        "num_params": task.num_params,
-        "seconds": [round(t, 6) for t in times],
-        "cpu_seconds": [round(t, 6) for t in cpu],
-        "steps": steps,
-        "mean_seconds": statistics.fmean(times),
-        "mean_cpu_seconds": statistics.fmean(cpu),
-        "seconds_per_step": sum(times) / sum(steps),
-        "quantiles_seconds": {
-            q: float(np.quantile(times, float(q))) for q in ("0.1", "0.5", "0.9", "0.99")
-        },
-        "quantiles_cpu_seconds": {
-            q: float(np.quantile(cpu, float(q))) for q in ("0.1", "0.5", "0.9", "0.99")
-        },
-    }
-
-
-def episodes_main(args) -> None:
-    plan = [("Hopper-v5", True, 200), ("Hopper-v5", False, 60),
-            ("Humanoid-v5", True, 200), ("Humanoid-v5", False, 40)]
-    if args.quick:
-        plan = [(env, term, 4) for env, term, _ in plan[:1]]
-    machine = _machine()
-    out = {
-        "how": "benchmarks/scaling.py episodes: GymTask(env, step_cap='fixed', "
-        "max_episode_steps=1000), default policy (MLP 2x64 tanh, float32, observation "
-        "normalisation with empty statistics), perturbations of the policy's initial centre "
-        "(OpenAIES sigma 0.02), one candidate per SerialEvaluator.evaluate call, wall time "
-        "per call (time.perf_counter) and its CPU time (time.thread_time: what the episode costs a "
-        "core it has to itself; wall time also counts waiting for a core). One process, the 2-core machine shared with other "
-        "work: load average at the start is recorded.",
-        "machine": machine,
-        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "samples": {},
-    }
-    for env_id, terminate, count in plan:
-        key = f"{env_id.split('-')[0].lower()}_{'falls' if terminate else 'full'}"
-        s = measure_episodes(env_id, terminate, count)
-        out["samples"][key] = s
-        print(
-            f"{key:16s} n={count:3d} mean {s['mean_seconds'] * 1e3:8.2f} ms  "
-            f"median steps {int(np.median(s['steps'])):5d}  "
-            f"{s['seconds_per_step'] * 1e6:6.1f} us/step  CPU mean "
-            f"{s['mean_cpu_seconds'] * 1e3:8.2f} ms",
-            flush=True,
-        )
-    out["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
-    if args.quick and args.episodes_out == str(EPISODES_JSON):
-        print("--quick: the stored episode times are left as they are (give --episodes-out)")
-        return
-    path = Path(args.episodes_out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {path}")
 
 
 # ------------------------------------------------------------------ 2. simulation
@@ -192,23 +107,25 @@ class SleepTask:
 
 
 def _generations(ev, task, workers, *, population, num_params, regime, scale, chunks_per_worker,
-                 generations, nodes=None) -> dict:
+                 generations, nodes=None, node_local="blocks", min_candidates=None) -> dict:
     """``generations`` timed generations (after one warm-up); medians, and each one's ideal.
 
-    ``nodes``: ``ev`` runs node mode on that many nodes of ``workers / nodes`` processes."""
+    ``nodes``: ``ev`` runs node mode on that many nodes of ``workers / nodes`` processes,
+    each node's chunk cut into a block per process (``node_local="blocks"``) or handed out
+    in a work queue (``"queue"``), closing on ``min_candidates`` (``ev``'s stragglers)."""
     from asktell import Distribution
     from asktell.noise import mirrored
 
     noise = bench_noise()
     ev.chunks_per_worker = chunks_per_worker
-    walls, cpus, useful, scheduled = [], [], [], []
+    walls, cpus, useful, scheduled, told = [], [], [], [], []
     for g in range(generations + 1):
         rng = np.random.default_rng(1000 * g + 7)
         seeds = mirrored(noise.sample_keys(rng, population // 2, num_params))
         context = {"regime": regime, "scale": scale} if regime else {}
         dist = Distribution(np.zeros(num_params), 0.02, noise, generation=g, context=context)
         start, start_cpu = time.perf_counter(), time.process_time()
-        ev.evaluate(dist, seeds)
+        result = ev.evaluate(dist, seeds)
         wall = time.perf_counter() - start
         cpu = time.process_time() - start_cpu
         if g == 0:
@@ -216,10 +133,15 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
         times = sleep_seconds(task.samples.get(regime, []), seeds, scale)
         walls.append(wall)
         cpus.append(cpu)
-        useful.append(float(times.sum()))
+        # the useful work: the candidates told (a quorum drops the others)
+        useful.append(float(times[result.told_mask].sum()))
+        told.append(int(result.told_mask.sum()))
         if nodes is None:
             starts = chunk_starts(population, workers * chunks_per_worker)
             scheduled.append(list_schedule(np.add.reduceat(times, starts), workers))
+        elif node_local == "queue":
+            scheduled.append(queue_makespan(times, nodes, workers // nodes,
+                                            min_candidates=min_candidates)[0])
         else:
             scheduled.append(node_makespan(times, nodes, workers // nodes))
     wall = statistics.median(walls)
@@ -243,6 +165,9 @@ def _generations(ev, task, workers, *, population, num_params, regime, scale, ch
         "scheduled_s": statistics.median(scheduled),
         "overhead_s": statistics.median(np.subtract(walls, scheduled)),
         "efficiency": statistics.median(np.divide(useful, np.multiply(walls, workers))),
+        **({} if nodes is None else {"node_local": node_local, "piece": 1}),
+        **({} if min_candidates is None else {"min_candidates": min_candidates,
+                                             "told": statistics.median(told)}),
     }
 
 
@@ -282,7 +207,12 @@ def simulate(samples: dict, regimes: dict, args) -> tuple[list[dict], list[dict]
 
 def _simulate_nodes(task, regimes: dict, args) -> list[dict]:
     """Node mode (``node_processes``) on ``args.nodes`` loopback nodes, an embedded cluster
-    per local pool size; empty when this asktell has no node mode.
+    per local pool size, and with ``args.node_quorum`` one more per size closing on that
+    share of the population; empty when this asktell has no node mode.
+
+    The work queue hands a node's local processes one candidate at a time here: nodeq's
+    ``piece_bounds`` takes pieces of at most 20 ms of work (``PIECE_SECONDS``) once a
+    candidate's time is known, and the candidates sleep 25 ms on average.
 
     (Not one cluster shared by evaluators of each size: a second node-mode evaluator on
     the first one's client was measured here at 845 ms per generation where its own
@@ -292,17 +222,29 @@ def _simulate_nodes(task, regimes: dict, args) -> list[dict]:
 
     if "node_processes" not in DaskEvaluatorConfig.model_fields or not args.node_processes:
         return []
+    try:  # nodeq's work queue
+        from asktell.evaluators._vector_pool import piece_bounds  # noqa: F401
+
+        local = "queue"
+    except ImportError:
+        local = "blocks"
     points = []
+    quorums = [None] + ([args.node_quorum] if args.node_quorum and local == "queue" else [])
     for k in args.node_processes:
         W = args.nodes * k
-        with DaskEvaluator(task, num_workers=args.nodes, node_processes=k) as ev:
-            for regime, scale in regimes.items():
-                points.append(_generations(ev, task, W, population=args.per_worker * W,
-                                           num_params=args.num_params, regime=regime,
-                                           scale=scale, chunks_per_worker=1,
-                                           generations=args.generations, nodes=args.nodes))
-                points[-1]["processes"] = args.nodes
-                _show("node", points[-1])
+        population = args.per_worker * W
+        for share in quorums:
+            need = None if share is None else max(1, round(share * population))
+            extra = {} if need is None else {"stragglers": {"min_candidates": need}}
+            with DaskEvaluator(task, num_workers=args.nodes, node_processes=k, **extra) as ev:
+                for regime, scale in regimes.items():
+                    points.append(_generations(
+                        ev, task, W, population=population, num_params=args.num_params,
+                        regime=regime, scale=scale, chunks_per_worker=1,
+                        generations=args.generations, nodes=args.nodes, node_local=local,
+                        min_candidates=need))
+                    points[-1]["processes"] = args.nodes
+                    _show("node", points[-1])
     return points
 
 
@@ -401,6 +343,25 @@ def measure_pool(items: int) -> float:
         return (time.perf_counter() - start) / items
 
 
+def _pool_constants(quick: bool) -> dict:
+    """Node mode's local dispatch: ``pool_per_candidate_s``, what a piece adds to its
+    process's time, and ``node_pipe_s_per_byte``, the distribution's pipe to a process;
+    from ``nodeq``'s pool where it has a work queue, else a plain ``multiprocessing.Pool``."""
+    from asktell.evaluators._vector_pool import WorkerPool
+
+    if "pieces_per_worker" not in WorkerPool.__init__.__code__.co_varnames:
+        return {"pool_per_candidate_s": measure_pool(200 if quick else 2000)}
+    pool = measure_node_pool(40 if quick else 400, 20_000 if quick else 159_505,
+                             2 if quick else 5)
+    # With 2 processes, a piece every per_piece_s of wall means each process waits
+    # 2 x per_piece_s per piece (validation). The projection charges a piece the CPU the
+    # node's dispatcher spends on it, and the pipe its CPU per byte (a core of its own).
+    return {"node_pool": pool, "pool_per_candidate_s": pool["per_piece_s"] * pool["processes"],
+            "pool_per_candidate_cpu_s": pool["per_piece_cpu_s"],
+            "node_pipe_s_per_byte": pool["s_per_byte"],
+            "node_pipe_cpu_s_per_byte": pool["cpu_s_per_byte"]}
+
+
 # ------------------------------------------------------------------ 4. run and report
 
 
@@ -432,7 +393,7 @@ def all_main(args) -> dict:
         "per_task_cpu_s": cpu_per_task,
         "broadcast_s_per_byte": broadcast["broadcast_s_per_byte"],
         "broadcast": broadcast,
-        "pool_per_candidate_s": measure_pool(200 if args.quick else 2000),
+        **_pool_constants(args.quick),
         "driver": measure_driver(_driver_sizes(args.quick), 2 if args.quick else 3),
     }
     res = {
@@ -446,8 +407,10 @@ def all_main(args) -> dict:
         "noop": noop,
         "simulation": sleeps,
     }
+    constants["tell"] = _measure_tell(constants, args.quick)
     res["validation"] = validate(constants, sleeps, regimes, samples, args.trials * 4)
-    res["projection"] = project(constants, samples, constants["driver"], args.trials)
+    res["projection"] = project(constants, samples, constants["tell"], args.trials,
+                                piece=args.piece)
     res["seconds"] = time.perf_counter() - start
     res["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     res["report"] = report(res)
@@ -455,6 +418,21 @@ def all_main(args) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float) + "\n")
     return res
+
+
+def _measure_tell(constants: dict, quick: bool) -> dict:
+    """The distributed tell's constants (``_scaling_tell``) at the paper's generation, with
+    the date, the load average and the loopback broadcast rate (its model's check)."""
+    from asktell.gym import GymTask
+
+    load = os.getloadavg()[0]
+    size = (200, 2000) if quick else (
+        PAPER["population"], GymTask("Humanoid-v5", hidden_sizes=PAPER["hidden_sizes"]).num_params)
+    tell = measure_tell(*size, quick=quick)
+    tell["date_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    tell["load_average_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+    tell["loopback_bytes_per_s"] = 1 / max(constants["broadcast_s_per_byte"], 1e-12)
+    return tell
 
 
 def project_main(args) -> dict:
@@ -467,8 +445,22 @@ def project_main(args) -> dict:
     if args.remeasure_driver:  # e.g. after a faster driver is merged
         res["constants"]["driver"] = measure_driver(_driver_sizes(args.quick), 2 if args.quick else 3)
         res["driver_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    res["projection"] = project(res["constants"], samples, res["constants"]["driver"],
-                                args.trials)
+    if args.remeasure_tell or "tell" not in res["constants"]:
+        res["constants"]["tell"] = _measure_tell(res["constants"], args.quick)
+    if args.remeasure_pool:  # e.g. once node mode has a work queue: validate again too
+        res["constants"].update(_pool_constants(args.quick))
+        res["pool_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        res["pool_remeasured_load_average_1min"] = round(os.getloadavg()[0], 2)
+        res["validation"] = validate(res["constants"], res["simulation"], res["regime_scales"],
+                                     samples, args.trials * 4)
+    if args.spread != 1.0:  # a what-if: episode times closer to (or further from) their mean
+        if path == RESULTS_JSON:
+            raise SystemExit("--spread is a what-if: give --json a copy of the stored results")
+        samples = {k: float(np.mean(v)) + args.spread * (np.asarray(v) - np.mean(v))
+                   for k, v in samples.items()}
+        res["projection_spread"] = args.spread
+    res["projection"] = project(res["constants"], samples, res["constants"]["tell"],
+                                args.trials, piece=args.piece)
     res["report"] = report(res)
     print(res["report"])
     path.write_text(json.dumps(res, indent=1, default=float) + "\n")
@@ -501,22 +493,34 @@ def main(argv=None) -> None:
     parser.add_argument("--nodes", type=int, default=2, help="node mode: loopback nodes")
     parser.add_argument("--node-processes", type=int, nargs="*", default=[2, 4, 8],
                         help="node mode: local processes per node to simulate (none: skip)")
+    parser.add_argument("--node-quorum", type=float, default=0.9,
+                        help="node mode with a work queue: also simulate closing on this share "
+                        "of the population (0: skip)")
     parser.add_argument("--num-params", type=int, default=1000)
     parser.add_argument("--broadcast-params", type=int, default=1 << 21)
     parser.add_argument("--trials", type=int, default=50, help="Monte Carlo trials")
     parser.add_argument("--remeasure-driver", action="store_true",
                         help="project: time the driver again (the rest from the stored run)")
+    parser.add_argument("--remeasure-tell", action="store_true",
+                        help="project: measure the distributed tell's constants again")
+    parser.add_argument("--remeasure-pool", action="store_true",
+                        help="project: measure node mode's local pool again, and validate again")
+    parser.add_argument("--spread", type=float, default=1.0,
+                        help="project (what-if, into a copy given by --json): scale each "
+                        "episode time's distance from the mean by this")
+    parser.add_argument("--piece", type=int, default=1,
+                        help="projection: candidates per piece of node mode's work queue")
     args = parser.parse_args(argv)
     args.argv = argv
     if args.quick:
         args.workers, args.max_processes, args.generations = [2], 1, 2
         args.per_worker, args.regimes, args.noop_chunks = 4, ["humanoid_falls"], [1, 4]
         args.sim_chunks, args.broadcast_params, args.trials = [1], 1 << 16, 5
-        args.nodes, args.node_processes = 1, [2]
+        args.nodes, args.node_processes, args.node_quorum = 1, [2], 0.75
     elif args.what == "all" and args.json is None:
         args.json = str(RESULTS_JSON)
     if args.what == "episodes":
-        episodes_main(args)
+        episodes_main(args, _machine(), EPISODES_JSON)
     elif args.what == "project":
         project_main(args)
     else:

@@ -27,14 +27,19 @@ def _scaling():
     return mod
 
 
-def _model():
-    """The model's pure rules (``benchmarks/_scaling_model.py``)."""
-    spec = importlib.util.spec_from_file_location(
-        "scaling_model", ROOT / "benchmarks" / "_scaling_model.py"
-    )
+def _model(name: str = "_scaling_model"):
+    """The model's pure rules (``benchmarks/_scaling_model.py``; node mode's work queue:
+    ``_scaling_queue.py``). They import each other as scripts beside each other do."""
+    if str(ROOT / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _queue():
+    return _model("_scaling_queue")
 
 
 def test_chunks_are_list_scheduled_onto_the_first_free_worker():
@@ -96,22 +101,36 @@ def test_quick_run_measures_validates_and_projects(tmp_path):
     for key in ("fixed_s", "per_task_s", "broadcast_s_per_byte", "pool_per_candidate_s"):
         assert math.isfinite(c[key]) and c[key] >= 0, key
     assert res["noop"] and res["simulation"]
+    assert any(p.get("min_candidates") for p in res["simulation"])  # node mode + quorum
     for p in res["simulation"]:
-        assert p["wall_s"] > 0 and p["scheduled_s"] >= p["balanced_s"] - 1e-12
+        # (with a quorum the model's schedule and the run may tell different candidates)
+        assert p["wall_s"] > 0
+        assert p.get("min_candidates") or p["scheduled_s"] >= p["balanced_s"] - 1e-12
         assert p["error"] == pytest.approx(p["predicted_s"] / p["wall_s"] - 1)
         # a generation cannot beat its own sleeps: useful <= workers x wall
         assert 0 < p["efficiency"] <= 1
     v = res["validation"]
     assert v["max_abs_error"] == pytest.approx(max(abs(p["error"]) for p in res["simulation"]))
+    t = c["tell"]
+    for key in ("row_s_per_value", "driver_rest_s", "part_overhead_s", "part_overhead_cpu_s",
+                "add_s_per_value"):
+        assert math.isfinite(t[key]) and t[key] >= 0, key
     pr = res["projection"]
     assert pr["workers"] == 1440 and pr["population"] == 10_000
     assert {r["regime"] for r in pr["rows"]} == {"humanoid_falls", "humanoid_full"}
-    assert sum("per node" in r["mode"] for r in pr["rows"]) == 6
-    assert sum("per core" in r["mode"] for r in pr["rows"]) == 6
+    assert sum(r["mode"].startswith("node") for r in pr["rows"]) == 18
+    assert sum(r["mode"].startswith("per core") for r in pr["rows"]) == 2
     for r in pr["rows"]:
-        assert r["efficiency"] == pytest.approx(r["useful_s"] / (1440 * r["terms"]["total"]))
-        assert 0 < r["efficiency"] <= r["efficiency_evaluate_only"]
+        for how in ("local", "distributed"):
+            x = r[how]
+            assert x["efficiency"] == pytest.approx(x["told_s"] / (1440 * x["terms"]["total"]))
+            assert 0 < x["efficiency"] <= x["efficiency_evaluate_only"] <= 1
+        # the distributed tell is the fastest of its options, the local sum among them
+        assert r["distributed"]["tell"]["total"] <= r["local"]["tell"]["total"] * 1.01
+        for x in r.get("split", {}).values():  # told + wasted + idle = the cores' time
+            assert sum(x.values()) == pytest.approx(1) and x["wasted"] >= 0
     assert "Validation: median |error|" in res["report"]
+    assert "### The tell: constants" in res["report"]
 
     # `project` recomputes the projection from the stored constants, measuring nothing.
     subprocess.run(
@@ -137,3 +156,68 @@ def test_a_quorum_drops_the_latest_nodes():
     # half the population is back at 2 s.
     assert s.expected_rollouts([1.0], 8, 2, chunks=4, quorum=0.5, trials=1) == 2.0
     assert s.expected_rollouts([1.0], 8, 2, chunks=4, trials=1) == 4.0
+
+
+def test_node_queue_returns_on_its_share_and_carries_what_runs_on():
+    """1 node, 2 processes, 3 candidates of 1 s, quorum 2 of 3: both processes finish at 1 s
+    (2 done), the third piece has started, so the node returns at 1 s with 2 told; the
+    third runs to 2 s, 0.5 s past the gap of 0.5 s, so the next generation's first piece on
+    that process starts 0.5 s late: the node returns at 1.5 s. Then nothing runs over."""
+    s = _queue()
+    got = s.queue_generations([1.0], 3, 2, 1, min_candidates=2, gap=0.5, generations=2,
+                              warmup=0)
+    assert got["rollouts"] == pytest.approx((1.0 + 1.5) / 2)
+    assert got["told"] == 2 and got["told_s"] == pytest.approx(2.0)
+    assert got["late_s"] == pytest.approx((0 + 0.25) / 2)
+    # A gap longer than what runs on: nothing is late.
+    assert s.queue_generations([1.0], 3, 2, 1, min_candidates=2, gap=1.0, generations=2,
+                               warmup=0)["rollouts"] == pytest.approx(1.0)
+    # Without a quorum the node waits for all 3: 2 rounds, nothing runs over.
+    full = s.queue_generations([1.0], 3, 2, 1, generations=2, warmup=0)
+    assert full["rollouts"] == pytest.approx(2.0) and full["told"] == 3
+    # The share is the chunk's part of the quorum, rounded up (as the node computes it).
+    assert s.quota_of(126, 10_000, 9_500) == 120 and s.quota_of(125, 10_000, 9_500) == 119
+
+
+def test_node_queue_without_quorum_is_the_queue_makespan():
+    """10,000 equal episodes on 80 nodes x 18: chunks of at most 126, 7 rounds, each piece
+    paying its dispatch; the same whether from one generation or the steady state."""
+    s = _queue()
+    got = s.queue_generations([1.0], 10_000, 1440, 80, dispatch=0.01, generations=2)
+    assert got["rollouts"] == pytest.approx(7 * 1.01)
+    assert got["told"] == 10_000
+    close, told = s.queue_makespan(np.ones(10_000), 80, 18)
+    assert close == 7 and told == 10_000
+
+
+def test_late_nodes_are_dropped_whole_and_stopped():
+    """2 nodes x 4 processes, quorum 4 of 8: the first node is back at 1 s with all 4 of its
+    candidates, which meet the quorum alone, so the node that drew 5 s episodes is dropped;
+    on a stopped node the running pieces go on and nothing new starts."""
+    s = _queue()
+    close, told = s.queue_makespan(np.array([1.0] * 4 + [5.0] * 4), 2, 4, min_candidates=4)
+    assert close == 1 and told == 4
+    pieces = s._node_queue(np.array([1.0, 1.0, 1.0]), np.zeros(1), 1, 0.0, None)[3]
+    assert s._busy_until(pieces, 1, 1.5).tolist() == [2.0]  # the second piece runs on
+
+
+def test_distributed_tell_is_the_sum_of_its_terms():
+    s = _model()
+    tell = {"row_s_per_value": 1e-9, "driver_rest_s": 0.01, "add_s_per_value": 1e-9}
+    link = {"per_part_s": 0.001, "link_bytes_per_s": 1e9}
+    local = s.tell_seconds(tell, 5000, 100_000, parts=None, **link)
+    assert local["total"] == pytest.approx(0.01 + 5000 * 100_000 * 1e-9)
+    t = s.tell_seconds(tell, 5000, 100_000, parts=8, **link)
+    vector = 100_000 * 8 / 1e9
+    assert t["part_sum"] == pytest.approx(625 * 100_000 * 1e-9)
+    assert t["back"] == pytest.approx(8 * vector) and t["parts"] == pytest.approx(0.008)
+    assert t["total"] == pytest.approx(0.01 + 5000 * 16 / 1e9 + 0.008 + t["part_sum"] + t["back"])
+    # A tree of 8 parts: 3 rounds of one vector and one add, then one vector to the driver.
+    tree = s.tell_seconds(tell, 5000, 100_000, parts=8, tree=True, **link)
+    assert tree["back"] == pytest.approx(3 * (vector + 100_000 * 1e-9) + vector)
+    # 2 workers for 8 parts: 4 turns of the slowest part.
+    two = s.tell_seconds(tell, 5000, 100_000, parts=8, workers=2, **link)
+    assert two["part_sum"] == pytest.approx(4 * t["part_sum"])
+    k, best = s.best_tell(tell, 5000, 100_000, **link)
+    assert k in s.TELL_PARTS and best["total"] <= min(
+        s.tell_seconds(tell, 5000, 100_000, parts=j, **link)["total"] for j in s.TELL_PARTS)
