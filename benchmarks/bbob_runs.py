@@ -9,8 +9,8 @@ seed ``instance + 1000 k``):
 population, how many such runs reached 1e-8, how many the budget cut, the mean evaluations
 spent before it, and the mean length and stop reasons of the runs the stopping rules ended.
 
-``single``: single runs at one population from the origin (stopping rules ignored; a run
-ends at 1e-8 or after ``--generations``): the fraction reaching 1e-8, with its standard
+``single``: single runs at one population from the origin (a run ends at 1e-8, after
+``--generations`` or, with ``--stop``, when its stopping rules fire): the fraction reaching 1e-8, with its standard
 error, and with ``--trace`` the medians over runs of sigma, |p_sigma|, the condition number
 of C, the mean's distance to x_opt and f(mean) - f_opt, generation by generation.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
 from pathlib import Path
 
@@ -40,9 +41,18 @@ def problem(fid: int, dim: int, inst: int):
     return p, bbob.f_opt_of(p)
 
 
-def runs_asktell(rec, dim: int, seed: int, mode: str) -> list[tuple]:
-    """(population, evaluations, end) per run; end: the rules that fired, target or budget."""
-    es = bbob.strategy_for(dim, np.zeros(dim), seed, mode)
+def runs_asktell(rec, dim: int, seed: int, mode: str, inner: dict | None = None) -> list[tuple]:
+    """(population, evaluations, end) per run; end: the rules that fired, target or budget.
+    ``inner``: options of the CMA-ES runs (default: the benchmark's, none)."""
+    if inner:
+        from asktell.noise import NoiseTable
+        from asktell.registry import STRATEGIES
+
+        es = STRATEGIES.get("restarts")(num_params=dim, sigma=bbob.SIGMA0, x0=np.zeros(dim),
+                                        seed=seed, noise=NoiseTable(seed=seed, size=1 << 20),
+                                        mode=mode, strategy={"kind": "cma_es", **inner})
+    else:
+        es = bbob.strategy_for(dim, np.zeros(dim), seed, mode)
     runs, start = [], 0
     while not rec.done:
         seeds = es.ask()
@@ -58,7 +68,7 @@ def runs_asktell(rec, dim: int, seed: int, mode: str) -> list[tuple]:
     return runs
 
 
-def runs_pycma(rec, dim: int, seed: int, mode: str) -> list[tuple]:
+def runs_pycma(rec, dim: int, seed: int, mode: str, inner: dict | None = None) -> list[tuple]:
     import cma
 
     last: dict[int, object] = {}  # one entry per run (its CMAEvolutionStrategy)
@@ -90,7 +100,7 @@ def restarts(a) -> None:
             for side, runner in (("asktell", runs_asktell), ("pycma", runs_pycma)):
                 rec = bbob.TargetRecorder(p, f_opt, a.budget_factor * a.dim)
                 spent = 0
-                for lam, evals, end in runner(rec, a.dim, inst + 1000 * k, a.mode):
+                for lam, evals, end in runner(rec, a.dim, inst + 1000 * k, a.mode, a.inner):
                     row = table[(side, lam)]
                     row["reached"] += 1
                     row["before"].append(spent)
@@ -121,8 +131,11 @@ def restarts(a) -> None:
                   f"{np.mean(r['before']):.0f} | {stopped} | {why} |")
 
 
-def single_run(side: str, p, f_opt: float, x_opt, dim: int, lam: int, seed: int, gens: int):
-    """(reached 1e-8, per-generation rows sigma, |p_sigma|, cond C, |m - x_opt|, f(m) - f_opt)."""
+def single_run(side: str, p, f_opt: float, x_opt, dim: int, lam: int, seed: int, gens: int,
+               inner: dict | None = None, stop: bool = False):
+    """(reached 1e-8, per-generation rows sigma, |p_sigma|, cond C, |m - x_opt|, f(m) - f_opt,
+    generations run, the stopping rules that ended it ("" for none); with ``stop`` a run
+    ends when its stopping rules fire)."""
     import cma
 
     from asktell.noise import NoiseTable
@@ -131,16 +144,16 @@ def single_run(side: str, p, f_opt: float, x_opt, dim: int, lam: int, seed: int,
     if side == "asktell":
         es = STRATEGIES.get("cma_es")(num_params=dim, sigma=bbob.SIGMA0, x0=np.zeros(dim),
                                       seed=seed, noise=NoiseTable(seed=seed, size=1 << 20),
-                                      population_size=lam)
+                                      population_size=lam, **(inner or {}))
     else:
         es = cma.CMAEvolutionStrategy(np.zeros(dim), bbob.SIGMA0,
                                       {"seed": seed, "verbose": -9, "popsize": lam})
     rows = []
-    for _ in range(gens):
+    for g in range(1, gens + 1):
         X = es.distribution.decode(es.ask()) if side == "asktell" else es.ask()
         f = np.array([p(x) for x in X]) - f_opt
         if f.min() <= bbob.TARGETS[-1]:
-            return True, rows
+            return True, rows, g, ""
         if side == "asktell":
             es.tell(-f)
             C, m, ps = es.C, es.center, es.path_sigma
@@ -151,7 +164,10 @@ def single_run(side: str, p, f_opt: float, x_opt, dim: int, lam: int, seed: int,
             ev = np.linalg.eigvalsh((C + C.T) / 2)
             rows.append([es.sigma, np.linalg.norm(ps), ev.max() / ev.min(),
                          np.linalg.norm(m - x_opt), p(m) - f_opt])
-    return False, rows
+        fired = sorted(es.stop()) if stop else []
+        if fired:
+            return False, rows, g, ",".join(fired)
+    return False, rows, gens, ""
 
 
 def single(a) -> None:
@@ -160,6 +176,7 @@ def single(a) -> None:
 
     solved = collections.Counter()
     traces = collections.defaultdict(list)
+    lengths, reasons = collections.defaultdict(list), collections.defaultdict(collections.Counter)
     for inst in a.instances:
         p, f_opt = problem(a.function, a.dim, inst)
         x_opt = None
@@ -174,16 +191,21 @@ def single(a) -> None:
                     os.chdir(cwd)
         for side in ("asktell", "pycma"):
             for k in range(a.first_seed, a.first_seed + a.seeds):
-                ok, rows = single_run(side, p, f_opt, x_opt, a.dim, a.population,
-                                      a.seed_base + inst + 1000 * k, a.generations)
+                ok, rows, g, fired = single_run(side, p, f_opt, x_opt, a.dim, a.population,
+                                                a.seed_base + inst + 1000 * k, a.generations,
+                                                a.inner, a.stop)
                 solved[side] += ok
+                lengths[side].append(g)
+                reasons[side].update(fired.split(",") if fired else [])
                 traces[side].append(rows)
         p.free()
     n = len(a.instances) * a.seeds
     for side in ("asktell", "pycma"):
         q = solved[side] / n
         print(f"f{a.function} D={a.dim} population {a.population}: {side} reached 1e-8 in "
-              f"{solved[side]}/{n} = {q:.3f} +- {np.sqrt(q * (1 - q) / n):.3f} single runs")
+              f"{solved[side]}/{n} = {q:.3f} +- {np.sqrt(q * (1 - q) / n):.3f} single runs; "
+              f"mean evaluations {a.population * np.mean(lengths[side]):.0f}"
+              + (f"; stopped by {dict(reasons[side].most_common(4))}" if a.stop else ""))
     if a.trace:
         names = ("sigma", "|p_sigma|", "cond(C)", "|m - x_opt|", "f(m) - f_opt")
         print("medians over the runs still going (asktell / pycma)\n| generation | "
@@ -211,7 +233,14 @@ def main(argv=None) -> int:
     p.add_argument("--generations", type=int, default=95, help="single view: most per run")
     p.add_argument("--seed-base", type=int, default=0, help="single view: added to each seed")
     p.add_argument("--trace", action="store_true", help="single view: per-generation medians")
+    p.add_argument("--stop", action="store_true",
+                   help="single view: a run also ends when its stopping rules fire")
+    p.add_argument("--inner", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="options of asktell's CMA-ES runs, JSON values (e.g. tolstagnation=0)")
     a = p.parse_args(argv)
+    a.inner = {k: json.loads(v) for k, v in (item.split("=", 1) for item in a.inner)}
+    if a.inner:
+        print(f"asktell's CMA-ES runs with {a.inner}")
     (restarts if a.view == "restarts" else single)(a)
     return 0
 

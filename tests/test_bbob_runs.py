@@ -49,4 +49,16 @@ def test_single_view_prints_rates_and_a_trace(capsys):
               "--population", "6", "--generations", "3", "--trace"])
     out = capsys.readouterr().out
     assert "asktell reached 1e-8 in 0/2" in out and "pycma reached 1e-8 in 0/2" in out
+    assert out.count("mean evaluations 18\n") == 2  # 3 generations of 6, no rule consulted
     assert "| 3 |" in out  # the third generation's medians
+
+
+def test_single_view_with_stopping_rules_ends_runs_on_them(capsys):
+    mod = _runs()
+    # Rastrigin in 2-D at population 6: runs stall and stop long before 3,000 generations
+    mod.main(["single", "--function", "15", "--dim", "2", "--instances", "1", "--seeds", "2",
+              "--population", "6", "--generations", "3000", "--stop",
+              "--inner", "tolstagnation=0"])
+    out = capsys.readouterr().out
+    assert "runs with {'tolstagnation': 0}" in out
+    assert out.count("stopped by {") == 2
