@@ -195,6 +195,7 @@ def single(a) -> None:
                                                 a.seed_base + inst + 1000 * k, a.generations,
                                                 a.inner, a.stop)
                 solved[side] += ok
+                solved[(side, inst)] += ok
                 lengths[side].append(g)
                 reasons[side].update(fired.split(",") if fired else [])
                 traces[side].append(rows)
@@ -205,7 +206,8 @@ def single(a) -> None:
         print(f"f{a.function} D={a.dim} population {a.population}: {side} reached 1e-8 in "
               f"{solved[side]}/{n} = {q:.3f} +- {np.sqrt(q * (1 - q) / n):.3f} single runs; "
               f"mean evaluations {a.population * np.mean(lengths[side]):.0f}"
-              + (f"; stopped by {dict(reasons[side].most_common(4))}" if a.stop else ""))
+              + (f"; stopped by {dict(reasons[side].most_common(4))}" if a.stop else "")
+              + "; per instance " + ", ".join(f"i{i} {solved[(side, i)]}" for i in a.instances))
     if a.trace:
         names = ("sigma", "|p_sigma|", "cond(C)", "|m - x_opt|", "f(m) - f_opt")
         print("medians over the runs still going (asktell / pycma)\n| generation | "
