@@ -49,7 +49,7 @@ def test_single_view_prints_rates_and_a_trace(capsys):
               "--population", "6", "--generations", "3", "--trace"])
     out = capsys.readouterr().out
     assert "asktell reached 1e-8 in 0/2" in out and "pycma reached 1e-8 in 0/2" in out
-    assert out.count("mean evaluations 18\n") == 2  # 3 generations of 6, no rule consulted
+    assert out.count("mean evaluations 18; per instance i1 0\n") == 2  # 3 generations of 6
     assert "| 3 |" in out  # the third generation's medians
 
 
