@@ -48,6 +48,24 @@ def test_before_the_first_restart_it_is_its_inner_strategy_bitwise():
     assert es.restart == 0 and es.center.tobytes() == plain.center.tobytes()
 
 
+def test_a_restarted_run_is_a_fresh_run_bitwise():
+    # A restart hands the next run its population, sigma, x0 and seed and nothing else (no
+    # path, covariance or stopping history), so IPOP's run at a large population is a single
+    # run at that population: what docs/from-pycma.md compares with pycma's single runs.
+    es = _make(mode="ipop")
+    _until_restart(es, 2)
+    fresh = CMAES(num_params=4, sigma=2.0, seed=es._run_seed(2), noise=NOISE,
+                  population_size=es.population_size)
+    for _ in range(15):
+        seeds = es.ask()
+        assert np.array_equal(seeds, fresh.ask())
+        r = -rastrigin(es.distribution.decode(seeds))
+        es.tell(r)
+        fresh.tell(r)
+    assert es.restart == 2 and es.center.tobytes() == fresh.center.tobytes()
+    assert es.inner.sigma == fresh.sigma and es.inner.C.tobytes() == fresh.C.tobytes()
+
+
 def test_ipop_doubles_the_population_at_each_restart():
     es = _make(mode="ipop")
     seen = []
