@@ -213,8 +213,11 @@ class PlainDisplay(Display):
     def finish(self, reason: str) -> None:
         super().finish(reason)
         v = self.view
+        # A reason that names its generation already (a target check's) is not told it again.
+        where = "" if reason.endswith(f"(generation {v.generation})") else (
+            f"generation {v.generation}, ")
         self.message(
-            f"stopped: {reason} (generation {v.generation}, {100 * min(v.fraction, 1.0):.0f}% "
+            f"stopped: {reason} ({where}{100 * min(v.fraction, 1.0):.0f}% "
             f"of the budget, elapsed {format_seconds(v.elapsed())})"
         )
 

@@ -60,6 +60,24 @@ def test_an_early_stop_ends_the_bar_with_the_reason_and_no_eta():
     assert "ETA" not in d.view.status() and "stopped: target_return reached" in d.view.status()
 
 
+def test_a_reason_naming_its_generation_is_not_followed_by_it_again():
+    out = io.StringIO()
+    d = PlainDisplay(out)
+    d.view.clock = FakeClock()
+    d.start(0.0, "title", target=475.0)
+    d.update(row(34, 59000, center_return_mean=500.0), 0.34)
+    d.finish("target_return reached: centre mean 500 over 20 episode(s) >= 475 (generation 34)")
+    last = out.getvalue().splitlines()[-1]
+    assert last.count("generation 34") == 1, last
+    assert "(generation 34) (34% of the budget" in last
+    d2 = PlainDisplay(io.StringIO())
+    d2.view.clock = FakeClock()
+    d2.start(0.0, "title")
+    d2.update(row(34, 59000), 0.34)
+    d2.finish("budget of 100 generations used")
+    assert "(generation 34, 34% of the budget" in d2.stream.getvalue().splitlines()[-1]
+
+
 def test_the_rich_bar_reaches_its_end_and_says_why_after_an_early_stop():
     from rich.console import Console
 
