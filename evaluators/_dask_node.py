@@ -113,9 +113,9 @@ class _NodePool:
         )
         # A node worker with several threads runs its chunks one after the other here.
         self.lock = threading.Lock()
-        #: The round the last chunk returned with pieces in flight (``None``: none).
-        self.open_tag: str | None = None
-        self.open_size = 0
+        #: ``(round tag, first seed, size)`` of the last chunk, if it returned with pieces
+        #: in flight (``None``: it did not).
+        self.open_key: tuple | None = None
 
     def run(
         self,
@@ -129,29 +129,29 @@ class _NodePool:
         if round_tag is not None:
             stop = lambda: round_tag in _STOPPED
         with self.lock:
-            self.open_tag = None
+            self.open_key = None
             parts = self.pool.run(distribution, seeds, retries, share=share, stop=stop)
             dropped = self.pool.dropped
             if round_tag is not None and dropped:  # pieces in flight: harvest_round's
-                self.open_tag, self.open_size = round_tag, seeds.size
+                self.open_key = (round_tag, int(seeds[0]), seeds.size)
         if share is not None or round_tag is not None:
             return _with_dropped(parts, seeds.size, dropped)
         return Evaluation.concatenate(parts, seeds.size)
 
-    def harvest(self, round_tag: str) -> Evaluation | None:
-        """The chunk of ``round_tag`` again, with the pieces back since it returned (see
-        :func:`harvest_round`); ``None`` if this pool did not return it last with pieces in
-        flight, or is running a chunk now (never waits for it)."""
+    def harvest(self, key: tuple) -> Evaluation | None:
+        """The chunk ``key`` ``(round tag, first seed, size)`` again, with the pieces back
+        since it returned (see :func:`harvest_round`); ``None`` if this pool did not return
+        it last with pieces in flight, or is running a chunk now (never waits for it)."""
         if not self.lock.acquire(blocking=False):
             return None
         try:
-            if self.open_tag != round_tag:
+            if self.open_key != key:
                 return None
-            self.open_tag = None
+            self.open_key = None
             parts = self.pool.harvest()
             if parts is None:
                 return None
-            return _with_dropped(parts, self.open_size, self.pool.dropped)
+            return _with_dropped(parts, key[2], self.pool.dropped)
         finally:
             self.lock.release()
 
@@ -241,17 +241,20 @@ async def stop_round(round_tag: str, dask_worker: Any = None) -> bool:
     return True
 
 
-def harvest_round(round_tag: str, dask_worker: Any = None) -> Evaluation | None:
-    """The driver closed the generation ``round_tag``, which this node's chunk left early
-    (its share back) with pieces in flight: the chunk's record again, with the pieces whose
-    results are back by now told too (read without waiting), the others still ``dropped``
-    (and discarded when they arrive). ``None``: nothing to take (already harvested, or
-    another round ran since). A tiny task pinned to the node (see
-    ``GenerationRound._harvest``)."""
+def harvest_round(
+    round_tag: str, first_seed: int, size: int, dask_worker: Any = None
+) -> Evaluation | None:
+    """The driver closed the generation ``round_tag``, whose chunk (``size`` seeds from
+    ``first_seed``) this node left early (its share back) with pieces in flight: the
+    chunk's record again, with the pieces whose results are back by now told too (read
+    without waiting), the others still ``dropped`` (and discarded when they arrive).
+    ``None``: nothing to take (already harvested, or another chunk ran since on this
+    node). A tiny task pinned to the node (see ``GenerationRound._harvest``)."""
+    key = (round_tag, int(first_seed), int(size))
     with _LOCK:
         pools = list(_POOLS.values())
     for pool in pools:
-        out = pool.harvest(round_tag)
+        out = pool.harvest(key)
         if out is not None:
             return out
     return None

@@ -430,7 +430,8 @@ class GenerationRound:
             if not where:
                 continue
             job = self.client.submit(
-                harvest_round, self.tag, key=f"asktell-harvest-{self.tag}-{a}-{b}",
+                harvest_round, self.tag, int(self.seeds[a]), b - a,
+                key=f"asktell-harvest-{self.tag}-{a}-{b}",
                 pure=False, workers=[sorted(where)[0]], allow_other_workers=False,
             )
             self.futures.append(job)

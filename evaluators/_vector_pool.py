@@ -7,7 +7,9 @@ then pieces that carry only ``(round, offset, seeds)``: one fixed block per work
 vector evaluator), or a work queue of small pieces handed to workers as they come free
 (node mode: a worker that draws slow candidates takes fewer pieces). Every answer carries
 its round: a piece of a round already returned (a straggler-tolerant round closes on its
-share with pieces in flight) is discarded when it arrives, never placed in a later round.
+share with pieces in flight) is discarded when it arrives, never placed in a later round,
+unless :meth:`WorkerPool.harvest` takes it for its own round first (node mode: the driver
+closed the generation and the piece was back by then).
 
 A worker that dies, or runs past its deadline (``candidate_timeout_seconds`` times the
 candidates of its piece), is killed and restarted, and its piece's candidates go back to the
@@ -311,7 +313,8 @@ class WorkerPool:
 
         ``share`` ``(candidates, episodes, steps)``: return once it is met and no piece is
         left unstarted; ``stop()`` true: return at once. The candidates then not back are
-        in :attr:`dropped` (ranges); their pieces keep running and are discarded later."""
+        in :attr:`dropped` (ranges); their pieces keep running and are discarded later
+        (or taken by :meth:`harvest` if back before it)."""
         self.rounds += 1
         # started together (a spawned process takes a while to be ready)
         self._ensure([w for w in range(min(seeds.size, len(self.workers))) if w not in self.busy])
