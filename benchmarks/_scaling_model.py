@@ -251,7 +251,8 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
             q = queue_generations(scaled, p["population"], p["workers"], p["nodes"],
                                   piece=p.get("piece", 1), gap=gap,
                                   dispatch=constants["pool_per_candidate_s"],
-                                  min_candidates=p.get("min_candidates"), generations=trials)
+                                  min_candidates=p.get("min_candidates"), generations=trials,
+                                  harvest=p.get("harvest", False))  # stored runs predate it
             rollouts, useful = q["rollouts"], q["told_s"]
         elif p["mode"] == "node":
             rollouts = expected_rollouts(scaled, p["population"], p["workers"], nodes=p["nodes"],
@@ -282,10 +283,10 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
 #: told (the paper's generation is at least 10,000 episodes).
 NODE_QUORUMS = ((10_000, 9_500), (10_500, 10_000), (11_000, 10_000), (11_500, 10_000),
                 (12_000, 10_000))
-#: What-ifs beyond the paper's settings and asktell's code: a quorum whose nodes' in-flight
-#: pieces are told if they finish before the close (not built), and a bigger generation.
-NODE_WHAT_IFS = (((10_000, 9_500), ", pieces in flight told if back before the close "
-                  "(what-if, not built)", {"late_told": True}),
+#: Beside them: the rule before the harvest (a node's pieces in flight when it returns are
+#: dropped even if back before the close), and a bigger generation (a what-if).
+NODE_WHAT_IFS = (((10_000, 9_500), " without the harvest (as before it was built)",
+                  {"harvest": False}),
                  ((15_000, 14_250), " (a generation 1.5 x the paper's)", {}))
 
 
@@ -341,7 +342,11 @@ def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: i
                     # the tell, whose time depends on what is told: taken at the quorum
                     # (the candidates told exceed it by < 1%, the tell's time by ~2 ms).
                     drive = _tell(tell, kw.get("min_candidates", pop), num_params, how, link)
-                    gap = predict(constants, tasks=tasks, fetchers=tasks, dist_bytes=size,
+                    # With a quorum and the harvest, the close adds a tiny task per node
+                    # (GenerationRound._harvest), at the measured cost per task.
+                    harvests = nodes if kw.get("min_candidates") and kw.get("harvest", True) else 0
+                    row["harvest_tasks"] = harvests
+                    gap = predict(constants, tasks=tasks + harvests, fetchers=tasks, dist_bytes=size,
                                   rollouts=0.0, driver=drive["total"],
                                   link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)["total"]
                     q = queue_generations(times, pop, W, nodes, piece=piece, gap=gap,
@@ -353,8 +358,8 @@ def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: i
                          ("idle", W * q["rollouts"] - told_s - q["wasted_s"]))}
                     row.setdefault("late_s", {})[how] = q["late_s"]
                     drive = _tell(tell, told, num_params, how, link)
-                    pred = predict(constants, tasks=tasks, fetchers=tasks, dist_bytes=size,
-                                   rollouts=q["rollouts"], driver=drive["total"],
+                    pred = predict(constants, tasks=tasks + harvests, fetchers=tasks,
+                                   dist_bytes=size, rollouts=q["rollouts"], driver=drive["total"],
                                    link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)
                 row[how] = {"terms": pred, "tell": drive, "told": told, "told_s": told_s,
                             "ideal_s": told_s / W,

@@ -5,8 +5,9 @@ pieces to whichever local process is free (:func:`_node_queue`); with a quorum e
 returns once its share is done and nothing is left unstarted, and the driver closes once
 the nodes back hold ``min_candidates`` (:func:`queue_makespan` for one generation,
 :func:`queue_generations` for the steady state of consecutive ones, where what still runs at
-a close delays the next). What ``nodeq`` built: ``evaluators/_vector_pool.py``,
-``evaluators/_dask_node.py``.
+a close delays the next); at the close the nodes back early hand over the pieces finished
+since (the harvest, :func:`told_pieces`). What ``nodeq`` and ``harvest`` built:
+``evaluators/_vector_pool.py``, ``evaluators/_dask_node.py``, ``evaluators/_dask_round.py``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,19 @@ def _node_queue(times: np.ndarray, free: np.ndarray, piece: int, dispatch: float
             sum(z - a for a, z in told), pieces)
 
 
+def told_pieces(runs: list, bounds: list, accepted, close: float, harvest: bool) -> list:
+    """The ``(start, stop)`` candidate ranges a generation tells: the pieces of the nodes
+    accepted (back by the close) that were done when their node returned, and with
+    ``harvest`` also those done by the close (handed over then)."""
+    out = []
+    for n in accepted:
+        back = runs[n][0]
+        for _, end, a, z, _ in runs[n][3]:
+            if end <= (close if harvest else back):
+                out.append((bounds[n][0] + a, bounds[n][0] + z))
+    return out
+
+
 def _busy_until(pieces: list, processes: int, stop: float) -> np.ndarray:
     """When each process is free, if no piece starts after ``stop`` (those started run on)."""
     busy = np.zeros(processes)
@@ -99,7 +113,7 @@ def queue_generations(
     generations: int = 30,
     warmup: int = 3,
     seed: int = 0,
-    late_told: bool = False,
+    harvest: bool = True,
 ) -> dict:
     """Node mode with a work queue on each node, optionally closing on a node quorum: the
     steady state of ``generations`` consecutive generations (after ``warmup``), Monte Carlo.
@@ -122,8 +136,11 @@ def queue_generations(
     close spent on episodes not told (the rest of ``workers x rollouts`` beside ``told_s``
     is idle or dispatch).
 
-    ``late_told=True`` is a what-if (not built): a node's pieces still running when it
-    returns are told too if they finish before the driver closes the generation.
+    ``harvest`` (what ``DaskEvaluator`` does since the harvest, ``GenerationRound._harvest``):
+    when the driver closes, each node back before it hands over its pieces that finished
+    since it returned, which are told too (:func:`told_pieces`); ``False``: the rule before
+    (what the stored simulated runs measured), only what was back when a node returned.
+    The harvest's own cost (a tiny task per node) is the caller's: it is in ``gap``.
     """
     rng = np.random.default_rng(seed)
     samples = np.asarray(samples, dtype=float)
@@ -149,29 +166,17 @@ def queue_generations(
         close = float(backs[accepted].max())
         if g >= warmup:
             out["rollouts"].append(close)
-            if late_told:
-                told = [(bounds[n][0] + a, bounds[n][0] + z) for n in accepted
-                        for _, e, a, z, _ in runs[n][3] if e <= close]
-                out["told_s"].append(float(sum(times[a:z].sum() for a, z in told)))
-                out["told"].append(sum(z - a for a, z in told))
-            else:
-                out["told_s"].append(float(sum(runs[n][1] for n in accepted)))
-                out["told"].append(int(counts[accepted].sum()))
+            told = told_pieces(runs, bounds, accepted, close, harvest)
+            out["told_s"].append(float(sum(times[a:z].sum() for a, z in told)))
+            out["told"].append(sum(z - a for a, z in told))
             out["late_s"].append(float(np.mean(np.maximum(carry - setup, 0.0))))
             # core time before the close spent on what is not told: the previous
             # generation's pieces running on, and this one's pieces not told
-            told_pieces = set(told) if late_told else None
+            told = set(told)
             wasted = float(np.minimum(carry, close).sum())
             for n, r in enumerate(runs):
-                keep = n in set(accepted.tolist())
                 for start, end, a, z, _ in r[3]:
-                    if start >= close:
-                        continue
-                    if late_told:
-                        kept = keep and (bounds[n][0] + a, bounds[n][0] + z) in told_pieces
-                    else:
-                        kept = keep and end <= backs[n]
-                    if not kept:
+                    if start < close and (bounds[n][0] + a, bounds[n][0] + z) not in told:
                         wasted += min(end, close) - start
             out["wasted_s"].append(wasted)
         # A node not back at the close is told to stop: its task returns at once, no new

@@ -14,8 +14,9 @@ serial evaluator's. The node's noise table lives once in shared memory
 A straggler-tolerant generation (``[evaluator.stragglers]``) sends each node its share of
 the quorum: the node returns once its share is back and no piece is left unstarted, and
 returns at once when the driver closes the generation (:func:`stop_round`); the candidates
-not back are marked ``dropped``, their pieces finish in the background and are discarded
-(``docs/stragglers.md`` "In node mode").
+not back are marked ``dropped``. When the driver closes the generation, a node that returned
+early hands over the pieces back since (:func:`harvest_round`); the rest finish in the
+background and are discarded (``docs/stragglers.md`` "In node mode").
 
 A pool is kept per (task, processes, time limit, noise table) in the worker process, across
 generations (the four most recent), and closed, with its shared table unlinked, by
@@ -47,6 +48,7 @@ __all__ = [
     "DAEMON_FIX",
     "NodeSpec",
     "close_pools",
+    "harvest_round",
     "is_daemonic",
     "run_node_chunk",
     "stop_round",
@@ -111,6 +113,9 @@ class _NodePool:
         )
         # A node worker with several threads runs its chunks one after the other here.
         self.lock = threading.Lock()
+        #: ``(round tag, first seed, size)`` of the last chunk, if it returned with pieces
+        #: in flight (``None``: it did not).
+        self.open_key: tuple | None = None
 
     def run(
         self,
@@ -124,14 +129,31 @@ class _NodePool:
         if round_tag is not None:
             stop = lambda: round_tag in _STOPPED
         with self.lock:
+            self.open_key = None
             parts = self.pool.run(distribution, seeds, retries, share=share, stop=stop)
             dropped = self.pool.dropped
-        out = Evaluation.concatenate(parts, seeds.size)
+            if round_tag is not None and dropped:  # pieces in flight: harvest_round's
+                self.open_key = (round_tag, int(seeds[0]), seeds.size)
         if share is not None or round_tag is not None:
-            out.dropped = np.zeros(seeds.size, dtype=bool)
-            for a, b in dropped:
-                out.dropped[a:b] = True
-        return out
+            return _with_dropped(parts, seeds.size, dropped)
+        return Evaluation.concatenate(parts, seeds.size)
+
+    def harvest(self, key: tuple) -> Evaluation | None:
+        """The chunk ``key`` ``(round tag, first seed, size)`` again, with the pieces back
+        since it returned (see :func:`harvest_round`); ``None`` if this pool did not return
+        it last with pieces in flight, or is running a chunk now (never waits for it)."""
+        if not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if self.open_key != key:
+                return None
+            self.open_key = None
+            parts = self.pool.harvest()
+            if parts is None:
+                return None
+            return _with_dropped(parts, key[2], self.pool.dropped)
+        finally:
+            self.lock.release()
 
     def close(self) -> None:
         with self.lock:
@@ -140,6 +162,15 @@ class _NodePool:
             finally:
                 if self.table is not None:
                     self.table.close()
+
+
+def _with_dropped(parts: list, n: int, dropped: list) -> Evaluation:
+    """A chunk's record from its parts, ``dropped`` (ranges) marked."""
+    out = Evaluation.concatenate(parts, n)
+    out.dropped = np.zeros(n, dtype=bool)
+    for a, b in dropped:
+        out.dropped[a:b] = True
+    return out
 
 
 def _pool_for(shipped: tuple[str, bytes, NodeSpec], noise: Any) -> _NodePool:
@@ -208,6 +239,25 @@ async def stop_round(round_tag: str, dask_worker: Any = None) -> bool:
         while len(_STOPPED) > _MAX_STOPPED:
             _STOPPED.pop(next(iter(_STOPPED)))
     return True
+
+
+def harvest_round(
+    round_tag: str, first_seed: int, size: int, dask_worker: Any = None
+) -> Evaluation | None:
+    """The driver closed the generation ``round_tag``, whose chunk (``size`` seeds from
+    ``first_seed``) this node left early (its share back) with pieces in flight: the
+    chunk's record again, with the pieces whose results are back by now told too (read
+    without waiting), the others still ``dropped`` (and discarded when they arrive).
+    ``None``: nothing to take (already harvested, or another chunk ran since on this
+    node). A tiny task pinned to the node (see ``GenerationRound._harvest``)."""
+    key = (round_tag, int(first_seed), int(size))
+    with _LOCK:
+        pools = list(_POOLS.values())
+    for pool in pools:
+        out = pool.harvest(key)
+        if out is not None:
+            return out
+    return None
 
 
 def close_pools(digest: str | None = None, dask_worker: Any = None) -> int:

@@ -14,7 +14,8 @@ table in ``docs/dask.md``. A straggler-tolerant generation (a :class:`Quorum`) r
 collecting loop; which chunk goes to which free thread, and closing on the quorum, is
 :class:`~asktell.evaluators._dask_quorum.QuorumPull`'s. In node mode the chunks (one per
 node) carry their share of the quorum, the nodes close on it, and the round closes on the
-global rule and stops the nodes still running (:meth:`GenerationRound._close_nodes`).
+global rule and stops the nodes still running (:meth:`GenerationRound._close_nodes`); the
+nodes back early then hand over the pieces finished since (:meth:`GenerationRound._harvest`).
 
 (Near 500 lines: submitting, waiting, absorbing failures and re-running late chunks are the
 phases of one round and share its bookkeeping.)
@@ -49,6 +50,10 @@ _GATHER_ATTEMPTS = 6
 # rerun because of it) before a generation gives up.
 _LOSS_LIMIT = 3
 _RERUN_LIMIT = 50
+# Seconds the driver waits, when it closes a node-mode quorum generation, for the nodes that
+# returned early to hand over the pieces back since (a tiny task each: milliseconds); a node
+# not answering by then (dead, or busy) keeps them dropped.
+HARVEST_SECONDS = 2.0
 # Seconds added to a deadline derived from candidate_timeout_seconds, for what is not a
 # candidate's compute: Dask's per-task costs, shipping the task, a worker's first noise table.
 _TIMEOUT_SLACK = 1.0
@@ -133,6 +138,7 @@ class GenerationRound:
         self.quorum = quorum
         self.dropped: list[Range] = []  # not back when the quorum closed the generation
         self.pulling: QuorumPull | None = None  # a quorum round's chunks, pulled
+        self.early: dict[Any, tuple[int, int]] = {}  # node mode: chunks back with drops
         self.watch = link.watch()
         link.ensure_running()
         self.allowed = link.hung.allowed_workers(refresh=True)
@@ -401,7 +407,55 @@ class GenerationRound:
                 break
             if not ready:
                 self.watch.check(self.generation)
+        if self.early:
+            self._harvest(state.parts)
         return state.parts, state.killed
+
+    def _harvest(self, parts: list[Part]) -> None:
+        """Node mode's quorum closed the generation: each node that returned early (its
+        share back, pieces in flight) hands over the pieces back since
+        (:func:`~._dask_node.harvest_round`, a tiny task pinned to the node, read without
+        waiting there). Their candidates are told; ``parts`` and ``dropped`` are updated. A
+        node not answering within :data:`HARVEST_SECONDS` (dead, busy) keeps its dropped."""
+        from ._dask_node import harvest_round
+
+        early, self.early = self.early, {}
+        try:
+            holders = self.client.who_has(list(early))
+        except Exception:  # noqa: BLE001 - best effort: the pieces stay dropped
+            return
+        tasks: dict[Any, tuple[int, int]] = {}
+        for f, (a, b) in early.items():
+            where = holders.get(f.key) or holders.get(str(f.key))
+            if not where:
+                continue
+            job = self.client.submit(
+                harvest_round, self.tag, int(self.seeds[a]), b - a,
+                key=f"asktell-harvest-{self.tag}-{a}-{b}",
+                pure=False, workers=[sorted(where)[0]], allow_other_workers=False,
+            )
+            self.futures.append(job)
+            tasks[job] = (a, b)
+        if not tasks:
+            return
+        self.link.wait_all(list(tasks), HARVEST_SECONDS)
+        done = [f for f in tasks if f.status == "finished"]
+        self.link.cancel([f for f in tasks if not f.done()])
+        try:
+            results = self.link.gather(done) if done else []
+        except Exception:  # noqa: BLE001 - a node died meanwhile: its pieces stay dropped
+            return
+        for f, new in zip(done, results):
+            if new is None:
+                continue
+            a, b = tasks[f]
+            for i, (offset, old) in enumerate(parts):
+                if offset == a:
+                    new.seconds = old.seconds
+                    parts[i] = (a, new)
+            self.dropped = [r for r in self.dropped if not (a <= r[0] and r[1] <= b)]
+            self.dropped += ranges_of(new.dropped, a)
+        self.dropped.sort()
 
     def _close_nodes(self, pending: dict[Any, Range]) -> None:
         """Node mode's quorum is met: the nodes still running this generation's chunks are
@@ -485,6 +539,8 @@ class GenerationRound:
             state.parts.append((offset, result))
             if result.dropped is not None:  # a node closed on its share: what it dropped
                 self.dropped += ranges_of(result.dropped, offset)
+                if result.dropped.any():  # pieces in flight: harvested at the close
+                    self.early[f] = (offset, offset + result.dropped.size)
         return True
 
     def _take_failed(self, ready: list[Any], state: _Collecting) -> list[Range]:

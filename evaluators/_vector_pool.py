@@ -7,7 +7,9 @@ then pieces that carry only ``(round, offset, seeds)``: one fixed block per work
 vector evaluator), or a work queue of small pieces handed to workers as they come free
 (node mode: a worker that draws slow candidates takes fewer pieces). Every answer carries
 its round: a piece of a round already returned (a straggler-tolerant round closes on its
-share with pieces in flight) is discarded when it arrives, never placed in a later round.
+share with pieces in flight) is discarded when it arrives, never placed in a later round,
+unless :meth:`WorkerPool.harvest` takes it for its own round first (node mode: the driver
+closed the generation and the piece was back by then).
 
 A worker that dies, or runs past its deadline (``candidate_timeout_seconds`` times the
 candidates of its piece), is killed and restarted, and its piece's candidates go back to the
@@ -247,6 +249,9 @@ class WorkerPool:
         self.discarded = 0
         #: The last round's candidates not back when it returned, as ``(start, stop)``.
         self.dropped: list[tuple[int, int]] = []
+        #: The last round, if it returned with pieces in flight (:meth:`harvest` takes
+        #: those back by then); the next round closes it.
+        self.open: Round | None = None
 
     def _start(self, w: int) -> None:
         parent, child = self.ctx.Pipe()
@@ -308,7 +313,8 @@ class WorkerPool:
 
         ``share`` ``(candidates, episodes, steps)``: return once it is met and no piece is
         left unstarted; ``stop()`` true: return at once. The candidates then not back are
-        in :attr:`dropped` (ranges); their pieces keep running and are discarded later."""
+        in :attr:`dropped` (ranges); their pieces keep running and are discarded later
+        (or taken by :meth:`harvest` if back before it)."""
         self.rounds += 1
         # started together (a spawned process takes a while to be ready)
         self._ensure([w for w in range(min(seeds.size, len(self.workers))) if w not in self.busy])
@@ -322,6 +328,7 @@ class WorkerPool:
             collections.deque((a, s, False) for a, s in bounds),
         )
         self.dropped = []
+        self.open = None  # pieces of an earlier round are stale from now on
         completed = False
         try:
             while True:
@@ -335,6 +342,7 @@ class WorkerPool:
                         [(b.offset, b.offset + b.size) for b in mine]
                         + [(a, a + s) for a, s, _ in rnd.queue]
                     )
+                    self.open = rnd
                     break
                 self._wait(rnd, stop is not None)
             completed = True
@@ -343,6 +351,38 @@ class WorkerPool:
             if not completed:
                 # Results may still be in flight in the pipes: start afresh next time.
                 self.close()
+
+    def harvest(self) -> list[tuple[int, Evaluation]] | None:
+        """The last round returned with pieces in flight: take those whose results are
+        back now, without waiting (node mode: the driver closed the generation). Once per
+        round; its parts in seed order, :attr:`dropped` the pieces still running (their
+        results are discarded when they arrive) or ``None`` if there is no such round. A
+        piece that failed or whose process died meanwhile stays dropped."""
+        rnd, self.open = self.open, None
+        if rnd is None:
+            return None
+        conns = {self.workers[w][1]: w for w in self.busy if self.workers[w] is not None}
+        lost = []
+        for conn in connection.wait(list(conns), 0) if conns else ():
+            w = conns[conn]
+            piece = self.busy.pop(w)
+            try:
+                status, round_id, offset, payload = conn.recv()
+            except (EOFError, OSError):
+                self._stop(w)  # restarted by the next round
+                lost.append(piece)
+                continue
+            if status != "ok" or round_id != rnd.id or piece.round != rnd.id:
+                self.discarded += status == "ok" and round_id != rnd.id
+                lost.append(piece)
+                continue
+            rnd.take(offset, payload)
+        self.dropped = sorted(
+            [(b.offset, b.offset + b.size)
+             for b in [*self.busy.values(), *lost] if b.round == rnd.id]
+            + [(a, a + s) for a, s, _ in rnd.queue]
+        )
+        return sorted(rnd.parts, key=lambda p: p[0])
 
     def _dispatch(self, rnd: Round) -> None:
         """Hand the next pieces to the workers that are free (the distribution first)."""
@@ -447,5 +487,6 @@ class WorkerPool:
         conn.close()
 
     def close(self) -> None:
+        self.open = None
         for w in range(len(self.workers)):
             self._stop(w)

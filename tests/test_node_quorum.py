@@ -81,10 +81,24 @@ class SlowSeedsTask(TaskHooks):
 
     num_params = 3
 
-    def __init__(self, slow, folder: str, hold: float = 20.0):
+    def __init__(self, slow, folder: str, hold: float = 20.0, late=None, closer=None):
         self.slow, self.folder, self.hold = set(slow), folder, hold
+        self.late, self.closer = dict(late or {}), dict(closer or {})
 
     def evaluate(self, params, seeds, distribution):
+        g = distribution.generation
+        for s in np.asarray(seeds).tolist():  # the harvest's chain (see _Chain)
+            if (g, s) in self.late:
+                _Chain.wait_done(self.folder, [(g, t) for t in self.late[g, s]], LATE_MARGIN)
+            if (g, s) in self.closer:
+                _Chain.wait_done(self.folder, [(g, self.closer[g, s])], PIPE_MARGIN)
+        out = self._evaluate(params, seeds, distribution)
+        if self.late:
+            for s in np.asarray(seeds).tolist():
+                Path(self.folder, f"done-{g}-{s}").touch()
+        return out
+
+    def _evaluate(self, params, seeds, distribution):
         token = hashlib.sha1(
             repr(distribution.generation).encode() + distribution.center.tobytes()
         ).hexdigest()
@@ -103,6 +117,50 @@ class SlowSeedsTask(TaskHooks):
                     time.sleep(0.01)
         returns = -np.sum(np.asarray(params) ** 2, axis=1)
         return Evaluation(returns, np.ones(len(returns), dtype=np.int64))
+
+
+#: Seconds a "late" candidate waits after the rest of its node's share is done, so that it
+#: is still running when its node returns (milliseconds later). Were it to finish first, it
+#: would be told by its node directly: the told set is the same, only the harvest untested.
+LATE_MARGIN = 1.5
+#: Seconds the "closer" waits after the late candidate is done, so that the late result is
+#: in its pipe (microseconds after its done file) before the driver closes.
+PIPE_MARGIN = 0.3
+
+
+class _Chain:
+    """Harvest scenario, by files: a *late* candidate waits until the other candidates of
+    its node's share are done (``done-*`` files) and :data:`LATE_MARGIN` more, so its node
+    returns without it; the *closer*, on the other node, waits until the late one is done,
+    so the driver closes only after it is back on its node; a *held* one waits until the
+    ``release`` file exists."""
+
+    def __init__(self, folder: str, late: float, after: list, closer: float, held: float):
+        self.folder, self.late, self.after = folder, late, list(after)
+        self.closer, self.held = closer, held
+
+    @staticmethod
+    def wait_done(folder: str, names: list, margin: float, bound: float = 30.0) -> None:
+        stop = time.monotonic() + bound
+        while time.monotonic() < stop and not all(
+            Path(folder, f"done-{a}-{b}").exists() for a, b in names
+        ):
+            time.sleep(0.01)
+        time.sleep(margin)
+
+    def __call__(self, x: np.ndarray) -> float:
+        v = float(x[0])
+        if _in_local_process():
+            if v == self.late:
+                self.wait_done(self.folder, [("x", a) for a in self.after], LATE_MARGIN)
+            elif v == self.closer:
+                self.wait_done(self.folder, [("x", self.late)], PIPE_MARGIN)
+            elif v == self.held:
+                stop = time.monotonic() + 30.0
+                while time.monotonic() < stop and not Path(self.folder, "release").exists():
+                    time.sleep(0.01)
+            Path(self.folder, f"done-x-{v}").touch()
+        return v
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +229,47 @@ def test_stale_result_of_a_closed_round_is_discarded(tmp_path):
         pool.close()
 
 
+def test_harvest_tells_pieces_back_since_the_round_returned_and_survives_a_dead_process(
+    tmp_path,
+):
+    """A round returns on its share with two pieces in flight; one finishes, the other's
+    process dies. The harvest (the driver's close) tells the finished one, bitwise the
+    serial return, keeps the other dropped without waiting, and happens once; the next
+    round restarts the dead process and is exact.
+
+    Verified to catch the break: with ``WorkerPool.harvest`` reading nothing, candidate 0
+    stayed dropped."""
+    dist, seeds = _problem(n=8, seed=3)
+    first, second = (float(v) for v in dist.decode(seeds[0:2])[:, 0])
+    release = tmp_path / "release"
+    task = FunctionTask(SlowFirst({first: 30.0, second: 30.0}, str(release)))
+    pool = WorkerPool(cloudpickle.dumps(task), 3, None, "sync", "spawn",
+                      label="node-local worker", pieces_per_worker=4)
+    try:
+        parts = pool.run(dist, seeds, 0, share=(6, None, None))
+        assert pool.dropped == [(0, 1), (1, 2)]  # both held, in flight
+        assert [a for a, _ in parts] == list(range(2, 8))
+        by_offset = {b.offset: w for w, b in pool.busy.items()}
+        pool.workers[by_offset[1]][0].kill()  # candidate 1's process dies
+        release.touch()  # candidate 0 finishes
+        from multiprocessing import connection
+
+        assert connection.wait([pool.workers[by_offset[0]][1]], 20)  # its result is back
+        parts = pool.harvest()
+        assert [a for a, _ in parts] == [0, *range(2, 8)] and pool.dropped == [(1, 2)]
+        got = Evaluation.concatenate(parts, seeds.size)
+        want = _serial(task, dist, seeds).returns
+        assert np.array_equal(got.returns[[0, *range(2, 8)]], want[[0, *range(2, 8)]])
+        assert np.isnan(got.returns[1])
+        assert pool.harvest() is None  # once
+        dist2, _ = _problem(n=8, seed=4)
+        again = Evaluation.concatenate(pool.run(dist2, seeds, 0), seeds.size)
+        assert np.array_equal(again.returns, _serial(task, dist2, seeds).returns)
+    finally:
+        release.touch()
+        pool.close()
+
+
 def test_stop_returns_at_once_dropping_what_is_not_back(tmp_path):
     dist, seeds = _problem(n=8)
     held = {float(v): 20.0 for v in dist.decode(seeds[:2])[:, 0]}
@@ -230,6 +329,29 @@ def test_nodes_close_on_their_share_dropping_only_the_held_candidates(nodes, tmp
     assert np.isnan(got.returns[expected]).all() and not got.failures
 
 
+def test_a_piece_back_before_the_close_is_told_one_still_running_is_dropped(nodes, tmp_path):
+    """Node A returns on its share (7 of 8) while candidate 3 still runs; candidate 3 ends
+    before node B, whose share waits for candidate 9, which waits for 3, returns: the driver
+    closes, A hands candidate 3 over (told), B's candidate 13, still running, is dropped.
+
+    Verified to catch the break: without the harvest (``GenerationRound._harvest`` not
+    called), candidates 3 and 13 were dropped."""
+    dist, seeds = _problem(n=POP, seed=5)
+    v = dist.decode(seeds)[:, 0]
+    task = FunctionTask(_Chain(str(tmp_path), late=float(v[3]),
+                               after=[float(v[i]) for i in range(8) if i != 3],
+                               closer=float(v[9]), held=float(v[13])))
+    with DaskEvaluator(task, nodes, node_processes=2, stragglers={"min_candidates": 14}) as ev:
+        try:
+            got = ev.evaluate(dist, seeds, partial=True)
+        finally:
+            (tmp_path / "release").touch()
+    assert np.flatnonzero(got.dropped).tolist() == [13]
+    want = _serial(task, dist, seeds).returns
+    assert np.array_equal(got.returns[~got.dropped], want[~got.dropped])
+    assert not got.failures
+
+
 def _threads_free(client, within: float) -> bool:
     """Do all the workers' threads become free (no task executing) within ``within`` s?"""
     from asktell.evaluators._dask_worker import executing_count
@@ -287,20 +409,30 @@ def _planned_seeds(generations: int) -> list[np.ndarray]:
 
 def test_node_quorum_run_resumed_from_a_checkpoint_continues_bitwise(nodes, tmp_path):
     """One seed per node and generation is held past the close (and the quorum is all the
-    others), so the told subsets are deterministic; a run checkpointed after generation 2
-    and resumed matches the uninterrupted run bitwise, dropped candidates included (as in
-    per-core mode)."""
+    others), so the told subsets are deterministic; in two generations one more is back
+    after its node returned but before the close, and is harvested (told). A run
+    checkpointed after generation 2 and resumed matches the uninterrupted run bitwise,
+    dropped candidates included (as in per-core mode)."""
     from asktell.loop import GenerationStep
 
     planned = _planned_seeds(4)
     slow_at = [[(5 * g + 2) % 8, 8 + (3 * g + 1) % 8] for g in range(4)]
+    # in generations 1 and 3, node A's is instead held past its return but back before the
+    # close (the closer on node B waits for it): harvested, so told (see _Chain)
+    late, closer = {}, {}
+    for g in (1, 3):
+        x, y = slow_at[g].pop(0), 8 + (3 * g + 4) % 8
+        late[g, int(planned[g][x])] = [int(planned[g][i]) for i in range(8) if i != x]
+        closer[g, int(planned[g][y])] = int(planned[g][x])
     slow = {(g, int(s[i])) for g, s in enumerate(planned) for i in slow_at[g]}
-    task = SlowSeedsTask(slow, str(tmp_path))
+    task = SlowSeedsTask(slow, str(tmp_path), late=late, closer=closer)
     with DaskEvaluator(task, nodes, node_processes=2, stragglers={"min_candidates": 14}) as ev:
         try:
             es = _es()
             step = GenerationStep(es, ev, task)
             whole = [step() for _ in range(4)]
+            for done in tmp_path.glob("done-*"):  # the chain runs again
+                done.unlink()
             resumed = _es()
             step = GenerationStep(resumed, ev, task)
             first = [step() for _ in range(2)]
