@@ -13,6 +13,10 @@ runs its collecting loop and gives it the one way to submit a chunk (``submit``)
 module knows nothing of the round and talks to the cluster only through the public methods
 of :class:`~asktell.evaluators._dask_link.ClusterLink`. What a quorum gives up is in
 ``docs/stragglers.md``.
+
+In node mode a chunk is a node's and the nodes close on their own share
+(:meth:`Quorum.node_share`); when the global rule is met, :func:`stop_nodes` stops the nodes
+still running and :func:`harvest_nodes` collects what the nodes back early finished since.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ import numpy as np
 from ._common import ChunkResult
 from ._dask_link import ClusterLink
 
-__all__ = ["Part", "Quorum", "QuorumPull", "Range", "ranges_of"]
+__all__ = [
+    "HARVEST_SECONDS", "Part", "Quorum", "QuorumPull", "Range", "harvest_nodes", "ranges_of",
+    "stop_nodes",
+]
+
+#: Seconds the driver waits, when it closes a node-mode quorum generation, for the nodes that
+#: returned early to hand over the pieces back since (a tiny task each: milliseconds); a node
+#: not answering by then (dead, or busy) keeps them dropped.
+HARVEST_SECONDS = 2.0
 
 #: A chunk: the ``(start, stop)`` offsets of its seeds in the generation.
 Range = tuple[int, int]
@@ -161,3 +173,76 @@ class QuorumPull:
         # (and its distribution) go to the other workers, not into a queue behind them.
         self.link.hung.avoid(busy)
         return sorted([*pending.values(), *queue])
+
+
+# ----------------------------------------------------------------- node mode's close
+def stop_nodes(link: ClusterLink, tag: str, pending: dict[Any, Range]) -> list[Range]:
+    """Node mode's quorum is met: the nodes still running this generation's chunks are told
+    to return at once (:func:`~._dask_node.stop_round`; their local pieces in flight finish
+    in the background and are discarded there), their tasks are cancelled; returns their
+    ranges, dropped."""
+    from ._dask_node import stop_round
+
+    try:
+        link.client.run(stop_round, tag, wait=False, on_error="ignore")
+    except Exception:  # noqa: BLE001 - best effort: the next round discards them anyway
+        pass
+    link.cancel(list(pending))
+    return sorted(pending.values())
+
+
+def harvest_nodes(
+    link: ClusterLink,
+    tag: str,
+    seeds: np.ndarray,
+    early: dict[Any, Range],
+    parts: list[Part],
+    dropped: list[Range],
+    futures: list[Any],
+) -> list[Range]:
+    """Node mode's quorum closed the generation: each node that returned ``early`` (its
+    share back, pieces in flight) hands over the pieces back since
+    (:func:`~._dask_node.harvest_round`, a tiny task pinned to the node, read without
+    waiting there). Their candidates are told: ``parts`` is updated in place, the new
+    dropped ranges are returned, the tasks are added to ``futures`` (released with the
+    round). A node not answering within :data:`HARVEST_SECONDS` (dead, busy) keeps its
+    dropped."""
+    from ._dask_node import harvest_round
+
+    client = link.client
+    try:
+        holders = client.who_has(list(early))
+    except Exception:  # noqa: BLE001 - best effort: the pieces stay dropped
+        return dropped
+    tasks: dict[Any, Range] = {}
+    for f, (a, b) in early.items():
+        where = holders.get(f.key) or holders.get(str(f.key))
+        if not where:
+            continue
+        job = client.submit(
+            harvest_round, tag, int(seeds[a]), b - a,
+            key=f"asktell-harvest-{tag}-{a}-{b}",
+            pure=False, workers=[sorted(where)[0]], allow_other_workers=False,
+        )
+        futures.append(job)
+        tasks[job] = (a, b)
+    if not tasks:
+        return dropped
+    link.wait_all(list(tasks), HARVEST_SECONDS)
+    done = [f for f in tasks if f.status == "finished"]
+    link.cancel([f for f in tasks if not f.done()])
+    try:
+        results = link.gather(done) if done else []
+    except Exception:  # noqa: BLE001 - a node died meanwhile: its pieces stay dropped
+        return dropped
+    for f, new in zip(done, results):
+        if new is None:
+            continue
+        a, b = tasks[f]
+        for i, (offset, old) in enumerate(parts):
+            if offset == a:
+                new.seconds = old.seconds
+                parts[i] = (a, new)
+        dropped = [r for r in dropped if not (a <= r[0] and r[1] <= b)]
+        dropped += ranges_of(new.dropped, a)
+    return sorted(dropped)

@@ -17,7 +17,7 @@ node) carry their share of the quorum, the nodes close on it, and the round clos
 global rule and stops the nodes still running (:meth:`GenerationRound._close_nodes`); the
 nodes back early then hand over the pieces finished since (:meth:`GenerationRound._harvest`).
 
-(Near 500 lines: submitting, waiting, absorbing failures and re-running late chunks are the
+(About 500 lines: submitting, waiting, absorbing failures and re-running late chunks are the
 phases of one round and share its bookkeeping.)
 """
 
@@ -36,7 +36,15 @@ from asktell.protocol import Evaluation, Failure, Task
 
 from ._common import ChunkResult, assemble, timeout_message
 from ._dask_link import GATHER_SECONDS, ClusterLink, SchedulerLost, describe
-from ._dask_quorum import Part, Quorum, QuorumPull, Range, ranges_of
+from ._dask_quorum import (
+    Part,
+    Quorum,
+    QuorumPull,
+    Range,
+    harvest_nodes,
+    ranges_of,
+    stop_nodes,
+)
 from ._dask_worker import identity, run_chunk
 
 __all__ = ["GenerationRound", "chunk_bounds"]
@@ -50,10 +58,6 @@ _GATHER_ATTEMPTS = 6
 # rerun because of it) before a generation gives up.
 _LOSS_LIMIT = 3
 _RERUN_LIMIT = 50
-# Seconds the driver waits, when it closes a node-mode quorum generation, for the nodes that
-# returned early to hand over the pieces back since (a tiny task each: milliseconds); a node
-# not answering by then (dead, or busy) keeps them dropped.
-HARVEST_SECONDS = 2.0
 # Seconds added to a deadline derived from candidate_timeout_seconds, for what is not a
 # candidate's compute: Dask's per-task costs, shipping the task, a worker's first noise table.
 _TIMEOUT_SLACK = 1.0
@@ -412,64 +416,16 @@ class GenerationRound:
         return state.parts, state.killed
 
     def _harvest(self, parts: list[Part]) -> None:
-        """Node mode's quorum closed the generation: each node that returned early (its
-        share back, pieces in flight) hands over the pieces back since
-        (:func:`~._dask_node.harvest_round`, a tiny task pinned to the node, read without
-        waiting there). Their candidates are told; ``parts`` and ``dropped`` are updated. A
-        node not answering within :data:`HARVEST_SECONDS` (dead, busy) keeps its dropped."""
-        from ._dask_node import harvest_round
-
+        """Node mode's quorum closed the generation: the nodes back early hand over the
+        pieces finished since (:func:`~._dask_quorum.harvest_nodes`)."""
         early, self.early = self.early, {}
-        try:
-            holders = self.client.who_has(list(early))
-        except Exception:  # noqa: BLE001 - best effort: the pieces stay dropped
-            return
-        tasks: dict[Any, tuple[int, int]] = {}
-        for f, (a, b) in early.items():
-            where = holders.get(f.key) or holders.get(str(f.key))
-            if not where:
-                continue
-            job = self.client.submit(
-                harvest_round, self.tag, int(self.seeds[a]), b - a,
-                key=f"asktell-harvest-{self.tag}-{a}-{b}",
-                pure=False, workers=[sorted(where)[0]], allow_other_workers=False,
-            )
-            self.futures.append(job)
-            tasks[job] = (a, b)
-        if not tasks:
-            return
-        self.link.wait_all(list(tasks), HARVEST_SECONDS)
-        done = [f for f in tasks if f.status == "finished"]
-        self.link.cancel([f for f in tasks if not f.done()])
-        try:
-            results = self.link.gather(done) if done else []
-        except Exception:  # noqa: BLE001 - a node died meanwhile: its pieces stay dropped
-            return
-        for f, new in zip(done, results):
-            if new is None:
-                continue
-            a, b = tasks[f]
-            for i, (offset, old) in enumerate(parts):
-                if offset == a:
-                    new.seconds = old.seconds
-                    parts[i] = (a, new)
-            self.dropped = [r for r in self.dropped if not (a <= r[0] and r[1] <= b)]
-            self.dropped += ranges_of(new.dropped, a)
-        self.dropped.sort()
+        self.dropped = harvest_nodes(
+            self.link, self.tag, self.seeds, early, parts, self.dropped, self.futures
+        )
 
     def _close_nodes(self, pending: dict[Any, Range]) -> None:
-        """Node mode's quorum is met: the nodes still running this generation's chunks are
-        told to return at once (:func:`~._dask_node.stop_round`; their local pieces in
-        flight finish in the background and are discarded there), their tasks are
-        cancelled and their ranges dropped."""
-        from ._dask_node import stop_round
-
-        try:
-            self.client.run(stop_round, self.tag, wait=False, on_error="ignore")
-        except Exception:  # noqa: BLE001 - best effort: the next round discards them anyway
-            pass
-        self.link.cancel(list(pending))
-        self.dropped += sorted(pending.values())
+        """Node mode's quorum is met: the nodes still running stop (:func:`~._dask_quorum.stop_nodes`)."""
+        self.dropped += stop_nodes(self.link, self.tag, pending)
 
     def _drop_late(self, pending: dict[Any, Range]) -> None:
         """Late chunks: cancelled, and the workers running them taken out of the way (a
