@@ -71,6 +71,7 @@ from ._dask_tell import DaskWeightedSum, remote_tell_refusal
 
 __all__ = [
     "DaskEvaluator", "DaskEvaluatorConfig", "StragglersConfig", "auto_chunks", "chunk_bounds",
+    "straggler_chunks",
 ]
 
 
@@ -108,8 +109,30 @@ def auto_chunks(compute_seconds: float, threads: int) -> int:
 
 
 #: Straggler-tolerant generations with ``chunks_per_worker="auto"``: chunks per worker
-#: thread, so a generation closes within about 1/8 of a thread's share of the population.
+#: thread, so a generation closes within about 1/8 of a thread's share of the population ...
 STRAGGLER_CHUNKS = 8
+#: ... unless their tasks' scheduler time (:data:`AUTO_TASK_SECONDS` each) would pass both
+#: this many seconds and :data:`AUTO_SCHEDULER_SHARE` of the work per thread: at 1,440
+#: threads 8 chunks each would be 11,520 tasks, about 4.6 s of scheduler time a generation.
+STRAGGLER_SCHEDULER_SECONDS = 0.1
+
+
+def straggler_chunks(compute_seconds: float | None, threads: int) -> int:
+    """Chunks per worker thread of a straggler-tolerant generation (``"auto"``).
+
+    :data:`STRAGGLER_CHUNKS`, capped so that the tasks' scheduler time stays within the
+    larger of :data:`STRAGGLER_SCHEDULER_SECONDS` and :data:`AUTO_SCHEDULER_SHARE` of the
+    work per thread (``compute_seconds / threads``, the previous generation's estimate;
+    ``None`` before one is measured: the seconds bound alone), never below one chunk per
+    thread. A small cluster keeps its 8 (2 threads: 16 tasks, 6 ms); at 1,440 threads with
+    6 s of work each the cap gives 1.
+    """
+    threads = max(threads, 1)
+    budget = STRAGGLER_SCHEDULER_SECONDS
+    if compute_seconds is not None:
+        budget = max(budget, AUTO_SCHEDULER_SHARE * compute_seconds / threads)
+    max_tasks = budget / AUTO_TASK_SECONDS
+    return int(max(1, min(STRAGGLER_CHUNKS, max_tasks // threads)))
 
 
 def _node_spec(cfg: DaskEvaluatorConfig) -> tuple | None:
@@ -199,6 +222,7 @@ class DaskEvaluator:
         self.worker_timeout = cfg.worker_timeout
         self.node_processes = cfg.node_processes
         self._auto_chunks = AUTO_MAX_CHUNKS
+        self._straggler_work: float | None = None  # compute seconds of a generation
         #: The cluster and its client (see :class:`~asktell.evaluators._dask_link.ClusterLink`).
         self.link = ClusterLink(
             client=cfg.client,
@@ -331,13 +355,18 @@ class DaskEvaluator:
                 else:  # node mode: chunks per node, each split on its node
                     threads = self.link.num_nodes()
                 per_thread = self.next_chunks_per_worker
-                if (quorum is not None and self.chunks_per_worker == "auto"
-                        and self.node_processes is None):
-                    per_thread = STRAGGLER_CHUNKS
+                per_core_quorum = quorum is not None and self.node_processes is None
+                if per_core_quorum and self.chunks_per_worker == "auto":
+                    per_thread = straggler_chunks(self._straggler_work, threads)
                 bounds = chunk_bounds(seeds.size, threads * per_thread)
                 work = run.run(bounds)
                 if work is not None and self.node_processes is None and quorum is None:
                     self._auto_chunks = auto_chunks(work, threads)
+                if per_core_quorum and run.parts:  # the told candidates' time, scaled up
+                    told = sum(len(part.returns) for _, part in run.parts)
+                    if told:
+                        seconds = sum(part.seconds for _, part in run.parts)
+                        self._straggler_work = seconds * seeds.size / told
                 run.find_culprits()
                 run.rerun_late()
         except SchedulerLost as exc:

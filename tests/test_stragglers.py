@@ -387,3 +387,40 @@ def test_resuming_mid_generation_says_the_told_subset_is_decided_again(tmp_path,
     assert rows[-1]["told"] >= 6 and "dropped" in rows[-1]
     final = load_checkpoint(run_dir)
     assert final.generation == 3 and final.state["runner"]["last_dropped"]["generation"] == 3
+
+
+def test_straggler_chunks_cap_their_scheduler_time_at_scale_and_keep_eight_when_small():
+    from asktell.evaluators.dask import STRAGGLER_CHUNKS, straggler_chunks
+
+    assert STRAGGLER_CHUNKS == 8
+    # A small cluster keeps 8 chunks per thread, measured or not (16 tasks: ~6 ms).
+    assert straggler_chunks(None, 2) == 8
+    assert straggler_chunks(0.001, 2) == 8
+    # 1,440 threads with 6 s of work each: 8 chunks would be 11,520 tasks (~4.6 s of
+    # scheduler time); the cap leaves one chunk per thread, also before anything is measured.
+    assert straggler_chunks(6.0 * 1440, 1440) == 1
+    assert straggler_chunks(None, 1440) == 1
+    # 64 threads with 1 s each: 5% of 1 s is 125 tasks, the 0.1 s floor 250: 3 per thread.
+    assert straggler_chunks(64.0, 64) == 3
+    # Much work per thread lifts the cap back to 8.
+    assert straggler_chunks(1000.0 * 64, 64) == 8
+
+
+def test_a_straggler_generation_sizes_its_chunks_from_the_previous_ones_work(client, monkeypatch):
+    import asktell.evaluators.dask as dask_module
+    from asktell.evaluators import DaskEvaluator
+
+    calls = []
+
+    def spy(compute_seconds, threads):
+        calls.append((compute_seconds, threads))
+        return 2
+
+    monkeypatch.setattr(dask_module, "straggler_chunks", spy)
+    task = SlowSeedsTask(set())
+    es = _es()
+    with DaskEvaluator(task, client=client, stragglers={"min_candidates": POP - 2}) as ev:
+        for _ in range(2):
+            _step(es, ev, task)()
+    assert calls[0] == (None, 4)  # nothing measured before the first generation
+    assert calls[1][1] == 4 and calls[1][0] is not None and calls[1][0] > 0
