@@ -77,17 +77,22 @@ def f_opt_of(problem) -> float:
     twin = cocoex.Suite("bbob", "", f"function_indices:{problem.id_function} "
                         f"dimensions:{problem.dimension} instance_indices:{problem.id_instance}")
     p = twin.get_problem(problem.id)
+    value = float(p(x_opt_of(p)))
+    p.free()
+    return value
+
+
+def x_opt_of(problem) -> np.ndarray:
+    """The optimum COCO reports for ``problem`` (``_best_parameter`` writes it to a file in
+    the cwd, so it is read in a temporary directory)."""
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
-            p._best_parameter("print")
-            x_opt = np.loadtxt("._bbob_problem_best_parameter.txt", ndmin=1)
+            problem._best_parameter("print")
+            return np.loadtxt("._bbob_problem_best_parameter.txt", ndmin=1)
         finally:
             os.chdir(cwd)
-    value = float(p(x_opt))
-    p.free()
-    return value
 
 
 def strategy_for(dim: int, x0, seed: int, restarts: str, population: int | None = None):

@@ -171,24 +171,12 @@ def single_run(side: str, p, f_opt: float, x_opt, dim: int, lam: int, seed: int,
 
 
 def single(a) -> None:
-    import os
-    import tempfile
-
     solved = collections.Counter()
     traces = collections.defaultdict(list)
     lengths, reasons = collections.defaultdict(list), collections.defaultdict(collections.Counter)
     for inst in a.instances:
         p, f_opt = problem(a.function, a.dim, inst)
-        x_opt = None
-        if a.trace:
-            with tempfile.TemporaryDirectory() as tmp:
-                cwd = os.getcwd()
-                os.chdir(tmp)
-                try:
-                    p._best_parameter("print")
-                    x_opt = np.loadtxt("._bbob_problem_best_parameter.txt", ndmin=1)
-                finally:
-                    os.chdir(cwd)
+        x_opt = bbob.x_opt_of(p) if a.trace else None
         for side in ("asktell", "pycma"):
             for k in range(a.first_seed, a.first_seed + a.seeds):
                 ok, rows, g, fired = single_run(side, p, f_opt, x_opt, a.dim, a.population,
