@@ -66,6 +66,26 @@ class SleepTask(TaskHooks):
         return Evaluation(returns, np.ones(len(seeds), dtype=np.int64))
 
 
+def _interleaved(es, args, runs: dict, pause: float) -> tuple[dict[str, list[float]], list[int]]:
+    """Generation times of each evaluator in ``runs``, run on the same distribution one after
+    the other every generation (the first a warm-up), ``pause`` seconds after each; and the
+    candidates told by the ``"stragglers"`` one."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    told: list[int] = []
+    for g in range(args.generations + 1):
+        seeds, dist = es.ask(), es.distribution
+        for name, ev in runs.items():
+            t0 = time.perf_counter()
+            out = ev.evaluate(dist, seeds, partial=True)
+            if g:
+                times[name].append(time.perf_counter() - t0)
+                if name == "stragglers":
+                    told.append(int(out.told_mask.sum()))
+            time.sleep(pause)
+        es.tell(np.zeros(args.population))
+    return times, told
+
+
 def slow_node(args: argparse.Namespace) -> str:
     import distributed
 
@@ -75,8 +95,6 @@ def slow_node(args: argparse.Namespace) -> str:
     need = int(round(args.quorum * args.population))
     chunk = -(-args.population // (n * 8))  # a pulled chunk (8 per thread)
     es = OpenAIES(8, population_size=args.population, sigma=0.1, noise=NoiseTable(0, 1 << 16))
-    times: dict[str, list[float]] = {"fast": [], "barrier": [], "stragglers": []}
-    told: list[int] = []
     from asktell.testing.dask_cluster import loopback_cluster
 
     with loopback_cluster(n - 1, processes=False) as fast_cluster, \
@@ -88,19 +106,10 @@ def slow_node(args: argparse.Namespace) -> str:
                 DaskEvaluator(SleepTask(args.sleep, slow), client=client) as barrier, \
                 DaskEvaluator(SleepTask(args.sleep, slow), client=client,
                               stragglers={"min_candidates": need}) as tolerant:
-            runs = {"fast": fast, "barrier": barrier, "stragglers": tolerant}
-            for g in range(args.generations + 1):  # the first is a warm-up
-                seeds, dist = es.ask(), es.distribution
-                for name, ev in runs.items():
-                    t0 = time.perf_counter()
-                    out = ev.evaluate(dist, seeds, partial=True)
-                    if g:
-                        times[name].append(time.perf_counter() - t0)
-                    if name == "stragglers" and g:
-                        told.append(int(out.told_mask.sum()))
-                    # let the slow worker's stale rollout end before the next evaluator runs
-                    time.sleep(args.sleep * SLOW_FACTOR * chunk + 0.05)
-                es.tell(np.zeros(args.population))
+            # let the slow worker's stale rollout end before the next evaluator runs
+            times, told = _interleaved(es, args, {"fast": fast, "barrier": barrier,
+                                                  "stragglers": tolerant},
+                                       pause=args.sleep * SLOW_FACTOR * chunk + 0.05)
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["stragglers"] / med["fast"]
     return "\n".join([
@@ -153,8 +162,6 @@ def slow_node_mode(args: argparse.Namespace) -> str:
     n, k = args.nodes, args.node_processes
     need = int(round(args.quorum * args.population))
     es = OpenAIES(8, population_size=args.population, sigma=0.1, noise=NoiseTable(0, 1 << 16))
-    times: dict[str, list[float]] = {"fast": [], "barrier": [], "stragglers": []}
-    told: list[int] = []
     idle = FunctionTask.named("sphere")
     with DaskEvaluator(idle, num_workers=n - 1, node_processes=k) as fast_host, \
             DaskEvaluator(idle, num_workers=n, node_processes=k) as host:
@@ -166,19 +173,10 @@ def slow_node_mode(args: argparse.Namespace) -> str:
                 DaskEvaluator(task, host.client, node_processes=k) as barrier, \
                 DaskEvaluator(task, host.client, node_processes=k,
                               stragglers={"min_candidates": need}) as tolerant:
-            runs = {"fast": fast, "barrier": barrier, "stragglers": tolerant}
-            for g in range(args.generations + 1):  # the first is a warm-up
-                seeds, dist = es.ask(), es.distribution
-                for name, ev in runs.items():
-                    t0 = time.perf_counter()
-                    out = ev.evaluate(dist, seeds, partial=True)
-                    if g:
-                        times[name].append(time.perf_counter() - t0)
-                    if name == "stragglers" and g:
-                        told.append(int(out.told_mask.sum()))
-                    # let the slow node's stale pieces end before the next evaluator runs
-                    time.sleep(args.sleep * SLOW_FACTOR + 0.05)
-                es.tell(np.zeros(args.population))
+            # let the slow node's stale pieces end before the next evaluator runs
+            times, told = _interleaved(es, args, {"fast": fast, "barrier": barrier,
+                                                  "stragglers": tolerant},
+                                       pause=args.sleep * SLOW_FACTOR + 0.05)
     med = {key: statistics.median(v) for key, v in times.items()}
     ratio = med["stragglers"] / med["fast"]
     return "\n".join([
