@@ -294,23 +294,7 @@ class BaseStrategy(StateMixin, InjectMixin):
         :class:`~asktell.errors.ReturnsError` for a wrong count, shape or type; in both
         cases the strategy is unchanged.
         """
-        if self._pending is None:
-            what = "before ask()" if self.generation == 0 else "twice for one ask()"
-            raise AskTellOrderError(
-                f"tell() called {what} (generation {self.generation}); call ask() first"
-            )
-        r = as_returns(returns, expected=self._pending.size, generation=self.generation)
-        if violations is None and isinstance(returns, Evaluation):
-            violations = returns.violations
-        if violations is not None:
-            violations = as_violations(violations, self._pending.size, "tell() violations")
-        if dropped is None and isinstance(returns, Evaluation):
-            dropped = returns.dropped
-        told = None if dropped is None else self._told_mask(dropped)
-        seeds = self._pending
-        if told is not None and not told.all():
-            seeds, r = seeds[told], r[told]
-            violations = None if violations is None else violations[told]
+        seeds, r, violations, told = self._tell_inputs(returns, violations, dropped)
         # One sort of the returns serves the finiteness check (a sort puts -inf first and
         # +inf and NaN last, so finite ends mean finite returns throughout), the stopping
         # history and, when the strategy learns from these very returns, its centred ranks
@@ -324,17 +308,8 @@ class BaseStrategy(StateMixin, InjectMixin):
         else:
             finite = np.isfinite(r)
             num_bad = r.size - int(np.count_nonzero(finite))
-        if num_bad:
-            if self.nonfinite == "raise":
-                bad = np.flatnonzero(~finite)
-                shown = ", ".join(f"#{i} (seed {int(seeds[i])}): {r[i]}" for i in bad[:10])
-                more = f" and {bad.size - 10} more" if bad.size > 10 else ""
-                where = " (indices among the told candidates)" if seeds is not self._pending else ""
-                raise ReturnsError(
-                    f"tell() got {num_bad} non-finite returns in generation {self.generation}"
-                    f"{where}: {shown}{more}; pass nonfinite='worst' to rank them last instead"
-                )
-            r = rank_nonfinite_worst(r, finite)  # type: ignore[arg-type]
+            if num_bad:
+                r = self._nonfinite_worst(seeds, r, finite, num_bad)
         self._note_best(seeds, r, finite, num_bad)
         learn = r
         if self.bounds is not None and self.bounds.method == "penalty":
@@ -374,6 +349,45 @@ class BaseStrategy(StateMixin, InjectMixin):
         if told is not None:
             metrics["told"] = int(told.sum())
         return metrics
+
+    def _tell_inputs(self, returns: Any, violations: Any, dropped: Any) -> tuple:
+        """``tell``'s arguments checked: ``(seeds, returns, violations, told)`` of the
+        candidates told (``told``: the mask over the asked ones, ``None`` when none was
+        dropped by name)."""
+        if self._pending is None:
+            what = "before ask()" if self.generation == 0 else "twice for one ask()"
+            raise AskTellOrderError(
+                f"tell() called {what} (generation {self.generation}); call ask() first"
+            )
+        r = as_returns(returns, expected=self._pending.size, generation=self.generation)
+        if violations is None and isinstance(returns, Evaluation):
+            violations = returns.violations
+        if violations is not None:
+            violations = as_violations(violations, self._pending.size, "tell() violations")
+        if dropped is None and isinstance(returns, Evaluation):
+            dropped = returns.dropped
+        told = None if dropped is None else self._told_mask(dropped)
+        seeds = self._pending
+        if told is not None and not told.all():
+            seeds, r = seeds[told], r[told]
+            violations = None if violations is None else violations[told]
+        return seeds, r, violations, told
+
+    def _nonfinite_worst(
+        self, seeds: np.ndarray, r: np.ndarray, finite: np.ndarray, num_bad: int
+    ) -> np.ndarray:
+        """Returns with ``num_bad`` non-finite ones: ranked worst (``nonfinite="worst"``), or
+        a :class:`~asktell.errors.ReturnsError` naming them (``"raise"``)."""
+        if self.nonfinite == "raise":
+            bad = np.flatnonzero(~finite)
+            shown = ", ".join(f"#{i} (seed {int(seeds[i])}): {r[i]}" for i in bad[:10])
+            more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+            where = " (indices among the told candidates)" if seeds is not self._pending else ""
+            raise ReturnsError(
+                f"tell() got {num_bad} non-finite returns in generation {self.generation}"
+                f"{where}: {shown}{more}; pass nonfinite='worst' to rank them last instead"
+            )
+        return rank_nonfinite_worst(r, finite)
 
     def _told_mask(self, dropped: Any) -> np.ndarray:
         """The candidates told (``~dropped``), validated: one bool per asked seed, at least
