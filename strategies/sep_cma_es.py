@@ -30,7 +30,7 @@ from ._common import noise_moments, row_sq_norms
 from ._options import initial_steps
 from ._stopping import covariance_stops
 from ._options import integer_setup
-from .cma_es import CMAConfig, cma_rank_weights
+from ._cma_parameters import CMAConfig, cma_rank_weights
 
 __all__ = ["SepCMAES", "SepCMAESConfig"]
 
