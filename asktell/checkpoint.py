@@ -4,6 +4,7 @@ A checkpoint named ``gen-000010`` is two files in ``<run>/checkpoints/``:
 
 * ``gen-000010.npz``: every array of the state (loaded with ``allow_pickle=False``);
 * ``gen-000010.json``: the format name and version, the library versions, the run config,
+  the fingerprint of the floating-point kernels that computed it (:mod:`asktell._machine`),
   the scalar part of the state (arrays replaced by references into the ``.npz``), the
   SHA-256 of the ``.npz`` file and ``state_sha256``: one hash over *everything* (see
   :func:`state_digest`): the canonical JSON of the whole record and every array's name,
@@ -39,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from asktell._machine import kernel_fingerprint
 from asktell._files import atomic_write_bytes, fsync_dir
 from asktell.errors import CheckpointError
 
@@ -191,6 +193,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": library_versions(),
+        "kernels": kernel_fingerprint(),
         **meta,
         "arrays_file": npz_path.name,
         "arrays_sha256": hashlib.sha256(data).hexdigest(),

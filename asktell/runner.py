@@ -54,6 +54,7 @@ from typing import Any
 
 
 from asktell._files import fsync_dir
+from asktell._machine import resume_note
 from asktell._lock import LOCK_FILE, RunLock
 from asktell._progress import make_display
 from asktell._rundir import (
@@ -177,6 +178,9 @@ def _resume_held(
         ckpt = load_checkpoint(checkpoint if checkpoint is not None else run_dir)
         for path, reason in ckpt.skipped:  # the checkpoints load_checkpoint refused, newest first
             notes.append(f"skipped checkpoint {path}: {reason}")
+        other_machine = resume_note(ckpt.meta)
+        if other_machine is not None:
+            notes.append(other_machine)
     cfg = resume_config(run_dir, overrides, ckpt, log_format)
     chain, log_note = checked_log(run_dir, ckpt, repair_log)
     check_loggers(cfg.output.loggers)
