@@ -34,7 +34,6 @@ same problems with disjoint seeds are pooled into one with ``--pool A B ... --la
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -521,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(out_dir: Path, results: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bbob.json").write_text(bbob_store.dump_results(results))
     (out_dir / "bbob.md").write_text(render(results))
 
@@ -529,8 +529,6 @@ def _maintain(a: argparse.Namespace, store: Path) -> int:
     """--merge DIR or --pool LABEL ... --label NEW: change the stored sections, run nothing."""
     if a.merge is not None and a.pool is not None:
         raise SystemExit("--merge and --pool: one at a time")
-    if not store.exists():
-        raise SystemExit(f"{store}: no stored sections to add to")
     results = bbob_store.load_results(store)
     if a.merge is not None:
         incoming = a.merge / "bbob.json"
