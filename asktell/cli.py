@@ -297,7 +297,8 @@ def plot(
 
     The x axis counts the task's unit (function evaluations, environment steps or Atari
     frames); a function run is drawn as its loss (-return); the run's target_return is a
-    dotted line.
+    dotted line. Why each run stopped (its stop record) is noted under the panels and, for
+    several runs, in the legend.
     """
     from asktell.plotting import plot_runs
 

@@ -47,6 +47,8 @@ __all__ = [
     "Bool",
     "declare_options",
     "format_validation_error",
+    "validation_problems",
+    "NestedConfigError",
     "short_repr",
 ]
 
@@ -116,6 +118,72 @@ def _dotted(loc: tuple[Any, ...], kind_error: bool = False) -> str:
 _NO_VALUE = ("unknown_kind", "missing_kind", "value_error", "missing")
 
 
+class NestedConfigError(ValueError):
+    """Problems in a table that a model validator validates itself (the inner strategy of
+    restarts, an optimizer's options), each with its path inside the model.
+
+    Raised from a ``model_validator``, it reaches :func:`format_validation_error` through
+    pydantic's error context, which joins the model's own location to each path: the user
+    reads ``strategy.strategy.sigma: ...`` once, not the model's location followed by a
+    message that repeats part of it. Outside validation it is a plain ``ValueError`` whose
+    text is ``"path: message; ..."``.
+
+    Args:
+        problems: ``(path, message)`` pairs; ``path`` is dotted and relative to the model
+            (``""``: the model itself).
+    """
+
+    def __init__(self, problems: Iterable[tuple[str, str]]):
+        self.problems = [(str(path), str(msg)) for path, msg in problems]
+        super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in self.problems))
+
+
+def join_path(base: str, path: str) -> str:
+    """``base.path``, either part possibly empty."""
+    return ".".join(part for part in (base, path) if part)
+
+
+def validation_problems(
+    exc: ValidationError,
+    *,
+    location: Callable[[tuple[Any, ...], bool], str] | None = None,
+    known_keys: Callable[[tuple[Any, ...]], list[str]] | None = None,
+) -> list[tuple[str, str]]:
+    """``(path, message)`` per problem of ``exc`` (``path`` ``""`` at the top level); the
+    arguments are :func:`format_validation_error`'s. A :class:`NestedConfigError` becomes
+    one problem per nested path, joined to the location of the model that raised it."""
+    where_of = location or _dotted
+    problems: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        nested = (err.get("ctx") or {}).get("error")
+        if isinstance(nested, NestedConfigError):
+            base = where_of(loc, False) if loc else ""
+            problems.extend((join_path(base, path), msg) for path, msg in nested.problems)
+            continue
+        kind_error = err["type"] in ("unknown_kind", "missing_kind")
+        where = where_of(loc, kind_error) if loc or kind_error else ""
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (not a setting here)"
+            known = known_keys(loc[:-1]) if known_keys is not None else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+            if close:
+                msg += f"; did you mean {close[0]!r}?"
+            elif known:
+                # no "of <path>" at the top: a nested model's top is not the user's
+                of = f" of {where_of(loc[:-1], False)}" if loc[:-1] else " here"
+                msg += f"; the settings{of} are: {', '.join(known)}"
+            problems.append((where, msg))
+            continue
+        got = _shown(err.get("input"))
+        tail = f"; got {got}" if got is not None and err["type"] not in _NO_VALUE else ""
+        problems.append((where, f"{msg}{tail}"))
+    return problems
+
+
 def format_validation_error(
     exc: ValidationError,
     source: str,
@@ -131,28 +199,9 @@ def format_validation_error(
         location: turns an error location into a dotted path (default: joined with dots).
         known_keys: the field names at a location, for "did you mean" on unknown keys.
     """
-    where_of = location or _dotted
     lines = [f"invalid {source}:"]
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        kind_error = err["type"] in ("unknown_kind", "missing_kind")
-        where = where_of(loc, kind_error)
-        msg = err["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (not a setting here)"
-            known = known_keys(loc[:-1]) if known_keys is not None else []
-            close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-            if close:
-                msg += f"; did you mean {close[0]!r}?"
-            elif known:
-                msg += f"; the settings of {where_of(loc[:-1], False)} are: {', '.join(known)}"
-            lines.append(f"  {where}: {msg}")
-            continue
-        got = _shown(err.get("input"))
-        tail = f"; got {got}" if got is not None and err["type"] not in _NO_VALUE else ""
-        lines.append(f"  {where}: {msg}{tail}")
+    for path, msg in validation_problems(exc, location=location, known_keys=known_keys):
+        lines.append(f"  {path or '(top level)'}: {msg}")
     return "\n".join(lines)
 
 

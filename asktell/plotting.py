@@ -16,13 +16,22 @@ interpolated linearly (:func:`numpy.interp`) onto a common grid of 200 points sp
 range *all* runs cover (from the largest first x to the smallest last x, so no run is
 extrapolated), and the figure shows the mean across runs with a band: the min-max envelope
 (``band="minmax"``, default) or mean +- one standard deviation (``band="std"``).
+
+Why each run ended is on the figure, from its stop record (:func:`asktell.runlog.read_stop`):
+a note under the panels gives each run's ``stop_reason`` and the generation it stopped at
+(the first :data:`NOTE_RUNS` runs; a run without a stop record is still going, was
+interrupted or died, and the note says so);
+with several runs each run's legend also says which rule stopped it, and an aggregate's
+legend counts the runs per rule.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import textwrap
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +46,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from asktell._extras import require
 from asktell.errors import ConfigError
-from asktell.runlog import read_log_lines
+from asktell.runlog import read_log_records
 
 __all__ = ["BANDS", "build_figure", "plot_runs", "run_axes"]
 
@@ -47,6 +56,11 @@ BANDS = ("minmax", "std")
 GRID_POINTS = 200
 #: An automatic log axis needs the values to span this ratio (two decades).
 LOG_SPAN = 100.0
+#: Characters per line of the stop note under the panels, and the runs it lists.
+NOTE_WIDTH = 140
+NOTE_RUNS = 8
+#: What a run without a stop record is (the log ends on a generation row).
+NO_STOP = "no stop record (still running, interrupted or died)"
 
 
 @dataclass(frozen=True)
@@ -87,13 +101,16 @@ def _series(rows: list[dict[str, Any]], x: str, y: str, sign: float) -> tuple[np
     return arr[:, 0], arr[:, 1]
 
 
-def _read_logs(run_dirs: list[Any], on_skip: Callable[[str], None] | None) -> list[tuple[Path, list]]:
-    logs = []
+def _read_logs(
+    run_dirs: list[Any], on_skip: Callable[[str], None] | None
+) -> tuple[list[tuple[Path, list]], list[dict[str, Any] | None]]:
+    """Each run's ``(directory, generation rows)`` and its stop record (or ``None``)."""
+    logs, stops = [], []
     for d in run_dirs:
         path = Path(d)
         if not path.is_dir():
             raise ConfigError(f"plot: run directory {str(path)!r} does not exist")
-        rows, skipped = read_log_lines(d)
+        rows, stop, skipped = read_log_records(d)
         if skipped:
             text = (f"{str(d)!r}: skipped {len(skipped)} log line(s) that do not parse: "
                     + "; ".join(skipped[:3]) + ("; ..." if len(skipped) > 3 else ""))
@@ -104,7 +121,47 @@ def _read_logs(run_dirs: list[Any], on_skip: Callable[[str], None] | None) -> li
         if not rows:
             raise ConfigError(f"run directory {str(path)!r} has no logged generation yet")
         logs.append((path, rows))
-    return logs
+        stops.append(stop)
+    return logs, stops
+
+
+def _stop_rule(stop: dict[str, Any] | None) -> str:
+    return "no stop record" if stop is None else str(stop.get("stop_rule", "unknown rule"))
+
+
+def _stop_text(stop: dict[str, Any] | None) -> str:
+    """``stopped at generation 130: <stop_reason>``, or :data:`NO_STOP`."""
+    if stop is None:
+        return NO_STOP
+    return f"stopped at generation {stop.get('generation', '?')}: {stop.get('stop_reason', '?')}"
+
+
+def _stop_legend(names: list[str], stops: list, aggregate: bool) -> list[str]:
+    """Legend entries for the stop records: per run (``name: stopped by target_return at
+    generation 130``) or, for an aggregate, the runs counted per rule."""
+    if aggregate:
+        counts = Counter(_stop_rule(stop) for stop in stops)
+        return ["stopped by: " + ", ".join(
+            f"{rule} ({n} run{'s' if n > 1 else ''})" for rule, n in counts.most_common()
+        )]
+    return [
+        f"{name}: {NO_STOP}" if stop is None else
+        f"{name}: stopped by {_stop_rule(stop)} at generation {stop.get('generation', '?')}"
+        for name, stop in zip(names, stops)
+    ]
+
+
+def _stop_note(names: list[str], stops: list) -> str:
+    """The note under the panels: each run's stop reason, wrapped (the first
+    :data:`NOTE_RUNS` runs; the legend counts them all)."""
+    lines = []
+    for name, stop in list(zip(names, stops))[:NOTE_RUNS]:
+        text = _stop_text(stop) if len(names) == 1 else f"{name}: {_stop_text(stop)}"
+        lines.append(textwrap.fill(text, NOTE_WIDTH, subsequent_indent="    "))
+    if len(names) > NOTE_RUNS:
+        lines.append(f"... and {len(names) - NOTE_RUNS} more runs (asktell status RUN_DIR "
+                     "says why each stopped)")
+    return "\n".join(lines)
 
 
 def _common_axes(logs: list[tuple[Path, list]]) -> RunAxes:
@@ -207,8 +264,9 @@ def build_figure(
     require("matplotlib", "asktell plot")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    logs = _read_logs(run_dirs, on_skip)
+    logs, stops = _read_logs(run_dirs, on_skip)
     info = _common_axes(logs)
     sign = -1.0 if info.loss else 1.0
     fig = Figure(figsize=(12, 4.2), layout="constrained")
@@ -234,8 +292,14 @@ def build_figure(
     axes[0].set_ylabel(info.y_label)
     # one legend for both panels, outside the axes so it never hides data
     handles, names = axes[0].get_legend_handles_labels()
+    run_names = [path.name for path, _ in logs] if aggregate or not labels else labels
+    if aggregate or len(logs) > 1:  # one run's reason is the note alone
+        for entry in _stop_legend(run_names, stops, aggregate):
+            handles.append(Line2D([], [], linestyle="none"))  # text only, no line
+            names.append(entry)
     fig.legend(handles, names, loc="outside right upper", fontsize="small")
     fig.suptitle(title or ("mean and spread across runs" if aggregate else "learning curves"))
+    fig.supxlabel(_stop_note(run_names, stops), fontsize="small", ha="left", x=0.01)
     return fig
 
 

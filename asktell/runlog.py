@@ -24,7 +24,7 @@ from asktell.errors import CheckpointError, ConfigError
 __all__ = [
     "LOG_FILE", "LOG_FIELDS", "TIMING_FIELDS", "read_log", "read_log_lines", "jsonable",
     "LogChain", "verify_log", "index_ranges", "mask_of_ranges", "STOP_FIELDS", "stop_record",
-    "read_stop",
+    "read_stop", "read_log_records",
 ]
 
 LOG_FILE = "log.jsonl"
@@ -134,6 +134,14 @@ def read_log_lines(run_dir: str | os.PathLike) -> tuple[list[dict[str, Any]], li
     (``line 7: ...``)."""
     rows, _, skipped = _read_records(run_dir)
     return rows, skipped
+
+
+def read_log_records(
+    run_dir: str | os.PathLike,
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, list[str]]:
+    """:func:`read_log_lines` and :func:`read_stop` from one pass over the log: the
+    generation rows, the stop record (``None`` when there is none) and the skipped lines."""
+    return _read_records(run_dir)
 
 
 def _read_records(

@@ -19,14 +19,21 @@ the same population, to compare single runs at one of the restart schedules' pop
     python benchmarks/bbob.py --dims 2 5 --jobs 2           # f1-f24, instances 1-5
     python benchmarks/bbob.py --restarts bipop --jobs 16    # the full table
 
-Results are merged into ``docs/bbob.json`` under a label (default: "quick" or "full-<dims>"
-with the restarts mode) and ``docs/bbob.md`` is written from all stored results.
+Results are merged into ``docs/bbob.json`` under a label (default: "quick" or "D=<dims>"
+with the restarts mode) and ``docs/bbob.md`` is written from all stored results. A run
+written elsewhere (``--out-dir DIR``) is added later with ``--merge DIR``; sections of the
+same problems with disjoint seeds are pooled into one with ``--pool A B ... --label NEW``
+(stored by reference to its sources, :mod:`bbob_store`). Neither runs a benchmark:
+
+    python benchmarks/bbob.py --dims 5 --restarts ipop --seeds 4 --first-seed 12 \\
+        --label ipop-d5-4seeds-k12 --out-dir /tmp/k12            # run apart from docs/
+    python benchmarks/bbob.py --merge /tmp/k12                   # then add it to docs/
+    python benchmarks/bbob.py --pool ipop-d5-12seeds ipop-d5-4seeds-k12 --label ipop-d5-16seeds
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -38,6 +45,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bbob_store  # noqa: E402 (the stored sections; after the path insert, as bbob_runs.py)
 
 TARGETS = (1e1, 1e-1, 1e-3, 1e-5, 1e-8)
 SIGMA0 = 2.0
@@ -231,35 +241,44 @@ def render(results: dict) -> str:
         "",
         *_summary(results),
     ]
-    for label, res in results.items():
-        m = res["meta"]
-        lines += [f"## {label}", "",
-                  *([res["note"], ""] if res.get("note") else []),
-                  f"`{m['command']}`: functions {m['functions']}, instances {m['instances']}"
-                  + (f" x {m['seeds']} seeds" if m.get("seeds", 1) > 1 else "")
-                  + (f" (k from {m['first_seed']})" if m.get("first_seed") else "") + ", "
-                  f"budget {m['budget_factor']}·D, restarts {m['restarts']}"
-                  + (f", population {m['population']}" if m.get("population") else "")
-                  + f"; {m['jobs']} "
-                  f"worker(s), wall {m['wall_seconds']:.0f} s on {m['machine']} "
-                  f"(asktell {m['asktell']}, pycma {m['pycma']}, cocoex {m['cocoex']}).", "",
-                  "| D | solver | " + " | ".join(f"{t:g}" for t in TARGETS)
-                  + " | ratio to 1e-8 (both solved) | CPU µs/eval |",
-                  "|---|---|" + "---|" * len(TARGETS) + "---|---|"]
-        for dim, e in res["table"].items():
-            for solver in ("asktell", "pycma"):
-                s = e[solver]
-                ratio = "" if solver == "pycma" else (
-                    f"{e['median_eval_ratio']:.2f} ({e['both_solved']})"
-                    if e["median_eval_ratio"] is not None else f"- ({e['both_solved']})")
-                lines.append(f"| {dim} | {solver} | " + " | ".join(
-                    f"{s['reached'][f'{t:g}']:.0%}" for t in TARGETS)
-                    + f" | {ratio} | {s['cpu_us_per_eval']:.0f} |")
-        lines.append("")
-        if (m["restarts"] != "none" or m.get("population")) and res.get("records"):
-            lines += [f"Reached 1e-8 by one side only: {_one_side_only(res['records'])}", ""]
-            lines += _comparison_lines(res["records"])
+    for label in results:
+        lines += section_lines(results, label)
     return "\n".join(lines)
+
+
+def section_lines(results: dict, label: str) -> list[str]:
+    """docs/bbob.md's section ``label`` (``results``: every stored section, which a pooled
+    section's records come from)."""
+    res = results[label]
+    m = res["meta"]
+    records = bbob_store.section_records(results, label)
+    lines = [f"## {label}", "",
+             *([res["note"], ""] if res.get("note") else []),
+             f"`{m['command']}`: functions {m['functions']}, instances {m['instances']}"
+             + (f" x {m['seeds']} seeds" if m.get("seeds", 1) > 1 else "")
+             + (f" (k from {m['first_seed']})" if m.get("first_seed") else "") + ", "
+             f"budget {m['budget_factor']}·D, restarts {m['restarts']}"
+             + (f", population {m['population']}" if m.get("population") else "")
+             + f"; {m['jobs']} "
+             f"worker(s), wall {m['wall_seconds']:.0f} s on {m['machine']} "
+             f"(asktell {m['asktell']}, pycma {m['pycma']}, cocoex {m['cocoex']}).", "",
+             "| D | solver | " + " | ".join(f"{t:g}" for t in TARGETS)
+             + " | ratio to 1e-8 (both solved) | CPU µs/eval |",
+             "|---|---|" + "---|" * len(TARGETS) + "---|---|"]
+    for dim, e in res["table"].items():
+        for solver in ("asktell", "pycma"):
+            s = e[solver]
+            ratio = "" if solver == "pycma" else (
+                f"{e['median_eval_ratio']:.2f} ({e['both_solved']})"
+                if e["median_eval_ratio"] is not None else f"- ({e['both_solved']})")
+            lines.append(f"| {dim} | {solver} | " + " | ".join(
+                f"{s['reached'][f'{t:g}']:.0%}" for t in TARGETS)
+                + f" | {ratio} | {s['cpu_us_per_eval']:.0f} |")
+    lines.append("")
+    if (m["restarts"] != "none" or m.get("population")) and records:
+        lines += [f"Reached 1e-8 by one side only: {_one_side_only(records)}", ""]
+        lines += _comparison_lines(records)
+    return lines
 
 
 def paired_comparison(records: list[dict], dim: int, *, resamples: int = 2000) -> dict:
@@ -344,10 +363,11 @@ def _summary(results: dict) -> list[str]:
     rows = []
     for label, res in results.items():
         m = res["meta"]
-        if m["restarts"] == "none" or not res.get("records"):
+        records = bbob_store.section_records(results, label)
+        if m["restarts"] == "none" or not records:
             continue
         for dim, e in res["table"].items():
-            c = paired_comparison(res["records"], int(dim))
+            c = paired_comparison(records, int(dim))
             a, b = e["asktell"]["reached"]["1e-08"], e["pycma"]["reached"]["1e-08"]
             met = "met" if a >= b else "not met"
             rows.append(f"| {label} | {m['functions']} | {dim} | {c['pairs']} | {a:.1%} | "
@@ -432,8 +452,20 @@ def main(argv: list[str] | None = None) -> int:
                    "one seed per problem decides a multimodal problem by luck")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--label", default=None)
-    p.add_argument("--out-dir", type=Path, default=DOCS)
+    p.add_argument("--out-dir", type=Path, default=DOCS,
+                   help="where bbob.json and bbob.md are (default: docs/)")
+    p.add_argument("--merge", type=Path, metavar="DIR", default=None,
+                   help="run nothing: add the sections of DIR/bbob.json (a run with --out-dir "
+                   "DIR) to --out-dir's and write its bbob.md")
+    p.add_argument("--pool", nargs="+", metavar="LABEL", default=None,
+                   help="run nothing: store the records of these sections (same functions, "
+                   "dims, instances, budget, restarts and population; disjoint seeds) as one "
+                   "section named by --label, by reference")
+    p.add_argument("--note", default=None, help="with --pool: the pooled section's note")
     a = p.parse_args(argv)
+    store = a.out_dir / "bbob.json"
+    if a.merge is not None or a.pool is not None:
+        return _maintain(a, store)
     if a.quick:
         a.functions, a.dims, a.instances, a.budget_factor = [1, 2, 8, 10, 15], [2, 5], [1, 2], 1000
     if a.restarts != "none":
@@ -443,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
                              "restart schedule sets its own populations)")
     label = a.label or ("quick" if a.quick else f"D={','.join(map(str, a.dims))}") + (
         "" if a.restarts == "none" else f", {a.restarts}")
+    users = bbob_store.pooled_into(bbob_store.load_results(store), label)
+    if users:  # refused before the run, not after it
+        raise SystemExit(f"--label {label!r}: the stored section of that name is pooled into "
+                         f"{', '.join(map(repr, users))}; run under a new label")
     jobs = [(f, d, i, a.budget_factor, a.restarts, i + 1000 * k, a.population) for d in a.dims
             for f in a.functions for i in a.instances
             for k in range(a.first_seed, a.first_seed + a.seeds)]
@@ -476,12 +512,40 @@ def main(argv: list[str] | None = None) -> int:
             "asktell": asktell.__version__, "pycma": cma.__version__,
             "cocoex": getattr(cocoex, "__version__", "?")}
     a.out_dir.mkdir(parents=True, exist_ok=True)
-    store = a.out_dir / "bbob.json"
-    results = json.loads(store.read_text()) if store.exists() else {}
+    results = bbob_store.load_results(store)
     results[label] = {"meta": meta, "table": summarise(records), "records": records}
-    store.write_text(json.dumps(results, indent=1) + "\n")
-    (a.out_dir / "bbob.md").write_text(render(results))
-    print(render({label: results[label]}))
+    _write(a.out_dir, results)
+    print("\n".join(section_lines(results, label)))
+    return 0
+
+
+def _write(out_dir: Path, results: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bbob.json").write_text(bbob_store.dump_results(results))
+    (out_dir / "bbob.md").write_text(render(results))
+
+
+def _maintain(a: argparse.Namespace, store: Path) -> int:
+    """--merge DIR or --pool LABEL ... --label NEW: change the stored sections, run nothing."""
+    if a.merge is not None and a.pool is not None:
+        raise SystemExit("--merge and --pool: one at a time")
+    results = bbob_store.load_results(store)
+    if a.merge is not None:
+        incoming = a.merge / "bbob.json"
+        if not incoming.exists():
+            raise SystemExit(f"--merge {a.merge}: no bbob.json there (a run with --out-dir "
+                             f"{a.merge} writes one)")
+        added = bbob_store.merge_sections(results, bbob_store.load_results(incoming),
+                                          str(incoming), summarise)
+    else:
+        if a.label is None:
+            raise SystemExit("--pool needs --label NEW, the pooled section's name")
+        results[a.label] = bbob_store.pool_sections(results, a.pool, a.label, a.note, summarise)
+        added = [a.label]
+    _write(a.out_dir, results)
+    for label in added:
+        print("\n".join(section_lines(results, label)))
+    print(f"added {', '.join(map(repr, added)) or 'nothing (already stored)'} to {store}")
     return 0
 
 

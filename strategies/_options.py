@@ -26,7 +26,9 @@ from pydantic import BeforeValidator, Field, field_validator, ValidationError, V
 from pydantic_core import PydanticCustomError
 
 from asktell.bounds import Bounds
-from asktell.config_base import Float, Int, format_validation_error, option_names
+from asktell.config_base import (
+    Float, Int, NestedConfigError, join_path, option_names, validation_problems,
+)
 from asktell.optim import OPTIMIZERS, Optimizer
 from asktell.shaping import ShapingChoice
 
@@ -163,16 +165,14 @@ class GradientConfig(StrategyConfig):
         try:
             options_class.model_validate(self.optimizer_options)
         except ValidationError as exc:
-            text = format_validation_error(
-                exc,
-                "",
-                location=lambda loc, _: "optimizer_options." + ".".join(map(str, loc)),
-                known_keys=lambda loc: known if not loc else [],
-            )
-            problems = [line.strip() for line in text.splitlines()[1:]]
-            if not known:
-                problems.append(f"the {choice!r} optimizer has no settings")
-            raise ValueError("; ".join(problems)) from None
+            # paths from this model (optimizer_options.beta1), joined to its location
+            none = "" if known else f"; the {choice!r} optimizer has no settings"
+            raise NestedConfigError(
+                (join_path("optimizer_options", path), msg + none)
+                for path, msg in validation_problems(
+                    exc, known_keys=lambda loc: known if not loc else []
+                )
+            ) from None
         return self
 
 

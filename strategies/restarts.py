@@ -48,13 +48,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from asktell.config_base import (
-    Float, Int, declare_options, fields_at, format_validation_error, option_names,
+    Float, Int, NestedConfigError, declare_options, fields_at, join_path, option_names,
+    short_repr, validation_problems,
 )
 from asktell.distribution import Distribution
 from asktell.errors import CheckpointError, ConfigError
@@ -138,53 +139,55 @@ class RestartsConfig(StrategyConfig):
 
     def inner_config(self, population_size: int | None = None, sigma: float | None = None,
                      context: Any = None) -> StrategyConfig:
-        """The inner strategy's validated Config (with a restart's population and sigma)."""
+        """The inner strategy's validated Config (with a restart's population and sigma).
+
+        A problem raises :class:`NestedConfigError` with its path from here
+        (``strategy.sigma``), which a run file's error joins to the section's path
+        (``strategy.strategy.sigma``) and a constructor's reports as it is."""
         table = dict(self.strategy)
         kind = table.pop("kind", None)
+        if kind is None:
+            _refuse("strategy.kind", "missing; name the inner strategy, e.g. \"cma_es\"")
         if not isinstance(kind, str):
-            raise ValueError("strategy needs a 'kind' (the inner strategy, e.g. \"cma_es\")")
+            _refuse("strategy.kind", f"must be a strategy name, e.g. \"cma_es\"; got "
+                    f"{short_repr(kind)}")
         if kind == "restarts":
-            raise ValueError("strategy: restarts cannot wrap restarts")
+            _refuse("strategy.kind", "restarts cannot wrap restarts")
         try:
             config_class = STRATEGIES.get(kind).config_class
         except ConfigError as exc:
-            raise ValueError(f"strategy: {exc}") from None
+            unknown = str(exc)  # refused outside the handler: no chained traceback
+        else:
+            unknown = ""
+        if unknown:
+            _refuse("strategy.kind", unknown)
         fields = config_class.model_fields
         if "population_size" not in fields or "sigma" not in fields:
-            raise ValueError(
-                f"strategy: restarts need population_size and sigma options; {kind!r} has "
-                f"{', '.join(option_names(config_class))}"
-            )
-        if self.population_size is not None:
-            if table.get("population_size") not in (None, self.population_size):
-                raise ValueError(
-                    f"population_size is {self.population_size} but strategy.population_size "
-                    f"is {table['population_size']}; set one of them"
-                )
-            table["population_size"] = self.population_size
-        if self.sigma is not None:
-            if table.get("sigma") not in (None, self.sigma):
-                raise ValueError(
-                    f"sigma is {self.sigma} but strategy.sigma is {table['sigma']}; set one "
-                    "of them"
-                )
-            table["sigma"] = self.sigma
+            _refuse("strategy.kind", f"restarts need population_size and sigma options; "
+                    f"{kind!r} has {', '.join(option_names(config_class))}")
+        for name in ("population_size", "sigma"):
+            outer = getattr(self, name)
+            if outer is None:
+                continue
+            if table.get(name) not in (None, outer):
+                _refuse(f"strategy.{name}", f"{table[name]!r} differs from the restarts' "
+                        f"{name} {outer!r}; set one of them")
+            table[name] = outer
         if population_size is not None:
             table["population_size"] = population_size
         if sigma is not None:
             table["sigma"] = sigma
         if "recombination_weights" in table and table["recombination_weights"] is not None:
-            raise ValueError("strategy.recombination_weights fixes the population, which "
-                             "restarts change")
+            _refuse("strategy.recombination_weights",
+                    "fixes the population, which restarts change; leave it unset")
         try:
             return config_class.model_validate({"kind": kind, **table}, context=context)
         except ValidationError as exc:
-            text = format_validation_error(
-                exc, "strategy", known_keys=lambda loc: fields_at(config_class, loc)
-            )
-            raise ValueError("; ".join(
-                "strategy." + line.strip() for line in text.splitlines()[1:]
-            )) from None
+            known = lambda loc: fields_at(config_class, loc)  # noqa: E731
+            raise NestedConfigError(
+                (join_path("strategy", path), msg)
+                for path, msg in validation_problems(exc, known_keys=known)
+            ) from None
 
     def population_for(self, num_params: int) -> int:
         """The largest population a restart can reach (what the memory check sizes)."""
@@ -194,6 +197,10 @@ class RestartsConfig(StrategyConfig):
 
     def estimate_bytes(self, context: Any) -> list[Any]:
         return self.inner_config().estimate_bytes(context)
+
+
+def _refuse(path: str, message: str) -> NoReturn:
+    raise NestedConfigError([(path, message)])
 
 
 def _inner_stop(inner: Any) -> list[str]:

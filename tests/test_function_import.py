@@ -86,6 +86,9 @@ def test_a_missing_dependency_of_the_users_module_is_their_error_not_ours(tmp_pa
     "task, rule",
     [
         ({"function": "no colon"}, "import path 'package.module:name'"),
+        # a built-in's name in `function`: the user is told the built-ins go by `name`
+        ({"function": "rastrigin"}, "got 'rastrigin', the name of a standard function: "
+                                    "write name = \"rastrigin\" instead"),
         ({"num_params": None}, "'num_params' is required"),
         ({"name": "rastrigin"}, "either 'function'.*or 'name'"),
         ({"function": None, "vectorized": True}, "'vectorized' applies to your own 'function' only"),

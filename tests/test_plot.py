@@ -13,11 +13,13 @@ pytest.importorskip("matplotlib")
 from asktell.cli import main
 from asktell.errors import ConfigError
 from asktell.plotting import GRID_POINTS, build_figure, plot_runs
+from asktell.runlog import read_stop, stop_record
 from asktell.runner import run
 
 
-def fake_run(path, kind, returns, target=None, steps_per_gen=10, centre_every=2):
-    """A run directory as the runner leaves it (resolved config + log), from given returns."""
+def fake_run(path, kind, returns, target=None, steps_per_gen=10, centre_every=2, stop=None):
+    """A run directory as the runner leaves it (resolved config + log), from given returns;
+    ``stop``: ``(rule, reason)`` of the stop record that ends the log (none by default)."""
     path.mkdir(parents=True)
     budget = "" if target is None else f"\n[budget]\ntarget_return = {target}\n"
     (path / "config.toml").write_text(f'seed = 0\n[task]\nkind = "{kind}"\n{budget}')
@@ -28,6 +30,9 @@ def fake_run(path, kind, returns, target=None, steps_per_gen=10, centre_every=2)
             if g % centre_every == 0:
                 row["center_return_mean"] = r + 0.5
             fh.write(json.dumps(row) + "\n")
+    if stop is not None:
+        with open(path / "log.jsonl", "ab") as fh:
+            fh.write(stop_record(len(returns), *stop))
     return path
 
 
@@ -137,3 +142,53 @@ def test_cli_plot_writes_the_file_and_exits_2_on_bad_input(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nope"), "-o", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert plot_runs([a], tmp_path / "one.svg").exists()  # one run: as before
+
+
+def figure_texts(fig):
+    """The figure's own texts (title, the note under the panels) and its legend's."""
+    return ([t.get_text() for t in fig.texts],
+            [t.get_text() for legend in fig.legends for t in legend.get_texts()])
+
+
+def test_one_run_says_why_it_stopped_under_the_panels(function_run):
+    """The stop record the runner wrote is on the figure, word for word."""
+    stop = read_stop(function_run)
+    texts, legend = figure_texts(build_figure([function_run]))
+    note = f"stopped at generation {stop['generation']}: {stop['stop_reason']}"
+    assert note in texts
+    assert not any("stopped" in entry for entry in legend)  # one run: the note alone
+
+
+def test_several_runs_say_why_each_stopped_in_the_legend_and_the_note(tmp_path):
+    reached = "target_return reached: centre mean 201 >= 195 (generation 4)"
+    a = fake_run(tmp_path / "a", "gym", [1.0, 2.0, 3.0, 4.0], stop=("target_return", reached))
+    b = fake_run(tmp_path / "b", "gym", [1.0, 2.0], stop=("generations", "generations budget reached (2)"))
+    going = fake_run(tmp_path / "going", "gym", [1.0, 2.0, 3.0])  # no stop record
+    texts, legend = figure_texts(build_figure([a, b, going], labels=["A", "B", "C"]))
+    assert "A: stopped by target_return at generation 4" in legend
+    assert "B: stopped by generations at generation 2" in legend
+    assert "C: no stop record (still running, interrupted or died)" in legend
+    note = [t for t in texts if t.startswith("A: ")]
+    assert note == [f"A: stopped at generation 4: {reached}\n"
+                    "B: stopped at generation 2: generations budget reached (2)\n"
+                    "C: no stop record (still running, interrupted or died)"]
+
+
+def test_a_resumed_run_whose_log_goes_on_after_a_stop_record_has_none(tmp_path):
+    """A stop record counts only as the log's last record (resume drops and rewrites it)."""
+    a = fake_run(tmp_path / "a", "gym", [1.0, 2.0], stop=("generations", "generations budget reached (2)"))
+    with open(a / "log.jsonl", "a") as fh:
+        fh.write(json.dumps({"generation": 3, "env_steps": 30, "wall_seconds": 0.3,
+                             "return_mean": 3.0, "return_max": 4.0}) + "\n")
+    texts, _ = figure_texts(build_figure([a]))
+    assert "no stop record (still running, interrupted or died)" in texts
+
+
+def test_an_aggregate_counts_its_runs_per_stop_rule(tmp_path):
+    runs = [fake_run(tmp_path / f"s{i}", "gym", [1.0, 2.0, 3.0], stop=stop) for i, stop in
+            enumerate([("generations", "generations budget reached (3)")] * 2
+                      + [("target_return", "target_return reached")] + [None])]
+    texts, legend = figure_texts(build_figure(runs, aggregate=True))
+    assert ("stopped by: generations (2 runs), target_return (1 run), no stop record (1 run)"
+            in legend)
+    assert any(t.startswith("s0: stopped at generation 3: generations budget") for t in texts)

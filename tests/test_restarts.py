@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import re
+
 import numpy as np
 import pytest
 
@@ -175,17 +177,65 @@ def test_restarts_reach_what_one_run_does_not_on_rastrigin():
     assert best > -1e-6 > best_plain
 
 
-@pytest.mark.parametrize("options, field", [
-    ({"strategy": {"kind": "cma_ess"}}, "did you mean 'cma_es'"),
-    ({"strategy": {"kind": "restarts"}}, "cannot wrap restarts"),
-    ({"strategy": {"kind": "cma_es", "sigma": -1}}, "strategy.sigma"),
-    ({"strategy": {"sigma": 1.0}}, "needs a 'kind'"),
-    ({"population_factor": 1.0}, "population_factor"),
-    ({"population_size": 6, "strategy": {"kind": "cma_es", "population_size": 8}}, "set one of them"),
+# Each problem of the inner table is one line that names its path once, from the
+# constructor's arguments (a run file adds its section's path: see the next test).
+@pytest.mark.parametrize("options, line", [
+    ({"strategy": {"kind": "cma_ess"}}, "strategy.kind: unknown strategy 'cma_ess'; did you mean 'cma_es'?"),
+    ({"strategy": {"kind": "restarts"}}, "strategy.kind: restarts cannot wrap restarts"),
+    ({"strategy": {"kind": "cma_es", "sigma": -1}}, "strategy.sigma: Input should be greater than 0; got -1"),
+    ({"strategy": {"kind": "cma_es", "sigmaa": 1}}, "strategy.sigmaa: unknown key (not a setting here); did you mean 'sigma'?"),
+    ({"strategy": {"sigma": 1.0}}, "strategy.kind: missing; name the inner strategy"),
+    ({"strategy": {"kind": 3}}, "strategy.kind: must be a strategy name"),
+    ({"population_factor": 1.0}, "population_factor: Input should be greater than 1"),
+    ({"population_size": 6, "strategy": {"kind": "cma_es", "population_size": 8}},
+     "strategy.population_size: 8 differs from the restarts' population_size 6; set one of them"),
+    ({"strategy": {"kind": "openai_es", "optimizer_options": {"beta3": 0.9}}},
+     "strategy.optimizer_options.beta3: unknown key (not a setting here); did you mean 'beta2'?"),
 ])
-def test_bad_options_are_named(options, field):
-    with pytest.raises(ConfigError, match=field):
+def test_bad_options_are_named(options, line):
+    with pytest.raises(ConfigError, match="\n  " + re.escape(line)):
         _make(**options)
+
+
+_SPHERE = {"task": {"kind": "function", "name": "sphere", "num_params": 5},
+           "budget": {"generations": 10}}
+
+
+@pytest.mark.parametrize("inner, outer, lines", [
+    ({"kind": "cma_es", "sigmaa": 1.0}, {},
+     ["strategy.strategy.sigmaa: unknown key (not a setting here); did you mean 'sigma'?"]),
+    ({"kind": "cma_es", "sigma": -1, "tolfun": -1}, {},
+     ["strategy.strategy.tolfun: Input should be greater than or equal to 0; got -1",
+      "strategy.strategy.sigma: Input should be greater than 0; got -1"]),
+    ({"kind": "cma"}, {}, ["strategy.strategy.kind: unknown strategy 'cma'; did you mean 'cma_es'?"]),
+    ({"kind": "restarts"}, {}, ["strategy.strategy.kind: restarts cannot wrap restarts"]),
+    ({"kind": "cma_es", "sigma": 1.0}, {"sigma": 2.0},
+     ["strategy.strategy.sigma: 1.0 differs from the restarts' sigma 2.0; set one of them"]),
+    ({"kind": "cma_es", "recombination_weights": [1.0]}, {},
+     ["strategy.strategy.recombination_weights: fixes the population"]),
+    ({"kind": "openai_es", "optimizer": "sgd", "optimizer_options": {"beta3": 1.0}}, {},
+     ["strategy.strategy.optimizer_options.beta3: unknown key (not a setting here); the 'sgd' "
+      "optimizer has no settings"]),
+])
+def test_a_run_file_names_each_inner_path_once(inner, outer, lines):
+    """The issue's report: `strategy: strategy.sigmaa: ...` named the section twice, half
+    before the colon and half after; each problem is now one line with its whole path."""
+    from asktell.config import config_from_dict
+
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({**_SPHERE, "strategy": {"kind": "restarts", "strategy": inner, **outer}})
+    got = str(info.value).splitlines()[1:]
+    assert len(got) == len(lines), got
+    for text, line in zip(got, lines):
+        assert text.startswith("  " + line), (text, line)
+
+
+def test_minimize_with_restarts_names_the_inner_option():
+    """minimize's options go to the inner strategy's table: the error names it once."""
+    import asktell
+
+    with pytest.raises(ConfigError, match=r"\n  strategy\.sigma: Input should be greater than 0; got -1"):
+        asktell.minimize(lambda x: float(x @ x), np.zeros(3), restarts="ipop", sigma=-1.0)
 
 
 def test_a_run_file_logs_every_restart(tmp_path):

@@ -105,6 +105,12 @@ class FunctionTaskConfig(PluginConfig):
                         f"function {self.name!r} is a vectorised loss)"
                     )
             return self
+        if self.function in FUNCTIONS:  # the built-in is meant: it goes by `name`
+            raise ConfigError(
+                f"'function' must be an import path 'package.module:name' to your own "
+                f"function; got {self.function!r}, the name of a standard function: write "
+                f'name = "{self.function}" instead'
+            )
         check_import_path(self.function)
         # By value, not by fields_set: a saved config is re-read with every field present.
         for other, default in (("name", "sphere"), ("shift", 0.0)):
