@@ -231,16 +231,19 @@ def close_nodes(
     return sorted(dropped)
 
 
-def _run_bounded(link: ClusterLink, function: Callable, *args: Any) -> dict | None:
-    """``Client.run(function, *args)`` on every worker, its answers ``{worker: result or
-    exception}``, or ``None`` if they are not all back within :data:`HARVEST_SECONDS` (the
-    message is not withdrawn: nodes reached still act on it) or it could not be sent."""
+def _run_bounded(
+    link: ClusterLink, function: Callable, *args: Any, workers: list[str] | None = None
+) -> dict | None:
+    """``Client.run(function, *args)`` on every worker (or ``workers``), its answers
+    ``{worker: result or exception}``, or ``None`` if they are not all back within
+    :data:`HARVEST_SECONDS` (the message is not withdrawn: nodes reached still act on it)
+    or it could not be sent. (``benchmarks/_scaling_close.py`` times this call.)"""
     client = link.client
     run = getattr(client, "_run", None)
     try:
         if run is None:  # pragma: no cover - a distributed without it: unbounded
-            return client.run(function, *args, on_error="return")
-        job = lambda: run(function, *args, on_error="return")  # noqa: E731
+            return client.run(function, *args, workers=workers, on_error="return")
+        job = lambda: run(function, *args, workers=workers, on_error="return")  # noqa: E731
         return client.sync(_within, job, HARVEST_SECONDS)
     except Exception:  # noqa: BLE001 - best effort: the candidates stay dropped
         return None
