@@ -164,9 +164,10 @@ def measure_close(counts=(2, 4, 8, 16), size: int = 125, repeats: int = 40) -> d
     # Medians: on a shared machine contention only ever adds time, but the fastest of 40
     # calls would pick the lucky scheduler tick.
     # This process's CPU also counts what the scheduler spends whatever it does (the
-    # workers' heartbeats, its periodic callbacks: 5% to 9% of a core with 16 workers here),
+    # workers' heartbeats, its periodic callbacks: 4% to 9% of a core with 16 workers here),
     # in proportion to the wall time, which contention on this shared machine stretches
-    # (a 2-node close took 12 ms of wall at a load average of 5 and 250 ms at 12). So each
+    # (a 2-node message took 25 ms of wall in a trial at a load average of about 8, 0.25
+    # to 0.5 s in the runs at 6 to 21). So each
     # call's CPU is also taken net of the idle rate over its wall (the median rate of the
     # idle spells between the calls): ``cpu_net_s``, what the projection charges (a
     # scheduler with a core of its own answers at once); ``cpu_s``, gross, is an upper bound.
