@@ -178,8 +178,10 @@ def best_tell(tell: dict, rows: int, num_params: int, **kw) -> tuple[int, dict]:
 
 
 def predict(constants: dict, *, tasks: int, fetchers: int, dist_bytes: int,
-            rollouts: float, driver: float = 0.0, link_bytes_per_s: float | None = None) -> dict:
-    """Generation time = fixed + per_task x tasks + broadcast + rollouts + driver.
+            rollouts: float, driver: float = 0.0, link_bytes_per_s: float | None = None,
+            close: float = 0.0) -> dict:
+    """Generation time = fixed + per_task x tasks + broadcast + rollouts + driver (+ the
+    node-mode quorum's ``close``: its message to the nodes).
 
     The broadcast moves the pickled distribution client -> scheduler -> one worker, then to
     each other fetching process from that holder (an upper bound: Dask may also fetch from
@@ -192,6 +194,7 @@ def predict(constants: dict, *, tasks: int, fetchers: int, dist_bytes: int,
         "broadcast": per_byte * dist_bytes * (2 + fetchers),
         "rollouts": rollouts,
         "driver": driver,
+        "close": close,
     }
     return {**terms, "total": sum(terms.values())}
 
@@ -218,8 +221,13 @@ def driver_seconds(driver: dict, population: int, num_params: int) -> tuple[floa
 def fit_dask(noop: list[dict], key: str = "wall_s") -> tuple[float, float]:
     """No-op generations: ``key`` (wall, or the driver process's CPU) = fixed + per_task x
     tasks (least squares)."""
-    tasks = np.array([p["tasks"] for p in noop], dtype=float)
-    walls = np.array([p[key] for p in noop])
+    return fit_line([p["tasks"] for p in noop], [p[key] for p in noop])
+
+
+def fit_line(x, y) -> tuple[float, float]:
+    """``y = fixed + slope x``, least relative error; ``(fixed, slope)``, neither negative."""
+    tasks = np.asarray(x, dtype=float)
+    walls = np.asarray(y, dtype=float)
     if np.ptp(tasks) == 0:
         return float(walls.mean()), 0.0
     # Weighted by 1/value, i.e. least relative error: on a shared machine the noise scales
@@ -252,7 +260,9 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
                                   piece=p.get("piece", 1), gap=gap,
                                   dispatch=constants["pool_per_candidate_s"],
                                   min_candidates=p.get("min_candidates"), generations=trials,
-                                  harvest=p.get("harvest", False))  # stored runs predate it
+                                  # the stored runs predate the harvest and the hand-over
+                                  harvest=p.get("harvest", False),
+                                  hand_over=p.get("hand_over", False))
             rollouts, useful = q["rollouts"], q["told_s"]
         elif p["mode"] == "node":
             rollouts = expected_rollouts(scaled, p["population"], p["workers"], nodes=p["nodes"],
@@ -283,11 +293,29 @@ def validate(constants: dict, sleeps: list[dict], regimes: dict, samples: dict, 
 #: told (the paper's generation is at least 10,000 episodes).
 NODE_QUORUMS = ((10_000, 9_500), (10_500, 10_000), (11_000, 10_000), (11_500, 10_000),
                 (12_000, 10_000))
-#: Beside them: the rule before the harvest (a node's pieces in flight when it returns are
-#: dropped even if back before the close), and a bigger generation (a what-if).
+#: Beside them: the rules before (no harvest: a node's pieces in flight when it returns are
+#: dropped even if back before the close, the close a stop message; the harvest as a pinned
+#: task per node after the stop message, nodes still running dropped whole), and a bigger
+#: generation (a what-if).
 NODE_WHAT_IFS = (((10_000, 9_500), " without the harvest (as before it was built)",
-                  {"harvest": False}),
+                  {"harvest": False, "hand_over": False, "close": "stop"}),
+                 ((10_000, 9_500), " + harvest as a task per node (before the one message)",
+                  {"hand_over": False, "close": "tasks"}),
                  ((15_000, 14_250), " (a generation 1.5 x the paper's)", {}))
+
+
+def close_seconds(constants: dict, nodes: int, how: str = "message") -> float:
+    """What the close of a node-mode quorum generation costs the driver and the scheduler
+    (CPU, measured: ``_scaling_close.py``): ``"message"``, the one message to every node
+    (what is built); ``"stop"``, the stop message alone (before the harvest: the same
+    broadcast without the records, charged as the message, an upper bound); ``"tasks"``,
+    the stop message and a pinned harvest task per node (as measured beside the message).
+    Without the measurement (older stored runs): a Dask task per node."""
+    close = constants.get("close")
+    if close is None:
+        return nodes * constants["per_task_cpu_s"] if how == "tasks" else 0.0
+    fit = close["tasks" if how == "tasks" else "message"]
+    return fit["cpu_fixed_s"] + fit["per_node_cpu_s"] * nodes
 
 
 def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: int = 1) -> dict:
@@ -342,15 +370,18 @@ def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: i
                     # the tell, whose time depends on what is told: taken at the quorum
                     # (the candidates told exceed it by < 1%, the tell's time by ~2 ms).
                     drive = _tell(tell, kw.get("min_candidates", pop), num_params, how, link)
-                    # With a quorum and the harvest, the close adds a tiny task per node
-                    # (GenerationRound._harvest), at the measured cost per task.
-                    harvests = nodes if kw.get("min_candidates") and kw.get("harvest", True) else 0
-                    row["harvest_tasks"] = harvests
-                    gap = predict(constants, tasks=tasks + harvests, fetchers=tasks, dist_bytes=size,
-                                  rollouts=0.0, driver=drive["total"],
+                    # With a quorum the driver closes with a message to every node
+                    # (GenerationRound._close_nodes), at its measured cost.
+                    rule = {k: v for k, v in kw.items() if k != "close"}
+                    close = 0.0
+                    if kw.get("min_candidates"):
+                        close = close_seconds(constants, nodes, kw.get("close", "message"))
+                    row["close_s"] = close
+                    gap = predict(constants, tasks=tasks, fetchers=tasks, dist_bytes=size,
+                                  rollouts=0.0, driver=drive["total"], close=close,
                                   link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)["total"]
                     q = queue_generations(times, pop, W, nodes, piece=piece, gap=gap,
-                                          generations=max(4, trials // 5), **local, **kw)
+                                          generations=max(4, trials // 5), **local, **rule)
                     told, told_s = round(q["told"]), q["told_s"]
                     row.setdefault("split", {})[how] = {
                         k: v / (W * q["rollouts"]) for k, v in
@@ -358,9 +389,9 @@ def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: i
                          ("idle", W * q["rollouts"] - told_s - q["wasted_s"]))}
                     row.setdefault("late_s", {})[how] = q["late_s"]
                     drive = _tell(tell, told, num_params, how, link)
-                    pred = predict(constants, tasks=tasks + harvests, fetchers=tasks,
+                    pred = predict(constants, tasks=tasks, fetchers=tasks,
                                    dist_bytes=size, rollouts=q["rollouts"], driver=drive["total"],
-                                   link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)
+                                   close=close, link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)
                 row[how] = {"terms": pred, "tell": drive, "told": told, "told_s": told_s,
                             "ideal_s": told_s / W,
                             "efficiency": told_s / (W * pred["total"]),

@@ -5,9 +5,11 @@ pieces to whichever local process is free (:func:`_node_queue`); with a quorum e
 returns once its share is done and nothing is left unstarted, and the driver closes once
 the nodes back hold ``min_candidates`` (:func:`queue_makespan` for one generation,
 :func:`queue_generations` for the steady state of consecutive ones, where what still runs at
-a close delays the next); at the close the nodes back early hand over the pieces finished
-since (the harvest, :func:`told_pieces`). What ``nodeq`` and ``harvest`` built:
-``evaluators/_vector_pool.py``, ``evaluators/_dask_node.py``, ``evaluators/_dask_round.py``.
+a close delays the next); at the close every node hands over the pieces done by then
+(:func:`told_pieces`: the nodes back early those finished since, the nodes still running
+those done so far). What ``nodeq``, ``harvest`` and ``harvest2`` built:
+``evaluators/_vector_pool.py``, ``evaluators/_dask_node.py``, ``evaluators/_dask_round.py``,
+``evaluators/_dask_quorum.py``.
 """
 
 from __future__ import annotations
@@ -59,17 +61,22 @@ def _node_queue(times: np.ndarray, free: np.ndarray, piece: int, dispatch: float
             sum(z - a for a, z in told), pieces)
 
 
-def told_pieces(runs: list, bounds: list, accepted, close: float, harvest: bool) -> list:
+def told_pieces(runs: list, bounds: list, accepted, close: float, harvest: bool,
+                hand_over: bool = False) -> list:
     """The ``(start, stop)`` candidate ranges a generation tells: the pieces of the nodes
     accepted (back by the close) that were done when their node returned, and with
-    ``harvest`` also those done by the close (handed over then)."""
+    ``harvest`` also those done by the close (handed over then); with ``hand_over`` also
+    the pieces done by the close on the nodes not back (still running: the close's one
+    message has them hand over what they have back, ``_dask_node.close_round``)."""
     out = []
-    for n in accepted:
-        back = runs[n][0]
+    accepted = [int(n) for n in accepted]
+    running = [n for n in range(len(runs)) if n not in set(accepted)] if hand_over else []
+    for n in [*accepted, *running]:
+        until = close if harvest or n in running else runs[n][0]
         for _, end, a, z, _ in runs[n][3]:
-            if end <= (close if harvest else back):
+            if end <= until:
                 out.append((bounds[n][0] + a, bounds[n][0] + z))
-    return out
+    return sorted(out)
 
 
 def _busy_until(pieces: list, processes: int, stop: float) -> np.ndarray:
@@ -114,6 +121,7 @@ def queue_generations(
     warmup: int = 3,
     seed: int = 0,
     harvest: bool = True,
+    hand_over: bool = True,
 ) -> dict:
     """Node mode with a work queue on each node, optionally closing on a node quorum: the
     steady state of ``generations`` consecutive generations (after ``warmup``), Monte Carlo.
@@ -126,8 +134,8 @@ def queue_generations(
     generation (``gap``: the driver's tell and ask, the tasks and the broadcast), and a
     process still busy when the next generation's chunk arrives starts on it late. The
     driver closes once the nodes back hold ``min_candidates``; a node not back by then is
-    dropped whole (its work wasted) and stopped: no new piece starts there, the running
-    ones go on (as ``nodeq``'s ``stop_round`` does).
+    stopped: no new piece starts there, the running ones go on (as ``close_round`` does),
+    and what it has done is told (``hand_over``) or dropped.
 
     Returns the means of ``rollouts`` (the chunks' arrival to the driver's close),
     ``told_s`` (episode time of the candidates told) and ``told`` (their count), and
@@ -136,11 +144,13 @@ def queue_generations(
     close spent on episodes not told (the rest of ``workers x rollouts`` beside ``told_s``
     is idle or dispatch).
 
-    ``harvest`` (what ``DaskEvaluator`` does since the harvest, ``GenerationRound._harvest``):
-    when the driver closes, each node back before it hands over its pieces that finished
-    since it returned, which are told too (:func:`told_pieces`); ``False``: the rule before
-    (what the stored simulated runs measured), only what was back when a node returned.
-    The harvest's own cost (a tiny task per node) is the caller's: it is in ``gap``.
+    ``harvest`` (what ``DaskEvaluator`` does since the harvest): when the driver closes,
+    each node back before it hands over its pieces that finished since it returned, which
+    are told too (:func:`told_pieces`); ``False``: the rule before (what the stored
+    simulated runs measured), only what was back when a node returned. ``hand_over`` (what
+    the close does since it is one message to every node, ``GenerationRound._close_nodes``):
+    a node not back at the close hands over the pieces it has done by then, told too,
+    instead of being dropped whole. The close's own cost is the caller's: it is in ``gap``.
     """
     rng = np.random.default_rng(seed)
     samples = np.asarray(samples, dtype=float)
@@ -166,7 +176,7 @@ def queue_generations(
         close = float(backs[accepted].max())
         if g >= warmup:
             out["rollouts"].append(close)
-            told = told_pieces(runs, bounds, accepted, close, harvest)
+            told = told_pieces(runs, bounds, accepted, close, harvest, hand_over)
             out["told_s"].append(float(sum(times[a:z].sum() for a, z in told)))
             out["told"].append(sum(z - a for a, z in told))
             out["late_s"].append(float(np.mean(np.maximum(carry - setup, 0.0))))

@@ -49,6 +49,7 @@ def report(res: dict) -> str:
            "| multiprocessing.Pool(2), no-op items |"]),
         f"| driver ask+tell | {c['driver']['intercept_s'] * 1e3:.2f} ms + "
         f"{c['driver']['s_per_pop_param'] * 1e9:.3f} ns x population x params | OpenAIES, fit |",
+        *_close_constants(c.get("close")),
         "", "No-op generations (the fit's points):", "",
         "| workers | tasks | wall (ms) | fit (ms) | client + scheduler CPU (ms) |",
         "|---|---|---|---|---|",
@@ -57,6 +58,7 @@ def report(res: dict) -> str:
         lines.append(f"| {p['workers']} | {p['tasks']} | {_ms(p['wall_s'])} | "
                      f"{_ms(c['fixed_s'] + c['per_task_s'] * p['tasks'])} | "
                      f"{_ms(p['driver_cpu_s'])} |")
+    lines += _close_points(c.get("close"))
     lines += ["", "Driver (OpenAIES ask + tell + pickling the distribution):", "",
               "| population | params | ms |", "|---|---|---|"]
     lines += [f"| {p['population']:,} | {p['num_params']:,} | {_ms(p['seconds'])} |"
@@ -88,18 +90,19 @@ def report(res: dict) -> str:
         f"{ASSUMED_LINK_BYTES_PER_S * 8 / 1e9:g} Gbit/s; node mode's work queue in pieces of "
         f"{pr['piece']} candidate(s). *local*: the tell's noise sum on the driver; "
         "*distributed*: cut into the fastest number of parts (in brackets).", "",
-        "| regime | mode | told | tasks | fixed+tasks (s) | broadcast (s) | rollouts (s) "
-        "| ideal (s) | driver, local (s) | generation, local (s) | efficiency, local "
-        "| driver, distributed (s) | generation, distributed (s) | efficiency, distributed "
-        "| without driver |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| regime | mode | told | tasks | fixed+tasks (s) | close (s) | broadcast (s) "
+        "| rollouts (s) | ideal (s) | driver, local (s) | generation, local (s) "
+        "| efficiency, local | driver, distributed (s) | generation, distributed (s) "
+        "| efficiency, distributed | without driver |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in pr["rows"]:
         lo, di = r["local"], r["distributed"]
         t = lo["terms"]
         lines.append(
             f"| {r['regime']} | {r['mode']} | {lo['told']:,} | {r['tasks']:,} | "
-            f"{t['fixed'] + t['tasks']:.3f} | {t['broadcast']:.3f} | {t['rollouts']:.3f} | "
+            f"{t['fixed'] + t['tasks']:.3f} | {t.get('close', 0.0):.3f} | "
+            f"{t['broadcast']:.3f} | {t['rollouts']:.3f} | "
             f"{lo['ideal_s']:.3f} | {t['driver']:.3f} | {t['total']:.3f} | "
             f"{lo['efficiency']:.2f} | {di['terms']['driver']:.3f} [{di['tell']['parts']}] | "
             f"{di['terms']['total']:.3f} | {di['efficiency']:.2f} | "
@@ -116,6 +119,42 @@ def report(res: dict) -> str:
                          f"{x['wasted']:.1%} | {x['idle']:.1%} | "
                          f"{_ms(r['late_s']['distributed'])} |")
     return "\n".join(lines)
+
+
+def _close_constants(close: dict | None) -> list[str]:
+    """The close's constants rows (``_scaling_close.py``), if measured."""
+    if close is None:
+        return []
+    m, t = close["message"], close["tasks"]
+    return [
+        f"| node-mode close, one message, CPU of client + scheduler | "
+        f"{m['cpu_fixed_s'] * 1e3:.3f} ms + {m['per_node_cpu_s'] * 1e3:.3f} ms per node "
+        f"(gross: {m['cpu_gross_fixed_s'] * 1e3:.3f} ms + {m['per_node_cpu_gross_s'] * 1e3:.3f} "
+        f"ms) | `Client.run` of a `close_round` answering a {close['size']}-candidate record, "
+        f"{', '.join(str(n) for n in close['counts'])} loopback nodes, net of the idle rate, "
+        "fit (projection) |",
+        f"| node-mode close before it, stop message + a pinned harvest task per node, CPU | "
+        f"{t['cpu_fixed_s'] * 1e3:.3f} ms + {t['per_node_cpu_s'] * 1e3:.3f} ms per node "
+        f"(gross: {t['cpu_gross_fixed_s'] * 1e3:.3f} ms + {t['per_node_cpu_gross_s'] * 1e3:.3f} "
+        "ms) | the same nodes and records, interleaved, fit (the what-if row) |",
+    ]
+
+
+def _close_points(close: dict | None) -> list[str]:
+    if close is None:
+        return []
+    lines = ["", f"Node-mode close ({close['measured_utc']} UTC, load average "
+             f"{close['load_average_1min'][0]:g} to {close['load_average_1min'][1]:g}; medians "
+             f"of {close['repeats']}; idle, this process used {close['idle_cpu_per_s']:.1%} of "
+             "a core: *net* is the CPU less that rate over the wall time):", "",
+             "| nodes | one message, wall (ms) | CPU (ms) | CPU, net (ms) "
+             "| stop + tasks, wall (ms) | CPU (ms) | CPU, net (ms) |",
+             "|---|---|---|---|---|---|---|"]
+    for m, t in zip(close["message"]["points"], close["tasks"]["points"]):
+        lines.append(f"| {m['nodes']} | {_ms(m['wall_s'])} | {_ms(m['cpu_s'])} | "
+                     f"{_ms(m['cpu_net_s'])} | {_ms(t['wall_s'])} | {_ms(t['cpu_s'])} | "
+                     f"{_ms(t['cpu_net_s'])} |")
+    return lines
 
 
 def tell_report(tell: dict, num_params: int) -> list[str]:

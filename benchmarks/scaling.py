@@ -16,7 +16,8 @@ on this machine and puts them together in a model (``docs/scaling.md``):
    cost of a policy that stays up, late training).
 2. constants: Dask's fixed cost per generation and cost per task (no-op generations through
    ``DaskEvaluator``), the distribution's broadcast (bytes per fetch), the driver's
-   ask + tell (``OpenAIES`` directly), a local process pool's cost per candidate.
+   ask + tell (``OpenAIES`` directly), a local process pool's cost per candidate, node
+   mode's close (its one message to the nodes, ``_scaling_close.py``).
 3. a loopback simulation: ``DaskEvaluator`` on an embedded ``LocalCluster`` with W worker
    threads whose candidates only ``time.sleep`` for episode times drawn from (1), scaled down
    so a generation takes a fraction of a second; wall time, the ideal, overhead, efficiency.
@@ -57,6 +58,7 @@ from _scaling_report import report  # noqa: E402
 from _scaling_episodes import episodes_main  # noqa: E402
 from _scaling_pool import measure_node_pool  # noqa: E402
 from _scaling_tell import measure_tell  # noqa: E402
+from _scaling_close import close_fits, measure_close  # noqa: E402
 
 
 def _machine() -> dict:
@@ -408,6 +410,7 @@ def all_main(args) -> dict:
         "simulation": sleeps,
     }
     constants["tell"] = _measure_tell(constants, args.quick)
+    constants["close"] = _measure_close(args.quick)
     res["validation"] = validate(constants, sleeps, regimes, samples, args.trials * 4)
     res["projection"] = project(constants, samples, constants["tell"], args.trials,
                                 piece=args.piece)
@@ -435,6 +438,16 @@ def _measure_tell(constants: dict, quick: bool) -> dict:
     return tell
 
 
+def _measure_close(quick: bool) -> dict:
+    """Node mode's close (``_scaling_close``): one message to the nodes, and the stop
+    message + harvest tasks it replaced, with the date and the load average."""
+    load = os.getloadavg()[0]
+    close = measure_close((1, 2) if quick else (2, 4, 8, 16), repeats=3 if quick else 40)
+    close["measured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    close["load_average_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+    return close
+
+
 def project_main(args) -> dict:
     """The projection again, from the constants of a stored full run (no measuring)."""
     path = Path(args.json or RESULTS_JSON)
@@ -447,6 +460,9 @@ def project_main(args) -> dict:
         res["driver_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     if args.remeasure_tell or "tell" not in res["constants"]:
         res["constants"]["tell"] = _measure_tell(res["constants"], args.quick)
+    if args.remeasure_close or "close" not in res["constants"]:
+        res["constants"]["close"] = _measure_close(args.quick)
+    close_fits(res["constants"]["close"])  # the stored medians, fitted by today's rule
     if args.remeasure_pool:  # e.g. once node mode has a work queue: validate again too
         res["constants"].update(_pool_constants(args.quick))
         res["pool_remeasured_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
@@ -503,6 +519,9 @@ def main(argv=None) -> None:
                         help="project: time the driver again (the rest from the stored run)")
     parser.add_argument("--remeasure-tell", action="store_true",
                         help="project: measure the distributed tell's constants again")
+    parser.add_argument("--remeasure-close", action="store_true",
+                        help="project: measure node mode's close (its message to the nodes) "
+                        "again")
     parser.add_argument("--remeasure-pool", action="store_true",
                         help="project: measure node mode's local pool again, and validate again")
     parser.add_argument("--spread", type=float, default=1.0,

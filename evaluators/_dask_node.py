@@ -12,11 +12,13 @@ serial evaluator's. The node's noise table lives once in shared memory
 (:mod:`asktell._shared_table`), adopted by every process.
 
 A straggler-tolerant generation (``[evaluator.stragglers]``) sends each node its share of
-the quorum: the node returns once its share is back and no piece is left unstarted, and
-returns at once when the driver closes the generation (:func:`stop_round`); the candidates
-not back are marked ``dropped``. When the driver closes the generation, a node that returned
-early hands over the pieces back since (:func:`harvest_round`); the rest finish in the
-background and are discarded (``docs/stragglers.md`` "In node mode").
+the quorum: the node returns once its share is back and no piece is left unstarted; the
+candidates not back are marked ``dropped``. When the driver closes the generation it sends
+every node one message (:func:`close_round`): a node still running the generation's chunk
+returns at once, and every node hands over what it has back of that chunk by then (a node
+that returned early: the pieces back since; a node still running: the pieces back so far);
+the rest finish in the background and are discarded (``docs/stragglers.md`` "In node
+mode").
 
 A pool is kept per (task, processes, time limit, noise table) in the worker process, across
 generations (the four most recent), and closed, with its shared table unlinked, by
@@ -48,10 +50,9 @@ __all__ = [
     "DAEMON_FIX",
     "NodeSpec",
     "close_pools",
-    "harvest_round",
+    "close_round",
     "is_daemonic",
     "run_node_chunk",
-    "stop_round",
     "usable_cores",
 ]
 
@@ -74,7 +75,7 @@ _FINALIZER: Any = None
 #: Pieces per local process in the node's work queue (fewer when a candidate is expensive:
 #: see :func:`~._vector_pool.piece_bounds`).
 PIECES_PER_PROCESS = 4
-#: Rounds the driver closed (:func:`stop_round`), most recent last.
+#: Rounds the driver closed (:func:`close_round`), most recent last.
 _STOPPED: dict[str, None] = {}
 _MAX_STOPPED = 64
 
@@ -125,35 +126,47 @@ class _NodePool:
         share: tuple | None = None,
         round_tag: str | None = None,
     ) -> Evaluation:
-        stop = None
+        stop = key = None
         if round_tag is not None:
             stop = lambda: round_tag in _STOPPED
+            key = (round_tag, int(seeds[0]), seeds.size)
         with self.lock:
             self.open_key = None
-            parts = self.pool.run(distribution, seeds, retries, share=share, stop=stop)
+            parts = self.pool.run(distribution, seeds, retries, share=share, stop=stop, name=key)
             dropped = self.pool.dropped
-            if round_tag is not None and dropped:  # pieces in flight: harvest_round's
-                self.open_key = (round_tag, int(seeds[0]), seeds.size)
+            if key is not None and dropped:  # pieces in flight: close_round's
+                self.open_key = key
         if share is not None or round_tag is not None:
             return _with_dropped(parts, seeds.size, dropped)
         return Evaluation.concatenate(parts, seeds.size)
 
-    def harvest(self, key: tuple) -> Evaluation | None:
-        """The chunk ``key`` ``(round tag, first seed, size)`` again, with the pieces back
-        since it returned (see :func:`harvest_round`); ``None`` if this pool did not return
-        it last with pieces in flight, or is running a chunk now (never waits for it)."""
-        if not self.lock.acquire(blocking=False):
+    def hand_over(self, round_tag: str) -> tuple[tuple, Evaluation] | None:
+        """The driver closed the generation ``round_tag``: this pool's chunk of it
+        ``(round tag, first seed, size)`` and its record with what is back now (see
+        :func:`close_round`), never waiting. A chunk that returned with pieces in flight:
+        those back since are told too (:meth:`WorkerPool.harvest`, once); a chunk still
+        running: the pieces back so far (:meth:`WorkerPool.snapshot`). ``None``: this pool
+        has no chunk of that round open (or it is between a return and a new chunk)."""
+        if self.lock.acquire(blocking=False):  # no chunk running here
+            try:
+                key = self.open_key
+                if key is None or key[0] != round_tag:
+                    return None
+                self.open_key = None
+                parts = self.pool.harvest()
+                if parts is None:
+                    return None
+                return key, _with_dropped(parts, key[2], self.pool.dropped)
+            finally:
+                self.lock.release()
+        current = self.pool.current  # a chunk runs in another thread
+        key = None if current is None else current.name
+        if key is None or key[0] != round_tag:
             return None
-        try:
-            if self.open_key != key:
-                return None
-            self.open_key = None
-            parts = self.pool.harvest()
-            if parts is None:
-                return None
-            return _with_dropped(parts, key[2], self.pool.dropped)
-        finally:
-            self.lock.release()
+        got = self.pool.snapshot(key)
+        if got is None:  # it returned meanwhile: its pieces stay dropped
+            return None
+        return key, _with_dropped(got[0], key[2], got[1])
 
     def close(self) -> None:
         with self.lock:
@@ -214,9 +227,10 @@ def run_node_chunk(
 
     ``share`` ``(candidates, episodes, steps)`` (a straggler-tolerant generation): return
     once the chunk's candidates back meet it and no piece is left unstarted; ``round_tag``:
-    return at once when :func:`stop_round` names it (the driver closed the generation). The
+    return at once when :func:`close_round` names it (the driver closed the generation). The
     candidates not back are marked in ``dropped``; their pieces finish in the background and
-    their results are discarded (tagged with their round)."""
+    their results are discarded (tagged with their round), unless the driver's close takes
+    them first."""
     pool = _pool_for(shipped, distribution.noise)
     if share is not None:  # (rule..., n): this chunk's share, ceil(rule * chunk / n)
         *rule, n = share
@@ -229,35 +243,27 @@ def run_node_chunk(
                 _STOPPED.pop(round_tag, None)
 
 
-async def stop_round(round_tag: str, dask_worker: Any = None) -> bool:
-    """The driver closed the generation ``round_tag``: this node's chunk of it returns at
-    once (``Client.run`` calls it on the worker's event loop, while the chunk runs in a
-    thread; a coroutine function, so the driver need not wait: ``wait=False`` takes only
-    those). Remembered for a short while, in case the chunk has not started yet."""
+async def close_round(round_tag: str, dask_worker: Any = None) -> dict[tuple[int, int], Evaluation]:
+    """The driver closed the generation ``round_tag`` (one ``Client.run`` to every node,
+    on the worker's event loop while a chunk runs in a thread; never waits): this node's
+    chunk of it returns at once (remembered for a short while, in case it has not started
+    yet), and the node hands over what it has back of that chunk now, ``{(first seed,
+    size): record}`` with the candidates not back marked ``dropped`` (and discarded when
+    they arrive). A chunk that returned early (its share back) with pieces in flight: the
+    pieces back since; a chunk still running: the pieces back so far. Empty: nothing of
+    that round here (already handed over, never run, or another chunk ran since)."""
     with _LOCK:
         _STOPPED[round_tag] = None
         while len(_STOPPED) > _MAX_STOPPED:
             _STOPPED.pop(next(iter(_STOPPED)))
-    return True
-
-
-def harvest_round(
-    round_tag: str, first_seed: int, size: int, dask_worker: Any = None
-) -> Evaluation | None:
-    """The driver closed the generation ``round_tag``, whose chunk (``size`` seeds from
-    ``first_seed``) this node left early (its share back) with pieces in flight: the
-    chunk's record again, with the pieces whose results are back by now told too (read
-    without waiting), the others still ``dropped`` (and discarded when they arrive).
-    ``None``: nothing to take (already harvested, or another chunk ran since on this
-    node). A tiny task pinned to the node (see ``GenerationRound._harvest``)."""
-    key = (round_tag, int(first_seed), int(size))
-    with _LOCK:
         pools = list(_POOLS.values())
+    out = {}
     for pool in pools:
-        out = pool.harvest(key)
-        if out is not None:
-            return out
-    return None
+        got = pool.hand_over(round_tag)
+        if got is not None:
+            (_, first, size), record = got
+            out[first, size] = record
+    return out
 
 
 def close_pools(digest: str | None = None, dask_worker: Any = None) -> int:

@@ -15,12 +15,14 @@ of :class:`~asktell.evaluators._dask_link.ClusterLink`. What a quorum gives up i
 ``docs/stragglers.md``.
 
 In node mode a chunk is a node's and the nodes close on their own share
-(:meth:`Quorum.node_share`); when the global rule is met, :func:`stop_nodes` stops the nodes
-still running and :func:`harvest_nodes` collects what the nodes back early finished since.
+(:meth:`Quorum.node_share`); when the global rule is met, :func:`close_nodes` sends every
+node one message that stops the nodes still running and collects what each node has back
+of its chunk by then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -31,13 +33,13 @@ from ._common import ChunkResult
 from ._dask_link import ClusterLink
 
 __all__ = [
-    "HARVEST_SECONDS", "Part", "Quorum", "QuorumPull", "Range", "harvest_nodes", "ranges_of",
-    "stop_nodes",
+    "HARVEST_SECONDS", "Part", "Quorum", "QuorumPull", "Range", "close_nodes", "ranges_of",
 ]
 
-#: Seconds the driver waits, when it closes a node-mode quorum generation, for the nodes that
-#: returned early to hand over the pieces back since (a tiny task each: milliseconds); a node
-#: not answering by then (dead, or busy) keeps them dropped.
+#: Seconds the driver waits, when it closes a node-mode quorum generation, for the nodes to
+#: answer its one message (they answer from their event loops: milliseconds); past it every
+#: candidate not told by then stays dropped (a node unreachable holds up the message's
+#: answers, which come back together).
 HARVEST_SECONDS = 2.0
 
 #: A chunk: the ``(start, stop)`` offsets of its seeds in the generation.
@@ -176,73 +178,88 @@ class QuorumPull:
 
 
 # ----------------------------------------------------------------- node mode's close
-def stop_nodes(link: ClusterLink, tag: str, pending: dict[Any, Range]) -> list[Range]:
-    """Node mode's quorum is met: the nodes still running this generation's chunks are told
-    to return at once (:func:`~._dask_node.stop_round`; their local pieces in flight finish
-    in the background and are discarded there), their tasks are cancelled; returns their
-    ranges, dropped."""
-    from ._dask_node import stop_round
-
-    try:
-        link.client.run(stop_round, tag, wait=False, on_error="ignore")
-    except Exception:  # noqa: BLE001 - best effort: the next round discards them anyway
-        pass
-    link.cancel(list(pending))
-    return sorted(pending.values())
-
-
-def harvest_nodes(
+def close_nodes(
     link: ClusterLink,
     tag: str,
     seeds: np.ndarray,
+    pending: dict[Any, Range],
     early: dict[Any, Range],
     parts: list[Part],
     dropped: list[Range],
-    futures: list[Any],
 ) -> list[Range]:
-    """Node mode's quorum closed the generation: each node that returned ``early`` (its
-    share back, pieces in flight) hands over the pieces back since
-    (:func:`~._dask_node.harvest_round`, a tiny task pinned to the node, read without
-    waiting there). Their candidates are told: ``parts`` is updated in place, the new
-    dropped ranges are returned, the tasks are added to ``futures`` (released with the
-    round). A node not answering within :data:`HARVEST_SECONDS` (dead, busy) keeps its
-    dropped."""
-    from ._dask_node import harvest_round
+    """Node mode's quorum closed the generation ``tag``: one message to every node
+    (:func:`~._dask_node.close_round`, a ``Client.run``) stops the chunks still running
+    (``pending``: their tasks are cancelled, their ranges dropped) and has each node hand
+    over what it has back of its chunk: a node that returned ``early`` (its share back,
+    pieces in flight) the pieces back since, a node still running those back so far.
+    Their candidates are told: ``parts`` is updated in place (a running chunk's record is
+    added), and the ranges dropped then are returned. Best effort: a node that cannot be
+    reached (``on_error``), or a message not answered within :data:`HARVEST_SECONDS`
+    (every answer then), leaves its candidates dropped; answers are matched to chunks by
+    ``(first seed, size)`` within this round only (the node checks the tag), and a chunk
+    whose key another chunk of the round shares is left dropped."""
+    from ._dask_node import close_round
 
-    client = link.client
-    try:
-        holders = client.who_has(list(early))
-    except Exception:  # noqa: BLE001 - best effort: the pieces stay dropped
+    dropped = sorted([*dropped, *pending.values()])
+    link.cancel(list(pending))
+    chunks: dict[tuple[int, int], list[Range]] = {}
+    for a, b in [*pending.values(), *early.values()]:
+        chunks.setdefault((int(seeds[a]), b - a), []).append((a, b))
+    answers = _run_bounded(link, close_round, tag)
+    if not answers:
         return dropped
-    tasks: dict[Any, Range] = {}
-    for f, (a, b) in early.items():
-        where = holders.get(f.key) or holders.get(str(f.key))
-        if not where:
+    offsets = {a: i for i, (a, _) in enumerate(parts)}
+    for answer in answers.values():
+        if not isinstance(answer, dict):  # an error: that node's candidates stay dropped
             continue
-        job = client.submit(
-            harvest_round, tag, int(seeds[a]), b - a,
-            key=f"asktell-harvest-{tag}-{a}-{b}",
-            pure=False, workers=[sorted(where)[0]], allow_other_workers=False,
-        )
-        futures.append(job)
-        tasks[job] = (a, b)
-    if not tasks:
-        return dropped
-    link.wait_all(list(tasks), HARVEST_SECONDS)
-    done = [f for f in tasks if f.status == "finished"]
-    link.cancel([f for f in tasks if not f.done()])
-    try:
-        results = link.gather(done) if done else []
-    except Exception:  # noqa: BLE001 - a node died meanwhile: its pieces stay dropped
-        return dropped
-    for f, new in zip(done, results):
-        if new is None:
-            continue
-        a, b = tasks[f]
-        for i, (offset, old) in enumerate(parts):
-            if offset == a:
-                new.seconds = old.seconds
-                parts[i] = (a, new)
-        dropped = [r for r in dropped if not (a <= r[0] and r[1] <= b)]
-        dropped += ranges_of(new.dropped, a)
+        for key, new in answer.items():
+            where = chunks.get(tuple(key), [])
+            if len(where) != 1 or getattr(new, "dropped", None) is None:
+                continue
+            (a, b), = where
+            if new.dropped.size != b - a:
+                continue
+            if a in offsets:  # an early chunk: its record again, with more told
+                new.seconds = parts[offsets[a]][1].seconds
+                parts[offsets[a]] = (a, new)
+            else:  # a chunk still running: what it had back
+                new.seconds = 0.0
+                offsets[a] = len(parts)
+                parts.append((a, new))
+            dropped = [r for r in dropped if not (a <= r[0] and r[1] <= b)]
+            dropped += ranges_of(new.dropped, a)
     return sorted(dropped)
+
+
+def _run_bounded(
+    link: ClusterLink, function: Callable, *args: Any, workers: list[str] | None = None
+) -> dict | None:
+    """``Client.run(function, *args)`` on every worker (or ``workers``), its answers
+    ``{worker: result or exception}``, or ``None`` if they are not all back within
+    :data:`HARVEST_SECONDS` (the message is not withdrawn: nodes reached still act on it)
+    or it could not be sent. (``benchmarks/_scaling_close.py`` times this call.)"""
+    client = link.client
+    run = getattr(client, "_run", None)
+    try:
+        if run is None:  # pragma: no cover - a distributed without it: unbounded
+            return client.run(function, *args, workers=workers, on_error="return")
+        job = lambda: run(function, *args, workers=workers, on_error="return")  # noqa: E731
+        return client.sync(_within, job, HARVEST_SECONDS)
+    except Exception:  # noqa: BLE001 - best effort: the candidates stay dropped
+        return None
+
+
+async def _within(job: Callable[[], Any], seconds: float) -> Any:
+    """``job()``'s result, or ``None`` after ``seconds``; the job then runs on (its answers
+    unread) rather than being cancelled half-way through its sends."""
+    task = asyncio.ensure_future(job())
+    done, _ = await asyncio.wait([task], timeout=seconds)
+    if not done:
+        task.add_done_callback(_forget)
+        return None
+    return task.result()
+
+
+def _forget(task: Any) -> None:
+    if not task.cancelled():
+        task.exception()  # read, so that a late failure is not reported as never retrieved

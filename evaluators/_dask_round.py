@@ -14,8 +14,8 @@ table in ``docs/dask.md``. A straggler-tolerant generation (a :class:`Quorum`) r
 collecting loop; which chunk goes to which free thread, and closing on the quorum, is
 :class:`~asktell.evaluators._dask_quorum.QuorumPull`'s. In node mode the chunks (one per
 node) carry their share of the quorum, the nodes close on it, and the round closes on the
-global rule and stops the nodes still running (:meth:`GenerationRound._close_nodes`); the
-nodes back early then hand over the pieces finished since (:meth:`GenerationRound._harvest`).
+global rule with one message to every node (:meth:`GenerationRound._close_nodes`): the
+nodes still running stop, and every node hands over what it has back of its chunk then.
 
 (About 500 lines: submitting, waiting, absorbing failures and re-running late chunks are the
 phases of one round and share its bookkeeping.)
@@ -36,15 +36,7 @@ from asktell.protocol import Evaluation, Failure, Task
 
 from ._common import ChunkResult, assemble, timeout_message
 from ._dask_link import GATHER_SECONDS, ClusterLink, SchedulerLost, describe
-from ._dask_quorum import (
-    Part,
-    Quorum,
-    QuorumPull,
-    Range,
-    harvest_nodes,
-    ranges_of,
-    stop_nodes,
-)
+from ._dask_quorum import Part, Quorum, QuorumPull, Range, close_nodes, ranges_of
 from ._dask_worker import identity, run_chunk
 
 __all__ = ["GenerationRound", "chunk_bounds"]
@@ -384,6 +376,7 @@ class GenerationRound:
         """
         state = _Collecting(dict(pending))
         queue = waiting if waiting is not None else []
+        closing: dict[Any, Range] = {}  # node mode: the chunks running when the quorum closed
         while state.pending:
             # Waiting for all (not the first) lets one gather fetch the whole generation:
             # one round trip per worker instead of one per chunk, and a third less client
@@ -399,7 +392,7 @@ class GenerationRound:
                 self._take(ready, state)
             if self.quorum is not None and self.pulling is None and state.pending:
                 if self.quorum.met(self.parts + state.parts):  # node mode's quorum
-                    self._close_nodes(state.pending)
+                    closing = state.pending
                     break
             if self.pulling is not None and (state.pending or queue):  # a quorum round
                 if self.pulling.quorum.met(self.parts + state.parts):
@@ -411,21 +404,20 @@ class GenerationRound:
                 break
             if not ready:
                 self.watch.check(self.generation)
-        if self.early:
-            self._harvest(state.parts)
+        if closing or self.early:
+            self._close_nodes(closing, state.parts)
         return state.parts, state.killed
 
-    def _harvest(self, parts: list[Part]) -> None:
-        """Node mode's quorum closed the generation: the nodes back early hand over the
-        pieces finished since (:func:`~._dask_quorum.harvest_nodes`)."""
+    def _close_nodes(self, pending: dict[Any, Range], parts: list[Part]) -> None:
+        """Node mode's quorum closed the generation (``pending``: the chunks still
+        running; none when every node is back, some early): one message to every node
+        stops those chunks, and each node hands over what it has back of its chunk by then
+        (:func:`~._dask_quorum.close_nodes`); ``parts`` and :attr:`dropped` record what
+        is told."""
         early, self.early = self.early, {}
-        self.dropped = harvest_nodes(
-            self.link, self.tag, self.seeds, early, parts, self.dropped, self.futures
+        self.dropped = close_nodes(
+            self.link, self.tag, self.seeds, pending, early, parts, self.dropped
         )
-
-    def _close_nodes(self, pending: dict[Any, Range]) -> None:
-        """Node mode's quorum is met: the nodes still running stop (:func:`~._dask_quorum.stop_nodes`)."""
-        self.dropped += stop_nodes(self.link, self.tag, pending)
 
     def _drop_late(self, pending: dict[Any, Range]) -> None:
         """Late chunks: cancelled, and the workers running them taken out of the way (a
@@ -495,7 +487,7 @@ class GenerationRound:
             state.parts.append((offset, result))
             if result.dropped is not None:  # a node closed on its share: what it dropped
                 self.dropped += ranges_of(result.dropped, offset)
-                if result.dropped.any():  # pieces in flight: harvested at the close
+                if result.dropped.any():  # pieces in flight: handed over at the close
                     self.early[f] = (offset, offset + result.dropped.size)
         return True
 

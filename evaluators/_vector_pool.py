@@ -9,7 +9,9 @@ vector evaluator), or a work queue of small pieces handed to workers as they com
 its round: a piece of a round already returned (a straggler-tolerant round closes on its
 share with pieces in flight) is discarded when it arrives, never placed in a later round,
 unless :meth:`WorkerPool.harvest` takes it for its own round first (node mode: the driver
-closed the generation and the piece was back by then).
+closed the generation and the piece was back by then). While a round runs, another thread
+may take what it has back so far (:meth:`WorkerPool.snapshot`: node mode's close of a
+generation whose chunk is still running on the node).
 
 A worker that dies, or runs past its deadline (``candidate_timeout_seconds`` times the
 candidates of its piece), is killed and restarted, and its piece's candidates go back to the
@@ -171,6 +173,7 @@ class Round:
     payload: bytes  # the distribution, pickled once
     queue: collections.deque  # (offset, size, alone) not started yet
     parts: list = dataclasses.field(default_factory=list)
+    name: Any = None  # the caller's name for the round (node mode: its round key)
     done: int = 0
     episodes: int = 0
     steps: int = 0
@@ -252,6 +255,9 @@ class WorkerPool:
         #: The last round, if it returned with pieces in flight (:meth:`harvest` takes
         #: those back by then); the next round closes it.
         self.open: Round | None = None
+        #: The round :meth:`run` is running now (read by :meth:`snapshot` from another
+        #: thread), ``None`` between rounds.
+        self.current: Round | None = None
 
     def _start(self, w: int) -> None:
         parent, child = self.ctx.Pipe()
@@ -308,13 +314,15 @@ class WorkerPool:
         retries: int,
         share: tuple | None = None,
         stop: Callable[[], bool] | None = None,
+        name: Any = None,
     ) -> list[tuple[int, Evaluation]]:
         """Evaluate ``seeds``; the parts ``(offset, record)`` in seed order.
 
         ``share`` ``(candidates, episodes, steps)``: return once it is met and no piece is
         left unstarted; ``stop()`` true: return at once. The candidates then not back are
         in :attr:`dropped` (ranges); their pieces keep running and are discarded later
-        (or taken by :meth:`harvest` if back before it)."""
+        (or taken by :meth:`harvest` if back before it). ``name`` names the round for
+        :meth:`snapshot`."""
         self.rounds += 1
         # started together (a spawned process takes a while to be ready)
         self._ensure([w for w in range(min(seeds.size, len(self.workers))) if w not in self.busy])
@@ -326,9 +334,11 @@ class WorkerPool:
             self.rounds, seeds, retries, distribution.generation,
             pickle.dumps(distribution, protocol=pickle.HIGHEST_PROTOCOL),
             collections.deque((a, s, False) for a, s in bounds),
+            name=name,
         )
         self.dropped = []
         self.open = None  # pieces of an earlier round are stale from now on
+        self.current = rnd
         completed = False
         try:
             while True:
@@ -348,6 +358,7 @@ class WorkerPool:
             completed = True
             return sorted(rnd.parts, key=lambda p: p[0])
         finally:
+            self.current = None
             if not completed:
                 # Results may still be in flight in the pipes: start afresh next time.
                 self.close()
@@ -383,6 +394,24 @@ class WorkerPool:
             + [(a, a + s) for a, s, _ in rnd.queue]
         )
         return sorted(rnd.parts, key=lambda p: p[0])
+
+    def snapshot(self, name: Any) -> tuple[list[tuple[int, Evaluation]], list] | None:
+        """What the round ``name``, running now in another thread, has back so far: its
+        parts in seed order and the ``(start, stop)`` ranges not among them; ``None`` if
+        that round is not running. Reads only what the running thread has already taken
+        (a part is added whole, and a list is copied whole under the GIL), never a pipe:
+        results still in a pipe stay out, and the round runs on undisturbed (node mode:
+        the driver closed the generation while this node's chunk still ran; the stop
+        makes the round return soon after)."""
+        rnd = self.current
+        if rnd is None or rnd.name != name:
+            return None
+        parts = sorted(list(rnd.parts), key=lambda p: p[0])
+        missing = np.ones(rnd.seeds.size, dtype=np.int8)
+        for offset, part in parts:
+            missing[offset : offset + len(part.returns)] = 0
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], missing, [0]))))
+        return parts, [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
     def _dispatch(self, rnd: Round) -> None:
         """Hand the next pieces to the workers that are free (the distribution first)."""

@@ -118,7 +118,7 @@ def test_quick_run_measures_validates_and_projects(tmp_path):
     pr = res["projection"]
     assert pr["workers"] == 1440 and pr["population"] == 10_000
     assert {r["regime"] for r in pr["rows"]} == {"humanoid_falls", "humanoid_full"}
-    assert sum(r["mode"].startswith("node") for r in pr["rows"]) == 18
+    assert sum(r["mode"].startswith("node") for r in pr["rows"]) == 20
     assert sum(r["mode"].startswith("per core") for r in pr["rows"]) == 2
     for r in pr["rows"]:
         for how in ("local", "distributed"):
@@ -244,3 +244,26 @@ def test_distributed_tell_is_the_sum_of_its_terms():
     k, best = s.best_tell(tell, 5000, 100_000, **link)
     assert k in s.TELL_PARTS and best["total"] <= min(
         s.tell_seconds(tell, 5000, 100_000, parts=j, **link)["total"] for j in s.TELL_PARTS)
+
+
+def test_the_close_hands_over_a_running_nodes_pieces_done_by_then():
+    """2 nodes x 2 processes, quorum 4 of 8 (a share of 2 each). Node A's pieces (1, 1, 0,
+    0 s) are all back at 1 s, which meets the quorum alone: the driver closes at 1 s.
+    Node B (0.5, 5, 5, 5 s) is still running: its first piece, done at 0.5 s, is handed
+    over (told) with the hand-over, its node dropped whole without it."""
+    s = _queue()
+    bounds = [(0, 4), (4, 8)]
+    runs = [s._node_queue(np.array([1.0, 1.0, 0.0, 0.0]), np.zeros(2), 1, 0.0, 2),
+            s._node_queue(np.array([0.5, 5.0, 5.0, 5.0]), np.zeros(2), 1, 0.0, 2)]
+    assert runs[0][0] == 1.0 and runs[0][2] == 4 and runs[1][0] > 1.0
+    assert s.told_pieces(runs, bounds, [0], 1.0, True, hand_over=True) == [
+        (0, 1), (1, 2), (2, 3), (3, 4), (4, 5)]
+    assert s.told_pieces(runs, bounds, [0], 1.0, True) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    close, told = s.queue_makespan(np.array([1.0, 1.0, 0.0, 0.0, 0.5, 5.0, 5.0, 5.0]), 2, 2,
+                                   min_candidates=4)
+    assert close == 1.0 and told == 2.0
+    # The model's steady state: the hand-over tells at least as much, at the same close.
+    kw = dict(min_candidates=30, generations=6, seed=3)
+    on = s.queue_generations([0.5, 1.0, 2.0], 48, 12, 4, **kw)
+    off = s.queue_generations([0.5, 1.0, 2.0], 48, 12, 4, hand_over=False, **kw)
+    assert on["rollouts"] == off["rollouts"] and on["told"] >= off["told"]
