@@ -52,6 +52,9 @@ DEFAULT_TABLE_SIZE = 1 << 25
 
 
 
+_INT64 = np.dtype(np.int64)
+
+
 def split_seeds(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Decode seeds into ``(keys, signs)``: ``k -> (k, +1)`` and ``~k -> (k, -1)``."""
     seeds = np.asarray(seeds, dtype=np.int64)
@@ -66,7 +69,8 @@ def mirrored(keys: np.ndarray) -> np.ndarray:
 
     Pairs stay adjacent, so a chunk cut at an even index never separates a pair.
     """
-    keys = np.asarray(keys, dtype=np.int64)
+    if type(keys) is not np.ndarray or keys.dtype is not _INT64:
+        keys = np.asarray(keys, dtype=np.int64)
     out = np.empty(2 * keys.size, dtype=np.int64)
     out[0::2] = keys
     np.invert(keys, out=out[1::2])  # ~keys written in place, no temporary
@@ -242,7 +246,10 @@ class NoiseTable:
         those very seeds, and ``Distribution.decode`` skips its pair and key-range checks
         for them.
         """
-        seeds = mirrored(self.sample_keys(rng, count, dim))
+        keys = self.sample_keys(rng, count, dim)
+        seeds = np.empty(2 * keys.size, dtype=np.int64)  # mirrored(keys), inline
+        seeds[0::2] = keys
+        np.invert(keys, out=seeds[1::2])
         self._issued = (dim, seeds.tobytes())  # not pickled: __getstate__ sends (seed, size)
         return seeds
 

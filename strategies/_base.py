@@ -51,6 +51,9 @@ from ._stopping import StopHistory, StoppingConfig, coordinate_stds, history_len
 
 __all__ = ["BaseStrategy", "Best", "StrategyConfig", "StrategyArgs"]
 
+_INT64 = np.dtype(np.int64)
+_RETURN_STATS = ("return_mean", "return_std")
+
 #: Up to this many told returns, their mean and standard deviation in ``tell``'s metrics are
 #: computed when first read (the metrics keep a copy of the returns: 8 KiB at most).
 _DEFER_RETURNS = 1024
@@ -250,13 +253,14 @@ class BaseStrategy(StateMixin, InjectMixin):
     @property
     def distribution(self) -> Distribution:
         """The search distribution of the current generation (frozen, picklable)."""
-        if self._dist_cache is None or self._dist_cache.generation != self.generation:
+        dist = self._dist_cache
+        if dist is None or dist.generation != self.generation:
             dist = self._make_distribution()
             injected = self._next_injected()
             if self.bounds is not None or injected is not None:
                 dist = dist.replace(bounds=self.bounds, injected=injected)
             self._dist_cache = dist
-        return self._dist_cache
+        return dist
 
     @property
     def pending(self) -> bool:
@@ -273,7 +277,9 @@ class BaseStrategy(StateMixin, InjectMixin):
         retried without changing the run).
         """
         if self._pending is None:
-            seeds = np.asarray(self._sample(self.population_size), dtype=np.int64)
+            seeds = self._sample(self.population_size)
+            if type(seeds) is not np.ndarray or seeds.dtype is not _INT64:
+                seeds = np.asarray(seeds, dtype=np.int64)
             if seeds.shape != (self.population_size,):
                 raise RuntimeError(
                     f"{type(self).__name__}._sample returned shape {seeds.shape}; "
@@ -310,9 +316,10 @@ class BaseStrategy(StateMixin, InjectMixin):
         # made before it stays true.)
         order = r.argsort()
         ordered = r[order]
-        if math.isfinite(ordered.item(0)) and math.isfinite(ordered.item(-1)):
+        top = ordered.item(-1)
+        if math.isfinite(ordered.item(0)) and math.isfinite(top):
             finite, num_bad = None, 0
-            self._note_best(seeds, r, finite, num_bad, ordered.item(-1))
+            self._note_best(seeds, r, None, 0, top)
         else:
             finite = np.isfinite(r)
             num_bad = r.size - int(np.count_nonzero(finite))
@@ -330,42 +337,35 @@ class BaseStrategy(StateMixin, InjectMixin):
             order = fin.argsort()
             ordered = fin[order]
         if learn is fin and fin.size:
-            self._sorted_returns = SortedReturns(fin, order, ordered)
+            # tuple.__new__: the named tuple without its Python-level constructor.
+            self._sorted_returns = tuple.__new__(SortedReturns, (fin, order, ordered))
         try:
             update_metrics = self._update(seeds, learn)
         finally:
             self._sorted_returns = None
         # The strategy's metrics, kept (a Metrics the update made for this tell, whose
         # deferred entries stay deferred) or copied, then tell's own.
-        if type(update_metrics) is Metrics:
-            metrics = update_metrics
-        else:
-            metrics = Metrics(update_metrics or ())
+        metrics = (
+            update_metrics if type(update_metrics) is Metrics else Metrics(update_metrics or ())
+        )
         if fin.size:
             # The history computes the max and min the metrics report (bitwise what
             # fin.max() and fin.min() give), so they are not computed twice.
             top, bottom = self._stop_history.record(fin, self.generation + 1, ordered)
         else:
             top = bottom = float("nan")
-        self._pending = None
-        self._injected = None
+        self._pending = self._injected = None
         self.generation += 1
         self._changed()
-        dict.update(
-            metrics,
-            generation=self.generation,
-            num_nonfinite=num_bad,
-            return_mean=None,
-            return_std=None,
-            return_max=top,
-            return_min=bottom,
-        )
-        if fin.size and fin.size <= _DEFER_RETURNS:
+        dict.update(metrics, {
+            "generation": self.generation, "num_nonfinite": num_bad, "return_mean": None,
+            "return_std": None, "return_max": top, "return_min": bottom,
+        })
+        if 0 < fin.size <= _DEFER_RETURNS:
             # Computed when the metrics are first read, from a copy (nothing can write into
             # it); a generation whose metrics nobody reads skips the two passes.
-            metrics.defer(("return_mean", "return_std"), partial(
-                mean_std, fin.copy(), max(abs(top), abs(bottom))
-            ))
+            largest = max(abs(top), abs(bottom))
+            metrics.defer(_RETURN_STATS, partial(mean_std, fin.copy(), largest))
         else:
             mean, std = mean_std(fin, max(abs(top), abs(bottom)) if fin.size else None)
             dict.update(metrics, return_mean=mean, return_std=std)

@@ -34,21 +34,19 @@ class Metrics(dict):
     dict is read or any entry written.
     """
 
-    __slots__ = ("_later",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        dict.__init__(self, *args, **kwargs)
-        self._later: list[tuple[tuple[str, ...], Callable[[], Any]]] | None = None
+    #: The deferred ``(keys, compute)`` pairs not computed yet (a class default, so that
+    #: building a Metrics runs no Python-level ``__init__``).
+    _later: list[tuple[tuple[str, ...], Callable[[], Any]]] | None = None
 
     def defer(self, keys: tuple[str, ...], compute: Callable[[], Any]) -> None:
         """Add ``keys`` with values ``compute()`` (a sequence, one per key) computed when
-        first needed."""
-        for key in keys:
-            dict.__setitem__(self, key, None)
-        if self._later is None:
+        first needed (a key already present keeps its place in the order)."""
+        dict.update(self, dict.fromkeys(keys))
+        later = self._later
+        if later is None:
             self._later = [(keys, compute)]
         else:
-            self._later.append((keys, compute))
+            later.append((keys, compute))
 
     def _settle(self) -> None:
         later = self._later

@@ -224,7 +224,6 @@ class OpenAIES(BaseStrategy):
         if (
             self.num_params <= _DEFER_NORMS
             and type(self.optimizer) in _OWN_OPTIMIZERS
-            and grad.base is None
             and type(self.noise) in _OWN_NOISE
             and self.noise_sum is None
         ):
