@@ -23,6 +23,7 @@ INJECT_BASE = 1 << 62
 #: The two dtypes decode writes (dtype objects: comparing with them skips numpy's
 #: conversion of a type argument on every call).
 _F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+_I64 = np.dtype(np.int64)
 
 # Floats of the factor applied to every candidate at a time (1 MiB: fits in L2 caches).
 _FACTOR_BLOCK_FLOATS = 1 << 17
@@ -35,7 +36,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     copy is made per generation); otherwise a read-only copy."""
     if (
         type(a) is np.ndarray
-        and a.dtype == np.float64
+        and a.dtype is _F64  # numpy's own float64 descriptor (any other: copied below)
         and a.base is None
         and not a.flags.writeable
     ):
@@ -48,7 +49,7 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 def _seed_array(seeds: Any) -> np.ndarray:
     """``seeds`` as a 1-D int64 array, strictly: integers only (``1.5``, ``"1"`` and
     ``True`` used to decode as seed 1), in the int64 range."""
-    if type(seeds) is np.ndarray and seeds.dtype == np.int64 and seeds.ndim == 1:
+    if type(seeds) is np.ndarray and seeds.dtype is _I64 and seeds.ndim == 1:
         return seeds  # what ask() returns: nothing to check or convert
     try:
         arr = np.atleast_1d(np.asarray(seeds))
@@ -128,18 +129,19 @@ class Distribution:
         injected points); a strategy builds one every generation."""
         if type(sigma) is not float:
             return cls(center, sigma, noise, generation)
+        if not (
+            type(center) is np.ndarray
+            and center.dtype is _F64
+            and center.base is None
+            and not center.flags.writeable
+        ):
+            center = _readonly(center)  # (the same test: what _readonly shares as it is)
         dist = object.__new__(cls)
         # Frozen: assignment is refused, so the fields go into the instance dict directly.
-        dist.__dict__.update(
-            center=_readonly(center),
-            sigma=sigma,
-            noise=noise,
-            generation=generation,
-            factor=None,
-            context={},
-            bounds=None,
-            injected=None,
-        )
+        dist.__dict__.update({
+            "center": center, "sigma": sigma, "noise": noise, "generation": generation,
+            "factor": None, "context": {}, "bounds": None, "injected": None,
+        })
         return dist
 
     @property
@@ -216,6 +218,16 @@ class Distribution:
         return out
 
     def _decode_dtype(self, count: int, dtype: Any, out: np.ndarray | None) -> np.dtype:
+        if type(out) is np.ndarray:
+            # The common call (a reused buffer, dtype omitted or given as its type): every
+            # check below passes, in fewer steps; anything else takes the full checks.
+            kind = out.dtype
+            if (kind is _F32 or kind is _F64) and (dtype is None or dtype is kind.type):
+                flags = out.flags
+                if flags.c_contiguous and flags.writeable and out.shape == (
+                    count, self.center.shape[0]
+                ):
+                    return kind
         if dtype is None:
             dtype = _F64 if out is None else out.dtype
         elif dtype is np.float32:
@@ -313,7 +325,7 @@ def _decode_plain(
     dtype = out.dtype
     scalar = isinstance(sigma, float)  # __post_init__ makes a scalar sigma a float
     if dtype == _F32:
-        c = center.astype(np.float32)
+        c = center.astype(_F32)
         s = np.float32(sigma) if scalar else np.asarray(sigma, dtype=np.float32)
     else:
         c = center
@@ -321,10 +333,13 @@ def _decode_plain(
     dim = center.shape[0]
     table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
     first = seeds[0::2]
+    # The very seeds the table last issued for this dim (compared by value: one copy of
+    # their bytes) are interleaved pairs with every key in range; no check is repeated.
+    vetted = type(noise) is NoiseTable and noise.issued_pairs(seeds, dim)
     # Pairs (k, ~k): (seeds[1::2] == ~first).all() answered by comparing the two halves'
     # bytes (native int64 both: equal bytes, equal values), one ufunc call and a memcmp
     # instead of three numpy calls (this runs every generation).
-    pairs = bool(
+    pairs = vetted or bool(
         seeds.size
         and seeds.size % 2 == 0
         and first.tobytes() == np.invert(seeds[1::2]).tobytes()
@@ -333,12 +348,16 @@ def _decode_plain(
         pairs
         and table is None
         and type(noise) is NoiseTable
-        and int(np.maximum.reduce(first.view(np.uint64))) <= noise.size - dim
+        and (vetted or int(np.maximum.reduce(first.view(np.uint64))) <= noise.size - dim)
     ):
         # Interleaved mirrored pairs of short rows, every key in [0, size - dim] (one
         # unsigned max: a negative key reads as 2**63 or more): the table gather
         # NoiseTable.rows makes after its own min and max check, then the pair form below.
-        p = np.multiply(noise.windows(dim)[first], s, dtype=dtype)
+        p = noise.windows(dim)[first]  # a new float32 array: the gathered rows
+        if dtype is _F32:
+            np.multiply(p, s, out=p)  # float32 x float32 in place: the same products
+        else:
+            p = np.multiply(p, s, dtype=dtype)
         np.add(p, c, out=out[0::2])
         np.subtract(c, p, out=out[1::2])
         return
@@ -351,7 +370,8 @@ def _decode_plain(
             np.subtract(c, p, out=out[1::2])
             return
         tmp = np.empty(dim, dtype)
-        for j, k in enumerate(noise._checked(first, dim).tolist()):  # type: ignore[attr-defined]
+        checked = first if vetted else noise._checked(first, dim)  # type: ignore[attr-defined]
+        for j, k in enumerate(checked.tolist()):
             np.multiply(table[k : k + dim], s, out=tmp)
             np.add(tmp, c, out=out[2 * j])
             np.subtract(c, tmp, out=out[2 * j + 1])

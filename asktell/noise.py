@@ -52,6 +52,9 @@ DEFAULT_TABLE_SIZE = 1 << 25
 
 
 
+_INT64 = np.dtype(np.int64)
+
+
 def split_seeds(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Decode seeds into ``(keys, signs)``: ``k -> (k, +1)`` and ``~k -> (k, -1)``."""
     seeds = np.asarray(seeds, dtype=np.int64)
@@ -66,7 +69,8 @@ def mirrored(keys: np.ndarray) -> np.ndarray:
 
     Pairs stay adjacent, so a chunk cut at an even index never separates a pair.
     """
-    keys = np.asarray(keys, dtype=np.int64)
+    if type(keys) is not np.ndarray or keys.dtype is not _INT64:
+        keys = np.asarray(keys, dtype=np.int64)
     out = np.empty(2 * keys.size, dtype=np.int64)
     out[0::2] = keys
     np.invert(keys, out=out[1::2])  # ~keys written in place, no temporary
@@ -233,6 +237,33 @@ class NoiseTable:
         # integers(low, high) excludes high: the last valid offset is size - dim.
         return rng.integers(0, self.size - dim + 1, size=count, dtype=np.int64)
 
+    def sample_mirrored(self, rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+        """``mirrored(self.sample_keys(rng, count, dim))``: ``count`` antithetic pairs,
+        interleaved, whose keys are valid for ``dim`` (the same draws, the same seeds).
+
+        The table remembers the last such array by value (its bytes, not the array, which
+        the caller may hand out and anyone may edit), so :meth:`issued_pairs` recognises
+        those very seeds, and ``Distribution.decode`` skips its pair and key-range checks
+        for them.
+        """
+        keys = self.sample_keys(rng, count, dim)
+        seeds = np.empty(2 * keys.size, dtype=np.int64)  # mirrored(keys), inline
+        seeds[0::2] = keys
+        np.invert(keys, out=seeds[1::2])
+        self._issued = (dim, seeds.tobytes())  # not pickled: __getstate__ sends (seed, size)
+        return seeds
+
+    def issued_pairs(self, seeds: np.ndarray, dim: int) -> bool:
+        """Whether the 1-D int64 ``seeds`` hold exactly the values of the last
+        :meth:`sample_mirrored` for ``dim``: interleaved pairs ``(k, ~k)`` with every key in
+        ``[0, size - dim]``. Equal bytes of native int64 arrays are equal values, so an
+        edited or another array is not recognised (and is checked the long way)."""
+        issued = self._issued
+        return issued is not None and issued[0] == dim and seeds.tobytes() == issued[1]
+
+    #: ``(dim, bytes)`` of the last :meth:`sample_mirrored` in this process.
+    _issued: tuple[int, bytes] | None = None
+
     def get(self, key: int, dim: int) -> np.ndarray:
         """``eps(key)`` as a read-only float32 view of length ``dim``."""
         key = int(key)
@@ -309,6 +340,16 @@ class NoiseTable:
             # One matrix-vector product per chunk (BLAS), accumulated in float64.
             total += weights[start : start + chunk.size].astype(np.float32) @ block
         return _unscaled(total, exponent)
+
+    def _vetted_sum(self, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
+        """:meth:`weighted_sum` (the same bits) for float64 ``weights`` of magnitude at most
+        ``2**100`` and int64 ``keys`` this table issued for ``dim`` (:meth:`sample_mirrored`),
+        without checking either again; its one-chunk short-row case only, the rest goes
+        through :meth:`weighted_sum`."""
+        if dim >= _LONG_ROW or keys.size > _chunk_rows(dim) or keys.size != weights.size:
+            return self.weighted_sum(weights, keys, dim)
+        product = weights.astype(np.float32) @ self.windows(dim)[keys]
+        return np.add(product, 0.0, dtype=np.float64)
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "seed": self.seed, "size": self.size}

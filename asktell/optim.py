@@ -45,6 +45,8 @@ class OptimizerOptions(PluginConfig):
     plain SGD has none."""
 
 
+_F64 = np.dtype(np.float64)
+
 _MOMENTUM = "Weight of the previous velocity in the new one, in [0, 1)."
 
 
@@ -174,7 +176,9 @@ class Adam(Optimizer):
         # optimiser's own arrays (state_dict hands out copies), and one scratch vector
         # serves every temporary, so a step allocates only the update it returns.
         self.t += 1
-        g = np.asarray(gradient, dtype=np.float64)
+        g = gradient
+        if type(g) is not np.ndarray or g.dtype is not _F64:
+            g = np.asarray(gradient, dtype=np.float64)
         m, v = self.m, self.v
         tmp = self._scratch
         if tmp is None or tmp.shape != m.shape:

@@ -390,9 +390,12 @@ of this benchmark gave 1.00x-1.07x for the 100,000-parameter row and 0.96x-1.28x
 tell row (the highest while the benchmark's own Dask workers were alive beside it); timed
 step by step, the weighted sum, which is nearly all of that `tell`, costs the same on both
 sides. For the 100-parameter row, `python benchmarks/overhead.py --dims 100 --tell-repeats 0
---generations 400 --repeats 5` gave 1.67x, 1.65x and 1.62x in three runs after issue 14's
-second pass (1.91x before it, the same command in the same session; the first pass had
-brought it from 2.39x-2.41x).
+--generations 400 --repeats 5` gave 1.40x, 1.39x and 1.44x after issue 14's third pass,
+each run alternating with the same command on the code before it, which gave 1.72x, 1.71x
+and 1.77x (the second pass had measured 1.62x-1.67x, the first had brought it from
+2.39x-2.41x). Those runs were on a loaded machine (the loop took about 0.2 ms a
+generation, four times its time in the table): read the ratios. The 1.15x goal is not met
+at this size; what the remaining difference pays for is listed below.
 
 ## Decoding into a reused float32 buffer
 
@@ -475,41 +478,57 @@ mean, standard deviation, max and min).
   BLAS at these sizes either.
 - Short rows (100 parameters) cost Python-level numpy calls. The baseline's generation is
   under thirty numpy calls (count them in `CarefulLoop`); asktell makes more (seed and
-  returns validation, a frozen `Distribution` per generation, the metrics, best candidate
-  and stopping history above).
-  Two passes trimmed them, every output bitwise the same (`tests/test_driver_fastpath.py`,
-  and the golden logs). The first: mean/std, median, norms and centred ranks without
-  numpy's generic layers; one product per mirrored pair in decode; returns taken as they
-  are when they are already a float64 vector; the centre shared read-only with the
-  `Distribution` instead of copied. The second: one argsort of the returns per `tell`
-  serves the finiteness check (a sort puts -inf first and +inf and NaN last), the centred
-  ranks and the stopping history (its max, min, median and flat-fitness entry read from
-  the sorted values as Python floats); the pair fold trusts the seeds `ask` itself
-  mirrored instead of checking them again; decode checks the pairs by comparing the two
-  halves' bytes and the keys with one unsigned max, the weighted sum checks its keys the
-  same way and its weights' float32 range with one dot product, and a one-chunk sum skips
-  its zeros; the per-generation `Distribution` skips the dataclass's generic constructor.
-- What the remaining difference buys, from `python benchmarks/overhead_breakdown.py`
-  (each figure the median of three runs' medians: asktell 82.5 us a generation, the loop
-  49.4 us):
-  - `ask`, 9.5 us against the loop's 5.8 us draw: the pairs interleaved into one seed
-    array, its int64 and shape checks, and the copy handed out (the pending seeds stay the
-    strategy's own).
-  - `es.distribution`, 2.3 us: the frozen snapshot evaluators ship.
-  - decode, 34.8 us against 25.9 us: the argument checks (int64 seeds, dtype, `out`'s
-    shape and layout), about 1 us; then, in `_decode_plain` (33.8 us), the mirrored-pair
-    and key-range checks and the float32 centre around the same gather, product and two
-    sums as the loop's.
-  - `tell`, 39.6 us against the loop's 18.2 us (rank-and-fold 3.7, gradient 8.3, Adam
-    6.2): the weighted sum 11.4 us (its key-range and float32-range checks of the
-    weights); the sort, centred ranks (2.8 us) and fold (1.3 us); Adam 6.0 us; then what
-    the loop does not do: the metrics' three norms (1.7 us) and mean/std (3.6 us), the best
-    candidate (1.0 us), the stopping history (1.7 us), the returns check (1.2 us), and
-    about 9 us of `tell`'s and the update's own lines (the sort and finiteness check, the
-    read-only centre, the metrics dict; the parts are timed through wrappers, so this
-    remainder is if anything an underestimate).
-  This bookkeeping, spread over these steps, keeps asktell short of the 1.15x goal at this
-  size.
+  returns validation, a frozen `Distribution` per generation, the best candidate and
+  stopping history above).
+  Three passes trimmed them, every output bitwise the same (`tests/test_driver_fastpath.py`,
+  `tests/test_driver_metrics.py` and the golden logs). The first: mean/std, median, norms
+  and centred ranks without numpy's generic layers; one product per mirrored pair in
+  decode; returns taken as they are when they are already a float64 vector; the centre
+  shared read-only with the `Distribution` instead of copied. The second: one argsort of
+  the returns per `tell` serves the finiteness check (a sort puts -inf first and +inf and
+  NaN last), the centred ranks and the stopping history; the pair fold trusts the seeds
+  `ask` itself mirrored; decode checks the pairs by comparing the two halves' bytes and
+  the keys with one unsigned max; the per-generation `Distribution` skips the dataclass's
+  generic constructor. The third:
+  - `tell`'s metrics are a `dict` whose norms (gradient, update, centre) and return mean
+    and standard deviation are computed the first time anything reads a value
+    (`strategies/_metrics.py`): a loop that ignores them no longer pays for them, and the
+    runner, loggers, `dict(m)`, `json.dumps(m)`, `m[key]`, pickling and comparison see the
+    same values, bitwise, however late they read them (the deferred computation reads
+    arrays nothing writes into: the step's new gradient and update, the read-only centre
+    and a copy of the returns). Only up to 1,024 parameters and 1,024 returns, with the
+    built-in optimisers and noise sources and no `noise_sum` hook; otherwise they are
+    computed in `tell` as before. C code that walks a dict's storage directly sees
+    placeholders until a value is read (the module docstring says which calls are safe).
+  - The noise table remembers, by value, the seeds it last issued (`NoiseTable.
+    sample_mirrored`): decode recognises exactly those seeds with one byte comparison and
+    skips its pair and key-range checks; an edited or other array is checked as before.
+    OpenAI-ES sums its own seeds' rows without re-checking their keys or its centred-rank
+    weights' float32 range (`NoiseTable._vetted_sum`).
+  - A generation that beats no best-so-far skips the search for its best candidate; the
+    common `decode(seeds, dtype=..., out=buffer)` call is checked in one test; fewer
+    conversions of arrays that are already int64 or float64.
+- What the remaining difference buys, from `python benchmarks/overhead_breakdown.py
+  --generations 4000` (each figure the median of three runs' medians, on the same loaded
+  machine as the runs above, so about four times the table's times: asktell 322 us a
+  generation, the loop 216 us; reading the deferred metrics afterwards, 47 us, is not in
+  the total):
+  - `ask`, 53 us against the loop's 34 us draw: the pairs interleaved into one seed array,
+    its bytes remembered by the table, and the copy handed out (the pending seeds stay the
+    strategy's own, so an edit to the returned array cannot change what `tell` learns).
+  - `es.distribution`, 9 us: the frozen snapshot evaluators ship.
+  - decode, 125 us against 101 us: the argument checks (int64 seeds, dtype, `out`), the
+    seeds' byte comparison and the float32 centre and sigma around the same gather,
+    product and two sums as the loop's.
+  - `tell`, 148 us against the loop's 80 us (ranks 18, gradient 39, Adam 23): the returns
+    check and copy (as_returns, 7 us), the sort shared by ranks, best and history with
+    its gathered sorted values, the tie check of the centred ranks (15 us with the ranks
+    and their scatter), the fold (5 us), the weighted sum (35-60 us, the loop's gemv),
+    Adam (21-25 us, the loop's), the stopping history (6-7 us) and the best candidate
+    (1 us), the read-only centre and the metrics dict.
+  The remaining difference is these: returns validation, ties ranked as ties, the seeds
+  kept private, the best-so-far and the stopping history, each a few numpy calls that the
+  loop does not make. They keep asktell short of the 1.15x goal at this size.
 - Float32 decoding is for callers that feed float32 models. Evaluators still decode float64
   and their policies round to float32 (asktell/gym/policies.py, asktell/atari/policy.py);
   decoding float32 there (`evaluators/_common.py`'s chunk loop, with one reused `out` buffer

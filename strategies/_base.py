@@ -27,6 +27,7 @@ penalty are :mod:`._inject`.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -44,10 +45,18 @@ from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
 from ._common import default_population_size, mean_std
 from ._inject import InjectMixin
+from ._metrics import Metrics
 from ._state import Best, StateMixin
 from ._stopping import StopHistory, StoppingConfig, coordinate_stds, history_length
 
 __all__ = ["BaseStrategy", "Best", "StrategyConfig", "StrategyArgs"]
+
+_INT64 = np.dtype(np.int64)
+_RETURN_STATS = ("return_mean", "return_std")
+
+#: Up to this many told returns, their mean and standard deviation in ``tell``'s metrics are
+#: computed when first read (the metrics keep a copy of the returns: 8 KiB at most).
+_DEFER_RETURNS = 1024
 
 
 class StrategyConfig(StoppingConfig):
@@ -244,13 +253,14 @@ class BaseStrategy(StateMixin, InjectMixin):
     @property
     def distribution(self) -> Distribution:
         """The search distribution of the current generation (frozen, picklable)."""
-        if self._dist_cache is None or self._dist_cache.generation != self.generation:
+        dist = self._dist_cache
+        if dist is None or dist.generation != self.generation:
             dist = self._make_distribution()
             injected = self._next_injected()
             if self.bounds is not None or injected is not None:
                 dist = dist.replace(bounds=self.bounds, injected=injected)
             self._dist_cache = dist
-        return self._dist_cache
+        return dist
 
     @property
     def pending(self) -> bool:
@@ -267,7 +277,9 @@ class BaseStrategy(StateMixin, InjectMixin):
         retried without changing the run).
         """
         if self._pending is None:
-            seeds = np.asarray(self._sample(self.population_size), dtype=np.int64)
+            seeds = self._sample(self.population_size)
+            if type(seeds) is not np.ndarray or seeds.dtype is not _INT64:
+                seeds = np.asarray(seeds, dtype=np.int64)
             if seeds.shape != (self.population_size,):
                 raise RuntimeError(
                     f"{type(self).__name__}._sample returned shape {seeds.shape}; "
@@ -296,21 +308,24 @@ class BaseStrategy(StateMixin, InjectMixin):
         """
         seeds, r, violations, told = self._tell_inputs(returns, violations, dropped)
         # One sort of the returns serves the finiteness check (a sort puts -inf first and
-        # +inf and NaN last, so finite ends mean finite returns throughout), the stopping
-        # history and, when the strategy learns from these very returns, its centred ranks
-        # (``self._sorted_returns``, read by the update); none of them sorts again. Only
-        # a generation with a non-finite return needs the per-candidate mask. (No update
-        # writes into the returns it is given, so the sort made before it stays true.)
+        # +inf and NaN last, so finite ends mean finite returns throughout), the best
+        # candidate, the stopping history and, when the strategy learns from these very
+        # returns, its centred ranks (``self._sorted_returns``, read by the update); none of
+        # them sorts again. Only a generation with a non-finite return needs the
+        # per-candidate mask. (No update writes into the returns it is given, so the sort
+        # made before it stays true.)
         order = r.argsort()
         ordered = r[order]
-        if math.isfinite(ordered.item(0)) and math.isfinite(ordered.item(-1)):
+        top = ordered.item(-1)
+        if math.isfinite(ordered.item(0)) and math.isfinite(top):
             finite, num_bad = None, 0
+            self._note_best(seeds, r, None, 0, top)
         else:
             finite = np.isfinite(r)
             num_bad = r.size - int(np.count_nonzero(finite))
             if num_bad:
                 r = self._nonfinite_worst(seeds, r, finite, num_bad)
-        self._note_best(seeds, r, finite, num_bad)
+            self._note_best(seeds, r, finite, num_bad)
         learn = r
         if self.bounds is not None and self.bounds.method == "penalty":
             learn = self._penalised(r, seeds)
@@ -322,32 +337,40 @@ class BaseStrategy(StateMixin, InjectMixin):
             order = fin.argsort()
             ordered = fin[order]
         if learn is fin and fin.size:
-            self._sorted_returns = SortedReturns(fin, order, ordered)
+            # tuple.__new__: the named tuple without its Python-level constructor.
+            self._sorted_returns = tuple.__new__(SortedReturns, (fin, order, ordered))
         try:
-            metrics = dict(self._update(seeds, learn) or {})
+            update_metrics = self._update(seeds, learn)
         finally:
             self._sorted_returns = None
+        # The strategy's metrics, kept (a Metrics the update made for this tell, whose
+        # deferred entries stay deferred) or copied, then tell's own.
+        metrics = (
+            update_metrics if type(update_metrics) is Metrics else Metrics(update_metrics or ())
+        )
         if fin.size:
             # The history computes the max and min the metrics report (bitwise what
             # fin.max() and fin.min() give), so they are not computed twice.
             top, bottom = self._stop_history.record(fin, self.generation + 1, ordered)
         else:
             top = bottom = float("nan")
-        self._pending = None
-        self._injected = None
+        self._pending = self._injected = None
         self.generation += 1
         self._changed()
-        mean, std = mean_std(fin, max(abs(top), abs(bottom)) if fin.size else None)
-        metrics.update(
-            generation=self.generation,
-            num_nonfinite=num_bad,
-            return_mean=mean,
-            return_std=std,
-            return_max=top,
-            return_min=bottom,
-        )
+        dict.update(metrics, {
+            "generation": self.generation, "num_nonfinite": num_bad, "return_mean": None,
+            "return_std": None, "return_max": top, "return_min": bottom,
+        })
+        if 0 < fin.size <= _DEFER_RETURNS:
+            # Computed when the metrics are first read, from a copy (nothing can write into
+            # it); a generation whose metrics nobody reads skips the two passes.
+            largest = max(abs(top), abs(bottom))
+            metrics.defer(_RETURN_STATS, partial(mean_std, fin.copy(), largest))
+        else:
+            mean, std = mean_std(fin, max(abs(top), abs(bottom)) if fin.size else None)
+            dict.update(metrics, return_mean=mean, return_std=std)
         if told is not None:
-            metrics["told"] = int(told.sum())
+            dict.__setitem__(metrics, "told", int(told.sum()))
         return metrics
 
     def _tell_inputs(self, returns: Any, violations: Any, dropped: Any) -> tuple:
@@ -419,11 +442,15 @@ class BaseStrategy(StateMixin, InjectMixin):
         r: np.ndarray,
         finite: np.ndarray | None,
         num_bad: int | None = None,
+        top: float | None = None,
     ) -> None:
         """Keep the generation's best finite candidate if it beats the best so far (decoded
         with this generation's distribution, before the update moves it). ``num_bad``: the
         count of non-finite returns when the caller knows it (0: ``r`` is all finite, and
-        ``finite`` may then be ``None``)."""
+        ``finite`` may then be ``None``). ``top``: ``r``'s maximum when the caller has it
+        (all finite), so a generation that beats nothing costs no search for it."""
+        if top is not None and self.best is not None and not top > self.best.value:
+            return  # the same test as below, on the same value: r[argmax] is the maximum
         if num_bad == 0:
             i = int(r.argmax())  # all finite: the same first maximum as below
         elif not finite.any():

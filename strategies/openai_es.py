@@ -19,19 +19,21 @@ centre then takes an optimiser step (Adam by default, as in the paper).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from asktell.config_base import Bool, Float, Int, declare_options
-from asktell.noise import mirrored, split_seeds
-from asktell.optim import OptimizerChoice, make_optimizer
+from asktell.noise import CounterNoise, NoiseTable, mirrored, split_seeds
+from asktell.optim import SGD, Adam, ClipUp, Momentum, OptimizerChoice, make_optimizer
 from asktell.registry import STRATEGIES
 from asktell.shaping import centered_ranks, centered_ranks_sorted, get_shaping
 from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
+from ._metrics import Metrics
 from ._options import GradientConfig, PairedConfig
 from ._parts import PARTS_CAPABILITY, GradientPartsConfig, parted_sum
 
@@ -63,6 +65,23 @@ def fold_weights(
 
 #: Vectors longer than this have their norm summed over blocks of this length.
 _NORM_BLOCK = 8192
+
+#: Up to this many parameters, the metrics' norms are computed when first read (the metrics
+#: keep the step's gradient and update: 16 KiB at most).
+_DEFER_NORMS = 1024
+_NORM_KEYS = ("grad_norm", "update_norm", "update_ratio", "center_norm")
+#: The optimisers and noise sources known to keep no reference to the gradient or the
+#: update they produce or take (so a deferred norm reads what the step computed).
+_OWN_OPTIMIZERS = (Adam, SGD, Momentum, ClipUp)
+_OWN_NOISE = (NoiseTable, CounterNoise)
+
+
+def _norm_metrics(grad: np.ndarray, update: np.ndarray, center: np.ndarray) -> tuple:
+    """The values of ``_NORM_KEYS``."""
+    center_norm = _norm(center)
+    update_norm = _norm(update)
+    ratio = update_norm / center_norm if center_norm > 0 else float("inf")
+    return _norm(grad), update_norm, ratio, center_norm
 
 
 def _norm(x: np.ndarray) -> float:
@@ -159,21 +178,39 @@ class OpenAIES(BaseStrategy):
     #: it as the pending seeds and hands out copies).
     _asked_pairs: np.ndarray | None = None
 
+    #: The noise source ``_asked_pairs`` were drawn from.
+    _asked_noise: Any = None
+
     def _sample(self, count: int) -> np.ndarray:
         if self.antithetic:
-            seeds = mirrored(self.noise.sample_keys(self.rng, count // 2, self.num_params))
-            self._asked_pairs = seeds
+            noise = self.noise
+            if type(noise) is NoiseTable:
+                seeds = noise.sample_mirrored(self.rng, count // 2, self.num_params)
+            else:
+                seeds = mirrored(noise.sample_keys(self.rng, count // 2, self.num_params))
+            self._asked_pairs, self._asked_noise = seeds, noise
             return seeds
         return self.noise.sample_keys(self.rng, count, self.num_params)
 
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         ranked = self._sorted_returns
-        if ranked is not None and ranked.values is returns and self._shape is centered_ranks:
+        shape = self._shape
+        if ranked is not None and ranked.values is returns and shape is centered_ranks:
             weights = centered_ranks_sorted(returns, ranked.order, ranked.ordered)
         else:
-            weights = self._shape(returns)
-        keys, coef = fold_weights(seeds, weights, pairs=seeds is self._asked_pairs or None)
-        grad = parted_sum(self, coef, keys)
+            weights = shape(returns)
+        # The seeds this strategy's own _sample mirrored (kept as the pending seeds, never
+        # handed out) need no pair check, and their keys were drawn in range by this noise.
+        asked = seeds is self._asked_pairs and self.noise is self._asked_noise
+        keys, coef = fold_weights(seeds, weights, pairs=asked or None)
+        if asked and self.noise_sum is None and self.gradient_parts == 1 and (
+            shape is centered_ranks and type(self.noise) is NoiseTable
+        ):
+            # Centred ranks lie in [-0.5, 0.5], so the folded weights are within float32's
+            # range: the table's sum without its key and weight checks, the same bits.
+            grad = self.noise._vetted_sum(coef, keys, self.num_params)
+        else:
+            grad = parted_sum(self, coef, keys)
         grad *= 1.0 / (returns.size * self.sigma)
         if self.weight_decay:
             grad -= self.weight_decay * self._center
@@ -183,14 +220,20 @@ class OpenAIES(BaseStrategy):
         # snapshot shares it instead of copying it (asktell.distribution._readonly).
         center.flags.writeable = False
         self._center = center
-        center_norm = _norm(self._center)
-        update_norm = _norm(update)
-        return {
-            "grad_norm": _norm(grad),
-            "update_norm": update_norm,
-            "update_ratio": update_norm / center_norm if center_norm > 0 else float("inf"),
-            "center_norm": center_norm,
-        }
+        metrics = Metrics()
+        if (
+            self.num_params <= _DEFER_NORMS
+            and type(self.optimizer) in _OWN_OPTIMIZERS
+            and type(self.noise) in _OWN_NOISE
+            and self.noise_sum is None
+        ):
+            # Computed when the metrics are first read: grad and update are this step's new
+            # arrays (the built-in noise sources and optimisers keep no reference to them)
+            # and the centre is read-only, so the values are the ones computed now.
+            metrics.defer(_NORM_KEYS, partial(_norm_metrics, grad, update, center))
+        else:
+            dict.update(metrics, zip(_NORM_KEYS, _norm_metrics(grad, update, center)))
+        return metrics
 
     def _state(self) -> dict[str, Any]:
         return self._prefixed("optimizer", self.optimizer.state_dict())
