@@ -343,11 +343,6 @@ class BaseStrategy(StateMixin, InjectMixin):
             update_metrics = self._update(seeds, learn)
         finally:
             self._sorted_returns = None
-        # The strategy's metrics, kept (a Metrics the update made for this tell, whose
-        # deferred entries stay deferred) or copied, then tell's own.
-        metrics = (
-            update_metrics if type(update_metrics) is Metrics else Metrics(update_metrics or ())
-        )
         if fin.size:
             # The history computes the max and min the metrics report (bitwise what
             # fin.max() and fin.min() give), so they are not computed twice.
@@ -357,6 +352,18 @@ class BaseStrategy(StateMixin, InjectMixin):
         self._pending = self._injected = None
         self.generation += 1
         self._changed()
+        return self._tell_metrics(update_metrics, fin, num_bad, top, bottom, told)
+
+    def _tell_metrics(
+        self, update_metrics: Any, fin: np.ndarray, num_bad: int, top: float, bottom: float,
+        told: np.ndarray | None,
+    ) -> Metrics:
+        """``tell``'s result: the strategy's metrics, kept (a :class:`Metrics` the update
+        made for this tell, whose deferred entries stay deferred) or copied, then tell's own
+        (the return statistics of the ``fin`` finite returns, deferred at small sizes)."""
+        metrics = (
+            update_metrics if type(update_metrics) is Metrics else Metrics(update_metrics or ())
+        )
         dict.update(metrics, {
             "generation": self.generation, "num_nonfinite": num_bad, "return_mean": None,
             "return_std": None, "return_max": top, "return_min": bottom,
