@@ -410,14 +410,40 @@ def _planned_seeds(generations: int) -> list[np.ndarray]:
     return out
 
 
+
+def _whole_and_resumed(ev, task, tmp_path, generations, at):
+    """``generations`` steps straight through, then the same run checkpointed after ``at``
+    and continued by a strategy of another seed loaded from it (everything must come from
+    the checkpoint); the slow chain is released at the end whatever happens. Returns
+    ``(strategy, whole steps, resumed strategy, resumed run's steps)``."""
+    from asktell.loop import GenerationStep
+
+    try:
+        es = _es()
+        step = GenerationStep(es, ev, task)
+        whole = [step() for _ in range(generations)]
+        for done in tmp_path.glob("done-*"):  # the chain runs again
+            done.unlink()
+        first_part = _es()
+        step = GenerationStep(first_part, ev, task)
+        first = [step() for _ in range(at)]
+        save_checkpoint(tmp_path / "ck", f"gen-{at:06d}", {"strategy": first_part.state_dict()},
+                        {"generation": at, "config": {}})
+        fresh = _es(seed=99)
+        fresh.load_state_dict(load_checkpoint(tmp_path / "ck").state["strategy"])
+        step = GenerationStep(fresh, ev, task)
+        rest = [step() for _ in range(generations - at)]
+    finally:
+        Path(tmp_path, "release").touch()
+    return es, whole, fresh, first + rest
+
+
 def test_node_quorum_run_resumed_from_a_checkpoint_continues_bitwise(nodes, tmp_path):
     """One seed per node and generation is held past the close (and the quorum is all the
     others), so the told subsets are deterministic; in two generations one more is back
     after its node returned but before the close, and is harvested (told). A run
     checkpointed after generation 2 and resumed matches the uninterrupted run bitwise,
     dropped candidates included (as in per-core mode)."""
-    from asktell.loop import GenerationStep
-
     planned = _planned_seeds(4)
     slow_at = [[(5 * g + 2) % 8, 8 + (3 * g + 1) % 8] for g in range(4)]
     # in generations 1 and 3, node A's is instead held past its return but back before the
@@ -430,24 +456,8 @@ def test_node_quorum_run_resumed_from_a_checkpoint_continues_bitwise(nodes, tmp_
     slow = {(g, int(s[i])) for g, s in enumerate(planned) for i in slow_at[g]}
     task = SlowSeedsTask(slow, str(tmp_path), late=late, closer=closer)
     with DaskEvaluator(task, nodes, node_processes=2, stragglers={"min_candidates": 14}) as ev:
-        try:
-            es = _es()
-            step = GenerationStep(es, ev, task)
-            whole = [step() for _ in range(4)]
-            for done in tmp_path.glob("done-*"):  # the chain runs again
-                done.unlink()
-            resumed = _es()
-            step = GenerationStep(resumed, ev, task)
-            first = [step() for _ in range(2)]
-            save_checkpoint(tmp_path / "ck", "gen-000002", {"strategy": resumed.state_dict()},
-                            {"generation": 2, "config": {}})
-            fresh = _es(seed=99)  # another seed: everything must come from the checkpoint
-            fresh.load_state_dict(load_checkpoint(tmp_path / "ck").state["strategy"])
-            step = GenerationStep(fresh, ev, task)
-            rest = [step() for _ in range(2)]
-        finally:
-            Path(tmp_path, "release").touch()
-    for g, (a, b) in enumerate(zip(whole, first + rest)):
+        es, whole, fresh, resumed = _whole_and_resumed(ev, task, tmp_path, 4, 2)
+    for g, (a, b) in enumerate(zip(whole, resumed)):
         dropped = np.zeros(POP, dtype=bool)
         dropped[slow_at[g]] = True
         np.testing.assert_array_equal(a.evaluation.dropped, dropped)
@@ -691,8 +701,6 @@ def test_a_run_whose_close_takes_a_running_nodes_pieces_resumes_bitwise(nodes, t
     uninterrupted one bitwise, the told sets included. (A's 7 and B's 10 finish
     :data:`LATE_MARGIN` after B's first is back, well after the close, freeing a process
     on each node for the next generation, which releases the held ones.)"""
-    from asktell.loop import GenerationStep
-
     planned = _planned_seeds(3)
     slow, late, closer = set(), {}, {}
     for g, p in enumerate(planned):
@@ -702,25 +710,10 @@ def test_a_run_whose_close_takes_a_running_nodes_pieces_resumes_bitwise(nodes, t
         closer[g, s[5]] = s[8]
     task = SlowSeedsTask(slow, str(tmp_path), late=late, closer=closer)
     with DaskEvaluator(task, nodes, node_processes=2, stragglers={"min_candidates": 6}) as ev:
-        try:
-            es = _es()
-            step = GenerationStep(es, ev, task)
-            whole = [step() for _ in range(3)]
-            for done in tmp_path.glob("done-*"):  # the chain runs again
-                done.unlink()
-            resumed = _es()
-            first = [GenerationStep(resumed, ev, task)()]
-            save_checkpoint(tmp_path / "ck", "gen-000001", {"strategy": resumed.state_dict()},
-                            {"generation": 1, "config": {}})
-            fresh = _es(seed=99)
-            fresh.load_state_dict(load_checkpoint(tmp_path / "ck").state["strategy"])
-            step = GenerationStep(fresh, ev, task)
-            rest = [step() for _ in range(2)]
-        finally:
-            Path(tmp_path, "release").touch()
+        es, whole, fresh, resumed = _whole_and_resumed(ev, task, tmp_path, 3, 1)
     dropped = np.ones(POP, dtype=bool)
     dropped[[0, 1, 2, 3, 4, 5, 8]] = False
-    for a, b in zip(whole, first + rest):
+    for a, b in zip(whole, resumed):
         np.testing.assert_array_equal(a.evaluation.dropped, dropped)
         np.testing.assert_array_equal(b.evaluation.dropped, dropped)
         assert np.array_equal(a.seeds, b.seeds)
