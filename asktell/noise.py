@@ -53,6 +53,10 @@ DEFAULT_TABLE_SIZE = 1 << 25
 
 
 _INT64 = np.dtype(np.int64)
+_F32 = np.dtype(np.float32)
+#: 0.0 as a 0-d float64 array (read-only).
+_ZERO64 = np.zeros(())
+_ZERO64.flags.writeable = False
 
 
 def split_seeds(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,6 +267,8 @@ class NoiseTable:
 
     #: ``(dim, bytes)`` of the last :meth:`sample_mirrored` in this process.
     _issued: tuple[int, bytes] | None = None
+    #: The last :meth:`windows` view (not pickled).
+    _windows: np.ndarray | None = None
 
     def get(self, key: int, dim: int) -> np.ndarray:
         """``eps(key)`` as a read-only float32 view of length ``dim``."""
@@ -276,7 +282,7 @@ class NoiseTable:
 
     def windows(self, dim: int) -> np.ndarray:
         """All ``eps(k)`` at once: a read-only ``(size - dim + 1, dim)`` strided view (no copy)."""
-        cached = getattr(self, "_windows", None)
+        cached = self._windows
         if cached is not None and cached.shape[1] == dim:
             return cached
         table = self.table
@@ -348,8 +354,13 @@ class NoiseTable:
         through :meth:`weighted_sum`."""
         if dim >= _LONG_ROW or keys.size > _chunk_rows(dim) or keys.size != weights.size:
             return self.weighted_sum(weights, keys, dim)
-        product = weights.astype(np.float32) @ self.windows(dim)[keys]
-        return np.add(product, 0.0, dtype=np.float64)
+        windows = self._windows
+        if windows is None or windows.shape[1] != dim:
+            windows = self.windows(dim)
+        product = weights.astype(_F32) @ windows[keys]
+        # float64(product) + 0.0 (a 0-d float64 array is not a weak scalar: the sum is
+        # float64, the same IEEE operation as np.add(product, 0.0, dtype=np.float64)).
+        return product + _ZERO64
 
     def spec(self) -> dict[str, Any]:
         return {"kind": self.kind, "seed": self.seed, "size": self.size}

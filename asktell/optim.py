@@ -169,6 +169,11 @@ class Adam(Optimizer):
         self.v = np.zeros(self.num_params)
         self._scratch: np.ndarray | None = None
 
+    #: ``(beta1, beta2, epsilon, arrays)``: the constants of the last step as 0-d float64
+    #: arrays (numpy multiplies by those faster than by Python floats; the same products),
+    #: rebuilt when an attribute is reassigned.
+    _constants: tuple[Any, ...] | None = None
+
     def step(self, gradient: np.ndarray) -> np.ndarray:
         # m = beta1 m + (1 - beta1) g, v = beta2 v + (1 - beta2) g g and the update
         # a m / (sqrt(v) + eps), each element computed by the same operations in the same
@@ -176,6 +181,7 @@ class Adam(Optimizer):
         # optimiser's own arrays (state_dict hands out copies), and one scratch vector
         # serves every temporary, so a step allocates only the update it returns.
         self.t += 1
+        t = self.t
         g = gradient
         if type(g) is not np.ndarray or g.dtype is not _F64:
             g = np.asarray(gradient, dtype=np.float64)
@@ -183,17 +189,24 @@ class Adam(Optimizer):
         tmp = self._scratch
         if tmp is None or tmp.shape != m.shape:
             tmp = self._scratch = np.empty_like(m)
-        m *= self.beta1
-        np.multiply(g, 1.0 - self.beta1, out=tmp)
+        beta1, beta2, epsilon = self.beta1, self.beta2, self.epsilon
+        k = self._constants
+        if k is None or k[0] is not beta1 or k[1] is not beta2 or k[2] is not epsilon:
+            k = self._constants = (beta1, beta2, epsilon, *map(np.array, (
+                beta1, 1.0 - beta1, beta2, 1.0 - beta2, epsilon, 0.0
+            )))
+        _, _, _, b1, one_minus_b1, b2, one_minus_b2, eps, a = k
+        m *= b1
+        np.multiply(g, one_minus_b1, tmp)
         m += tmp
-        v *= self.beta2
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - self.beta2
+        v *= b2
+        np.multiply(g, g, tmp)
+        tmp *= one_minus_b2
         v += tmp
-        a = self.learning_rate * math.sqrt(1.0 - self.beta2**self.t) / (1.0 - self.beta1**self.t)
+        a[()] = self.learning_rate * math.sqrt(1.0 - beta2**t) / (1.0 - beta1**t)
         update = np.multiply(m, a)
-        np.sqrt(v, out=tmp)
-        tmp += self.epsilon
+        np.sqrt(v, tmp)
+        tmp += eps
         update /= tmp
         return update
 

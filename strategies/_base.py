@@ -45,13 +45,14 @@ from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
 from ._common import default_population_size, mean_std
 from ._inject import InjectMixin
-from ._metrics import Metrics
+from ._metrics import Metrics, _DeferredMetrics
 from ._state import Best, StateMixin
 from ._stopping import StopHistory, StoppingConfig, coordinate_stds, history_length
 
 __all__ = ["BaseStrategy", "Best", "StrategyConfig", "StrategyArgs"]
 
 _INT64 = np.dtype(np.int64)
+_F64 = np.dtype(np.float64)
 _RETURN_STATS = ("return_mean", "return_std")
 
 #: Up to this many told returns, their mean and standard deviation in ``tell``'s metrics are
@@ -152,6 +153,16 @@ class BaseStrategy(StateMixin, InjectMixin):
     #: A strategy over another (restarts): its :meth:`stop` reports only its own end (no
     #: restart left), while the inner strategy's rules decide when it restarts.
     wraps_strategy: ClassVar[bool] = False
+    #: Whether ``_update`` leaves the returns it is given as they are, during the call and
+    #: after it (it neither writes into them nor keeps a reference): ``tell``'s deferred
+    #: return statistics then read them without a copy. A subclass that overrides
+    #: ``_update`` without declaring this again gets ``False``.
+    _update_leaves_returns: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_update" in cls.__dict__ and "_update_leaves_returns" not in cls.__dict__:
+            cls._update_leaves_returns = False
 
     def __init__(
         self,
@@ -306,7 +317,21 @@ class BaseStrategy(StateMixin, InjectMixin):
         :class:`~asktell.errors.ReturnsError` for a wrong count, shape or type; in both
         cases the strategy is unchanged.
         """
-        seeds, r, violations, told = self._tell_inputs(returns, violations, dropped)
+        pending = self._pending
+        if (
+            violations is None
+            and dropped is None
+            and pending is not None
+            and type(returns) is np.ndarray
+            and returns.dtype is _F64
+            and returns.shape == pending.shape
+        ):
+            # The common call, a float64 vector of one return per asked seed: nothing for
+            # _tell_inputs to refuse (as_returns's own fast path); a copy, so the caller's
+            # array is never shared.
+            seeds, r, told = pending, returns.copy(), None
+        else:
+            seeds, r, violations, told = self._tell_inputs(returns, violations, dropped)
         # One sort of the returns serves the finiteness check (a sort puts -inf first and
         # +inf and NaN last, so finite ends mean finite returns throughout), the best
         # candidate, the stopping history and, when the strategy learns from these very
@@ -319,7 +344,9 @@ class BaseStrategy(StateMixin, InjectMixin):
         top = ordered.item(-1)
         if math.isfinite(ordered.item(0)) and math.isfinite(top):
             finite, num_bad = None, 0
-            self._note_best(seeds, r, None, 0, top)
+            best = self.best
+            if best is None or top > best.value:  # _note_best's own first test, inline
+                self._note_best(seeds, r, None, 0, top)
         else:
             finite = np.isfinite(r)
             num_bad = r.size - int(np.count_nonzero(finite))
@@ -352,27 +379,39 @@ class BaseStrategy(StateMixin, InjectMixin):
         self._pending = self._injected = None
         self.generation += 1
         self._changed()
-        return self._tell_metrics(update_metrics, fin, num_bad, top, bottom, told)
+        # ``fin`` is tell's own array (a copy of what the caller passed, or made from one);
+        # the deferred return statistics may read it as it is unless the update got it and
+        # may write into it or keep it.
+        kept = learn is not fin or self._update_leaves_returns
+        return self._tell_metrics(update_metrics, fin, num_bad, top, bottom, told, kept)
 
     def _tell_metrics(
         self, update_metrics: Any, fin: np.ndarray, num_bad: int, top: float, bottom: float,
-        told: np.ndarray | None,
+        told: np.ndarray | None, kept: bool = False,
     ) -> Metrics:
         """``tell``'s result: the strategy's metrics, kept (a :class:`Metrics` the update
         made for this tell, whose deferred entries stay deferred) or copied, then tell's own
-        (the return statistics of the ``fin`` finite returns, deferred at small sizes)."""
+        (the return statistics of the ``fin`` finite returns, deferred at small sizes;
+        ``kept``: nothing writes into ``fin`` afterwards, so they may read it uncopied)."""
+        kind = type(update_metrics)
         metrics = (
-            update_metrics if type(update_metrics) is Metrics else Metrics(update_metrics or ())
+            update_metrics if kind is Metrics or kind is _DeferredMetrics
+            else Metrics(update_metrics or ())
         )
         dict.update(metrics, {
             "generation": self.generation, "num_nonfinite": num_bad, "return_mean": None,
             "return_std": None, "return_max": top, "return_min": bottom,
         })
         if 0 < fin.size <= _DEFER_RETURNS:
-            # Computed when the metrics are first read, from a copy (nothing can write into
-            # it); a generation whose metrics nobody reads skips the two passes.
+            # Computed when the metrics are first read, from an array nothing writes into;
+            # a generation whose metrics nobody reads skips the two passes.
             largest = max(abs(top), abs(bottom))
-            metrics.defer(_RETURN_STATS, partial(mean_std, fin.copy(), largest))
+            compute = partial(mean_std, fin if kept else fin.copy(), largest)
+            later = metrics._later
+            if later is None:
+                metrics.defer(_RETURN_STATS, compute)
+            else:
+                later.append((_RETURN_STATS, compute))  # the keys are in place (above)
         else:
             mean, std = mean_std(fin, max(abs(top), abs(bottom)) if fin.size else None)
             dict.update(metrics, return_mean=mean, return_std=std)

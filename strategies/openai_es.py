@@ -33,7 +33,7 @@ from asktell.shaping import centered_ranks, centered_ranks_sorted, get_shaping
 from asktell.state_schema import Entry
 
 from ._base import BaseStrategy
-from ._metrics import Metrics
+from ._metrics import Metrics, deferred
 from ._options import GradientConfig, PairedConfig
 from ._parts import PARTS_CAPABILITY, GradientPartsConfig, parted_sum
 
@@ -192,6 +192,15 @@ class OpenAIES(BaseStrategy):
             return seeds
         return self.noise.sample_keys(self.rng, count, self.num_params)
 
+    #: ``_update`` neither writes into the returns it is given nor keeps them (the shapings
+    #: return new arrays), so ``tell``'s deferred return statistics need no copy of them.
+    _update_leaves_returns = True
+
+    #: ``(population, sigma, 1 / (population * sigma))`` of the last step, the factor as a
+    #: 0-d float64 array (numpy multiplies by one faster than by a Python float; the same
+    #: product).
+    _scale: tuple[int, float, np.ndarray] | None = None
+
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         ranked = self._sorted_returns
         shape = self._shape
@@ -199,41 +208,50 @@ class OpenAIES(BaseStrategy):
             weights = centered_ranks_sorted(returns, ranked.order, ranked.ordered)
         else:
             weights = shape(returns)
-        # The seeds this strategy's own _sample mirrored (kept as the pending seeds, never
-        # handed out) need no pair check, and their keys were drawn in range by this noise.
-        asked = seeds is self._asked_pairs and self.noise is self._asked_noise
-        keys, coef = fold_weights(seeds, weights, pairs=asked or None)
-        if asked and self.noise_sum is None and self.gradient_parts == 1 and (
-            shape is centered_ranks and type(self.noise) is NoiseTable
-        ):
-            # Centred ranks lie in [-0.5, 0.5], so the folded weights are within float32's
-            # range: the table's sum without its key and weight checks, the same bits.
-            grad = self.noise._vetted_sum(coef, keys, self.num_params)
+        noise = self.noise
+        if seeds is self._asked_pairs and noise is self._asked_noise:
+            # The seeds this strategy's own _sample mirrored (kept as the pending seeds,
+            # never handed out) need no pair check, and their keys were drawn in range by
+            # this noise.
+            keys, coef = fold_weights(seeds, weights, pairs=True)
+            if (
+                self.noise_sum is None and self.gradient_parts == 1
+                and shape is centered_ranks and type(noise) is NoiseTable
+            ):
+                # Centred ranks lie in [-0.5, 0.5], so the folded weights are within
+                # float32's range: the table's sum without its key and weight checks, the
+                # same bits.
+                grad = noise._vetted_sum(coef, keys, self.num_params)
+            else:
+                grad = parted_sum(self, coef, keys)
         else:
+            keys, coef = fold_weights(seeds, weights)
             grad = parted_sum(self, coef, keys)
-        grad *= 1.0 / (returns.size * self.sigma)
+        n, sigma = returns.size, self.sigma
+        scale = self._scale
+        if scale is None or scale[0] != n or scale[1] is not sigma:
+            scale = self._scale = (n, sigma, np.array(1.0 / (n * sigma)))
+        grad *= scale[2]  # grad * (1.0 / (n * sigma)), the same product
         if self.weight_decay:
             grad -= self.weight_decay * self._center
-        update = self.optimizer.step(grad)
+        optimizer = self.optimizer
+        update = optimizer.step(grad)
         center = self._center + update
         # A new array each generation, never written into: read-only, the Distribution
         # snapshot shares it instead of copying it (asktell.distribution._readonly).
         center.flags.writeable = False
         self._center = center
-        metrics = Metrics()
         if (
             self.num_params <= _DEFER_NORMS
-            and type(self.optimizer) in _OWN_OPTIMIZERS
-            and type(self.noise) in _OWN_NOISE
+            and type(optimizer) in _OWN_OPTIMIZERS
+            and type(noise) in _OWN_NOISE
             and self.noise_sum is None
         ):
             # Computed when the metrics are first read: grad and update are this step's new
             # arrays (the built-in noise sources and optimisers keep no reference to them)
             # and the centre is read-only, so the values are the ones computed now.
-            metrics.defer(_NORM_KEYS, partial(_norm_metrics, grad, update, center))
-        else:
-            dict.update(metrics, zip(_NORM_KEYS, _norm_metrics(grad, update, center)))
-        return metrics
+            return deferred(_NORM_KEYS, partial(_norm_metrics, grad, update, center))
+        return Metrics(zip(_NORM_KEYS, _norm_metrics(grad, update, center)))
 
     def _state(self) -> dict[str, Any]:
         return self._prefixed("optimizer", self.optimizer.state_dict())
