@@ -250,10 +250,13 @@ class NoiseTable:
         those very seeds, and ``Distribution.decode`` skips its pair and key-range checks
         for them.
         """
-        keys = self.sample_keys(rng, count, dim)
-        seeds = np.empty(2 * keys.size, dtype=np.int64)  # mirrored(keys), inline
+        if dim > self.size - 1:
+            self.check_dim(dim)  # raises
+        # sample_keys's draw, inline (the same call: the same keys).
+        keys = rng.integers(0, self.size - dim + 1, size=count, dtype=np.int64)
+        seeds = np.empty(2 * count, dtype=_INT64)  # mirrored(keys), inline
         seeds[0::2] = keys
-        np.invert(keys, out=seeds[1::2])
+        np.invert(keys, seeds[1::2])
         self._issued = (dim, seeds.tobytes())  # not pickled: __getstate__ sends (seed, size)
         return seeds
 
