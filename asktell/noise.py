@@ -355,7 +355,7 @@ class NoiseTable:
         ``2**100`` and int64 ``keys`` this table issued for ``dim`` (:meth:`sample_mirrored`),
         without checking either again; its one-chunk short-row case only, the rest goes
         through :meth:`weighted_sum`."""
-        if dim >= _LONG_ROW or keys.size > _chunk_rows(dim) or keys.size != weights.size:
+        if dim >= _LONG_ROW or keys.size * dim > 1 << 22 or keys.size != weights.size:
             return self.weighted_sum(weights, keys, dim)
         windows = self._windows
         if windows is None or windows.shape[1] != dim:

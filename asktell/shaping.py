@@ -146,15 +146,19 @@ def centered_ranks_sorted(r: np.ndarray, order: np.ndarray, sorted_r: np.ndarray
     ``r[order]`` (``sorted_r``) the caller already has (``tell`` sorts the returns once for
     this and the stopping history); bitwise the same.
     """
-    if r.size < 2:
-        return np.zeros(r.size)  # one candidate (a partial tell): no ranking, no step
-    # No two neighbours equal (count_nonzero: one C call, where .all() adds a Python layer).
-    if not np.count_nonzero(np.equal(sorted_r[1:], sorted_r[:-1])):
+    n = r.size
+    if n < 2:
+        return np.zeros(n)  # one candidate (a partial tell): no ranking, no step
+    # No two neighbours equal: the first True of the comparison (argmax, one C method call;
+    # .any() and np.count_nonzero add Python layers) is not True.
+    equal = np.equal(sorted_r[1:], sorted_r[:-1])
+    if not equal.item(equal.argmax()):
         # No ties (the common case): rank i gets i / (n - 1) - 0.5, the same arithmetic as
         # below, done on the ranks before they are scattered (one pass fewer per generation;
         # the values per n are computed once and kept).
-        out = np.empty(r.size)
-        out[order] = _centered_linear(r.size)
+        linear = _LINEAR_CACHE.get(n)
+        out = np.empty(n)
+        out[order] = linear if linear is not None else _centered_linear(n)
         return out
     if _all_equal(r):
         return np.zeros(r.size)
