@@ -27,7 +27,6 @@ penalty are :mod:`._inject`.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -159,10 +158,15 @@ class BaseStrategy(StateMixin, InjectMixin):
     #: ``_update`` without declaring this again gets ``False``.
     _update_leaves_returns: ClassVar[bool] = False
 
+    #: Whether the class builds its distribution with BaseStrategy's own
+    #: ``_make_distribution`` (set per class).
+    _plain_distribution: ClassVar[bool] = True
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "_update" in cls.__dict__ and "_update_leaves_returns" not in cls.__dict__:
             cls._update_leaves_returns = False
+        cls._plain_distribution = cls._make_distribution is BaseStrategy._make_distribution
 
     def __init__(
         self,
@@ -265,12 +269,23 @@ class BaseStrategy(StateMixin, InjectMixin):
     def distribution(self) -> Distribution:
         """The search distribution of the current generation (frozen, picklable)."""
         dist = self._dist_cache
-        if dist is None or dist.generation != self.generation:
+        if dist is not None and dist.generation == self.generation:
+            return dist
+        if (
+            self._plain_distribution
+            and self.bounds is None
+            and self._injected is None
+            and not self._inject_queue.shape[0]
+        ):
+            # What the general path below gives when nothing is injected or bounded, in
+            # fewer calls (a snapshot is made every generation).
+            dist = Distribution._plain(self._center, self.sigma, self.noise, self.generation)
+        else:
             dist = self._make_distribution()
             injected = self._next_injected()
             if self.bounds is not None or injected is not None:
                 dist = dist.replace(bounds=self.bounds, injected=injected)
-            self._dist_cache = dist
+        self._dist_cache = dist
         return dist
 
     @property
@@ -406,12 +421,12 @@ class BaseStrategy(StateMixin, InjectMixin):
             # Computed when the metrics are first read, from an array nothing writes into;
             # a generation whose metrics nobody reads skips the two passes.
             largest = max(abs(top), abs(bottom))
-            compute = partial(mean_std, fin if kept else fin.copy(), largest)
+            values = fin if kept else fin.copy()
             later = metrics._later
             if later is None:
-                metrics.defer(_RETURN_STATS, compute)
-            else:
-                later.append((_RETURN_STATS, compute))  # the keys are in place (above)
+                metrics.defer(_RETURN_STATS, mean_std, values, largest)
+            else:  # the keys are in place (above)
+                later.append((_RETURN_STATS, mean_std, (values, largest)))
         else:
             mean, std = mean_std(fin, max(abs(top), abs(bottom)) if fin.size else None)
             dict.update(metrics, return_mean=mean, return_std=std)

@@ -29,35 +29,35 @@ __all__ = ["Metrics", "deferred"]
 class Metrics(dict):
     """A ``dict`` of metrics whose deferred entries are computed on first read.
 
-    ``defer(keys, compute)`` adds ``keys`` now (in order) and their values later:
-    ``compute()`` returns one value per key, called once, the first time any value of the
-    dict is read or any entry written.
+    ``defer(keys, compute, *args)`` adds ``keys`` now (in order) and their values later:
+    ``compute(*args)`` returns one value per key, called once, the first time any value of
+    the dict is read or any entry written.
 
     While something is deferred the instance is a :class:`_DeferredMetrics` (whose reads
     and writes compute the values first); once computed it is a plain ``Metrics`` again,
     whose reads are ``dict``'s own, at ``dict``'s speed.
     """
 
-    #: The deferred ``(keys, compute)`` pairs not computed yet (a class default, so that
+    #: The deferred ``(keys, compute, args)`` not computed yet (a class default, so that
     #: building a Metrics runs no Python-level ``__init__``).
-    _later: list[tuple[tuple[str, ...], Callable[[], Any]]] | None = None
+    _later: list[tuple[tuple[str, ...], Callable[..., Any], tuple]] | None = None
 
-    def defer(self, keys: tuple[str, ...], compute: Callable[[], Any]) -> None:
-        """Add ``keys`` with values ``compute()`` (a sequence, one per key) computed when
-        first needed (a key already present keeps its place in the order)."""
+    def defer(self, keys: tuple[str, ...], compute: Callable[..., Any], *args: Any) -> None:
+        """Add ``keys`` with values ``compute(*args)`` (a sequence, one per key) computed
+        when first needed (a key already present keeps its place in the order)."""
         dict.update(self, dict.fromkeys(keys))
         later = self._later
         if later is None:
-            self._later = [(keys, compute)]
+            self._later = [(keys, compute, args)]
             self.__class__ = _DeferredMetrics
         else:
-            later.append((keys, compute))
+            later.append((keys, compute, args))
 
     def _settle(self) -> None:
         later = self._later
         while later:
-            keys, compute = later[0]
-            values = tuple(compute())  # if it raises, the entry stays deferred
+            keys, compute, args = later[0]
+            values = tuple(compute(*args))  # if it raises, the entry stays deferred
             for key, value in zip(keys, values):
                 dict.__setitem__(self, key, value)
             del later[0]
@@ -200,10 +200,10 @@ class _DeferredMetrics(Metrics):
         self.__class__ = Metrics
 
 
-def deferred(keys: tuple[str, ...], compute: Callable[[], Any]) -> Metrics:
-    """A new :class:`Metrics` holding ``keys`` whose values are ``compute()``, deferred:
-    ``Metrics().defer(keys, compute)`` in fewer steps (a strategy's update makes one every
-    generation)."""
+def deferred(keys: tuple[str, ...], compute: Callable[..., Any], *args: Any) -> Metrics:
+    """A new :class:`Metrics` holding ``keys`` whose values are ``compute(*args)``,
+    deferred: ``Metrics().defer(keys, compute, *args)`` in fewer steps (a strategy's update
+    makes one every generation)."""
     metrics = _DeferredMetrics(dict.fromkeys(keys))
-    metrics._later = [(keys, compute)]
+    metrics._later = [(keys, compute, args)]
     return metrics

@@ -19,7 +19,6 @@ centre then takes an optimiser step (Adam by default, as in the paper).
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -250,7 +249,7 @@ class OpenAIES(BaseStrategy):
             # Computed when the metrics are first read: grad and update are this step's new
             # arrays (the built-in noise sources and optimisers keep no reference to them)
             # and the centre is read-only, so the values are the ones computed now.
-            return deferred(_NORM_KEYS, partial(_norm_metrics, grad, update, center))
+            return deferred(_NORM_KEYS, _norm_metrics, grad, update, center)
         return Metrics(zip(_NORM_KEYS, _norm_metrics(grad, update, center)))
 
     def _state(self) -> dict[str, Any]:
