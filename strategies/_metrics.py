@@ -58,8 +58,8 @@ class Metrics(dict):
         while later:
             keys, compute, args = later[0]
             values = tuple(compute(*args))  # if it raises, the entry stays deferred
-            for key, value in zip(keys, values):
-                dict.__setitem__(self, key, value)
+            # dict.update from (key, value) pairs: dict's own stores, in order.
+            dict.update(self, zip(keys, values))
             del later[0]
         self._later = None
         if type(self) is _DeferredMetrics:

@@ -77,6 +77,11 @@ _OWN_NOISE = (NoiseTable, CounterNoise)
 
 def _norm_metrics(grad: np.ndarray, update: np.ndarray, center: np.ndarray) -> tuple:
     """The values of ``_NORM_KEYS``."""
+    if center.size <= _NORM_BLOCK:  # _norm's short form, inline (no call per vector)
+        center_norm = math.sqrt(center.dot(center))
+        update_norm = math.sqrt(update.dot(update))
+        ratio = update_norm / center_norm if center_norm > 0 else float("inf")
+        return math.sqrt(grad.dot(grad)), update_norm, ratio, center_norm
     center_norm = _norm(center)
     update_norm = _norm(update)
     ratio = update_norm / center_norm if center_norm > 0 else float("inf")
