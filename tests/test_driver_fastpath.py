@@ -278,3 +278,129 @@ def test_a_partial_tell_of_one_candidate_ranks_it_zero_through_the_shared_sort()
         m = es.tell(np.arange(10.0), dropped=dropped)
     assert m["told"] == 1 and np.array_equal(es.center, before)
     assert np.array_equal(centered_ranks(np.array([3.0])), [0.0])
+
+
+# ------------------------------------------------------------------ fourth pass
+
+
+def _issued(dim, pairs=5, seed=11):
+    return NOISE.sample_mirrored(np.random.default_rng(seed), pairs, dim)
+
+
+def test_issued_seeds_decode_by_the_rule_into_either_buffer_and_bad_out_is_refused():
+    dim = 7
+    rng = np.random.default_rng(12)
+    center = rng.standard_normal(dim)
+    dist = Distribution(center, 0.1, NOISE)
+    seeds = _issued(dim)
+    eps = NOISE.windows(dim)[seeds[0::2]]
+    c32, s32 = center.astype(np.float32), np.float32(0.1)
+    want32 = np.empty((10, dim), np.float32)
+    want32[0::2], want32[1::2] = c32 + s32 * eps, c32 - s32 * eps
+    want64 = np.empty((10, dim))
+    want64[0::2] = center + 0.1 * eps.astype(np.float64)
+    want64[1::2] = center - 0.1 * eps.astype(np.float64)
+    for dtype, want in ((np.float32, want32), (np.float64, want64)):
+        assert NOISE.issued_pairs(seeds, dim)  # the recognised seeds: the direct path
+        for kw in ({"dtype": dtype}, {}, {"dtype": np.dtype(dtype).name}):
+            buf = np.empty((10, dim), dtype)
+            assert dist.decode(seeds, out=buf, **kw) is buf
+            assert buf.tobytes() == want.tobytes()
+        assert dist.decode(seeds, dtype=dtype).tobytes() == want.tobytes()
+    # Known break tried: the direct path without its writeable check wrote nothing and
+    # numpy raised its own ValueError instead of this one.
+    read_only = np.empty((10, dim), np.float32)
+    read_only.flags.writeable = False
+    bad = {
+        "read-only": read_only,
+        "shape": np.empty((11, dim), np.float32),
+        "not C-contiguous": np.empty((dim, 10), np.float32).T,
+    }
+    for label, out in bad.items():
+        with pytest.raises(ConfigError, match="'out' must be a writeable C-contiguous"):
+            dist.decode(seeds, out=out)
+    with pytest.raises(ConfigError, match="'dtype' must be float64 or float32"):
+        dist.decode(seeds, out=np.empty((10, dim), np.float16))
+    with pytest.raises(ConfigError, match="'out' must be"):
+        dist.decode(seeds, dtype=np.float64, out=np.empty((10, dim), np.float32))
+    # Bounds, a per-parameter sigma or another noise source: the general path, its rule.
+    vector = Distribution(center, np.full(dim, 0.1), NOISE)
+    got = vector.decode(seeds, out=np.empty((10, dim)))
+    assert got.tobytes() == want64.tobytes()
+
+
+def test_read_metrics_are_a_plain_metrics_dict_with_every_value():
+    from asktell.strategies._metrics import Metrics, _DeferredMetrics
+
+    es = _es()
+    es.ask()
+    m = es.tell(np.arange(10.0))
+    assert type(m) is _DeferredMetrics and isinstance(m, Metrics)
+    assert m["return_mean"] == 4.5
+    # Computed: a plain Metrics from now on (dict's own reads), every value in the dict's
+    # storage (what C code walking it sees). Known break tried: without the switch back
+    # the type stayed _DeferredMetrics.
+    assert type(m) is Metrics and m._later is None
+    assert all(v is not None for v in dict.values(m))
+    assert type(m.copy()) is Metrics and type(m | {}) is Metrics
+    fresh = Metrics(a=1)
+    fresh.defer(("b",), lambda x: (x,), 2)
+    assert type(fresh) is _DeferredMetrics and dict(fresh) == {"a": 1, "b": 2}
+    assert type(fresh) is Metrics
+
+
+class _KeepsReturns(OpenAIES):
+    """A user subclass whose update keeps the returns and rewrites them a generation later
+    (it does not declare ``_update_leaves_returns``)."""
+
+    kept = None
+
+    def _update(self, seeds, returns):
+        if self.kept is not None:
+            self.kept[:] = -1.0  # last generation's returns, rewritten
+        self.kept = returns
+        return super()._update(seeds, returns)
+
+
+def test_returns_statistics_copy_the_returns_unless_the_update_leaves_them():
+    assert OpenAIES._update_leaves_returns and not _KeepsReturns._update_leaves_returns
+    es = _KeepsReturns(num_params=7, population_size=10, sigma=0.1, learning_rate=0.05,
+                       noise=NOISE, seed=3)
+    rng = np.random.default_rng(13)
+    told, kept = [], []
+    for _ in range(3):
+        es.ask()
+        r = rng.standard_normal(10)
+        told.append(r)
+        kept.append(es.tell(r))
+    # Read after the update rewrote the arrays it was given. Known break tried: with the
+    # flag inherited by the subclass (no copy), return_mean read -1.0.
+    for r, m in zip(told, kept):
+        assert m["return_mean"] == float(r.mean()) and m["return_std"] == float(r.std())
+
+
+def test_cached_constants_follow_reassigned_sigma_and_adam_settings():
+    """The gradient's scale and Adam's constants are kept as 0-d arrays between steps; a
+    reassigned sigma, beta or epsilon and a partial tell's smaller count are followed.
+    The reference rebuilds them before every tell. Known breaks tried: a scale cache keyed
+    on the population only kept the old sigma's scale; Adam's cache built once kept the old
+    beta1 and epsilon."""
+    cached, fresh = _es(), _es()
+    rng = np.random.default_rng(14)
+    for g in range(8):
+        if g == 3:
+            for es in (cached, fresh):
+                es.sigma = 0.3
+                es.optimizer.beta1, es.optimizer.epsilon = 0.5, 1e-3
+        r = rng.standard_normal(10)
+        dropped = np.zeros(10, bool)
+        if g == 5:
+            dropped[[2, 7]] = True
+        for es in (cached, fresh):
+            es.ask()
+            if es is fresh:
+                es._scale = es.optimizer._constants = None
+            es.tell(r.copy(), dropped=dropped)
+        assert cached.center.tobytes() == fresh.center.tobytes()
+    opt = cached.optimizer
+    assert opt.beta1 == 0.5 and float(opt._constants[3]) == 0.5
