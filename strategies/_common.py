@@ -135,9 +135,11 @@ def mean_std(values: np.ndarray, largest: float | None = None) -> tuple[float, f
         # their Python layers: this runs every generation (ask/tell overhead at small dims).
         n = values.size
         mean = np.add.reduce(values) / n
-        dev = values - mean
+        # The mean as a 0-d array (numpy subtracts one faster than a numpy scalar) and the
+        # sum of squares as a Python float: the same values, the same divisions.
+        dev = values - np.array(mean)
         dev *= dev
-        return float(mean), math.sqrt(np.add.reduce(dev) / n)
+        return float(mean), math.sqrt(np.add.reduce(dev).item() / n)
     scaled = tame(values)
     if scaled is values:
         return float(values.mean()), float(values.std())
