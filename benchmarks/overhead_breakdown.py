@@ -7,11 +7,13 @@ Both sides run every generation, which one goes first alternating, each step tim
 ``time.perf_counter_ns``; figures are medians in microseconds. tell's parts are timed by
 wrapping the functions tell calls (a wrapper adds a fraction of a microsecond to each), so
 they add up to a little more than the unwrapped tell, which is timed in a separate pass.
-decode's part ``_decode_plain`` is its arithmetic and the key and pair checks, after the
-argument checks. tell's own lines (its one sort of the returns, the finiteness check, the
-metrics dict) are what tell's total holds beyond the parts listed. The metrics' norms and
-return mean and standard deviation are computed when first read (strategies/_metrics.py);
-the benchmark reads them after the total, as its own line.
+decode's part ``_gathered_pairs`` is its arithmetic (the gather, one product per pair and
+the two sums), after the argument checks and the comparison of the seeds with those the
+table issued. tell's own lines (the returns check and copy, its one sort of the returns,
+the finiteness check) are what tell's total holds beyond the parts listed; ``_note_best``
+runs only in generations that beat the best so far (its median is over those). The
+metrics' norms and return mean and standard deviation are computed when first read
+(strategies/_metrics.py); the benchmark reads them after the total, as its own line.
 """
 
 from __future__ import annotations
@@ -49,15 +51,16 @@ def _wrap(owner, name: str, label: str) -> None:
 def _run(noise: NoiseTable, dim: int, generations: int, parts: bool) -> None:
     es = OpenAIES(dim, POPULATION, SIGMA, LR, seed=0, noise=noise)
     if parts:
-        _wrap(distribution_module, "_decode_plain", "  decode: _decode_plain")
-        _wrap(base_module, "as_returns", "  tell: as_returns")
-        _wrap(base_module.BaseStrategy, "_note_best", "  tell: _note_best")
+        _wrap(distribution_module, "_gathered_pairs", "  decode: _gathered_pairs")
+        _wrap(base_module.BaseStrategy, "_note_best", "  tell: _note_best (improving only)")
         _wrap(openai_module.OpenAIES, "_update", "  tell: _update")
         _wrap(StopHistory, "record", "  tell: StopHistory.record")
+        _wrap(base_module.BaseStrategy, "_tell_metrics", "  tell: _tell_metrics")
         _wrap(openai_module, "fold_weights", "    _update: fold_weights")
         _wrap(openai_module, "centered_ranks_sorted", "    _update: centered_ranks_sorted")
         _wrap(es.optimizer, "step", "    _update: Adam step")
         _wrap(noise, "_vetted_sum", "    _update: weighted sum (_vetted_sum)")
+        _wrap(openai_module, "deferred", "    _update: deferred norms")
     loop = CarefulLoop(noise, dim, POPULATION, 0, "gather", "gemv")
     out = np.empty((POPULATION, dim), np.float32)
     rng = np.random.default_rng(0)

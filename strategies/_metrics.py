@@ -16,6 +16,11 @@ them first: ``m[key]``, ``get``, iteration, ``keys``/``values``/``items``, ``==`
 fast path over the storage only for a dict whose ``__iter__`` is dict's own). C code that
 walks a dict's storage directly (``PyDict_Next``: some third-party serialisers) sees the
 placeholders: read a value first, or pass ``dict(m)``.
+
+While something is deferred the object's class is :class:`_DeferredMetrics`, which holds
+those methods; the first read computes the values and switches it back to a plain
+:class:`Metrics`, whose reads are ``dict``'s own (the runner and loggers read every
+generation's metrics several times).
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ class Metrics(dict):
     def defer(self, keys: tuple[str, ...], compute: Callable[..., Any], *args: Any) -> None:
         """Add ``keys`` with values ``compute(*args)`` (a sequence, one per key) computed
         when first needed (a key already present keeps its place in the order)."""
+        kind = type(self)
+        if kind is not Metrics and kind is not _DeferredMetrics:
+            # The deferral works by switching the instance's class (to _DeferredMetrics
+            # and back), which would drop a subclass's own.
+            raise TypeError(f"defer() needs a Metrics itself, not a {kind.__name__}")
         dict.update(self, dict.fromkeys(keys))
         later = self._later
         if later is None:

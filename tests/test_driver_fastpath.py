@@ -348,6 +348,12 @@ def test_read_metrics_are_a_plain_metrics_dict_with_every_value():
     assert type(fresh) is _DeferredMetrics and dict(fresh) == {"a": 1, "b": 2}
     assert type(fresh) is Metrics
 
+    class Sub(Metrics):
+        pass
+
+    with pytest.raises(TypeError, match="defer\\(\\) needs a Metrics itself, not a Sub"):
+        Sub().defer(("b",), lambda: (2,))
+
 
 class _KeepsReturns(OpenAIES):
     """A user subclass whose update keeps the returns and rewrites them a generation later
