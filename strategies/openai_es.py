@@ -243,7 +243,7 @@ class OpenAIES(BaseStrategy):
         center = self._center + update
         # A new array each generation, never written into: read-only, the Distribution
         # snapshot shares it instead of copying it (asktell.distribution._readonly).
-        center.flags.writeable = False
+        center.setflags(write=False)  # (the flags object's setter costs more)
         self._center = center
         if (
             self.num_params <= _DEFER_NORMS
