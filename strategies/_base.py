@@ -519,7 +519,9 @@ class BaseStrategy(StateMixin, InjectMixin):
         else:
             i = int(np.argmax(np.where(finite, r, -np.inf)))
         if self.best is None or r[i] > self.best.value:
-            x = np.array(self.distribution.decode_one(seeds[i]), dtype=np.float64)
+            # decode_one(seeds[i]) is decode([seeds[i]])[0]; the one-seed slice is already
+            # the int64 array that list becomes, so decode has nothing to convert.
+            x = np.array(self.distribution.decode(seeds[i : i + 1])[0], dtype=np.float64)
             self.best = Best(int(seeds[i]), float(r[i]), x, self.generation)
 
     # ------------------------------------------------------------------ stopping
