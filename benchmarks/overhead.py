@@ -390,12 +390,13 @@ of this benchmark gave 1.00x-1.07x for the 100,000-parameter row and 0.96x-1.28x
 tell row (the highest while the benchmark's own Dask workers were alive beside it); timed
 step by step, the weighted sum, which is nearly all of that `tell`, costs the same on both
 sides. For the 100-parameter row, `python benchmarks/overhead.py --dims 100 --tell-repeats 0
---generations 400 --repeats 5` gave 1.40x, 1.39x and 1.44x after issue 14's third pass,
-each run alternating with the same command on the code before it, which gave 1.72x, 1.71x
-and 1.77x (the second pass had measured 1.62x-1.67x, the first had brought it from
-2.39x-2.41x). Those runs were on a loaded machine (the loop took about 0.2 ms a
-generation, four times its time in the table): read the ratios. The 1.15x goal is not met
-at this size; what the remaining difference pays for is listed below.
+--generations 400 --repeats 5` gave 1.33x, 1.33x and 1.28x after issue 14's fourth pass,
+each run alternating with the same command on the code before it, which gave
+1.44x, 1.50x and 1.43x (the third pass had measured 1.39x-1.44x against the second's
+1.71x-1.77x; the second 1.62x-1.67x; the first had brought it from 2.39x-2.41x). Those
+runs were on a loaded machine (load average about 3; the loop took 0.13-0.22 ms a
+generation, two to four times its time in the table): read the ratios. The 1.15x goal is
+not met at this size; what the remaining difference pays for is listed below.
 
 ## Decoding into a reused float32 buffer
 
@@ -480,7 +481,7 @@ mean, standard deviation, max and min).
   under thirty numpy calls (count them in `CarefulLoop`); asktell makes more (seed and
   returns validation, a frozen `Distribution` per generation, the best candidate and
   stopping history above).
-  Three passes trimmed them, every output bitwise the same (`tests/test_driver_fastpath.py`,
+  Four passes trimmed them, every output bitwise the same (`tests/test_driver_fastpath.py`,
   `tests/test_driver_metrics.py` and the golden logs). The first: mean/std, median, norms
   and centred ranks without numpy's generic layers; one product per mirrored pair in
   decode; returns taken as they are when they are already a float64 vector; the centre
@@ -508,27 +509,49 @@ mean, standard deviation, max and min).
   - A generation that beats no best-so-far skips the search for its best candidate; the
     common `decode(seeds, dtype=..., out=buffer)` call is checked in one test; fewer
     conversions of arrays that are already int64 or float64.
+  The fourth (`tests/test_driver_fastpath.py`'s last tests, each beside the break it
+  catches):
+  - `tell`'s common call (a float64 vector, one return per asked seed) is checked in its
+    own first lines; one metrics object per `tell`, its deferred entries kept as
+    `(keys, function, arguments)`; once read it is a plain `Metrics` again, so the runner's
+    and loggers' later reads are `dict`'s own; the return statistics read `tell`'s own copy
+    of the returns instead of a second one, unless the strategy's `_update` may keep them
+    (`_update_leaves_returns`, which a subclass overriding `_update` does not inherit).
+  - numpy multiplies an array by a 0-d array faster than by a Python or numpy scalar, with
+    the same products: Adam's constants, the gradient's `1 / (n sigma)`, decode's float32
+    sigma and the mean in the return statistics are 0-d arrays (the cached ones rebuilt
+    when sigma, a beta or epsilon is reassigned).
+  - decode takes the seeds the table issued, with short rows and a reused buffer, straight
+    to the gathered pair form after one group of checks (a bad `out` still gets the same
+    error); `sample_mirrored` draws inline; the tie check of the centred ranks reads the
+    comparison's first `True` (`argmax`) instead of going through `np.count_nonzero`'s
+    Python layer; the plain snapshot is made in fewer calls; the new centre is made
+    read-only with `setflags`, whose cost is a fraction of the flags object's setter.
 - What the remaining difference buys, from `python benchmarks/overhead_breakdown.py
-  --generations 4000` (each figure the median of three runs' medians, on the same loaded
-  machine as the runs above, so about four times the table's times: asktell 322 us a
-  generation, the loop 216 us; reading the deferred metrics afterwards, 47 us, is not in
-  the total):
-  - `ask`, 53 us against the loop's 34 us draw: the pairs interleaved into one seed array,
+  --generations 2000` (each figure the median of three runs' medians, each run alternating
+  with the same command on the third pass's code, on the loaded machine above, load
+  average about 3: asktell 228 us a generation, the loop 179 us, 1.27x; reading the
+  deferred metrics afterwards, 35 us, is not in the total, and with it 1.47x; the third
+  pass's code in the same runs, 1.42x and 1.63x; the parts are timed in the script's
+  second pass, without the loop between generations, so they run a little warmer):
+  - `ask`, 34 us against the loop's 24 us draw: the pairs interleaved into one seed array,
     its bytes remembered by the table, and the copy handed out (the pending seeds stay the
     strategy's own, so an edit to the returned array cannot change what `tell` learns).
-  - `es.distribution`, 9 us: the frozen snapshot evaluators ship.
-  - decode, 125 us against 101 us: the argument checks (int64 seeds, dtype, `out`), the
-    seeds' byte comparison and the float32 centre and sigma around the same gather,
-    product and two sums as the loop's.
-  - `tell`, 148 us against the loop's 80 us (ranks 18, gradient 39, Adam 23): the returns
-    check and copy (as_returns, 7 us), the sort shared by ranks, best and history with
-    its gathered sorted values, the tie check of the centred ranks (15 us with the ranks
-    and their scatter), the fold (5 us), the weighted sum (35-60 us, the loop's gemv),
-    Adam (21-25 us, the loop's), the stopping history (6-7 us) and the best candidate
-    (1 us), the read-only centre and the metrics dict.
+  - `es.distribution`, 6.5 us: the frozen snapshot evaluators ship.
+  - decode, 77 us against 80 us: the seeds' byte comparison and the argument checks
+    around the same gather, product and two sums as the loop's (`_gathered_pairs`, 62 us
+    in the second pass); no longer a difference.
+  - `tell`, 100 us against the loop's 75 us (ranks 15, gradient 40, Adam 20): the returns
+    check and copy and the one sort shared by ranks, best and history with its gathered
+    sorted values (tell's own lines), the centred ranks with their tie check (7 us in the
+    second pass), the fold (3 us), the weighted sum (28 us, the loop's gemv), Adam (12 us,
+    the loop's), the new read-only centre, the deferred norms (3 us), the stopping history
+    (4 us) and the metrics dict (`_tell_metrics`, 3.5 us); the best candidate only in a
+    generation that beats the best so far (about 0.1 ms then: one candidate decoded).
   The remaining difference is these: returns validation, ties ranked as ties, the seeds
-  kept private, the best-so-far and the stopping history, each a few numpy calls that the
-  loop does not make. They keep asktell short of the 1.15x goal at this size.
+  kept private, the snapshot, the best-so-far, the stopping history and the metrics, each
+  a few numpy or Python calls that the loop does not make. They keep asktell short of the
+  1.15x goal at this size.
 - Float32 decoding is for callers that feed float32 models. Evaluators still decode float64
   and their policies round to float32 (asktell/gym/policies.py, asktell/atari/policy.py);
   decoding float32 there (`evaluators/_common.py`'s chunk loop, with one reused `out` buffer
