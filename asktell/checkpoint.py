@@ -59,7 +59,9 @@ __all__ = [
 ]
 
 FORMAT = "asktell-checkpoint"
-FORMAT_VERSION = 2
+#: 3: every strategy's stopping history holds pycma's tolstagnation history (every 5th
+#: generation's best and median return), which a version-2 checkpoint does not have.
+FORMAT_VERSION = 3
 CHECKPOINT_DIR = "checkpoints"
 
 _NAME = re.compile(r"^gen-(\d{6,})(-asked)?\.json$")
@@ -308,6 +310,14 @@ def _read_record(p: Path) -> dict[str, Any]:
             "whose hash does not cover its JSON part, so an edit to it cannot be detected; "
             f"this asktell reads version {FORMAT_VERSION} only. Resume it with the asktell that "
             "wrote it, or start a new run"
+        )
+    if version == 2:
+        raise CheckpointError(
+            f"checkpoint {str(p)!r} has format version 2 (written by asktell {written_by}), "
+            "whose strategy state lacks the history of pycma's tolstagnation rule (every 5th "
+            "generation's best and median return), so a run resumed from it could not stop "
+            f"where it would have; this asktell reads version {FORMAT_VERSION} only. Resume it "
+            "with the asktell that wrote it, or start a new run"
         )
     if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
         raise CheckpointError(

@@ -32,7 +32,8 @@ class Entry:
         kind: ``int``, ``float``, ``bool``, ``str`` (numbers never pass as strings nor
             booleans as numbers), or ``array`` (a numpy array of exactly ``dtype``).
         dtype: an array's dtype (``float64``, ``int64``).
-        shape: an array's shape; ``"n"`` is num_params, ``"p"`` the population size.
+        shape: an array's shape; ``"n"`` is num_params, ``"p"`` the population size,
+            ``None`` any length (a history that grows; ``check`` may bound it).
         low: every value ``>= low``.
         positive: every value ``> 0``.
         finite: no NaN or infinity (NaN is refused in any case).
@@ -41,7 +42,7 @@ class Entry:
 
     kind: Kind
     dtype: str = "float64"
-    shape: tuple[str | int, ...] = ()
+    shape: tuple[str | int | None, ...] = ()
     low: float | None = None
     positive: bool = False
     finite: bool = True
@@ -49,7 +50,8 @@ class Entry:
 
     def rule(self, sizes: Mapping[str, int]) -> str:
         if self.kind == "array":
-            text = f"a {self.dtype} array of shape {self._shape(sizes)}"
+            dims = ", ".join("any" if d is None else str(d) for d in self._shape(sizes))
+            text = f"a {self.dtype} array of shape ({dims}{',' if len(self.shape) == 1 else ''})"
         else:
             text = f"a{'n' if self.kind == 'int' else ''} {self.kind}"
         if self.positive:
@@ -60,8 +62,12 @@ class Entry:
             text += ", finite"
         return text
 
-    def _shape(self, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    def _shape(self, sizes: Mapping[str, int]) -> tuple[int | None, ...]:
         return tuple(sizes[s] if isinstance(s, str) else s for s in self.shape)
+
+    def _fits(self, shape: tuple[int, ...], sizes: Mapping[str, int]) -> bool:
+        want = self._shape(sizes)
+        return len(shape) == len(want) and all(w is None or w == d for w, d in zip(want, shape))
 
     def problem(self, value: Any, sizes: Mapping[str, int]) -> str | None:
         """Why ``value`` breaks this rule, or None."""
@@ -79,7 +85,7 @@ class Entry:
             ok = (
                 isinstance(value, np.ndarray)
                 and value.dtype == np.dtype(self.dtype)
-                and value.shape == self._shape(sizes)
+                and self._fits(value.shape, sizes)
             )
         if not ok:
             return "wrong type, dtype or shape"

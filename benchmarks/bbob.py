@@ -29,6 +29,16 @@ same problems with disjoint seeds are pooled into one with ``--pool A B ... --la
         --label ipop-d5-4seeds-k12 --out-dir /tmp/k12            # run apart from docs/
     python benchmarks/bbob.py --merge /tmp/k12                   # then add it to docs/
     python benchmarks/bbob.py --pool ipop-d5-12seeds ipop-d5-4seeds-k12 --label ipop-d5-16seeds
+
+To measure a change to asktell alone, ``--pycma-from LABEL`` runs asktell only and takes
+pycma's records of the same problems and seeds from a stored section (a third of the CPU:
+pycma costs about twice asktell per evaluation). pycma's run is a function of the problem,
+the seed and the machine's BLAS kernels, so take them from a section run on the same kind
+of machine; ``--check-pycma N`` reruns pycma on every N-th problem and refuses the run when
+a record differs (one written on an AVX-512 machine differs on an AVX2 one):
+
+    python benchmarks/bbob.py --dims 5 --restarts ipop --seeds 12 --first-seed 12 \
+        --pycma-from ipop-d5-12seeds-k12 --check-pycma 40 --label NEW --out-dir /tmp/new
 """
 
 from __future__ import annotations
@@ -163,6 +173,7 @@ def one_problem(job: tuple) -> list[dict]:
 
     fid, dim, inst, budget_factor, restarts, seed, *rest = job
     population = rest[0] if rest else None  # --population (single runs only)
+    solvers = rest[1] if len(rest) > 1 else ("asktell", "pycma")
     suite = cocoex.Suite("bbob", "", f"function_indices:{fid} dimensions:{dim} "
                          f"instance_indices:{inst}")
     problem = next(iter(suite))
@@ -170,6 +181,8 @@ def one_problem(job: tuple) -> list[dict]:
     x0 = np.asarray(problem.initial_solution, dtype=float)
     out = []
     for solver, runner in (("asktell", run_asktell), ("pycma", run_pycma)):
+        if solver not in solvers:
+            continue
         rec = TargetRecorder(problem, f_opt, budget_factor * dim)
         start = time.process_time()
         reason = runner(rec, dim, x0, seed, restarts, population)
@@ -467,6 +480,13 @@ def main(argv: list[str] | None = None) -> int:
                    "dims, instances, budget, restarts and population; disjoint seeds) as one "
                    "section named by --label, by reference")
     p.add_argument("--note", default=None, help="with --pool: the pooled section's note")
+    p.add_argument("--pycma-from", metavar="LABEL", default=None,
+                   help="run asktell only and take pycma's records of the same problems and "
+                   "seeds from this stored section (pycma's run depends only on the problem "
+                   "and seed; --check-pycma reruns some to show it): for a change to asktell")
+    p.add_argument("--check-pycma", type=int, default=0, metavar="N",
+                   help="with --pycma-from: rerun pycma on every N-th problem and refuse the "
+                   "run unless its record matches the stored one (0: none)")
     a = p.parse_args(argv)
     store = a.out_dir / "bbob.json"
     if a.merge is not None or a.pool is not None:
@@ -487,6 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(f, d, i, a.budget_factor, a.restarts, i + 1000 * k, a.population) for d in a.dims
             for f in a.functions for i in a.instances
             for k in range(a.first_seed, a.first_seed + a.seeds)]
+    stored_pycma = _stored_pycma(store, a, jobs) if a.pycma_from else None
+    if stored_pycma is not None:
+        every = a.check_pycma
+        jobs = [(*job, ("asktell", "pycma") if every and n % every == 0 else ("asktell",))
+                for n, job in enumerate(jobs)]
     start = time.perf_counter()
     records: list[dict] = []
     # One job runs in this process: no pool to start, and the script also runs when loaded
@@ -494,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
     pool = ProcessPoolExecutor(max_workers=a.jobs) if a.jobs > 1 else None
     with pool or _NoPool():
         for i, out in enumerate((pool.map if pool else map)(one_problem, jobs), 1):
+            if stored_pycma is not None:
+                out = _with_stored_pycma(out, stored_pycma, a.pycma_from)
             records += out
             print(f"[{i}/{len(jobs)}] f{out[0]['f']} D={out[0]['dim']} i{out[0]['instance']}: "
                   + ", ".join(f"{r['solver']} {r['final']:.1e} in {r['evaluations']}"
@@ -516,12 +543,52 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": wall, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "asktell": asktell.__version__, "pycma": cma.__version__,
             "cocoex": getattr(cocoex, "__version__", "?")}
+    if a.pycma_from:
+        meta["pycma_from"] = a.pycma_from
+        meta["pycma_checked"] = sum(len(job[-1]) == 2 for job in jobs)
     a.out_dir.mkdir(parents=True, exist_ok=True)
     results = bbob_store.load_results(store)
     results[label] = {"meta": meta, "table": summarise(records), "records": records}
     _write(a.out_dir, results)
     print("\n".join(section_lines(results, label)))
     return 0
+
+
+def _stored_pycma(store: Path, a: argparse.Namespace, jobs: list[tuple]) -> dict:
+    """--pycma-from: the stored section's pycma records by (f, dim, instance, seed), refused
+    unless it ran the same budget, restarts and population and holds every job's problem."""
+    results = bbob_store.load_results(store)
+    if a.pycma_from not in results:
+        raise SystemExit(f"--pycma-from {a.pycma_from!r}: no such section in {store} "
+                         f"(stored: {', '.join(results)})")
+    meta = results[a.pycma_from]["meta"]
+    for field in ("budget_factor", "restarts", "population"):
+        if meta.get(field) != getattr(a, field):
+            raise SystemExit(f"--pycma-from {a.pycma_from!r}: its {field} is "
+                             f"{meta.get(field)!r}, this run's {getattr(a, field)!r}")
+    stored = {_problem(r): r for r in bbob_store.section_records(results, a.pycma_from)
+              if r["solver"] == "pycma"}
+    missing = [job for job in jobs if (job[0], job[1], job[2], job[5]) not in stored]
+    if missing:
+        f, d, i, *_, seed, _ = missing[0]
+        raise SystemExit(f"--pycma-from {a.pycma_from!r}: holds no pycma record of f{f} D={d} "
+                         f"i{i} seed {seed} ({len(missing)} of the {len(jobs)} problems missing)")
+    return stored
+
+
+def _with_stored_pycma(out: list[dict], stored: dict, label: str) -> list[dict]:
+    """A problem's records with pycma's taken from ``stored``; where pycma was rerun
+    (--check-pycma), the rerun must give the stored record (CPU time aside)."""
+    key = _problem(out[0])
+    old = stored[key]
+    for rerun in (r for r in out if r["solver"] == "pycma"):
+        same = {k: v for k, v in rerun.items() if k != "cpu_seconds"} == {
+            k: v for k, v in old.items() if k != "cpu_seconds"}
+        if not same:
+            raise SystemExit(f"--check-pycma: pycma's rerun of f{key[0]} D={key[1]} i{key[2]} "
+                             f"seed {key[3]} differs from section {label!r}'s record: "
+                             f"{rerun} vs {old}")
+    return [r for r in out if r["solver"] == "asktell"] + [dict(old)]
 
 
 def _write(out_dir: Path, results: dict) -> None:

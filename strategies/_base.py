@@ -232,7 +232,9 @@ class BaseStrategy(StateMixin, InjectMixin):
         self._sorted_returns: SortedReturns | None = None
         self.best: Best | None = None
         self._setup(self.config)
-        self._stop_history = StopHistory(history_length(self.num_params, self.population_size))
+        self._stop_history = StopHistory(
+            history_length(self.num_params, self.population_size), self.num_params, self.population_size
+        )
 
     def _setup(self, cfg: Any) -> None:
         """Build the strategy's own state from its validated options ``cfg`` (an instance

@@ -17,10 +17,15 @@ carry over; ``None`` or 0 switches one off):
   (at least a quarter of the candidates tie with the best) in more than
   ``tolflatfitness`` consecutive generations (a plateau the ranking cannot see across;
   pycma's rule and count).
-* ``tolstagnation``: the best return so far has not improved in ``tolstagnation``
-  generations (default ``100 + 100 n**1.5 / lambda``, pycma's). pycma compares medians
-  of the recent and the older best returns; the best-so-far is the simpler reading and
-  behaves the same on a stalled run.
+* ``tolstagnation`` (``T``, default ``100 + 100 n**1.5 / lambda``, pycma's), pycma's rule
+  in full: every 5th generation's best and median return are kept (the last 20,000 of
+  each); the rule fires once more than 100 are kept (more than 500 generations), the
+  generation is past ``n (5 + 100 / lambda)``, the best so far has not improved in more
+  than ``T / 2`` generations, and over the newest ``l = max(T / 10, kept / 10)`` kept
+  values neither the median of the medians nor the median of the bests is above that of
+  the ``l`` before them. (Reading "the best so far has not improved in ``T``
+  generations" alone ends rugged runs that are still converging, e.g. on BBOB f23
+  Katsuura, where pycma's run on and solve more.)
 * ``tolx``: every coordinate's standard deviation of the search distribution is below
   ``tolx`` (pycma also takes the evolution path's length into account for CMA-ES).
 * CMA-ES only (:class:`CMAStoppingConfig`): ``tolconditioncov`` (condition number of the
@@ -44,9 +49,16 @@ import numpy as np
 from pydantic import Field
 
 from asktell.config_base import Bool, Float, Int, PluginConfig
+from asktell.errors import CheckpointError
 from asktell.state_schema import Entry
 
 __all__ = ["StoppingConfig", "CMAStoppingConfig", "StopHistory", "history_length"]
+
+#: pycma's stagnation history: every ``SPARSE_EVERY``-th generation's best and median return,
+#: the newest ``SPARSE_CAP`` of them, and more than ``SPARSE_MIN`` before the rule may fire.
+SPARSE_EVERY = 5
+SPARSE_CAP = 20_000
+SPARSE_MIN = 100
 
 
 class StoppingConfig(PluginConfig):
@@ -82,8 +94,11 @@ class StoppingConfig(PluginConfig):
     tolstagnation: Int | None = Field(
         None,
         ge=0,
-        description="Stop when the best return has not improved for this many generations; "
-        "null: 100 + 100 num_params**1.5 / population_size (pycma's default); 0: off.",
+        description="pycma's tolstagnation T: stop, after more than 500 generations, when "
+        "the best return has not improved for T / 2 generations and the newest tenth of the "
+        "sampled history (every 5th generation's best and median return; at least T / 10 of "
+        "them) improves on neither median of the tenth before it. null: 100 + 100 "
+        "num_params**1.5 / population_size (pycma's default); 0: off.",
     )
     tolflatfitness: Int | None = Field(
         1,
@@ -145,11 +160,17 @@ class StopHistory:
     """The history the stopping rules read; its arrays are a strategy's state.
 
     ``best`` and ``median`` hold the last :func:`history_length` generations' values in a
-    ring (``count`` values written so far, the newest at ``(count - 1) % length``).
+    ring (``count`` values written so far, the newest at ``(count - 1) % length``);
+    ``sparse_best`` and ``sparse_median`` every 5th generation's, oldest first, for
+    ``tolstagnation`` (``num_params`` and ``population_size`` set its generation floor).
     """
 
-    def __init__(self, length: int):
+    def __init__(self, length: int, num_params: int = 1, population_size: int = 1):
         self.length = length
+        self.floor = num_params * (5 + 100 / population_size)  # pycma's N (5 + 100 / lambda)
+        self.population_size = population_size
+        self.sparse_best: list[float] = []
+        self.sparse_median: list[float] = []
         self.best = np.zeros(length)
         self.median = np.zeros(length)
         self.count = 0
@@ -157,6 +178,7 @@ class StopHistory:
         self.flat = 0  # consecutive generations whose best ties the 75th-percentile return
         self.best_ever = -math.inf
         self.best_generation = 0  # the generation the best so far was last improved in
+        self.best_after = 0  # candidates told after the best in its generation (pycma's evals)
 
     def record(
         self, returns: np.ndarray, generation: int, ordered: np.ndarray | None = None
@@ -206,6 +228,12 @@ class StopHistory:
         self.flat = self.flat + 1 if best <= quantile else 0
         if best > self.best_ever:
             self.best_ever, self.best_generation = best, generation
+            self.best_after = returns.size - 1 - int(returns.argmax())
+        if generation % SPARSE_EVERY == 0:
+            self.sparse_best.append(best)
+            self.sparse_median.append(median)
+            if len(self.sparse_best) > SPARSE_CAP:
+                del self.sparse_best[0], self.sparse_median[0]
         return best, worst
 
     def recent_best(self) -> np.ndarray:
@@ -236,12 +264,35 @@ class StopHistory:
                 f"(> tolflatfitness={cfg.tolflatfitness})"
             )
         limit = default_stagnation if cfg.tolstagnation is None else cfg.tolstagnation
-        if limit and generation - self.best_generation > limit:
+        if limit and self._stagnated(limit, generation):
             out["tolstagnation"] = (
                 f"best return {self.best_ever:.6g} not improved since generation "
-                f"{self.best_generation} (tolstagnation={limit})"
+                f"{self.best_generation}, and the recent medians of every 5th generation's "
+                f"best and median returns no better than the earlier ones (tolstagnation={limit})"
             )
         return out
+
+    def _stagnated(self, limit: int, generation: int) -> bool:
+        """pycma's ``tolstagnation`` test (its order; the cheap conditions first)."""
+        kept = len(self.sparse_best)
+        # pycma counts evaluations since the best one: its generation's later candidates too.
+        since = (generation - self.best_generation) * self.population_size + self.best_after
+        if not (generation > self.floor and since / self.population_size > limit / 2
+                and kept > SPARSE_MIN):
+            return False
+        window = max(limit / 10, kept / 10)  # pycma: max(T / 5 / 2, len / 10)
+        if window > generation:
+            return False
+        window = int(window)
+        if not 2 * window < kept:
+            return False
+        # Returns are maximised: "no better" is a median not above the earlier one.
+        for values in (self.sparse_median, self.sparse_best):
+            recent = np.median(values[kept - window :])
+            earlier = np.median(values[kept - 2 * window : kept - window])
+            if recent > earlier:
+                return False
+        return True
 
     # ---------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
@@ -253,6 +304,9 @@ class StopHistory:
             "stop.flat": self.flat,
             "stop.best_ever": self.best_ever,
             "stop.best_generation": self.best_generation,
+            "stop.best_after": self.best_after,
+            "stop.sparse_best": np.array(self.sparse_best, dtype=np.float64),
+            "stop.sparse_median": np.array(self.sparse_median, dtype=np.float64),
         }
 
     def schema(self) -> dict[str, Entry]:
@@ -265,9 +319,18 @@ class StopHistory:
             "stop.flat": Entry("int", low=0),
             "stop.best_ever": Entry("float", finite=False),
             "stop.best_generation": Entry("int", low=0),
+            "stop.best_after": Entry("int", low=0),
+            "stop.sparse_best": Entry("array", shape=(None,), check=_sparse_length),
+            "stop.sparse_median": Entry("array", shape=(None,), check=_sparse_length),
         }
 
     def load(self, state: dict[str, Any]) -> None:
+        sparse = state["stop.sparse_best"].size, state["stop.sparse_median"].size
+        if sparse[0] != sparse[1]:
+            raise CheckpointError(
+                "'stop.sparse_best' and 'stop.sparse_median' must be as long as each other "
+                f"(one value each per 5th generation); got {sparse[0]} and {sparse[1]}"
+            )
         self.best = np.array(state["stop.best"], dtype=np.float64)
         self.median = np.array(state["stop.median"], dtype=np.float64)
         self.count = int(state["stop.count"])
@@ -275,6 +338,15 @@ class StopHistory:
         self.flat = int(state["stop.flat"])
         self.best_ever = float(state["stop.best_ever"])
         self.best_generation = int(state["stop.best_generation"])
+        self.best_after = int(state["stop.best_after"])
+        self.sparse_best = [float(v) for v in state["stop.sparse_best"]]
+        self.sparse_median = [float(v) for v in state["stop.sparse_median"]]
+
+
+def _sparse_length(value: np.ndarray, sizes: Any) -> str | None:
+    if value.size > SPARSE_CAP:
+        return f"more than {SPARSE_CAP} values (the history keeps the newest {SPARSE_CAP})"
+    return None
 
 
 def coordinate_stds(distribution: Any) -> np.ndarray:

@@ -60,6 +60,37 @@ def test_seeds_repeat_each_problem_with_seeds_apart(tmp_path):
     assert "instances 1-1 x 2 seeds" in (tmp_path / "bbob.md").read_text()
 
 
+def test_pycma_from_reuses_pycmas_records_and_check_pycma_catches_a_different_one(tmp_path):
+    """--pycma-from LABEL runs asktell only and takes pycma's records of the same problems
+    and seeds from a stored section; --check-pycma reruns pycma and refuses the run when a
+    stored record is not what pycma gives (here: one edited), or when one is missing."""
+    bbob = _bbob()
+    base = ["--functions", "1", "--dims", "2", "--instances", "1", "--seeds", "2",
+            "--budget-factor", "300", "--jobs", "1", "--out-dir", str(tmp_path)]
+    bbob.main([*base, "--label", "both"])
+    bbob.main([*base, "--label", "reused", "--pycma-from", "both", "--check-pycma", "2"])
+    stored = json.loads((tmp_path / "bbob.json").read_text())
+    def by_run(section, solver, drop=("cpu_seconds",)):
+        return sorted(json.dumps({k: v for k, v in r.items() if k not in drop})
+                      for r in section["records"] if r["solver"] == solver)
+
+    # pycma's records are the stored ones, CPU time included; asktell's are this run's.
+    assert by_run(stored["reused"], "pycma", ()) == by_run(stored["both"], "pycma", ())
+    assert by_run(stored["reused"], "asktell") == by_run(stored["both"], "asktell")
+    assert stored["reused"]["meta"]["pycma_from"] == "both"
+    assert stored["reused"]["meta"]["pycma_checked"] == 1  # problems 0 of 2 (every 2nd)
+    for r in stored["both"]["records"]:
+        if r["solver"] == "pycma":
+            r["evaluations"] += 1  # a record pycma would not give
+    (tmp_path / "bbob.json").write_text(json.dumps(stored))
+    with pytest.raises(SystemExit, match="--check-pycma: pycma's rerun of f1 D=2 i1 seed 1 differs"):
+        bbob.main([*base, "--label", "again", "--pycma-from", "both", "--check-pycma", "1"])
+    with pytest.raises(SystemExit, match="holds no pycma record of f1 D=2 i1 seed 2001"):
+        bbob.main([*base, "--seeds", "3", "--label", "more", "--pycma-from", "both"])
+    with pytest.raises(SystemExit, match="its budget_factor is 300, this run's 400"):
+        bbob.main([*base, "--budget-factor", "400", "--label", "b", "--pycma-from", "both"])
+
+
 def test_restarts_without_a_registered_strategy_is_refused_clearly(tmp_path):
     bbob = _bbob()
     from asktell.registry import STRATEGIES

@@ -106,7 +106,7 @@ def _corrupt_npz(path):
         (lambda p: p.with_suffix(".npz").unlink(), "cannot be read"),
         (
             lambda p: p.write_text(p.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 99')),
-            "format version 99; this asktell .* reads version 2",
+            "format version 99; this asktell .* reads version 3",
         ),
         (
             lambda p: p.write_text(p.read_text().replace('"arrays_file": "gen-000007.npz"', '"arrays_file": "../x.npz"')),
@@ -276,9 +276,18 @@ def test_format_version_1_is_refused_with_what_to_do(tmp_path):
         load_checkpoint(path)
 
 
+def test_format_version_2_is_refused_with_what_to_do(tmp_path):
+    """Version 2's strategy states lack tolstagnation's history: refused by version, with
+    what to do, before any state is read."""
+    path = save_checkpoint(tmp_path, "gen-000007", STATE, META)
+    _edit(path, ("format_version",), 2)
+    with pytest.raises(CheckpointError, match="format version 2 .*tolstagnation.*start a new run"):
+        load_checkpoint(path)
+
+
 @pytest.mark.parametrize(
     "text",
-    ['{"format": "asktell-checkpoint", "format_version": 2}', "[" * 100000, '{"format": "asktell-checkpoint", "format_version": 2, "generation": 1, "config": {}, "state": {}, "arrays_file": 5, "arrays_sha256": "x", "state_sha256": "y"}'],
+    ['{"format": "asktell-checkpoint", "format_version": 3}', "[" * 100000, '{"format": "asktell-checkpoint", "format_version": 3, "generation": 1, "config": {}, "state": {}, "arrays_file": 5, "arrays_sha256": "x", "state_sha256": "y"}'],
     ids=["missing-entries", "deep-nesting", "wrong-type"],
 )
 def test_damaged_json_is_a_checkpoint_error_naming_the_file(tmp_path, text):

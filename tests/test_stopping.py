@@ -98,12 +98,67 @@ def test_tolfunhist_fires_when_the_best_return_stays_put(name):
 
 
 @pytest.mark.parametrize("name", OWN_RULES)
-def test_tolstagnation_counts_generations_without_a_better_best(name):
+def test_tolstagnation_waits_for_pycmas_history_then_fires_on_a_worsening_run(name):
+    """pycma's rule reads every 5th generation's best and median and needs more than 100 of
+    them: a run getting worse every generation stops at generation 505, however small
+    tolstagnation is; 0 switches it off."""
     es = _strategy(name, **{**ALL_OFF, "tolstagnation": 5})
+    off = _strategy(name, **ALL_OFF)
     rng = np.random.default_rng(1)
-    for g in range(1, 8):
-        _tell(es, rng.normal(size=es.population_size) - g)  # every generation worse
-        assert ("tolstagnation" in es.stop()) == (g - 1 > 5)
+    for g in range(1, 511):
+        returns = rng.normal(size=es.population_size) - g  # every generation worse
+        _tell(es, returns)
+        _tell(off, returns)
+        assert ("tolstagnation" in es.stop()) == (g >= 505), g
+        assert "tolstagnation" not in off.stop()
+    assert "not improved since generation 1" in es.stop()["tolstagnation"]
+
+
+def _pycma_and_asktell_stagnation(losses_of, tolstagnation, generations=700):
+    """The generations at which pycma's and asktell's CMA-ES report tolstagnation when both
+    are told the same losses (3-D, population 7; every other rule off)."""
+    cma = pytest.importorskip("cma")
+    options = {"popsize": 7, "seed": 1, "verbose": -9, "maxiter": 10**6, "tolfun": 0,
+               "tolfunhist": 0, "tolx": 0, "tolflatfitness": 0, "tolconditioncov": 0,
+               "tolupsigma": np.inf, "tolfacupx": np.inf, "tolxstagnation": None}
+    if tolstagnation is not None:
+        options["tolstagnation"] = tolstagnation
+    theirs = cma.CMAEvolutionStrategy(np.zeros(3), 1.0, options)
+    ours = CMAES(num_params=3, population_size=7, noise=NOISE, seed=0,
+                 **{**ALL_OFF, "tolstagnation": tolstagnation}, tolconditioncov=None,
+                 tolupsigma=None, noeffectaxis=False, noeffectcoord=False)
+    rng = np.random.default_rng(0)
+    fired = ([], [])
+    for g in range(1, generations + 1):
+        losses = losses_of(rng, g)
+        theirs.tell(theirs.ask(), list(losses))
+        _tell(ours, -losses)
+        for where, es in zip(fired, (theirs, ours)):
+            if "tolstagnation" in es.stop():
+                where.append(g)
+    return fired
+
+
+@pytest.mark.parametrize(
+    "case,tolstagnation",
+    [("flat", None), ("plateaus", None), ("improving slowly", 20)],
+)
+def test_tolstagnation_fires_in_the_generations_pycmas_does(case, tolstagnation):
+    """The same losses told to pycma 4.5 and to asktell: tolstagnation fires in exactly the
+    same generations (its history's medians, the >100-value wait, the generation floor and
+    pycma's count of evaluations since the best, which includes the best's generation's
+    later candidates)."""
+    if case == "plateaus":  # losses 0, 1 or 2: equal medians, which count as no better
+        def losses_of(rng, g):
+            return np.round(2 * rng.random(7))
+    else:
+        slope = {"flat": 0.0, "improving slowly": 1e-3}[case]
+
+        def losses_of(rng, g):
+            return rng.random(7) - slope * g
+    theirs, ours = _pycma_and_asktell_stagnation(losses_of, tolstagnation)
+    assert theirs, "the case must make pycma's rule fire"
+    assert ours == theirs
 
 
 @pytest.mark.parametrize("name", OWN_RULES)
@@ -173,6 +228,19 @@ def test_a_resumed_strategy_stops_where_an_uninterrupted_one_does(cls, rule):
     a, b = resumed.state_dict(), whole.state_dict()
     for key in a:
         assert np.array_equal(a[key], b[key]), key
+
+
+def test_a_stagnation_history_of_mismatched_lengths_is_refused_and_nothing_is_loaded():
+    es = CMAES(num_params=3, noise=NOISE, seed=0)
+    for _ in range(10):
+        es.tell(-sphere(es.distribution.decode(es.ask())))
+    before = es.state_dict()
+    state = dict(before)
+    state["stop.sparse_best"] = np.zeros(3)  # 2 medians kept (generations 5 and 10)
+    with pytest.raises(asktell.errors.CheckpointError, match="sparse_best.*sparse_median.*3 and 2"):
+        es.load_state_dict(state)
+    after = es.state_dict()
+    assert all(np.array_equal(after[k], before[k]) for k in before)
 
 
 def test_a_bad_history_is_refused_by_name():
