@@ -444,9 +444,10 @@ def test_poison_candidate_is_found_and_reported_never_looping(tmp_path):
     dist, seeds = _problem(n=16)
     X = dist.decode(seeds)
     bad = 11
-    # Kills every time, half a second into its rollout. (A worker that dies within
-    # milliseconds of starting can race its nanny's restart in distributed and leave the
-    # nanny without a worker; the evaluator heals its embedded cluster from that, slowly.)
+    # Kills every time, half a second into its rollout. (Workers dying again and again can
+    # make distributed close a nanny in the middle of its restart and leave that slot
+    # empty; the embedded cluster's healer fills it again, also for ev2, which only shares
+    # the client: tests/test_dask_heal.py.)
     task = FunctionTask(KillsWorker(float(X[bad, 0]), delay=0.5))
     expected = _serial(FunctionTask(first_coordinate), dist, seeds).returns
     with DaskEvaluator(task, num_workers=2, allowed_failures=0, on_failure="mark") as ev:
