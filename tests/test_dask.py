@@ -586,7 +586,9 @@ def test_scheduler_hung_or_gone_is_a_clear_error_not_a_hang(tmp_path):
         X = dist.decode(seeds)
         release = tmp_path / "release"
         task = FunctionTask(SlowOn(float(X[3, 0]), str(release)))
-        ev = DaskEvaluator(task, address=address, connect_timeout=5, scheduler_timeout=2)
+        # scheduler_timeout: long enough for a healthy scheduler process on a loaded
+        # 2-core machine (2 s was not), short enough to keep the hung case quick.
+        ev = DaskEvaluator(task, address=address, connect_timeout=5, scheduler_timeout=8)
         try:
             ev.client.wait_for_workers(1, timeout=60)
             release.touch()
@@ -602,7 +604,7 @@ def test_scheduler_hung_or_gone_is_a_clear_error_not_a_hang(tmp_path):
             assert not thread.is_alive(), "evaluate() hung with a hung scheduler"
             error = outcome.get("error")
             assert isinstance(error, EvaluationError), outcome
-            assert "generation 5" in str(error) and "scheduler_timeout=2" in str(error)
+            assert "generation 5" in str(error) and "scheduler_timeout=8" in str(error)
             assert "checkpoint is intact" in str(error)
 
             # Gone mid-generation: the connection closes.
