@@ -69,7 +69,7 @@ class HungWorkers:
                 self.link.client.restart_workers(
                     list(workers), timeout=self.link.connect_timeout, raise_for_error=False
                 )
-            except Exception:  # noqa: BLE001 - the watch heals a cluster left short
+            except Exception:  # noqa: BLE001 - the healer refills a cluster left short
                 pass
             self.link._threads_at = -np.inf
             return

@@ -3,11 +3,12 @@
 Import direction (see :mod:`asktell.evaluators.dask`)::
 
     dask.py, _dask_options.py, _dask_round.py, _dask_quorum.py  ->  _dask_link.py
-    _dask_link.py  ->  _dask_worker.py
+    _dask_link.py  ->  _dask_worker.py, _dask_heal.py
                    ->  _dask_node_link.py  ->  _dask_node.py
 
 :class:`ClusterLink` owns the ``distributed.Client``: it starts an embedded ``LocalCluster``
-on loopback or connects to an address (or adopts a given client), answers the round's
+on loopback (kept at its size by a :class:`~._dask_heal.ClusterHealer`) or connects to an
+address (or adopts a given client), answers the round's
 questions about the scheduler within ``scheduler_timeout`` (never a hang), ships the task
 once, and closes what it started. Every call into ``distributed``'s own private coroutines
 (``_wait``, ``_gather``, ``_cancel``, to bound them by a timeout) lives here. The types of
@@ -40,6 +41,7 @@ from asktell.errors import ConfigError, EvaluationError
 from asktell.protocol import Task
 
 from ._dask_address import probe_scheduler
+from ._dask_heal import ClusterHealer
 from ._dask_hung import HungWorkers
 from ._dask_node import NodeSpec, close_pools, is_daemonic
 from ._dask_node_link import check_not_daemonic, node_tag, non_daemonic_nanny
@@ -55,8 +57,6 @@ __all__ = [
 
 # How long the cached thread count is trusted before it is asked for again.
 _THREADS_TTL = 2.0
-# An embedded cluster short of workers this long is topped up again (see heal_cluster).
-_HEAL_SECONDS = 5.0
 #: One attempt to fetch finished results. Results are small; a fetch that takes longer met a
 #: holder that died meanwhile (distributed retries a refused connection for its whole
 #: connect timeout, 30 s by default), so give up and try again once Dask knows.
@@ -72,21 +72,6 @@ def describe(exc: BaseException) -> str:
 
 class SchedulerLost(Exception):
     """Internal: the scheduler stopped answering or the connection closed."""
-
-
-def heal_cluster(cluster: Any, num_workers: int) -> None:
-    """Give an embedded cluster back its configured workers (runs on the cluster's loop).
-
-    A worker killed while its nanny is still restarting it can leave that nanny without a
-    process for good, or gone (a race in distributed, met when a candidate kills every
-    worker it touches). Such nannies are dropped from the cluster's spec and ``scale``
-    starts fresh ones; for a healthy cluster this is a no-op.
-    """
-    for name, nanny in list(cluster.workers.items()):
-        process = getattr(nanny, "process", None)
-        if process is None or not process.is_alive():
-            cluster.worker_spec.pop(name, None)
-    cluster.scale(num_workers)
 
 
 def _dashboard_address(dashboard: bool | str) -> str | None:
@@ -142,6 +127,8 @@ class ClusterLink:
         self._threads_at = -np.inf
         #: Workers whose thread is stuck in a late candidate (restarted or avoided).
         self.hung = HungWorkers(self)
+        #: Keeps the embedded cluster's workers there (``None`` for any other cluster).
+        self.healer: ClusterHealer | None = None
         if client is None and address is None:
             if num_workers is None and node is not None:
                 self.num_workers = 1  # this machine is the node
@@ -153,6 +140,8 @@ class ClusterLink:
                 threads_per_worker, _dashboard_address(dashboard), allowed_failures, security
             )
             address = self.cluster.scheduler_address
+            self.healer = ClusterHealer(self.cluster)
+            self.healer.start()
         if client is None:
             client = self._connect(address, security)
         self.client = client
@@ -228,6 +217,8 @@ class ClusterLink:
 
     def close(self) -> None:
         """Drop the shipped task; close the client and cluster this link started."""
+        if self.healer is not None:
+            self.healer.stop()  # closing nannies are not lost workers
         self.task_future = self._task_shipped = None
         digest, self._digest = self._digest, None
         if digest is not None and self.client.status == "running":
@@ -391,12 +382,12 @@ class ClusterLink:
 
 
 class ClusterWatch:
-    """Is the scheduler there, and are there workers? Heals an embedded cluster."""
+    """Is the scheduler there, and are there workers? (An embedded cluster's lost workers
+    are brought back by its :class:`~._dask_heal.ClusterHealer`, generation or not.)"""
 
     def __init__(self, link: ClusterLink):
         self.link = link
         self.no_workers_since: float | None = None
-        self.short_since: float | None = None
 
     def check(self, generation: int) -> None:
         """Raise if the scheduler is gone or no worker came for ``worker_timeout``."""
@@ -404,13 +395,6 @@ class ClusterWatch:
         info = link.identity()  # raises SchedulerLost if the scheduler is gone
         workers = int(info.get("n_workers", 1))
         now = time.monotonic()
-        if link.cluster is not None and workers < link.num_workers:
-            self.short_since = self.short_since or now
-            if now - self.short_since > _HEAL_SECONDS:
-                link.cluster.loop.add_callback(heal_cluster, link.cluster, link.num_workers)
-                self.short_since = now
-        else:
-            self.short_since = None
         if workers > 0 or link.worker_timeout is None:
             self.no_workers_since = None
             return

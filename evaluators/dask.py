@@ -35,7 +35,8 @@ The evaluator is composed of pieces with one idea each, imported in one directio
   through ``evaluate_chunk``, its timing); imports nothing client-side.
 * :mod:`._dask_link`: :class:`ClusterLink`, the cluster and the client (embedded start,
   connect, health and healing, shipping the task once, close); with
-  :mod:`._dask_address` (an address probed before any client exists) and
+  :mod:`._dask_address` (an address probed before any client exists),
+  :mod:`._dask_heal` (the embedded cluster's healer: lost slots get fresh nannies) and
   :mod:`._dask_hung` (workers stuck in a late candidate: restarted or avoided).
   Node mode's client side is :mod:`._dask_node_link` (the embedded cluster's non-daemonic
   nanny, the daemonic check's verdict, the task key's tag); its worker side, run by

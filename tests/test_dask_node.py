@@ -216,6 +216,9 @@ def test_evaluators_sharing_a_cluster_and_task_keep_their_own_node_settings(node
     # of one task with different settings must not share its future.
     dist, seeds = _problem(n=8)
     task = FunctionTask(Pid())
+    # Both nodes there (an earlier test's killed node may still be restarting on a loaded
+    # machine; the count of distinct processes below needs both).
+    node_cluster.client.wait_for_workers(2, timeout=120)
     with DaskEvaluator(task, node_cluster.client, node_processes=1) as one, DaskEvaluator(
         task, node_cluster.client, node_processes=2
     ) as two:
