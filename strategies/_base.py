@@ -21,24 +21,23 @@ Every strategy also gets here, with no code of its own: ``stop()`` (the stopping
 :mod:`._stopping`, with the strategy's ``_stop_extra`` added), ``best`` (the best candidate
 told so far) and their state. The state plumbing (``state_dict``, its schema and the
 all-or-nothing ``load_state_dict``) is :mod:`._state`; injected points and the bounds
-penalty are :mod:`._inject`.
+penalty are :mod:`._inject`; the checks of ``tell``'s arguments and the non-finite policy
+are :mod:`._told`; ``stop()`` is :mod:`._stopping`'s ``StopMixin``; the options every
+strategy shares (``StrategyConfig``) are :mod:`._strategy_config`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BeforeValidator, Field
-from typing import Annotated
 
-from asktell.bounds import Bounds, BoundsConfig, bounds_from
-from asktell.config_base import Int, PluginConfig, collect_options
+from asktell.bounds import Bounds
+from asktell.config_base import collect_options
 from asktell.distribution import Distribution
-from asktell.errors import AskTellOrderError, ConfigError, ReturnsError
-from asktell.constraints import as_violations, feasibility_first
-from asktell.protocol import Evaluation, as_returns
+from asktell.errors import ConfigError
+from asktell.constraints import feasibility_first
 from asktell.shaping import SortedReturns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
@@ -46,7 +45,9 @@ from ._common import default_population_size, mean_std
 from ._inject import InjectMixin
 from ._metrics import Metrics, _DeferredMetrics
 from ._state import Best, StateMixin
-from ._stopping import StopHistory, StoppingConfig, coordinate_stds, history_length
+from ._stopping import StopHistory, StopMixin, history_length
+from ._strategy_config import StrategyArgs, StrategyConfig
+from ._told import ToldMixin
 
 __all__ = ["BaseStrategy", "Best", "StrategyConfig", "StrategyArgs"]
 
@@ -59,56 +60,6 @@ _RETURN_STATS = ("return_mean", "return_std")
 _DEFER_RETURNS = 1024
 
 
-class StrategyConfig(StoppingConfig):
-    """Options every strategy shares (a strategy's Config subclasses this)."""
-
-    nonfinite: Literal["worst", "raise"] = Field(
-        "worst",
-        description="NaN/inf returns: 'worst' ranks them below every finite return of the "
-        "generation (a failed candidate is never ranked best); 'raise' raises naming them.",
-    )
-    bounds: Annotated[BoundsConfig | None, BeforeValidator(bounds_from)] = Field(
-        None,
-        description="Box bounds on the parameters: {lower, upper, method} (lower and upper "
-        "one number or one per coordinate; method 'transform', 'clip', 'mirror' or "
-        "'penalty'), or in Python a pair (lower, upper). Applied inside "
-        "Distribution.decode, so every evaluator computes the same bounded candidates; see "
-        "docs/bounds-and-constraints.md.",
-    )
-
-    def population_for(self, num_params: int) -> int:
-        """Candidates per generation for ``num_params`` (``population_size``, or the default
-        rule when it is ``None``); what the memory estimate sizes."""
-        size = getattr(self, "population_size", None)  # not every strategy declares one
-        return int(size) if size is not None else default_population_size(num_params)
-
-    def estimate_bytes(self, context: Any) -> list[Any]:
-        """Each generation's seeds, returns and shaped weights (32 bytes a candidate) and
-        the centre, its snapshot and the optimiser's vectors (4 float64 vectors)."""
-        from asktell._memory import Allocation
-
-        size = self.population_for(context.num_params)
-        return [
-            Allocation("strategy.population_size", size, 32 * size, "seeds, returns and weights"),
-            context.per_param(4, "centre and optimiser vectors"),
-        ]
-
-    def build(self, *, num_params: int, seed: int, noise: Any = None, x0: Any = None) -> Any:
-        """The live strategy of this section (the class registered under ``kind``)."""
-        from asktell.registry import STRATEGIES
-
-        cls = STRATEGIES.get(self.kind)  # type: ignore[attr-defined]
-        return cls(num_params=num_params, seed=seed, noise=noise, x0=x0, **self.options())
-
-
-class StrategyArgs(PluginConfig):
-    """The constructor-only arguments of every strategy (a run file gives them elsewhere:
-    ``num_params`` comes from the task, ``seed`` from the run)."""
-
-    num_params: Int = Field(ge=1, description="Dimension of the search space.")
-    seed: Int = Field(0, ge=0, description="Seed of the strategy's own generator.")
-
-
 class _MinPopulation:
     """``cls.min_population_size``, read from the ``ge`` rule of the Config's
     ``population_size`` (so the smallest population is declared once, in the Config)."""
@@ -119,7 +70,7 @@ class _MinPopulation:
         return rules[0] if rules else 1
 
 
-class BaseStrategy(StateMixin, InjectMixin):
+class BaseStrategy(StateMixin, InjectMixin, ToldMixin, StopMixin):
     """Shared machinery of every asktell strategy.
 
     Args:
@@ -436,69 +387,6 @@ class BaseStrategy(StateMixin, InjectMixin):
             dict.__setitem__(metrics, "told", int(told.sum()))
         return metrics
 
-    def _tell_inputs(self, returns: Any, violations: Any, dropped: Any) -> tuple:
-        """``tell``'s arguments checked: ``(seeds, returns, violations, told)`` of the
-        candidates told (``told``: the mask over the asked ones, ``None`` when none was
-        dropped by name)."""
-        if self._pending is None:
-            what = "before ask()" if self.generation == 0 else "twice for one ask()"
-            raise AskTellOrderError(
-                f"tell() called {what} (generation {self.generation}); call ask() first"
-            )
-        r = as_returns(returns, expected=self._pending.size, generation=self.generation)
-        if violations is None and isinstance(returns, Evaluation):
-            violations = returns.violations
-        if violations is not None:
-            violations = as_violations(violations, self._pending.size, "tell() violations")
-        if dropped is None and isinstance(returns, Evaluation):
-            dropped = returns.dropped
-        told = None if dropped is None else self._told_mask(dropped)
-        seeds = self._pending
-        if told is not None and not told.all():
-            seeds, r = seeds[told], r[told]
-            violations = None if violations is None else violations[told]
-        return seeds, r, violations, told
-
-    def _nonfinite_worst(
-        self, seeds: np.ndarray, r: np.ndarray, finite: np.ndarray, num_bad: int
-    ) -> np.ndarray:
-        """Returns with ``num_bad`` non-finite ones: ranked worst (``nonfinite="worst"``), or
-        a :class:`~asktell.errors.ReturnsError` naming them (``"raise"``)."""
-        if self.nonfinite == "raise":
-            bad = np.flatnonzero(~finite)
-            shown = ", ".join(f"#{i} (seed {int(seeds[i])}): {r[i]}" for i in bad[:10])
-            more = f" and {bad.size - 10} more" if bad.size > 10 else ""
-            where = " (indices among the told candidates)" if seeds is not self._pending else ""
-            raise ReturnsError(
-                f"tell() got {num_bad} non-finite returns in generation {self.generation}"
-                f"{where}: {shown}{more}; pass nonfinite='worst' to rank them last instead"
-            )
-        return rank_nonfinite_worst(r, finite)
-
-    def _told_mask(self, dropped: Any) -> np.ndarray:
-        """The candidates told (``~dropped``), validated: one bool per asked seed, at least
-        one told, and a dropped one only for a strategy with ``"partial_tell"``."""
-        n, name = self._pending.size, type(self).__name__  # type: ignore[union-attr]
-        mask = np.asarray(dropped)
-        if mask.dtype != bool or mask.shape != (n,):
-            raise ReturnsError(
-                f"tell() 'dropped' must be a bool array of shape ({n},), one per asked seed "
-                f"(generation {self.generation}); got dtype {mask.dtype}, shape {mask.shape}"
-            )
-        if mask.all():
-            raise ReturnsError(
-                f"tell() got 'dropped' marking all {n} candidates of generation "
-                f"{self.generation}; at least one must be told"
-            )
-        if mask.any() and "partial_tell" not in self.capabilities:
-            raise ReturnsError(
-                f"{name} cannot learn from a subset of its population (it lacks the "
-                f"'partial_tell' capability) but tell() got {int(mask.sum())} dropped "
-                f"candidate(s) of {n} in generation {self.generation}; use a strategy that "
-                "has it (e.g. openai_es) or turn off the evaluator's 'stragglers' option"
-            )
-        return ~mask
-
     def _note_best(
         self,
         seeds: np.ndarray,
@@ -526,38 +414,6 @@ class BaseStrategy(StateMixin, InjectMixin):
             x = np.array(self.distribution.decode(seeds[i : i + 1])[0], dtype=np.float64)
             self.best = Best(int(seeds[i]), float(r[i]), x, self.generation)
 
-    # ------------------------------------------------------------------ stopping
-    @property
-    def stop_rules(self) -> bool:
-        """Whether a run acts on :meth:`stop` (the ``stop_rules`` option, or the
-        strategy's default when it is null)."""
-        chosen = self.config.stop_rules
-        return self.stops_by_default if chosen is None else bool(chosen)
-
-    def stop(self) -> dict[str, str]:
-        """The stopping rules that fired, ``{name: why}`` (empty: none), pycma's names.
-
-        Read after ``tell``; the thresholds are the Config's ``tol*`` options. It reports
-        whatever ``stop_rules`` says; the runner, ``gym.train`` and ``minimize`` act on it
-        only when ``stop_rules`` is on.
-        """
-        fired = self._stop_history.fired(
-            self.config, self.generation, self._coordinate_stds(), self._default_stagnation()
-        )
-        fired.update(self._stop_extra())
-        return fired
-
-    def _coordinate_stds(self) -> np.ndarray:
-        """Each coordinate's standard deviation of the current search distribution."""
-        return coordinate_stds(self.distribution)
-
-    def _default_stagnation(self) -> int:
-        """pycma's ``tolstagnation`` default, ``100 + 100 n**1.5 / lambda``."""
-        return int(100 + 100 * self.num_params**1.5 / self.population_size)
-
-    def _stop_extra(self) -> dict[str, str]:
-        """Rules of the strategy's own (CMA-ES adds its covariance rules)."""
-        return {}
 def _num_params_of(owner: str, num_params: Any, x0: Any) -> Any:
     """``num_params`` as given, else the length of ``x0``; refused when neither is given."""
     if x0 is None:
@@ -578,19 +434,3 @@ def _num_params_of(owner: str, num_params: Any, x0: Any) -> Any:
             "(leave num_params out to take it from x0)"
         )
     return num_params
-
-
-def rank_nonfinite_worst(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    """Replace non-finite returns by a value strictly below every finite one.
-
-    With no finite return at all, every candidate gets the same value, so rank-based and
-    centred shapings give an exact zero update.
-    """
-    r = returns.copy()
-    if not finite.any():
-        r[:] = 0.0
-        return r
-    lo, hi = float(r[finite].min()), float(r[finite].max())
-    gap = max(hi - lo, abs(lo) * 1e-6, 1e-6)
-    r[~finite] = lo - gap
-    return r

@@ -52,7 +52,7 @@ from asktell.config_base import Bool, Float, Int, PluginConfig
 from asktell.errors import CheckpointError
 from asktell.state_schema import Entry
 
-__all__ = ["StoppingConfig", "CMAStoppingConfig", "StopHistory", "history_length"]
+__all__ = ["StoppingConfig", "CMAStoppingConfig", "StopHistory", "StopMixin", "history_length"]
 
 #: pycma's stagnation history: every ``SPARSE_EVERY``-th generation's best and median return,
 #: the newest ``SPARSE_CAP`` of them, and more than ``SPARSE_MIN`` before the rule may fire.
@@ -347,6 +347,44 @@ def _sparse_length(value: np.ndarray, sizes: Any) -> str | None:
     if value.size > SPARSE_CAP:
         return f"more than {SPARSE_CAP} values (the history keeps the newest {SPARSE_CAP})"
     return None
+
+
+class StopMixin:
+    """``stop()`` and ``stop_rules`` of every strategy (see
+    :class:`~strategies._base.BaseStrategy` for the attributes they read: ``config``,
+    ``stops_by_default``, ``_stop_history``, ``generation``, ``distribution``)."""
+
+    @property
+    def stop_rules(self) -> bool:
+        """Whether a run acts on :meth:`stop` (the ``stop_rules`` option, or the
+        strategy's default when it is null)."""
+        chosen = self.config.stop_rules
+        return self.stops_by_default if chosen is None else bool(chosen)
+
+    def stop(self) -> dict[str, str]:
+        """The stopping rules that fired, ``{name: why}`` (empty: none), pycma's names.
+
+        Read after ``tell``; the thresholds are the Config's ``tol*`` options. It reports
+        whatever ``stop_rules`` says; the runner, ``gym.train`` and ``minimize`` act on it
+        only when ``stop_rules`` is on.
+        """
+        fired = self._stop_history.fired(
+            self.config, self.generation, self._coordinate_stds(), self._default_stagnation()
+        )
+        fired.update(self._stop_extra())
+        return fired
+
+    def _coordinate_stds(self) -> np.ndarray:
+        """Each coordinate's standard deviation of the current search distribution."""
+        return coordinate_stds(self.distribution)
+
+    def _default_stagnation(self) -> int:
+        """pycma's ``tolstagnation`` default, ``100 + 100 n**1.5 / lambda``."""
+        return int(100 + 100 * self.num_params**1.5 / self.population_size)
+
+    def _stop_extra(self) -> dict[str, str]:
+        """Rules of the strategy's own (CMA-ES adds its covariance rules)."""
+        return {}
 
 
 def coordinate_stds(distribution: Any) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import asktell.strategies._base as strategy_base
+import asktell.strategies._told as strategy_told
 from asktell.evaluators import SerialEvaluator
 from asktell.registry import EVALUATORS, STRATEGIES
 from asktell.testing.evaluator_suite import EVALUATOR_CHECKS
@@ -60,7 +61,7 @@ def _rank_failed_best(returns: np.ndarray, finite: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_strategy_suite_catches_failed_candidates_ranked_best(name, monkeypatch):
     cls = STRATEGIES.get(name)
-    monkeypatch.setattr(strategy_base, "rank_nonfinite_worst", _rank_failed_best)
+    monkeypatch.setattr(strategy_told, "rank_nonfinite_worst", _rank_failed_best)
     if cls.tell is not strategy_base.BaseStrategy.tell:
         # A strategy that guards its own selection (the mirrored ES never lets a failed
         # candidate replace its parent, whatever the library ranks it at) is immune to the
@@ -73,7 +74,7 @@ def test_strategy_suite_catches_failed_candidates_ranked_best(name, monkeypatch)
 def test_the_mirrored_es_guard_alone_keeps_the_suite_passing(monkeypatch):
     # The converse of the exemption above: with only the library broken, the mirrored ES
     # still never moves to a failed candidate, and the suite says so.
-    monkeypatch.setattr(strategy_base, "rank_nonfinite_worst", _rank_failed_best)
+    monkeypatch.setattr(strategy_told, "rank_nonfinite_worst", _rank_failed_best)
     from asktell.testing.strategy_suite import check_nonfinite_returns
 
     check_nonfinite_returns(STRATEGIES.get("mirrored_es"))
