@@ -370,7 +370,10 @@ READING = (
     "rule changed (`ipop-d5-12seeds-stagnation-f16-f24`, both sides): f23 39 vs 41 of 60 (the "
     "old rule on the AVX-512 machine: 33 vs 41), f19 17 vs 25 (was 18 vs 25). BIPOP at D=2 with the new rule, both "
     "sides run here (`bipop-d2-4seeds-stagnation`): 93.1% vs 93.1%, median evaluations to "
-    "1e-8 0.99x pycma's."
+    "1e-8 0.99x pycma's. BIPOP at D=5 on those five functions, seeds k = 0-11, both sides "
+    "here (`bipop-d5-12seeds-stagnation-f16-f24`): f23 51 vs 49, f19 8 vs 14, f16 60 vs 59, "
+    "f17 and f24 equal (on the AVX-512 machine with the old rule: f23 52 vs 51, f19 12 vs 15); "
+    "BIPOP D=5 as a whole was not rerun."
 )
 
 #: Fewer functions than this: no bootstrap interval over functions (it would resample a
