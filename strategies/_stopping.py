@@ -10,9 +10,11 @@ The rules (returns are maximised; pycma's names and meaning, its defaults where 
 carry over; ``None`` or 0 switches one off):
 
 * ``tolfun``: the spread of this generation's returns *and* of the best returns of the
-  last ``10 + floor(30 n / lambda)`` generations is below ``tolfun`` (pycma keeps that
-  many: it drops the oldest once more than ``10 + 30 n / lambda`` are held).
-* ``tolfunhist``: the spread of those best returns alone is below ``tolfunhist``.
+  last ``10 + floor(30 n / lambda)`` generations (all of them, early in a run) is below
+  ``tolfun`` (pycma keeps that many: it drops the oldest once more than
+  ``10 + 30 n / lambda`` are held; like pycma's, the rule reads a history not yet full).
+* ``tolfunhist``: the spread of those best returns alone is below ``tolfunhist``, once at
+  least 10 are held (pycma's ``len(hist) > 9``).
 * ``tolflatfitness``: the best return of a generation equalled its 75th-percentile one
   (at least a quarter of the candidates tie with the best) in more than
   ``tolflatfitness`` consecutive generations (a plateau the ranking cannot see across;
@@ -27,7 +29,9 @@ carry over; ``None`` or 0 switches one off):
   generations" alone ends rugged runs that are still converging, e.g. on BBOB f23
   Katsuura, where pycma's run on and solve more.)
 * ``tolx``: every coordinate's standard deviation of the search distribution is below
-  ``tolx`` (pycma also takes the evolution path's length into account for CMA-ES).
+  ``tolx``; for the CMA-ES strategies also every coordinate of ``sigma * p_c`` (pycma's
+  rule, a signed comparison as pycma's: a run still moving along its evolution path is not
+  stopped), with the standard deviations from the current ``diag(C)``.
 * CMA-ES only (:class:`CMAStoppingConfig`): ``tolconditioncov`` (condition number of the
   covariance above it), ``noeffectaxis`` (adding a tenth of a standard deviation along a
   principal axis leaves the centre unchanged), ``noeffectcoord`` (adding a fifth of a
@@ -239,24 +243,33 @@ class StopHistory:
     def recent_best(self) -> np.ndarray:
         return self.best[: min(self.count, self.length)]
 
-    def fired(self, cfg: Any, generation: int, stds: np.ndarray, default_stagnation: int) -> dict[str, str]:
-        """The generic rules that fired, ``{name: why}`` (pycma's order)."""
+    def fired(
+        self, cfg: Any, generation: int, stds: np.ndarray, default_stagnation: int,
+        path: np.ndarray | None = None,
+    ) -> dict[str, str]:
+        """The generic rules that fired, ``{name: why}`` (pycma's order).
+
+        ``path``: ``sigma * p_c`` for the CMA-ES strategies, which ``tolx`` also reads
+        (``None``: a strategy without that path).
+        """
         out: dict[str, str] = {}
         if self.count == 0:
             return out
-        full = self.count >= self.length
+        held = min(self.count, self.length)  # pycma's history early in a run: what it has
         hist = float(np.ptp(self.recent_best()))
-        if cfg.tolfun and full and max(hist, self.spread) < cfg.tolfun:
+        if cfg.tolfun and max(hist, self.spread) < cfg.tolfun:
             out["tolfun"] = (
                 f"returns spread {max(hist, self.spread):.3g} < tolfun={cfg.tolfun:g} "
-                f"over {self.length} generations"
+                f"over {held} generations"
             )
-        if cfg.tolfunhist and full and hist < cfg.tolfunhist:
+        if cfg.tolfunhist and held > 9 and hist < cfg.tolfunhist:
             out["tolfunhist"] = (
-                f"best returns of the last {self.length} generations spread {hist:.3g} "
+                f"best returns of the last {held} generations spread {hist:.3g} "
                 f"< tolfunhist={cfg.tolfunhist:g}"
             )
-        if cfg.tolx and float(stds.max()) < cfg.tolx:
+        if cfg.tolx and float(stds.max()) < cfg.tolx and (
+            path is None or bool(np.all(path < cfg.tolx))
+        ):
             out["tolx"] = f"largest standard deviation {float(stds.max()):.3g} < tolx={cfg.tolx:g}"
         if cfg.tolflatfitness and self.flat > cfg.tolflatfitness:
             out["tolflatfitness"] = (
@@ -369,7 +382,8 @@ class StopMixin:
         only when ``stop_rules`` is on.
         """
         fired = self._stop_history.fired(
-            self.config, self.generation, self._coordinate_stds(), self._default_stagnation()
+            self.config, self.generation, self._coordinate_stds(), self._default_stagnation(),
+            self._tolx_path(),
         )
         fired.update(self._stop_extra())
         return fired
@@ -377,6 +391,10 @@ class StopMixin:
     def _coordinate_stds(self) -> np.ndarray:
         """Each coordinate's standard deviation of the current search distribution."""
         return coordinate_stds(self.distribution)
+
+    def _tolx_path(self) -> np.ndarray | None:
+        """What ``tolx`` reads beside the standard deviations (CMA-ES: ``sigma * p_c``)."""
+        return None
 
     def _default_stagnation(self) -> int:
         """pycma's ``tolstagnation`` default, ``100 + 100 n**1.5 / lambda``."""
@@ -404,6 +422,7 @@ def covariance_stops(
     axes: np.ndarray | None,
     generation: int,
     sigma0: float | None = None,
+    coord_sds: np.ndarray | None = None,
 ) -> dict[str, str]:
     """CMA-ES's covariance rules (pycma's ``tolconditioncov``, ``noeffectaxis``,
     ``noeffectcoord``) for ``N(center, sigma**2 C)``.
@@ -413,6 +432,8 @@ def covariance_stops(
         axes: C's eigenvectors as columns, or ``None`` for a diagonal C.
         generation: picks the axis tested (one a generation, in turn, as pycma does).
         sigma0: the initial sigma, for ``tolupsigma`` (None: that rule is not checked).
+        coord_sds: each coordinate's standard deviation of C, ``sqrt(diag(C))`` of the
+            current C as pycma reads it for ``noeffectcoord`` (None: from the factor).
     """
     out: dict[str, str] = {}
     ratio = float(axis_sds.max() / axis_sds.min())
@@ -437,7 +458,12 @@ def covariance_stops(
         if np.array_equal(center + step, center):
             out["noeffectaxis"] = f"a tenth of a standard deviation along axis {i} leaves the centre unchanged"
     if cfg.noeffectcoord:
-        sds = axis_sds if axes is None else np.sqrt(np.sum((axes * axis_sds) ** 2, axis=1))
+        if coord_sds is not None:
+            sds = coord_sds
+        elif axes is None:
+            sds = axis_sds
+        else:
+            sds = np.sqrt(np.sum((axes * axis_sds) ** 2, axis=1))
         same = np.flatnonzero(center + 0.2 * sigma * sds == center)
         if same.size:
             out["noeffectcoord"] = (

@@ -185,7 +185,14 @@ class CMAES(BaseStrategy):
 
     def _stop_extra(self) -> dict[str, str]:
         return covariance_stops(self.config, self._center, self.sigma, self.D, self.B,
-                                self.generation, self.sigma0)
+                                self.generation, self.sigma0, np.sqrt(np.diag(self.C)))
+
+    def _coordinate_stds(self) -> np.ndarray:
+        # pycma's tolx reads the current C's diagonal (B and D lag between decompositions).
+        return self.sigma * np.sqrt(np.diag(self.C))
+
+    def _tolx_path(self) -> np.ndarray:
+        return self.sigma * self.path_c
 
     def _state(self) -> dict[str, Any]:
         return {

@@ -140,6 +140,9 @@ class SepCMAES(BaseStrategy):
         sd = np.sqrt(C)
         return {"sigma": sigma, "axis_ratio": float(sd.max() / sd.min())}
 
+    def _tolx_path(self) -> np.ndarray:
+        return self.sigma * self.path_c
+
     def _stop_extra(self) -> dict[str, str]:
         return covariance_stops(
             self.config, self._center, self.sigma, np.sqrt(self.C), None, self.generation,

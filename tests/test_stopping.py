@@ -89,11 +89,12 @@ def test_tolfunhist_fires_when_the_best_return_stays_put(name):
     es = _strategy(name, **{**ALL_OFF, "tolfunhist": 1e-12})
     rng = np.random.default_rng(0)
     length = es._stop_history.length
-    for g in range(length):
+    assert length > 10
+    for g in range(length + 3):
         returns = rng.normal(size=es.population_size) - 10.0
         returns[g % es.population_size] = 5.0  # the same best every generation
         _tell(es, returns)
-        assert (es.stop() != {}) == (g == length - 1)  # only once the history is full
+        assert (es.stop() != {}) == (g >= 9)  # pycma's: once it holds 10 values
     assert list(es.stop()) == ["tolfunhist"]
 
 
@@ -159,6 +160,64 @@ def test_tolstagnation_fires_in_the_generations_pycmas_does(case, tolstagnation)
     theirs, ours = _pycma_and_asktell_stagnation(losses_of, tolstagnation)
     assert theirs, "the case must make pycma's rule fire"
     assert ours == theirs
+
+
+def _pycma_and_asktell_fired(losses_of, rules, generations=60):
+    """The generations at which pycma's and asktell's CMA-ES report each of ``rules`` when
+    both are told the same losses (3-D, population 7; tolx, the covariance rules and
+    tolstagnation off, the rest at their defaults)."""
+    cma = pytest.importorskip("cma")
+    options = {"popsize": 7, "seed": 1, "verbose": -9, "maxiter": 10**6, "tolx": 0,
+               "tolconditioncov": 0, "tolupsigma": np.inf, "tolfacupx": np.inf,
+               "tolxstagnation": None, "tolstagnation": 0}
+    theirs = cma.CMAEvolutionStrategy(np.zeros(3), 1.0, options)
+    ours = CMAES(num_params=3, population_size=7, noise=NOISE, seed=0, tolx=None,
+                 tolstagnation=0, tolconditioncov=None, tolupsigma=None,
+                 noeffectaxis=False, noeffectcoord=False)
+    rng = np.random.default_rng(0)
+    fired = ({r: [] for r in rules}, {r: [] for r in rules})
+    for g in range(1, generations + 1):
+        losses = losses_of(rng, g)
+        theirs.tell(theirs.ask(), list(losses))
+        _tell(ours, -losses)
+        for where, es in zip(fired, (theirs, ours)):
+            now = es.stop()
+            for r in rules:
+                if r in now:
+                    where[r].append(g)
+    return fired
+
+
+@pytest.mark.parametrize("case", ["flat from the start", "converging", "flat after a drop"])
+def test_tolfun_and_tolfunhist_fire_in_the_generations_pycmas_do(case):
+    """The same losses told to pycma 4.5 and to asktell: tolfun and tolfunhist fire in the
+    same generations, including early in a run, when pycma's history of best values holds
+    fewer than its ``10 + 30 n / lambda`` (tolfun reads what it holds; tolfunhist waits
+    for 10)."""
+    def losses_of(rng, g):
+        if case == "flat from the start":
+            return np.full(7, 3.0)
+        if case == "converging":  # the spread shrinks by 10x every 2 generations
+            return 3.0 + rng.random(7) * 10.0 ** (-g / 2)
+        return np.full(7, 3.0) if g > 4 else 3.0 + rng.random(7)
+
+    theirs, ours = _pycma_and_asktell_fired(losses_of, ("tolfun", "tolfunhist"))
+    assert theirs["tolfun"] and theirs["tolfunhist"], "the case must make pycma's rules fire"
+    assert ours == theirs
+
+
+def test_tolx_waits_while_the_evolution_path_is_long():
+    """pycma's tolx also needs every coordinate of sigma * p_c below tolx: a CMA-ES run
+    whose steps are tiny but whose path still points somewhere is not stopped."""
+    for cls in (CMAES, SepCMAES):
+        es = cls(num_params=3, sigma=1e-13, seed=0, noise=NOISE, **{**ALL_OFF, "tolx": 1e-11},
+                 **({"noeffectaxis": False, "noeffectcoord": False}))
+        _tell(es, np.arange(es.population_size, dtype=float))
+        assert list(es.stop()) == ["tolx"]
+        es.path_c = np.array([0.0, 1e3, 0.0])  # sigma * p_c = 1e-10 in one coordinate
+        assert "tolx" not in es.stop(), cls.__name__
+        es.path_c = np.array([0.0, -1e3, 0.0])  # pycma's comparison is signed
+        assert list(es.stop()) == ["tolx"]
 
 
 @pytest.mark.parametrize("name", OWN_RULES)
@@ -353,9 +412,11 @@ def test_the_runner_stops_on_a_rule_where_the_strategy_says_so():
     # Policy-search strategies act on their rules only when asked to.
     flat = {"kind": "openai_es", "sigma": 1e-13, "learning_rate": 0.1, "population_size": 8}
     assert _run(flat, generations=5).generation == 5
-    assert _run({**flat, "stop_rules": True}, generations=5).stop_reason.startswith(
-        "strategy stopped: tolx"
-    )
+    # Steps of 1e-13 leave the returns within tolfun too, which pycma's rule reads after
+    # one generation as well.
+    stopped = _run({**flat, "stop_rules": True}, generations=5)
+    assert stopped.generation == 1
+    assert stopped.stop_reason.startswith("strategy stopped: tolfun") and "; tolx (" in stopped.stop_reason
 
 
 @pytest.mark.parametrize("dim, popsize", [(5, 8), (5, 141), (10, 10), (3, 7)])
