@@ -395,8 +395,17 @@ each run alternating with the same command on the code before it, which gave
 1.44x, 1.50x and 1.43x (the third pass had measured 1.39x-1.44x against the second's
 1.71x-1.77x; the second 1.62x-1.67x; the first had brought it from 2.39x-2.41x). Those
 runs were on a loaded machine (load average about 3; the loop took 0.13-0.22 ms a
-generation, two to four times its time in the table): read the ratios. The 1.15x goal is
-not met at this size; what the remaining difference pays for is listed below.
+generation, two to four times its time in the table): read the ratios. A fifth pass
+(issue 14, 2026-12-02, same command, each run alternating with the code before it, load
+average about 2) found nothing left to trim in the shared code: its general changes (the
+metrics' placeholders reused, `_tell_metrics`'s common case in fewer steps) gave 1.29x,
+1.30x and 1.29x against 1.30x, 1.32x and 1.31x, within the noise, and were not kept. Only
+a second, direct `ask`/`tell` for OpenAI-ES's usual generation (`BaseStrategy`'s steps
+repeated in one function, with the update inline) moved the ratio: 1.22x, 1.25x and 1.24x
+against 1.28x, 1.30x and 1.25x. It was not kept either: it is a second copy of `tell`
+that every later change to `tell` would have to repeat, for 4%, and it still misses 1.15x.
+The 1.15x goal is not met at this size; what the remaining difference pays for is listed
+below.
 
 ## Decoding into a reused float32 buffer
 
@@ -547,7 +556,10 @@ mean, standard deviation, max and min).
     second pass), the fold (3 us), the weighted sum (28 us, the loop's gemv), Adam (12 us,
     the loop's), the new read-only centre, the deferred norms (3 us), the stopping history
     (4 us) and the metrics dict (`_tell_metrics`, 3.5 us); the best candidate only in a
-    generation that beats the best so far (about 0.1 ms then: one candidate decoded).
+    generation that beats the best so far (one candidate decoded: 38 us, timed by the
+    breakdown's third pass, in which every generation improves; 5 of the 2,000
+    generations of random returns improve, nearly all among the first, so the median of
+    those few calls, which the breakdown printed before, said little).
   The remaining difference is these: returns validation, ties ranked as ties, the seeds
   kept private, the snapshot, the best-so-far, the stopping history and the metrics, each
   a few numpy or Python calls that the loop does not make. They keep asktell short of the
