@@ -174,6 +174,7 @@ def single(a) -> None:
     solved = collections.Counter()
     traces = collections.defaultdict(list)
     lengths, reasons = collections.defaultdict(list), collections.defaultdict(collections.Counter)
+    by_end = collections.defaultdict(list)  # (side, how a run ended): its generations
     for inst in a.instances:
         p, f_opt = problem(a.function, a.dim, inst)
         x_opt = bbob.x_opt_of(p) if a.trace else None
@@ -186,6 +187,7 @@ def single(a) -> None:
                 solved[(side, inst)] += ok
                 lengths[side].append(g)
                 reasons[side].update(fired.split(",") if fired else [])
+                by_end[(side, fired or ("target" if ok else "generations"))].append(g)
                 traces[side].append(rows)
         p.free()
     n = len(a.instances) * a.seeds
@@ -196,6 +198,13 @@ def single(a) -> None:
               f"mean evaluations {a.population * np.mean(lengths[side]):.0f}"
               + (f"; stopped by {dict(reasons[side].most_common(4))}" if a.stop else "")
               + "; per instance " + ", ".join(f"i{i} {solved[(side, i)]}" for i in a.instances))
+    if a.stop:
+        print("| how a run ended | runs asktell / pycma | mean evaluations asktell / pycma |\n"
+              "|---|---|---|")
+        for end in sorted({e for _, e in by_end}, key=lambda e: -len(by_end[("asktell", e)])):
+            runs = [by_end.get((side, end), []) for side in ("asktell", "pycma")]
+            means = [f"{a.population * np.mean(r):.0f}" if r else "-" for r in runs]
+            print(f"| {end} | {len(runs[0])} / {len(runs[1])} | {means[0]} / {means[1]} |")
     if a.trace:
         names = ("sigma", "|p_sigma|", "cond(C)", "|m - x_opt|", "f(m) - f_opt")
         print("medians over the runs still going (asktell / pycma)\n| generation | "
