@@ -18,7 +18,7 @@ from asktell.errors import ConfigError
 from asktell.shaping import rank_weights
 
 from ._options import IntegerVariablesConfig, PerCoordinateSigmaConfig, SelfAdaptingConfig
-from ._stopping import CMAStoppingConfig
+from ._cma_stopping import CMAStoppingConfig
 
 __all__ = ["CMAConfig", "CMAParameters", "PRESETS", "cma_parameters", "cma_rank_weights"]
 

@@ -32,7 +32,7 @@ carry over; ``None`` or 0 switches one off):
   ``tolx``; for the CMA-ES strategies also every coordinate of ``sigma * p_c`` (pycma's
   rule, a signed comparison as pycma's: a run still moving along its evolution path is not
   stopped), with the standard deviations from the current ``diag(C)``.
-* CMA-ES only (:class:`CMAStoppingConfig`): ``tolconditioncov`` (condition number of the
+* CMA-ES only (:class:`~._cma_stopping.CMAStoppingConfig`, in :mod:`._cma_stopping`): ``tolconditioncov`` (condition number of the
   covariance above it), ``noeffectaxis`` (adding a tenth of a standard deviation along a
   principal axis leaves the centre unchanged), ``noeffectcoord`` (adding a fifth of a
   coordinate's standard deviation leaves that coordinate unchanged), ``tolupsigma``
@@ -56,7 +56,7 @@ from asktell.config_base import Bool, Float, Int, PluginConfig
 from asktell.errors import CheckpointError
 from asktell.state_schema import Entry
 
-__all__ = ["StoppingConfig", "CMAStoppingConfig", "StopHistory", "StopMixin", "history_length"]
+__all__ = ["StoppingConfig", "StopHistory", "StopMixin", "coordinate_stds", "history_length"]
 
 #: pycma's stagnation history: every ``SPARSE_EVERY``-th generation's best and median return,
 #: the newest ``SPARSE_CAP`` of them, and more than ``SPARSE_MIN`` before the rule may fire.
@@ -110,34 +110,6 @@ class StoppingConfig(PluginConfig):
         description="Generations tolerated with a flat fitness: stop after more than this "
         "many consecutive generations whose best return equals the 75th-percentile one "
         "(pycma's tolflatfitness and rule). null or 0: off.",
-    )
-
-
-class CMAStoppingConfig(StoppingConfig):
-    """The rules that read a covariance matrix (CMA-ES and sep-CMA-ES)."""
-
-    tolconditioncov: Float | None = Field(
-        1e14,
-        ge=1,
-        description="Stop when the condition number of the covariance exceeds this "
-        "(pycma's tolconditioncov). null: off.",
-    )
-    tolupsigma: Float | None = Field(
-        1e20,
-        gt=0,
-        description="Stop when sigma / (largest axis of the covariance's square root) "
-        "exceeds this times the initial sigma: sigma grows while the covariance shrinks, "
-        "a run creeping with little progress (pycma's tolupsigma). null: off.",
-    )
-    noeffectaxis: Bool = Field(
-        True,
-        description="Stop when a tenth of a standard deviation along a principal axis "
-        "(one axis a generation, in turn) leaves the centre unchanged (pycma's noeffectaxis).",
-    )
-    noeffectcoord: Bool = Field(
-        True,
-        description="Stop when a fifth of a coordinate's standard deviation leaves that "
-        "coordinate of the centre unchanged (pycma's noeffectcoord).",
     )
 
 
@@ -412,62 +384,3 @@ def coordinate_stds(distribution: Any) -> np.ndarray:
     if factor is None:
         return np.broadcast_to(np.abs(sigma), distribution.center.shape)
     return np.abs(sigma) * np.sqrt(np.sum(np.asarray(factor) ** 2, axis=1))
-
-
-def covariance_stops(
-    cfg: Any,
-    center: np.ndarray,
-    sigma: float,
-    axis_sds: np.ndarray,
-    axes: np.ndarray | None,
-    generation: int,
-    sigma0: float | None = None,
-    coord_sds: np.ndarray | None = None,
-) -> dict[str, str]:
-    """CMA-ES's covariance rules (pycma's ``tolconditioncov``, ``noeffectaxis``,
-    ``noeffectcoord``) for ``N(center, sigma**2 C)``.
-
-    Args:
-        axis_sds: the square roots of C's eigenvalues (the diagonal for sep-CMA-ES).
-        axes: C's eigenvectors as columns, or ``None`` for a diagonal C.
-        generation: picks the axis tested (one a generation, in turn, as pycma does).
-        sigma0: the initial sigma, for ``tolupsigma`` (None: that rule is not checked).
-        coord_sds: each coordinate's standard deviation of C, ``sqrt(diag(C))`` of the
-            current C as pycma reads it for ``noeffectcoord`` (None: from the factor).
-    """
-    out: dict[str, str] = {}
-    ratio = float(axis_sds.max() / axis_sds.min())
-    if cfg.tolconditioncov and ratio**2 > cfg.tolconditioncov:
-        out["tolconditioncov"] = (
-            f"covariance condition number {ratio**2:.3g} > tolconditioncov={cfg.tolconditioncov:g}"
-        )
-    creep = float(sigma / axis_sds.max())
-    if cfg.tolupsigma and sigma0 is not None and creep > sigma0 * cfg.tolupsigma:
-        out["tolupsigma"] = (
-            f"sigma / largest axis {creep:.3g} > tolupsigma={cfg.tolupsigma:g} x initial "
-            f"sigma {sigma0:g}: sigma grows while the covariance shrinks"
-        )
-    n = center.size
-    if cfg.noeffectaxis:
-        i = generation % n
-        if axes is None:
-            step = np.zeros(n)
-            step[i] = 0.1 * sigma * axis_sds[i]
-        else:
-            step = 0.1 * sigma * axis_sds[i] * axes[:, i]
-        if np.array_equal(center + step, center):
-            out["noeffectaxis"] = f"a tenth of a standard deviation along axis {i} leaves the centre unchanged"
-    if cfg.noeffectcoord:
-        if coord_sds is not None:
-            sds = coord_sds
-        elif axes is None:
-            sds = axis_sds
-        else:
-            sds = np.sqrt(np.sum((axes * axis_sds) ** 2, axis=1))
-        same = np.flatnonzero(center + 0.2 * sigma * sds == center)
-        if same.size:
-            out["noeffectcoord"] = (
-                f"a fifth of a standard deviation leaves coordinate(s) {same[:5].tolist()} "
-                "of the centre unchanged"
-            )
-    return out

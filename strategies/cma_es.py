@@ -37,7 +37,7 @@ from ._cma_parameters import (
     PRESETS, CMAConfig, CMAParameters, cma_parameters, cma_rank_weights,
 )
 from ._options import FactorMemoryConfig, initial_steps, integer_setup
-from ._stopping import covariance_stops
+from ._cma_stopping import covariance_stops
 
 __all__ = ["CMAES", "CMAESConfig", "CMAConfig", "CMAParameters", "PRESETS", "cma_parameters",
            "cma_rank_weights"]

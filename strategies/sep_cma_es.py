@@ -28,7 +28,7 @@ from asktell.state_schema import Entry
 from ._base import BaseStrategy
 from ._common import noise_moments, row_sq_norms
 from ._options import initial_steps
-from ._stopping import covariance_stops
+from ._cma_stopping import covariance_stops
 from ._options import integer_setup
 from ._cma_parameters import CMAConfig, cma_rank_weights
 
