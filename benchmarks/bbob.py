@@ -373,7 +373,7 @@ READING = (
     "1e-8 0.99x pycma's. BIPOP at D=5 on those five functions, seeds k = 0-11, both sides "
     "here (`bipop-d5-12seeds-stagnation-f16-f24`): f23 51 vs 49, f19 8 vs 14, f16 60 vs 59, "
     "f17 and f24 equal (on the AVX-512 machine with the old rule: f23 52 vs 51, f19 12 vs 15); "
-    "BIPOP D=5 as a whole was not rerun."
+    "BIPOP D=5 as a whole was not rerun. Sixth round (all on this AVX2 machine, both sides, current rules): IPOP D=5 seeds k = 0-11 (`ipop-d5-12seeds-s6`) -1.3% [-3.3%, +0.3%], p = 0.12, and k = 24-35 (`ipop-d5-12seeds-k24-s6`) -0.7%, p = 0.44; pooled with k = 12-23 (`ipop-d5-36seeds-s6`, 4,320 runs): 79.4% vs 80.0%, -0.6% [-1.7%, +0.2%], p = 0.20. BIPOP D=5 seeds k = 0-11 (`bipop-d5-12seeds-s6`): 77.9% vs 78.5%, -0.6% [-2.6%, +1.0%], p = 0.48. f19 on 16 new seeds: IPOP 24 vs 19 (`ipop-d5-f19-16seeds-k24`), BIPOP 16 vs 21 (`bipop-d5-f19-16seeds-k24`); its runs agree in distribution (docs/from-pycma.md). What leans pycma's way over 36 IPOP seeds is f20 (33 vs 43 and 34 vs 43 of 60 in two of the three twelve-seed sets, equal in the third). D=5 stays short by the point estimate, by less than these samples can tell from luck."
 )
 
 #: Fewer functions than this: no bootstrap interval over functions (it would resample a
