@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -146,19 +147,34 @@ def minimize(
     x0 = _check_arguments(x0, budget, vectorized, target, callback)
     fixed = {"population_size": population_size, "bounds": bounds}
     es = _strategy(strategy, dict(strategy_options), fixed, restarts, x0, seed)
-    if es.population_size + 1 > budget:
+    _check_budget_fits(es.population_size, budget)
+    task = FunctionTask(f, vectorized=vectorized, minimize=True, constraints=constraints)
+    with _evaluator_for(evaluator, task) as ev:
+        return _search(es, ev, task, budget, target, callback)
+
+
+def _check_budget_fits(population_size: int, budget: int) -> None:
+    """Refuse a budget without room for one generation and its centre (before an evaluator,
+    perhaps a cluster, is started for a search that cannot run)."""
+    if population_size + 1 > budget:
         raise ConfigError(
             f"minimize 'budget' must allow one generation of population_size="
-            f"{es.population_size} plus one centre evaluation; got {budget}"
+            f"{population_size} plus one centre evaluation; got {budget}"
         )
-    task = FunctionTask(f, vectorized=vectorized, minimize=True, constraints=constraints)
-    owns_evaluator = isinstance(evaluator, str)
-    ev = EVALUATORS.get(evaluator)(task) if owns_evaluator else evaluator
+
+
+@contextlib.contextmanager
+def _evaluator_for(evaluator: str | Any, task: FunctionTask) -> Iterator[Any]:
+    """The evaluator the search runs through: built for ``task`` from a registered name and
+    closed after the search, or the caller's own instance, left open for the caller."""
+    if not isinstance(evaluator, str):
+        yield evaluator
+        return
+    ev = EVALUATORS.get(evaluator)(task)
     try:
-        return _search(es, ev, task, budget, target, callback)
+        yield ev
     finally:
-        if owns_evaluator:
-            ev.close()
+        ev.close()
 
 
 def _strategy(

@@ -37,7 +37,6 @@ from asktell.bounds import Bounds
 from asktell.config_base import collect_options
 from asktell.distribution import Distribution
 from asktell.errors import ConfigError
-from asktell.constraints import feasibility_first
 from asktell.shaping import SortedReturns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
@@ -310,27 +309,14 @@ class BaseStrategy(StateMixin, InjectMixin, ToldMixin, StopMixin):
         order = r.argsort()
         ordered = r[order]
         top = ordered.item(-1)
+        fin, num_bad = r, 0
         if math.isfinite(ordered.item(0)) and math.isfinite(top):
-            finite, num_bad = None, 0
             best = self.best
             if best is None or top > best.value:  # _note_best's own first test, inline
                 self._note_best(seeds, r, None, 0, top)
         else:
-            finite = np.isfinite(r)
-            num_bad = r.size - int(np.count_nonzero(finite))
-            if num_bad:
-                r = self._nonfinite_worst(seeds, r, finite, num_bad)
-            self._note_best(seeds, r, finite, num_bad)
-        learn = r
-        if self.bounds is not None and self.bounds.method == "penalty":
-            learn = self._penalised(r, seeds)
-        if violations is not None:
-            learn = feasibility_first(learn, violations)
-        fin = r
-        if num_bad:
-            fin = r[finite]
-            order = fin.argsort()
-            ordered = fin[order]
+            r, fin, order, ordered, num_bad = self._screen_nonfinite(seeds, r, order, ordered)
+        learn = self._learning_returns(r, seeds, violations)
         if learn is fin and fin.size:
             # tuple.__new__: the named tuple without its Python-level constructor.
             self._sorted_returns = tuple.__new__(SortedReturns, (fin, order, ordered))

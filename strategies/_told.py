@@ -1,5 +1,6 @@
 """What ``tell`` is given, checked: the returns, the violations and the candidates dropped
-(:class:`ToldMixin`), and the non-finite policy (:func:`rank_nonfinite_worst`)."""
+(:class:`ToldMixin`), the non-finite policy (:func:`rank_nonfinite_worst`), and what the
+update learns from (the bounds penalty and the feasibility-first order applied)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from asktell.constraints import as_violations
+from asktell.constraints import as_violations, feasibility_first
 from asktell.errors import AskTellOrderError, ReturnsError
 from asktell.protocol import Evaluation, as_returns
 
@@ -15,8 +16,9 @@ __all__ = ["ToldMixin", "rank_nonfinite_worst"]
 
 
 class ToldMixin:
-    """``tell``'s argument checks (see :class:`~strategies._base.BaseStrategy` for the
-    attributes they read: ``_pending``, ``generation``, ``nonfinite``, ``capabilities``)."""
+    """``tell``'s argument checks and its screening of the returns (see
+    :class:`~strategies._base.BaseStrategy` for the attributes they read: ``_pending``,
+    ``generation``, ``nonfinite``, ``capabilities``, ``bounds``)."""
 
     def _tell_inputs(self, returns: Any, violations: Any, dropped: Any) -> tuple:
         """``tell``'s arguments checked: ``(seeds, returns, violations, told)`` of the
@@ -40,6 +42,38 @@ class ToldMixin:
             seeds, r = seeds[told], r[told]
             violations = None if violations is None else violations[told]
         return seeds, r, violations, told
+
+    def _screen_nonfinite(
+        self, seeds: np.ndarray, r: np.ndarray, order: np.ndarray, ordered: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """``tell``'s path for a generation whose sorted returns do not end finite: the
+        non-finite ones ranked worst (or refused, by ``nonfinite``), the best so far noted
+        among the finite ones, and the finite returns with their own sort:
+        ``(r, finite returns, order, ordered, number non-finite)``."""
+        finite = np.isfinite(r)
+        num_bad = r.size - int(np.count_nonzero(finite))
+        if num_bad:
+            r = self._nonfinite_worst(seeds, r, finite, num_bad)
+        self._note_best(seeds, r, finite, num_bad)
+        fin = r
+        if num_bad:
+            fin = r[finite]
+            order = fin.argsort()
+            ordered = fin[order]
+        return r, fin, order, ordered, num_bad
+
+    def _learning_returns(
+        self, r: np.ndarray, seeds: np.ndarray, violations: np.ndarray | None
+    ) -> np.ndarray:
+        """What the update learns from: the returns, penalised by the repaired distance
+        under ``bounds`` method ``"penalty"``, in Deb's feasibility-first order when
+        constraint values came with them; ``r`` itself when neither applies."""
+        learn = r
+        if self.bounds is not None and self.bounds.method == "penalty":
+            learn = self._penalised(r, seeds)
+        if violations is not None:
+            learn = feasibility_first(learn, violations)
+        return learn
 
     def _nonfinite_worst(
         self, seeds: np.ndarray, r: np.ndarray, finite: np.ndarray, num_bad: int
