@@ -117,7 +117,7 @@ class CMAES(BaseStrategy):
 
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         p, d = self.params, self.num_params
-        w_all, w_pos = cma_rank_weights(returns, p.weights)
+        w_all, w_pos = cma_rank_weights(returns, p.weights, seeds)
         # Injected points come back as their (clipped) steps in z (see _unit_steps).
         z = self._unit_steps(seeds, self.distribution)
         # y_k = B D z_k, the step that was evaluated (B D: this generation's factor).

@@ -95,7 +95,7 @@ class SepCMAES(BaseStrategy):
 
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:
         p, d = self.params, self.num_params
-        w_all, w_pos = cma_rank_weights(returns, p.weights)
+        w_all, w_pos = cma_rank_weights(returns, p.weights, seeds)
         dist = self.distribution
         # Injected points (seeds INJECT_BASE + i) are explicit steps, the rest noise rows.
         inj = np.zeros(seeds.size, bool) if dist.injected is None else dist.injected_index(seeds) >= 0
