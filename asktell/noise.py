@@ -265,9 +265,9 @@ class NoiseTable:
         chunk sums added in float64 in key order. Long rows are read in place, one axpy per
         row: the summation order is **key order**, each product ``w_i * eps_i`` rounded to
         float32 and added to a float32 accumulator that is added into the float64 total
-        (and reset) after every ``_AXPY_GROUP`` rows. Either way the result is a function
-        of the ``(weights, keys)`` sequence alone, so it does not depend on how the seeds
-        were split across workers.
+        (and reset) after every ``_AXPY_GROUP`` rows (:mod:`asktell._weighted_sum`). Either
+        way the result is a function of the ``(weights, keys)`` sequence alone, so it does
+        not depend on how the seeds were split across workers.
         """
         weights, exponent = _float32_safe(np.asarray(weights, dtype=np.float64))
         keys = self._checked(keys, dim)
