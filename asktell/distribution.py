@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from asktell._decode import _F32, _F64, _decode_plain, _gathered_pairs
 from asktell.bounds import Bounds
 from asktell.config_base import short_repr
 from asktell.errors import ConfigError
@@ -20,9 +21,6 @@ __all__ = ["Distribution", "INJECT_BASE"]
 #: CounterNoise's below 2**62), so the range never collides with a sampled candidate.
 INJECT_BASE = 1 << 62
 
-#: The two dtypes decode writes (dtype objects: comparing with them skips numpy's
-#: conversion of a type argument on every call).
-_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
 
 # Floats of the factor applied to every candidate at a time (1 MiB: fits in L2 caches).
@@ -244,7 +242,7 @@ class Distribution:
             return out
         if out is None:
             out = np.empty((seeds.size, self.num_params), dtype)
-        _decode_plain(self.noise, seeds, self.center, self.sigma, out)
+        _decode_plain(self.noise, seeds, self.center, self.sigma, out, _ROW_BY_ROW_MIN)
         return out
 
     def _decode_dtype(self, count: int, dtype: Any, out: np.ndarray | None) -> np.dtype:
@@ -331,128 +329,8 @@ class Distribution:
 
 
 #: Rows at least this long decode row by row straight from table views (no gathered copy of
-#: the noise rows); shorter rows are gathered with one fancy index, which costs fewer
-#: Python-level calls. The two meet near 2048 values for 256 seeds (``python
-#: benchmarks/overhead.py --switch-points``); either path gives the same bits.
+#: the noise rows; decode hands it to :func:`asktell._decode._decode_plain`); shorter rows
+#: are gathered with one fancy index, which costs fewer Python-level calls. The two meet
+#: near 2048 values for 256 seeds (``python benchmarks/overhead.py --switch-points``);
+#: either path gives the same bits.
 _ROW_BY_ROW_MIN = 2048
-
-
-#: ``sigma`` as read-only 0-d float32 arrays, by value (numpy multiplies by a 0-d array
-#: faster than by a numpy scalar; the same products). A few entries per process.
-_SIGMA32: dict[float, np.ndarray] = {}
-
-
-def _gathered_pairs(
-    noise: NoiseTable, first: np.ndarray, center: np.ndarray, sigma: float, out: np.ndarray
-) -> None:
-    """``out[2j] = center + sigma * eps(first[j])`` and ``out[2j + 1] = center - sigma *
-    eps(first[j])`` in ``out``'s dtype (float32 or float64), for a Python float ``sigma``
-    and keys ``first`` known to lie in ``[0, size - dim]``: one gather of the rows, one
-    product per pair (``_decode_plain``'s arithmetic)."""
-    dim = center.shape[0]
-    windows = noise._windows
-    if windows is None or windows.shape[1] != dim:
-        windows = noise.windows(dim)
-    p = windows[first]  # a new float32 array: the gathered rows
-    kind = out.dtype
-    if kind is _F32 or kind == _F32:
-        c = center.astype(_F32)
-        s = _SIGMA32.get(sigma)
-        if s is None:
-            s = np.array(sigma, dtype=_F32)
-            s.flags.writeable = False
-            if len(_SIGMA32) < 64:
-                _SIGMA32[sigma] = s
-        np.multiply(p, s, p)  # float32 x float32 in place: the same products
-    else:
-        c = center
-        p = np.multiply(p, np.float64(sigma), dtype=_F64)
-    np.add(p, c, out[0::2])
-    np.subtract(c, p, out[1::2])
-
-
-def _decode_plain(
-    noise: NoiseSource,
-    seeds: np.ndarray,
-    center: np.ndarray,
-    sigma: float | np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """``out[i] = center + (sign_i * sigma) * eps(key_i)`` in ``out``'s dtype, no factor,
-    bounds or injected rows.
-
-    Float64: each element is ``float64(eps) * (sign * sigma) + center``, exactly the
-    arithmetic of the gathered form (``sign * sigma`` is ``sigma`` or ``-sigma``, exact; a
-    mirrored row ``center - sigma * eps`` is the same number as ``(-sigma) * eps + center``).
-    Float32: the same formula with every operand rounded to float32 first.
-    """
-    dtype = out.dtype
-    scalar = isinstance(sigma, float)  # __post_init__ makes a scalar sigma a float
-    if dtype == _F32:
-        c = center.astype(_F32)
-        s = np.float32(sigma) if scalar else np.asarray(sigma, dtype=np.float32)
-    else:
-        c = center
-        s = np.float64(sigma) if scalar else np.asarray(sigma, dtype=np.float64)
-    dim = center.shape[0]
-    table = noise.table if isinstance(noise, NoiseTable) and dim >= _ROW_BY_ROW_MIN else None
-    first = seeds[0::2]
-    # The very seeds the table last issued for this dim (compared by value: one copy of
-    # their bytes) are interleaved pairs with every key in range; no check is repeated.
-    vetted = type(noise) is NoiseTable and noise.issued_pairs(seeds, dim)
-    # Pairs (k, ~k): (seeds[1::2] == ~first).all() answered by comparing the two halves'
-    # bytes (native int64 both: equal bytes, equal values), one ufunc call and a memcmp
-    # instead of three numpy calls (this runs every generation).
-    pairs = vetted or bool(
-        seeds.size
-        and seeds.size % 2 == 0
-        and first.tobytes() == np.invert(seeds[1::2]).tobytes()
-    )
-    if (
-        pairs
-        and table is None
-        and type(noise) is NoiseTable
-        and (vetted or int(np.maximum.reduce(first.view(np.uint64))) <= noise.size - dim)
-    ):
-        # Interleaved mirrored pairs of short rows, every key in [0, size - dim] (one
-        # unsigned max: a negative key reads as 2**63 or more): the table gather
-        # NoiseTable.rows makes after its own min and max check, then the pair form.
-        if scalar:
-            _gathered_pairs(noise, first, center, sigma, out)
-            return
-        p = noise.windows(dim)[first]  # a new float32 array: the gathered rows
-        if dtype is _F32:
-            np.multiply(p, s, out=p)  # float32 x float32 in place: the same products
-        else:
-            p = np.multiply(p, s, dtype=dtype)
-        np.add(p, c, out=out[0::2])
-        np.subtract(c, p, out=out[1::2])
-        return
-    if pairs and int(first.min()) >= 0:
-        # Interleaved mirrored pairs (what ask() produces): one product per pair,
-        # ``center + p`` and ``center - p``.
-        if table is None:
-            p = np.multiply(noise.rows(first, dim), s, dtype=dtype)
-            np.add(p, c, out=out[0::2])
-            np.subtract(c, p, out=out[1::2])
-            return
-        tmp = np.empty(dim, dtype)
-        checked = first if vetted else noise._checked(first, dim)  # type: ignore[attr-defined]
-        for j, k in enumerate(checked.tolist()):
-            np.multiply(table[k : k + dim], s, out=tmp)
-            np.add(tmp, c, out=out[2 * j])
-            np.subtract(c, tmp, out=out[2 * j + 1])
-        return
-    keys, signs = split_seeds(seeds)
-    if table is not None:
-        neg = -s
-        key_list = noise._checked(keys, dim).tolist()  # type: ignore[attr-defined]
-        for i, (k, negative) in enumerate(zip(key_list, (signs < 0).tolist())):
-            row = out[i]
-            np.multiply(table[k : k + dim], neg if negative else s, out=row)
-            np.add(row, c, out=row)
-        return
-    z = noise.rows(keys, dim)  # float32 (n, dim)
-    scale = (signs * sigma)[:, None] if scalar else signs[:, None] * sigma
-    np.multiply(z, scale.astype(dtype, copy=False), out=out)
-    out += c

@@ -22,12 +22,12 @@ Two noise sources implement the same small interface:
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from asktell._table_cache import TABLES, adopt_table, build_table_into
+from asktell._weighted_sum import _axpy_sum, _chunk_rows, _float32_safe, _unscaled
 from asktell.errors import ConfigError
 
 __all__ = [
@@ -113,71 +113,12 @@ class NoiseSource(Protocol):
         """A JSON-able description from which :func:`noise_from_spec` rebuilds this source."""
 
 
-#: Weights up to this magnitude go through the float32 product as they are (float32 holds
-#: up to ~3.4e38; the margin keeps a chunk's sum of products finite too).
-_FLOAT32_SAFE = 2.0**100
-
-
-#: Weight vectors up to this long are first checked with one dot product.
-_DOT_SAFE_SIZE = 8192
-
-
-def _float32_safe(weights: np.ndarray) -> tuple[np.ndarray, int]:
-    """Weights scaled by an exact power of two ``2**-exponent`` so their float32 cast cannot
-    overflow (ordinary weights: unchanged, exponent 0, so results stay bitwise the same)."""
-    if not weights.size:
-        return weights, 0
-    if weights.size <= _DOT_SAFE_SIZE and float(weights @ weights) <= 2.0**198:
-        # The common case in one call: a sum of squares within 2**198 puts every |w| below
-        # 2**100 (rounding error far under the factor of 2 to spare); NaN, inf and an
-        # overflowing sum fall through to the exact check. Short vectors only: BLAS
-        # computes those on the calling thread.
-        return weights, 0
-    # np.maximum.reduce: what .max() calls, without its Python layer.
-    if float(np.maximum.reduce(np.abs(weights))) <= _FLOAT32_SAFE:
-        return weights, 0  # one pass (NaN/inf fall through)
-    finite = weights[np.isfinite(weights)]
-    largest = float(np.max(np.abs(finite))) if finite.size else 0.0
-    if largest <= _FLOAT32_SAFE:
-        return weights, 0
-    exponent = math.frexp(largest)[1] - math.frexp(_FLOAT32_SAFE)[1] + 1
-    return np.ldexp(weights, -exponent), exponent
-
-
-def _unscaled(total: np.ndarray, exponent: int) -> np.ndarray:
-    """Undo :func:`_float32_safe`'s scaling, in float64."""
-    return np.ldexp(total, exponent) if exponent else total
-
-
 #: Rows at least this long are summed by per-row axpy over table views
 #: (:meth:`NoiseTable.weighted_sum`); shorter ones by gather + gemv, which is faster for
 #: short rows. From ``python benchmarks/overhead.py --switch-points`` on the shared 2-core
 #: machine: with single-threaded BLAS the two meet near 8192 values for 128 rows and below
 #: 2048 for 5,000 rows; with OpenBLAS threads on a busy machine the gemv stalls from 4096.
 _LONG_ROW = 4096
-#: Rows summed in the float32 accumulator before it is added into the float64 total.
-_AXPY_GROUP = 64
-
-
-def _axpy_sum(table: np.ndarray, weights: np.ndarray, keys: np.ndarray, dim: int) -> np.ndarray:
-    """``sum_i weights[i] * table[keys[i] : keys[i] + dim]`` straight from table views, in
-    key order: float32 products and accumulator, flushed into float64 every _AXPY_GROUP rows."""
-    total = np.zeros(dim)
-    acc = np.zeros(dim, dtype=np.float32)
-    tmp = np.empty(dim, dtype=np.float32)
-    coefs = weights.astype(np.float32)
-    key_list = keys.tolist()
-    for start in range(0, len(key_list), _AXPY_GROUP):
-        for k, c in zip(key_list[start : start + _AXPY_GROUP], coefs[start : start + _AXPY_GROUP]):
-            np.multiply(table[k : k + dim], c, out=tmp)
-            acc += tmp
-        total += acc
-        acc[:] = 0.0
-    return total
-
-
-def _chunk_rows(dim: int, budget_floats: int = 1 << 22) -> int:
-    return max(1, budget_floats // max(dim, 1))
 
 
 class NoiseTable:
@@ -324,9 +265,9 @@ class NoiseTable:
         chunk sums added in float64 in key order. Long rows are read in place, one axpy per
         row: the summation order is **key order**, each product ``w_i * eps_i`` rounded to
         float32 and added to a float32 accumulator that is added into the float64 total
-        (and reset) after every ``_AXPY_GROUP`` rows. Either way the result is a function
-        of the ``(weights, keys)`` sequence alone, so it does not depend on how the seeds
-        were split across workers.
+        (and reset) after every ``_AXPY_GROUP`` rows (:mod:`asktell._weighted_sum`). Either
+        way the result is a function of the ``(weights, keys)`` sequence alone, so it does
+        not depend on how the seeds were split across workers.
         """
         weights, exponent = _float32_safe(np.asarray(weights, dtype=np.float64))
         keys = self._checked(keys, dim)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from asktell import ConfigError, CounterNoise, NoiseTable
+from asktell._weighted_sum import _AXPY_GROUP
 from asktell.bounds import Bounds
 from asktell.distribution import INJECT_BASE, Distribution, _ROW_BY_ROW_MIN
-from asktell.noise import _AXPY_GROUP, _LONG_ROW, mirrored, split_seeds
+from asktell.noise import _LONG_ROW, mirrored, split_seeds
 from asktell.strategies import OpenAIES
 from asktell.testing.dask_cluster import loopback_cluster
 
