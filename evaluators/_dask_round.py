@@ -1,31 +1,31 @@
-"""One generation's round on Dask: submit the chunks, collect them through faults, build the result.
+"""One generation's round on Dask: collect the chunks through faults, build the result.
 
 Import direction (see :mod:`asktell.evaluators.dask`)::
 
     dask.py  ->  _dask_round.py  ->  _dask_quorum.py  ->  _dask_link.py
-                                 ->  _dask_link.py    ->  _dask_worker.py
-                                 ->  _dask_worker.py
+                                 ->  _dask_chunks.py  ->  _dask_quorum.py, _dask_link.py,
+                                                          _dask_worker.py
+                                 ->  _dask_link.py
 
-:class:`GenerationRound` holds the futures of one ``DaskEvaluator.evaluate`` call. It talks
-to the cluster only through the public methods of
-:class:`~asktell.evaluators._dask_link.ClusterLink`, and submits the worker-side
-:func:`~asktell.evaluators._dask_worker.run_chunk`. The fault policy it carries out is the
-table in ``docs/dask.md``. A straggler-tolerant generation (a :class:`Quorum`) runs the same
-collecting loop; which chunk goes to which free thread, and closing on the quorum, is
+:class:`GenerationRound` is one ``DaskEvaluator.evaluate`` call. Its chunk tasks (the task
+and distribution shipped, one worker-side :func:`~asktell.evaluators._dask_worker.run_chunk`
+per chunk, their futures) are a :class:`~asktell.evaluators._dask_chunks.ChunkTasks`; the
+round waits for them, sorts what comes back (results, workers that died, inputs lost,
+deadlines passed) and builds the generation's ``Evaluation``. It talks to the cluster only
+through the public methods of :class:`~asktell.evaluators._dask_link.ClusterLink`. The
+fault policy it carries out is the table in ``docs/dask.md``. A straggler-tolerant
+generation (a :class:`Quorum`) runs the same collecting loop; which chunk goes to which
+free thread, and closing on the quorum, is
 :class:`~asktell.evaluators._dask_quorum.QuorumPull`'s. In node mode the chunks (one per
 node) carry their share of the quorum, the nodes close on it, and the round closes on the
 global rule with one message to every node (:meth:`GenerationRound._close_nodes`): the
 nodes still running stop, and every node hands over what it has back of its chunk then.
-
-(About 500 lines: submitting, waiting, absorbing failures and re-running late chunks are the
-phases of one round and share its bookkeeping.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -35,43 +35,22 @@ from asktell.errors import EvaluationError
 from asktell.protocol import Evaluation, Failure, Task
 
 from ._common import ChunkResult, assemble, timeout_message
+from ._dask_chunks import ChunkTasks
 from ._dask_link import GATHER_SECONDS, ClusterLink, SchedulerLost, describe
 from ._dask_quorum import Part, Quorum, QuorumPull, Range, close_nodes, ranges_of
-from ._dask_worker import identity, run_chunk
 
-__all__ = ["GenerationRound", "chunk_bounds"]
+__all__ = ["GenerationRound"]
 
 # How often the collecting loop wakes up when nothing finished, to check the scheduler and
 # the workers are still there and the deadline has not passed.
 _POLL_SECONDS = 0.5
 # Fetches of finished results in a row that may fail before the generation gives up.
 _GATHER_ATTEMPTS = 6
-# How often the distribution or task may be lost with the workers holding it (and chunks
-# rerun because of it) before a generation gives up.
-_LOSS_LIMIT = 3
-_RERUN_LIMIT = 50
 # Seconds added to a deadline derived from candidate_timeout_seconds, for what is not a
 # candidate's compute: Dask's per-task costs, shipping the task, a worker's first noise table.
 _TIMEOUT_SLACK = 1.0
 
 Killed = tuple[int, int, BaseException]
-
-
-def chunk_bounds(n: int, num_chunks: int) -> list[Range]:
-    """Cut ``n`` seeds into at most ``num_chunks`` nearly equal ``(start, stop)`` ranges.
-
-    When ``n`` is even the cuts fall on even offsets, so mirrored pairs ``[k, ~k]`` ride in
-    the same chunk (not needed for correctness: every seed decodes on its own).
-    """
-    if n <= 0:
-        return []
-    num_chunks = max(1, min(int(num_chunks), n))
-    if n % 2 == 0 and num_chunks <= n // 2:
-        pairs = n // 2
-        edges = [2 * ((pairs * i) // num_chunks) for i in range(num_chunks + 1)]
-    else:
-        edges = [(n * i) // num_chunks for i in range(num_chunks + 1)]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 def _killed_part(exc: Any) -> ChunkResult:
@@ -99,7 +78,8 @@ class _Collecting:
 
 
 class GenerationRound:
-    """The futures of one ``DaskEvaluator.evaluate`` call and the loop that collects them.
+    """One ``DaskEvaluator.evaluate`` call: its chunk tasks (:attr:`chunks`) and the loop
+    that collects them.
 
     Use it as a context manager: leaving releases the futures, cancelling those not done
     (stragglers, or whatever is still queued after an error) unless the scheduler is gone.
@@ -120,13 +100,9 @@ class GenerationRound:
         quorum: Quorum | None = None,
     ):
         self.link = link
-        self.client = link.client
-        self.task = task
-        self.distribution = distribution
         self.generation = distribution.generation
         self.seeds = seeds
         self.tag = tag
-        self.retries = retries
         self.on_failure = on_failure
         self.deadline_seconds = deadline_seconds
         self.candidate_timeout = candidate_timeout
@@ -137,23 +113,26 @@ class GenerationRound:
         self.early: dict[Any, tuple[int, int]] = {}  # node mode: chunks back with drops
         self.watch = link.watch()
         link.ensure_running()
-        self.allowed = link.hung.allowed_workers(refresh=True)
+        allowed = link.hung.allowed_workers(refresh=True)
         self.deadline = self._deadline_for(seeds.size, deadline_seconds)
         self.parts: list[Part] = []  # finished chunks, by offset
         self.killed: list[Killed] = []  # chunks whose workers kept dying
         self.late: list[Range] = []  # ranges that missed the deadline
-        self.futures: list[Any] = []
-        self.losses = 0
-        self.reruns = 0
-        self.task_future = link.ship_task(task)
-        self.dist_future = self._submit_distribution()
+        self.chunks = ChunkTasks(
+            link, task, distribution, seeds, tag,
+            retries=retries,
+            allowed=allowed,
+            one_at_a_time=self._stuck_after() is not None,
+            quorum=quorum,
+        )
 
     def __enter__(self) -> GenerationRound:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # A lost scheduler cannot be asked to cancel anything.
-        self.release(cancel=not (exc_type is not None and issubclass(exc_type, SchedulerLost)))
+        lost = exc_type is not None and issubclass(exc_type, SchedulerLost)
+        self.chunks.release(cancel=not lost)
 
     # -- the generation, start to end ---------------------------------------------------
 
@@ -161,11 +140,12 @@ class GenerationRound:
         """Run the chunks ``bounds``; their compute seconds if every one came back."""
         if self.quorum is None or self.link.node is not None:
             # Node mode: one chunk per node, each closing on its share of the quorum.
-            parts, self.killed = self.collect(self.submit(bounds, "chunk"))
+            parts, self.killed = self.collect(self.chunks.submit(bounds, "chunk"))
         else:  # pulled by the threads as they come free (:class:`QuorumPull`)
             queue = list(bounds)
             self.pulling = QuorumPull(
-                self.quorum, self.link, self.allowed, self.seeds.size, bounds, self._submit_to
+                self.quorum, self.link, self.chunks.allowed, self.seeds.size, bounds,
+                self.chunks.submit_to,
             )
             parts, self.killed = self.collect(self.pulling.pull(queue, {}), waiting=queue)
         self.parts += parts
@@ -186,14 +166,14 @@ class GenerationRound:
         if not self.killed:
             return
         singles = [(i, i + 1) for a, b, _ in self.killed for i in range(a, b)]
-        parts, suspects = self.collect(self.submit(singles, "single"))
+        parts, suspects = self.collect(self.chunks.submit(singles, "single"))
         if len(suspects) > 1:
             confirmed = []
             for a, b, _ in suspects:
                 if self._past_deadline():
                     self.late.append((a, b))
                     continue
-                more, again = self.collect(self.submit([(a, b)], "confirm"))
+                more, again = self.collect(self.chunks.submit([(a, b)], "confirm"))
                 parts += more
                 confirmed += again
             suspects = confirmed
@@ -221,10 +201,10 @@ class GenerationRound:
             return
         late, self.late = self.late, []
         singles = [(i, i + 1) for a, b in late for i in range(a, b)]
-        self.allowed = self.link.hung.allowed_workers()
+        self.chunks.allowed = self.link.hung.allowed_workers()
         limit = self.candidate_timeout or self.deadline_seconds
         self.deadline = self._deadline_for(len(singles), limit)
-        parts, killed = self.collect(self.submit(singles, "alone"))
+        parts, killed = self.collect(self.chunks.submit(singles, "alone"))
         self.parts += parts
         self.parts += [(a, _killed_part(exc)) for a, _, exc in killed]
         self.stragglers += self.late  # late again alone
@@ -263,104 +243,6 @@ class GenerationRound:
         if self.candidate_timeout is not None:
             return timeout_message(self.candidate_timeout) + " (alone, on a Dask worker)"
         return f"not back within the generation deadline (deadline_seconds={self.deadline_seconds:g})"
-
-    def release(self, cancel: bool = True) -> None:
-        """Drop this generation's futures, cancelling those not done (stragglers)."""
-        if cancel:
-            self.link.cancel([f for f in self.futures if not f.done()])
-        self.futures = []
-        self.dist_future = None
-
-    # -- submitting ----------------------------------------------------------------------
-
-    def _submit_distribution(self) -> Any:
-        with warnings.catch_warnings():
-            # A large centre makes a "large graph"; it is sent once per generation on purpose.
-            warnings.filterwarnings("ignore", message="Sending large graph")
-            return self.client.submit(
-                identity,
-                self.distribution,
-                key=f"asktell-distribution-{self.tag}-{self.losses}",
-                pure=False,
-                workers=self.link.hung.allowed_workers(),
-            )
-
-    def submit(self, bounds: list[Range], what: str) -> dict[Any, Range]:
-        """Submit one chunk task per range; returns ``{future: range}``.
-
-        Node mode (``link.node``): chunk ``i`` is placed on node ``i`` (loosely: it runs
-        elsewhere if that node is gone); Dask alone would queue them all on the node holding
-        their inputs."""
-        nodes = self.link.node_addresses() if self.link.node is not None else []
-        if self.allowed is not None:
-            nodes = [w for w in nodes if w in self.allowed]
-        if len(bounds) > 1 and len(nodes) > 1:
-            placed: dict[Any, Range] = {}
-            for i, rng in enumerate(bounds):
-                placed.update(self._map([rng], what, [nodes[i % len(nodes)]], loose=True))
-            return placed
-        return self._map(bounds, what, self.allowed)
-
-    def _submit_to(self, rng: Range, worker: str | None) -> dict[Any, Range]:
-        """A quorum round's chunk, on ``worker`` (loosely) or, ``None``, anywhere."""
-        if worker is None:
-            return self.submit([rng], "chunk")
-        return self._map([rng], "chunk", [worker], loose=True)
-
-    def _map(self, bounds: list[Range], what: str, workers: Any, loose: bool = False) -> dict[Any, Range]:
-        # One graph for all chunks (``map``): about half the client and scheduler CPU of
-        # one ``submit`` per chunk.
-        keys = [f"asktell-{what}-{self.tag}-{a}-{b}" for a, b in bounds]
-        futures = self.client.map(
-            run_chunk,
-            [self.seeds[a:b] for a, b in bounds],
-            keys,
-            key=keys,
-            pure=False,
-            workers=workers,
-            allow_other_workers=loose,
-            retries=self.retries,  # Dask's: for errors outside any rollout
-            shipped_task=self.task_future,
-            distribution=self.dist_future,
-            candidate_retries=self.retries,
-            one_at_a_time=self._stuck_after() is not None,
-            **self._node_kwargs(),
-        )
-        self.futures.extend(futures)
-        return dict(zip(futures, bounds))
-
-    def _node_kwargs(self) -> dict:
-        """Node mode with a quorum: each chunk closes on its share (:meth:`Quorum.node_share`)
-        and returns at once when :meth:`_close_nodes` stops the round ``tag``."""
-        if self.quorum is None or self.link.node is None:
-            return {}
-        return {"node_share": self.quorum.node_share(self.seeds.size), "node_round": self.tag}
-
-    def _resubmit(self, ranges: list[Range]) -> dict[Any, Range]:
-        """Rerun chunks that failed because an input died with the workers holding it.
-
-        Dask gives up on a task whose workers keep dying even when it is the tiny identity
-        task holding the distribution (it was merely queued beside a poison candidate).
-        Its dependents then fail with a ``KilledWorker`` naming *it*; they are innocent, so
-        the input is submitted again under a new key and they run again.
-        """
-        if self.dist_future.status == "error" or self.task_future.status == "error":
-            self.losses += 1
-            if self.losses > _LOSS_LIMIT:
-                raise EvaluationError(
-                    f"DaskEvaluator: the distribution or task of generation {self.generation} "
-                    f"was lost with its workers {_LOSS_LIMIT} times; workers keep dying"
-                )
-            if self.dist_future.status == "error":
-                self.dist_future = self._submit_distribution()
-            self.task_future = self.link.ship_task(self.task)  # re-shipped if it erred
-        self.reruns += 1
-        if self.reruns > _RERUN_LIMIT:
-            raise EvaluationError(
-                f"DaskEvaluator: chunks of generation {self.generation} failed "
-                f"{_RERUN_LIMIT} times for lost inputs; workers keep dying"
-            )
-        return self.submit(ranges, f"rerun{self.reruns}")
 
     # -- collecting ----------------------------------------------------------------------
 
@@ -460,7 +342,7 @@ class GenerationRound:
         fetched = self._take_finished([f for f in ready if f.status == "finished"], state)
         rerun = self._take_failed(ready, state)
         if rerun:
-            state.pending.update(self._resubmit(rerun))
+            state.pending.update(self.chunks.resubmit(rerun))
         if fetched:
             state.fetch_failures = 0
             return

@@ -17,18 +17,18 @@ A worker that dies, or runs past its deadline (``candidate_timeout_seconds`` tim
 candidates of its piece), is killed and restarted, and its piece's candidates go back to the
 front of the queue one per piece: only the candidate that kills its worker again, or runs
 past the limit alone, fails.
+
+This module is the parent's side: the workers' processes and the loop that hands out a
+round's pieces and takes their answers. A worker's own side (its loop and the messages it
+answers) is :mod:`asktell.evaluators._vector_worker`; a round's parts and tally,
+:mod:`asktell.evaluators._vector_round`.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import dataclasses
-import os
 import pickle
-import signal
 import time
-import traceback
 import typing
 from collections.abc import Callable
 from multiprocessing import connection
@@ -38,74 +38,13 @@ import numpy as np
 
 from asktell.distribution import Distribution
 from asktell.errors import EvaluationError
-from asktell.protocol import Evaluation, Failure, hooks_of
+from asktell.protocol import Evaluation, Failure
 
-from ._common import evaluate_chunk, timeout_message
+from ._common import timeout_message
+from ._vector_round import Round, empty_block
+from ._vector_worker import start_worker
 
-__all__ = ["WorkerPool", "empty_block", "piece_bounds"]
-
-
-def empty_block(n: int) -> Evaluation:
-    """A block of ``n`` candidates filled one at a time (Gym results carry episode counts)."""
-    out = Evaluation.empty(n)
-    out.episodes = np.zeros(n, dtype=np.int64)
-    out.truncated = np.zeros(n, dtype=np.int64)
-    return out
-
-
-
-class ChunkEngine:
-    """The batch runner of a task that has none: :func:`evaluate_chunk`, as the serial
-    evaluator runs it (the Dask evaluator's node mode runs any task in a pool)."""
-
-    def __init__(self, task):
-        self.task = task
-
-    def run(self, distribution: Distribution, seeds: np.ndarray, retries: int = 0) -> Evaluation:
-        return evaluate_chunk(self.task, distribution, seeds, retries)
-
-    def close(self) -> None:
-        pass
-
-
-# ---------------------------------------------------------------------- worker processes
-def _worker_main(conn, task, num_envs: int | None, mode: str, worker: int, tables=()) -> None:
-    # Ctrl-C goes to the whole process group; the parent handles it and stops the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if isinstance(task, bytes):  # pickled by cloudpickle (a task shipped through Dask)
-        task = pickle.loads(task)
-    if tables:  # the node's noise tables in shared memory (see asktell._shared_table)
-        from asktell._shared_table import attach_table
-
-        for seed, size, name in tables:
-            attach_table(seed, size, name)
-    engine = hooks_of(task).batch_runner(num_envs, mode, worker) or ChunkEngine(task)
-    # A batch runner (a Gym task's slot engine) sizes its environments by its first batch
-    # and steps them in lockstep: the parent keeps its pieces large enough to fill them.
-    conn.send(("ready", os.getpid(), not isinstance(engine, ChunkEngine)))
-    distribution, dist_round = None, None
-    try:
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                break
-            if message[0] == "close":
-                break
-            if message[0] == "dist":  # once per round: the pieces carry only seeds
-                _, dist_round, payload = message
-                distribution = pickle.loads(payload)
-                continue
-            _, round_id, offset, seeds, retries = message
-            try:
-                if round_id != dist_round:  # pragma: no cover - protocol guard
-                    raise EvaluationError(f"piece of round {round_id} without its distribution")
-                conn.send(("ok", round_id, offset, engine.run(distribution, seeds, retries)))
-            except Exception:
-                conn.send(("error", round_id, offset, traceback.format_exc()))
-    finally:
-        engine.close()
-        conn.close()
+__all__ = ["WorkerPool", "piece_bounds"]
 
 
 #: Seconds added to a piece's deadline for sending it and its results through the pipe (the
@@ -120,26 +59,6 @@ PIECE_SECONDS = 0.02
 BATCHED_PIECES_PER_WORKER = 2
 #: How often a round with a ``stop`` callable wakes up to ask it.
 _STOP_POLL = 0.05
-
-
-_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """Workers are started with one BLAS thread each (unless the user set a number): a
-    worker is one process per core, and the policy's small products gain nothing from more
-    threads, which would only contend with the other workers (as Dask's nanny does too)."""
-    saved = {k: os.environ.get(k) for k in _BLAS_THREAD_VARS}
-    for k, v in saved.items():
-        if v is None:
-            os.environ[k] = "1"
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
 
 
 def piece_bounds(n: int, workers: int, per_worker: int | None, max_size: int | None = None):
@@ -160,40 +79,6 @@ def piece_bounds(n: int, workers: int, per_worker: int | None, max_size: int | N
     if n % 2 == 0 and size > 1 and size % 2:
         size += 1
     return [(a, min(size, n - a)) for a in range(0, n, size)]
-
-
-@dataclasses.dataclass
-class Round:
-    """One :meth:`WorkerPool.run` call's bookkeeping."""
-
-    id: int
-    seeds: np.ndarray
-    retries: int
-    generation: int
-    payload: bytes  # the distribution, pickled once
-    queue: collections.deque  # (offset, size, alone) not started yet
-    parts: list = dataclasses.field(default_factory=list)
-    name: Any = None  # the caller's name for the round (node mode: its round key)
-    done: int = 0
-    episodes: int = 0
-    steps: int = 0
-
-    def take(self, offset: int, part: Evaluation) -> None:
-        self.parts.append((offset, part))
-        n = len(part.returns)
-        self.done += n
-        self.episodes += int(np.sum(part.episodes)) if part.episodes is not None else n
-        self.steps += int(np.sum(part.steps))
-
-    def share_met(self, share) -> bool:
-        """Has this round done its ``share`` ``(candidates, episodes, steps)`` (``None``s
-        are no rule)?"""
-        c, e, s = share
-        return (
-            (c is None or self.done >= c)
-            and (e is None or self.episodes >= e)
-            and (s is None or self.steps >= s)
-        )
 
 
 class _Busy(typing.NamedTuple):
@@ -260,17 +145,9 @@ class WorkerPool:
         self.current: Round | None = None
 
     def _start(self, w: int) -> None:
-        parent, child = self.ctx.Pipe()
-        process = self.ctx.Process(
-            target=_worker_main,
-            args=(child, self.task, self.num_envs, self.mode, w, self.tables),
-            name=f"asktell-vector-{w}",
-            daemon=True,
+        self.workers[w] = start_worker(
+            self.ctx, w, self.task, self.num_envs, self.mode, self.tables
         )
-        with _single_threaded_blas():
-            process.start()
-        child.close()
-        self.workers[w] = (process, parent)
         self.has_round.pop(w, None)
 
     def _ensure(self, ws: list[int]) -> None:

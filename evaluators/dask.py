@@ -67,7 +67,8 @@ from ._common import assemble
 from ._dask_link import ClusterLink, SchedulerLost
 from ._dask_options import DaskEvaluatorConfig, StragglersConfig
 from ._dask_quorum import Quorum
-from ._dask_round import GenerationRound, chunk_bounds
+from ._dask_chunks import chunk_bounds
+from ._dask_round import GenerationRound
 from ._dask_tell import DaskWeightedSum, remote_tell_refusal
 
 __all__ = [

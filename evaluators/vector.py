@@ -39,7 +39,8 @@ from ._common import (
     time_limit,
     timeout_message,
 )
-from ._vector_pool import WorkerPool, empty_block
+from ._vector_pool import WorkerPool
+from ._vector_round import empty_block
 
 __all__ = ["VectorEnvEvaluator", "VectorEnvEvaluatorConfig", "VECTOR_MODES"]
 
