@@ -9,7 +9,8 @@ Import direction (see :mod:`asktell.evaluators.dask`)::
 generation's chunks to the worker threads as they come free, one each (plus a bounded
 prefetch), and closes the generation when the rule is met: the chunks not back are
 cancelled and their ranges dropped. :class:`~asktell.evaluators._dask_round.GenerationRound`
-runs its collecting loop and gives it the one way to submit a chunk (``submit``); this
+runs its collecting loop and gives it the one way to submit a chunk (``submit``,
+:meth:`~asktell.evaluators._dask_chunks.ChunkTasks.submit_to`); this
 module knows nothing of the round and talks to the cluster only through the public methods
 of :class:`~asktell.evaluators._dask_link.ClusterLink`. What a quorum gives up is in
 ``docs/stragglers.md``.

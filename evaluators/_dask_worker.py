@@ -2,8 +2,8 @@
 
 Import direction (the pieces of :mod:`asktell.evaluators.dask`)::
 
-    dask.py  ->  _dask_round.py  ->  _dask_link.py  ->  _dask_worker.py
-                                 ->  _dask_worker.py
+    dask.py  ->  _dask_round.py  ->  _dask_link.py    ->  _dask_worker.py
+                                 ->  _dask_chunks.py  ->  _dask_worker.py
     (_dask_options.py and _dask_quorum.py import _dask_link.py, never this module)
 
 This module imports nothing client-side and not dask itself: workers import it by name to

@@ -27,7 +27,8 @@ The evaluator is composed of pieces with one idea each, imported in one directio
              ->  _dask_round.py    ->  _dask_quorum.py  ->  _dask_link.py
                                    ->  _dask_link.py    ->  _dask_worker.py
                                                         ->  _dask_node_link.py  ->  _dask_node.py
-                                   ->  _dask_worker.py
+                                   ->  _dask_chunks.py  ->  _dask_quorum.py, _dask_link.py,
+                                                            _dask_worker.py
 
 * :mod:`._dask_options`: :class:`DaskEvaluatorConfig`, the one declaration of the options
   and their documented validators, and :class:`StragglersConfig`.
@@ -41,9 +42,11 @@ The evaluator is composed of pieces with one idea each, imported in one directio
   Node mode's client side is :mod:`._dask_node_link` (the embedded cluster's non-daemonic
   nanny, the daemonic check's verdict, the task key's tag); its worker side, run by
   ``_dask_worker.py`` by name, is :mod:`._dask_node` (the local pools, the shared table).
-* :mod:`._dask_round`: :class:`GenerationRound`, one generation (submit chunks, wait, absorb
-  failures, find poison candidates, deadline or quorum, gather, build the ``Evaluation``);
-  a straggler-tolerant generation's pulling and closing is :mod:`._dask_quorum`.
+* :mod:`._dask_round`: :class:`GenerationRound`, one generation (wait, absorb failures,
+  find poison candidates, deadline or quorum, gather, build the ``Evaluation``); what it
+  runs on the cluster (the chunks' bounds, the shipped task and distribution, the chunk
+  tasks, their resubmission and release) is :mod:`._dask_chunks`; a straggler-tolerant
+  generation's pulling and closing is :mod:`._dask_quorum`.
 
 This module is the evaluator: it chooses the chunks (``chunks_per_worker="auto"``) and
 composes the pieces through their public methods. ``DaskEvaluatorConfig`` and
