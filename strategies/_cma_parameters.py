@@ -192,7 +192,9 @@ def cma_rank_weights(
     mean weight instead would recombine the average of all steps, shorten the evolution path
     and shrink sigma geometrically (population 8: from 1 to about 2e-6 in 100 flat
     generations). Without ``keys``, tied returns share the mean of the weights of the ranks
-    they span. Without ties both give the same weights, bit for bit.
+    they span. Without ties both give the same weights, bit for bit. An injected point's
+    key (``INJECT_BASE + i``) is above every noise key, so it ranks above the sampled
+    candidates it ties with.
     """
     ascending = weights[::-1]
     if keys is not None and returns.size > 1:
