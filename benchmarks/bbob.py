@@ -596,8 +596,10 @@ def _with_stored_pycma(out: list[dict], stored: dict, label: str) -> list[dict]:
     key = _problem(out[0])
     old = stored[key]
     for rerun in (r for r in out if r["solver"] == "pycma"):
-        same = {k: v for k, v in rerun.items() if k != "cpu_seconds"} == {
-            k: v for k, v in old.items() if k != "cpu_seconds"}
+        # CPU time aside; the seed is the problem's key (records from before --seeds hold
+        # none: their seed is the instance, as _problem reads it).
+        same = {k: v for k, v in rerun.items() if k not in ("cpu_seconds", "seed")} == {
+            k: v for k, v in old.items() if k not in ("cpu_seconds", "seed")}
         if not same:
             raise SystemExit(f"--check-pycma: pycma's rerun of f{key[0]} D={key[1]} i{key[2]} "
                              f"seed {key[3]} differs from section {label!r}'s record: "

@@ -79,6 +79,13 @@ def test_pycma_from_reuses_pycmas_records_and_check_pycma_catches_a_different_on
     assert by_run(stored["reused"], "asktell") == by_run(stored["both"], "asktell")
     assert stored["reused"]["meta"]["pycma_from"] == "both"
     assert stored["reused"]["meta"]["pycma_checked"] == 1  # problems 0 of 2 (every 2nd)
+    # A record from before --seeds holds no seed (its seed is the instance): still pycma's.
+    for r in stored["both"]["records"]:
+        if r["seed"] == r["instance"]:
+            del r["seed"]
+    (tmp_path / "bbob.json").write_text(json.dumps(stored))
+    bbob.main([*base, "--label", "old-format", "--pycma-from", "both", "--check-pycma", "1"])
+    stored = json.loads((tmp_path / "bbob.json").read_text())
     for r in stored["both"]["records"]:
         if r["solver"] == "pycma":
             r["evaluations"] += 1  # a record pycma would not give
