@@ -128,3 +128,38 @@ def test_the_pycma_users_call_runs_bounded_and_restarted():
                            budget=20_000, seed=0)
     assert np.allclose(res.x, 1.0, atol=1e-4) and res.nfev <= 20_000
     assert isinstance(res.stop_reason, str) and res.fun == pytest.approx(4.0, abs=1e-3)
+
+
+def test_minimize_closes_the_evaluator_it_built_and_leaves_yours_open(monkeypatch):
+    """An evaluator named by string is minimize's own: closed when the search ends, even
+    by an exception; an evaluator instance is the caller's and stays open."""
+    import sys
+
+    from asktell.evaluators import SerialEvaluator
+
+    module = sys.modules["asktell.minimize"]  # the package's name for it is the function
+
+    closed = []
+
+    class Recording(SerialEvaluator):
+        def close(self):
+            closed.append(self)
+            super().close()
+
+    monkeypatch.setattr(module.EVALUATORS, "get", lambda name: Recording)
+    f = lambda x: float(np.sum(x ** 2))  # noqa: E731
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        asktell.minimize(f, np.ones(3), budget=200, callback=interrupt)
+    assert len(closed) == 1
+    asktell.minimize(f, np.ones(3), budget=200)
+    assert len(closed) == 2
+    from asktell.tasks import FunctionTask
+
+    mine = Recording(FunctionTask(f, minimize=True))
+    asktell.minimize(f, np.ones(3), budget=200, evaluator=mine)
+    assert len(closed) == 2  # yours is left open
+    mine.close()
