@@ -349,7 +349,7 @@ CURRENT = (
     "speaks for luck: f20 (37 and 56 runs solved by one side only), while BIPOP's f20, whose "
     "large-population runs are IPOP's, leans the other way (34 and 22). Read literally, "
     "'at least as many in every dimension' is a coin toss per cell for two equal "
-    "implementations (all eight would come up *met* in under 1% of tries); read as 'no fewer beyond noise', every cell "
+    "implementations (all eight would come up *met* in about 1 try in 100); read as 'no fewer beyond noise', every cell "
     "meets it. The rounds that led here follow."
 )
 
