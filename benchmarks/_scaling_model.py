@@ -318,16 +318,20 @@ def close_seconds(constants: dict, nodes: int, how: str = "message") -> float:
     return fit["cpu_fixed_s"] + fit["per_node_cpu_s"] * nodes
 
 
-def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: int = 1) -> dict:
+def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: int = 1,
+            steady: int | None = None, warmup: int = 3) -> dict:
     """Generation time and efficiency of the paper's Humanoid generation on 1,440 workers,
     for each mode, with the tell's noise sum on the driver and distributed
     (:func:`best_tell`). ``tell``: the distributed tell's constants (``_scaling_tell``);
-    ``piece``: candidates per piece of node mode's work queue."""
+    ``piece``: candidates per piece of node mode's work queue. Node mode's work queue is
+    simulated over ``steady`` generations (default ``max(4, trials // 5)``) after ``warmup``
+    (``--quick`` runs 1 after 1: enough to check the report's shape, not its figures)."""
     from asktell.evaluators.dask import auto_chunks
     from asktell.gym import GymTask
 
     P, W, nodes = PAPER["population"], PAPER["workers"], PAPER["nodes"]
     cores = PAPER["cores_per_node"]
+    steady = max(4, trials // 5) if steady is None else steady
     # A scheduler with a core of its own: what a task costs is the CPU the client and the
     # scheduler spend on it (measured), not this shared machine's wall time.
     constants = {**constants, "per_task_s": constants["per_task_cpu_s"]}
@@ -381,7 +385,7 @@ def project(constants: dict, samples: dict, tell: dict, trials: int, *, piece: i
                                   rollouts=0.0, driver=drive["total"], close=close,
                                   link_bytes_per_s=ASSUMED_LINK_BYTES_PER_S)["total"]
                     q = queue_generations(times, pop, W, nodes, piece=piece, gap=gap,
-                                          generations=max(4, trials // 5), **local, **rule)
+                                          generations=steady, warmup=warmup, **local, **rule)
                     told, told_s = round(q["told"]), q["told_s"]
                     row.setdefault("split", {})[how] = {
                         k: v / (W * q["rollouts"]) for k, v in

@@ -413,7 +413,7 @@ def all_main(args) -> dict:
     constants["close"] = _measure_close(args.quick)
     res["validation"] = validate(constants, sleeps, regimes, samples, args.trials * 4)
     res["projection"] = project(constants, samples, constants["tell"], args.trials,
-                                piece=args.piece)
+                                piece=args.piece, **_QUICK_QUEUE if args.quick else {})
     res["seconds"] = time.perf_counter() - start
     res["machine"]["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     res["report"] = report(res)
@@ -421,6 +421,11 @@ def all_main(args) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float) + "\n")
     return res
+
+
+#: ``--quick``'s projection: node mode's work queue over 1 generation after 1 (the full run:
+#: ``max(4, trials // 5)`` after 3), for tests of the report's shape.
+_QUICK_QUEUE = {"steady": 1, "warmup": 1}
 
 
 def _measure_tell(constants: dict, quick: bool) -> dict:
@@ -475,8 +480,8 @@ def project_main(args) -> dict:
         samples = {k: float(np.mean(v)) + args.spread * (np.asarray(v) - np.mean(v))
                    for k, v in samples.items()}
         res["projection_spread"] = args.spread
-    res["projection"] = project(res["constants"], samples, res["constants"]["tell"],
-                                args.trials, piece=args.piece)
+    res["projection"] = project(res["constants"], samples, res["constants"]["tell"], args.trials,
+                                piece=args.piece, **_QUICK_QUEUE if args.quick else {})
     res["report"] = report(res)
     print(res["report"])
     path.write_text(json.dumps(res, indent=1, default=float) + "\n")
