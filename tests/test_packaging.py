@@ -111,6 +111,11 @@ def test_ci_runs_the_readme_test_command():
     assert "asktell run examples/" in readme[0]
     # after the tests, the wheel is built and run outside the clone
     assert ci.index(readme[1]) < ci.index(".ci/wheel-smoke .venv/bin/python")
+    # the command runs the suite in parallel workers: the test extra must install xdist
+    if " -n " in readme[1]:
+        tests = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        assert any(req.startswith("pytest-xdist")
+                   for req in tests["project"]["optional-dependencies"]["test"])
 
 
 def test_wheel_smoke_builds_installs_and_runs_outside_the_clone():
