@@ -118,6 +118,9 @@ def write_config(run_dir: Path, config: Any) -> None:
 
 
 def resume_config(run_dir: Path, overrides: list[str], ckpt: Any, log_format: str | None) -> Any:
+    """The config a resumed run goes on with: the run directory's ``config.toml`` (or the
+    checkpoint's config when it is gone) plus ``overrides``, refused when it would move the
+    run onto another trajectory than the one it was saved on."""
     config_file = run_dir / CONFIG_FILE
     if config_file.is_file():
         cfg = load_config(config_file, overrides)
@@ -128,14 +131,26 @@ def resume_config(run_dir: Path, overrides: list[str], ckpt: Any, log_format: st
         output["log_format"] = log_format
     cfg = with_changes(cfg, {"output": output})
     if ckpt is None:
-        return cfg
-    # Compare the checkpoint's config as this version reads it, so keys that older files
-    # spell differently (a renamed option) are not mistaken for a change.
-    saved = config_from_dict(ckpt.config, source="run config from the checkpoint").model_dump(mode="json")
-    changed = diff_protected(saved, cfg.model_dump(mode="json"))
+        # No checkpoint yet: the run starts again at generation 0 from its saved config,
+        # which is the record of what it is (its log rows are rewritten).
+        saved, where = load_config(config_file), f"the saved {CONFIG_FILE}"
+    else:
+        # Compare the checkpoint's config as this version reads it, so keys that older
+        # files spell differently (a renamed option) are not mistaken for a change.
+        saved = config_from_dict(ckpt.config, source="run config from the checkpoint")
+        where = "the checkpoint"
+    changed = diff_protected(saved.model_dump(mode="json"), cfg.model_dump(mode="json"), where)
+    before, now = saved.evaluator.result_settings(), cfg.evaluator.result_settings()
+    if before != now:
+        changed.append(
+            f"evaluator: returns depend on {before or 'nothing but the serial rule'} in {where}, "
+            f"on {now or 'nothing but the serial rule'} now (an evaluator whose returns are "
+            "not the serial evaluator's may not change on resume)"
+        )
     if changed:
         raise ConfigError(
-            f"cannot resume {str(run_dir)!r} with a different strategy, task, noise or seed; "
-            "start a new run instead. Differences:\n  " + "\n  ".join(changed)
+            f"cannot resume {str(run_dir)!r} with a different strategy, task, noise or seed, "
+            "or a change to an evaluator its returns depend on; start a new run instead. "
+            "Differences:\n  " + "\n  ".join(changed)
         )
     return cfg

@@ -251,6 +251,15 @@ class PluginConfig(StrictModel):
         """
         return []
 
+    def result_settings(self) -> dict[str, Any] | None:
+        """For an evaluator's Config: the options its returns depend on when they are not
+        the serial evaluator's bit for bit, or ``None`` (the default) when they are.
+
+        ``asktell resume`` refuses a change of these (the run would go on along another
+        trajectory); an evaluator whose returns are the serial rule's may change freely.
+        """
+        return None
+
     def memory_context(self, task: Any) -> dict[str, Any]:
         """A task Config's part of the :class:`asktell._memory.MemoryContext` for its built
         ``task``: which field sets ``num_params`` (default: ``task.num_params``) and facts

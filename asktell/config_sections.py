@@ -172,8 +172,11 @@ class OutputConfig(StrictModel):
     )
 
 
-def diff_protected(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Differences between two config dumps in the sections a resume may not change."""
+def diff_protected(
+    old: dict[str, Any], new: dict[str, Any], where: str = "the checkpoint"
+) -> list[str]:
+    """Differences between two config dumps in the sections a resume may not change
+    (``where`` names what ``old`` is read from)."""
 
     def flat(value: Any, prefix: str) -> dict[str, Any]:
         if isinstance(value, dict):
@@ -190,7 +193,7 @@ def diff_protected(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         b.update(flat(new.get(section), section))
     missing = object()
     return [
-        f"{key}: {a.get(key, missing)!r} in the checkpoint, {b.get(key, missing)!r} now".replace(
+        f"{key}: {a.get(key, missing)!r} in {where}, {b.get(key, missing)!r} now".replace(
             repr(missing), "(absent)"
         )
         for key in sorted(set(a) | set(b))

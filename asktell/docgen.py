@@ -54,6 +54,11 @@ num_params = 20
 [budget]
 generations = 200
 ```
+
+TOML has no null. To set an option whose default is not null to null (a stopping rule off,
+`tolfun` = null; no worker timeout), name it in the top-level `nulls` list:
+`nulls = ["strategy.tolfun"]` (YAML and `--set strategy.tolfun=null` write null directly).
+The `config.toml` a run writes lists its nulls there, so it reads back as the same run.
 """
 
 

@@ -95,6 +95,15 @@ class VectorEnvEvaluatorConfig(PluginConfig):
             )
         return self
 
+    def result_settings(self) -> dict[str, Any] | None:
+        """In 'vector_entry_point' mode the environment resets itself from (run seed,
+        generation, worker), so the returns depend on how many environments and workers
+        share the population; the other modes give the serial evaluator's returns."""
+        if self.mode != "vector_entry_point":
+            return None
+        return {"kind": self.kind, "mode": self.mode, "num_envs": self.num_envs,
+                "num_workers": self.num_workers}
+
     def check_run(self, run: Any) -> None:
         """The run's task must have a batch runner (Gym and Atari tasks do)."""
         from asktell.registry import TASKS

@@ -108,6 +108,31 @@ def test_resolved_toml_round_trips(tmp_path):
     assert load_config(path) == cfg
 
 
+def test_options_set_to_null_survive_the_resolved_toml(tmp_path):
+    """TOML has no null; an option left out reads back as its default, so config.toml lists
+    the nulls whose default is not null (else a run with tolfun = null could not resume)."""
+    cfg = config_from_dict(with_(strategy={"tolfun": None, "tolx": None}))
+    assert cfg.strategy.tolfun is None
+    text = cfg.to_toml()
+    assert 'nulls = ["strategy.tolfun", "strategy.tolx"]' in text
+    assert load_config(write(tmp_path, "resolved.toml", text)) == cfg
+    # nulls whose default is null need no listing
+    assert "nulls" not in config_from_dict(BASE).to_toml()
+
+
+def test_a_hand_written_toml_run_file_sets_options_to_null_with_nulls(tmp_path):
+    path = write(tmp_path, "run.toml", 'nulls = ["strategy.tolfun"]\n' + config_from_dict(BASE).to_toml())
+    assert load_config(path).strategy.tolfun is None
+    assert load_config(path, ["strategy.tolfun=1e-9"]).strategy.tolfun == 1e-9  # --set wins
+    for bad in ('"strategy.tolfun"', '["strategy.tolfun=1"]', "[3]"):
+        path = write(tmp_path, "bad.toml", f"nulls = {bad}\n" + config_from_dict(BASE).to_toml())
+        with pytest.raises(ConfigError, match=r"nulls must be a list of dotted option names.*got"):
+            load_config(path)
+    path = write(tmp_path, "typo.toml", 'nulls = ["strategy.tolfn"]\n' + config_from_dict(BASE).to_toml())
+    with pytest.raises(ConfigError, match="tolfn"):
+        load_config(path)
+
+
 def test_overrides_are_typed_and_nest():
     cfg = config_from_dict(
         BASE,

@@ -179,6 +179,55 @@ def test_a_crash_before_the_first_checkpoint_leaves_a_restartable_folder(tmp_pat
     assert_same_run(out, run(cfg, out=tmp_path / "straight").run_dir)
 
 
+def test_a_run_without_a_checkpoint_is_not_restarted_with_another_seed_or_strategy(tmp_path):
+    """With no checkpoint the saved config.toml is the run's record: `resume --set` may
+    change the budget but not what is optimised, and a refused resume leaves it as it was."""
+    cfg = setup_config("function-serial", 5)
+    cfg["output"].update(checkpoint_every=10, log_format="none")
+    out = tmp_path / "r"
+
+    def crash(row):
+        if row["generation"] == 2:
+            raise RuntimeError("the machine fell over")
+
+    with pytest.raises(RuntimeError):
+        run(cfg, out=out, callback=crash)
+    saved = (out / "config.toml").read_bytes()
+    for override, field in (("seed=4", "seed"), ("strategy.kind=snes", "strategy.kind"),
+                            ("strategy.sigma=0.3", "strategy.sigma")):
+        with pytest.raises(ConfigError, match=rf"Differences:\n(.*\n)*  {field}: .* in the saved "
+                           r"config.toml, .* now"):
+            resume(out, overrides=[override])
+        assert (out / "config.toml").read_bytes() == saved
+    resume(out, overrides=["budget.generations=6"])
+    assert load_checkpoint(out).generation == 6
+
+
+@needs_gym
+def test_a_vector_entry_point_run_refuses_a_changed_evaluator_on_resume(tmp_path):
+    """CartPole's own vector env resets itself per (generation, worker): its returns depend
+    on num_envs and num_workers, so changing them on resume would go on along another
+    trajectory. Modes whose returns are the serial rule's may change (and do, bitwise)."""
+    cfg = setup_config("gym-vector", 2)
+    cfg["evaluator"] = {"kind": "vector", "mode": "vector_entry_point", "num_envs": 3}
+    cfg["output"].update(log_format="none", eval_every=0)
+    out = tmp_path / "r"
+    run(cfg, out=out)
+    for override in ("evaluator.num_envs=4", "evaluator.mode=sync", "evaluator.kind=serial"):
+        with pytest.raises(ConfigError, match=r"evaluator: returns depend on"):
+            resume(out, overrides=["budget.generations=4", override])
+    resume(out, overrides=["budget.generations=4", "evaluator.retries=1"])
+    assert load_checkpoint(out).generation == 4
+
+    serial = setup_config("gym-serial", 2)
+    serial["output"].update(log_format="none")
+    run(serial, out=tmp_path / "s")
+    resume(tmp_path / "s", overrides=["budget.generations=4", "evaluator.kind=vector",
+                                      "evaluator.num_envs=2"])
+    reference = run(setup_config("gym-serial", 4), out=tmp_path / "straight", log_format="none")
+    assert_same_run(tmp_path / "s", reference.run_dir)
+
+
 def test_a_failing_candidate_before_the_first_checkpoint_is_restartable(tmp_path, monkeypatch):
     from asktell.errors import CandidateFailedError
     from asktell.functions import FUNCTIONS

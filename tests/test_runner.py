@@ -364,6 +364,17 @@ def test_resume_rejects_an_edited_config_file_too(straight):
         resume(straight[0].run_dir)
 
 
+def test_a_run_with_a_stopping_rule_switched_off_resumes(tmp_path):
+    """tolfun = null (off) is written to config.toml as a null, not dropped (dropped, it
+    read back as the default 1e-11 and the resume was refused as a changed strategy)."""
+    cfg = make_config(6)
+    cfg["strategy"].update(tolfun=None, tolflatfitness=None)
+    run(cfg, out=tmp_path / "r")
+    result = resume(tmp_path / "r", overrides=["budget.generations=9"])
+    assert result.generation == 9
+    assert config_module.load_config(tmp_path / "r" / "config.toml").strategy.tolfun is None
+
+
 def test_resume_accepts_operational_changes(tmp_path, straight):
     run(make_config(generations=6), out=tmp_path / "r")
     resume(
