@@ -15,6 +15,7 @@ import numpy as np
 from asktell.distribution import INJECT_BASE
 from asktell.errors import CheckpointError, ConfigError
 from asktell.noise import split_seeds
+from asktell.config_base import short_repr
 from asktell.state_schema import Entry, check_state
 
 __all__ = ["Best", "StateMixin", "state_rows"]
@@ -56,6 +57,7 @@ class StateMixin:
             ),
             "has_pending": self._pending is not None,
             "noise": json.dumps(self.noise.spec()),
+            "options": self._options_json(),
             "inject_queue": self._inject_queue.copy(),
             "injected": (
                 self._injected.copy() if self._injected is not None
@@ -93,6 +95,7 @@ class StateMixin:
             "pending": Entry("array", dtype="int64", shape=("k",), check=self._pending_problem),
             "has_pending": Entry("bool"),
             "noise": Entry("str", check=self._noise_problem),
+            "options": Entry("str", check=self._options_problem),
             # No best yet: value -inf and generation -1.
             "best.seed": Entry("int"),
             "best.value": Entry("float", finite=False),
@@ -110,16 +113,23 @@ class StateMixin:
         """The rules of what :meth:`_state` adds (none by default)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, strict: bool = True) -> None:
         """Restore a :meth:`state_dict`; the strategy then continues exactly as the saved one.
 
         All or nothing: every key is checked against :meth:`state_schema` first (kind,
         dtype, shape, range); a :class:`~asktell.errors.CheckpointError` names each key that
         breaks its rule, the rule and the value, and the strategy is left unchanged.
+
+        The state records the options of the strategy that saved it (``"options"``, JSON):
+        one built with other options (``learning_rate``, ``sigma``, bounds, ...) would go on
+        along another trajectory, so it is refused naming each difference. ``strict=False``
+        loads it anyway, for a deliberate change (fine-tuning with a smaller step); a state
+        written before options were recorded loads as it is.
         """
         owner = type(self).__name__
         if not isinstance(state, Mapping):
             raise CheckpointError(f"{owner} state must be a dict; got {type(state).__name__}")
+        state = self._with_options(state, strict)
         has_pending = state.get("has_pending")
         asked = isinstance(has_pending, (bool, np.bool_)) and bool(has_pending)
         # "k": the pending seeds are one per candidate while asked, none otherwise.
@@ -188,6 +198,40 @@ class StateMixin:
         if spec != self.noise.spec():
             return f"saved with noise {spec} but this strategy uses {self.noise.spec()}"
         return None
+
+    def _options_json(self) -> str:
+        return json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+
+    def _with_options(self, state: Mapping[str, Any], strict: bool) -> Mapping[str, Any]:
+        """``state`` to check: this strategy's options stand in for the saved ones when
+        ``strict`` is off or when the state has none (written before they were kept)."""
+        if strict and "options" in state:
+            return state
+        return {**state, "options": self._options_json()}
+
+    def _options_problem(self, value: str, sizes: Mapping[str, int]) -> str | None:
+        """Options that differ between the saved strategy and this one. Only options both
+        know are compared: a newer version's new option (or an old one's removed option)
+        is not a difference of the run."""
+        try:
+            saved = json.loads(value)
+        except (ValueError, RecursionError):
+            return "not JSON"
+        if not isinstance(saved, dict):
+            return "not a JSON object of options"
+        mine = json.loads(self._options_json())
+        differ = [
+            f"{key} {short_repr(saved[key])} saved, {short_repr(mine[key])} here"
+            for key in sorted(set(saved) & set(mine))
+            if saved[key] != mine[key]
+        ]
+        if not differ:
+            return None
+        return (
+            "saved by a strategy with other options, so this one would go on along another "
+            "trajectory: " + "; ".join(differ) + " (build it with the saved options, or "
+            "pass strict=False to change them on purpose)"
+        )
 
     def _pending_problem(self, value: np.ndarray, sizes: Mapping[str, int]) -> str | None:
         """Pending seeds must name noise rows this strategy's noise source has."""

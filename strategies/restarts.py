@@ -392,13 +392,15 @@ class Restarts(BaseStrategy):
         schema.update(self._prefixed("inner", self.inner.state_schema()))
         return schema
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], *, strict: bool = True) -> None:
         """All or nothing: the outer keys are checked, an inner strategy for the saved run
         (its population and step size) is built and checks its ``inner.`` keys, and only
-        then is anything assigned."""
+        then is anything assigned. ``strict``: as for every strategy, a state saved with
+        other options (this wrapper's or the inner strategy's) is refused unless off."""
         owner = type(self).__name__
         if not isinstance(state, Mapping):
             raise CheckpointError(f"{owner} state must be a dict; got {type(state).__name__}")
+        state = self._with_options(state, strict)
         # The common keys and this wrapper's own; the inner strategy's keys are checked
         # below against an inner strategy built for the saved run, not the current one.
         outer = {
@@ -418,11 +420,13 @@ class Restarts(BaseStrategy):
                                       self._run_seed(int(state["restart"])))
         except (ConfigError, ValueError) as exc:
             raise CheckpointError(f"{owner} state refused, nothing was loaded: {exc}") from None
+        if not strict or "inner.options" not in state:
+            state = {**state, "inner.options": probe._options_json()}
         schema = dict(outer)
         schema.update(self._prefixed("inner", probe.state_schema()))
         check_state(owner, state, schema, sizes)
         try:
-            probe.load_state_dict(self._unprefixed("inner", dict(state)))
+            probe.load_state_dict(self._unprefixed("inner", dict(state)), strict=strict)
         except CheckpointError as exc:
             raise CheckpointError(f"{owner} state refused, nothing was loaded: inner: {exc}") from None
         self.inner = probe

@@ -194,6 +194,36 @@ def test_strategy_specific_rules():
         adam.load_state_dict({**state, "rng": json.dumps({"bit_generator": "MT19937"})})
 
 
+@pytest.mark.parametrize(
+    "name, saved, here, pattern",
+    [
+        ("openai_es", {"learning_rate": 0.05}, {"learning_rate": 0.02},
+         r"learning_rate 0.05 saved, 0.02 here"),
+        ("openai_es", {"sigma": 0.1}, {"sigma": 0.3}, r"sigma 0.1 saved, 0.3 here"),
+        ("cma_es", {}, {"bounds": {"lower": -1.0, "upper": 1.0}}, r"bounds None saved, \{"),
+        ("restarts", {}, {"max_restarts": 2}, r"max_restarts \d+ saved, 2 here"),
+        ("restarts", {}, {"strategy": {"kind": "cma_es", "tolx": 1e-3}}, r"strategy \{.*cma_es"),
+    ],
+)
+def test_a_state_saved_with_other_options_is_refused_unless_not_strict(name, saved, here, pattern):
+    """A strategy built with other options would go on along another trajectory from the
+    same state: refused naming each difference, nothing loaded; strict=False loads it."""
+    source = _trained(name, saved, asked=True)
+    target = make(STRATEGIES.get(name), num_params=4, seed=2, **here)
+    before = target.state_dict()
+    with pytest.raises(CheckpointError, match=rf"'options' .*other options.*{pattern}"):
+        target.load_state_dict(source.state_dict())
+    assert _same(target.state_dict(), before)
+    target.load_state_dict(source.state_dict(), strict=False)
+    assert target.generation == source.generation
+    assert np.array_equal(target.center, source.center)
+    # a state written before options were recorded loads as it is
+    legacy = {k: v for k, v in source.state_dict().items() if not k.endswith("options")}
+    fresh = make(STRATEGIES.get(name), num_params=4, seed=2, **saved)
+    fresh.load_state_dict(legacy)
+    assert _same(fresh.state_dict(), source.state_dict())
+
+
 def test_the_schema_check_fails_on_a_known_break(monkeypatch):
     """Mutation check: without the schema check, a NaN centre would be loaded and spread."""
     import asktell.strategies._state as base  # where load_state_dict checks the schema
