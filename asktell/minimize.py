@@ -108,8 +108,10 @@ def minimize(
         target: stop once the centre's loss is at or below this value (the shared budget's
             ``target_return`` of ``-target``).
         evaluator: ``"serial"``, another registered evaluator name, or an evaluator instance
-            built for a ``FunctionTask`` of ``f`` (then ``vectorized`` is the task's business).
-            Every evaluation runs through it, ``x0`` and the centres included.
+            built for ``FunctionTask(f, minimize=True)`` of this very ``f`` (with the same
+            ``constraints``; then ``vectorized`` is the task's business); one built for
+            another task is refused, since it would evaluate that task and not ``f``. Every
+            evaluation runs through it, ``x0`` and the centres included.
         callback: called with each generation's history row; return ``True`` to stop.
         bounds: box bounds, ``(lower, upper)`` (numbers or one per coordinate) or a dict
             ``{lower, upper, method}``: the strategy's ``bounds`` option (see
@@ -168,6 +170,7 @@ def _evaluator_for(evaluator: str | Any, task: FunctionTask) -> Iterator[Any]:
     """The evaluator the search runs through: built for ``task`` from a registered name and
     closed after the search, or the caller's own instance, left open for the caller."""
     if not isinstance(evaluator, str):
+        _check_evaluator_task(getattr(evaluator, "task", None), task)
         yield evaluator
         return
     ev = EVALUATORS.get(evaluator)(task)
@@ -175,6 +178,34 @@ def _evaluator_for(evaluator: str | Any, task: FunctionTask) -> Iterator[Any]:
         yield ev
     finally:
         ev.close()
+
+
+def _check_evaluator_task(theirs: Any, task: FunctionTask) -> None:
+    """A caller's evaluator must evaluate this ``f`` as a loss (with these constraints):
+    its task is what it runs, whatever ``f`` says. An evaluator that does not show its task
+    (no ``task`` attribute) is the caller's business."""
+    if theirs is None:
+        return
+    want = "FunctionTask(f, minimize=True" + (", constraints=constraints)" if task.constraints else ")")
+    if not isinstance(theirs, FunctionTask) or theirs.f is not task.f:
+        got = type(theirs).__name__ if not isinstance(theirs, FunctionTask) else "another function"
+        raise ConfigError(
+            f"minimize 'evaluator' must be built for {want} of the f being minimised (it "
+            f"evaluates its own task, not f); got one built for {got}"
+        )
+    if not theirs.minimize:
+        raise ConfigError(
+            f"minimize 'evaluator' must be built for {want}: its FunctionTask has "
+            "minimize=False, so it would return f itself and the search would maximise the loss"
+        )
+    if theirs.constraints is not task.constraints:
+        def name(g: Any) -> str:
+            return "none" if g is None else getattr(g, "__name__", type(g).__name__)
+
+        raise ConfigError(
+            f"minimize 'evaluator' must be built for {want}: its FunctionTask's constraints "
+            f"are {name(theirs.constraints)}, minimize was given {name(task.constraints)}"
+        )
 
 
 def _strategy(

@@ -1,3 +1,4 @@
+import re
 import numpy as np
 import pytest
 
@@ -79,16 +80,41 @@ class CountingEvaluator:
         self.inner.close()
 
 
+def test_minimize_refuses_an_evaluator_built_for_another_task():
+    """A caller's evaluator evaluates its own task: one of another f, of f as a return
+    (minimize=False: the search would maximise the loss) or of other constraints would
+    silently optimise something else."""
+    from asktell.evaluators import SerialEvaluator
+    from asktell.tasks import FunctionTask
+
+    f = lambda x: float(np.sum((x - 1) ** 2))  # noqa: E731
+    g = lambda x: np.array([x[0] - 0.5])  # noqa: E731
+    cases = [
+        (FunctionTask(lambda x: 0.0, minimize=True), "got one built for another function"),
+        (FunctionTask(f), "minimize=False, so it would return f itself"),
+        (FunctionTask(f, minimize=True, constraints=g), "constraints are <lambda>, minimize was given none"),
+    ]
+    for task, words in cases:
+        with SerialEvaluator(task) as ev, pytest.raises(ConfigError, match=re.escape(words)):
+            asktell.minimize(f, np.zeros(3), budget=200, evaluator=ev)
+    with SerialEvaluator(FunctionTask(f, minimize=True, constraints=g)) as ev:
+        res = asktell.minimize(f, np.zeros(3), budget=300, evaluator=ev, constraints=g)
+    assert res.x[0] <= 0.5 + 1e-9  # the constraint was applied
+
+
 def test_minimize_evaluates_x0_and_every_centre_through_the_evaluator():
     from asktell.tasks import FunctionTask
 
-    def loss(x):
-        raise AssertionError("minimize called f in-process instead of through the evaluator")
+    calls = {"f": 0}
 
-    f = lambda x: float(np.sum((x - 1) ** 2))  # noqa: E731
+    def f(x):
+        calls["f"] += 1
+        return float(np.sum((x - 1) ** 2))
+
     ev = CountingEvaluator(FunctionTask(f, minimize=True))
-    res = asktell.minimize(loss, np.zeros(3), budget=200, population_size=10, sigma=0.1,
+    res = asktell.minimize(f, np.zeros(3), budget=200, population_size=10, sigma=0.1,
                            learning_rate=0.05, evaluator=ev, strategy="openai_es")
+    assert calls["f"] == ev.candidates  # every call of f went through the evaluator
     plain = asktell.minimize(f, np.zeros(3), budget=200, population_size=10, sigma=0.1,
                              learning_rate=0.05, strategy="openai_es")
     # x0, then per generation the population and the centre
