@@ -201,7 +201,9 @@ class StopHistory:
         # pycma: sorted losses f, flat when f[0] == f[int(0.75 lambda)] (the returns in
         # descending order; a comparison, so the sign of a zero does not matter).
         quantile = ordered.item(n - 1 - int(0.75 * n))
-        self.flat = self.flat + 1 if best <= quantile else 0
+        # One return has no spread: it is never "flat" (else a population of one, the
+        # sequential mirrored ES, would stop on it at its second generation).
+        self.flat = self.flat + 1 if n > 1 and best <= quantile else 0
         if best > self.best_ever:
             self.best_ever, self.best_generation = best, generation
             self.best_after = returns.size - 1 - int(returns.argmax())
@@ -229,7 +231,10 @@ class StopHistory:
             return out
         held = min(self.count, self.length)  # pycma's history early in a run: what it has
         hist = float(np.ptp(self.recent_best()))
-        if cfg.tolfun and max(hist, self.spread) < cfg.tolfun:
+        # A population of one has no spread of its own (0): its history of best returns
+        # alone decides, once it holds 10 generations (as tolfunhist), not at the first.
+        enough = self.population_size > 1 or held > 9
+        if cfg.tolfun and enough and max(hist, self.spread) < cfg.tolfun:
             out["tolfun"] = (
                 f"returns spread {max(hist, self.spread):.3g} < tolfun={cfg.tolfun:g} "
                 f"over {held} generations"

@@ -55,6 +55,23 @@ def test_no_rule_fires_while_the_search_improves(name):
         assert es.stop() == {}, name
 
 
+def test_a_population_of_one_is_not_stopped_by_its_own_lack_of_spread():
+    """The sequential mirrored ES tells one return a generation: that has no spread, so
+    neither tolfun (at generation 1) nor tolflatfitness (at 2) may fire on it; tolfun
+    reads its history of best returns once it holds 10, and then stops a converged run."""
+    es = MirroredES(x0=np.ones(5), sigma=0.3, variant="comma", sequential=True, noise=NOISE, seed=0)
+    assert es.population_size == 1
+    assert _drive(es, sphere, 30) is None
+    res = asktell.minimize(sphere, np.ones(5), strategy="mirrored_es", variant="comma",
+                           sequential=True, sigma=0.3, budget=3000, seed=0, vectorized=True)
+    assert res.fun < 1e-12 and res.stop_reason.startswith("strategy stopped: tolfun")
+    constant = MirroredES(x0=np.ones(5), sigma=0.3, variant="comma", sequential=True, noise=NOISE)
+    for generation in range(1, 12):
+        _tell(constant, [2.0])
+        assert ("tolfun" in constant.stop()) == (generation >= 10), generation
+        assert "tolflatfitness" not in constant.stop()
+
+
 @pytest.mark.parametrize("name", OWN_RULES)
 def test_flat_fitness_fires_on_a_plateau(name):
     """pycma's rule: more than tolflatfitness (1) generations in a row whose best return
