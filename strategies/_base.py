@@ -181,6 +181,8 @@ class BaseStrategy(StateMixin, InjectMixin, ToldMixin, StopMixin):
         #: sort from here when ``values`` is that very array.
         self._sorted_returns: SortedReturns | None = None
         self.best: Best | None = None
+        #: Whether the caller gave ``x0`` (a wrapper's start may depend on it).
+        self._x0_given = x0 is not None
         self._setup(self.config)
         self._stop_history = StopHistory(
             history_length(self.num_params, self.population_size), self.num_params, self.population_size

@@ -86,6 +86,16 @@ class MirroredESConfig(PairedConfig):
     def _in_pairs(self) -> bool:
         return not self.sequential
 
+    def population_for(self, num_params: int) -> int:
+        """``population_size``, else 1 with sequential selection (one offspring per ask,
+        as in the paper), else the NES/CMA default rounded up to even (mirrored pairs)."""
+        if self.population_size is not None:
+            return int(self.population_size)
+        if self.sequential:
+            return 1
+        n = default_population_size(num_params)
+        return n + n % 2
+
     @model_validator(mode="after")
     def _sequential_selection(self) -> "MirroredESConfig":
         """`sequential = true` needs `variant = "comma"`, and then `num_offspring` must be even
@@ -158,10 +168,7 @@ class MirroredES(BaseStrategy):
         self._batch_finite: np.ndarray | None = None
 
     def _default_population_size(self) -> int:
-        if self.config.sequential:
-            return 1  # one offspring per ask: the paper's sequential selection
-        n = default_population_size(self.num_params)
-        return n + n % 2  # mirrored pairs
+        return self.config.population_for(self.num_params)
 
     # ------------------------------------------------------------------ sampling
     def _sample(self, count: int) -> np.ndarray:

@@ -236,9 +236,22 @@ class Restarts(BaseStrategy):
         return self.config.inner_config().population_for(self.num_params)
 
     def _setup(self, cfg: RestartsConfig) -> None:
-        first = cfg.inner_config(self.population_size)
+        first = self._inner_config(self.population_size)
         self.base_population = self._population_base(cfg)
-        self.sigma0 = float(first.sigma)
+        # A vector sigma (one step per coordinate) keeps its shape; restarts scale its
+        # largest value, the global step, which restart_sigma records.
+        if np.ndim(first.sigma) == 0:
+            self.sigma0: float | np.ndarray = float(first.sigma)
+        else:
+            self.sigma0 = np.asarray(first.sigma, dtype=np.float64)
+        self._peak = float(np.max(self.sigma0))
+        #: The box the candidates keep to (the restarts' own bounds, which its distribution
+        #: applies, else the inner strategy's; ``None``: unbounded): where runs start.
+        self._box = self.bounds
+        if self._box is None and first.bounds is not None:
+            self._box = first.bounds.build(self.num_params, "Restarts")
+        if self._box is not None and not self._x0_given:
+            self._center = (self._box.lower + self._box.upper) / 2  # as a bounded strategy
         self.x0 = self._center.copy()
         # The regime draws and random starts: a stream apart from every run's own seed.
         self.rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1 << 20,)))
@@ -248,9 +261,9 @@ class Restarts(BaseStrategy):
         self.evals_large = 0
         self.evals_small = 0
         self.max_generations = 0  # a small run's cap (0: none)
-        self.restart_sigma = self.sigma0
+        self.restart_sigma = self._peak
         self.done = ""
-        self.inner = self._build_inner(self.population_size, self.sigma0, self.x0, self.seed)
+        self.inner = self._build_inner(self.population_size, self._peak, self.x0, self.seed)
         # its _update tells the inner strategy a full population: no partial tell
         self.capabilities = self.inner.capabilities - {"partial_tell"}
 
@@ -272,8 +285,23 @@ class Restarts(BaseStrategy):
         state = np.random.SeedSequence(self.seed, spawn_key=(restart,)).generate_state(1, np.uint64)
         return int(state[0] >> np.uint64(1))
 
-    def _build_inner(self, population: int, sigma: float, x0: np.ndarray, seed: int) -> Any:
-        cfg = self.config.inner_config(population, sigma, context={"num_params": self.num_params})
+    def _inner_config(self, population: int | None, sigma: Any = None) -> Any:
+        """The inner strategy's Config; a problem with it is a :class:`ConfigError` naming
+        ``Restarts`` and the inner option (``strategy.population_size``)."""
+        try:
+            return self.config.inner_config(population, sigma, context={"num_params": self.num_params})
+        except NestedConfigError as exc:
+            raise ConfigError(f"Restarts arguments: {exc}") from None
+
+    def _sigma_for(self, step: float) -> float | np.ndarray:
+        """The inner sigma of a run whose global step is ``step`` (``restart_sigma``)."""
+        if isinstance(self.sigma0, float):
+            return step
+        return self.sigma0 * (step / self._peak)
+
+    def _build_inner(self, population: int, step: float, x0: np.ndarray, seed: int) -> Any:
+        sigma = self._sigma_for(step)
+        cfg = self._inner_config(population, sigma if isinstance(sigma, float) else sigma.tolist())
         cls = STRATEGIES.get(cfg.kind)
         return cls(num_params=self.num_params, seed=seed, x0=x0, noise=self.noise, **cfg.options())
 
@@ -294,17 +322,22 @@ class Restarts(BaseStrategy):
             if cfg.small_population == "paper":
                 reach *= 0.5
             population = math.floor(base * reach ** (u_size**2))
-            sigma = self.sigma0 * 10.0 ** (-2.0 * u_sigma)
+            sigma = self._peak * 10.0 ** (-2.0 * u_sigma)
             regime = "small"
         else:
             self.large_runs += 1
             population = math.floor(base * cfg.population_factor**self.large_runs)
-            sigma, regime = self.sigma0, "large"
+            sigma, regime = self._peak, "large"
         population = self._fit_population(population)
         start = self.x0
         if cfg.restart_from == "uniform":
             half = cfg.start_half_width or 2.0 * self.sigma0
-            start = self.x0 + self.rng.uniform(-half, half, self.num_params)
+            if self._box is None:
+                start = self.x0 + self.rng.uniform(-half, half, self.num_params)
+            else:  # uniform in the part of the start box inside the bounds
+                low = np.maximum(self.x0 - half, self._box.lower)
+                high = np.minimum(self.x0 + half, self._box.upper)
+                start = self.rng.uniform(low, high, self.num_params)
         self.restart += 1
         self.inner = self._build_inner(population, sigma, start, self._run_seed(self.restart))
         self.regime, self.population_size, self.restart_sigma = regime, population, sigma

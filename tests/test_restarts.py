@@ -155,6 +155,49 @@ def test_a_run_resumed_mid_second_restart_equals_the_straight_run_bitwise():
     assert np.array_equal(resumed.ask(), straight.ask())
 
 
+def test_a_vector_sigma_keeps_its_shape_across_restarts_and_resumes_bitwise():
+    """One step per coordinate (pycma's CMA_stds): every run's steps are the first run's
+    scaled by one factor (the global step, restart_sigma), and a resume mid-run is exact."""
+    steps = [0.5, 1.0, 2.0, 4.0]
+    straight = _make(mode="bipop", strategy={"kind": "cma_es", "sigma": steps})
+    _until_restart(straight, 3)
+    ratios = straight.inner.config.sigma
+    assert np.allclose(np.asarray(ratios) / max(ratios), np.asarray(steps) / 4.0)
+    assert max(ratios) == straight.restart_sigma
+    straight.ask()
+    state = roundtrip_state(straight.state_dict())
+    for _ in range(30):
+        _step(straight)
+    resumed = _make(mode="bipop", strategy={"kind": "cma_es", "sigma": steps}, seed=5)
+    resumed.load_state_dict(state)
+    for _ in range(30):
+        _step(resumed)
+    assert resumed.center.tobytes() == straight.center.tobytes()
+
+
+def test_an_inner_strategys_bounds_hold_where_runs_start():
+    """No x0: the first run starts in the middle of the inner strategy's box (zeros lie
+    outside [1, 3] and were refused); uniform restarts start inside the box."""
+    es = _make(strategy={"kind": "cma_es", "sigma": 0.5, "bounds": {"lower": 1.0, "upper": 3.0}},
+               restart_from="uniform", start_half_width=5.0, mode="bipop")
+    assert np.array_equal(es.center, np.full(4, 2.0))
+    starts = []
+    for _ in range(300):
+        es.tell(np.zeros(es.ask().size))  # flat returns: each run stops at once
+        if es.inner.generation == 0:
+            starts.append(es.inner.center)
+    assert len(starts) >= 5
+    assert all(np.all((1.0 <= s) & (s <= 3.0)) for s in starts), starts
+
+
+def test_mirrored_es_inside_restarts_gets_its_even_default_population():
+    from asktell.strategies import MirroredES
+
+    es = _make(num_params=3, strategy={"kind": "mirrored_es"})  # 4 + floor(3 ln 3) = 7
+    assert es.population_size == MirroredES(num_params=3).population_size == 8
+    assert MirroredES.config_class().population_for(3) == 8  # the memory estimate's too
+
+
 def test_a_state_from_another_run_size_is_refused_whole():
     es = _make()
     _until_restart(es, 1)
