@@ -189,8 +189,9 @@ class MirroredES(BaseStrategy):
     def _make_distribution(self) -> Distribution:
         return Distribution(self._center, self.sigma, self.noise, self.generation)
 
-    def tell(self, returns: Any) -> dict[str, Any]:
-        """As :meth:`BaseStrategy.tell`. The comma variant's metrics add ``sigma`` and
+    def tell(self, returns: Any, violations: Any = None, dropped: Any = None) -> dict[str, Any]:
+        """As :meth:`BaseStrategy.tell` (``violations`` and ``dropped`` too). The comma
+        variant's metrics add ``sigma`` and
         ``concluded`` (whether the told offspring ended an iteration); the gradient
         variant's add ``grad_norm`` and ``update_norm``."""
         # Remember which returns were finite: a failed candidate must never count as better
@@ -203,7 +204,7 @@ class MirroredES(BaseStrategy):
                 pass  # the base class raises the same error, changing nothing
             else:
                 self._batch_finite = np.isfinite(r)
-        return super().tell(returns)
+        return super().tell(returns, violations, dropped)
 
     # ------------------------------------------------------------------ updates
     def _update(self, seeds: np.ndarray, returns: np.ndarray) -> dict[str, Any]:

@@ -112,7 +112,29 @@ def test_tell_takes_violations_and_checks_their_count():
     es.tell(np.zeros(es.population_size), violations=np.zeros((es.population_size, 1)))
 
 
-@pytest.mark.parametrize("strategy", ["cma_es", "snes"])
+@pytest.mark.parametrize("name", sorted(asktell.registry.STRATEGIES.names()))
+def test_every_strategy_takes_violations_and_dropped_in_tell(name):
+    """One tell for all: a strategy overriding tell() must keep its keywords (the mirrored
+    ES once took returns alone, so tell(r, violations=v) was a TypeError)."""
+    import inspect
+
+    cls = asktell.registry.STRATEGIES.get(name)
+    assert {"violations", "dropped"} <= set(inspect.signature(cls.tell).parameters), name
+
+
+def test_the_mirrored_es_never_takes_an_infeasible_offspring_over_a_feasible_one():
+    from asktell.strategies import MirroredES
+
+    es = MirroredES(3, population_size=4, sigma=0.5, seed=0)
+    seeds, asked = es.ask(), es.distribution
+    returns = np.array([10.0, 9.0, 1.0, 0.0])  # the two best are infeasible
+    violations = np.array([[1.0], [2.0], [-1.0], [-1.0]])
+    metrics = es.tell(returns, violations=violations)
+    assert metrics["concluded"]
+    assert np.array_equal(es.center, asked.decode_one(int(seeds[2])))
+
+
+@pytest.mark.parametrize("strategy", ["cma_es", "snes", "mirrored_es"])
 def test_the_result_is_feasible_and_near_the_constrained_optimum(strategy):
     x0 = np.array([2.0, 2.0, 1.0])
     res = asktell.minimize(sphere, x0, strategy=strategy, sigma=0.5, budget=4000, seed=0,
