@@ -17,7 +17,7 @@ from asktell.config import RunConfigBase, config_from_dict, diff_protected, load
 from asktell.errors import CheckpointError, ConfigError
 from asktell.runlog import LOG_FILE, LogChain, verify_log
 
-__all__ = ["CONFIG_FILE", "check_out", "checked_log", "refuse_held"]
+__all__ = ["CONFIG_FILE", "check_out", "checked_log", "damaged_log_path", "refuse_held"]
 
 CONFIG_FILE = "config.toml"
 _SYSTEM_DIRS = ("/proc", "/sys", "/dev")
@@ -33,6 +33,8 @@ def _is_run_dir(path: Path) -> bool:
 def check_out(run_dir: Path) -> None:
     """Refuse a run directory that cannot be one before anything is created."""
     named = f"run directory {str(run_dir)!r} (--out)"
+    if not str(run_dir).strip():
+        raise ConfigError("run directory '' (--out) is empty; name a folder (e.g. --out runs/a)")
     path = Path(os.path.abspath(run_dir))
     real = Path(os.path.realpath(path))
     for system in _SYSTEM_DIRS:
@@ -84,8 +86,17 @@ def checked_log(run_dir: Path, ckpt: Any, repair: bool) -> tuple[LogChain, str |
                 f"{exc}. Restore the log, or resume with --repair-log to move it aside to "
                 f"{LOG_FILE}.damaged and start a new log after generation {ckpt.generation}"
             ) from None
-        return LogChain(), f"{exc}; moved it aside to {LOG_FILE}.damaged"
+        return LogChain(), str(exc)
     return expected, None
+
+
+def damaged_log_path(run_dir: Path) -> Path:
+    """Where ``--repair-log`` moves a log aside: ``log.jsonl.damaged``, or the first free
+    ``log.jsonl.damaged.N`` when an earlier repair already left one (never overwritten)."""
+    path, n = run_dir / f"{LOG_FILE}.damaged", 1
+    while path.exists():
+        path, n = run_dir / f"{LOG_FILE}.damaged.{n}", n + 1
+    return path
 
 
 # --------------------------------------------------------------------------- the run's config

@@ -62,6 +62,7 @@ from asktell._rundir import (
     as_config,
     check_out,
     checked_log,
+    damaged_log_path,
     default_run_dir,
     refuse_held,
     resume_config,
@@ -104,6 +105,10 @@ def run(
     cfg = as_config(config, list(overrides))
     if log_format is not None:
         cfg = with_changes(cfg, {"output": {"log_format": log_format}})
+    if out is not None or cfg.output.dir is not None:
+        given = out if out is not None else cfg.output.dir
+        if not os.fspath(given).strip():  # Path("") is the current directory
+            check_out(given)
     run_dir = Path(out) if out is not None else (
         Path(cfg.output.dir) if cfg.output.dir else default_run_dir(cfg)
     )
@@ -147,6 +152,8 @@ def resume(
     truncated, edited) is refused, or with ``repair_log`` moved aside to
     ``log.jsonl.damaged`` so a new log starts after the checkpoint's generation.
     """
+    if not os.fspath(run_dir).strip():
+        raise CheckpointError("run directory '' is empty; name the run's folder")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
@@ -194,7 +201,9 @@ def _resume_held(
             discard_newer(run_dir, ckpt.path, refused=[p for p, _ in ckpt.skipped])  # redone; refused ones kept
         if log_note is not None:
             if (run_dir / LOG_FILE).exists():
-                os.replace(run_dir / LOG_FILE, run_dir / f"{LOG_FILE}.damaged")
+                aside = damaged_log_path(run_dir)
+                os.replace(run_dir / LOG_FILE, aside)
+                log_note += f"; moved it aside to {aside.name}"
             notes.append(log_note)
         runner.log = chain
         runner.notes = notes

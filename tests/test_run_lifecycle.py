@@ -359,6 +359,19 @@ def test_a_log_that_does_not_match_its_checkpoint_is_refused_never_glued(stopped
         load_checkpoint(straight).state["strategy"]["center"].tobytes()
 
 
+def test_a_second_repair_keeps_the_first_damaged_log(stopped):
+    out, _ = stopped
+    _edit_a_row(out / "log.jsonl")
+    first = (out / "log.jsonl").read_bytes()
+    resume(out, overrides=["budget.generations=6"], log_format="none", repair_log=True)
+    _edit_a_row(out / "log.jsonl")
+    second = (out / "log.jsonl").read_bytes()
+    resume(out, overrides=["budget.generations=7"], log_format="none", repair_log=True)
+    assert (out / "log.jsonl.damaged").read_bytes() == first
+    assert (out / "log.jsonl.damaged.1").read_bytes() == second
+    assert [r["generation"] for r in read_log(out)] == [7]
+
+
 def test_rows_after_the_checkpoint_are_dropped_and_the_log_then_matches(stopped):
     out, straight = stopped
     with open(out / "log.jsonl", "ab") as fh:
@@ -384,8 +397,10 @@ def test_plot_says_what_it_skipped_and_names_a_missing_folder(stopped, tmp_path)
 
 
 # ----------------------------------------------------------------------------- bad --out
-def test_a_bad_out_is_refused_and_creates_nothing(tmp_path, capsys):
+def test_a_bad_out_is_refused_and_creates_nothing(tmp_path, capsys, monkeypatch):
     from asktell.cli import main
+
+    monkeypatch.chdir(tmp_path)  # --out '' once meant this folder
 
     run_file = write_run_file(tmp_path, "function-serial", 2)
     a_file = tmp_path / "file"
@@ -397,6 +412,8 @@ def test_a_bad_out_is_refused_and_creates_nothing(tmp_path, capsys):
         (a_file / "run", "which is a file"),
         ("/proc/asktell-run", "inside /proc"),
         (other / "nested" / "run", "inside the run directory"),
+        ("", "(--out) is empty"),
+        (" ", "(--out) is empty"),
     ]:
         assert main(["run", str(run_file), "--out", str(out)]) == 2
         err = capsys.readouterr().err
