@@ -62,13 +62,36 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
-# PyYAML follows YAML 1.1, whose floats need a dot: `1e-5` and `-1E3` would load as strings,
-# which the strict number fields then refuse. Read them as YAML 1.2 (and TOML, and Python) do.
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+# PyYAML follows YAML 1.1, which reads `010` as 8 (octal), `1:30` as 90 (base 60), `yes`,
+# `on` and `off` as booleans, `2024-01-02` as a date, and `1e-5` (no dot) as a string. Run
+# files are read by the YAML 1.2 core schema instead, as TOML and Python read them: decimal
+# integers (underscores allowed, leading zeros decimal), `0o` octal and `0x` hex, floats
+# with or without a dot, `.inf`/`.nan`, `true`/`false`, `null`/`~`; anything else is a string
+# (which a strict number or flag field then refuses by name).
+_StrictLoader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("int", r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+):
+    _StrictLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
+
+
+def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:
+    """YAML 1.2 core integers: a leading zero is decimal (1.1 read `010` as 8)."""
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    if text.startswith(("0o", "0x")):
+        return int(text, 0)
+    return int(text, 10)
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _compose_node(loader: _StrictLoader, parent: Any, index: Any) -> Any:

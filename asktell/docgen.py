@@ -59,6 +59,11 @@ TOML has no null. To set an option whose default is not null to null (a stopping
 `tolfun` = null; no worker timeout), name it in the top-level `nulls` list:
 `nulls = ["strategy.tolfun"]` (YAML and `--set strategy.tolfun=null` write null directly).
 The `config.toml` a run writes lists its nulls there, so it reads back as the same run.
+
+YAML run files and `--set` values are read by the YAML 1.2 core schema, as TOML and Python
+read numbers: `010` is ten, `0o10` eight, `0x10` sixteen, `1e-5` a float; `true`/`false`
+are the only booleans and `null`/`~` the null. YAML 1.1's `yes`, `off`, `1:30` and dates are
+strings, which a number or flag field refuses by name.
 """
 
 

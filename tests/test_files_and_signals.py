@@ -113,6 +113,24 @@ def test_the_lock_of_a_killed_process_is_taken_over(tmp_path):
         holder.wait()
 
 
+def test_yaml_is_read_by_the_yaml_1_2_core_schema():
+    """YAML 1.1 (PyYAML's) read `010` as 8, `1:30` as 90, `yes`/`off` as booleans and a
+    date as a date: a run file reads them as TOML and Python would, or as strings that a
+    strict field then refuses by name."""
+    from asktell.config import config_from_dict
+
+    assert parse_yaml("a: 010\nb: 1:30\nc: 0x10\nd: 0o10\ne: yes\nf: off\ng: 2024-01-02\n"
+                      "h: 1_000\ni: .5\nj: ~\nk: True\n") == {
+        "a": 10, "b": "1:30", "c": 16, "d": 8, "e": "yes", "f": "off", "g": "2024-01-02",
+        "h": 1000, "i": 0.5, "j": None, "k": True}
+    base = {"strategy": {"kind": "openai_es"}, "task": {"kind": "function", "name": "sphere",
+            "num_params": 3}, "budget": {"generations": 3}}
+    data = parse_yaml("strategy: {kind: openai_es, population_size: 010, antithetic: yes}")
+    with pytest.raises(ConfigError, match=r"strategy.antithetic: .*got 'yes'"):
+        config_from_dict({**base, **data})
+    assert config_from_dict({**base, "seed": parse_yaml("s: 010")["s"]}).seed == 10
+
+
 def test_yaml_numbers_with_an_exponent_and_no_dot_are_numbers():
     """PyYAML (YAML 1.1) reads `1e-5` as a string; run files and --set read it as a number,
     and a quoted value stays a string."""
