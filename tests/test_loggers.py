@@ -229,6 +229,19 @@ def test_csv_holds_every_field_of_every_row_including_columns_that_appear_later(
         assert all(line[k] == "" for k in set(line) - set(row))
 
 
+@pytest.mark.parametrize("path", ["log.jsonl", "./config.toml", "checkpoints/x.csv", "sub/../warnings.log"])
+def test_a_csv_file_may_not_replace_the_runs_own_files(tmp_path, path):
+    from asktell.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"output.loggers.0.path: names the run's own"):
+        config_from_dict(config({"kind": "csv", "path": path}))
+    # an absolute path into the run directory: the logger fails to open, the run's files stay
+    out = tmp_path / "run"
+    run(config({"kind": "csv", "path": str(out / "log.jsonl")}), out=out)
+    rows = read_log(out)
+    assert len(rows) == 7 and all("generation" in row for row in rows)
+
+
 # --------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("kind", ["csv", *METRIC_BACKENDS])
 def test_resume_continues_the_series_without_a_repeated_step(kind, tmp_path):

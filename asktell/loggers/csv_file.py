@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from asktell.config_base import declare_options
 from asktell.loggers._base import LoggerConfig, Resume
@@ -21,12 +21,42 @@ from asktell.registry import LOGGERS
 __all__ = ["CSVLogger", "CSVLoggerConfig"]
 
 
+#: The run's own files, which a CSV file may not replace.
+_RUN_FILES = ("log.jsonl", "config.toml", "warnings.log", ".lock")
+_RUN_FOLDERS = ("checkpoints",)
+
+
+def _run_file_named(run_dir: Path, path: Path) -> str | None:
+    """The run file or folder ``path`` (inside ``run_dir``) would overwrite, if any."""
+    base = Path(os.path.abspath(run_dir))
+    target = Path(os.path.abspath(base / path))
+    if target.parent == base and (
+        target.name in _RUN_FILES or target.name.startswith("log.jsonl.damaged")
+    ):
+        return target.name
+    for folder in _RUN_FOLDERS:
+        if target == base / folder or base / folder in target.parents:
+            return f"{folder}/"
+    return None
+
+
 class CSVLoggerConfig(LoggerConfig):
     kind: Literal["csv"] = "csv"
     path: str = Field(
         "log.csv", min_length=1,
-        description="The CSV file, relative to the run directory (or absolute).",
+        description="The CSV file, relative to the run directory (or absolute); not one of "
+        "the run's own files (log.jsonl, config.toml, warnings.log, checkpoints/).",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _not_a_run_file(cls, value: str) -> str:
+        if not os.path.isabs(value):
+            clash = _run_file_named(Path("/run"), Path(value))
+            if clash is not None:
+                raise ValueError(f"names the run's own {clash}, which it would overwrite; "
+                                 f"choose another file (e.g. 'log.csv'); got {value!r}")
+        return value
 
 
 @declare_options(CSVLoggerConfig)
@@ -42,6 +72,10 @@ class CSVLogger:
         self._writer: Any = None
 
     def open(self, run_dir: Path, config: Any, resume: Resume | None) -> None:
+        clash = _run_file_named(Path(run_dir), Path(self.options.path))
+        if clash is not None:  # an absolute path into the run directory
+            raise ValueError(f"path {self.options.path!r} names the run's own {clash}, which "
+                             "it would overwrite; choose another file")
         self.path = Path(run_dir) / self.options.path
         rows: list[dict[str, str]] = []
         if resume is not None and self.path.exists():
