@@ -174,6 +174,16 @@ class Display:
     def _say(self, text: str) -> None:
         pass
 
+    def note(self, text: str) -> None:
+        """Something the user must learn even from a silent run (a checkpoint skipped, a
+        log moved aside, a run moved to another machine): a message where messages are
+        shown, else one line on stderr."""
+        if self.shows_messages:
+            self.message(text)
+        elif text not in self._said:
+            self._said.add(text)
+            print(f"asktell: note: {text}", file=sys.stderr, flush=True)
+
     def finish(self, reason: str) -> None:
         """The run ended for ``reason``: the bar goes to its end and says why."""
         self.view.stop(reason)

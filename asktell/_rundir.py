@@ -128,7 +128,7 @@ def write_config(run_dir: Path, config: Any) -> None:
     atomic_write_bytes(run_dir / CONFIG_FILE, config.to_toml().encode("utf-8"))
 
 
-def resume_config(run_dir: Path, overrides: list[str], ckpt: Any, log_format: str | None) -> Any:
+def resume_config(run_dir: Path, overrides: list[str], ckpt: Any) -> Any:
     """The config a resumed run goes on with: the run directory's ``config.toml`` (or the
     checkpoint's config when it is gone) plus ``overrides``, refused when it would move the
     run onto another trajectory than the one it was saved on."""
@@ -137,10 +137,7 @@ def resume_config(run_dir: Path, overrides: list[str], ckpt: Any, log_format: st
         cfg = load_config(config_file, overrides)
     else:
         cfg = config_from_dict(ckpt.config, overrides, source="run config from the checkpoint")
-    output: dict[str, Any] = {"dir": str(run_dir)}
-    if log_format is not None:
-        output["log_format"] = log_format
-    cfg = with_changes(cfg, {"output": output})
+    cfg = with_changes(cfg, {"output": {"dir": str(run_dir)}})
     if ckpt is None:
         # No checkpoint yet: the run starts again at generation 0 from its saved config,
         # which is the record of what it is (its log rows are rewritten).

@@ -220,7 +220,7 @@ class Runner:
         )
         self.display.view.generation = self.generation  # a resumed run's, until its first row
         for note in self.notes + self._straggler_notes():
-            self.display.message(note)
+            self.display.note(note)
         if self.warnings is not None:
             self.warnings.bind(self.run_dir)
         log = self._open_log()

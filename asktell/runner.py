@@ -103,6 +103,8 @@ def run(
         log_format: overrides ``output.log_format`` (``"none"`` for silence).
     """
     cfg = as_config(config, list(overrides))
+    # config.toml records the run, not this invocation's console: --log-format is not kept
+    recorded_format = cfg.output.log_format
     if log_format is not None:
         cfg = with_changes(cfg, {"output": {"log_format": log_format}})
     if out is not None or cfg.output.dir is not None:
@@ -125,7 +127,7 @@ def run(
         fsync_dir(run_dir.parent)
         with RunLock(run_dir):
             refuse_held(run_dir)  # another process may have started here while we built
-            write_config(run_dir, cfg)
+            write_config(run_dir, with_changes(cfg, {"output": {"log_format": recorded_format}}))
             (run_dir / LOG_FILE).touch()
             runner = Runner(cfg, run_dir, built, callback=callback, display=display)
             runner.warnings = caught
@@ -188,7 +190,10 @@ def _resume_held(
         other_machine = resume_note(ckpt.meta)
         if other_machine is not None:
             notes.append(other_machine)
-    cfg = resume_config(run_dir, overrides, ckpt, log_format)
+    recorded = resume_config(run_dir, overrides, ckpt)  # what config.toml keeps
+    cfg = recorded
+    if log_format is not None:  # this invocation's console only
+        cfg = with_changes(cfg, {"output": {"log_format": log_format}})
     chain, log_note = checked_log(run_dir, ckpt, repair_log)
     check_loggers(cfg.output.loggers)
     with WarningCapture(mujoco=uses_mujoco(cfg)) as caught, cfg.build() as built:
@@ -207,5 +212,5 @@ def _resume_held(
             notes.append(log_note)
         runner.log = chain
         runner.notes = notes
-        write_config(run_dir, cfg)
+        write_config(run_dir, recorded)
         return runner.run()

@@ -164,6 +164,23 @@ def test_resume_and_eval_refuse_a_damaged_checkpoint(finished_run, damage, messa
     assert (finished_run / "log.jsonl").read_bytes() == log_before
 
 
+def test_log_format_is_this_commands_console_and_a_silent_resume_still_says_what_it_skipped(
+    tmp_path, capsys
+):
+    """--log-format is not written into config.toml (a later resume shows what the run file
+    asked for), and notes a user must not miss reach stderr even with --log-format none."""
+    out = tmp_path / "run"
+    assert main(["run", SPHERE, *FAST, "--out", str(out), "--log-format", "none"]) == 0
+    assert 'log_format = "auto"' in (out / "config.toml").read_text()
+    newest = list_checkpoints(out)[-1]
+    newest.write_text(newest.read_text().replace('"generation": 8', '"generation": 9'))
+    capsys.readouterr()
+    assert main(["resume", str(out), "--set", "budget.generations=9", "--log-format", "none"]) == 0
+    err = capsys.readouterr().err
+    assert "asktell: note: skipped checkpoint" in err and newest.name in err, err
+    assert 'log_format = "auto"' in (out / "config.toml").read_text()
+
+
 def test_resume_refuses_a_changed_strategy_listing_the_fields(finished_run):
     result = invoke(
         "resume", finished_run, "--set", "strategy.sigma=0.3", "--set", "strategy.population_size=64"
