@@ -17,7 +17,9 @@ from asktell.config import RunConfigBase, config_from_dict, diff_protected, load
 from asktell.errors import CheckpointError, ConfigError
 from asktell.runlog import LOG_FILE, LogChain, verify_log
 
-__all__ = ["CONFIG_FILE", "check_out", "checked_log", "damaged_log_path", "refuse_held"]
+__all__ = [
+    "CONFIG_FILE", "check_out", "check_output_file", "checked_log", "damaged_log_path", "refuse_held",
+]
 
 CONFIG_FILE = "config.toml"
 _SYSTEM_DIRS = ("/proc", "/sys", "/dev")
@@ -35,6 +37,13 @@ def check_out(run_dir: Path) -> None:
     named = f"run directory {str(run_dir)!r} (--out)"
     if not str(run_dir).strip():
         raise ConfigError("run directory '' (--out) is empty; name a folder (e.g. --out runs/a)")
+    try:
+        str(run_dir).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"run directory {str(run_dir)!r} (--out) is not valid UTF-8; the run's config.toml "
+            "records it as text, so name it in UTF-8"
+        ) from None
     path = Path(os.path.abspath(run_dir))
     real = Path(os.path.realpath(path))
     for system in _SYSTEM_DIRS:
@@ -54,6 +63,39 @@ def check_out(run_dir: Path) -> None:
         nearest = next(p for p in path.parents if p.exists())
         if not os.access(nearest, os.W_OK | os.X_OK):
             raise ConfigError(f"{named} cannot be created: {str(nearest)!r} is not writable")
+
+
+#: A run directory's own files, which no output of another command may replace.
+_RUN_FILES = (CONFIG_FILE, LOG_FILE, "warnings.log", ".lock")
+
+
+def check_output_file(
+    path: str | os.PathLike, what: str, suffixes: tuple[str, ...] | None = None
+) -> Path:
+    """Refuse, before any work, a file that ``plot``, ``export`` or ``eval --video`` could
+    not write or should not: empty, a directory, under a file, of a type not in
+    ``suffixes`` (lowercase, with the dot), or one of a run directory's own files."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise ConfigError(f"{what} is empty; name a file")
+    target = Path(os.path.abspath(text))
+    if suffixes is not None and target.suffix.lower() not in suffixes:
+        raise ConfigError(
+            f"{what} must end in {', '.join(suffixes)} (its type); got {text!r}"
+        )
+    if target.is_dir():
+        raise ConfigError(f"{what} {text!r} is a directory; name a file")
+    for parent in target.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{what} {text!r} is under {str(parent)!r}, which is a file, not a directory")
+    folder = target.parent
+    if (folder.name == "checkpoints" and _is_run_dir(folder.parent)) or (
+        _is_run_dir(folder) and (target.name in _RUN_FILES or target.name.startswith(LOG_FILE))
+    ):
+        raise ConfigError(
+            f"{what} {text!r} would replace a file of the run in {str(folder)!r}; write it elsewhere"
+        )
+    return Path(text)
 
 
 def refuse_held(run_dir: Path) -> None:

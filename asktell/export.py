@@ -59,9 +59,9 @@ def export_policy(
     from asktell.playback import best_center_distribution, load_run
     from asktell.protocol import hooks_of
 
-    output = Path(output)
-    if output.suffix != ".npz":
-        raise ConfigError(f"export 'output' must end in .npz; got {str(output)!r}")
+    from asktell._rundir import check_output_file
+
+    output = check_output_file(output, "export 'output'", (".npz",))
     ckpt, task, strategy = load_run(Path(run_dir), checkpoint)
     kind = ckpt.config["task"]["kind"]
     if kind != "gym" or not isinstance(task.policy, MLPPolicy):

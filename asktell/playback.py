@@ -142,6 +142,10 @@ def best_center_distribution(ckpt: Any, task: Any, dist: Any) -> tuple[Any, int,
     return dist, int(generation), runner.get("best_center_return")
 
 
+#: Video files ``eval --video`` writes: a GIF by itself, the others through imageio-ffmpeg.
+VIDEO_SUFFIXES = (".mp4", ".gif", ".webm", ".mkv", ".mov", ".avi")
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
     *,
@@ -170,6 +174,9 @@ def evaluate_run(
         raise ConfigError(f"'episodes' must be an int >= 1; got {episodes!r}")
     run_dir = Path(run_dir)
     if video is not None:
+        from asktell._rundir import check_output_file
+
+        check_output_file(video, "--video", VIDEO_SUFFIXES)
         choose_gl_backend()  # before anything imports mujoco
     ckpt, task, strategy = load_run(run_dir, checkpoint)
     dist, generation, which, logged = strategy.distribution, ckpt.generation, "latest", None

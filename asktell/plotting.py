@@ -303,6 +303,13 @@ def build_figure(
     return fig
 
 
+def _image_suffixes() -> tuple[str, ...]:
+    """The file types matplotlib's default canvas writes (``.png``, ``.pdf``, ``.svg``, ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return tuple(f".{kind}" for kind in sorted(FigureCanvasBase.get_supported_filetypes()))
+
+
 def plot_runs(
     run_dirs: list[str | os.PathLike],
     output: str | os.PathLike,
@@ -316,15 +323,21 @@ def plot_runs(
 ) -> Path:
     """Draw the learning curves of ``run_dirs`` on one figure and save it to ``output``.
 
-    The file type follows ``output``'s extension (``.png``, ``.pdf``, ``.svg``). Log lines
+    The file type follows ``output``'s extension (``.png``, ``.pdf``, ``.svg``; none:
+    ``.png`` is added, and the path returned says so). Log lines
     that do not parse are left out and reported through ``on_skip`` (default: a warning).
     ``log_y``, ``aggregate`` and ``band`` are those of :func:`build_figure`.
     """
+    from asktell._rundir import check_output_file
+
+    output = Path(output)
+    if not output.suffix and os.fspath(output).strip():
+        output = output.with_name(output.name + ".png")  # what savefig would write
+    check_output_file(output, "plot output", _image_suffixes())
     fig = build_figure(
         run_dirs, labels=labels, title=title, on_skip=on_skip, log_y=log_y,
         aggregate=aggregate, band=band,
     )
-    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=120)
     return output

@@ -269,6 +269,36 @@ def test_an_unknown_gymnasium_id_is_rejected_before_anything_starts(tmp_path):
 
 
 @needs_gym
+@needs_gym
+def test_outputs_that_cannot_or_must_not_be_written_are_refused_before_any_work(tmp_path, capsys):
+    """plot, export and eval --video: a wrong type, a path under a file, an empty name or a
+    run's own file is exit 2 with the reason (they were tracebacks, or overwrote a
+    checkpoint), and nothing is written."""
+    run_dir = tmp_path / "c"
+    assert main(["run", CARTPOLE, "--set", "budget.generations=1", "--set",
+                 "budget.target_return=null", "--out", str(run_dir), "--log-format", "none"]) == 0
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    newest = list_checkpoints(run_dir)[-1].with_suffix(".npz")
+    for args, words in [
+        (["plot", run_dir, "-o", tmp_path / "x.txt"], "plot output must end in"),
+        (["plot", run_dir, "-o", a_file / "p.png"], "which is a file, not a directory"),
+        (["export", run_dir, "-o", a_file / "p.npz"], "which is a file, not a directory"),
+        (["export", run_dir, "-o", newest], "would replace a file of the run"),
+        (["export", run_dir, "-o", ""], "is empty"),
+        (["eval", run_dir, "--episodes", "1", "--video", tmp_path / "v"], "--video must end in"),
+        (["eval", run_dir, "--episodes", "1", "--video", a_file / "v.gif"], "which is a file"),
+    ]:
+        assert main([str(a) for a in args]) == 2, args
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, (args, err)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    assert main(["plot", str(run_dir), "-o", str(tmp_path / "curve")]) == 0
+    assert f"wrote {tmp_path / 'curve.png'}" in capsys.readouterr().out
+    assert (tmp_path / "curve.png").exists()
+
+
 def test_cartpole_resume_is_bitwise_identical(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = ["--set", "budget.generations=4", "--set", "output.checkpoint_every=1"]

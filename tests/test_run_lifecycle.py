@@ -414,6 +414,7 @@ def test_a_bad_out_is_refused_and_creates_nothing(tmp_path, capsys, monkeypatch)
         (other / "nested" / "run", "inside the run directory"),
         ("", "(--out) is empty"),
         (" ", "(--out) is empty"),
+        ("run-\udcff", "is not valid UTF-8"),  # a byte 0xff in the name, as a shell passes it
     ]:
         assert main(["run", str(run_file), "--out", str(out)]) == 2
         err = capsys.readouterr().err
