@@ -18,7 +18,7 @@ from asktell.errors import CheckpointError, ConfigError
 from asktell.runlog import LOG_FILE, LogChain, verify_log
 
 __all__ = [
-    "CONFIG_FILE", "check_out", "check_output_file", "checked_log", "damaged_log_path", "refuse_held",
+    "CONFIG_FILE", "check_checkpoint_of", "check_out", "check_output_file", "checked_log", "damaged_log_path", "refuse_held",
 ]
 
 CONFIG_FILE = "config.toml"
@@ -96,6 +96,19 @@ def check_output_file(
             f"{what} {text!r} would replace a file of the run in {str(folder)!r}; write it elsewhere"
         )
     return Path(text)
+
+
+def check_checkpoint_of(run_dir: str | os.PathLike, checkpoint: str | os.PathLike) -> None:
+    """``--checkpoint`` must be one of ``run_dir``'s own: a checkpoint of another run would
+    be reported (eval, export) or continued (resume) under this run's name."""
+    mine = Path(os.path.realpath(Path(run_dir) / "checkpoints"))
+    where = Path(os.path.realpath(checkpoint)).parent
+    if where != mine:
+        raise ConfigError(
+            f"--checkpoint {os.fspath(checkpoint)!r} is not a checkpoint of the run in "
+            f"{os.fspath(run_dir)!r} (those are in {str(Path(run_dir) / 'checkpoints')!r}); "
+            "name the run directory it belongs to"
+        )
 
 
 def refuse_held(run_dir: Path) -> None:

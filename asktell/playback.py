@@ -105,6 +105,10 @@ def choose_gl_backend() -> str | None:
 def load_run(run_dir: Path, checkpoint: str | os.PathLike | None) -> tuple[Any, Any, Any]:
     """A saved run's checkpoint, its task (state loaded) and its strategy: what ``eval``
     and ``export`` read."""
+    if checkpoint is not None:
+        from asktell._rundir import check_checkpoint_of
+
+        check_checkpoint_of(run_dir, checkpoint)
     ckpt = load_checkpoint(checkpoint if checkpoint is not None else run_dir)
     cfg = config_from_dict(ckpt.config, source=f"run config saved in {ckpt.path}")
     task = cfg.build_task()

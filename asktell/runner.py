@@ -60,6 +60,7 @@ from asktell._progress import make_display
 from asktell._rundir import (
     CONFIG_FILE,
     as_config,
+    check_checkpoint_of,
     check_out,
     checked_log,
     damaged_log_path,
@@ -159,6 +160,8 @@ def resume(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
+    if checkpoint is not None:
+        check_checkpoint_of(run_dir, checkpoint)
     held_before = (run_dir / LOCK_FILE).exists()  # a run starting here may not have its config yet
     if checkpoint is None and not held_before and not list_checkpoints(run_dir) \
             and not (run_dir / CONFIG_FILE).is_file():

@@ -181,6 +181,21 @@ def test_log_format_is_this_commands_console_and_a_silent_resume_still_says_what
     assert 'log_format = "auto"' in (out / "config.toml").read_text()
 
 
+def test_a_checkpoint_of_another_run_is_refused_by_eval_export_and_resume(finished_run, tmp_path, capsys):
+    """eval labelled another run's checkpoint with this run's name; resume would continue it
+    here. Its own older checkpoint is fine."""
+    other = tmp_path / "other"
+    assert main(["run", SPHERE, *FAST, "--out", str(other), "--log-format", "none"]) == 0
+    foreign = list_checkpoints(other)[-1]
+    for args in (["eval", str(finished_run), "--checkpoint", str(foreign)],
+                 ["export", str(finished_run), "-o", str(tmp_path / "p.npz"), "--checkpoint", str(foreign)],
+                 ["resume", str(finished_run), "--checkpoint", str(foreign)]):
+        assert main(args) == 2, args
+        assert "is not a checkpoint of the run in" in capsys.readouterr().err
+    own = list_checkpoints(finished_run)[0]
+    assert main(["eval", str(finished_run), "--checkpoint", str(own)]) == 0
+
+
 def test_resume_refuses_a_changed_strategy_listing_the_fields(finished_run):
     result = invoke(
         "resume", finished_run, "--set", "strategy.sigma=0.3", "--set", "strategy.population_size=64"
