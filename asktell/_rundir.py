@@ -111,6 +111,15 @@ def check_checkpoint_of(run_dir: str | os.PathLike, checkpoint: str | os.PathLik
         )
 
 
+def _written_by_a_run(config: Path) -> bool:
+    """Whether ``config`` starts with the header :func:`asktell.config.config_to_toml` writes."""
+    try:
+        with open(config, "rb") as fh:
+            return fh.read(64).startswith(b"# Resolved run configuration (asktell")
+    except OSError:
+        return True  # unreadable: treat it as a run's, the refusal then names resume
+
+
 def refuse_held(run_dir: Path) -> None:
     found = list_checkpoints(run_dir)
     if found:
@@ -119,7 +128,14 @@ def refuse_held(run_dir: Path) -> None:
             f"`asktell resume {run_dir}` (newest checkpoint {found[-1].name}) or choose "
             "another directory (--out)"
         )
-    if (run_dir / CONFIG_FILE).exists() or (run_dir / LOG_FILE).exists():
+    config = run_dir / CONFIG_FILE
+    if config.is_file() and not (run_dir / LOG_FILE).exists() and not _written_by_a_run(config):
+        raise ConfigError(
+            f"run directory {str(run_dir)!r} holds a {CONFIG_FILE} that no asktell run wrote "
+            f"(a run keeps its resolved configuration there and would replace it); choose "
+            "another directory (--out)"
+        )
+    if config.exists() or (run_dir / LOG_FILE).exists():
         raise ConfigError(
             f"run directory {str(run_dir)!r} already holds a run that stopped before its first "
             f"checkpoint; `asktell resume {run_dir}` starts it again at generation 0 with its "

@@ -228,6 +228,13 @@ def test_a_vector_entry_point_run_refuses_a_changed_evaluator_on_resume(tmp_path
     assert_same_run(tmp_path / "s", reference.run_dir)
 
 
+def test_a_users_own_config_toml_in_out_is_not_taken_for_a_dead_run(tmp_path):
+    (tmp_path / "config.toml").write_text('[strategy]\nkind = "openai_es"\n')
+    with pytest.raises(ConfigError, match="holds a config.toml that no asktell run wrote"):
+        run(setup_config("function-serial", 2), out=tmp_path)
+    assert (tmp_path / "config.toml").read_text() == '[strategy]\nkind = "openai_es"\n'
+
+
 def test_a_failing_candidate_before_the_first_checkpoint_is_restartable(tmp_path, monkeypatch):
     from asktell.errors import CandidateFailedError
     from asktell.functions import FUNCTIONS
