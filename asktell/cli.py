@@ -119,6 +119,9 @@ def run(
         cfg = _load(config, overrides, plugins)
     except AsktellError as exc:
         _fail(exc)
+    except KeyboardInterrupt:  # while plugins or the run file's imports load
+        click.echo("\ninterrupted before the run started; nothing to resume", err=True)
+        sys.exit(130)
     hint = out or cfg.output.dir
     result = _run_guarded(lambda: run_(cfg, out=out, log_format=log_format), hint)
     # the display's title names the run directory; say it here only when there is no display

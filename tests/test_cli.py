@@ -196,6 +196,18 @@ def test_a_checkpoint_of_another_run_is_refused_by_eval_export_and_resume(finish
     assert main(["eval", str(finished_run), "--checkpoint", str(own)]) == 0
 
 
+def test_ctrl_c_while_the_run_file_loads_is_exit_130_with_nothing_to_resume(tmp_path, monkeypatch, capsys):
+    import asktell.cli as cli_module
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "_load", interrupted)
+    assert main(["run", SPHERE, "--out", str(tmp_path / "r")]) == 130
+    assert "interrupted before the run started; nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_resume_refuses_a_changed_strategy_listing_the_fields(finished_run):
     result = invoke(
         "resume", finished_run, "--set", "strategy.sigma=0.3", "--set", "strategy.population_size=64"
