@@ -203,6 +203,12 @@ def resume_config(run_dir: Path, overrides: list[str], ckpt: Any) -> Any:
     """The config a resumed run goes on with: the run directory's ``config.toml`` (or the
     checkpoint's config when it is gone) plus ``overrides``, refused when it would move the
     run onto another trajectory than the one it was saved on."""
+    moved = [o for o in overrides if o.partition("=")[0].strip() == "output.dir"]
+    if moved:
+        raise ConfigError(
+            f"--set {moved[0]}: a resumed run stays in its directory {str(run_dir)!r}; copy "
+            "the directory to move a run, then resume the copy"
+        )
     config_file = run_dir / CONFIG_FILE
     if config_file.is_file():
         cfg = load_config(config_file, overrides)

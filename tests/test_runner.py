@@ -357,6 +357,14 @@ def test_resume_rejects_a_changed_strategy_task_or_population(straight, override
     assert (straight[0].run_dir / "log.jsonl").read_bytes() == before
 
 
+def test_resume_refuses_to_move_the_run_with_set_output_dir(straight, tmp_path):
+    before = (straight[0].run_dir / "log.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="--set output.dir=.*stays in its directory"):
+        resume(straight[0].run_dir, overrides=[f"output.dir={tmp_path / 'elsewhere'}"])
+    assert (straight[0].run_dir / "log.jsonl").read_bytes() == before
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_resume_rejects_an_edited_config_file_too(straight):
     path = straight[0].run_dir / "config.toml"
     path.write_text(path.read_text().replace("sigma = 0.1", "sigma = 0.2"))
