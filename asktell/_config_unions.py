@@ -15,7 +15,7 @@ from typing import Annotated, Any, Union, get_args
 from pydantic import BeforeValidator, Discriminator
 from pydantic_core import PydanticCustomError
 
-from asktell.config_base import StrictModel
+from asktell.config_base import StrictModel, short_repr
 from asktell.errors import ConfigError
 from asktell.registry import EVALUATORS, LOGGERS, STRATEGIES, TASKS, Registry
 
@@ -82,7 +82,7 @@ def _kind_checker(family: str, kinds: list[str]):
             raise PydanticCustomError(
                 "unknown_kind",
                 "{message}",
-                {"message": f"unknown {family} {kind!r}{hint} (known: {', '.join(kinds)})"},
+                {"message": f"unknown {family} {short_repr(kind)}{hint} (known: {', '.join(kinds)})"},
             )
         return value
 

@@ -215,6 +215,8 @@ def read_mapping(path: str | os.PathLike) -> dict[str, Any]:
             ) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{p} is not valid JSON: {exc}") from None
+        except ConfigError as exc:  # a duplicate key
+            raise ConfigError(f"{p}: {exc}") from None
         except ValueError as exc:  # an integer of more than 4300 digits
             raise ConfigError(_unreadable(str(p), exc)) from None
     else:
@@ -231,7 +233,7 @@ def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise ConfigError(f"duplicate key {key!r}")
+            raise ConfigError(f"duplicate key {key!r} (a JSON object names each key once)")
         out[key] = value
     return out
 

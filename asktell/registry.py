@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
+from asktell.config_base import short_repr
 from asktell.errors import ConfigError
 
 __all__ = ["Registry", "STRATEGIES", "EVALUATORS", "TASKS", "LOGGERS"]
@@ -74,7 +75,7 @@ class Registry:
             close = difflib.get_close_matches(str(name), list(self._items), n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"unknown {self.family} {name!r}{hint} (known: {', '.join(self.names())})"
+                f"unknown {self.family} {short_repr(name)}{hint} (known: {', '.join(self.names())})"
             ) from None
 
     def names(self) -> list[str]:

@@ -33,6 +33,28 @@ def test_a_duplicate_toml_key_is_named():
         parse_toml("[strategy]\nsigma = 0.1\n[strategy]\nkind = 'snes'\n", "run.toml")
 
 
+def test_a_duplicate_json_key_is_named_as_such(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"seed": 1, "seed": 2}')
+    with pytest.raises(ConfigError) as info:
+        read_mapping(path)
+    assert "duplicate key 'seed'" in str(info.value) and "number" not in str(info.value)
+
+
+def test_a_long_unknown_kind_is_cut_in_the_message():
+    from asktell.config import config_from_dict
+    from asktell.registry import STRATEGIES
+
+    kind = "x" * 5000
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"strategy": {"kind": kind}, "task": {"kind": "function"},
+                          "budget": {"generations": 1}})
+    assert len(str(info.value)) < 400 and "unknown strategy 'xxx" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        STRATEGIES.get(kind)
+    assert len(str(info.value)) < 400
+
+
 @pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
 def test_absurd_nesting_is_refused_not_a_recursion_error(tmp_path, suffix):
     depth = 100_000
