@@ -305,6 +305,7 @@ def build_figure(
 
 def _image_suffixes() -> tuple[str, ...]:
     """The file types matplotlib's default canvas writes (``.png``, ``.pdf``, ``.svg``, ...)."""
+    require("matplotlib", "asktell plot")
     from matplotlib.backend_bases import FigureCanvasBase
 
     return tuple(f".{kind}" for kind in sorted(FigureCanvasBase.get_supported_filetypes()))
