@@ -44,24 +44,30 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _seed_array(seeds: Any) -> np.ndarray:
+def seed_array(seeds: Any, owner: str = "decode()") -> np.ndarray:
     """``seeds`` as a 1-D int64 array, strictly: integers only (``1.5``, ``"1"`` and
-    ``True`` used to decode as seed 1), in the int64 range."""
+    ``True`` used to decode as seed 1; a 2-D array was flattened), in the int64 range.
+    ``owner`` names the caller in the :class:`ConfigError` (``"SerialEvaluator.evaluate()"``)."""
     if type(seeds) is np.ndarray and seeds.dtype is _I64 and seeds.ndim == 1:
         return seeds  # what ask() returns: nothing to check or convert
     try:
         arr = np.atleast_1d(np.asarray(seeds))
     except (ValueError, TypeError) as exc:  # ragged nesting
-        raise ConfigError(f"decode() expects a 1-D array of integer seeds; {exc}") from None
+        raise ConfigError(f"{owner} expects a 1-D array of integer seeds; {exc}") from None
+    if arr.ndim == 1 and arr.size == 0 and arr.dtype.kind in "iuf":
+        return np.zeros(0, dtype=np.int64)  # [] (numpy reads it as float64): no seed
     if arr.dtype.kind not in "iu" or arr.ndim != 1:
         what = f"dtype {arr.dtype}" if arr.dtype.kind not in "iu" else f"shape {arr.shape}"
         raise ConfigError(
-            f"decode() expects a 1-D array of integer seeds (int64); got {what}: "
+            f"{owner} expects a 1-D array of integer seeds (int64); got {what}: "
             f"{short_repr(seeds)}"
         )
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-        raise ConfigError(f"decode() seeds must fit in int64; got {short_repr(seeds)}")
+        raise ConfigError(f"{owner} seeds must fit in int64; got {short_repr(seeds)}")
     return arr.astype(np.int64, copy=False)
+
+
+
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -188,7 +194,7 @@ class Distribution:
                 per generation.
         """
         if type(seeds) is not np.ndarray or seeds.dtype is not _I64 or seeds.ndim != 1:
-            seeds = _seed_array(seeds)
+            seeds = seed_array(seeds)
         noise = self.noise
         if (
             type(out) is np.ndarray

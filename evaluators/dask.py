@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from asktell.config_base import collect_options, declare_options
-from asktell.distribution import Distribution
+from asktell.distribution import Distribution, seed_array
 from asktell.errors import ConfigError, EvaluationError
 from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
@@ -331,7 +331,7 @@ class DaskEvaluator:
         """
         if self.closed:
             raise RuntimeError("DaskEvaluator.evaluate() called after close()")
-        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        seeds = seed_array(seeds, "DaskEvaluator.evaluate()")
         generation = distribution.generation
         if seeds.size == 0:
             return assemble(seeds, [], generation, self.on_failure)

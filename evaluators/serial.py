@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from asktell.config_base import PluginConfig, declare_options
-from asktell.distribution import Distribution
+from asktell.distribution import Distribution, seed_array
 from asktell.protocol import Evaluation, Task
 from asktell.registry import EVALUATORS
 
@@ -79,7 +79,7 @@ class SerialEvaluator:
         total)`` after each chunk when given."""
         if self.closed:
             raise RuntimeError("SerialEvaluator.evaluate() called after close()")
-        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        seeds = seed_array(seeds, "SerialEvaluator.evaluate()")
         # Cut where evaluate_chunk cuts anyway (rows_per_chunk), so reporting changes nothing.
         step = seeds.size if on_progress is None else rows_per_chunk(distribution.num_params)
         parts = []

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from asktell.config_base import Int, PluginConfig, declare_options
-from asktell.distribution import Distribution
+from asktell.distribution import Distribution, seed_array
 from asktell.errors import ConfigError
 from asktell.gym.envs import VECTOR_MODES
 from asktell.protocol import Evaluation, Failure, Task, TaskHooks, hooks_of
@@ -223,7 +223,7 @@ class VectorEnvEvaluator:
         depend on its batch); otherwise it is reported once, at the end."""
         if self.closed:
             raise RuntimeError("VectorEnvEvaluator.evaluate() called after close()")
-        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
+        seeds = seed_array(seeds, "VectorEnvEvaluator.evaluate()")
         generation = distribution.generation
         if seeds.size == 0:
             return assemble(seeds, [], generation, self.on_failure)

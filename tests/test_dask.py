@@ -223,6 +223,26 @@ def test_a_given_client_is_used_and_left_open(client):
     assert client.status == "running"
 
 
+def test_every_evaluator_refuses_seeds_that_are_not_a_1d_array_of_integers(client):
+    """1.5, "1" and True were evaluated as seed 1, and a 2-D array flattened, by every
+    evaluator; each now refuses them as decode() does, naming itself and what it got."""
+    from asktell.evaluators import VectorEnvEvaluator
+    from asktell.gym import GymTask
+
+    task = GymTask("CartPole-v1", policy="linear", step_cap="fixed", max_episode_steps=20)
+    dist = Distribution(np.zeros(task.num_params), 0.1, NOISE, 0)
+    for ev in (SerialEvaluator(task), VectorEnvEvaluator(task, num_envs=2), DaskEvaluator(task, client)):
+        name = type(ev).__name__
+        with ev:
+            for bad, words in [([1.5, 2.0], "dtype float64"), (["1"], "dtype <U1"),
+                               ([True, False], "dtype bool"), (np.ones((2, 2), np.int64), r"shape \(2, 2\)")]:
+                with pytest.raises(ConfigError, match=rf"{name}.evaluate\(\) expects a 1-D array "
+                                   rf"of integer seeds \(int64\); got {words}"):
+                    ev.evaluate(dist, bad)
+            assert ev.evaluate(dist, []).returns.shape == (0,)
+            assert ev.evaluate(dist, [3, 5]).returns.shape == (2,)
+
+
 def test_an_unpicklable_task_is_named(client):
     import threading as th
 
