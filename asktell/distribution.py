@@ -105,15 +105,63 @@ class Distribution:
     injected: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "center", _readonly(self.center))
+        # Checked here, where a caller builds one by hand (strategies build theirs through
+        # _plain or with values they have checked); each check is O(num_params).
+        try:
+            center = _readonly(self.center)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"Distribution 'center' must be a 1-D array of numbers; got {short_repr(self.center)}"
+            ) from None
+        if center.ndim != 1 or center.size == 0 or not np.isfinite(center).all():
+            raise ConfigError(
+                "Distribution 'center' must be a non-empty 1-D array of finite numbers; got "
+                f"shape {center.shape}: {short_repr(self.center)}"
+            )
+        object.__setattr__(self, "center", center)
+        d = center.shape[0]
         if type(self.sigma) is float:
-            pass  # already what the branch below makes of a scalar
-        elif np.ndim(self.sigma) == 0:
-            object.__setattr__(self, "sigma", float(self.sigma))
+            sigma: Any = self.sigma
+        elif np.ndim(self.sigma) == 0 and not isinstance(self.sigma, (bool, np.bool_, str, bytes)):
+            try:
+                sigma = float(self.sigma)
+            except (TypeError, ValueError):
+                sigma = None
         else:
-            object.__setattr__(self, "sigma", _readonly(self.sigma))
+            try:
+                sigma = _readonly(self.sigma)
+            except (TypeError, ValueError):
+                sigma = None
+            if sigma is not None and sigma.shape != (d,):
+                sigma = None
+        if sigma is None or not np.all(np.isfinite(sigma)) or np.any(np.asarray(sigma) < 0):
+            raise ConfigError(
+                f"Distribution 'sigma' must be a finite number >= 0 or {d} of them (one per "
+                f"parameter); got {short_repr(self.sigma)}"
+            )
+        object.__setattr__(self, "sigma", sigma)
+        if not isinstance(self.noise, NoiseSource):
+            raise ConfigError(
+                "Distribution 'noise' must be a noise source (NoiseTable, CounterNoise, ...); "
+                f"got {type(self.noise).__name__}"
+            )
+        if isinstance(self.generation, (bool, np.bool_)) or not isinstance(
+            self.generation, (int, np.integer)
+        ) or self.generation < 0:
+            raise ConfigError(
+                f"Distribution 'generation' must be an int >= 0; got {short_repr(self.generation)}"
+            )
+        if not isinstance(self.context, Mapping):
+            raise ConfigError(
+                f"Distribution 'context' must be a mapping; got {type(self.context).__name__}"
+            )
         if self.factor is not None:
-            object.__setattr__(self, "factor", _readonly(self.factor))
+            factor = _readonly(self.factor)
+            if factor.shape != (d, d):
+                raise ConfigError(
+                    f"Distribution 'factor' must have shape ({d}, {d}); got {factor.shape}"
+                )
+            object.__setattr__(self, "factor", factor)
         if self.injected is not None:
             injected = _readonly(self.injected)
             if injected.ndim != 2 or injected.shape[1] != self.center.shape[0]:

@@ -80,6 +80,27 @@ def test_distribution_shares_openai_es_read_only_centre_and_stays_frozen():
     assert not np.array_equal(es.center, before)
 
 
+@pytest.mark.parametrize("kwargs, words", [
+    ({"center": np.array([0.0, np.nan])}, "'center' must be a non-empty 1-D array of finite"),
+    ({"center": np.zeros((2, 2))}, "'center' must be a non-empty 1-D array"),
+    ({"center": "abc"}, "'center' must be"),
+    ({"sigma": -0.1}, "'sigma' must be a finite number >= 0 or 3 of them"),
+    ({"sigma": np.inf}, "'sigma' must be a finite number"),
+    ({"sigma": np.ones(4)}, "'sigma' must be a finite number >= 0 or 3"),
+    ({"sigma": True}, "'sigma' must be"),
+    ({"noise": "table"}, "'noise' must be a noise source"),
+    ({"generation": -1}, "'generation' must be an int >= 0"),
+    ({"generation": 1.5}, "'generation' must be an int >= 0"),
+    ({"factor": np.eye(2)}, r"'factor' must have shape \(3, 3\)"),
+    ({"context": [1]}, "'context' must be a mapping"),
+])
+def test_the_public_distribution_constructor_checks_what_it_is_given(kwargs, words):
+    args = {"center": np.zeros(3), "sigma": 0.1, "noise": NOISE, **kwargs}
+    with pytest.raises(ConfigError, match=words):
+        Distribution(**args)
+    assert Distribution(np.zeros(3), np.array([0.1, 0.0, 2.0]), NOISE, 4).num_params == 3
+
+
 def test_distribution_copies_arrays_it_cannot_own():
     writeable = np.arange(4.0)
     d = Distribution(writeable, 0.1, NOISE)
