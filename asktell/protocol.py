@@ -311,6 +311,12 @@ def as_returns(returns: Any, *, expected: int, generation: int) -> np.ndarray:
         # The common case (a float64 vector of the right length): nothing to refuse, so
         # skip the generic checks; a copy, as below, so the caller's array is never shared.
         return returns.copy()
+    if isinstance(returns, np.ma.MaskedArray):
+        raise ReturnsError(
+            f"tell() got a masked array (generation {generation}); its mask would be ignored: "
+            "give a failed candidate NaN (ranked worst) or pass dropped= for candidates not "
+            "evaluated"
+        )
     try:
         arr = np.asarray(returns)
     except (ValueError, TypeError) as exc:  # ragged nested sequences
@@ -318,9 +324,8 @@ def as_returns(returns: Any, *, expected: int, generation: int) -> np.ndarray:
             f"tell() expects {expected} numeric returns (generation {generation}); "
             f"could not read them as an array: {exc}"
         ) from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ) or (isinstance(returns, (list, tuple)) and arr.ndim == 1):
+    # kind "m" (timedelta64) counts as an integer type to numpy: refused by its kind
+    if arr.dtype.kind not in "iuf" or (isinstance(returns, (list, tuple)) and arr.ndim == 1):
         _refuse_non_real(returns, arr, expected, generation)
     if arr.ndim != 1:
         raise ReturnsError(
@@ -347,14 +352,12 @@ def _refuse_non_real(returns: Any, arr: np.ndarray, expected: int, generation: i
         values = list(arr.reshape(-1)) if arr.dtype == object else arr.reshape(-1).tolist()
     real = (int, float, np.integer, np.floating)
     for i, value in enumerate(values):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, real):
+        if isinstance(value, (bool, np.bool_, np.timedelta64)) or not isinstance(value, real):
             raise ReturnsError(
                 f"tell() expects {expected} real numbers (generation {generation}); "
                 f"candidate #{i} returned a {type(value).__name__}: {short_repr(value, 40)}"
             )
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
+    if arr.dtype.kind not in "iuf":
         raise ReturnsError(
             f"tell() expects {expected} real numbers (generation {generation}); got an "
             f"array of dtype {arr.dtype}"

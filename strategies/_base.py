@@ -40,7 +40,7 @@ from asktell.errors import ConfigError
 from asktell.shaping import SortedReturns
 from asktell.noise import DEFAULT_TABLE_SIZE, NoiseSource, NoiseTable
 
-from ._common import default_population_size, mean_std
+from ._common import default_population_size, mean_std, real_vector
 from ._inject import InjectMixin
 from ._metrics import Metrics, _DeferredMetrics
 from ._state import Best, StateMixin
@@ -150,7 +150,7 @@ class BaseStrategy(StateMixin, InjectMixin, ToldMixin, StopMixin):
         if x0 is None:
             center = np.zeros(self.num_params)
         else:
-            center = np.array(x0, dtype=np.float64).reshape(-1)
+            center = real_vector(x0, f"{owner} 'x0'")
             if center.shape != (self.num_params,):
                 raise ConfigError(
                     f"{owner} 'x0' must have num_params={self.num_params} values; "

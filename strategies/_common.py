@@ -12,13 +12,17 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from asktell.config_base import short_repr
+from asktell.errors import ConfigError
 from asktell.noise import NoiseSource, split_seeds
 from asktell.shaping import TAME_LIMIT, tame
 
 __all__ = [
+    "real_vector",
     "default_population_size",
     "signed_rows",
     "noise_moments",
@@ -145,3 +149,19 @@ def mean_std(values: np.ndarray, largest: float | None = None) -> tuple[float, f
         return float(values.mean()), float(values.std())
     factor = float(values[np.argmax(np.abs(values))] / scaled[np.argmax(np.abs(values))])
     return float(scaled.mean()) * factor, float(scaled.std()) * factor
+
+
+def real_vector(value: Any, what: str) -> np.ndarray:
+    """``value`` as a float64 vector, strictly: real numbers only (strings, booleans and
+    complex numbers were converted, the imaginary part dropped) in one dimension (a 2-D
+    array was flattened); ``what`` names the argument in the :class:`ConfigError`."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be a 1-D array of real numbers; {exc}") from None
+    if arr.dtype.kind not in "iuf" or arr.ndim > 1:
+        got = f"dtype {arr.dtype}" if arr.dtype.kind not in "iuf" else f"shape {arr.shape}"
+        raise ConfigError(
+            f"{what} must be a 1-D array of real numbers; got {got}: {short_repr(value)}"
+        )
+    return arr.astype(np.float64).reshape(-1)

@@ -14,7 +14,7 @@ import numpy as np
 from asktell.distribution import INJECT_BASE, Distribution
 from asktell.errors import ConfigError
 
-from ._common import signed_rows
+from ._common import real_vector, signed_rows
 
 __all__ = ["InjectMixin"]
 
@@ -41,7 +41,7 @@ class InjectMixin:
             )
         rows = []
         for point in points:
-            x = np.array(point, dtype=np.float64).reshape(-1)
+            x = real_vector(point, f"{owner}.inject() point")
             if x.shape != (self.num_params,) or not np.all(np.isfinite(x)):
                 raise ConfigError(
                     f"{owner}.inject() points must be {self.num_params} finite numbers; "

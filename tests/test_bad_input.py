@@ -256,6 +256,46 @@ def test_a_vectorized_objective_must_return_real_numbers(values):
         task.evaluate(np.zeros((2, 3)), np.array([0, 1]), None)
 
 
+@pytest.mark.parametrize("shape", [(1, 2), (2, 2), (4,)])
+def test_a_vectorized_objective_returns_one_value_per_row(shape):
+    """(n,) and a column (n, 1) are one value per candidate; other shapes of n values were
+    flattened into returns of the wrong candidates."""
+    task = FunctionTask(lambda X: np.zeros(shape), vectorized=True)
+    with pytest.raises(asktell.errors.ReturnsError, match=rf"must return 2 values.*got shape"):
+        task.evaluate(np.zeros((2, 3)), np.array([0, 1]), None)
+    column = FunctionTask(lambda X: X[:, :1] + 1.0, vectorized=True)
+    assert column.evaluate(np.zeros((2, 3)), np.array([0, 1]), None).returns.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("x0, words", [
+    (["1", "2"], "dtype <U1"), ([True, False], "dtype bool"), ([1 + 2j, 3], "dtype complex128"),
+    ([[1, 2], [3, 4]], r"shape \(2, 2\)"),
+])
+def test_x0_and_injected_points_must_be_real_vectors(x0, words):
+    """Strings were parsed, booleans read as 0/1, complex numbers lost their imaginary part
+    and a matrix was flattened into a longer x0."""
+    with pytest.raises(ConfigError, match=rf"CMAES 'x0' must be a 1-D array of real numbers; got {words}"):
+        asktell.strategies.CMAES(x0=x0, sigma=0.5)
+    es = asktell.strategies.CMAES(num_params=len(np.ravel(x0)), sigma=0.5)
+    with pytest.raises(ConfigError, match=rf"inject\(\) point must be a 1-D array of real numbers; got {words}"):
+        es.inject(x0)
+
+
+@pytest.mark.parametrize("returns, words", [
+    (lambda n: np.arange(n).astype("timedelta64[s]"), "returned a timedelta"),
+    (lambda n: [np.timedelta64(1, "s")] * n, "returned a timedelta64"),
+    (lambda n: np.ma.masked_array(np.zeros(n), mask=[True] + [False] * (n - 1)), "masked array"),
+])
+def test_tell_refuses_durations_and_masked_arrays(returns, words):
+    es = asktell.strategies.CMAES(num_params=2, sigma=0.5)
+    n = es.ask().size
+    before = es.state_dict()["center"].copy()
+    with pytest.raises(asktell.errors.ReturnsError, match=words):
+        es.tell(returns(n))
+    assert np.array_equal(es.center, before)
+    es.tell(np.zeros(n))
+
+
 def test_numbers_of_every_kind_are_accepted_from_an_objective():
     for value in (1, 1.5, np.float32(1.5), np.int64(2), np.array(3.0)):
         task = FunctionTask(lambda x, v=value: v)

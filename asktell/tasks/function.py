@@ -296,10 +296,12 @@ def _real_array(values: Any, n: int) -> np.ndarray:
             f"an array of dtype "
             f"{arr.dtype}: {short_repr(values)}"
         )
-    arr = arr.astype(np.float64).reshape(-1)
-    if arr.shape != (n,):
-        raise ReturnsError(f"vectorized function returned {arr.size} values for {n} candidates")
-    return arr
+    if arr.shape not in ((n,), (n, 1)):  # a column is one value per row; anything else is not
+        raise ReturnsError(
+            f"vectorized function must return {n} values, shape ({n},) or ({n}, 1), one per "
+            f"candidate; got shape {arr.shape}"
+        )
+    return arr.astype(np.float64).reshape(-1)
 
 
 #: The run-file options (a callable has no run-file form; see the module docstring).
