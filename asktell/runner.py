@@ -162,6 +162,11 @@ def resume(
         raise CheckpointError(f"run directory {str(run_dir)!r} does not exist")
     if checkpoint is not None:
         check_checkpoint_of(run_dir, checkpoint)
+    if (run_dir / CONFIG_FILE).exists() and not (run_dir / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"{str(run_dir / CONFIG_FILE)!r} is not a file; a run keeps its resolved "
+            "configuration there: move what is there away and resume again"
+        )
     held_before = (run_dir / LOCK_FILE).exists()  # a run starting here may not have its config yet
     if checkpoint is None and not held_before and not list_checkpoints(run_dir) \
             and not (run_dir / CONFIG_FILE).is_file():

@@ -235,6 +235,15 @@ def test_a_users_own_config_toml_in_out_is_not_taken_for_a_dead_run(tmp_path):
     assert (tmp_path / "config.toml").read_text() == '[strategy]\nkind = "openai_es"\n'
 
 
+def test_a_config_toml_that_is_a_folder_is_named(tmp_path):
+    out = tmp_path / "r"
+    run(setup_config("function-serial", 2), out=out, log_format="none")
+    (out / "config.toml").unlink()
+    (out / "config.toml").mkdir()
+    with pytest.raises(CheckpointError, match="config.toml' is not a file"):
+        resume(out, overrides=["budget.generations=3"])
+
+
 def test_a_failing_candidate_before_the_first_checkpoint_is_restartable(tmp_path, monkeypatch):
     from asktell.errors import CandidateFailedError
     from asktell.functions import FUNCTIONS
