@@ -158,7 +158,9 @@ def import_plugins(names: Iterable[str], source: str = "plugins") -> list[str]:
             if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
                 raise ConfigError(
                     f"{source}: plugin module {name!r} was not found (looked in the current "
-                    f"directory {os.getcwd()!r} and the installed packages)"
+                    f"directory {os.getcwd()!r} and the installed packages); a run keeps the "
+                    "module's name, not its folder: resume or evaluate it from the folder it "
+                    "was started in, or add that folder to PYTHONPATH"
                 ) from None
             raise ConfigError(
                 f"{source}: plugin module {name!r} failed to import: {type(exc).__name__}: {exc}"

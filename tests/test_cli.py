@@ -481,6 +481,11 @@ def test_a_plugin_in_the_run_file_makes_its_kind_valid(tmp_path):
     done = asktell(tmp_path, "run", "sign.toml", "--out", "r")
     assert done.returncode == 0, done.stderr
     assert 'plugins = ["myplugin"]' in (tmp_path / "r" / "config.toml").read_text()
+    # from another folder the module is not found: exit 2 saying where to resume from
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = asktell(elsewhere, "resume", tmp_path / "r", "--set", "budget.generations=3")
+    assert lost.returncode == 2 and "from the folder it was started in" in lost.stderr, lost.stderr
     # resume imports it again from the saved config
     more = asktell(tmp_path, "resume", "r", "--set", "budget.generations=3")
     assert more.returncode == 0, more.stderr
@@ -501,7 +506,7 @@ def test_plugin_on_the_command_line_and_in_list(tmp_path):
 @pytest.mark.parametrize(
     "source, message",
     [
-        ("", "plugin module 'nosuchplugin' was not found"),
+        ("", "plugin module 'nosuchplugin' was not found (looked in the current directory"),
         ("raise RuntimeError('boom inside')", "plugin module 'nosuchplugin' failed to import: "
          "RuntimeError: boom inside"),
         ("import not_a_module_anywhere", "plugin module 'nosuchplugin' failed to import: "
