@@ -159,17 +159,23 @@ def test_a_run_stopped_any_way_resumes_bitwise_equal(tmp_path, name, how):
 
 
 # ----------------------------------------------------------------------------- early deaths
-def test_a_crash_before_the_first_checkpoint_leaves_a_restartable_folder(tmp_path):
+def _crashed_before_its_first_checkpoint(out, at):
+    """A 5-generation function run (checkpoints every 10) that crashed at generation ``at``."""
     cfg = setup_config("function-serial", 5)
     cfg["output"].update(checkpoint_every=10, log_format="none")
-    out = tmp_path / "r"
 
     def crash(row):
-        if row["generation"] == 3:
+        if row["generation"] == at:
             raise RuntimeError("the machine fell over")
 
     with pytest.raises(RuntimeError):
         run(cfg, out=out, callback=crash)
+    return cfg
+
+
+def test_a_crash_before_the_first_checkpoint_leaves_a_restartable_folder(tmp_path):
+    out = tmp_path / "r"
+    cfg = _crashed_before_its_first_checkpoint(out, 3)
     assert not list_checkpoints(out) and len(read_log(out)) == 3
     # `run` and `resume` agree on what to do with it
     with pytest.raises(ConfigError, match=r"stopped before its first checkpoint; `asktell resume "
@@ -182,16 +188,8 @@ def test_a_crash_before_the_first_checkpoint_leaves_a_restartable_folder(tmp_pat
 def test_a_run_without_a_checkpoint_is_not_restarted_with_another_seed_or_strategy(tmp_path):
     """With no checkpoint the saved config.toml is the run's record: `resume --set` may
     change the budget but not what is optimised, and a refused resume leaves it as it was."""
-    cfg = setup_config("function-serial", 5)
-    cfg["output"].update(checkpoint_every=10, log_format="none")
     out = tmp_path / "r"
-
-    def crash(row):
-        if row["generation"] == 2:
-            raise RuntimeError("the machine fell over")
-
-    with pytest.raises(RuntimeError):
-        run(cfg, out=out, callback=crash)
+    _crashed_before_its_first_checkpoint(out, 2)
     saved = (out / "config.toml").read_bytes()
     for override, field in (("seed=4", "seed"), ("strategy.kind=snes", "strategy.kind"),
                             ("strategy.sigma=0.3", "strategy.sigma")):
