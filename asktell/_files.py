@@ -80,7 +80,9 @@ for _tag, _pattern, _first in (
         "-+.0123456789",
     ),
 ):
-    _StrictLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
+    _StrictLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first)
+    )
 
 
 def _construct_int(loader: _StrictLoader, node: yaml.ScalarNode) -> int:

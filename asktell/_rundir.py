@@ -18,7 +18,13 @@ from asktell.errors import CheckpointError, ConfigError
 from asktell.runlog import LOG_FILE, LogChain, verify_log
 
 __all__ = [
-    "CONFIG_FILE", "check_checkpoint_of", "check_out", "check_output_file", "checked_log", "damaged_log_path", "refuse_held",
+    "CONFIG_FILE",
+    "check_checkpoint_of",
+    "check_out",
+    "check_output_file",
+    "checked_log",
+    "damaged_log_path",
+    "refuse_held",
 ]
 
 CONFIG_FILE = "config.toml"

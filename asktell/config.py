@@ -40,7 +40,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 
 from asktell._files import apply_overrides, dump_toml, parse_toml, read_mapping
 from asktell._memory import Allocation, MemoryContext, check_memory
-from asktell.config_base import Int, StrictModel, fields_at
+from asktell.config_base import Int, StrictModel, fields_at, short_repr
 from asktell.config_base import _dotted as dotted_location
 from asktell.config_base import format_validation_error as _format_validation_error
 from asktell.errors import ConfigError
@@ -297,11 +297,9 @@ def _apply_nulls(data: Any, source: str) -> Any:
     if not isinstance(names, list) or not all(
         isinstance(n, str) and _OPTION_PATH.fullmatch(n) for n in names
     ):
-        got = repr(names)
         raise ConfigError(
             f"{source}: {NULLS_KEY} must be a list of dotted option names, the options set to "
-            f"null (e.g. {NULLS_KEY} = [\"strategy.tolfun\"]); got "
-            f"{got if len(got) <= 80 else got[:77] + '...'}"
+            f"null (e.g. {NULLS_KEY} = [\"strategy.tolfun\"]); got {short_repr(names)}"
         )
     rest = {k: v for k, v in data.items() if k != NULLS_KEY}
     return apply_overrides(rest, [f"{name}=null" for name in names])
