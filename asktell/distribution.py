@@ -67,9 +67,6 @@ def seed_array(seeds: Any, owner: str = "decode()") -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Distribution:
     """A frozen, picklable snapshot of a search distribution for one generation.
