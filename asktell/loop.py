@@ -137,12 +137,20 @@ class Budget:
         return min(max(parts), 1.0)
 
     def stop_reasons(self, progress: Progress) -> dict[str, str]:
-        """The limits reached, ``{field: message}`` in field order (empty: keep going).
+        """The limits reached, ``{field: message}`` (empty: keep going): a confirmed target
+        first, so a run solved on the generation its budget ends says it was solved; then
+        the budgets in field order.
 
         The target counts only once a :class:`TargetCheck` confirmed it
         (``progress.solved``) for a target at least this high.
         """
         out: dict[str, str] = {}
+        solved = progress.solved
+        # A check against a lower target (a resumed run whose target was raised) does not count.
+        if self.target_return is not None and solved is not None and (
+            solved.target >= self.target_return
+        ):
+            out["target_return"] = solved.message()
         if self.generations is not None and progress.generation >= self.generations:
             out["generations"] = f"generations budget reached ({self.generations})"
         if self.env_steps is not None and progress.env_steps >= self.env_steps:
@@ -151,12 +159,6 @@ class Budget:
             )
         if self.wall_seconds is not None and progress.wall() >= self.wall_seconds:
             out["wall_seconds"] = f"wall_seconds budget reached ({self.wall_seconds:g} s)"
-        solved = progress.solved
-        # A check against a lower target (a resumed run whose target was raised) does not count.
-        if self.target_return is not None and solved is not None and (
-            solved.target >= self.target_return
-        ):
-            out["target_return"] = solved.message()
         return out
 
 

@@ -221,6 +221,21 @@ def test_a_target_without_centre_evaluations_is_judged_on_the_centre(tmp_path):
     assert checks[-1]["target_check_return"] >= -3.5
 
 
+def test_a_target_confirmed_on_the_budgets_last_generation_is_the_stop_reason(tmp_path):
+    """Solved and out of budget at the same generation: the run says it was solved (it said
+    'generations budget reached' while its log row said target_check: solved)."""
+    cfg = make_config(generations=500, eval_every=0)
+    cfg["budget"]["target_return"] = -3.5
+    solved_at = run(cfg, out=tmp_path / "a").generation
+    cfg["budget"]["generations"] = solved_at
+    result = run(cfg, out=tmp_path / "b")
+    assert result.generation == solved_at
+    assert result.stop_reason.startswith("target_return reached"), result.stop_reason
+    from asktell.runlog import read_stop
+
+    assert read_stop(result.run_dir)["stop_rule"] == "target_return"
+
+
 def test_a_callback_returning_true_stops_the_run(tmp_path):
     result = run(make_config(), out=tmp_path / "r", callback=lambda row: row["generation"] == 4)
     assert result.generation == 4 and result.stop_reason == "stopped by callback"
