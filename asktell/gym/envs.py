@@ -48,11 +48,16 @@ def make_env(env_id: str, kwargs: Mapping[str, Any], env_kwargs: Mapping[str, An
             "that registers EnvId: the asktell command searches the current directory "
             f"({os.getcwd()}) first, a Python script its own folder and sys.path"
         ) from None
-    except TypeError as exc:
-        raise ConfigError(
-            f"GymTask 'env_kwargs' {short_repr(dict(env_kwargs or {}))} were rejected by "
-            f"{name}: {_cut(exc)}"
-        ) from None
+    except (TypeError, ValueError, KeyError, IndexError, AssertionError) as exc:
+        # An environment's constructor refusing a value (FrozenLake's map_name='9x9' is a
+        # KeyError) is the run file's mistake, not a bug: say whose.
+        why = f"{type(exc).__name__}: {_cut(exc)}"
+        if env_kwargs:
+            raise ConfigError(
+                f"GymTask 'env_kwargs' {short_repr(dict(env_kwargs))} were rejected by "
+                f"{name}: {why}"
+            ) from None
+        raise ConfigError(f"GymTask 'env_id' {name} could not be built: {why}") from None
 
 
 def _cut(exc: BaseException, limit: int = 300) -> str:
