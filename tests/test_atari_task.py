@@ -192,6 +192,16 @@ def test_a_missing_rom_says_where_it_looked_and_how_to_fix_it(tmp_path, monkeypa
     assert str(tmp_path) in str(info.value)
 
 
+@pytest.mark.parametrize("env_kwargs, words", [
+    ({"frameskip": 4}, r"sets 'frameskip', which the task sets itself; set the task's own 'frame_skip'"),
+    ({"mode": 99}, r"'env_kwargs' \{'mode': 99\} were rejected by ALE/Pong-v5: RuntimeError"),
+    ({"difficulty": "x"}, r"'env_kwargs' \{'difficulty': 'x'\} were rejected by ALE/Pong-v5: TypeError"),
+])
+def test_an_env_kwargs_mistake_is_named_not_taken_for_a_missing_rom(env_kwargs, words):
+    with pytest.raises(ConfigError, match=words):
+        AtariTask("Pong", env_kwargs=env_kwargs, **TINY)
+
+
 def test_config_checks_the_network_fits_the_screen_and_builds_the_task():
     with pytest.raises(ValueError, match="conv layer 1 .* needs an input of at least 4x4"):
         AtariTaskConfig(screen_size=10)

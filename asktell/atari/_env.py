@@ -31,6 +31,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from asktell.config_base import short_repr
 from asktell.errors import ConfigError, MissingDependencyError
 
 __all__ = ["DeepMindPreprocessing", "area_matrix", "area_resize", "make_atari_env"]
@@ -219,6 +220,17 @@ def _rom_error(env_id: str, game: str, exc: BaseException) -> MissingDependencyE
     )
 
 
+#: Keywords of ALE's environment that the task sets from its own options (``None``: fixed).
+_SET_BY_THE_TASK = {
+    "frameskip": "frame_skip",
+    "repeat_action_probability": "repeat_action_probability",
+    "full_action_space": "full_action_space",
+    "max_num_frames_per_episode": "max_episode_frames",
+    "obs_type": None,
+    "disable_env_checker": None,
+}
+
+
 def make_atari_env(
     env_id: str,
     *,
@@ -237,6 +249,13 @@ def make_atari_env(
 
     gym.register_envs(ale_py)
     game = gym.spec(env_id).kwargs.get("game", env_id)
+    for key in sorted(set(env_kwargs or {}) & set(_SET_BY_THE_TASK)):
+        option = _SET_BY_THE_TASK[key]
+        instead = f"set the task's own '{option}'" if option else "the task needs its value"
+        raise ConfigError(
+            f"AtariTask 'env_kwargs' sets {key!r}, which the task sets itself; {instead} "
+            "instead of env_kwargs"
+        )
     try:
         env = gym.make(
             env_id,
@@ -248,11 +267,15 @@ def make_atari_env(
             disable_env_checker=True,
             **(env_kwargs or {}),
         )
-    except (OSError, TypeError, RuntimeError) as exc:
-        if isinstance(exc, TypeError) and "unexpected keyword" in str(exc):
+    except (OSError, TypeError, RuntimeError, ValueError) as exc:
+        if env_kwargs and not isinstance(exc, OSError):
+            # A value ALE refuses (mode=99 is a RuntimeError, difficulty='x' a TypeError) is
+            # the run file's, not a missing ROM (an OSError).
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise ConfigError(
-                f"AtariTask 'env_kwargs' {env_kwargs!r} were rejected by {env_id}: {exc}"
-            ) from exc
+                f"AtariTask 'env_kwargs' {short_repr(env_kwargs)} were rejected by {env_id}: "
+                f"{type(exc).__name__}: {first[:200]}"
+            ) from None
         raise _rom_error(env_id, game, exc) from exc
     return DeepMindPreprocessing(
         env,
