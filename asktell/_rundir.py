@@ -232,7 +232,9 @@ def resume_config(run_dir: Path, overrides: list[str], ckpt: Any) -> Any:
         where = "the checkpoint"
     changed = diff_protected(saved.model_dump(mode="json"), cfg.model_dump(mode="json"), where)
     before, now = saved.evaluator.result_settings(), cfg.evaluator.result_settings()
-    if before != now:
+    # Without a checkpoint no generation is kept (its rows are rewritten): the evaluator may
+    # change (a mode the environment lacks, say), what is optimised still may not.
+    if ckpt is not None and before != now:
         changed.append(
             f"evaluator: returns depend on {before or 'nothing but the serial rule'} in {where}, "
             f"on {now or 'nothing but the serial rule'} now (an evaluator whose returns are "

@@ -53,6 +53,22 @@ def _no_batch_runner(task_name: str) -> str:
     )
 
 
+def _check_vector_entry_point(env_id: str) -> None:
+    """``mode = "vector_entry_point"`` needs an environment with its own vector version
+    (CartPole's); an id gymnasium cannot look up is left to the task's own check."""
+    try:
+        import gymnasium
+
+        spec = gymnasium.spec(env_id)
+    except Exception:  # noqa: BLE001 - the task names a bad id itself, with its own words
+        return
+    if getattr(spec, "vector_entry_point", None) is None:
+        raise ValueError(
+            f"mode='vector_entry_point' needs an environment with its own vector "
+            f"implementation; {env_id!r} has none: use mode='sync' (or 'async')"
+        )
+
+
 class VectorEnvEvaluatorConfig(PluginConfig):
     """Run-file settings of :class:`VectorEnvEvaluator` (``kind = "vector"``).
 
@@ -116,6 +132,8 @@ class VectorEnvEvaluatorConfig(PluginConfig):
             and plugin.batch_runner is not TaskHooks.batch_runner
         ):
             raise ValueError(_no_batch_runner(f"a task of kind {kind!r}"))
+        if self.mode == "vector_entry_point" and kind == "gym":
+            _check_vector_entry_point(run.task.env_id)
 
     def estimate_bytes(self, context: Any) -> list[Any]:
         """Per process (``max(num_workers, 1)``): ``num_envs`` environments (a lower bound

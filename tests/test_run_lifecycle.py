@@ -217,6 +217,14 @@ def test_a_vector_entry_point_run_refuses_a_changed_evaluator_on_resume(tmp_path
     resume(out, overrides=["budget.generations=4", "evaluator.retries=1"])
     assert load_checkpoint(out).generation == 4
 
+    # before its first checkpoint no generation is kept: the evaluator may change
+    cfg["output"]["checkpoint_every"] = 10
+    early = tmp_path / "early"
+    with pytest.raises(RuntimeError):
+        run(cfg, out=early, callback=lambda row: (_ for _ in ()).throw(RuntimeError("died")))
+    resume(early, overrides=["evaluator.mode=sync"])
+    assert load_checkpoint(early).generation == 2
+
     serial = setup_config("gym-serial", 2)
     serial["output"].update(log_format="none")
     run(serial, out=tmp_path / "s")
