@@ -213,6 +213,9 @@ class GenerationRecord:
         center_returns: the centre's returns (float64, one per planned evaluation), or
             ``None`` when the centre was not evaluated.
         target: the generation's :class:`TargetCheck`, or ``None`` when none ran.
+        judged_returns: the centre's returns the target check judged (the scheduled ones
+            and the rest of its episodes, same stream), or ``None`` when no check ran on a
+            scheduled evaluation: the larger measurement of the same centre.
         seconds: wall time of the phases ``ask``, ``evaluate``, ``tell``, ``center`` and the
             whole ``generation``.
     """
@@ -226,6 +229,7 @@ class GenerationRecord:
     episodes: int
     center_returns: np.ndarray | None = None
     target: TargetCheck | None = None
+    judged_returns: np.ndarray | None = None
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -356,6 +360,8 @@ class GenerationStep:
             rest = self.evaluator.evaluate(plan, seeds[have.size:]).returns
             have = np.concatenate([have, np.asarray(rest, dtype=np.float64)])
         judged_returns = have[: seeds.size]
+        if record.center_returns is not None:
+            record.judged_returns = judged_returns
         judged = float(np.mean(judged_returns))
         confirmed = None
         if judged >= target and self.confirm:

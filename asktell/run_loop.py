@@ -323,9 +323,12 @@ class Runner:
             if "dropped" in row:
                 self.last_dropped = {"generation": record.generation, "ranges": row["dropped"]}
             if record.center_returns is not None:
+                # A target check on the same centre measured it over more episodes (its
+                # first ones the scheduled ones): rank it by that, as --best replays it.
+                judged = record.judged_returns
                 self.best_center.offer(
-                    record.center_returns, self.built.strategy.center, record.generation,
-                    self.step.hooks.state_dict(),
+                    record.center_returns if judged is None else judged,
+                    self.built.strategy.center, record.generation, self.step.hooks.state_dict(),
                 )
             data = (json.dumps(row, allow_nan=False) + "\n").encode("utf-8")
             log.write(data)

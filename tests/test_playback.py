@@ -235,6 +235,36 @@ def test_a_gymnasium_task_is_filmed_headless_through_its_make_env(tmp_path, monk
             assert im.n_frames == 13  # the reset frame and 12 steps
 
 
+def test_best_ranks_a_target_checked_centre_by_the_checks_larger_measurement(tmp_path):
+    """A lucky 2-episode evaluation must not make --best pick a centre the run's own
+    10-episode target check measured lower: where a check ran, its mean (over the same
+    stream's first 10 episodes) is what the centre is ranked by, and what eval replays."""
+    from asktell.runner import read_log
+
+    cfg = {
+        "seed": 0,
+        "strategy": {"kind": "openai_es", "population_size": 8, "sigma": 0.1, "learning_rate": 0.05},
+        "task": {"kind": "gym", "env_id": "Pendulum-v1", "policy": "linear",
+                 "max_episode_steps": 50, "step_cap": "fixed"},
+        "noise": {"size": 100000},
+        "budget": {"generations": 8},
+        "output": {"eval_every": 1, "eval_episodes": 2, "log_format": "none"},
+    }
+    run(cfg, out=tmp_path / "free")
+    means = sorted(row["center_return_mean"] for row in read_log(tmp_path / "free"))
+    cfg["budget"].update(target_return=means[-3], target_episodes=10)
+    out = tmp_path / "checked"
+    run(cfg, out=out)
+    rows = read_log(out)
+    checked = [r for r in rows if "target_check" in r]
+    assert checked, "the target must trigger at least one check"
+    measure = [r.get("target_check_return", r["center_return_mean"]) for r in rows]
+    best = int(np.argmax(measure))
+    report = evaluate_run(out, episodes=10 if "target_check" in rows[best] else 2, best=True)
+    assert report.generation == rows[best]["generation"]
+    assert report.logged_return == measure[best] == report.mean
+
+
 def test_eval_best_reproduces_the_best_centres_logged_return(tmp_path):
     # Pendulum with observation normalisation: the normaliser moves every generation, so
     # the best centre is only reproduced with the normaliser and the episodes (keyed by its
