@@ -9,6 +9,7 @@ point where the state is consistent, so the runner writes a checkpoint and says 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -42,11 +43,13 @@ class DeferredInterrupts:
     """
 
     def __init__(self) -> None:
+        self._pid = os.getpid()
         self.depth = 0
         self.pending: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> DeferredInterrupts:
+        self._pid = os.getpid()
         if threading.current_thread() is threading.main_thread():
             for signum in HANDLED_SIGNALS:
                 self._previous[signum] = signal.getsignal(signum)
@@ -61,6 +64,15 @@ class DeferredInterrupts:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:
+            # A forked child (an async vector env's worker) inherited this handler: the
+            # run's state is not its to save. Behave as the signal's default (a SIGTERM from
+            # the env's close ends it quietly, not with a traceback).
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if self.depth:
             self.pending = signum
         else:

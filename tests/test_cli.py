@@ -326,6 +326,18 @@ def test_outputs_that_cannot_or_must_not_be_written_are_refused_before_any_work(
     assert (tmp_path / "curve.png").exists()
 
 
+@needs_gym
+def test_an_async_vector_env_run_ends_without_worker_tracebacks(tmp_path):
+    """The env's close sends SIGTERM to its forked workers, which had inherited the run's
+    interrupt handler and each printed Interrupted and BrokenPipeError tracebacks."""
+    done = asktell(tmp_path, "run", EXAMPLES / "pendulum.toml", "--out", "r", "--log-format", "none",
+                   "--set", "budget.generations=1", "--set", "evaluator.mode=async",
+                   "--set", "evaluator.num_envs=2", "--set", "task.max_episode_steps=20",
+                   "--set", "task.step_cap=fixed")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
 def test_cartpole_resume_is_bitwise_identical(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     common = ["--set", "budget.generations=4", "--set", "output.checkpoint_every=1"]
