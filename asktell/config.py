@@ -196,6 +196,7 @@ class RunConfigBase(StrictModel):
         """
         task = self.build_task()
         strategy = self.build_strategy(task, x0=x0)
+        _optional(self.evaluator, "check_strategy", None)(strategy)  # before it starts anything
         evaluator = self.evaluator.build(task)
         return Built(strategy=strategy, evaluator=evaluator, task=task, noise=strategy.noise)
 
@@ -248,11 +249,14 @@ class RunConfigBase(StrictModel):
 
         Builds the task (so an unknown environment id or bad ``env_kwargs`` is found), runs
         the memory check and builds the strategy (cheap once the sizes are known to fit: the
-        noise table is built on first use); the evaluator is not built (a Dask evaluator
+        noise table is built on first use), and lets the evaluator's Config check the built
+        strategy (``check_strategy``: its resolved population); the evaluator is not built (a Dask evaluator
         would start or reach a cluster), its options are already validated. What ``asktell
         check`` runs; returns the built strategy.
         """
-        return self.build_strategy(self.build_task())
+        strategy = self.build_strategy(self.build_task())
+        _optional(self.evaluator, "check_strategy", None)(strategy)
+        return strategy
 
 
 def _optional(config: Any, method: str, default: Any) -> Callable[..., Any]:

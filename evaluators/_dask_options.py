@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from asktell._extras import require
 from asktell.config_base import Bool, Float, Int, PluginConfig, StrictModel
+from asktell.errors import ConfigError
 from asktell.protocol import Task
 
 from ._common import CandidateTimeout
@@ -69,7 +70,8 @@ def _dashboard(value: Any) -> Any:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, str) and re.fullmatch(r"[^\s:]*:\d+", value):
-        return value
+        # ":8787" would bind every interface; the embedded cluster keeps to loopback
+        return "127.0.0.1" + value if value.startswith(":") else value
     raise PydanticCustomError("dashboard", "Input should be true, false or a 'host:port' address")
 
 
@@ -327,6 +329,19 @@ class DaskEvaluatorConfig(PluginConfig):
                 f"stragglers.min_candidates={need} exceeds the population_size={size} of "
                 f"strategy {kind!r}: a generation never has that many candidates; use at "
                 f"most {size}"
+            )
+
+    def check_strategy(self, strategy: Any) -> None:
+        """The built strategy's population (a default one too) must hold
+        ``stragglers.min_candidates``: refused before the cluster starts or a run folder is
+        made (check_run sees only a population the run file sets)."""
+        size = getattr(strategy, "population_size", None)
+        need = None if self.stragglers is None else self.stragglers.min_candidates
+        if isinstance(size, int) and need is not None and need > size:
+            raise ConfigError(
+                f"evaluator.stragglers.min_candidates={need} exceeds the {size} candidates of "
+                f"a generation of strategy {type(strategy).__name__} (its population_size); "
+                f"use at most {size}"
             )
 
     def security_object(self) -> Any:

@@ -663,6 +663,12 @@ def test_unreachable_scheduler_is_a_clear_error():
 # ------------------------------------------------------------------------- arguments
 
 
+def test_a_dashboard_port_without_a_host_stays_on_loopback():
+    """":8787" bound every interface while the link said 127.0.0.1."""
+    assert DaskEvaluatorConfig(dashboard=":8787").dashboard == "127.0.0.1:8787"
+    assert DaskEvaluatorConfig(dashboard="localhost:8787").dashboard == "localhost:8787"
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

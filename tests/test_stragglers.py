@@ -268,6 +268,16 @@ def test_stragglers_options_are_validated():
             "evaluator": {"kind": "dask", "stragglers": {"min_candidates": 12}},
             "task": task,
         })
+    # a default population (snes in 3-D: 7) is checked once the strategy is built, before
+    # the cluster starts (asktell check included)
+    defaulted = config_from_dict({
+        "budget": {"generations": 1}, "strategy": {"kind": "snes"},
+        "evaluator": {"kind": "dask", "stragglers": {"min_candidates": 1000}}, "task": task,
+    })
+    with pytest.raises(ConfigError, match="min_candidates=1000 exceeds the 7 candidates .* SNES"):
+        defaulted.check()
+    with pytest.raises(ConfigError, match="min_candidates=1000 exceeds the 7 candidates"):
+        defaulted.build()
     with pytest.raises(Exception, match="at least one of min_candidates"):
         DaskEvaluatorConfig.model_validate({"stragglers": {}})
     with pytest.raises(Exception, match="'stragglers' cannot be combined with 'deadline_seconds'"):
