@@ -31,7 +31,7 @@ class HungWorkers:
     def workers_running(self, keys: set[str]) -> set[str]:
         """The workers that are processing any of ``keys`` (asked before they are cancelled)."""
         try:
-            processing = self.link.client.processing()
+            processing = self.link.processing()  # bounded by scheduler_timeout
         except Exception:  # noqa: BLE001 - best effort: nothing known, nothing retired
             return set()
         return {w for w, ks in processing.items() if keys.intersection(map(str, ks))}
@@ -45,7 +45,7 @@ class HungWorkers:
         if limit is None or not workers:
             return {}
         try:
-            answers = self.link.client.run(running_candidates, workers=sorted(workers))
+            answers = self.link.run_on_workers(running_candidates, workers=sorted(workers))
         except Exception:  # noqa: BLE001 - unknown: the whole chunks run again
             return {}
         return {
@@ -88,11 +88,17 @@ class HungWorkers:
         if not self.avoided:
             return None
         if refresh or self._allowed is None:
+            from ._dask_link import SchedulerLost  # (it imports this module)
+
+            # Both questions are bounded by scheduler_timeout: a hung scheduler is reported
+            # (SchedulerLost), never waited on.
+            workers = set(self.link.identity(workers=True).get("workers") or ())
             try:
-                workers = set(self.link.client.scheduler_info(n_workers=-1)["workers"])
-                busy = self.link.client.run(executing_count, workers=list(self.avoided & workers))
+                busy = self.link.run_on_workers(executing_count, workers=list(self.avoided & workers))
+            except SchedulerLost:
+                raise
             except Exception:  # noqa: BLE001 - keep avoiding what we know
-                workers, busy = set(), {w: 1 for w in self.avoided}
+                busy = {w: 1 for w in self.avoided}
             self.avoided = {w for w, n in busy.items() if n > 0}
             allowed = sorted(workers - self.avoided)
             # Every worker hung: nothing better than waiting behind them.

@@ -109,7 +109,9 @@ class ClusterLink:
     ):
         self.node = node
         self._nodes_checked = False
-        self._digest: str | None = None  # node mode: the task whose pools close() stops
+        #: Node mode: every task shipped (a reassigned ``task`` ships another), whose
+        #: pools close() stops.
+        self._digests: list[str] = []
         self.distributed = require("distributed", "DaskEvaluator")
         self.connect_timeout = connect_timeout
         self.scheduler_timeout = scheduler_timeout
@@ -220,11 +222,11 @@ class ClusterLink:
         if self.healer is not None:
             self.healer.stop()  # closing nannies are not lost workers
         self.task_future = self._task_shipped = None
-        digest, self._digest = self._digest, None
-        if digest is not None and self.client.status == "running":
-            try:  # stop this task's node pools and unlink their tables (a kept cluster too)
-                self.client.run(close_pools, digest, wait=True, on_error="ignore")
-            except Exception:  # noqa: BLE001 - best effort; a worker's exit does it too
+        digests, self._digests = tuple(self._digests), []
+        if digests and self.client.status == "running":
+            try:  # stop these tasks' node pools and unlink their tables (a kept cluster too)
+                self.run_on_workers(close_pools, digests, on_error="ignore")
+            except SchedulerLost:  # best effort, bounded; a worker's exit does it too
                 pass
         if self.owns_client:
             try:
@@ -258,6 +260,34 @@ class ClusterLink:
                 f"{describe(exc)}"
             ) from None
 
+    def run_on_workers(
+        self, function: Any, *args: Any, workers: list[str] | None = None, on_error: str = "raise"
+    ) -> dict:
+        """``client.run`` (``function`` on the workers' event loops), within
+        ``scheduler_timeout``: a hung scheduler raises :class:`SchedulerLost`, never blocks."""
+        self.ensure_running()
+        try:
+            return self.client.sync(
+                self.client._run, function, *args, workers=workers, on_error=on_error,
+                callback_timeout=self.scheduler_timeout,
+            )
+        except Exception as exc:  # noqa: BLE001 - timeout, closed comm, a worker's error
+            raise SchedulerLost(
+                f"no answer within scheduler_timeout={self.scheduler_timeout:g} s: "
+                f"{describe(exc)}"
+            ) from None
+
+    def processing(self) -> dict:
+        """The keys each worker is running, within ``scheduler_timeout``."""
+        self.ensure_running()
+        try:
+            return self.client.sync(
+                self.client.scheduler.processing, workers=None,
+                callback_timeout=self.scheduler_timeout,
+            )
+        except Exception as exc:  # noqa: BLE001 - timeout, closed comm
+            raise SchedulerLost(describe(exc)) from None
+
     def num_threads(self) -> int:
         """Worker threads in the cluster (asked at most every couple of seconds)."""
         self._ask_size()
@@ -288,11 +318,7 @@ class ClusterLink:
         joining later reports the same error from its first chunk)."""
         if self.node is None or self._nodes_checked:
             return
-        self.ensure_running()
-        try:
-            daemonic = self.client.run(is_daemonic, on_error="ignore")
-        except Exception as exc:  # noqa: BLE001 - the round reports a lost scheduler
-            raise SchedulerLost(describe(exc)) from None
+        daemonic = self.run_on_workers(is_daemonic, on_error="ignore")
         self._nodes_checked = check_not_daemonic(daemonic, self.node)
 
     def watch(self) -> ClusterWatch:
@@ -326,8 +352,8 @@ class ClusterLink:
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
         self._task_ships += 1  # a fresh key: an erred task's key is not computed again
         shipped = (digest, payload) if self.node is None else (digest, payload, self.node)
-        if self.node is not None:
-            self._digest = digest
+        if self.node is not None and digest not in self._digests:
+            self._digests.append(digest)
         self.task_future = self.client.submit(
             identity,
             shipped,

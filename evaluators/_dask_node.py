@@ -266,11 +266,12 @@ async def close_round(round_tag: str, dask_worker: Any = None) -> dict[tuple[int
     return out
 
 
-def close_pools(digest: str | None = None, dask_worker: Any = None) -> int:
-    """Stop this worker's node pools (of the task ``digest``; ``None``: all) and unlink
-    their shared tables; how many there were."""
+def close_pools(digest: str | tuple[str, ...] | None = None, dask_worker: Any = None) -> int:
+    """Stop this worker's node pools (of the task ``digest``, or of each of a tuple of
+    them; ``None``: all) and unlink their shared tables; how many there were."""
+    wanted = (digest,) if isinstance(digest, str) else digest
     with _LOCK:
-        keys = [k for k in _POOLS if digest is None or k[0] == digest]
+        keys = [k for k in _POOLS if wanted is None or k[0] in wanted]
         pools = [_POOLS.pop(k) for k in keys]
     for pool in pools:
         pool.close()

@@ -122,10 +122,8 @@ class QuorumPull:
     def _free_slots(self) -> dict[str | None, int]:
         """Threads per worker a quorum round may fill: workers not avoided (busy with a
         stale rollout); ``{None: threads}`` (anywhere) when the scheduler cannot say."""
-        try:
-            info = self.link.client.scheduler_info(n_workers=-1)["workers"]
-        except Exception:  # noqa: BLE001 - unknown: let Dask place them
-            info = {}
+        # Bounded by scheduler_timeout: a hung scheduler is SchedulerLost, reported by the round.
+        info = self.link.identity(workers=True).get("workers") or {}
         allowed = set(self.allowed) if self.allowed is not None else set(info)
         slots: dict[str | None, int] = {
             w: int(v.get("nthreads", 1)) for w, v in info.items()

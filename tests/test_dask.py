@@ -567,12 +567,12 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def _evaluate_in_thread(ev, dist, seeds) -> tuple[threading.Thread, dict]:
+def _evaluate_in_thread(ev, dist, seeds, **kwargs) -> tuple[threading.Thread, dict]:
     outcome: dict = {}
 
     def run():
         try:
-            outcome["evaluation"] = ev.evaluate(dist, seeds)
+            outcome["evaluation"] = ev.evaluate(dist, seeds, **kwargs)
         except BaseException as exc:  # noqa: BLE001
             outcome["error"] = exc
 
@@ -643,6 +643,65 @@ def test_scheduler_hung_or_gone_is_a_clear_error_not_a_hang(tmp_path):
             release.touch()
             ev.close()
     finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                _stop(proc)
+
+
+def test_a_hung_scheduler_never_hangs_a_straggler_tolerant_node_mode_run_nor_its_close(tmp_path):
+    """Stragglers and node mode asked the scheduler which workers to use and told the nodes
+    to close their pools without a time limit: a hung scheduler blocked evaluate() and then
+    close() for good. Both must end within about scheduler_timeout."""
+    from asktell.strategies import OpenAIES
+
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = _start(
+        ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+         "--no-dashboard", "--scheduler-file", str(scheduler_file)],
+        tmp_path, "scheduler",
+    )
+    worker = None
+    try:
+        stop = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < stop:
+            time.sleep(0.05)
+        worker = _start(  # no nanny: the worker is not daemonic, so it may start node pools
+            ["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
+             "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"],
+            tmp_path, "worker",
+        )
+        import json
+
+        address = json.loads(scheduler_file.read_text())["address"]
+        es = OpenAIES(num_params=4, population_size=16, seed=0, noise=NOISE)
+        ev = DaskEvaluator(FunctionTask(first_coordinate), address=address, connect_timeout=5,
+                           scheduler_timeout=8, node_processes=1,
+                           stragglers={"min_candidates": 12})
+        try:
+            ev.client.wait_for_workers(1, timeout=60)
+            for _ in range(2):
+                es.tell(ev.evaluate(es.distribution, es.ask(), partial=True))
+            os.kill(scheduler.pid, signal.SIGSTOP)
+            thread, outcome = _evaluate_in_thread(ev, es.distribution, es.ask(), partial=True)
+            thread.join(timeout=90)
+            assert not thread.is_alive(), "evaluate() hung with a hung scheduler"
+            assert isinstance(outcome.get("error"), EvaluationError), outcome
+            closing = threading.Thread(target=ev.close, daemon=True)
+            started = time.monotonic()
+            closing.start()
+            closing.join(timeout=90)
+            assert not closing.is_alive(), "close() hung with a hung scheduler"
+            assert time.monotonic() - started < 60
+        finally:
+            os.kill(scheduler.pid, signal.SIGCONT)
+            ev.close()
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()  # a clean exit closes its node pools and shared tables
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         for proc in (worker, scheduler):
             if proc is not None:
                 _stop(proc)

@@ -226,6 +226,28 @@ def test_evaluators_sharing_a_cluster_and_task_keep_their_own_node_settings(node
         assert len(set(two.evaluate(dist, seeds).returns)) == 4  # 2 nodes x 2 processes
 
 
+def _pool_count(dask_worker=None) -> int:
+    from asktell.evaluators._dask_node import _POOLS
+
+    return len(_POOLS)
+
+
+def test_close_stops_the_pools_of_every_task_it_shipped(node_cluster):
+    """A kept cluster, the evaluator's task reassigned (docs/dask.md): close() stopped only
+    the last task's node pools, and the first one's processes and table stayed."""
+    client = node_cluster.client
+    client.wait_for_workers(2, timeout=120)
+    before = sum(client.run(_pool_count).values())
+    dist, seeds = _problem(n=8)
+    ev = DaskEvaluator(FunctionTask.named("sphere"), client, node_processes=1)
+    ev.evaluate(dist, seeds)
+    ev.task = FunctionTask.named("rastrigin")
+    ev.evaluate(dist, seeds)
+    assert sum(client.run(_pool_count).values()) == before + 4  # 2 tasks x 2 nodes
+    ev.close()
+    assert sum(client.run(_pool_count).values()) == before
+
+
 class Hangs:
     """Returns ``x[0]``; ``x[0] == target`` never returns (in a local process)."""
 
