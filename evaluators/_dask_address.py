@@ -45,7 +45,13 @@ def probe_scheduler(address: str, security: Any, timeout: float) -> None:
             f"DaskEvaluator 'address' must be a scheduler address like "
             f"'tcp://host:8786'; got {address!r} ({describe(exc)}); {_WHAT_TO_DO}"
         ) from None
-    args = {} if security is None else security.get_connection_args("client")
+    try:
+        args = {} if security is None else security.get_connection_args("client")
+    except (OSError, ValueError) as exc:  # a certificate file that cannot be read or used
+        raise ConfigError(
+            f"DaskEvaluator TLS: the certificate files could not be used ({describe(exc)}); "
+            "check tls_ca_file, tls_cert and tls_key"
+        ) from None
     outcome: list[BaseException | None] = [None]
 
     async def probe() -> None:

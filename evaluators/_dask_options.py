@@ -15,6 +15,7 @@ the rules against the rest of a run file. Nothing here starts or reaches a clust
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Any, Literal
 
@@ -280,6 +281,18 @@ class DaskEvaluatorConfig(PluginConfig):
             raise ValueError("tls_ca_file, tls_cert and tls_key must be given together")
         if any(given) and self.security is not None:
             raise ValueError("give the tls_* files or a 'security', not both")
+        scheme = (self.address or "").partition("://")[0] if "://" in (self.address or "") else ""
+        if any(given) and (self.address is None or scheme != "tls"):
+            raise ValueError(
+                "the tls_* files secure the connection to a cluster at a 'tls://' address; "
+                + ("the embedded cluster (no address) does not use them" if self.address is None
+                   else f"got address {self.address!r}")
+            )
+        if scheme == "tls" and not any(given) and self.security is None:
+            raise ValueError(
+                f"a 'tls://' address ({self.address!r}) needs tls_ca_file, tls_cert and "
+                "tls_key (or, from Python, a distributed.Security)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -348,6 +361,10 @@ class DaskEvaluatorConfig(PluginConfig):
         """The ``distributed.Security`` to use: ``security``, or one built from the files."""
         if self.security is not None or self.tls_ca_file is None:
             return self.security
+        for name in ("tls_ca_file", "tls_cert", "tls_key"):
+            path = getattr(self, name)
+            if not os.path.isfile(path):
+                raise ConfigError(f"evaluator.{name}: file {path!r} does not exist")
         distributed = require("distributed", "DaskEvaluator TLS")
         return distributed.Security(
             tls_ca_file=self.tls_ca_file,

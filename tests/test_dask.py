@@ -781,6 +781,16 @@ def test_config_is_registered_validated_and_builds(client):
     files = {"tls_ca_file": "ca.pem", "tls_cert": "c.pem", "tls_key": "k.pem"}
     with pytest.raises(ValueError, match="tls_\\* files or a 'security', not both"):
         DaskEvaluatorConfig(**files, security=distributed.Security())
+    # the files secure a tls:// address: the embedded cluster (and tcp://) does not use them,
+    # and a tls:// address cannot do without them
+    with pytest.raises(ValueError, match="the embedded cluster \\(no address\\) does not use them"):
+        DaskEvaluatorConfig(**files)
+    with pytest.raises(ValueError, match="got address 'tcp://h:1'"):
+        DaskEvaluatorConfig(**files, address="tcp://h:1")
+    with pytest.raises(ValueError, match="'tls://h:1'\\) needs tls_ca_file, tls_cert and tls_key"):
+        DaskEvaluatorConfig(address="tls://h:1")
+    with pytest.raises(ConfigError, match="evaluator.tls_ca_file: file 'ca.pem' does not exist"):
+        DaskEvaluatorConfig(**files, address="tls://h:1").security_object()
     assert "client" not in DaskEvaluatorConfig().model_dump()  # Python only: not in run files
     with pytest.raises(ValueError, match="deadline_seconds"):
         DaskEvaluatorConfig(deadline_seconds=-1)
