@@ -136,6 +136,12 @@ class ActionSpec:
                 raise ConfigError(
                     f"GymTask supports Discrete action spaces starting at 0; {where} has {space!r}"
                 )
+            if mode != "tanh":  # the default: a Discrete action is the outputs' argmax
+                raise ConfigError(
+                    f"GymTask 'action_mode'={mode!r} applies to Box (continuous) action spaces; "
+                    f"{where} has {space!r}, whose action is the argmax of the policy's "
+                    "outputs: leave action_mode (and action_bins) out"
+                )
             return cls("discrete", "argmax", n=int(space.n), dtype=str(np.dtype(space.dtype)))
         if name != "Box":
             raise ConfigError(
