@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from asktell.config_base import short_repr
 from asktell.errors import ConfigError
 
 __all__ = ["FORMAT", "Policy", "export_policy", "load_policy"]
@@ -162,8 +163,30 @@ class Policy:
     def act(self, observation: Any) -> Any:
         """The action for one observation, normalised as during the run: the same action
         the run's policy gives (same arithmetic, same dtype)."""
-        x = self._obs.to_array(observation, 1)
-        return self._net.act(self._weights, self._normalize(x))[0]
+        return self._net.act(self._weights, self._normalize(self._observation(observation)))[0]
+
+    def _observation(self, observation: Any) -> np.ndarray:
+        """One observation as the policy's ``(1, dim)`` input, refused by name when it is
+        not one of this environment's (the run failed a candidate on a non-finite one)."""
+        spec = self._obs
+        try:
+            arr = np.asarray(observation)
+        except (TypeError, ValueError):
+            arr = np.asarray(None, dtype=object)
+        if spec.kind == "discrete":
+            ok = arr.size == 1 and arr.dtype.kind in "iu" and 0 <= int(arr.reshape(-1)[0]) < spec.dim
+            want = f"an int in [0, {spec.dim})"
+        else:
+            ok = arr.size == spec.dim and arr.dtype.kind in "iuf" and bool(
+                np.all(np.isfinite(arr.astype(np.float64)))
+            )
+            want = f"{spec.dim} finite numbers (shape {spec.shape})"
+        if not ok:
+            raise ConfigError(
+                f"Policy.act expects an observation of {self.env_id}: {want}; got "
+                f"{arr.dtype} of shape {arr.shape}: {short_repr(observation)}"
+            )
+        return spec.to_array(arr, 1)
 
     def make_env(self, **kwargs: Any) -> Any:
         """``gymnasium.make(env_id, **make_kwargs, **kwargs)``, e.g. ``render_mode="human"``."""

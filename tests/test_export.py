@@ -102,5 +102,12 @@ def test_bad_input_is_named(pendulum_run, tmp_path):
     policy = load_policy(export_policy(pendulum_run, tmp_path / "p.npz"))
     with pytest.raises(ConfigError, match="2 seeds for 3 episodes"):
         policy.rollout(episodes=3, seeds=[1, 2])
+    # Pendulum observes 3 numbers: a wrong size or a NaN is named (a raw reshape error, or a
+    # NaN action, before)
+    for bad in (np.zeros(2), [0.0, np.nan, 1.0], ["a", "b", "c"]):
+        with pytest.raises(ConfigError, match=r"Policy.act expects an observation of Pendulum-v1: "
+                           r"3 finite numbers \(shape \(3,\)\); got"):
+            policy.act(bad)
+    assert policy.act(np.zeros(3)).shape == (1,)
     assert main(["export", str(fn), "-o", str(tmp_path / "f.npz")]) == 2
     assert main(["export", str(pendulum_run), "-o", str(tmp_path / "cli.npz"), "--best"]) == 0

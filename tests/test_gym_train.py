@@ -117,3 +117,11 @@ def test_runner_and_train_give_the_same_centres(kind, tmp_path):
     assert [g for g, *_ in logged] == [2, 4, 6]
     assert centres == logged
     assert trained.center.tobytes() == result.center.tobytes()
+
+
+@pytest.mark.parametrize("name, value", [("eval_episodes", -3), ("eval_every", -1), ("eval_episodes", 1.5)])
+def test_train_refuses_negative_or_non_integer_evaluation_settings(name, value):
+    task = GymTask("CartPole-v1", policy="linear")
+    es = OpenAIES(task.num_params, population_size=4, noise=NoiseTable(0, 1 << 16))
+    with pytest.raises(ConfigError, match=rf"train\(\) '{name}' must be an int >= 0; got {value}"):
+        train(task, es, SerialEvaluator(task), generations=1, **{name: value})

@@ -170,8 +170,9 @@ def train(
         target_return=target_return,
     )
     budget = _budget(limits, deprecated)
-    if eval_every < 0:
-        raise ConfigError(f"train() 'eval_every' must be >= 0; got {eval_every}")
+    for name, value in (("eval_every", eval_every), ("eval_episodes", eval_episodes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ConfigError(f"train() {name!r} must be an int >= 0; got {value!r}")
     schedule = _CenterSchedule(eval_every, eval_episodes, eval_on_target, eval_at_end, budget)
     step = GenerationStep(
         strategy, evaluator, task, budget=budget, judge_center=schedule.judges_center,
