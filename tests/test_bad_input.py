@@ -79,6 +79,7 @@ CASES = [
     ("env module missing", cartpole(env_id="nosuchmodule:Foo-v0"), "toml", [], ["env_id", "nosuchmodule"]),
     ("env id unknown", cartpole(env_id="CartPol-v1"), "toml", [], ["env_id", "CartPole"]),
     ("env kwargs unknown", cartpole(task="env_kwargs = {foo = 1}"), "toml", [], ["env_kwargs", "foo"]),
+    ("adaptive cap min above the max", cartpole(task='step_cap = "adaptive"\nmax_episode_steps = 40\nadaptive_cap_min = 100'), "toml", [], ["adaptive_cap_min=100 exceeds max_episode_steps=40"]),
     ("bins on a Discrete space", cartpole(task='action_mode = "bins"'), "toml", [], ["'action_mode'='bins'", "Box", "Discrete(2)"]),
     ("vector_entry_point without one", cartpole(env_id="Pendulum-v1", evaluator='kind = "vector"\nmode = "vector_entry_point"'), "toml", [], ["mode='vector_entry_point'", "'Pendulum-v1' has none", "mode='sync'"]),
     ("env kwargs value refused", cartpole(env_id="FrozenLake-v1", task='env_kwargs = {map_name = "9x9"}'), "toml", [], ["env_kwargs", "FrozenLake-v1", "KeyError", "9x9"]),

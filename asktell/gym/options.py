@@ -98,6 +98,15 @@ class GymTaskConfig(PluginConfig):
             raise ValueError(
                 f"max_episode_steps={self.max_episode_steps} needs step_cap='fixed' or 'adaptive'"
             )
+        if (
+            self.step_cap == "adaptive" and self.max_episode_steps is not None
+            and self.adaptive_cap_min > self.max_episode_steps
+        ):
+            raise ValueError(
+                f"adaptive_cap_min={self.adaptive_cap_min} exceeds max_episode_steps="
+                f"{self.max_episode_steps}, the cap's upper bound: the cap would sit at "
+                f"{self.max_episode_steps}, never at its minimum; lower adaptive_cap_min"
+            )
         if self.policy == "linear" and self.hidden_sizes:
             raise ValueError(
                 f"policy='linear' has no hidden layers; got hidden_sizes={self.hidden_sizes}"
