@@ -88,17 +88,13 @@ class HungWorkers:
         if not self.avoided:
             return None
         if refresh or self._allowed is None:
-            from ._dask_link import SchedulerLost  # (it imports this module)
-
             # Both questions are bounded by scheduler_timeout: a hung scheduler is reported
-            # (SchedulerLost), never waited on.
+            # (the link's SchedulerLost), never waited on.
             workers = set(self.link.identity(workers=True).get("workers") or ())
             try:
                 busy = self.link.run_on_workers(executing_count, workers=list(self.avoided & workers))
-            except SchedulerLost:
-                raise
-            except Exception:  # noqa: BLE001 - keep avoiding what we know
-                busy = {w: 1 for w in self.avoided}
+            except Exception:  # noqa: BLE001 - keep avoiding what we know (bounded: the next
+                busy = {w: 1 for w in self.avoided}  # question reports a lost scheduler)
             self.avoided = {w for w, n in busy.items() if n > 0}
             allowed = sorted(workers - self.avoided)
             # Every worker hung: nothing better than waiting behind them.

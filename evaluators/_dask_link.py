@@ -245,48 +245,31 @@ class ClusterLink:
         if self.client.status != "running":
             raise SchedulerLost(f"the client is {self.client.status!r}")
 
-    def identity(self, workers: bool = False) -> dict:
-        """Ask the scheduler about itself (``workers``: and them), within ``scheduler_timeout``."""
+    def _bounded(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """``client.sync(call, ...)`` within ``scheduler_timeout``: a hung or gone scheduler
+        raises :class:`SchedulerLost`, never blocks."""
         self.ensure_running()
         try:
-            return self.client.sync(
-                self.client.scheduler.identity,
-                n_workers=-1 if workers else 0,
-                callback_timeout=self.scheduler_timeout,
-            )
-        except Exception as exc:  # noqa: BLE001 - timeout, closed comm, OSError
+            return self.client.sync(call, *args, callback_timeout=self.scheduler_timeout, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - timeout, closed comm, OSError, a worker's error
             raise SchedulerLost(
                 f"no answer within scheduler_timeout={self.scheduler_timeout:g} s: "
                 f"{describe(exc)}"
             ) from None
+
+    def identity(self, workers: bool = False) -> dict:
+        """Ask the scheduler about itself (``workers``: and them), within ``scheduler_timeout``."""
+        return self._bounded(self.client.scheduler.identity, n_workers=-1 if workers else 0)
 
     def run_on_workers(
         self, function: Any, *args: Any, workers: list[str] | None = None, on_error: str = "raise"
     ) -> dict:
-        """``client.run`` (``function`` on the workers' event loops), within
-        ``scheduler_timeout``: a hung scheduler raises :class:`SchedulerLost`, never blocks."""
-        self.ensure_running()
-        try:
-            return self.client.sync(
-                self.client._run, function, *args, workers=workers, on_error=on_error,
-                callback_timeout=self.scheduler_timeout,
-            )
-        except Exception as exc:  # noqa: BLE001 - timeout, closed comm, a worker's error
-            raise SchedulerLost(
-                f"no answer within scheduler_timeout={self.scheduler_timeout:g} s: "
-                f"{describe(exc)}"
-            ) from None
+        """``client.run`` (``function`` on the workers' event loops), within ``scheduler_timeout``."""
+        return self._bounded(self.client._run, function, *args, workers=workers, on_error=on_error)
 
     def processing(self) -> dict:
         """The keys each worker is running, within ``scheduler_timeout``."""
-        self.ensure_running()
-        try:
-            return self.client.sync(
-                self.client.scheduler.processing, workers=None,
-                callback_timeout=self.scheduler_timeout,
-            )
-        except Exception as exc:  # noqa: BLE001 - timeout, closed comm
-            raise SchedulerLost(describe(exc)) from None
+        return self._bounded(self.client.scheduler.processing, workers=None)
 
     def num_threads(self) -> int:
         """Worker threads in the cluster (asked at most every couple of seconds)."""

@@ -6,6 +6,7 @@ marker files for "only the first time" since each attempt may run in a new proce
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -581,8 +582,13 @@ def _evaluate_in_thread(ev, dist, seeds, **kwargs) -> tuple[threading.Thread, di
     return thread, outcome
 
 
-def test_scheduler_hung_or_gone_is_a_clear_error_not_a_hang(tmp_path):
-    """A scheduler and a worker started by hand (`dask scheduler`, `dask worker`)."""
+@contextlib.contextmanager
+def _hand_started(tmp_path: Path, worker_args: list[str], graceful: bool = False):
+    """A scheduler and one worker started by hand (`dask scheduler`, `dask worker`) on
+    loopback; yields ``(scheduler process, address)``. Both are stopped on the way out, the
+    worker first by SIGTERM when ``graceful`` (a clean exit closes its node pools)."""
+    import json
+
     scheduler_file = tmp_path / "scheduler.json"
     scheduler = _start(
         ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
@@ -596,12 +602,25 @@ def test_scheduler_hung_or_gone_is_a_clear_error_not_a_hang(tmp_path):
             time.sleep(0.05)
         worker = _start(
             ["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
-             "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard"],
+             "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard", *worker_args],
             tmp_path, "worker",
         )
-        import json
+        yield scheduler, json.loads(scheduler_file.read_text())["address"]
+    finally:
+        if graceful and worker is not None and worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in (worker, scheduler):
+            if proc is not None:
+                _stop(proc)
 
-        address = json.loads(scheduler_file.read_text())["address"]
+
+def test_scheduler_hung_or_gone_is_a_clear_error_not_a_hang(tmp_path):
+    """A scheduler and a worker started by hand (`dask scheduler`, `dask worker`)."""
+    with _hand_started(tmp_path, ["--nworkers", "1"]) as (scheduler, address):
         dist, seeds = _problem(n=16)
         X = dist.decode(seeds)
         release = tmp_path / "release"
@@ -642,10 +661,6 @@ def test_scheduler_hung_or_gone_is_a_clear_error_not_a_hang(tmp_path):
         finally:
             release.touch()
             ev.close()
-    finally:
-        for proc in (worker, scheduler):
-            if proc is not None:
-                _stop(proc)
 
 
 def test_a_hung_scheduler_never_hangs_a_straggler_tolerant_node_mode_run_nor_its_close(tmp_path):
@@ -654,25 +669,8 @@ def test_a_hung_scheduler_never_hangs_a_straggler_tolerant_node_mode_run_nor_its
     close() for good. Both must end within about scheduler_timeout."""
     from asktell.strategies import OpenAIES
 
-    scheduler_file = tmp_path / "scheduler.json"
-    scheduler = _start(
-        ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-        tmp_path, "scheduler",
-    )
-    worker = None
-    try:
-        stop = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < stop:
-            time.sleep(0.05)
-        worker = _start(  # no nanny: the worker is not daemonic, so it may start node pools
-            ["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
-             "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1", "--no-dashboard"],
-            tmp_path, "worker",
-        )
-        import json
-
-        address = json.loads(scheduler_file.read_text())["address"]
+    # no nanny: the worker is not daemonic, so it may start node pools
+    with _hand_started(tmp_path, ["--no-nanny"], graceful=True) as (scheduler, address):
         es = OpenAIES(num_params=4, population_size=16, seed=0, noise=NOISE)
         ev = DaskEvaluator(FunctionTask(first_coordinate), address=address, connect_timeout=5,
                            scheduler_timeout=8, node_processes=1,
@@ -695,16 +693,6 @@ def test_a_hung_scheduler_never_hangs_a_straggler_tolerant_node_mode_run_nor_its
         finally:
             os.kill(scheduler.pid, signal.SIGCONT)
             ev.close()
-    finally:
-        if worker is not None and worker.poll() is None:
-            worker.terminate()  # a clean exit closes its node pools and shared tables
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-        for proc in (worker, scheduler):
-            if proc is not None:
-                _stop(proc)
 
 
 def test_a_task_workers_cannot_load_is_a_clear_error(client):

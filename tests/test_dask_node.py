@@ -8,6 +8,8 @@ marker files for "only the first time" since each attempt may run in a new proce
 from __future__ import annotations
 
 import mmap
+import re
+import subprocess
 import multiprocessing
 import os
 import signal
@@ -26,7 +28,6 @@ from asktell._shared_table import SEGMENT_PREFIX, SharedTable, attach_table
 from asktell.errors import ConfigError
 from asktell.evaluators import DaskEvaluator, SerialEvaluator
 from asktell.noise import mirrored
-from asktell.testing.dask_cluster import loopback_cluster
 
 # The objectives below live in this test module, which the node's processes cannot import.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -176,13 +177,39 @@ def test_close_leaves_no_shared_memory():
     assert not mine & _segments()
 
 
-def test_daemonic_workers_are_refused_naming_the_fix():
-    with loopback_cluster(1) as cluster, \
-            distributed.Client(cluster, set_as_default=False) as client:
-        with DaskEvaluator(FunctionTask.named("sphere"), client, node_processes=1) as ev:
-            dist, seeds = _problem(n=4)
-            with pytest.raises(ConfigError, match="daemonic.*DASK_DISTRIBUTED__WORKER__DAEMON=False"):
+DAEMONIC = """
+import distributed, numpy as np
+from asktell import FunctionTask
+from asktell.errors import ConfigError
+from asktell.evaluators import DaskEvaluator
+from asktell.noise import NoiseTable, mirrored
+from asktell.distribution import Distribution
+from asktell.testing.dask_cluster import loopback_cluster
+
+if __name__ == "__main__":
+    noise = NoiseTable(0, 1 << 16)
+    dist = Distribution(np.zeros(3), 0.1, noise)
+    seeds = mirrored(np.array([1, 2]))
+    with loopback_cluster(1) as cluster, distributed.Client(cluster, set_as_default=False) as c:
+        with DaskEvaluator(FunctionTask.named("sphere"), c, node_processes=1) as ev:
+            try:
                 ev.evaluate(dist, seeds)
+            except ConfigError as exc:
+                print("REFUSED:", exc)
+"""
+
+
+def test_daemonic_workers_are_refused_naming_the_fix(tmp_path):
+    # In a process of its own: a node-mode cluster of this process (the module's fixture)
+    # switches distributed.worker.daemon off while its nannies restart workers, and a plain
+    # cluster started meanwhile would get non-daemonic workers.
+    script = tmp_path / "daemonic.py"
+    script.write_text(DAEMONIC)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert re.search(r"REFUSED: .*daemonic.*DASK_DISTRIBUTED__WORKER__DAEMON=False", done.stdout), (
+        done.stdout + done.stderr
+    )
 
 
 @pytest.mark.parametrize("bad", [0, -1, "all", 1.5, True])
@@ -226,10 +253,10 @@ def test_evaluators_sharing_a_cluster_and_task_keep_their_own_node_settings(node
         assert len(set(two.evaluate(dist, seeds).returns)) == 4  # 2 nodes x 2 processes
 
 
-def _pool_count(dask_worker=None) -> int:
+def _pool_tasks(dask_worker=None) -> list[str]:
     from asktell.evaluators._dask_node import _POOLS
 
-    return len(_POOLS)
+    return [key[0] for key in _POOLS]
 
 
 def test_close_stops_the_pools_of_every_task_it_shipped(node_cluster):
@@ -237,15 +264,17 @@ def test_close_stops_the_pools_of_every_task_it_shipped(node_cluster):
     the last task's node pools, and the first one's processes and table stayed."""
     client = node_cluster.client
     client.wait_for_workers(2, timeout=120)
-    before = sum(client.run(_pool_count).values())
     dist, seeds = _problem(n=8)
     ev = DaskEvaluator(FunctionTask.named("sphere"), client, node_processes=1)
     ev.evaluate(dist, seeds)
-    ev.task = FunctionTask.named("rastrigin")
+    ev.task = FunctionTask.named("rastrigin", num_params=6)  # not the fixture's own task
     ev.evaluate(dist, seeds)
-    assert sum(client.run(_pool_count).values()) == before + 4  # 2 tasks x 2 nodes
+    shipped = set(ev.link._digests)
+    pooled = {d for tasks in client.run(_pool_tasks).values() for d in tasks}
+    assert len(shipped) == 2 and shipped <= pooled  # both tasks have pools on the nodes
     ev.close()
-    assert sum(client.run(_pool_count).values()) == before
+    left = {d for tasks in client.run(_pool_tasks).values() for d in tasks}
+    assert not shipped & left
 
 
 class Hangs:
