@@ -254,6 +254,9 @@ class RunConfigBase(StrictModel):
         would start or reach a cluster), its options are already validated. What ``asktell
         check`` runs; returns the built strategy.
         """
+        from asktell.loggers import check_loggers
+
+        check_loggers(self.output.loggers)  # a logger's missing package, as run refuses it
         strategy = self.build_strategy(self.build_task())
         _optional(self.evaluator, "check_strategy", None)(strategy)
         return strategy

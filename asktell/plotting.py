@@ -331,14 +331,20 @@ def plot_runs(
     """
     from asktell._rundir import check_output_file
 
-    output = Path(output)
-    if not output.suffix and os.fspath(output).strip():
+    text = os.fspath(output)  # Path("") is "."; an empty name is checked as given
+    output = Path(text)
+    if text.strip() and output.name not in ("", ".", "..") and not output.suffix:
         output = output.with_name(output.name + ".png")  # what savefig would write
-    check_output_file(output, "plot output", _image_suffixes())
+    check_output_file(output if text.strip() else text, "plot output", _image_suffixes())
     fig = build_figure(
         run_dirs, labels=labels, title=title, on_skip=on_skip, log_y=log_y,
         aggregate=aggregate, band=band,
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(output, dpi=120)
+    except OSError as exc:  # a folder that cannot be made or written (/proc, read-only)
+        raise ConfigError(
+            f"plot output {text!r} could not be written: {type(exc).__name__}: {exc}"
+        ) from None
     return output

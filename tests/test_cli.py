@@ -320,6 +320,13 @@ def test_outputs_that_cannot_or_must_not_be_written_are_refused_before_any_work(
         assert main([str(a) for a in args]) == 2, args
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err, (args, err)
+    for args, words in [
+        (["plot", run_dir, "-o", ""], "plot output is empty"),
+        (["plot", run_dir, "-o", "/proc/asktell-plot.png"], "could not be written"),
+    ]:
+        assert main([str(a) for a in args]) == 2, args
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, (args, err)
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
     assert main(["plot", str(run_dir), "-o", str(tmp_path / "curve")]) == 0
     assert f"wrote {tmp_path / 'curve.png'}" in capsys.readouterr().out

@@ -242,6 +242,29 @@ def test_a_csv_file_may_not_replace_the_runs_own_files(tmp_path, path):
     assert len(rows) == 7 and all("generation" in row for row in rows)
 
 
+def test_a_csv_file_in_a_subfolder_is_written_and_a_folder_is_refused(tmp_path):
+    """"sub/log.csv" passed check, then the logger was dropped (its folder was not made);
+    "." passed too and left a stray file beside the run directory."""
+    from asktell.errors import ConfigError
+
+    out = tmp_path / "run"
+    run(config({"kind": "csv", "path": "sub/log.csv"}), out=out)
+    with open(out / "sub" / "log.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 7
+    for path in (".", "..", "./"):
+        with pytest.raises(ConfigError, match="output.loggers.0.path: names the run's own directory"):
+            config_from_dict(config({"kind": "csv", "path": path}))
+
+
+def test_check_refuses_a_logger_whose_package_is_missing(monkeypatch):
+    """run refused a logger whose extra is not installed; check (which promises to find
+    what run would refuse) passed it."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    cfg = config_from_dict(config({"kind": "tensorboard"}))
+    with pytest.raises(MissingDependencyError, match="tensorboard"):
+        cfg.check()
+
+
 # --------------------------------------------------------------------------- resume
 @pytest.mark.parametrize("kind", ["csv", *METRIC_BACKENDS])
 def test_resume_continues_the_series_without_a_repeated_step(kind, tmp_path):

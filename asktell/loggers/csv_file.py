@@ -30,6 +30,8 @@ def _run_file_named(run_dir: Path, path: Path) -> str | None:
     """The run file or folder ``path`` (inside ``run_dir``) would overwrite, if any."""
     base = Path(os.path.abspath(run_dir))
     target = Path(os.path.abspath(base / path))
+    if target == base or target in base.parents:
+        return "directory"
     if target.parent == base and (
         target.name in _RUN_FILES or target.name.startswith("log.jsonl.damaged")
     ):
@@ -77,6 +79,9 @@ class CSVLogger:
             raise ValueError(f"path {self.options.path!r} names the run's own {clash}, which "
                              "it would overwrite; choose another file")
         self.path = Path(run_dir) / self.options.path
+        if self.path.is_dir():
+            raise ValueError(f"path {self.options.path!r} is a directory; name a file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # path = "sub/log.csv"
         rows: list[dict[str, str]] = []
         if resume is not None and self.path.exists():
             # Keep the rows up to the checkpoint; later ones are redone by the run.

@@ -1,7 +1,8 @@
 """MLflow logger: parameters from the resolved config, metrics per generation.
 
 By default the tracking store is a local folder, ``mlruns`` inside the run directory (view
-with ``MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri RUN_DIR/mlruns``);
+with ``MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri RUN_DIR/mlruns``, which needs
+the full ``pip install mlflow``: the extra installs the client, ``mlflow-skinny``);
 ``tracking_uri`` points it at a server or a database (``sqlite:///runs.db``) instead.
 Metrics have step = generation; ``progress/env_steps`` is logged too, so the
 MLflow UI can use it as the x axis. Values are float64 and read back bitwise.

@@ -39,7 +39,8 @@ class TensorBoardLoggerConfig(LoggerConfig):
     dir: str = Field(
         "tensorboard", min_length=1,
         description="The event-file folder, relative to the run directory (or absolute); "
-        "view with `tensorboard --logdir RUN_DIR/tensorboard`.",
+        "view with `tensorboard --logdir RUN_DIR/tensorboard --load_fast=false` (the fast "
+        "loader skips the float64 scalars).",
     )
     flush_seconds: Float = Field(
         5.0, gt=0, description="Write buffered events to disk at least this often (and at "
