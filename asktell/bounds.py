@@ -48,12 +48,21 @@ __all__ = ["Bounds", "BoundsConfig", "BOUND_METHODS"]
 BOUND_METHODS = ("clip", "mirror", "transform", "penalty")
 
 
+#: What a one-sided box (pycma's ``None`` or ``inf``) needs here.
+_ONE_SIDED = "; a side without a bound takes a far value (e.g. 1e6): None and inf are not bounds"
+
+
 def _finite_number_problem(value: Any) -> str | None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):
         return "must be a number"
     return None if math.isfinite(value) else "must be a finite number"
+
+
+def _one_sided(value: Any) -> str:
+    infinite = isinstance(value, (float, np.floating)) and math.isinf(value)
+    return _ONE_SIDED if value is None or infinite else ""
 
 
 def _number_or_numbers(value: Any) -> Any:
@@ -64,11 +73,13 @@ def _number_or_numbers(value: Any) -> Any:
         for i, v in enumerate(values):
             problem = _finite_number_problem(v)
             if problem is not None:
-                raise ValueError(f"coordinate {i} {problem}; got {short_repr(v)}")
+                raise ValueError(f"coordinate {i} {problem}; got {short_repr(v)}{_one_sided(v)}")
         return [float(v) for v in values]
     problem = _finite_number_problem(value)
     if problem is not None:
-        raise ValueError(f"{problem} or a list of numbers; got {short_repr(value)}")
+        raise ValueError(
+            f"{problem} or a list of numbers; got {short_repr(value)}{_one_sided(value)}"
+        )
     return float(value)
 
 

@@ -46,7 +46,8 @@ class MinimizeResult:
         success: ``False`` when no evaluation gave a finite loss (every value NaN or
             infinite): then ``fun`` is NaN, ``x`` is ``x0`` and ``message`` says how many
             evaluations failed. A loss is never reported for a search that never measured
-            one.
+            one. ``False`` too, with ``constraints``, when no feasible point was found: ``x``
+            is then the least infeasible point and ``message`` says so.
         strategy: the strategy that ran (what ``strategy="auto"`` chose).
     """
 
@@ -105,14 +106,17 @@ def minimize(
         seed: seed of the strategy; the same seed gives the same result.
         population_size: candidates per generation (default: the strategy's own default).
         vectorized: ``f`` takes a batch of rows.
-        target: stop once the centre's loss is at or below this value (the shared budget's
-            ``target_return`` of ``-target``).
+        target: stop once the best evaluated loss (x0, a candidate or a centre; a feasible
+            one with ``constraints``) is at or below this value, as pycma's ``ftarget``; the
+            centre's loss reaching it (the shared budget's ``target_return`` of
+            ``-target``) stops the search too.
         evaluator: ``"serial"``, another registered evaluator name, or an evaluator instance
             built for ``FunctionTask(f, minimize=True)`` of this very ``f`` (with the same
             ``constraints``; then ``vectorized`` is the task's business); one built for
             another task is refused, since it would evaluate that task and not ``f``. Every
             evaluation runs through it, ``x0`` and the centres included.
-        callback: called with each generation's history row; return ``True`` to stop.
+        callback: called with each generation's history row; return ``True`` (a Python
+            or numpy bool) to stop.
         bounds: box bounds, ``(lower, upper)`` (numbers or one per coordinate) or a dict
             ``{lower, upper, method}``: the strategy's ``bounds`` option (see
             docs/bounds-and-constraints.md); ``x0`` must lie inside.
@@ -133,8 +137,9 @@ def minimize(
             ``strategy stopped: <rule> (<why>)``.
 
     Returns:
-        A :class:`MinimizeResult`; ``success`` is ``False`` (and ``fun`` NaN) when every
-        evaluation returned NaN or an infinite loss. ``f`` must return a real number (an
+        A :class:`MinimizeResult`; ``success`` is ``False`` when every evaluation
+        returned NaN or an infinite loss (``fun`` is then NaN) or no feasible point was
+        found. ``f`` must return a real number (an
         int or float, numpy's too, or anything with ``__float__`` but a bool or a string):
         ``"1.5"`` and ``True`` fail the candidate instead of being coerced.
 
@@ -286,6 +291,10 @@ def _check_arguments(x0: Any, budget: Any, vectorized: Any, target: Any, callbac
         raise ConfigError(
             f"minimize 'x0' must be real numbers; got {short_repr(x0)} (dtype {arr.dtype})"
         )
+    if arr.ndim > 1:
+        raise ConfigError(
+            f"minimize 'x0' must be a 1-D array (one value per parameter); got shape {arr.shape}"
+        )
     x0 = arr.astype(np.float64).reshape(-1)
     if x0.size == 0:
         raise ConfigError("minimize 'x0' must have at least one value; got an empty array")
@@ -309,6 +318,19 @@ def _memory_context(num_params: int, population_size: int) -> MemoryContext:
         num_params=num_params, num_params_field="x0", num_params_value=f"<{num_params} values>",
         population_size=population_size,
     )
+
+
+def _target_met(best: Any, target: float | None) -> str | None:
+    """pycma's ``ftarget``: the best evaluated feasible loss (a candidate, a centre or x0)
+    at or below ``target``."""
+    if target is None or best.violation > 0 or not best.fun <= target:
+        return None
+    return f"target {target} reached (best evaluated loss {best.fun:.6g})"
+
+
+def _asks_to_stop(answer: Any) -> bool:
+    """A callback stops the search by returning True (numpy's True too)."""
+    return isinstance(answer, (bool, np.bool_)) and bool(answer)
 
 
 def _why_stop(reasons: dict[str, str], target: float | None) -> str | None:
@@ -390,8 +412,9 @@ def _search(
     step.progress.env_steps = 1
     history: list[dict[str, float]] = []
     message = f"budget of {budget} evaluations used"
-    # The strategy's rules are checked before the first generation too (a sigma below tolx).
-    stop = _why_stop(step.stop_reasons(), target)
+    # The strategy's rules are checked before the first generation too (a sigma below tolx),
+    # and the target on x0 itself.
+    stop = _target_met(best, target) or _why_stop(step.stop_reasons(), target)
     while stop is None:
         record = step(center_episodes=1)
         step.progress.env_steps += 1  # the centre's evaluation
@@ -410,17 +433,19 @@ def _search(
             "seconds": step.progress.wall(),
         }
         history.append(row)
-        stop = _why_stop(step.stop_reasons(), target)
+        stop = _target_met(best, target) or _why_stop(step.stop_reasons(), target)
         if stop is None and step.progress.env_steps + es.population_size + 1 > budget:
             stop = ""  # a restart may have grown the population past what the budget has left
-        if stop is None and callback is not None and callback(row) is True:
+        if stop is None and callback is not None and _asks_to_stop(callback(row)):
             stop = "stopped by callback"
     message = stop or message
     best_fun, best_x, best_violation = best.fun, best.x, best.violation
-    success = math.isfinite(best_fun)
-    if success and best_violation > 0:
+    finite = math.isfinite(best_fun)
+    # x is then the least infeasible point, not an answer
+    success = finite and best_violation <= 0
+    if finite and best_violation > 0:
         message = f"no feasible point found (least total violation {best_violation:.3g}); " + message
-    if not success:
+    if not finite:
         nfev = step.progress.env_steps
         message = (
             f"failed: all {nfev} evaluations returned NaN or an infinite loss (x0, every "

@@ -145,7 +145,10 @@ def test_serial_and_vector_evaluate_the_same_bounded_gym_candidates_bitwise():
         (([0, 0, float("nan")], 1), None,
          r"invalid CMAES arguments:\n  bounds.lower: coordinate 2 must be a finite number; got nan$"),
         ((0, [1, 1, float("inf")]), None,
-         r"invalid CMAES arguments:\n  bounds.upper: coordinate 2 must be a finite number; got inf$"),
+         r"invalid CMAES arguments:\n  bounds.upper: coordinate 2 must be a finite number; got inf; "
+         r"a side without a bound takes a far value \(e.g. 1e6\): None and inf are not bounds$"),
+        ((0, None), None,  # pycma's one-sided box: what to do instead is said
+         r"bounds.upper: must be a number or a list of numbers; got None; a side without a bound"),
         ((0, 1), [0.5, 1.5, 0.5], "'x0' must lie within bounds; coordinate 1 is 1.5"),
         ({"lower": 0, "upper": 1, "method": "reflect"}, None, "bounds.method"),
     ],

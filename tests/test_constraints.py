@@ -151,3 +151,4 @@ def test_minimize_says_when_no_feasible_point_was_found():
     res = asktell.minimize(sphere, np.zeros(2), strategy="cma_es", sigma=0.1, budget=200,
                            constraints=lambda x: [1.0 + x[0] ** 2])  # never feasible
     assert "no feasible point found" in res.message
+    assert res.success is False  # x is the least infeasible point, not an answer

@@ -25,9 +25,23 @@ def test_minimize_is_reproducible_and_vectorized_agrees():
 
 
 def test_minimize_stops_at_target():
+    """pycma's ftarget: the first generation whose best evaluated loss (a candidate or the
+    centre) meets the target ends the search (it waited for the centre's loss)."""
     res = asktell.minimize(lambda x: float(np.sum(x**2)), np.ones(3), budget=50_000,
                            sigma=0.1, learning_rate=0.05, target=1e-2, strategy="openai_es")
-    assert res.center_fun <= 1e-2 and res.message.startswith("target")
+    assert res.fun <= 1e-2 and res.message.startswith("target 0.01 reached")
+    assert [row["best_fun"] <= 1e-2 for row in res.history].index(True) == len(res.history) - 1
+    # an x0 that meets it is not searched from
+    met = asktell.minimize(lambda x: float(np.sum(x**2)), np.zeros(3), target=1e-3)
+    assert met.nfev == 1 and met.generations == 0 and met.message.startswith("target")
+
+
+def test_a_callback_returning_numpy_true_stops_and_a_2d_x0_is_refused():
+    res = asktell.minimize(lambda x: float(np.sum(x**2)), np.ones(3), budget=2000,
+                           callback=lambda row: np.bool_(row["generation"] >= 2))
+    assert res.generations == 2 and res.message == "stopped by callback"
+    with pytest.raises(ConfigError, match=r"'x0' must be a 1-D array .*got shape \(2, 2\)"):
+        asktell.minimize(lambda x: 0.0, np.zeros((2, 2)), budget=100)
 
 
 def test_minimize_survives_nan_losses():
