@@ -31,16 +31,16 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
-import re
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, create_model, model_validator
 
+from asktell._config_nulls import NULLS_KEY, apply_nulls, lookup, null_paths
 from asktell._files import apply_overrides, dump_toml, parse_toml, read_mapping
 from asktell._memory import Allocation, MemoryContext, check_memory
-from asktell.config_base import Int, StrictModel, fields_at, short_repr
+from asktell.config_base import Int, StrictModel, fields_at
 from asktell.config_base import _dotted as dotted_location
 from asktell.config_base import format_validation_error as _format_validation_error
 from asktell.errors import ConfigError
@@ -289,47 +289,6 @@ def _make_run_config() -> type:
     )
 
 
-#: The run file's top-level key that sets options to null, which TOML cannot write: a list
-#: of dotted option names (``nulls = ["strategy.tolfun"]``). ``config.toml`` lists there every
-#: option that is null in the run but would read back as its non-null default.
-NULLS_KEY = "nulls"
-_OPTION_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-
-
-def _apply_nulls(data: Any, source: str) -> Any:
-    """``data`` with the options its :data:`NULLS_KEY` names set to null (the key removed)."""
-    if not isinstance(data, dict) or NULLS_KEY not in data:
-        return data
-    names = data[NULLS_KEY]
-    if not isinstance(names, list) or not all(
-        isinstance(n, str) and _OPTION_PATH.fullmatch(n) for n in names
-    ):
-        raise ConfigError(
-            f"{source}: {NULLS_KEY} must be a list of dotted option names, the options set to "
-            f"null (e.g. {NULLS_KEY} = [\"strategy.tolfun\"]); got {short_repr(names)}"
-        )
-    rest = {k: v for k, v in data.items() if k != NULLS_KEY}
-    return apply_overrides(rest, [f"{name}=null" for name in names])
-
-
-def _null_paths(value: Any, prefix: str = "") -> list[str]:
-    if not isinstance(value, dict):
-        return []
-    out: list[str] = []
-    for key, item in value.items():
-        path = f"{prefix}{key}"
-        out.extend([path] if item is None else _null_paths(item, path + "."))
-    return out
-
-
-def _lookup(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(data, dict):
-            return None
-        data = data.get(part)
-    return data
-
-
 def config_to_toml(config: StrictModel) -> str:
     """``config`` as TOML that reads back as the same config (every default filled in; the
     nulls TOML cannot write listed under :data:`NULLS_KEY`)."""
@@ -344,7 +303,7 @@ def config_to_toml(config: StrictModel) -> str:
     # TOML has no null: an option left out reads back as its default, which is right for
     # the options whose default is null and wrong for the others (tolfun = null).
     reread = type(config).model_validate(parse_toml(dump_toml(data))).model_dump(mode="json")
-    nulls = [path for path in _null_paths(data) if _lookup(reread, path) is not None]
+    nulls = [path for path in null_paths(data) if lookup(reread, path) is not None]
     if nulls:
         header += f"\n{NULLS_KEY}: the options set to null (TOML has no null)."
         data = {NULLS_KEY: nulls, **data}
@@ -387,7 +346,7 @@ def config_from_dict(
     data: dict[str, Any], overrides: list[str] = (), source: str = "run config"
 ) -> RunConfig:
     """Validate a dict as a :class:`RunConfig`; errors become one readable ConfigError."""
-    data = _apply_nulls(data, source)
+    data = apply_nulls(data, source)
     if overrides:
         data = switch_kinds(data, apply_overrides(data, list(overrides)), list(overrides))
     plugins = data.get("plugins") if isinstance(data, dict) else None

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from asktell._memory import MemoryContext, check_memory
+from asktell._minimize_args import check_arguments, check_budget_fits, check_evaluator_task
 from asktell.config_base import short_repr
 from asktell.constraints import total_violation
 from asktell.errors import ConfigError
@@ -151,23 +152,13 @@ def minimize(
         >>> bool(res.fun < 1e-8), res.strategy
         (True, 'cma_es')
     """
-    x0 = _check_arguments(x0, budget, vectorized, target, callback)
+    x0 = check_arguments(x0, budget, vectorized, target, callback)
     fixed = {"population_size": population_size, "bounds": bounds}
     es = _strategy(strategy, dict(strategy_options), fixed, restarts, x0, seed)
-    _check_budget_fits(es.population_size, budget)
+    check_budget_fits(es.population_size, budget)
     task = FunctionTask(f, vectorized=vectorized, minimize=True, constraints=constraints)
     with _evaluator_for(evaluator, task) as ev:
         return _search(es, ev, task, budget, target, callback)
-
-
-def _check_budget_fits(population_size: int, budget: int) -> None:
-    """Refuse a budget without room for one generation and its centre (before an evaluator,
-    perhaps a cluster, is started for a search that cannot run)."""
-    if population_size + 1 > budget:
-        raise ConfigError(
-            f"minimize 'budget' must allow one generation of population_size="
-            f"{population_size} plus one centre evaluation; got {budget}"
-        )
 
 
 @contextlib.contextmanager
@@ -175,7 +166,7 @@ def _evaluator_for(evaluator: str | Any, task: FunctionTask) -> Iterator[Any]:
     """The evaluator the search runs through: built for ``task`` from a registered name and
     closed after the search, or the caller's own instance, left open for the caller."""
     if not isinstance(evaluator, str):
-        _check_evaluator_task(getattr(evaluator, "task", None), task)
+        check_evaluator_task(getattr(evaluator, "task", None), task)
         yield evaluator
         return
     ev = EVALUATORS.get(evaluator)(task)
@@ -183,34 +174,6 @@ def _evaluator_for(evaluator: str | Any, task: FunctionTask) -> Iterator[Any]:
         yield ev
     finally:
         ev.close()
-
-
-def _check_evaluator_task(theirs: Any, task: FunctionTask) -> None:
-    """A caller's evaluator must evaluate this ``f`` as a loss (with these constraints):
-    its task is what it runs, whatever ``f`` says. An evaluator that does not show its task
-    (no ``task`` attribute) is the caller's business."""
-    if theirs is None:
-        return
-    want = "FunctionTask(f, minimize=True" + (", constraints=constraints)" if task.constraints else ")")
-    if not isinstance(theirs, FunctionTask) or theirs.f is not task.f:
-        got = type(theirs).__name__ if not isinstance(theirs, FunctionTask) else "another function"
-        raise ConfigError(
-            f"minimize 'evaluator' must be built for {want} of the f being minimised (it "
-            f"evaluates its own task, not f); got one built for {got}"
-        )
-    if not theirs.minimize:
-        raise ConfigError(
-            f"minimize 'evaluator' must be built for {want}: its FunctionTask has "
-            "minimize=False, so it would return f itself and the search would maximise the loss"
-        )
-    if theirs.constraints is not task.constraints:
-        def name(g: Any) -> str:
-            return "none" if g is None else getattr(g, "__name__", type(g).__name__)
-
-        raise ConfigError(
-            f"minimize 'evaluator' must be built for {want}: its FunctionTask's constraints "
-            f"are {name(theirs.constraints)}, minimize was given {name(task.constraints)}"
-        )
 
 
 def _strategy(
@@ -282,35 +245,6 @@ def _check_option_names(cls: type, strategy: str, options: dict[str, Any]) -> No
             f"minimize got an unknown option {name!r} for strategy {strategy!r}{hint}{elsewhere}; "
             f"minimize takes {', '.join(own)}, and {strategy} takes {', '.join(theirs)}"
         )
-
-
-def _check_arguments(x0: Any, budget: Any, vectorized: Any, target: Any, callback: Any):
-    """``x0`` as float64; every argument's type and rule checked (no coercion)."""
-    arr = np.asarray(x0)
-    if arr.dtype.kind not in "iuf":
-        raise ConfigError(
-            f"minimize 'x0' must be real numbers; got {short_repr(x0)} (dtype {arr.dtype})"
-        )
-    if arr.ndim > 1:
-        raise ConfigError(
-            f"minimize 'x0' must be a 1-D array (one value per parameter); got shape {arr.shape}"
-        )
-    x0 = arr.astype(np.float64).reshape(-1)
-    if x0.size == 0:
-        raise ConfigError("minimize 'x0' must have at least one value; got an empty array")
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ConfigError(f"minimize 'budget' must be an int >= 1; got {short_repr(budget)}")
-    if not isinstance(vectorized, (bool, np.bool_)):
-        raise ConfigError(f"minimize 'vectorized' must be True or False; got {short_repr(vectorized)}")
-    if target is not None and (
-        isinstance(target, (bool, np.bool_))
-        or not isinstance(target, (int, float, np.integer, np.floating))
-        or not math.isfinite(target)
-    ):
-        raise ConfigError(f"minimize 'target' must be a finite number or None; got {short_repr(target)}")
-    if callback is not None and not callable(callback):
-        raise ConfigError(f"minimize 'callback' must be callable; got {type(callback).__name__}")
-    return x0
 
 
 def _memory_context(num_params: int, population_size: int) -> MemoryContext:
