@@ -107,15 +107,12 @@ def minimize(
         seed: seed of the strategy; the same seed gives the same result.
         population_size: candidates per generation (default: the strategy's own default).
         vectorized: ``f`` takes a batch of rows.
-        target: stop once the best evaluated loss (x0, a candidate or a centre; a feasible
-            one with ``constraints``) is at or below this value, as pycma's ``ftarget``; the
-            centre's loss reaching it (the shared budget's ``target_return`` of
-            ``-target``) stops the search too.
+        target: stop once the best evaluated loss (x0, a candidate or a centre; feasible
+            with ``constraints``) is at or below this value, as pycma's ``ftarget``.
         evaluator: ``"serial"``, another registered evaluator name, or an evaluator instance
-            built for ``FunctionTask(f, minimize=True)`` of this very ``f`` (with the same
-            ``constraints``; then ``vectorized`` is the task's business); one built for
-            another task is refused, since it would evaluate that task and not ``f``. Every
-            evaluation runs through it, ``x0`` and the centres included.
+            built for ``FunctionTask(f, minimize=True)`` of this very ``f`` and the same
+            ``constraints`` (one built for another task is refused). Every evaluation runs
+            through it, ``x0`` and the centres included.
         callback: called with each generation's history row; return ``True`` (a Python
             or numpy bool) to stop.
         bounds: box bounds, ``(lower, upper)`` (numbers or one per coordinate) or a dict
@@ -138,11 +135,10 @@ def minimize(
             ``strategy stopped: <rule> (<why>)``.
 
     Returns:
-        A :class:`MinimizeResult`; ``success`` is ``False`` when every evaluation
-        returned NaN or an infinite loss (``fun`` is then NaN) or no feasible point was
-        found. ``f`` must return a real number (an
-        int or float, numpy's too, or anything with ``__float__`` but a bool or a string):
-        ``"1.5"`` and ``True`` fail the candidate instead of being coerced.
+        A :class:`MinimizeResult` (its ``success`` says when no finite or no feasible loss
+        was found). ``f`` must return a real number (an int or float, numpy's too, or
+        anything with ``__float__`` but a bool or a string): ``"1.5"`` and ``True`` fail the
+        candidate instead of being coerced.
 
     Example:
         >>> import numpy as np
