@@ -115,7 +115,8 @@ def test_a_builtin_function_still_prints_its_name():
 # ----------------------------------------------------------------------------- bad bounds
 @pytest.mark.parametrize("lower, line", [
     ([0.0, math.nan, 0.0], "coordinate 1 must be a finite number; got nan"),
-    ([0.0, 0.0, -math.inf], "coordinate 2 must be a finite number; got -inf"),
+    ([0.0, 0.0, -math.inf], "coordinate 2 must be a finite number; got -inf; a side without a "
+     "bound takes a far value (e.g. 1e6): None and inf are not bounds"),
     ([0.0, "a", 0.0], "coordinate 1 must be a number; got 'a'"),
     ([True, 0.0, 0.0], "coordinate 0 must be a number; got True"),
     (math.nan, "must be a finite number or a list of numbers; got nan"),
