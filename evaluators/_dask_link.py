@@ -45,7 +45,7 @@ from ._dask_heal import ClusterHealer
 from ._dask_hung import HungWorkers
 from ._dask_node import NodeSpec, close_pools, is_daemonic
 from ._dask_node_link import check_not_daemonic, node_tag, non_daemonic_nanny
-from ._dask_worker import identity
+from ._dask_worker import identity, quiet_shutdown
 
 __all__ = [
     "ClusterLink",
@@ -227,6 +227,11 @@ class ClusterLink:
             try:  # stop these tasks' node pools and unlink their tables (a kept cluster too)
                 self.run_on_workers(close_pools, digests, on_error="ignore")
             except SchedulerLost:  # best effort, bounded; a worker's exit does it too
+                pass
+        if self.cluster is not None and self.client.status == "running":
+            try:  # our own workers: what closing cuts is not news (bounded, best effort)
+                self.run_on_workers(quiet_shutdown, on_error="ignore")
+            except SchedulerLost:
                 pass
         if self.owns_client:
             try:
