@@ -15,7 +15,7 @@ from asktell._files import atomic_write_bytes
 from asktell.checkpoint import list_checkpoints
 from asktell.config import RunConfigBase, config_from_dict, diff_protected, load_config, with_changes
 from asktell.errors import CheckpointError, ConfigError
-from asktell.runlog import LOG_FILE, LogChain, verify_log
+from asktell.runlog import CONFIG_FILE, LOG_FILE, RUN_FILES, LogChain, verify_log
 
 __all__ = [
     "CONFIG_FILE",
@@ -27,7 +27,6 @@ __all__ = [
     "refuse_held",
 ]
 
-CONFIG_FILE = "config.toml"
 _SYSTEM_DIRS = ("/proc", "/sys", "/dev")
 
 
@@ -71,10 +70,6 @@ def check_out(run_dir: Path) -> None:
             raise ConfigError(f"{named} cannot be created: {str(nearest)!r} is not writable")
 
 
-#: A run directory's own files, which no output of another command may replace.
-_RUN_FILES = (CONFIG_FILE, LOG_FILE, "warnings.log", ".lock")
-
-
 def check_output_file(
     path: str | os.PathLike, what: str, suffixes: tuple[str, ...] | None = None
 ) -> Path:
@@ -96,7 +91,7 @@ def check_output_file(
             raise ConfigError(f"{what} {text!r} is under {str(parent)!r}, which is a file, not a directory")
     folder = target.parent
     if (folder.name == "checkpoints" and _is_run_dir(folder.parent)) or (
-        _is_run_dir(folder) and (target.name in _RUN_FILES or target.name.startswith(LOG_FILE))
+        _is_run_dir(folder) and (target.name in RUN_FILES or target.name.startswith(LOG_FILE))
     ):
         raise ConfigError(
             f"{what} {text!r} would replace a file of the run in {str(folder)!r}; write it elsewhere"

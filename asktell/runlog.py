@@ -19,15 +19,21 @@ from typing import Any
 
 import numpy as np
 
+from asktell._lock import LOCK_FILE
+from asktell._warnings import WARNINGS_FILE
 from asktell.errors import CheckpointError, ConfigError
 
 __all__ = [
     "LOG_FILE", "LOG_FIELDS", "TIMING_FIELDS", "read_log", "read_log_lines", "jsonable",
     "LogChain", "verify_log", "index_ranges", "mask_of_ranges", "STOP_FIELDS", "stop_record",
-    "read_stop", "read_log_records",
+    "read_stop", "read_log_records", "CONFIG_FILE", "RUN_FILES",
 ]
 
 LOG_FILE = "log.jsonl"
+#: The run's resolved configuration, beside its log.
+CONFIG_FILE = "config.toml"
+#: A run directory's own files (beside ``checkpoints/``), which no other output may replace.
+RUN_FILES = (CONFIG_FILE, LOG_FILE, WARNINGS_FILE, LOCK_FILE)
 
 #: Fields of a log row that measure time and so differ between otherwise identical runs.
 TIMING_FIELDS = frozenset(

@@ -17,12 +17,11 @@ from pydantic import Field, field_validator
 from asktell.config_base import declare_options
 from asktell.loggers._base import LoggerConfig, Resume
 from asktell.registry import LOGGERS
+from asktell.runlog import LOG_FILE, RUN_FILES
 
 __all__ = ["CSVLogger", "CSVLoggerConfig"]
 
 
-#: The run's own files, which a CSV file may not replace.
-_RUN_FILES = ("log.jsonl", "config.toml", "warnings.log", ".lock")
 _RUN_FOLDERS = ("checkpoints",)
 
 
@@ -33,7 +32,7 @@ def _run_file_named(run_dir: Path, path: Path) -> str | None:
     if target == base or target in base.parents:
         return "directory"
     if target.parent == base and (
-        target.name in _RUN_FILES or target.name.startswith("log.jsonl.damaged")
+        target.name in RUN_FILES or target.name.startswith(f"{LOG_FILE}.damaged")
     ):
         return target.name
     for folder in _RUN_FOLDERS:
